@@ -1,0 +1,38 @@
+//! `regatta-bench`: the load generator and benchmark scenarios of Regatta.
+//!
+//! Every scenario prints a human-readable table and then, as its last line, one JSON object
+//! with the figures, so scripts can pick results up with `tail -n 1`. Settings and figures
+//! measured on the project's machines are recorded in `benchmarks/README.md`.
+
+mod log_append;
+mod log_read;
+mod materializer;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "regatta-bench", version, about = "Benchmark scenarios for Regatta")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Durable appends to the segmented log from concurrent writers (fsync on).
+    LogAppend(log_append::Args),
+    /// Sequential read of sealed log segments.
+    LogRead(log_read::Args),
+    /// The in-memory materializer: point reads, range scans, apply, snapshots, memory.
+    Materializer(materializer::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::LogAppend(args) => log_append::run(args),
+        Scenario::LogRead(args) => log_read::run(args),
+        Scenario::Materializer(args) => materializer::run(args),
+    }
+}
