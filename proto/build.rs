@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/replication.proto",
     "proto/maintenance.proto",
     "proto/event.proto",
+    "proto/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,1 +1,12 @@
-//! placeholder
+//! Regatta's gRPC layer.
+//!
+//! This crate owns every tonic service a node serves and the translation between the wire
+//! and the domain: the public API (`regatta.v1` KV, Cluster and Tables, `maintenance.v1`),
+//! the Raft transport between core nodes (`regatta.raft.v1`), request limits and the mapping
+//! of every domain error to a `tonic::Status`. It deliberately holds no storage and no
+//! key-value semantics: those live in `regatta-log` and `regatta-materializer`.
+//!
+//! Modules:
+//! - [`raft_codec`]: openraft messages to and from their wire form.
+
+pub mod raft_codec;
