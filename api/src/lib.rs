@@ -8,5 +8,9 @@
 //!
 //! Modules:
 //! - [`raft_codec`]: openraft messages to and from their wire form.
+//! - [`raft_network`]: the client side of the Raft transport (openraft's `RaftNetwork`).
+//! - [`raft_service`]: the server side of the Raft transport.
 
 pub mod raft_codec;
+pub mod raft_network;
+pub mod raft_service;

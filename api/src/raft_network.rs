@@ -1,0 +1,209 @@
+//! The client side of the Raft transport: openraft's `RaftNetwork` over tonic.
+//!
+//! One lazily connected channel per peer. Transport failures become openraft's
+//! `Unreachable` (back off) and any other failure `Network` (retry); a snapshot travels as
+//! one client stream of parts, so its transfer time is bounded by the stream, not by a
+//! per-chunk timeout.
+
+use std::{future::Future, io::SeekFrom, time::Duration};
+
+use openraft::{
+    BasicNode, Snapshot, Vote,
+    error::{
+        Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, ReplicationClosed,
+        StreamingError, Unreachable,
+    },
+    network::{RPCOption, RaftNetwork, RaftNetworkFactory},
+    raft::{
+        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+        InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    },
+};
+use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_client::RaftTransportClient};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::raft_codec::{self as codec, WireConfig};
+
+/// Bytes of snapshot data per streamed part.
+const SNAPSHOT_PART_BYTES: usize = 1 << 20;
+/// The longest a whole snapshot transfer may take.
+const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest Raft message accepted or sent (batches of log entries can be large).
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Creates a [`RaftPeer`] per target node.
+#[derive(Clone, Default)]
+pub struct RaftNetworkFactoryImpl;
+
+impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        RaftPeer::new(target, &node.addr)
+    }
+}
+
+/// The connection to one peer. Its channel reconnects by itself.
+pub struct RaftPeer {
+    target: u64,
+    client: Result<RaftTransportClient<Channel>, String>,
+}
+
+impl RaftPeer {
+    fn new(target: u64, addr: &str) -> Self {
+        let client = Endpoint::from_shared(addr.to_string())
+            .map(|endpoint| {
+                let channel = endpoint
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .connect_lazy();
+                RaftTransportClient::new(channel)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            })
+            .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"));
+        Self { target, client }
+    }
+
+    fn client(&self) -> Result<RaftTransportClient<Channel>, TransportFailure> {
+        self.client.clone().map_err(TransportFailure::BadAddress)
+    }
+}
+
+/// Why a call to a peer did not return an answer.
+#[derive(Debug, thiserror::Error)]
+enum TransportFailure {
+    #[error("{0}")]
+    BadAddress(String),
+    #[error("peer unreachable: {0}")]
+    Unreachable(tonic::Status),
+    #[error("peer answered {0}")]
+    Status(tonic::Status),
+    #[error("peer sent an invalid message: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("reading the local snapshot: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<tonic::Status> for TransportFailure {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                Self::Unreachable(status)
+            }
+            _ => Self::Status(status),
+        }
+    }
+}
+
+impl TransportFailure {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
+        match self {
+            Self::Unreachable(_) | Self::BadAddress(_) => RPCError::Unreachable(Unreachable::new(&self)),
+            _ => RPCError::Network(NetworkError::new(&self)),
+        }
+    }
+}
+
+fn request<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(option.hard_ttl());
+    request
+}
+
+impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let call = async {
+            let mut client = self.client()?;
+            let resp = client.append_entries(request(codec::append_request_to_pb(&rpc), &option)).await?;
+            Ok::<_, TransportFailure>(codec::append_response_from_pb(resp.into_inner())?)
+        };
+        call.await.map_err(TransportFailure::into_rpc)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let call = async {
+            let mut client = self.client()?;
+            let resp = client.vote(request(codec::vote_request_to_pb(&rpc), &option)).await?;
+            Ok::<_, TransportFailure>(codec::vote_response_from_pb(resp.into_inner())?)
+        };
+        call.await.map_err(TransportFailure::into_rpc)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<C>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>>
+    {
+        let call = async {
+            let mut client = self.client()?;
+            let resp = client.install_snapshot(request(codec::install_request_to_pb(&rpc), &option)).await?;
+            Ok::<_, TransportFailure>(codec::install_response_from_pb(resp.into_inner())?)
+        };
+        call.await.map_err(TransportFailure::into_rpc)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<u64>,
+        snapshot: Snapshot<C>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<C, Fatal<u64>>> {
+        let target = self.target;
+        let send = async {
+            let mut client = self.client()?;
+            let Snapshot { meta, snapshot: mut data } = snapshot;
+            data.seek(SeekFrom::Start(0)).await?;
+            // Read the whole snapshot in parts ahead of the stream; the data is local.
+            let mut parts = Vec::new();
+            let mut first = Some((codec::vote_to_pb(&vote), codec::snapshot_meta_to_pb(&meta)));
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_PART_BYTES];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let n = data.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                let (vote, meta) = first.take().map_or((None, None), |(v, m)| (Some(v), Some(m)));
+                let last = filled == 0 || filled < SNAPSHOT_PART_BYTES;
+                if filled > 0 || vote.is_some() {
+                    parts.push(pb::SnapshotPart { vote, meta, data: buf.into() });
+                }
+                if last {
+                    break;
+                }
+            }
+            tracing::info!(target_node = target, parts = parts.len(), "streaming snapshot to peer");
+            let mut req = tonic::Request::new(futures::stream::iter(parts));
+            req.set_timeout(SNAPSHOT_TRANSFER_TIMEOUT);
+            let resp = client.stream_snapshot(req).await?;
+            let vote = codec::vote_from_pb(resp.into_inner().vote)?;
+            Ok::<_, TransportFailure>(SnapshotResponse { vote })
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = send => result.map_err(|failure| match failure {
+                TransportFailure::Unreachable(_) | TransportFailure::BadAddress(_) => {
+                    StreamingError::Unreachable(Unreachable::new(&failure))
+                }
+                _ => StreamingError::Network(NetworkError::new(&failure)),
+            }),
+        }
+    }
+}

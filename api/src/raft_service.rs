@@ -1,0 +1,107 @@
+//! The server side of the Raft transport: hands peers' messages to the local openraft
+//! instance, receives streamed snapshots, and answers forwarded writes through a
+//! [`ForwardHandler`] supplied by the node.
+
+use std::{io::SeekFrom, sync::Arc};
+
+use futures::future::BoxFuture;
+use openraft::{Raft, Snapshot, error::RaftError};
+use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_server::RaftTransport};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::raft_codec::{self as codec, CodecError, WireConfig};
+
+/// What the node does with a write forwarded to it by another node, and how it describes
+/// itself to peers.
+pub trait ForwardHandler: Send + Sync + 'static {
+    fn forward(&self, request: pb::ForwardRequest) -> BoxFuture<'_, Result<pb::ForwardResponse, Status>>;
+    fn node_info(&self) -> pb::NodeInfoResponse;
+}
+
+/// The `regatta.raft.v1.RaftTransport` service of one core node.
+pub struct RaftService<C: WireConfig> {
+    raft: Raft<C>,
+    handler: Arc<dyn ForwardHandler>,
+}
+
+impl<C: WireConfig> RaftService<C> {
+    pub fn new(raft: Raft<C>, handler: Arc<dyn ForwardHandler>) -> Self {
+        Self { raft, handler }
+    }
+}
+
+fn codec_status(e: CodecError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn raft_status<E: std::error::Error>(e: RaftError<u64, E>) -> Status {
+    match e {
+        RaftError::APIError(e) => Status::failed_precondition(e.to_string()),
+        RaftError::Fatal(e) => Status::unavailable(format!("raft on this node has stopped: {e}")),
+    }
+}
+
+#[tonic::async_trait]
+impl<C: WireConfig> RaftTransport for RaftService<C> {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = codec::append_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
+        let resp = self.raft.append_entries(req).await.map_err(raft_status)?;
+        Ok(Response::new(codec::append_response_to_pb(&resp)))
+    }
+
+    async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = codec::vote_request_from_pb(request.into_inner()).map_err(codec_status)?;
+        let resp = self.raft.vote(req).await.map_err(raft_status)?;
+        Ok(Response::new(codec::vote_response_to_pb(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let req = codec::install_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
+        let resp = self.raft.install_snapshot(req).await.map_err(raft_status)?;
+        Ok(Response::new(pb::InstallSnapshotResponse { vote: Some(codec::vote_to_pb(&resp.vote)) }))
+    }
+
+    async fn stream_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotPart>>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let mut parts = request.into_inner();
+        let first = parts
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
+        let vote = codec::vote_from_pb(first.vote).map_err(codec_status)?;
+        let meta = codec::snapshot_meta_from_pb(first.meta).map_err(codec_status)?;
+        let mut data = self.raft.begin_receiving_snapshot().await.map_err(raft_status)?;
+        let io = |e: std::io::Error| Status::internal(format!("buffering the received snapshot: {e}"));
+        data.write_all(&first.data).await.map_err(io)?;
+        while let Some(part) = parts.next().await {
+            data.write_all(&part?.data).await.map_err(io)?;
+        }
+        data.flush().await.map_err(io)?;
+        data.seek(SeekFrom::Start(0)).await.map_err(io)?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, "installing snapshot received from the leader");
+        let resp = self
+            .raft
+            .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+            .await
+            .map_err(|e| Status::unavailable(format!("raft on this node has stopped: {e}")))?;
+        Ok(Response::new(pb::InstallSnapshotResponse { vote: Some(codec::vote_to_pb(&resp.vote)) }))
+    }
+
+    async fn forward(&self, request: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardResponse>, Status> {
+        self.handler.forward(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn node_info(&self, _: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+        Ok(Response::new(self.handler.node_info()))
+    }
+}
