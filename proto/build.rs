@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/maintenance.proto",
     "proto/event.proto",
     "proto/raft.proto",
+    "proto/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     let well_known = protoc_bin_vendored::include_path()?;
-    let well_known = well_known.to_str().ok_or("protoc include path is not UTF-8")?;
+    let well_known = well_known
+        .to_str()
+        .ok_or("protoc include path is not UTF-8")?;
     tonic_prost_build::configure()
         .bytes(".")
         .include_file("generated.rs")

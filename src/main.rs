@@ -1,1 +1,78 @@
-fn main() {}
+//! The `regatta` binary: core and edge nodes, the single-machine `dev` mode, and the client
+//! command line.
+
+mod client;
+mod config;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "regatta",
+    version,
+    about = "Regatta: a log-centric, hub-and-spoke key-value store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage tables.
+    Table {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(subcommand)]
+        command: client::table::TableCommand,
+    },
+    /// Read and write keys.
+    Kv {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(subcommand)]
+        command: client::kv::KvCommand,
+    },
+    /// Inspect and change the cluster.
+    Cluster {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(subcommand)]
+        command: client::cluster::ClusterCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let matches =
+        match config::parse_with_config_file(Cli::command(), std::env::args_os().collect()) {
+            Ok(m) => m,
+            Err(e) => e.exit(),
+        };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Table { options, command } => client::table::run(command, &options).await,
+            Command::Kv { options, command } => client::kv::run(command, &options).await,
+            Command::Cluster { options, command } => client::cluster::run(command, &options).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

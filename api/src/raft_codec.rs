@@ -55,19 +55,28 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T> {
 }
 
 pub fn leader_id_to_pb(id: &LeaderId<u64>) -> pb::LeaderId {
-    pb::LeaderId { term: id.term, node_id: id.node_id }
+    pb::LeaderId {
+        term: id.term,
+        node_id: id.node_id,
+    }
 }
 
 pub fn log_id_to_pb(id: &LogId<u64>) -> pb::LogId {
     pb::LogId {
-        leader_id: Some(pb::LeaderId { term: id.leader_id.term, node_id: id.leader_id.node_id }),
+        leader_id: Some(pb::LeaderId {
+            term: id.leader_id.term,
+            node_id: id.leader_id.node_id,
+        }),
         index: id.index,
     }
 }
 
 pub fn log_id_from_pb(id: pb::LogId) -> Result<LogId<u64>> {
     let leader = required(id.leader_id, "log_id.leader_id")?;
-    Ok(LogId::new(CommittedLeaderId::new(leader.term, leader.node_id), id.index))
+    Ok(LogId::new(
+        CommittedLeaderId::new(leader.term, leader.node_id),
+        id.index,
+    ))
 }
 
 fn opt_log_id_from_pb(id: Option<pb::LogId>) -> Result<Option<LogId<u64>>> {
@@ -75,7 +84,10 @@ fn opt_log_id_from_pb(id: Option<pb::LogId>) -> Result<Option<LogId<u64>>> {
 }
 
 pub fn vote_to_pb(vote: &Vote<u64>) -> pb::Vote {
-    pb::Vote { leader_id: Some(leader_id_to_pb(&vote.leader_id)), committed: vote.committed }
+    pb::Vote {
+        leader_id: Some(leader_id_to_pb(&vote.leader_id)),
+        committed: vote.committed,
+    }
 }
 
 pub fn vote_from_pb(vote: Option<pb::Vote>) -> Result<Vote<u64>> {
@@ -91,17 +103,28 @@ pub fn membership_to_pb(m: &Membership<u64, BasicNode>) -> pb::Membership {
         configs: m
             .get_joint_config()
             .iter()
-            .map(|set| pb::NodeSet { ids: set.iter().copied().collect() })
+            .map(|set| pb::NodeSet {
+                ids: set.iter().copied().collect(),
+            })
             .collect(),
-        nodes: m.nodes().map(|(id, node)| (*id, node.addr.clone())).collect(),
+        nodes: m
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect(),
     }
 }
 
 pub fn membership_from_pb(m: pb::Membership) -> Membership<u64, BasicNode> {
-    let configs: Vec<BTreeSet<u64>> =
-        m.configs.into_iter().map(|set| set.ids.into_iter().collect()).collect();
-    let nodes: BTreeMap<u64, BasicNode> =
-        m.nodes.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+    let configs: Vec<BTreeSet<u64>> = m
+        .configs
+        .into_iter()
+        .map(|set| set.ids.into_iter().collect())
+        .collect();
+    let nodes: BTreeMap<u64, BasicNode> = m
+        .nodes
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
     Membership::new(configs, nodes)
 }
 
@@ -111,7 +134,10 @@ pub fn entry_to_pb<C: WireConfig>(entry: &Entry<C>) -> pb::Entry {
         EntryPayload::Normal(event) => pb::entry::Payload::Normal(event.encode_to_vec().into()),
         EntryPayload::Membership(m) => pb::entry::Payload::Membership(membership_to_pb(m)),
     };
-    pb::Entry { log_id: Some(log_id_to_pb(&entry.log_id)), payload: Some(payload) }
+    pb::Entry {
+        log_id: Some(log_id_to_pb(&entry.log_id)),
+        payload: Some(payload),
+    }
 }
 
 pub fn entry_from_pb<C: WireConfig>(entry: pb::Entry) -> Result<Entry<C>> {
@@ -119,15 +145,19 @@ pub fn entry_from_pb<C: WireConfig>(entry: pb::Entry) -> Result<Entry<C>> {
     let payload = match required(entry.payload, "entry.payload")? {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
         pb::entry::Payload::Normal(bytes) => EntryPayload::Normal(
-            C::Payload::decode(bytes)
-                .map_err(|source| CodecError::Event { index: log_id.index, source })?,
+            C::Payload::decode(bytes).map_err(|source| CodecError::Event {
+                index: log_id.index,
+                source,
+            })?,
         ),
         pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)),
     };
     Ok(Entry { log_id, payload })
 }
 
-pub fn append_request_to_pb<C: WireConfig>(req: &AppendEntriesRequest<C>) -> pb::AppendEntriesRequest {
+pub fn append_request_to_pb<C: WireConfig>(
+    req: &AppendEntriesRequest<C>,
+) -> pb::AppendEntriesRequest {
     pb::AppendEntriesRequest {
         vote: Some(vote_to_pb(&req.vote)),
         prev_log_id: req.prev_log_id.as_ref().map(log_id_to_pb),
@@ -142,7 +172,11 @@ pub fn append_request_from_pb<C: WireConfig>(
     Ok(AppendEntriesRequest {
         vote: vote_from_pb(req.vote)?,
         prev_log_id: opt_log_id_from_pb(req.prev_log_id)?,
-        entries: req.entries.into_iter().map(entry_from_pb).collect::<Result<_>>()?,
+        entries: req
+            .entries
+            .into_iter()
+            .map(entry_from_pb)
+            .collect::<Result<_>>()?,
         leader_commit: opt_log_id_from_pb(req.leader_commit)?,
     })
 }
@@ -151,23 +185,31 @@ pub fn append_response_to_pb(resp: &AppendEntriesResponse<u64>) -> pb::AppendEnt
     use pb::append_entries_response::Result as R;
     let result = match resp {
         AppendEntriesResponse::Success => R::Success(pb::Blank {}),
-        AppendEntriesResponse::PartialSuccess(matching) => {
-            R::PartialSuccess(pb::PartialSuccess { matching: matching.as_ref().map(log_id_to_pb) })
-        }
+        AppendEntriesResponse::PartialSuccess(matching) => R::PartialSuccess(pb::PartialSuccess {
+            matching: matching.as_ref().map(log_id_to_pb),
+        }),
         AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
         AppendEntriesResponse::HigherVote(vote) => R::HigherVote(vote_to_pb(vote)),
     };
-    pb::AppendEntriesResponse { result: Some(result) }
+    pb::AppendEntriesResponse {
+        result: Some(result),
+    }
 }
 
-pub fn append_response_from_pb(resp: pb::AppendEntriesResponse) -> Result<AppendEntriesResponse<u64>> {
+pub fn append_response_from_pb(
+    resp: pb::AppendEntriesResponse,
+) -> Result<AppendEntriesResponse<u64>> {
     use pb::append_entries_response::Result as R;
-    Ok(match required(resp.result, "append_entries_response.result")? {
-        R::Success(_) => AppendEntriesResponse::Success,
-        R::PartialSuccess(p) => AppendEntriesResponse::PartialSuccess(opt_log_id_from_pb(p.matching)?),
-        R::Conflict(_) => AppendEntriesResponse::Conflict,
-        R::HigherVote(vote) => AppendEntriesResponse::HigherVote(vote_from_pb(Some(vote))?),
-    })
+    Ok(
+        match required(resp.result, "append_entries_response.result")? {
+            R::Success(_) => AppendEntriesResponse::Success,
+            R::PartialSuccess(p) => {
+                AppendEntriesResponse::PartialSuccess(opt_log_id_from_pb(p.matching)?)
+            }
+            R::Conflict(_) => AppendEntriesResponse::Conflict,
+            R::HigherVote(vote) => AppendEntriesResponse::HigherVote(vote_from_pb(Some(vote))?),
+        },
+    )
 }
 
 pub fn vote_request_to_pb(req: &VoteRequest<u64>) -> pb::VoteRequest {
@@ -178,7 +220,10 @@ pub fn vote_request_to_pb(req: &VoteRequest<u64>) -> pb::VoteRequest {
 }
 
 pub fn vote_request_from_pb(req: pb::VoteRequest) -> Result<VoteRequest<u64>> {
-    Ok(VoteRequest { vote: vote_from_pb(req.vote)?, last_log_id: opt_log_id_from_pb(req.last_log_id)? })
+    Ok(VoteRequest {
+        vote: vote_from_pb(req.vote)?,
+        last_log_id: opt_log_id_from_pb(req.last_log_id)?,
+    })
 }
 
 pub fn vote_response_to_pb(resp: &VoteResponse<u64>) -> pb::VoteResponse {
@@ -206,7 +251,9 @@ pub fn snapshot_meta_to_pb(meta: &SnapshotMeta<u64, BasicNode>) -> pb::SnapshotM
     }
 }
 
-pub fn snapshot_meta_from_pb(meta: Option<pb::SnapshotMeta>) -> Result<SnapshotMeta<u64, BasicNode>> {
+pub fn snapshot_meta_from_pb(
+    meta: Option<pb::SnapshotMeta>,
+) -> Result<SnapshotMeta<u64, BasicNode>> {
     let meta = required(meta, "snapshot meta")?;
     let membership = required(meta.last_membership, "snapshot meta.last_membership")?;
     Ok(SnapshotMeta {
@@ -219,7 +266,9 @@ pub fn snapshot_meta_from_pb(meta: Option<pb::SnapshotMeta>) -> Result<SnapshotM
     })
 }
 
-pub fn install_request_to_pb<C: WireConfig>(req: &InstallSnapshotRequest<C>) -> pb::InstallSnapshotRequest {
+pub fn install_request_to_pb<C: WireConfig>(
+    req: &InstallSnapshotRequest<C>,
+) -> pb::InstallSnapshotRequest {
     pb::InstallSnapshotRequest {
         vote: Some(vote_to_pb(&req.vote)),
         meta: Some(snapshot_meta_to_pb(&req.meta)),
@@ -241,8 +290,12 @@ pub fn install_request_from_pb<C: WireConfig>(
     })
 }
 
-pub fn install_response_from_pb(resp: pb::InstallSnapshotResponse) -> Result<InstallSnapshotResponse<u64>> {
-    Ok(InstallSnapshotResponse { vote: vote_from_pb(resp.vote)? })
+pub fn install_response_from_pb(
+    resp: pb::InstallSnapshotResponse,
+) -> Result<InstallSnapshotResponse<u64>> {
+    Ok(InstallSnapshotResponse {
+        vote: vote_from_pb(resp.vote)?,
+    })
 }
 
 #[cfg(test)]
@@ -269,14 +322,27 @@ mod tests {
                 (4, BasicNode::new("http://d:1")),
             ]),
         );
-        let event = regatta_proto::event::Event { version: 1, proposed_at_micros: 7, kind: None };
+        let event = regatta_proto::event::Event {
+            version: 1,
+            proposed_at_micros: 7,
+            kind: None,
+        };
         let req = AppendEntriesRequest::<TestConfig> {
             vote: Vote::new_committed(3, 1),
             prev_log_id: Some(lid(2, 2, 10)),
             entries: vec![
-                Entry { log_id: lid(3, 1, 11), payload: EntryPayload::Blank },
-                Entry { log_id: lid(3, 1, 12), payload: EntryPayload::Normal(event) },
-                Entry { log_id: lid(3, 1, 13), payload: EntryPayload::Membership(membership) },
+                Entry {
+                    log_id: lid(3, 1, 11),
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: lid(3, 1, 12),
+                    payload: EntryPayload::Normal(event),
+                },
+                Entry {
+                    log_id: lid(3, 1, 13),
+                    payload: EntryPayload::Membership(membership),
+                },
             ],
             leader_commit: None,
         };
@@ -300,19 +366,37 @@ mod tests {
             let back = append_response_from_pb(append_response_to_pb(&resp)).expect("converts");
             assert_eq!(resp, back);
         }
-        let vote = VoteResponse { vote: Vote::new(4, 2), vote_granted: true, last_log_id: Some(lid(3, 1, 8)) };
-        assert_eq!(vote, vote_response_from_pb(vote_response_to_pb(&vote)).expect("converts"));
+        let vote = VoteResponse {
+            vote: Vote::new(4, 2),
+            vote_granted: true,
+            last_log_id: Some(lid(3, 1, 8)),
+        };
+        assert_eq!(
+            vote,
+            vote_response_from_pb(vote_response_to_pb(&vote)).expect("converts")
+        );
     }
 
     #[test]
     fn missing_fields_are_errors_not_panics() {
-        assert!(matches!(vote_from_pb(None), Err(CodecError::Missing("vote"))));
-        let entry = pb::Entry { log_id: None, payload: None };
+        assert!(matches!(
+            vote_from_pb(None),
+            Err(CodecError::Missing("vote"))
+        ));
+        let entry = pb::Entry {
+            log_id: None,
+            payload: None,
+        };
         assert!(entry_from_pb::<TestConfig>(entry).is_err());
         let bad = pb::Entry {
             log_id: Some(log_id_to_pb(&lid(1, 1, 5))),
-            payload: Some(pb::entry::Payload::Normal(bytes::Bytes::from_static(&[0xff, 0xff]))),
+            payload: Some(pb::entry::Payload::Normal(bytes::Bytes::from_static(&[
+                0xff, 0xff,
+            ]))),
         };
-        assert!(matches!(entry_from_pb::<TestConfig>(bad), Err(CodecError::Event { index: 5, .. })));
+        assert!(matches!(
+            entry_from_pb::<TestConfig>(bad),
+            Err(CodecError::Event { index: 5, .. })
+        ));
     }
 }

@@ -101,7 +101,9 @@ impl From<tonic::Status> for TransportFailure {
 impl TransportFailure {
     fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
         match self {
-            Self::Unreachable(_) | Self::BadAddress(_) => RPCError::Unreachable(Unreachable::new(&self)),
+            Self::Unreachable(_) | Self::BadAddress(_) => {
+                RPCError::Unreachable(Unreachable::new(&self))
+            }
             _ => RPCError::Network(NetworkError::new(&self)),
         }
     }
@@ -121,7 +123,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let call = async {
             let mut client = self.client()?;
-            let resp = client.append_entries(request(codec::append_request_to_pb(&rpc), &option)).await?;
+            let resp = client
+                .append_entries(request(codec::append_request_to_pb(&rpc), &option))
+                .await?;
             Ok::<_, TransportFailure>(codec::append_response_from_pb(resp.into_inner())?)
         };
         call.await.map_err(TransportFailure::into_rpc)
@@ -134,7 +138,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let call = async {
             let mut client = self.client()?;
-            let resp = client.vote(request(codec::vote_request_to_pb(&rpc), &option)).await?;
+            let resp = client
+                .vote(request(codec::vote_request_to_pb(&rpc), &option))
+                .await?;
             Ok::<_, TransportFailure>(codec::vote_response_from_pb(resp.into_inner())?)
         };
         call.await.map_err(TransportFailure::into_rpc)
@@ -144,11 +150,15 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         &mut self,
         rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
         let call = async {
             let mut client = self.client()?;
-            let resp = client.install_snapshot(request(codec::install_request_to_pb(&rpc), &option)).await?;
+            let resp = client
+                .install_snapshot(request(codec::install_request_to_pb(&rpc), &option))
+                .await?;
             Ok::<_, TransportFailure>(codec::install_response_from_pb(resp.into_inner())?)
         };
         call.await.map_err(TransportFailure::into_rpc)
@@ -164,7 +174,10 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         let target = self.target;
         let send = async {
             let mut client = self.client()?;
-            let Snapshot { meta, snapshot: mut data } = snapshot;
+            let Snapshot {
+                meta,
+                snapshot: mut data,
+            } = snapshot;
             data.seek(SeekFrom::Start(0)).await?;
             // Read the whole snapshot in parts ahead of the stream; the data is local.
             let mut parts = Vec::new();
@@ -180,16 +193,26 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                     filled += n;
                 }
                 buf.truncate(filled);
-                let (vote, meta) = first.take().map_or((None, None), |(v, m)| (Some(v), Some(m)));
+                let (vote, meta) = first
+                    .take()
+                    .map_or((None, None), |(v, m)| (Some(v), Some(m)));
                 let last = filled == 0 || filled < SNAPSHOT_PART_BYTES;
                 if filled > 0 || vote.is_some() {
-                    parts.push(pb::SnapshotPart { vote, meta, data: buf.into() });
+                    parts.push(pb::SnapshotPart {
+                        vote,
+                        meta,
+                        data: buf.into(),
+                    });
                 }
                 if last {
                     break;
                 }
             }
-            tracing::info!(target_node = target, parts = parts.len(), "streaming snapshot to peer");
+            tracing::info!(
+                target_node = target,
+                parts = parts.len(),
+                "streaming snapshot to peer"
+            );
             let mut req = tonic::Request::new(futures::stream::iter(parts));
             req.set_timeout(SNAPSHOT_TRANSFER_TIMEOUT);
             let resp = client.stream_snapshot(req).await?;

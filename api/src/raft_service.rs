@@ -16,7 +16,10 @@ use crate::raft_codec::{self as codec, CodecError, WireConfig};
 /// What the node does with a write forwarded to it by another node, and how it describes
 /// itself to peers.
 pub trait ForwardHandler: Send + Sync + 'static {
-    fn forward(&self, request: pb::ForwardRequest) -> BoxFuture<'_, Result<pb::ForwardResponse, Status>>;
+    fn forward(
+        &self,
+        request: pb::ForwardRequest,
+    ) -> BoxFuture<'_, Result<pb::ForwardResponse, Status>>;
     fn node_info(&self) -> pb::NodeInfoResponse;
 }
 
@@ -54,7 +57,10 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
         Ok(Response::new(codec::append_response_to_pb(&resp)))
     }
 
-    async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = codec::vote_request_from_pb(request.into_inner()).map_err(codec_status)?;
         let resp = self.raft.vote(req).await.map_err(raft_status)?;
         Ok(Response::new(codec::vote_response_to_pb(&resp)))
@@ -64,9 +70,12 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        let req = codec::install_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
+        let req =
+            codec::install_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
         let resp = self.raft.install_snapshot(req).await.map_err(raft_status)?;
-        Ok(Response::new(pb::InstallSnapshotResponse { vote: Some(codec::vote_to_pb(&resp.vote)) }))
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+        }))
     }
 
     async fn stream_snapshot(
@@ -80,8 +89,13 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let vote = codec::vote_from_pb(first.vote).map_err(codec_status)?;
         let meta = codec::snapshot_meta_from_pb(first.meta).map_err(codec_status)?;
-        let mut data = self.raft.begin_receiving_snapshot().await.map_err(raft_status)?;
-        let io = |e: std::io::Error| Status::internal(format!("buffering the received snapshot: {e}"));
+        let mut data = self
+            .raft
+            .begin_receiving_snapshot()
+            .await
+            .map_err(raft_status)?;
+        let io =
+            |e: std::io::Error| Status::internal(format!("buffering the received snapshot: {e}"));
         data.write_all(&first.data).await.map_err(io)?;
         while let Some(part) = parts.next().await {
             data.write_all(&part?.data).await.map_err(io)?;
@@ -91,17 +105,34 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
         tracing::info!(snapshot_id = %meta.snapshot_id, "installing snapshot received from the leader");
         let resp = self
             .raft
-            .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
             .await
             .map_err(|e| Status::unavailable(format!("raft on this node has stopped: {e}")))?;
-        Ok(Response::new(pb::InstallSnapshotResponse { vote: Some(codec::vote_to_pb(&resp.vote)) }))
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+        }))
     }
 
-    async fn forward(&self, request: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardResponse>, Status> {
-        self.handler.forward(request.into_inner()).await.map(Response::new)
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        self.handler
+            .forward(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn node_info(&self, _: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+    async fn node_info(
+        &self,
+        _: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoResponse>, Status> {
         Ok(Response::new(self.handler.node_info()))
     }
 }
