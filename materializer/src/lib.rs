@@ -1,21 +1,52 @@
 //! The materializer: turns committed log events into the in-memory tables every read is
 //! served from, on core and edge nodes alike.
 //!
-//! Modules:
-//! - [`raft`]: openraft type config and state machine.
-//! - [`response`]: what applying an entry answers.
+//! It owns: the domain types of reads and writes (validated once from the wire with
+//! `TryFrom`), applying events to tables deterministically, KV semantics (range, put,
+//! delete, txn), the published read view and the "applied ≥ R" signal, the snapshot format
+//! and its IO to any `object_store`, Regatta's backup format, and openraft's state machine.
+//!
+//! It deliberately does not own: gRPC serving and status mapping (`regatta-api`), the log's
+//! on-disk format and openraft's log storage (`regatta-log`), nor node assembly. It never
+//! touches the network except through an `ObjectStore` it is handed.
+//!
+//! See `OVERVIEW.md` for the invariants. Modules:
+//! - [`ids`]: [`Revision`], [`TableId`] newtypes.
+//! - [`error`]: [`Error`], [`Result`]; request failures vs fatal node failures.
+//! - [`limits`]: key, value and response size limits.
+//! - [`request`]: strict domain types of reads and writes, `TryFrom` the wire.
+//! - [`command`]: [`Command`], a validated write, to and from a log `Event`.
+//! - [`table`]: one table's ordered map and primitive writes.
+//! - [`state`]: [`State`], an immutable view of every table at one revision.
+//! - [`range`]: range evaluation, chunking, [`RangeIter`].
+//! - [`txn`]: compares and transaction ops.
+//! - [`apply`]: the pure apply function.
+//! - [`materializer`]: [`Materializer`], the published state, apply batches, wait for R.
+//! - [`response`]: [`ApplyResponse`], what applying an entry answers.
+//! - [`raft_meta`]: openraft bookkeeping carried inside every state.
+//! - [`snapshot`]: the snapshot format and its object store IO.
+//! - [`backup`]: Regatta's backup stream and directory format.
+//! - [`raft`]: openraft [`raft::TypeConfig`] and state machine.
 
+pub mod apply;
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod materializer;
 pub mod raft;
+pub mod raft_meta;
+pub mod range;
+pub mod request;
 pub mod response;
+pub mod state;
+pub mod table;
+pub mod txn;
 
+pub use command::Command;
+pub use error::{Error, Result};
+pub use ids::{Revision, TableId};
+pub use materializer::{Entry, Materializer};
+pub use range::RangeIter;
 pub use response::{ApplyResponse, Rejection};
-
-/// A table's id: the log index of its create event. Shown to clients as a decimal string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TableId(pub u64);
-
-impl std::fmt::Display for TableId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use state::State;

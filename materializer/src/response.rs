@@ -17,10 +17,14 @@ pub enum ApplyResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     /// A table was created with this id (the log index of its create event).
-    TableCreated { id: TableId },
+    TableCreated {
+        id: TableId,
+    },
     TableDeleted,
     /// A restore event stored this many pairs.
-    TableRestored { stored: u64 },
+    TableRestored {
+        stored: u64,
+    },
     /// The entry was rejected, identically on every replica: the request failed, the node
     /// carries on.
     Rejected(Rejection),

@@ -1,0 +1,320 @@
+//! [`Command`]: a validated write, the domain form of a log [`Event`].
+//!
+//! The API layer builds a `Command` from a request (`Command::try_from(&PutRequest)` …) and
+//! turns it into the event it proposes with [`Command::to_event`]. Apply turns each event
+//! back with [`Command::from_event`]; an event of a version or kind this build does not know
+//! is a node-stopping [`Error::UnknownEvent`], never skipped.
+
+use bytes::Bytes;
+use regatta_proto::event::{self, Event, event::Kind};
+use regatta_proto::mvcc::v1::{KeyValue, RequestOp, request_op};
+use regatta_proto::regatta::v1 as wire;
+
+use crate::request::{
+    DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_value, txn_from_parts,
+};
+use crate::{Error, Result};
+
+/// A validated write: what one log event asks the materializer to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Put(Put),
+    DeleteRange(DeleteRange),
+    Txn(Txn),
+    CreateTable {
+        name: String,
+        config: Option<prost_types::Struct>,
+    },
+    DeleteTable {
+        name: String,
+    },
+    /// Replace (`clear`) or extend a table's content with these pairs (Maintenance.Restore).
+    RestoreTable {
+        name: String,
+        clear: bool,
+        kvs: Vec<(Bytes, Bytes)>,
+    },
+}
+
+fn check_table_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("table name must not be empty"));
+    }
+    Ok(())
+}
+
+impl Command {
+    /// Decodes and validates the event at log `index`.
+    ///
+    /// Errors: [`Error::UnknownEvent`] (fatal) for an unknown version or kind; a request
+    /// error (InvalidArgument, KeyTooLarge…) for an event that is understood but invalid,
+    /// which apply records as a deterministic rejection.
+    pub fn from_event(index: u64, event: &Event) -> Result<Self> {
+        if event.version != regatta_proto::EVENT_VERSION {
+            return Err(Error::UnknownEvent {
+                index,
+                reason: format!(
+                    "event version {} (this build reads {})",
+                    event.version,
+                    regatta_proto::EVENT_VERSION
+                ),
+            });
+        }
+        let Some(kind) = &event.kind else {
+            return Err(Error::UnknownEvent {
+                index,
+                reason: "event kind unknown to this build".into(),
+            });
+        };
+        match kind {
+            Kind::Put(p) => Ok(Self::Put(Put::try_from(&wire::PutRequest {
+                table: p.table.clone(),
+                key: p.key.clone(),
+                value: p.value.clone(),
+                prev_kv: p.prev_kv,
+            })?)),
+            Kind::DeleteRange(d) => Ok(Self::DeleteRange(DeleteRange::try_from(
+                &wire::DeleteRangeRequest {
+                    table: d.table.clone(),
+                    key: d.key.clone(),
+                    range_end: d.range_end.clone(),
+                    prev_kv: d.prev_kv,
+                    count: d.count,
+                },
+            )?)),
+            Kind::Txn(t) => Ok(Self::Txn(txn_from_parts(
+                &t.table, &t.compare, &t.success, &t.failure,
+            )?)),
+            Kind::CreateTable(c) => {
+                check_table_name(&c.name)?;
+                Ok(Self::CreateTable {
+                    name: c.name.clone(),
+                    config: c.config.clone(),
+                })
+            }
+            Kind::DeleteTable(d) => {
+                check_table_name(&d.name)?;
+                Ok(Self::DeleteTable {
+                    name: d.name.clone(),
+                })
+            }
+            Kind::RestoreTable(r) => {
+                check_table_name(&r.name)?;
+                let kvs = r
+                    .kvs
+                    .iter()
+                    .map(|kv| {
+                        check_key(&kv.key)?;
+                        check_value(&kv.value)?;
+                        Ok((kv.key.clone(), kv.value.clone()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Self::RestoreTable {
+                    name: r.name.clone(),
+                    clear: r.clear,
+                    kvs,
+                })
+            }
+        }
+    }
+
+    /// The name of the table this command writes.
+    pub fn table(&self) -> &str {
+        match self {
+            Self::Put(p) => &p.table,
+            Self::DeleteRange(d) => &d.table,
+            Self::Txn(t) => &t.table,
+            Self::CreateTable { name, .. }
+            | Self::DeleteTable { name }
+            | Self::RestoreTable { name, .. } => name,
+        }
+    }
+
+    /// The log event proposing this command. `proposed_at_micros` is informational only.
+    pub fn to_event(&self, proposed_at_micros: u64) -> Event {
+        let kind = match self {
+            Self::Put(p) => Kind::Put(event::Put {
+                table: Bytes::from(p.table.clone()),
+                key: p.op.key.clone(),
+                value: p.op.value.clone(),
+                prev_kv: p.op.prev_kv,
+            }),
+            Self::DeleteRange(d) => {
+                let (key, range_end) = d.op.range.to_wire();
+                Kind::DeleteRange(event::DeleteRange {
+                    table: Bytes::from(d.table.clone()),
+                    key,
+                    range_end,
+                    prev_kv: d.op.prev_kv,
+                    count: d.op.count,
+                })
+            }
+            Self::Txn(t) => Kind::Txn(event::Txn {
+                table: Bytes::from(t.table.clone()),
+                compare: t.compare.iter().map(compare_to_wire).collect(),
+                success: t.success.iter().map(op_to_wire).collect(),
+                failure: t.failure.iter().map(op_to_wire).collect(),
+            }),
+            Self::CreateTable { name, config } => Kind::CreateTable(event::CreateTable {
+                name: name.clone(),
+                config: config.clone(),
+            }),
+            Self::DeleteTable { name } => {
+                Kind::DeleteTable(event::DeleteTable { name: name.clone() })
+            }
+            Self::RestoreTable { name, clear, kvs } => Kind::RestoreTable(event::RestoreTable {
+                name: name.clone(),
+                clear: *clear,
+                kvs: kvs
+                    .iter()
+                    .map(|(k, v)| KeyValue {
+                        key: k.clone(),
+                        value: v.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        };
+        Event {
+            version: regatta_proto::EVENT_VERSION,
+            proposed_at_micros,
+            kind: Some(kind),
+        }
+    }
+}
+
+fn compare_to_wire(c: &crate::request::Compare) -> regatta_proto::mvcc::v1::Compare {
+    use crate::request::CompareResult as R;
+    use regatta_proto::mvcc::v1::compare;
+    let (key, range_end) = c.range.to_wire();
+    let result = match c.result {
+        R::Equal => compare::CompareResult::Equal,
+        R::Greater => compare::CompareResult::Greater,
+        R::Less => compare::CompareResult::Less,
+        R::NotEqual => compare::CompareResult::NotEqual,
+    };
+    regatta_proto::mvcc::v1::Compare {
+        result: result as i32,
+        target: compare::CompareTarget::Value as i32,
+        key,
+        range_end,
+        target_union: c.value.clone().map(compare::TargetUnion::Value),
+    }
+}
+
+fn op_to_wire(op: &TxnOp) -> RequestOp {
+    let request = match op {
+        TxnOp::Range(q) => {
+            let (key, range_end) = q.range.to_wire();
+            request_op::Request::RequestRange(request_op::Range {
+                key,
+                range_end,
+                limit: q.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+                keys_only: q.keys_only,
+                count_only: q.count_only,
+            })
+        }
+        TxnOp::Put(PutOp {
+            key,
+            value,
+            prev_kv,
+        }) => request_op::Request::RequestPut(request_op::Put {
+            key: key.clone(),
+            value: value.clone(),
+            prev_kv: *prev_kv,
+        }),
+        TxnOp::Delete(DeleteOp {
+            range,
+            prev_kv,
+            count,
+        }) => {
+            let (key, range_end) = range.to_wire();
+            request_op::Request::RequestDeleteRange(request_op::DeleteRange {
+                key,
+                range_end,
+                prev_kv: *prev_kv,
+                count: *count,
+            })
+        }
+    };
+    RequestOp {
+        request: Some(request),
+    }
+}
+
+impl TryFrom<&wire::PutRequest> for Command {
+    type Error = Error;
+    fn try_from(r: &wire::PutRequest) -> Result<Self> {
+        Ok(Self::Put(Put::try_from(r)?))
+    }
+}
+
+impl TryFrom<&wire::DeleteRangeRequest> for Command {
+    type Error = Error;
+    fn try_from(r: &wire::DeleteRangeRequest) -> Result<Self> {
+        Ok(Self::DeleteRange(DeleteRange::try_from(r)?))
+    }
+}
+
+impl TryFrom<&wire::TxnRequest> for Command {
+    type Error = Error;
+    fn try_from(r: &wire::TxnRequest) -> Result<Self> {
+        Ok(Self::Txn(Txn::try_from(r)?))
+    }
+}
+
+impl TryFrom<&wire::CreateTableRequest> for Command {
+    type Error = Error;
+    fn try_from(r: &wire::CreateTableRequest) -> Result<Self> {
+        check_table_name(&r.name)?;
+        Ok(Self::CreateTable {
+            name: r.name.clone(),
+            config: r.config.clone(),
+        })
+    }
+}
+
+impl TryFrom<&wire::DeleteTableRequest> for Command {
+    type Error = Error;
+    fn try_from(r: &wire::DeleteTableRequest) -> Result<Self> {
+        check_table_name(&r.name)?;
+        Ok(Self::DeleteTable {
+            name: r.name.clone(),
+        })
+    }
+}
+
+/// Splits `kvs` into restore events of at most about `max_event_bytes` each: the first
+/// clears the table, the rest append. An empty input still yields one clearing event.
+pub fn restore_events(
+    table: &str,
+    kvs: impl IntoIterator<Item = (Bytes, Bytes)>,
+    max_event_bytes: usize,
+) -> Vec<Command> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut size = 0usize;
+    for (k, v) in kvs {
+        let len = k.len() + v.len() + crate::limits::KV_OVERHEAD_BYTES;
+        if !batch.is_empty() && size + len > max_event_bytes {
+            let clear = out.is_empty();
+            out.push(Command::RestoreTable {
+                name: table.into(),
+                clear,
+                kvs: std::mem::take(&mut batch),
+            });
+            size = 0;
+        }
+        size += len;
+        batch.push((k, v));
+    }
+    if !batch.is_empty() || out.is_empty() {
+        let clear = out.is_empty();
+        out.push(Command::RestoreTable {
+            name: table.into(),
+            clear,
+            kvs: batch,
+        });
+    }
+    out
+}

@@ -1,0 +1,151 @@
+//! Range evaluation: limit, keys_only, count_only, revision filters and ~4 MiB chunking,
+//! as plain functions over a [`Table`]; [`RangeIter`] yields every chunk of one view.
+//!
+//! `count` semantics (API.md): the number of pairs in this response; with `count_only`, the
+//! number of matching pairs in the range, up to `limit`. `more` is true when a matching pair
+//! exists beyond what was returned (because of `limit` or because the chunk was cut).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use regatta_proto::regatta::v1::RangeResponse;
+
+use crate::limits::{KV_OVERHEAD_BYTES, MAX_RESPONSE_BYTES};
+use crate::request::RangeQuery;
+use crate::state::State;
+use crate::table::Table;
+use crate::{Error, Result};
+
+/// One response's worth of a range.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeChunk {
+    pub response: RangeResponse,
+    /// The last key included, to continue after it.
+    pub last_key: Option<Bytes>,
+}
+
+/// Evaluates `q` on `table`, continuing after `after`, with `limit` replaced by
+/// `remaining` (the part of the limit not used by earlier chunks). Cuts the response before
+/// its pairs reach `max_bytes` (at least one pair is always returned).
+pub fn range_chunk(
+    table: &Table,
+    q: &RangeQuery,
+    after: Option<&[u8]>,
+    remaining: Option<u64>,
+    max_bytes: usize,
+) -> RangeChunk {
+    let mut matching = table.scan(&q.range, after).filter(|(_, r)| {
+        q.filter.is_empty() || q.filter.accepts(r.create_revision, r.mod_revision)
+    });
+    let mut out = RangeChunk::default();
+    if q.count_only {
+        let mut count = 0u64;
+        for _ in matching.by_ref() {
+            count += 1;
+            if remaining.is_some_and(|l| count >= l) {
+                break;
+            }
+        }
+        out.response.count = i64::try_from(count).unwrap_or(i64::MAX);
+        out.response.more = remaining.is_some_and(|l| count >= l) && matching.next().is_some();
+        return out;
+    }
+    let mut size = 0usize;
+    for (key, record) in matching.by_ref() {
+        let taken = out.response.kvs.len() as u64;
+        if remaining.is_some_and(|l| taken >= l) {
+            out.response.more = true;
+            break;
+        }
+        let len = key.len() + if q.keys_only { 0 } else { record.value.len() } + KV_OVERHEAD_BYTES;
+        if !out.response.kvs.is_empty() && size + len > max_bytes {
+            out.response.more = true;
+            break;
+        }
+        size += len;
+        out.response.kvs.push(record.to_kv(key, q.keys_only));
+        out.last_key = Some(key.clone());
+    }
+    out.response.count = out.response.kvs.len() as i64;
+    out
+}
+
+/// The `Range` RPC: the first chunk of `q` on `table`.
+pub fn range(table: &Table, q: &RangeQuery) -> RangeResponse {
+    range_chunk(table, q, None, q.limit, MAX_RESPONSE_BYTES).response
+}
+
+/// Every chunk of a range, all from one consistent view (`IterateRange`). `more` is set on
+/// all chunks but the last. Holding the iterator holds the view, never a lock.
+#[derive(Debug)]
+pub struct RangeIter {
+    view: Arc<State>,
+    table: String,
+    query: RangeQuery,
+    after: Option<Bytes>,
+    returned: u64,
+    max_bytes: usize,
+    done: bool,
+}
+
+impl RangeIter {
+    /// Iterates `query` over `table` in `view`. Fails with `TableNotFound` up front.
+    pub fn new(view: Arc<State>, table: &str, query: RangeQuery) -> Result<Self> {
+        if view.table(table).is_none() {
+            return Err(Error::TableNotFound {
+                table: table.into(),
+            });
+        }
+        Ok(Self {
+            view,
+            table: table.into(),
+            query,
+            after: None,
+            returned: 0,
+            max_bytes: MAX_RESPONSE_BYTES,
+            done: false,
+        })
+    }
+
+    /// Overrides the chunk size (tests, or a smaller configured message limit).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The view every chunk is read from.
+    pub fn view(&self) -> &Arc<State> {
+        &self.view
+    }
+}
+
+impl Iterator for RangeIter {
+    type Item = RangeResponse;
+
+    fn next(&mut self) -> Option<RangeResponse> {
+        if self.done {
+            return None;
+        }
+        let table = self.view.table(&self.table)?;
+        let remaining = self.query.limit.map(|l| l.saturating_sub(self.returned));
+        let chunk = range_chunk(
+            table,
+            &self.query,
+            self.after.as_deref(),
+            remaining,
+            self.max_bytes,
+        );
+        self.returned += chunk.response.kvs.len() as u64;
+        // Only a size cut continues; a limit reached ends the iteration (its `more` tells
+        // the client another key exists, as in `Range`).
+        let cut_by_size = chunk.response.more
+            && !self.query.count_only
+            && remaining.is_none_or(|l| (chunk.response.kvs.len() as u64) < l);
+        if cut_by_size {
+            self.after = chunk.last_key;
+        } else {
+            self.done = true;
+        }
+        Some(chunk.response)
+    }
+}
