@@ -1,0 +1,197 @@
+//! Model test: random operation sequences against a `BTreeMap` model, and batch-split
+//! determinism (one batch or many gives the same state and the same responses).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::*;
+use proptest::prelude::*;
+use regatta_materializer::{ApplyResponse, Entry, Materializer, Revision, State};
+use regatta_proto::event::Event;
+use regatta_proto::mvcc::v1::compare::CompareResult as CR;
+use regatta_proto::regatta::v1 as wire;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8, Option<u8>),
+    /// If key == value then put else delete.
+    Txn(u8, u8, u8),
+    PutMissingTable(u8),
+}
+
+fn key(k: u8) -> String {
+    format!("k{k:02}")
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..20, 0u8..5).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
+        2 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
+        1 => (0u8..20).prop_map(Op::PutMissingTable),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Rec {
+    value: Bytes,
+    create: u64,
+    modr: u64,
+    version: u64,
+}
+
+fn to_event(op: &Op) -> Event {
+    match op {
+        Op::Put(k, v) => put("t", &key(*k), &v.to_string()),
+        Op::Delete(k, e) => delete("t", &key(*k), &e.map(key).unwrap_or_default()),
+        Op::Txn(k, v, o) => txn(wire::TxnRequest {
+            table: b("t"),
+            compare: vec![cmp(&key(*k), "", CR::Equal, Some(&v.to_string()))],
+            success: vec![op_put(&key(*o), "s")],
+            failure: vec![op_delete(&key(*o), "")],
+        }),
+        Op::PutMissingTable(k) => put("nope", &key(*k), "v"),
+    }
+}
+
+/// Applies `op` at `rev` to the model; returns a summary comparable with the response.
+fn model_apply(m: &mut BTreeMap<Bytes, Rec>, op: &Op, rev: u64) -> String {
+    fn mput(m: &mut BTreeMap<Bytes, Rec>, k: Bytes, v: Bytes, rev: u64) -> Option<Bytes> {
+        let prev = m.get(&k).cloned();
+        let rec = match &prev {
+            Some(p) => Rec {
+                value: v,
+                create: p.create,
+                modr: rev,
+                version: p.version + 1,
+            },
+            None => Rec {
+                value: v,
+                create: rev,
+                modr: rev,
+                version: 1,
+            },
+        };
+        m.insert(k, rec);
+        prev.map(|p| p.value)
+    }
+    fn mdel(m: &mut BTreeMap<Bytes, Rec>, k: Bytes, end: Option<Bytes>) -> usize {
+        let doomed: Vec<Bytes> = match end {
+            None => m.contains_key(&k).then_some(k).into_iter().collect(),
+            Some(e) => m.keys().filter(|x| **x >= k && **x < e).cloned().collect(),
+        };
+        doomed.iter().filter(|d| m.remove(*d).is_some()).count()
+    }
+    match op {
+        Op::Put(k, v) => format!("put {:?}", mput(m, b(&key(*k)), b(&v.to_string()), rev)),
+        Op::Delete(k, e) => format!("del {}", mdel(m, b(&key(*k)), e.map(|e| b(&key(e))))),
+        Op::Txn(k, v, o) => {
+            let ok = m
+                .get(&b(&key(*k)))
+                .is_some_and(|r| r.value == b(&v.to_string()));
+            if ok {
+                format!("txn true put {:?}", mput(m, b(&key(*o)), b("s"), rev))
+            } else {
+                format!("txn false del {}", mdel(m, b(&key(*o)), None))
+            }
+        }
+        Op::PutMissingTable(_) => "missing".into(),
+    }
+}
+
+fn summarize(r: &ApplyResponse) -> String {
+    use regatta_proto::mvcc::v1::response_op::Response as R;
+    match r {
+        ApplyResponse::Put(p) => format!("put {:?}", p.prev_kv.as_ref().map(|kv| kv.value.clone())),
+        ApplyResponse::DeleteRange(d) => format!("del {}", d.deleted),
+        ApplyResponse::Txn(t) => match &t.responses[0].response {
+            Some(R::ResponsePut(p)) => format!(
+                "txn true put {:?}",
+                p.prev_kv.as_ref().map(|kv| kv.value.clone())
+            ),
+            Some(R::ResponseDeleteRange(d)) => format!("txn false del {}", d.deleted),
+            other => format!("unexpected {other:?}"),
+        },
+        ApplyResponse::Rejected(_) => "missing".into(),
+        other => format!("unexpected {other:?}"),
+    }
+}
+
+fn dump(state: &State) -> Vec<(Bytes, Rec)> {
+    state
+        .table("t")
+        .unwrap()
+        .iter()
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                Rec {
+                    value: r.value.clone(),
+                    create: r.create_revision,
+                    modr: r.mod_revision,
+                    version: r.version,
+                },
+            )
+        })
+        .collect()
+}
+
+fn apply_in_batches(
+    events: &[Event],
+    cuts: &[usize],
+) -> (Vec<(Bytes, Rec)>, Vec<ApplyResponse>, Revision) {
+    let m = Materializer::default();
+    let create_event = create("t");
+    m.apply_events([(Revision(1), &create_event)]).unwrap();
+    let mut responses = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (events.len() + 1)).collect();
+    bounds.push(events.len());
+    bounds.sort_unstable();
+    for end in bounds {
+        let batch = events[start..end].iter().enumerate().map(|(i, e)| Entry {
+            index: Revision((start + i) as u64 + 2),
+            event: Some(e),
+        });
+        responses.extend(m.apply_batch(batch).unwrap());
+        start = end;
+    }
+    let view = m.view();
+    (dump(&view), responses, view.revision())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn materializer_matches_btreemap_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut h = Harness::new();
+        h.apply(create("t"));
+        let mut model = BTreeMap::new();
+        for op in &ops {
+            let rev = h.next;
+            let got = summarize(&h.apply(to_event(op)));
+            let want = model_apply(&mut model, op, rev);
+            prop_assert_eq!(got, want, "op {:?}", op);
+        }
+        let view = h.m.view();
+        let want: Vec<_> = model.into_iter().collect();
+        prop_assert_eq!(dump(&view), want);
+        prop_assert_eq!(view.revision(), Revision(h.next - 1));
+    }
+
+    #[test]
+    fn one_batch_or_many_gives_the_same_result(
+        ops in proptest::collection::vec(op(), 1..60),
+        cuts in proptest::collection::vec(0usize..100, 0..6),
+    ) {
+        let events: Vec<Event> = ops.iter().map(to_event).collect();
+        let one = apply_in_batches(&events, &[]);
+        let many = apply_in_batches(&events, &cuts);
+        prop_assert_eq!(one, many);
+    }
+}
