@@ -4,13 +4,28 @@
 //! and the domain: the public API (`regatta.v1` KV, Cluster and Tables, `maintenance.v1`),
 //! the Raft transport between core nodes (`regatta.raft.v1`), request limits and the mapping
 //! of every domain error to a `tonic::Status`. It deliberately holds no storage and no
-//! key-value semantics: those live in `regatta-log` and `regatta-materializer`.
+//! key-value semantics: those live in `regatta-log` and `regatta-materializer`; what differs
+//! between a core and an edge node sits behind [`node::Role`], implemented by the binary.
 //!
 //! Modules:
+//! - [`error`]: the crate's error and its one mapping to gRPC status codes.
+//! - [`node`]: what the services need from the node (materializer, role, limits, tokens).
+//! - [`kv`]: `regatta.v1.KV`.
+//! - [`tables`]: `regatta.v1.Tables`.
+//! - [`cluster`]: `regatta.v1.Cluster`.
+//! - [`metrics`]: request counts and latency of every gRPC method.
 //! - [`raft_codec`]: openraft messages to and from their wire form.
 //! - [`raft_network`]: the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`]: the server side of the Raft transport.
 
+pub mod cluster;
+pub mod error;
+pub mod kv;
+pub mod metrics;
+pub mod node;
 pub mod raft_codec;
 pub mod raft_network;
 pub mod raft_service;
+pub mod tables;
+
+pub use error::{Error, Result};

@@ -13,13 +13,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::raft_codec::{self as codec, CodecError, WireConfig};
 
-/// What the node does with a write forwarded to it by another node, and how it describes
-/// itself to peers.
+/// What the node does with requests peers send it beyond Raft itself: forwarded writes,
+/// read-index requests, and questions about who it is.
 pub trait ForwardHandler: Send + Sync + 'static {
     fn forward(
         &self,
         request: pb::ForwardRequest,
     ) -> BoxFuture<'_, Result<pb::ForwardResponse, Status>>;
+    fn read_index(&self, hops: u32) -> BoxFuture<'_, Result<u64, Status>>;
     fn node_info(&self) -> pb::NodeInfoResponse;
 }
 
@@ -127,6 +128,14 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
             .forward(request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let index = self.handler.read_index(request.into_inner().hops).await?;
+        Ok(Response::new(pb::ReadIndexResponse { index }))
     }
 
     async fn node_info(

@@ -1,0 +1,155 @@
+//! `regatta.v1.KV`: reads from this node's materialized view, writes through the node's
+//! [`Role`](crate::node::Role).
+//!
+//! Every request is validated into its domain type first (`TryFrom`), so a bad request is
+//! refused with `InvalidArgument` before it costs anything. Reads take one view and answer
+//! entirely from it; the header's revision is that view's.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use regatta_materializer::{Command, request::TableRange, request::Txn};
+use regatta_proto::regatta::v1::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnRequest, TxnResponse, kv_server::Kv,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    Error, Result,
+    node::{NodeContext, WriteRequest, WriteResponse},
+};
+
+/// The KV service of one node.
+pub struct KvService {
+    ctx: NodeContext,
+}
+
+impl KvService {
+    pub fn new(ctx: NodeContext) -> Self {
+        Self { ctx }
+    }
+
+    /// Before a linearizable read: wait until this node has applied the leader's commit index.
+    async fn linearize(&self, deadline: std::time::Duration) -> Result<()> {
+        let started = tokio::time::Instant::now();
+        let index = tokio::time::timeout(deadline, self.ctx.role.read_index())
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "confirming leadership for a linearizable read",
+            })??;
+        let left = deadline.saturating_sub(started.elapsed());
+        self.ctx
+            .wait_applied(regatta_materializer::Revision(index), left)
+            .await
+    }
+
+    async fn write(
+        &self,
+        request: WriteRequest,
+        deadline: std::time::Duration,
+    ) -> Result<WriteResponse> {
+        tokio::time::timeout(deadline, self.ctx.role.write(request))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "committing the write",
+            })?
+    }
+
+    fn range_now(&self, range: &TableRange) -> Result<RangeResponse> {
+        let view = self.ctx.materializer.peek();
+        let mut response = view.range(range)?;
+        let shard = view.table(&range.table).map_or(0, |t| t.id().0);
+        response.header = Some(self.ctx.header(shard, view.revision()));
+        Ok(response)
+    }
+}
+
+fn unexpected(what: &str, got: &WriteResponse) -> Error {
+    Error::Internal(format!("a {what} was answered with {got:?}"))
+}
+
+type RangeStream = Pin<Box<dyn Stream<Item = Result<RangeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let deadline = self.ctx.deadline(request.metadata());
+        let range = TableRange::try_from(request.get_ref()).map_err(Error::from)?;
+        if range.linearizable {
+            self.linearize(deadline).await?;
+        }
+        Ok(Response::new(self.range_now(&range)?))
+    }
+
+    type IterateRangeStream = RangeStream;
+
+    async fn iterate_range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeStream>, Status> {
+        let deadline = self.ctx.deadline(request.metadata());
+        let range = TableRange::try_from(request.get_ref()).map_err(Error::from)?;
+        if range.linearizable {
+            self.linearize(deadline).await?;
+        }
+        let view = self.ctx.materializer.view();
+        let chunks = view.iterate(&range).map_err(Error::from)?;
+        let header = self.ctx.header(
+            view.table(&range.table).map_or(0, |t| t.id().0),
+            view.revision(),
+        );
+        let stream = tokio_stream::iter(chunks.map(move |mut chunk| {
+            chunk.header = Some(header);
+            Ok(chunk)
+        }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let deadline = self.ctx.deadline(request.metadata());
+        let request = request.into_inner();
+        Command::try_from(&request).map_err(Error::from)?;
+        match self.write(WriteRequest::Put(request), deadline).await? {
+            WriteResponse::Put(response) => Ok(Response::new(response)),
+            other => Err(unexpected("put", &other).into()),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let deadline = self.ctx.deadline(request.metadata());
+        let request = request.into_inner();
+        Command::try_from(&request).map_err(Error::from)?;
+        match self
+            .write(WriteRequest::DeleteRange(request), deadline)
+            .await?
+        {
+            WriteResponse::DeleteRange(response) => Ok(Response::new(response)),
+            other => Err(unexpected("delete", &other).into()),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let deadline = self.ctx.deadline(request.metadata());
+        let request = request.into_inner();
+        let txn = Txn::try_from(&request).map_err(Error::from)?;
+        if txn.is_read_only() {
+            let view = self.ctx.materializer.view();
+            if let Some(mut response) = view.read_txn(&txn).map_err(Error::from)? {
+                let shard = view.table(&txn.table).map_or(0, |t| t.id().0);
+                response.header = Some(self.ctx.header(shard, view.revision()));
+                return Ok(Response::new(response));
+            }
+        }
+        match self.write(WriteRequest::Txn(request), deadline).await? {
+            WriteResponse::Txn(response) => Ok(Response::new(response)),
+            other => Err(unexpected("txn", &other).into()),
+        }
+    }
+}
