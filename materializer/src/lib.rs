@@ -39,6 +39,7 @@ pub mod raft_meta;
 pub mod range;
 pub mod request;
 pub mod response;
+pub mod snapshot;
 pub mod state;
 pub mod table;
 pub mod txn;

@@ -1,0 +1,262 @@
+//! The snapshot byte format.
+//!
+//! An object is one zstd frame (with zstd's own content checksum) around this stream, all
+//! integers little-endian:
+//!
+//! ```text
+//! magic    "RGTASNAP"                      8 bytes
+//! version  u32 = 1
+//! revision u64                              log index of the view
+//! raft     u32 len, bytes                   RaftMeta::encode (last applied, membership)
+//! tables   u32 count
+//!   per table, in name order:
+//!     'T'  u8
+//!     name u32 len, UTF-8
+//!     id   u64
+//!     config u8 present, [u32 len, protobuf google.protobuf.Struct]
+//!     records u64 count
+//!       per record, in strictly increasing key order:
+//!         key u32 len, bytes · value u32 len, bytes · create u64 · mod u64 · version u64
+//! 'E'      u8                                end marker
+//! crc32c   u32                               over every byte above, uncompressed
+//! ```
+//!
+//! A reader rejects unknown magic or version, lengths over the limits, keys out of order,
+//! a missing end marker or checksum, a checksum mismatch and trailing bytes: a truncated or
+//! bit-flipped snapshot is an [`Error::Corrupted`], never a partial state.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use imbl::OrdMap;
+use prost::Message;
+
+use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::raft_meta::RaftMeta;
+use crate::table::{Record, Table};
+use crate::{Error, Result, Revision, State, TableId};
+
+/// First bytes of every snapshot stream.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGTASNAP";
+/// The format version written and the only one read.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// zstd level: fast enough to write a million keys well under a second.
+const ZSTD_LEVEL: i32 = 1;
+const MAX_META_BYTES: usize = 1 << 20;
+const MAX_NAME_BYTES: usize = 64 * 1024;
+const MAX_CONFIG_BYTES: usize = 16 << 20;
+const WHAT: &str = "snapshot";
+
+/// Counts a CRC32C over everything written through it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn put_len(w: &mut impl Write, len: usize) -> Result<()> {
+    let len = u32::try_from(len).map_err(|_| Error::invalid("field longer than 4 GiB"))?;
+    w.write_all(&len.to_le_bytes())?;
+    Ok(())
+}
+
+fn put_bytes(w: &mut impl Write, b: &[u8]) -> Result<()> {
+    put_len(w, b.len())?;
+    w.write_all(b)?;
+    Ok(())
+}
+
+/// Writes `state` as a snapshot into `w` and returns `w`. Reads only the immutable view:
+/// readers and apply carry on meanwhile.
+pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
+    let mut encoder = zstd::Encoder::new(w, ZSTD_LEVEL)?;
+    encoder.include_checksum(true)?;
+    let mut out = CrcWriter {
+        inner: io::BufWriter::with_capacity(256 * 1024, encoder),
+        crc: 0,
+    };
+    out.write_all(SNAPSHOT_MAGIC)?;
+    out.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
+    out.write_all(&state.revision().0.to_le_bytes())?;
+    put_bytes(&mut out, &state.raft_meta().encode())?;
+    put_len(&mut out, state.tables.len())?;
+    for (name, table) in state.tables() {
+        out.write_all(b"T")?;
+        put_bytes(&mut out, name.as_bytes())?;
+        out.write_all(&table.id().0.to_le_bytes())?;
+        match table.config() {
+            None => out.write_all(&[0])?,
+            Some(c) => {
+                out.write_all(&[1])?;
+                put_bytes(&mut out, &c.encode_to_vec())?;
+            }
+        }
+        out.write_all(&(table.len() as u64).to_le_bytes())?;
+        for (key, r) in table.iter() {
+            put_bytes(&mut out, key)?;
+            put_bytes(&mut out, &r.value)?;
+            let mut tail = [0u8; 24];
+            tail[..8].copy_from_slice(&r.create_revision.to_le_bytes());
+            tail[8..16].copy_from_slice(&r.mod_revision.to_le_bytes());
+            tail[16..].copy_from_slice(&r.version.to_le_bytes());
+            out.write_all(&tail)?;
+        }
+    }
+    out.write_all(b"E")?;
+    let crc = out.crc;
+    let mut buffered = out.inner;
+    buffered.write_all(&crc.to_le_bytes())?;
+    let encoder = buffered.into_inner().map_err(|e| e.into_error())?;
+    Ok(encoder.finish()?)
+}
+
+/// Encodes `state` into a buffer (Raft snapshot transfer).
+pub fn encode(state: &State) -> Result<Vec<u8>> {
+    write_snapshot(state, Vec::new())
+}
+
+/// Reads a snapshot, verifying it entirely before returning the state.
+struct CrcReader<R> {
+    inner: R,
+    crc: u32,
+}
+
+impl<R: Read> CrcReader<R> {
+    fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.inner.read_exact(buf).map_err(truncated)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        Ok(())
+    }
+    fn u8(&mut self) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.exact(&mut b)?;
+        Ok(b[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn bytes(&mut self, field: &str, limit: usize) -> Result<Vec<u8>> {
+        let len = self.u32()? as usize;
+        if len > limit {
+            return Err(Error::corrupted(
+                WHAT,
+                format!("{field} length {len} over limit {limit}"),
+            ));
+        }
+        let mut v = vec![0u8; len];
+        self.exact(&mut v)?;
+        Ok(v)
+    }
+}
+
+fn truncated(e: io::Error) -> Error {
+    Error::corrupted(WHAT, format!("truncated or undecodable stream: {e}"))
+}
+
+/// Reads and fully verifies a snapshot from `r`. The returned state is only built when the
+/// whole stream, end marker and checksum included, is valid.
+pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
+    let decoder = zstd::Decoder::new(r).map_err(truncated)?;
+    let mut input = CrcReader {
+        inner: io::BufReader::with_capacity(256 * 1024, decoder),
+        crc: 0,
+    };
+    let mut magic = [0u8; 8];
+    input.exact(&mut magic)?;
+    if &magic != SNAPSHOT_MAGIC {
+        return Err(Error::corrupted(WHAT, "bad magic: not a Regatta snapshot"));
+    }
+    let version = input.u32()?;
+    if version != SNAPSHOT_VERSION {
+        return Err(Error::corrupted(
+            WHAT,
+            format!("unknown format version {version}"),
+        ));
+    }
+    let revision = Revision(input.u64()?);
+    let raft = RaftMeta::decode(&input.bytes("raft metadata", MAX_META_BYTES)?)?;
+    let n_tables = input.u32()?;
+    let mut tables = OrdMap::new();
+    let mut last_name: Option<String> = None;
+    for _ in 0..n_tables {
+        if input.u8()? != b'T' {
+            return Err(Error::corrupted(WHAT, "missing table marker"));
+        }
+        let name = String::from_utf8(input.bytes("table name", MAX_NAME_BYTES)?)
+            .map_err(|_| Error::corrupted(WHAT, "table name not UTF-8"))?;
+        if last_name.as_ref().is_some_and(|l| *l >= name) {
+            return Err(Error::corrupted(WHAT, "tables out of order"));
+        }
+        let id = TableId(input.u64()?);
+        let config = match input.u8()? {
+            0 => None,
+            1 => Some(
+                prost_types::Struct::decode(input.bytes("config", MAX_CONFIG_BYTES)?.as_slice())
+                    .map_err(|e| Error::corrupted(WHAT, format!("table config: {e}")))?,
+            ),
+            t => return Err(Error::corrupted(WHAT, format!("bad config tag {t}"))),
+        };
+        let count = input.u64()?;
+        let mut data = OrdMap::new();
+        let mut prev: Option<Bytes> = None;
+        for _ in 0..count {
+            let key = Bytes::from(input.bytes("key", MAX_KEY_BYTES)?);
+            if key.is_empty() || prev.as_ref().is_some_and(|p| *p >= key) {
+                return Err(Error::corrupted(WHAT, "keys empty or out of order"));
+            }
+            let value = Bytes::from(input.bytes("value", MAX_VALUE_BYTES)?);
+            let record = Record {
+                value,
+                create_revision: input.u64()?,
+                mod_revision: input.u64()?,
+                version: input.u64()?,
+            };
+            prev = Some(key.clone());
+            data.insert(key, record);
+        }
+        last_name = Some(name.clone());
+        tables.insert(name, Table::with_data(id, config, data));
+    }
+    if input.u8()? != b'E' {
+        return Err(Error::corrupted(WHAT, "missing end marker"));
+    }
+    let expected = input.crc;
+    let mut crc = [0u8; 4];
+    input.inner.read_exact(&mut crc).map_err(truncated)?;
+    if u32::from_le_bytes(crc) != expected {
+        return Err(Error::corrupted(WHAT, "checksum mismatch"));
+    }
+    let mut rest = [0u8; 1];
+    match input.inner.read(&mut rest) {
+        Ok(0) => {}
+        Ok(_) => return Err(Error::corrupted(WHAT, "trailing bytes after checksum")),
+        Err(e) => return Err(truncated(e)),
+    }
+    Ok(State {
+        revision,
+        tables,
+        raft,
+    })
+}
+
+/// Decodes a snapshot held in memory.
+pub fn decode(bytes: &[u8]) -> Result<State> {
+    read_snapshot(bytes)
+}

@@ -1,0 +1,231 @@
+//! Snapshots in an object store: streamed up with a multipart upload, streamed down in
+//! chunks; the encoder and decoder run on blocking threads, the IO stays async.
+//!
+//! # Object key layout
+//!
+//! ```text
+//! <prefix>/snapshots/<revision, 20 digits zero-padded>.snap.zst
+//! e.g.    snapshots/00000000000001234567.snap.zst
+//! ```
+//!
+//! Keys are immutable (one revision is written once; rewriting yields the same content) and
+//! sort by revision when listed. A snapshot becomes visible only when its multipart upload
+//! completes (object stores never list an unfinished upload; the local file system store
+//! stages to a temporary file and renames); in addition every object is verified end to
+//! end (zstd checksum, end marker, CRC32C trailer) before it is used, so a half-written
+//! object is never taken for a snapshot. Objects under the prefix whose names do not
+//! match the pattern are ignored.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use tokio::sync::mpsc;
+
+use crate::snapshot::format::{read_snapshot, write_snapshot};
+use crate::{Error, Result, Revision, State};
+
+/// Size of the chunks handed from the encoder to the upload (and the multipart part size).
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+const UPLOAD_CONCURRENCY: usize = 4;
+const SUFFIX: &str = ".snap.zst";
+
+/// Where and how big a written snapshot is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub revision: Revision,
+    pub location: Path,
+    pub size: u64,
+}
+
+/// Snapshots of one cluster under one prefix of an object store. See the module docs for
+/// the key layout.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    store: Arc<dyn ObjectStore>,
+    dir: Path,
+}
+
+impl SnapshotStore {
+    /// Snapshots under `<prefix>/snapshots/`; an empty prefix means the bucket root.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        let dir = if prefix.is_empty() {
+            Path::from("snapshots")
+        } else {
+            Path::from(prefix).join("snapshots")
+        };
+        Self { store, dir }
+    }
+
+    /// The object key of the snapshot at `revision`.
+    pub fn location(&self, revision: Revision) -> Path {
+        self.dir.clone().join(format!("{:020}{SUFFIX}", revision.0))
+    }
+
+    fn parse(&self, location: &Path) -> Option<Revision> {
+        let name = location.filename()?;
+        let digits = name.strip_suffix(SUFFIX)?;
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok().map(Revision))
+            .flatten()
+    }
+
+    /// Revisions of every snapshot present, ascending.
+    pub async fn list(&self) -> Result<Vec<Revision>> {
+        let mut listing = self.store.list(Some(&self.dir));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            if let Some(rev) = self.parse(&meta?.location) {
+                out.push(rev);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The newest snapshot's revision, if any.
+    pub async fn latest(&self) -> Result<Option<Revision>> {
+        Ok(self.list().await?.pop())
+    }
+
+    /// Streams `view` into the store. The view is immutable: readers and apply carry on;
+    /// memory holds at most a few chunks of the encoded stream.
+    pub async fn upload(&self, view: Arc<State>) -> Result<SnapshotInfo> {
+        let revision = view.revision();
+        let location = self.location(revision);
+        let upload = self.store.put_multipart(&location).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
+        let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+        let encoder = tokio::task::spawn_blocking(move || {
+            let sink = ChunkSender {
+                tx,
+                buf: Vec::with_capacity(CHUNK_BYTES),
+            };
+            let mut sink = write_snapshot(&view, sink)?;
+            sink.flush()?;
+            Ok::<_, Error>(())
+        });
+        let mut size = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            size += chunk.len() as u64;
+            if let Err(e) = writer.wait_for_capacity(UPLOAD_CONCURRENCY).await {
+                drop(rx);
+                let _ = encoder.await;
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            writer.put(chunk);
+        }
+        let encoded = encoder.await.map_err(|e| Error::Io(io::Error::other(e)))?;
+        if let Err(e) = encoded {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        tracing::info!(revision = revision.0, size, location = %location, "snapshot uploaded");
+        Ok(SnapshotInfo {
+            revision,
+            location,
+            size,
+        })
+    }
+
+    /// Streams the snapshot at `revision` down and decodes it into a new state (to be
+    /// swapped in with [`crate::Materializer::replace`]).
+    pub async fn download(&self, revision: Revision) -> Result<State> {
+        let location = self.location(revision);
+        let mut stream = self.store.get(&location).await?.into_stream();
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+        let decoder = tokio::task::spawn_blocking(move || {
+            read_snapshot(ChunkReader {
+                rx,
+                current: Bytes::new(),
+            })
+        });
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            // The decoder may have stopped early on corrupt data: then stop sending.
+            if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        let state = decoder
+            .await
+            .map_err(|e| Error::Io(io::Error::other(e)))??;
+        if state.revision() != revision {
+            return Err(Error::corrupted(
+                "snapshot",
+                format!("object {location} holds revision {}", state.revision()),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Downloads the newest snapshot, if any.
+    pub async fn download_latest(&self) -> Result<Option<State>> {
+        match self.latest().await? {
+            Some(rev) => Ok(Some(self.download(rev).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A `Write` that hands fixed-size chunks to the async uploader.
+struct ChunkSender {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::other("snapshot upload stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = CHUNK_BYTES - self.buf.len();
+        let n = room.min(buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// A `Read` over chunks arriving from the async download.
+struct ChunkReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

@@ -1,0 +1,244 @@
+//! Snapshot codec and object store IO: round trips, truncation and bit flips, key layout,
+//! half-written objects, and snapshots taken while apply goes on.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use proptest::prelude::*;
+use regatta_materializer::snapshot::{self, SnapshotStore};
+use regatta_materializer::{Error, Materializer, Revision, State};
+use regatta_proto::event::{self, event::Kind};
+
+type Dump = (
+    Revision,
+    Vec<(String, String, Vec<(Bytes, Bytes, u64, u64, u64)>)>,
+);
+
+fn dump(s: &State) -> Dump {
+    let tables = s
+        .tables()
+        .map(|(name, t)| {
+            let rows = t
+                .iter()
+                .map(|(k, r)| {
+                    (
+                        k.clone(),
+                        r.value.clone(),
+                        r.create_revision,
+                        r.mod_revision,
+                        r.version,
+                    )
+                })
+                .collect();
+            (name.clone(), format!("{}:{:?}", t.id(), t.config()), rows)
+        })
+        .collect();
+    (s.revision(), tables)
+}
+
+fn sample(keys: usize) -> Materializer {
+    let m = Materializer::default();
+    let config = prost_types::Struct {
+        fields: [(
+            "replicas".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(3.0)),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let with_config = event(Kind::CreateTable(event::CreateTable {
+        name: "conf".into(),
+        config: Some(config),
+    }));
+    m.apply_events([(Revision(1), &create("t")), (Revision(2), &with_config)])
+        .unwrap();
+    let events: Vec<_> = (0..keys)
+        .map(|i| put("t", &format!("key-{i:06}"), &format!("value-{i}")))
+        .collect();
+    m.apply_events(
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Revision(i as u64 + 3), e)),
+    )
+    .unwrap();
+    m
+}
+
+#[test]
+fn snapshot_round_trips_every_table_record_and_revision() {
+    let m = sample(500);
+    let view = m.view();
+    let bytes = snapshot::encode(&view).unwrap();
+    let back = snapshot::decode(&bytes).unwrap();
+    assert_eq!(dump(&back), dump(&view));
+    assert_eq!(back.raft_meta(), view.raft_meta());
+    // Encoding is deterministic.
+    assert_eq!(snapshot::encode(&back).unwrap(), bytes);
+}
+
+#[test]
+fn wrong_magic_and_version_are_rejected_loudly() {
+    let err = snapshot::decode(&zstd::encode_all(&b"NOTASNAPxxxxxxxxxxxxxxxx"[..], 1).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupted { .. }) && err.to_string().contains("magic"),
+        "{err}"
+    );
+    let mut raw = zstd::decode_all(snapshot::encode(&State::new()).unwrap().as_slice()).unwrap();
+    raw[8] = 9; // version
+    let err = snapshot::decode(&zstd::encode_all(raw.as_slice(), 1).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("version 9"), "{err}");
+    assert!(matches!(
+        snapshot::decode(b"garbage"),
+        Err(Error::Corrupted { .. })
+    ));
+}
+
+#[test]
+fn checksum_catches_corruption_inside_a_valid_zstd_frame() {
+    let m = sample(50);
+    let mut raw = zstd::decode_all(snapshot::encode(&m.view()).unwrap().as_slice()).unwrap();
+    let at = raw.len() / 2;
+    raw[at] ^= 0x01; // a value byte, most likely: only the CRC can tell
+    let err = snapshot::decode(&zstd::encode_all(raw.as_slice(), 1).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_truncation_is_rejected(keys in 0usize..40, cut in any::<prop::sample::Index>()) {
+        let bytes = snapshot::encode(&sample(keys).view()).unwrap();
+        let len = cut.index(bytes.len());
+        let result = snapshot::decode(&bytes[..len]);
+        prop_assert!(matches!(result, Err(Error::Corrupted { .. })), "cut at {}", len);
+    }
+
+    #[test]
+    fn a_bit_flip_is_rejected_or_harmless(keys in 0usize..40, at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let m = sample(keys);
+        let mut bytes = snapshot::encode(&m.view()).unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        match snapshot::decode(&bytes) {
+            Err(e) => {
+                let corrupted = matches!(e, Error::Corrupted { .. });
+                prop_assert!(corrupted, "{}", e);
+            }
+            // A flip in a zstd header field that does not change the content (window size).
+            Ok(s) => prop_assert_eq!(dump(&s), dump(&m.view())),
+        }
+    }
+}
+
+async fn store_suite(store: Arc<dyn ObjectStore>) {
+    let snaps = SnapshotStore::new(Arc::clone(&store), "cluster-a");
+    assert_eq!(snaps.latest().await.unwrap(), None);
+    let m = sample(2_000);
+    let first = snaps.upload(m.view()).await.unwrap();
+    assert_eq!(
+        first.location.as_ref(),
+        "cluster-a/snapshots/00000000000000002002.snap.zst"
+    );
+    let more: Vec<_> = (0..10)
+        .map(|i| put("t", &format!("late-{i}"), "x"))
+        .collect();
+    m.apply_events(
+        more.iter()
+            .enumerate()
+            .map(|(i, e)| (Revision(2003 + i as u64), e)),
+    )
+    .unwrap();
+    let second = snaps.upload(m.view()).await.unwrap();
+    // Unrelated objects and a half-written snapshot (no valid trailer) under the prefix.
+    store
+        .put(
+            &Path::from("cluster-a/snapshots/README.txt"),
+            PutPayload::from_static(b"hi"),
+        )
+        .await
+        .unwrap();
+    let full = snapshot::encode(&m.view()).unwrap();
+    let torn = snaps.location(Revision(9_999_999));
+    store
+        .put(&torn, PutPayload::from(full[..full.len() / 2].to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        snaps.list().await.unwrap(),
+        [first.revision, second.revision, Revision(9_999_999)]
+    );
+    let err = snaps.download(Revision(9_999_999)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupted { .. }),
+        "a half-written object is never a snapshot: {err}"
+    );
+    store.delete(&torn).await.unwrap();
+    let latest = snaps.download_latest().await.unwrap().expect("a snapshot");
+    assert_eq!(dump(&latest), dump(&m.view()));
+    let older = snaps.download(first.revision).await.unwrap();
+    assert_eq!(older.revision(), Revision(2002));
+    assert!(older.table("t").unwrap().get(b"late-0").is_none());
+    // Loading swaps the whole state in at once.
+    let fresh = Materializer::default();
+    fresh.replace(older);
+    assert_eq!(fresh.applied(), Revision(2002));
+}
+
+#[tokio::test]
+async fn object_store_in_memory() {
+    store_suite(Arc::new(object_store::memory::InMemory::new())).await;
+}
+
+#[tokio::test]
+async fn object_store_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    store_suite(Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+    ))
+    .await;
+}
+
+/// A snapshot of a consistent revision is written while apply and reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_does_not_hold_up_apply_or_readers() {
+    let m = Arc::new(sample(20_000));
+    let view = m.view();
+    let snaps = SnapshotStore::new(Arc::new(object_store::memory::InMemory::new()), "");
+    let upload = tokio::spawn({
+        let snaps = snaps.clone();
+        let view = Arc::clone(&view);
+        async move { snaps.upload(view).await }
+    });
+    // Apply and read while the upload runs; none of this waits for it.
+    let base = m.applied().0;
+    for i in 0..200u64 {
+        let e = put("t", &format!("during-{i}"), "x");
+        m.apply_events([(Revision(base + 1 + i), &e)]).unwrap();
+        assert!(
+            m.view()
+                .table("t")
+                .unwrap()
+                .get(format!("during-{i}").as_bytes())
+                .is_some()
+        );
+    }
+    let info = upload.await.unwrap().unwrap();
+    assert_eq!(info.revision, view.revision());
+    let back = snaps.download(info.revision).await.unwrap();
+    assert_eq!(
+        dump(&back),
+        dump(&view),
+        "the snapshot is exactly the view it started from"
+    );
+}
