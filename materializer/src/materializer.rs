@@ -138,9 +138,10 @@ impl Materializer {
         }))
     }
 
-    /// Runs `f` on a private copy of the current state and publishes the result in one swap
-    /// (used by the raft state machine to record membership with the same atomicity).
-    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+    /// Runs `f` on a private copy of the current state and publishes the result in one swap;
+    /// publishes nothing if `f` fails (used by the raft state machine, which records the
+    /// applied log id and membership with the same atomicity).
+    pub fn update<T, E>(&self, f: impl FnOnce(&mut State) -> Result<T, E>) -> Result<T, E> {
         let _writer = self.lock();
         let mut next = State::clone(&self.current.load());
         let out = f(&mut next)?;

@@ -477,7 +477,7 @@ fn restore_event_replaces_then_appends() {
 
 #[test]
 fn unknown_events_stop_apply_naming_the_index() {
-    let mut h = with_abc();
+    let h = with_abc();
     let applied = h.m.applied();
     let unknown = Event {
         version: regatta_proto::EVENT_VERSION,
