@@ -1,8 +1,15 @@
 //! The `regatta` binary: core and edge nodes, the single-machine `dev` mode, and the client
 //! command line.
 
+mod address;
+mod admin;
 mod client;
 mod config;
+mod core;
+mod metrics;
+mod rest;
+mod shutdown;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -21,6 +28,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a node of the core cluster (Raft): takes every write into the replicated log.
+    #[command(visible_alias = "leader")]
+    Core {
+        #[command(flatten)]
+        args: core::CoreArgs,
+        #[command(flatten)]
+        logging: telemetry::LogArgs,
+    },
     /// Manage tables.
     Table {
         #[command(flatten)]
@@ -63,6 +78,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Core { args, logging } => server(logging, core::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
@@ -75,4 +91,24 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Runs a server command with logging set up; its error becomes exit code 1.
+async fn server(
+    logging: telemetry::LogArgs,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> client::CliResult {
+    if let Err(e) = telemetry::init(&logging) {
+        return Err(client::Failure {
+            code: 2,
+            message: format!("{e:#}"),
+        });
+    }
+    run.await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "node stopped with an error");
+        client::Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    })
 }

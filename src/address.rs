@@ -1,0 +1,78 @@
+//! Listen and advertise addresses are URLs: `http://host:port`, `https://host:port` (TLS),
+//! `unix:///path/to/socket`. This module parses and checks them once, at start-up.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Result, bail};
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp { addr: SocketAddr, tls: bool },
+    Unix(PathBuf),
+}
+
+impl ListenAddress {
+    /// Parses `http://host:port`, `https://host:port` or `unix://path`; `flag` names the
+    /// option in errors. Host names are resolved once.
+    pub fn parse(flag: &str, url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            if path.is_empty() {
+                bail!("--{flag}: {url:?} names no socket path");
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            bail!("--{flag}: {url:?} must start with http://, https:// or unix://");
+        };
+        let rest = rest.trim_end_matches('/');
+        use std::net::ToSocketAddrs;
+        let addr = rest
+            .to_socket_addrs()
+            .map_err(|e| anyhow::anyhow!("--{flag}: {url:?} is not host:port: {e}"))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("--{flag}: {url:?} resolves to no address"))?;
+        Ok(Self::Tcp { addr, tls })
+    }
+
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp { addr, .. } => Some(*addr),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_schemes_and_rejects_others() {
+        assert_eq!(
+            ListenAddress::parse("api.address", "http://127.0.0.1:8443").expect("valid"),
+            ListenAddress::Tcp {
+                addr: "127.0.0.1:8443".parse().expect("addr"),
+                tls: false
+            }
+        );
+        assert!(matches!(
+            ListenAddress::parse("api.address", "https://127.0.0.1:1").expect("valid"),
+            ListenAddress::Tcp { tls: true, .. }
+        ));
+        assert_eq!(
+            ListenAddress::parse("api.address", "unix:///tmp/s.sock").expect("valid"),
+            ListenAddress::Unix("/tmp/s.sock".into())
+        );
+        for bad in ["127.0.0.1:1", "ftp://x:1", "http://nohost", "unix://"] {
+            let err = ListenAddress::parse("api.address", bad)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--api.address"), "{err}");
+        }
+    }
+}

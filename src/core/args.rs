@@ -1,0 +1,345 @@
+//! Options of `regatta core`, and their validation into [`CoreSettings`].
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use regatta_api::node::{Limits, Tokens};
+
+use crate::address::ListenAddress;
+
+/// Options of a core node. Each can also be set with the environment variable shown, or in
+/// the YAML file given with `--config` (same names, e.g. `raft.node-id: 1`).
+#[derive(Args, Debug, Clone)]
+pub struct CoreArgs {
+    /// YAML file with any of these options (flags and environment variables take precedence).
+    #[arg(long, env = "REGATTA_CONFIG")]
+    pub config: Option<String>,
+
+    /// This node's id in the core cluster: a positive integer, unique and never reused.
+    #[arg(long = "raft.node-id", env = "REGATTA_RAFT_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Address the Raft transport listens on.
+    #[arg(
+        long = "raft.address",
+        env = "REGATTA_RAFT_ADDRESS",
+        default_value = "http://127.0.0.1:5012"
+    )]
+    pub raft_address: String,
+    /// Raft address peers use to reach this node (default: --raft.address).
+    #[arg(
+        long = "raft.advertise-address",
+        env = "REGATTA_RAFT_ADVERTISE_ADDRESS"
+    )]
+    pub raft_advertise: Option<String>,
+    /// The cluster's first members as `id=raft-url` pairs, comma-separated
+    /// (`1=http://10.0.0.1:5012,2=…`). Used once, on the first start of a new cluster; a node
+    /// not listed waits to be added with `regatta cluster add-member`.
+    #[arg(
+        long = "raft.initial-members",
+        env = "REGATTA_RAFT_INITIAL_MEMBERS",
+        value_delimiter = ','
+    )]
+    pub initial_members: Vec<String>,
+    /// Name of the cluster, reported by MemberList.
+    #[arg(
+        long = "raft.cluster-name",
+        env = "REGATTA_RAFT_CLUSTER_NAME",
+        default_value = "regatta"
+    )]
+    pub cluster_name: String,
+    /// How often the leader sends heartbeats.
+    #[arg(long = "raft.heartbeat-interval", env = "REGATTA_RAFT_HEARTBEAT_INTERVAL", default_value = "150ms", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// A follower starts an election after hearing nothing from the leader for between this
+    /// and twice this long.
+    #[arg(long = "raft.election-timeout", env = "REGATTA_RAFT_ELECTION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub election_timeout: Duration,
+    /// Take a snapshot of the state after this many new log entries.
+    #[arg(
+        long = "raft.snapshot-entries",
+        env = "REGATTA_RAFT_SNAPSHOT_ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub snapshot_entries: u64,
+    /// Log entries kept on disk behind the newest snapshot, so lagging followers and edges
+    /// catch up from the log instead of a snapshot.
+    #[arg(
+        long = "raft.keep-entries",
+        env = "REGATTA_RAFT_KEEP_ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub keep_entries: u64,
+    /// Size at which the log rolls to a new segment file, in bytes.
+    #[arg(long = "log.segment-size", env = "REGATTA_LOG_SEGMENT_SIZE", default_value_t = 64 << 20)]
+    pub segment_size: u64,
+
+    /// Address the public gRPC API listens on.
+    #[arg(
+        long = "api.address",
+        env = "REGATTA_API_ADDRESS",
+        default_value = "http://127.0.0.1:8443"
+    )]
+    pub api_address: String,
+    /// API address clients should use to reach this node (default: --api.address).
+    #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
+    pub api_advertise: Option<String>,
+    /// Largest request message accepted, in bytes.
+    #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
+    pub max_request_size: usize,
+    /// Deadline for requests that carry none.
+    #[arg(long = "api.default-deadline", env = "REGATTA_API_DEFAULT_DEADLINE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub default_deadline: Duration,
+    /// Bearer token required by the Tables service (unset: open).
+    #[arg(
+        long = "tables.token",
+        env = "REGATTA_TABLES_TOKEN",
+        hide_env_values = true
+    )]
+    pub tables_token: Option<String>,
+    /// Bearer token required by the Maintenance and Admin services (unset: open).
+    #[arg(
+        long = "maintenance.token",
+        env = "REGATTA_MAINTENANCE_TOKEN",
+        hide_env_values = true
+    )]
+    pub maintenance_token: Option<String>,
+
+    /// Address the log-tail service for edges listens on.
+    #[arg(
+        long = "replication.address",
+        env = "REGATTA_REPLICATION_ADDRESS",
+        default_value = "http://127.0.0.1:8444"
+    )]
+    pub replication_address: String,
+    /// Replication address edges should use (default: --replication.address).
+    #[arg(
+        long = "replication.advertise-address",
+        env = "REGATTA_REPLICATION_ADVERTISE_ADDRESS"
+    )]
+    pub replication_advertise: Option<String>,
+
+    /// Address of the HTTP port: /healthz, /readyz, /metrics.
+    #[arg(
+        long = "rest.address",
+        env = "REGATTA_REST_ADDRESS",
+        default_value = "http://127.0.0.1:8079"
+    )]
+    pub rest_address: String,
+
+    /// Directory for the log, snapshots and node state.
+    #[arg(
+        long = "data-dir",
+        env = "REGATTA_DATA_DIR",
+        default_value = "./regatta-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Object storage for snapshots and archived segments, as a URL (`file:///dir`,
+    /// `s3://bucket/prefix`). Default: `file://<data-dir>/objects`.
+    #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Name of this node in MemberList (default: `node-<id>`).
+    #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+/// Validated settings of a core node.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub node_id: u64,
+    pub name: String,
+    pub cluster_name: String,
+    pub raft_address: ListenAddress,
+    pub raft_advertise: String,
+    pub initial_members: BTreeMap<u64, String>,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_entries: u64,
+    pub keep_entries: u64,
+    pub segment_size: u64,
+    pub api_address: ListenAddress,
+    pub api_advertise: String,
+    pub replication_address: ListenAddress,
+    pub replication_advertise: String,
+    pub rest_address: ListenAddress,
+    pub data_dir: PathBuf,
+    pub object_store: String,
+    pub limits: Limits,
+    pub tokens: Tokens,
+}
+
+impl CoreArgs {
+    /// Checks every option and returns the settings, or an error naming the option.
+    pub fn validate(&self) -> Result<CoreSettings> {
+        let Some(node_id) = self.node_id else {
+            bail!("--raft.node-id is required")
+        };
+        if node_id == 0 {
+            bail!("--raft.node-id must be a positive integer");
+        }
+        let initial_members = parse_members(&self.initial_members)?;
+        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 3
+        {
+            bail!(
+                "--raft.election-timeout ({:?}) must be at least three --raft.heartbeat-interval ({:?})",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        if self.snapshot_entries == 0 {
+            bail!("--raft.snapshot-entries must be positive");
+        }
+        if self.segment_size < 4096 {
+            bail!("--log.segment-size must be at least 4096 bytes");
+        }
+        if self.max_request_size < 1024 {
+            bail!("--api.max-request-size must be at least 1024 bytes");
+        }
+        let raft_address = ListenAddress::parse("raft.address", &self.raft_address)?;
+        let api_address = ListenAddress::parse("api.address", &self.api_address)?;
+        let replication_address =
+            ListenAddress::parse("replication.address", &self.replication_address)?;
+        let rest_address = ListenAddress::parse("rest.address", &self.rest_address)?;
+        let advertise = |flag: &str, given: &Option<String>, listen: &str| -> Result<String> {
+            let url = given.clone().unwrap_or_else(|| listen.to_string());
+            ListenAddress::parse(flag, &url)?;
+            Ok(url)
+        };
+        let object_store = match &self.object_store {
+            Some(url) => url.clone(),
+            None => {
+                let dir = std::path::absolute(&self.data_dir).context("resolving --data-dir")?;
+                format!("file://{}", dir.join("objects").display())
+            }
+        };
+        Ok(CoreSettings {
+            node_id,
+            name: self
+                .node_name
+                .clone()
+                .unwrap_or_else(|| format!("node-{node_id}")),
+            cluster_name: self.cluster_name.clone(),
+            raft_advertise: advertise(
+                "raft.advertise-address",
+                &self.raft_advertise,
+                &self.raft_address,
+            )?,
+            raft_address,
+            initial_members,
+            heartbeat_interval: self.heartbeat_interval,
+            election_timeout: self.election_timeout,
+            snapshot_entries: self.snapshot_entries,
+            keep_entries: self.keep_entries,
+            segment_size: self.segment_size,
+            api_advertise: advertise(
+                "api.advertise-address",
+                &self.api_advertise,
+                &self.api_address,
+            )?,
+            api_address,
+            replication_advertise: advertise(
+                "replication.advertise-address",
+                &self.replication_advertise,
+                &self.replication_address,
+            )?,
+            replication_address,
+            rest_address,
+            data_dir: self.data_dir.clone(),
+            object_store,
+            limits: Limits {
+                max_request_bytes: self.max_request_size,
+                default_deadline: self.default_deadline,
+            },
+            tokens: Tokens {
+                tables: self.tables_token.clone(),
+                maintenance: self.maintenance_token.clone(),
+            },
+        })
+    }
+}
+
+/// Parses `id=url` pairs; ids must be positive and unique, urls valid.
+pub fn parse_members(pairs: &[String]) -> Result<BTreeMap<u64, String>> {
+    let mut members = BTreeMap::new();
+    for pair in pairs.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let Some((id, url)) = pair.split_once('=') else {
+            bail!("--raft.initial-members: {pair:?} is not id=url");
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--raft.initial-members: {id:?} is not a node id"))?;
+        if id == 0 {
+            bail!("--raft.initial-members: node ids must be positive");
+        }
+        ListenAddress::parse("raft.initial-members", url.trim())?;
+        if members.insert(id, url.trim().to_string()).is_some() {
+            bail!("--raft.initial-members: node {id} is listed twice");
+        }
+    }
+    Ok(members)
+}
+
+impl CoreSettings {
+    pub fn raft_config(&self) -> openraft::Config {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        openraft::Config {
+            cluster_name: self.cluster_name.clone(),
+            heartbeat_interval: millis(self.heartbeat_interval),
+            election_timeout_min: millis(self.election_timeout),
+            election_timeout_max: millis(self.election_timeout) * 2,
+            // Snapshots stream as one call (see regatta-api's raft_network); the per-chunk
+            // timeout only matters for the chunked fallback.
+            install_snapshot_timeout: 60_000,
+            max_payload_entries: 1024,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_entries),
+            max_in_snapshot_log_to_keep: self.keep_entries,
+            purge_batch_size: 1024,
+            ..Default::default()
+        }
+    }
+
+    pub fn log_options(&self) -> regatta_log::Options {
+        regatta_log::Options {
+            segment_bytes: self.segment_size,
+            ..Default::default()
+        }
+    }
+
+    /// The effective configuration, as Cluster.Status shows it when asked.
+    pub fn describe(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("raft.node-id".into(), self.node_id.to_string()),
+            ("raft.cluster-name".into(), self.cluster_name.clone()),
+            ("raft.advertise-address".into(), self.raft_advertise.clone()),
+            ("api.advertise-address".into(), self.api_advertise.clone()),
+            (
+                "replication.advertise-address".into(),
+                self.replication_advertise.clone(),
+            ),
+            ("data-dir".into(), self.data_dir.display().to_string()),
+            ("object-store".into(), self.object_store.clone()),
+            (
+                "raft.snapshot-entries".into(),
+                self.snapshot_entries.to_string(),
+            ),
+            ("raft.keep-entries".into(), self.keep_entries.to_string()),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_and_reject_nonsense() {
+        let m = parse_members(&["1=http://a:1".into(), " 2=http://b:2 ".into()]).expect("valid");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&2], "http://b:2");
+        for bad in ["x=http://a:1", "0=http://a:1", "1", "1=ftp://a:1"] {
+            assert!(parse_members(&[bad.into()]).is_err(), "{bad} accepted");
+        }
+        assert!(parse_members(&["1=http://a:1".into(), "1=http://b:1".into()]).is_err());
+    }
+}

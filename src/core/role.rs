@@ -1,0 +1,511 @@
+//! The core node's [`Role`]: writes go through Raft on the leader and are forwarded to it
+//! from followers; linearizable reads use the leader's read index.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use openraft::{
+    BasicNode, ChangeMembers, Raft, RaftMetrics,
+    error::{CheckIsLeaderError, ClientWriteError, RaftError},
+};
+use regatta_api::{
+    Error, Result,
+    node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
+    raft_service::ForwardHandler,
+};
+use regatta_materializer::{ApplyResponse, Command, Materializer, Revision, raft::TypeConfig};
+use regatta_proto::regatta::{
+    admin::v1::MembershipResponse,
+    raft::v1::{
+        ForwardRequest, NodeInfoRequest, NodeInfoResponse, ReadIndexRequest,
+        raft_transport_client::RaftTransportClient,
+    },
+    v1::{CreateTableResponse, DeleteTableResponse, Member, MemberListResponse},
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// A write or read-index request is forwarded at most this many times before the node
+/// gives up (leadership moving faster than requests travel).
+const MAX_HOPS: u32 = 3;
+
+/// Where this node can be reached, as it tells peers and clients.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub name: String,
+    pub api_urls: Vec<String>,
+    pub replication_urls: Vec<String>,
+}
+
+pub struct CoreRole {
+    node_id: u64,
+    cluster_name: String,
+    raft: Raft<TypeConfig>,
+    materializer: Arc<Materializer>,
+    advertised: Advertised,
+    peers: DashMap<String, RaftTransportClient<Channel>>,
+    peer_info: DashMap<u64, NodeInfoResponse>,
+    log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl CoreRole {
+    pub fn new(
+        node_id: u64,
+        cluster_name: String,
+        raft: Raft<TypeConfig>,
+        materializer: Arc<Materializer>,
+        advertised: Advertised,
+        log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        Self {
+            node_id,
+            cluster_name,
+            raft,
+            materializer,
+            advertised,
+            peers: DashMap::new(),
+            peer_info: DashMap::new(),
+            log_bytes,
+        }
+    }
+
+    fn metrics(&self) -> RaftMetrics<u64, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    fn peer(&self, addr: &str) -> Result<RaftTransportClient<Channel>> {
+        if let Some(client) = self.peers.get(addr) {
+            return Ok(client.clone());
+        }
+        let endpoint = Endpoint::from_shared(addr.to_string())
+            .map_err(|e| Error::Internal(format!("peer address {addr:?} is invalid: {e}")))?;
+        let client = RaftTransportClient::new(
+            endpoint
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy(),
+        )
+        .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES);
+        self.peers.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Waits until some leader is known, for at most an election's worth of time.
+    async fn await_leader(&self) -> Result<()> {
+        let mut rx = self.raft.metrics();
+        let wait = rx.wait_for(|m| m.current_leader.is_some());
+        match tokio::time::timeout(Duration::from_secs(3), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable {
+                reason: "raft has stopped".into(),
+            }),
+            Err(_) => Err(Error::NoLeader {
+                reason: "no leader elected yet".into(),
+            }),
+        }
+    }
+
+    /// Commits `request` here (leader) or at the leader, answering as the leader answered.
+    async fn write_with_hops(&self, request: WriteRequest, hops: u32) -> Result<WriteResponse> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let outcome = match &request {
+                WriteRequest::AddMember(_) | WriteRequest::RemoveMember(_) => {
+                    self.change_membership(&request).await
+                }
+                _ => self.propose(&request).await,
+            };
+            match outcome {
+                Ok(response) => return Ok(response),
+                Err(Redirect::To { leader_id, address }) => {
+                    if hops >= MAX_HOPS {
+                        return Err(Error::NotLeader {
+                            leader_id,
+                            leader_address: address,
+                        });
+                    }
+                    return self.forward(&address, request, hops + 1).await;
+                }
+                Err(Redirect::Unknown) if attempts < 3 => self.await_leader().await?,
+                Err(Redirect::Unknown) => {
+                    return Err(Error::NoLeader {
+                        reason: "leadership keeps changing".into(),
+                    });
+                }
+                Err(Redirect::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        address: &str,
+        request: WriteRequest,
+        hops: u32,
+    ) -> Result<WriteResponse> {
+        let mut client = self.peer(address)?;
+        let response = client
+            .forward(ForwardRequest {
+                hops,
+                request: Some(request),
+            })
+            .await
+            .map_err(Error::Remote)?
+            .into_inner()
+            .response
+            .ok_or_else(|| {
+                Error::Internal("the leader answered a forwarded write with nothing".into())
+            })?;
+        // Answer once this node has applied the write too, so the client reads it here.
+        if let Some(revision) = revision_of(&response) {
+            self.materializer.wait_applied(Revision(revision)).await?;
+        }
+        Ok(response)
+    }
+
+    async fn propose(&self, request: &WriteRequest) -> Result<WriteResponse, Redirect> {
+        let command = match request {
+            WriteRequest::Put(r) => Command::try_from(r),
+            WriteRequest::DeleteRange(r) => Command::try_from(r),
+            WriteRequest::Txn(r) => Command::try_from(r),
+            WriteRequest::CreateTable(r) => Command::try_from(r),
+            WriteRequest::DeleteTable(r) => Command::try_from(r),
+            WriteRequest::AddMember(_) | WriteRequest::RemoveMember(_) => {
+                return Err(Redirect::Failed(Error::Internal(
+                    "membership change proposed as data".into(),
+                )));
+            }
+        }
+        .map_err(|e| Redirect::Failed(e.into()))?;
+        let table = command.table().to_string();
+        let event = command.to_event(now_micros());
+        let written = self
+            .raft
+            .client_write(event)
+            .await
+            .map_err(redirect_from_write)?;
+        let revision = written.log_id.index;
+        let header = |shard: u64| regatta_proto::regatta::v1::ResponseHeader {
+            shard_id: shard,
+            replica_id: self.node_id,
+            revision,
+            raft_term: written.log_id.leader_id.term,
+            raft_leader_id: self.node_id,
+        };
+        let shard = self
+            .materializer
+            .peek()
+            .table(&table)
+            .map_or(0, |t| t.id().0);
+        Ok(match written.data {
+            ApplyResponse::Put(mut r) => {
+                r.header = Some(header(shard));
+                WriteResponse::Put(r)
+            }
+            ApplyResponse::DeleteRange(mut r) => {
+                r.header = Some(header(shard));
+                WriteResponse::DeleteRange(r)
+            }
+            ApplyResponse::Txn(mut r) => {
+                r.header = Some(header(shard));
+                WriteResponse::Txn(r)
+            }
+            ApplyResponse::TableCreated { id } => {
+                WriteResponse::CreateTable(CreateTableResponse { id: id.to_string() })
+            }
+            ApplyResponse::TableDeleted => WriteResponse::DeleteTable(DeleteTableResponse {}),
+            ApplyResponse::Rejected(rejection) => return Err(Redirect::Failed(rejection.into())),
+            other @ (ApplyResponse::Empty | ApplyResponse::TableRestored { .. }) => {
+                return Err(Redirect::Failed(Error::Internal(format!(
+                    "a write was answered with {other:?}"
+                ))));
+            }
+        })
+    }
+
+    async fn change_membership(&self, request: &WriteRequest) -> Result<WriteResponse, Redirect> {
+        let written = match request {
+            WriteRequest::AddMember(add) => {
+                if add.id == 0 {
+                    return Err(Redirect::Failed(Error::Materializer(
+                        regatta_materializer::Error::InvalidArgument {
+                            reason: "node id must not be 0".into(),
+                        },
+                    )));
+                }
+                let node = BasicNode {
+                    addr: add.raft_address.clone(),
+                };
+                crate::address::ListenAddress::parse("raft-address", &add.raft_address).map_err(
+                    |e| {
+                        Redirect::Failed(Error::Materializer(
+                            regatta_materializer::Error::InvalidArgument {
+                                reason: e.to_string(),
+                            },
+                        ))
+                    },
+                )?;
+                let learner = self
+                    .raft
+                    .add_learner(add.id, node, true)
+                    .await
+                    .map_err(redirect_from_write)?;
+                if add.learner_only {
+                    learner
+                } else {
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([add.id])),
+                            false,
+                        )
+                        .await
+                        .map_err(redirect_from_write)?
+                }
+            }
+            WriteRequest::RemoveMember(remove) => {
+                let metrics = self.metrics();
+                let membership = metrics.membership_config.membership();
+                let is_voter = membership.voter_ids().any(|id| id == remove.id);
+                let is_node = membership.nodes().any(|(id, _)| *id == remove.id);
+                if !is_node {
+                    return Err(Redirect::Failed(Error::Materializer(
+                        regatta_materializer::Error::InvalidArgument {
+                            reason: format!("node {} is not a member", remove.id),
+                        },
+                    )));
+                }
+                let change = if is_voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([remove.id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([remove.id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(redirect_from_write)?
+            }
+            _ => {
+                return Err(Redirect::Failed(Error::Internal(
+                    "data proposed as a membership change".into(),
+                )));
+            }
+        };
+        let membership = written
+            .membership
+            .unwrap_or_else(|| self.metrics().membership_config.membership().clone());
+        Ok(WriteResponse::Membership(MembershipResponse {
+            revision: written.log_id.index,
+            voters: membership.voter_ids().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+        }))
+    }
+
+    async fn read_index_with_hops(&self, hops: u32) -> Result<u64> {
+        for _ in 0..3 {
+            match self.raft.get_read_log_id().await {
+                Ok((read_log_id, _applied)) => return Ok(read_log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    match f.leader_node {
+                        Some(node) if hops < MAX_HOPS => {
+                            let mut client = self.peer(&node.addr)?;
+                            let response = client
+                                .read_index(ReadIndexRequest { hops: hops + 1 })
+                                .await
+                                .map_err(Error::Remote)?;
+                            return Ok(response.into_inner().index);
+                        }
+                        Some(node) => {
+                            return Err(Error::NotLeader {
+                                leader_id: f.leader_id.unwrap_or_default(),
+                                leader_address: node.addr,
+                            });
+                        }
+                        None => self.await_leader().await?,
+                    }
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    return Err(Error::NoLeader {
+                        reason: e.to_string(),
+                    });
+                }
+                Err(RaftError::Fatal(e)) => {
+                    return Err(Error::Unavailable {
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(Error::NoLeader {
+            reason: "leadership keeps changing".into(),
+        })
+    }
+
+    async fn info_of(&self, id: u64, raft_addr: &str) -> Option<NodeInfoResponse> {
+        if id == self.node_id {
+            return Some(self.node_info());
+        }
+        if let Some(info) = self.peer_info.get(&id) {
+            return Some(info.clone());
+        }
+        let mut client = self.peer(raft_addr).ok()?;
+        let mut request = tonic::Request::new(NodeInfoRequest {});
+        request.set_timeout(Duration::from_secs(1));
+        let info = client.node_info(request).await.ok()?.into_inner();
+        self.peer_info.insert(id, info.clone());
+        Some(info)
+    }
+}
+
+/// Why a proposal did not happen here.
+enum Redirect {
+    To { leader_id: u64, address: String },
+    Unknown,
+    Failed(Error),
+}
+
+fn redirect_from_write(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Redirect {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            match (f.leader_id, f.leader_node) {
+                (Some(leader_id), Some(node)) => Redirect::To {
+                    leader_id,
+                    address: node.addr,
+                },
+                _ => Redirect::Unknown,
+            }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Redirect::Failed(
+            Error::Materializer(regatta_materializer::Error::FailedPrecondition {
+                reason: e.to_string(),
+            }),
+        ),
+        RaftError::Fatal(e) => Redirect::Failed(Error::Unavailable {
+            reason: format!("raft has stopped: {e}"),
+        }),
+    }
+}
+
+fn revision_of(response: &WriteResponse) -> Option<u64> {
+    let header = match response {
+        WriteResponse::Put(r) => r.header.as_ref(),
+        WriteResponse::DeleteRange(r) => r.header.as_ref(),
+        WriteResponse::Txn(r) => r.header.as_ref(),
+        WriteResponse::Membership(m) => return Some(m.revision),
+        WriteResponse::CreateTable(_) | WriteResponse::DeleteTable(_) => None,
+    };
+    header.map(|h| h.revision)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[tonic::async_trait]
+impl Role for CoreRole {
+    fn kind(&self) -> NodeKind {
+        NodeKind::Core
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
+        self.write_with_hops(request, 0).await
+    }
+
+    async fn read_index(&self) -> Result<u64> {
+        self.read_index_with_hops(0).await
+    }
+
+    async fn member_list(&self) -> Result<MemberListResponse> {
+        let metrics = self.metrics();
+        let nodes: BTreeMap<u64, String> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let mut members = Vec::new();
+        for (id, raft_addr) in nodes {
+            let info = self.info_of(id, &raft_addr).await;
+            members.push(Member {
+                id: id.to_string(),
+                name: info
+                    .as_ref()
+                    .map_or_else(|| format!("node-{id}"), |i| i.name.clone()),
+                peer_ur_ls: vec![raft_addr],
+                client_ur_ls: info.map(|i| i.api_urls).unwrap_or_default(),
+            });
+        }
+        Ok(MemberListResponse {
+            cluster: self.cluster_name.clone(),
+            members,
+        })
+    }
+
+    fn status(&self) -> NodeStatus {
+        let metrics = self.metrics();
+        let leader_id = metrics.current_leader.unwrap_or(0);
+        let leader_address = metrics
+            .current_leader
+            .and_then(|l| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            })
+            .unwrap_or_default();
+        let mut errors = Vec::new();
+        if let Err(e) = &metrics.running_state {
+            errors.push(format!("raft stopped: {e}"));
+        }
+        NodeStatus {
+            leader_id,
+            leader_address,
+            term: metrics.current_term,
+            commit_index: metrics.last_applied.map_or(0, |l| l.index),
+            log_bytes: (self.log_bytes)(),
+            errors,
+        }
+    }
+}
+
+impl ForwardHandler for CoreRole {
+    fn forward(
+        &self,
+        request: ForwardRequest,
+    ) -> BoxFuture<'_, Result<regatta_proto::regatta::raft::v1::ForwardResponse, tonic::Status>>
+    {
+        Box::pin(async move {
+            let hops = request.hops;
+            let inner = request
+                .request
+                .ok_or_else(|| tonic::Status::invalid_argument("forwarded request is empty"))?;
+            let response = self.write_with_hops(inner, hops).await?;
+            Ok(regatta_proto::regatta::raft::v1::ForwardResponse {
+                response: Some(response),
+            })
+        })
+    }
+
+    fn read_index(&self, hops: u32) -> BoxFuture<'_, Result<u64, tonic::Status>> {
+        Box::pin(async move { Ok(self.read_index_with_hops(hops).await?) })
+    }
+
+    fn node_info(&self) -> NodeInfoResponse {
+        NodeInfoResponse {
+            node_id: self.node_id,
+            name: self.advertised.name.clone(),
+            api_urls: self.advertised.api_urls.clone(),
+            replication_urls: self.advertised.replication_urls.clone(),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Metrics the node assembly exports (the API crate exports request metrics, the log crate
+//! its own). Names live here, once.
+
+use openraft::{BasicNode, RaftMetrics};
+use prometheus::{IntCounter, IntGauge, Registry};
+
+/// Raft's view of the node, refreshed on every change of openraft's metrics.
+pub struct RaftGauges {
+    term: IntGauge,
+    last_log_index: IntGauge,
+    applied_index: IntGauge,
+    snapshot_index: IntGauge,
+    purged_index: IntGauge,
+    apply_lag: IntGauge,
+    is_leader: IntGauge,
+    leader_changes: IntCounter,
+    last_leader: std::sync::atomic::AtomicU64,
+}
+
+impl RaftGauges {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let leader_changes = IntCounter::new(
+            "regatta_raft_leader_changes_total",
+            "Times this node saw the leader change",
+        )?;
+        registry.register(Box::new(leader_changes.clone()))?;
+        Ok(Self {
+            term: gauge("regatta_raft_term", "Current Raft term")?,
+            last_log_index: gauge(
+                "regatta_raft_last_log_index",
+                "Index of the last entry in the local log",
+            )?,
+            applied_index: gauge(
+                "regatta_raft_applied_index",
+                "Index of the last entry applied to the tables",
+            )?,
+            snapshot_index: gauge(
+                "regatta_raft_snapshot_index",
+                "Last index covered by the newest snapshot",
+            )?,
+            purged_index: gauge(
+                "regatta_raft_purged_index",
+                "Last index purged from the local log",
+            )?,
+            apply_lag: gauge(
+                "regatta_raft_apply_lag_entries",
+                "Entries in the local log not yet applied",
+            )?,
+            is_leader: gauge("regatta_raft_is_leader", "1 when this node is the leader")?,
+            leader_changes,
+            last_leader: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    pub fn observe(&self, m: &RaftMetrics<u64, BasicNode>) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let last = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        self.term.set(as_i64(m.current_term));
+        self.last_log_index.set(as_i64(last));
+        self.applied_index.set(as_i64(applied));
+        self.snapshot_index
+            .set(as_i64(m.snapshot.map_or(0, |l| l.index)));
+        self.purged_index
+            .set(as_i64(m.purged.map_or(0, |l| l.index)));
+        self.apply_lag.set(as_i64(last.saturating_sub(applied)));
+        self.is_leader
+            .set(i64::from(m.current_leader == Some(m.id)));
+        let leader = m.current_leader.unwrap_or(0);
+        let previous = self
+            .last_leader
+            .swap(leader, std::sync::atomic::Ordering::Relaxed);
+        if leader != 0 && leader != previous {
+            self.leader_changes.inc();
+        }
+    }
+}

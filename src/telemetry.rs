@@ -1,0 +1,44 @@
+//! Structured logs for the server commands: text for people, JSON for log pipelines.
+
+use anyhow::{Result, anyhow};
+use clap::{Args, ValueEnum};
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `info,openraft=warn` (RUST_LOG syntax; RUST_LOG also works).
+    #[arg(
+        long = "log.level",
+        env = "REGATTA_LOG_LEVEL",
+        default_value = "info,openraft=warn"
+    )]
+    pub level: String,
+    /// Log line format.
+    #[arg(long = "log.format", env = "REGATTA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber. RUST_LOG, when set, wins over `--log.level`.
+pub fn init(args: &LogArgs) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => from_env,
+        _ => args.level.clone(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| anyhow!("--log.level {filter:?}: {e}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let installed = match args.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow!("installing the log subscriber: {e}"))
+}

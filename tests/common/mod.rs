@@ -1,0 +1,334 @@
+//! Harness for end-to-end tests: real `regatta` processes on loopback ports, clients, and
+//! waiting on state.
+//!
+//! Every test reads as phases (`phase("…")` prints one line each). Nodes write their logs to
+//! files in their data directory; when a test fails, the last lines of every node's log are
+//! printed by [`Cluster`]'s drop.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    fs::File,
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use regatta_proto::regatta::v1::{
+    CreateTableRequest, PutRequest, RangeRequest, RangeResponse, cluster_client::ClusterClient,
+    kv_client::KvClient, tables_client::TablesClient,
+};
+use tonic::transport::Channel;
+
+/// How long any single wait in a test may take before the test fails. Generous: tests run
+/// on loaded 2-core machines.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn phase(what: &str) {
+    eprintln!("[{:>8.3}s] == {what}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns true, failing the test with `reason` after [`WAIT`].
+pub async fn wait_until<F, Fut>(reason: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting until {reason}");
+        tokio::time::sleep(pause).await; // poll backoff
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// One core node process and everything needed to restart it as it was.
+pub struct Node {
+    pub id: u64,
+    pub api: String,
+    pub raft: String,
+    pub rest: String,
+    pub replication: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_regatta"))
+}
+
+impl Node {
+    pub fn core(id: u64, root: &Path) -> Self {
+        let data_dir = root.join(format!("node-{id}"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        Self {
+            id,
+            api: format!("http://127.0.0.1:{}", free_port()),
+            raft: format!("http://127.0.0.1:{}", free_port()),
+            rest: format!("http://127.0.0.1:{}", free_port()),
+            replication: format!("http://127.0.0.1:{}", free_port()),
+            data_dir,
+            args: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Starts (or restarts) the process with `extra` arguments after the node's own.
+    pub fn start(&mut self, members: &str) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("core")
+            .arg(format!("--raft.node-id={}", self.id))
+            .arg(format!("--raft.address={}", self.raft))
+            .arg(format!("--raft.initial-members={members}"))
+            .arg(format!("--api.address={}", self.api))
+            .arg(format!("--rest.address={}", self.rest))
+            .arg(format!("--replication.address={}", self.replication))
+            .arg(format!("--data-dir={}", self.data_dir.display()))
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start regatta"));
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("node.log")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit and returns its status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("node {} did not exit within {WAIT:?} of SIGTERM", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.api.clone()).unwrap().connect_lazy()
+    }
+
+    pub async fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel().await)
+    }
+
+    pub async fn tables(&self) -> TablesClient<Channel> {
+        TablesClient::new(self.channel().await)
+    }
+
+    pub async fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel().await)
+    }
+
+    /// GET on the node's HTTP port; the status code, or None when it does not answer.
+    pub async fn http_status(&self, path: &str) -> Option<u16> {
+        let addr = self.rest.trim_start_matches("http://").to_string();
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(code, _)| code)).await.unwrap()
+    }
+
+    pub async fn http_body(&self, path: &str) -> Option<String> {
+        let addr = self.rest.trim_start_matches("http://").to_string();
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(_, body)| body)).await.unwrap()
+    }
+
+    fn tail_log(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- last log lines of node {} ----\n{}", self.id, self.tail_log(40));
+        }
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET, enough for the health and metrics endpoints.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A core cluster of real processes in a temporary directory.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub members: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` core nodes that form one cluster.
+    pub fn start(n: u64) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    pub fn start_with(n: u64, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes: Vec<Node> = (1..=n).map(|id| Node::core(id, dir.path())).collect();
+        let members = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+        for node in &mut nodes {
+            node.args = args.iter().map(|s| s.to_string()).collect();
+            node.start(&members);
+        }
+        Self { nodes, members, dir }
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        let members = self.members.clone();
+        self.node(id).start(&members);
+    }
+
+    /// Waits until some running node reports a leader that all running nodes agree on.
+    pub async fn wait_for_leader(&self) -> u64 {
+        let mut leader = 0;
+        wait_until("the running nodes agree on a leader", || {
+            let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.is_running()).collect();
+            let leader = &mut leader;
+            async move {
+                let mut seen = None;
+                for node in nodes {
+                    let Some(l) = leader_of(node).await else { return false };
+                    if seen.is_some_and(|s| s != l) {
+                        return false;
+                    }
+                    seen = Some(l);
+                }
+                match seen {
+                    Some(l) if l != 0 => {
+                        *leader = l;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        })
+        .await;
+        leader
+    }
+}
+
+/// The leader id a node reports in Cluster.Status, if it answers and knows one.
+pub async fn leader_of(node: &Node) -> Option<u64> {
+    let mut client = node.cluster().await;
+    let status = client.status(regatta_proto::regatta::v1::StatusRequest { config: false }).await.ok()?;
+    let info = status.into_inner().info;
+    info.split_whitespace().find_map(|w| w.strip_prefix("leader=")).and_then(|l| l.parse().ok())
+}
+
+pub async fn create_table(node: &Node, name: &str) {
+    let mut tables = node.tables().await;
+    wait_until(&format!("table {name} is created"), || {
+        let mut tables = tables.clone();
+        let name = name.to_string();
+        async move {
+            match tables.create(CreateTableRequest { name, config: None }).await {
+                Ok(_) => true,
+                Err(s) if s.code() == tonic::Code::AlreadyExists => true,
+                Err(s) if s.code() == tonic::Code::Unavailable => false,
+                Err(s) => panic!("creating a table failed: {s}"),
+            }
+        }
+    })
+    .await;
+    let _ = &mut tables;
+}
+
+pub async fn put(node: &Node, table: &str, key: &str, value: &str) -> Result<u64, tonic::Status> {
+    let mut kv = node.kv().await;
+    let resp = kv
+        .put(PutRequest {
+            table: table.as_bytes().to_vec().into(),
+            key: key.as_bytes().to_vec().into(),
+            value: value.as_bytes().to_vec().into(),
+            prev_kv: false,
+        })
+        .await?;
+    Ok(resp.into_inner().header.map_or(0, |h| h.revision))
+}
+
+pub async fn get(node: &Node, table: &str, key: &str, linearizable: bool) -> Result<Option<String>, tonic::Status> {
+    let mut kv = node.kv().await;
+    let resp = kv
+        .range(RangeRequest {
+            table: table.as_bytes().to_vec().into(),
+            key: key.as_bytes().to_vec().into(),
+            linearizable,
+            ..Default::default()
+        })
+        .await?;
+    Ok(resp.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+}
+
+/// Every pair of a table, in key order, with revisions, through IterateRange.
+pub async fn dump(node: &Node, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>, i64, i64)>, tonic::Status> {
+    let mut kv = node.kv().await;
+    let mut stream = kv
+        .iterate_range(RangeRequest {
+            table: table.as_bytes().to_vec().into(),
+            key: vec![0].into(),
+            range_end: vec![0].into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(RangeResponse { kvs, .. }) = stream.message().await? {
+        out.extend(kvs.into_iter().map(|kv| (kv.key.to_vec(), kv.value.to_vec(), kv.create_revision, kv.mod_revision)));
+    }
+    Ok(out)
+}
