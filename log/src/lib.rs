@@ -1,1 +1,50 @@
-//! placeholder
+//! `regatta-log`: the segmented, durable, append-only log that Regatta stands on, and
+//! openraft's log storage on top of it.
+//!
+//! This crate owns bytes on disk and their order: records framed with length and CRC32C in
+//! segment files named by their first index; recovery after a crash (a torn tail is cut, any
+//! other damage is an error that stops the node); group-committed appends (one fsync for
+//! everything queued); truncation and purging that are crash-safe; the small state files for
+//! the purged pointer, the Raft vote and the committed pointer; and the adapter that makes all
+//! of this openraft 0.9's `RaftLogStorage`. It deliberately knows nothing of keys, values or
+//! tables: a record's payload is opaque bytes (a protobuf event, encoded and decoded by the
+//! caller), and applying entries belongs to `regatta-materializer`. Edge nodes use the raw
+//! [`Log`] directly, without openraft, to keep their copy of the committed log.
+//!
+//! Modules, bottom up:
+//!
+//! * [`position`] — newtypes for indices, terms, node ids, segment ids and byte offsets;
+//! * [`error`] — the one [`Error`] type, [`Error::is_retryable`] and [`Error::must_stop`];
+//! * [`record`] — a record and its frame codec (pure);
+//! * [`segment`] — segment header, frame scanning, sealed memory-mapped segments;
+//! * [`policy`] — decisions without IO: when to roll, what a truncate or purge touches;
+//! * [`pointers`] — the order `purged ≤ … ≤ flushed ≤ written`, checked in debug builds;
+//! * [`state_file`] — small files written atomically, versioned and checksummed;
+//! * `recovery` — opening a directory: scan, cut torn tails, finish interrupted operations;
+//! * `log` — [`Log`]: open, append (group commit), pointers; `sync` — the syncer thread;
+//! * `read` — ranges of records ([`ReadIter`]); `truncate` — truncate and purge;
+//! * [`raft`] — [`raft::RaftLogStore`], openraft's log storage over a [`Log`].
+//!
+//! `OVERVIEW.md` next to `Cargo.toml` draws the invariants.
+
+pub mod error;
+mod log;
+pub mod pointers;
+pub mod policy;
+pub mod position;
+pub mod raft;
+mod read;
+pub mod record;
+mod recovery;
+pub mod segment;
+pub mod state_file;
+mod sync;
+mod truncate;
+
+pub use error::{Error, Result};
+pub use log::{Log, Options};
+pub use pointers::Pointers;
+pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
+pub use read::ReadIter;
+pub use record::{Record, RecordKind};
+pub use recovery::LOCK_FILE;

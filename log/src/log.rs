@@ -1,0 +1,587 @@
+//! The log handle: open, append with group commit, and the pointers.
+//!
+//! Two locks, always taken in this order:
+//!
+//! * `writer` serialises everything that changes files: appends (pwrite into the open
+//!   segment), rolls, truncations and purges. It is held for microseconds per append.
+//! * `core.shared` holds what readers and the syncer look at: the segment list, the pointers
+//!   and the waiters. Held only for bookkeeping, never across IO except the short dir work of
+//!   a roll.
+//!
+//! Appends write under `writer`, publish the new `written` pointer in `shared`, park a waiter
+//! and wake the syncer thread (`sync.rs`). The syncer fdatasyncs once for everything written
+//! so far and resolves every waiter it covered: many appends, one write each, one fsync.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::pointers::check_log_pointers;
+use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId, Term};
+use crate::record::{self, Record};
+use crate::segment::{self, HEADER_LEN, Sealed};
+use crate::{policy, recovery, sync};
+
+/// Settings of a log.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Roll to a new segment once the open one would grow past this many bytes.
+    pub segment_bytes: u64,
+    /// Largest record payload accepted.
+    pub max_record_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 << 20,
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.segment_bytes < (HEADER_LEN as u64) * 2 || self.segment_bytes > 1 << 40 {
+            return Err(Error::InvalidOptions {
+                name: "segment_bytes",
+                reason: format!("{} is outside 64 B ..= 1 TiB", self.segment_bytes),
+            });
+        }
+        if self.max_record_bytes > (record::MAX_BODY - record::BODY_FIXED) as u64 {
+            return Err(Error::InvalidOptions {
+                name: "max_record_bytes",
+                reason: format!("{} exceeds the frame format's limit", self.max_record_bytes),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A durable, segmented, append-only log in one directory. Cheap to clone; all clones share
+/// the same files, writer and syncer. See the crate docs for the guarantees.
+#[derive(Clone)]
+pub struct Log {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.core.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) opts: Options,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) core: Arc<Core>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    /// Holds the directory lock for the life of the log.
+    _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        lock(&self.core.shared).shutdown = true;
+        self.core.work.notify_all();
+        if let Some(handle) = lock(&self.syncer).take()
+            && handle.join().is_err()
+        {
+            tracing::error!(dir = %self.core.dir.display(), "log syncer thread panicked");
+        }
+    }
+}
+
+/// What the syncer and readers share.
+pub(crate) struct Core {
+    pub(crate) dir: PathBuf,
+    pub(crate) shared: Mutex<Shared>,
+    /// Wakes the syncer: something was written.
+    pub(crate) work: Condvar,
+    /// Wakes threads waiting for durability: the flushed pointer moved or the log stopped.
+    pub(crate) done: Condvar,
+}
+
+/// Called once, after the entries of an append are durable (or the log failed).
+pub(crate) type Waiter = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// The open segment as readers see it.
+pub(crate) struct OpenView {
+    pub(crate) id: SegmentId,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    pub(crate) offsets: Vec<u64>,
+    /// End of the last written frame.
+    pub(crate) end: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) sealed: BTreeMap<LogIndex, Arc<Sealed>>,
+    pub(crate) open: OpenView,
+    pub(crate) purged: Option<EntryId>,
+    /// Last readable entry (`None` when everything is purged or nothing was written).
+    pub(crate) last: Option<EntryId>,
+    pub(crate) written_next: LogIndex,
+    pub(crate) durable_next: LogIndex,
+    /// Bumped by truncate and purge, so a sync started before them does not move pointers.
+    pub(crate) epoch: u64,
+    pub(crate) waiters: VecDeque<(LogIndex, Waiter)>,
+    /// A segment file was created: the directory needs an fsync before its entries count.
+    pub(crate) dir_dirty: bool,
+    pub(crate) stopped: Option<String>,
+    pub(crate) shutdown: bool,
+}
+
+impl Shared {
+    /// All segments as the planner sees them.
+    pub(crate) fn spans(&self) -> Vec<policy::Span> {
+        let mut spans: Vec<policy::Span> = self
+            .sealed
+            .values()
+            .map(|s| policy::Span {
+                id: s.id,
+                next: s.next_index(),
+            })
+            .collect();
+        let open_next = LogIndex(self.open.id.first_index().0 + self.open.offsets.len() as u64);
+        spans.push(policy::Span {
+            id: self.open.id,
+            next: open_next,
+        });
+        spans
+    }
+
+    pub(crate) fn check(&self) {
+        check_log_pointers(
+            self.purged.map(|p| p.index),
+            self.durable_next,
+            self.written_next,
+        );
+    }
+}
+
+/// The writer's side of the open segment.
+pub(crate) struct Writer {
+    pub(crate) id: SegmentId,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// Bytes in the open segment file.
+    pub(crate) len: u64,
+    /// Entries in the open segment.
+    pub(crate) entries: usize,
+    pub(crate) next: LogIndex,
+    /// Term of the last entry written or purged: appends may not go below it.
+    pub(crate) term_floor: Option<Term>,
+    /// The last entry in the files (maybe purged already), if any.
+    pub(crate) last: Option<EntryId>,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent
+/// or marks the log stopped before it can panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Core {
+    pub(crate) fn check_running(&self) -> Result<()> {
+        match &lock(&self.shared).stopped {
+            Some(reason) => Err(Error::Stopped {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log stopped after a fatal error and fails every waiter.
+    pub(crate) fn stop(&self, error: &Error) {
+        tracing::error!(dir = %self.dir.display(), error = %error, "log stopped");
+        let waiters: Vec<Waiter> = {
+            let mut s = lock(&self.shared);
+            if s.stopped.is_none() {
+                s.stopped = Some(error.to_string());
+            }
+            s.waiters.drain(..).map(|(_, w)| w).collect()
+        };
+        self.done.notify_all();
+        self.work.notify_all();
+        for w in waiters {
+            w(Err(error.duplicate()));
+        }
+    }
+
+    /// Blocks until every entry before `target` is durable.
+    pub(crate) fn wait_durable(&self, target: LogIndex) -> Result<()> {
+        let mut s = lock(&self.shared);
+        loop {
+            if let Some(reason) = &s.stopped {
+                return Err(Error::Stopped {
+                    reason: reason.clone(),
+                });
+            }
+            if s.durable_next >= target {
+                return Ok(());
+            }
+            self.work.notify_all();
+            s = self.done.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Checks an append against the log's end: contiguous indices, terms never going down,
+/// sizes within the limit. Pure.
+pub(crate) fn validate_append(
+    next: LogIndex,
+    term_floor: Option<Term>,
+    records: &[Record],
+    max_record_bytes: u64,
+) -> Result<()> {
+    let mut expected = next;
+    let mut floor = term_floor;
+    for r in records {
+        if r.id.index != expected {
+            return Err(Error::OutOfOrder {
+                expected,
+                got: r.id.index,
+            });
+        }
+        if let Some(previous) = floor
+            && r.id.term < previous
+        {
+            return Err(Error::TermRegressed {
+                index: r.id.index,
+                term: r.id.term,
+                previous,
+            });
+        }
+        if r.payload.len() as u64 > max_record_bytes {
+            return Err(Error::TooLarge {
+                size: r.payload.len() as u64,
+                limit: max_record_bytes,
+            });
+        }
+        floor = Some(r.id.term);
+        expected = expected.next();
+    }
+    Ok(())
+}
+
+/// Creates an empty segment file (header only) and returns it opened for reading and writing.
+pub(crate) fn create_segment(dir: &Path, id: SegmentId) -> Result<(PathBuf, File)> {
+    let path = dir.join(id.file_name());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    file.write_all_at(&segment::encode_header(id), 0)
+        .map_err(|e| Error::io(&path, e))?;
+    Ok((path, file))
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering from a crash: a torn tail of
+    /// the last segment is cut (and logged); a bad frame anywhere else, a gap between
+    /// segments or an unknown format is an error, and the log does not open.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
+        opts.validate()?;
+        let recovered = recovery::recover(dir.as_ref())?;
+        let core = Arc::new(Core {
+            dir: recovered.dir,
+            shared: Mutex::new(recovered.shared),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        lock(&core.shared).check();
+        let syncer = {
+            let core = Arc::clone(&core);
+            std::thread::Builder::new()
+                .name("log-sync".into())
+                .spawn(move || sync::run(&core))
+                .map_err(|e| Error::io(&recovered.lock_path, e))?
+        };
+        Ok(Log {
+            inner: Arc::new(Inner {
+                opts,
+                writer: Mutex::new(recovered.writer),
+                core,
+                syncer: Mutex::new(Some(syncer)),
+                _lock: recovered.lock,
+            }),
+        })
+    }
+
+    /// Writes `records` (which must continue the log: first index = [`Log::next_index`],
+    /// terms not decreasing) and returns once they are readable. `on_durable` is called
+    /// exactly once, from the syncer thread, after they are fsync'd — or with the error that
+    /// stopped the log. Appends are made durable in the order they were made.
+    pub fn append_with(
+        &self,
+        records: Vec<Record>,
+        on_durable: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        let ready = {
+            let mut w = lock(&self.inner.writer);
+            self.inner.core.check_running()?;
+            if let Some(first) = records.first()
+                && first.id.index != w.next
+                && w.last.is_none()
+                && self.purged().is_none()
+            {
+                // A log that never held an entry starts wherever its first append does.
+                self.rebase(&mut w, first.id.index)?;
+            }
+            validate_append(
+                w.next,
+                w.term_floor,
+                &records,
+                self.inner.opts.max_record_bytes,
+            )?;
+            if let Err(e) = self.write_locked(&mut w, &records) {
+                self.inner.core.stop(&e);
+                return Err(e);
+            }
+            // Parked while still holding the writer lock, so waiters queue in append order.
+            let mut s = lock(&self.inner.core.shared);
+            if let Some(reason) = &s.stopped {
+                Err(Error::Stopped {
+                    reason: reason.clone(),
+                })
+            } else if s.durable_next >= w.next {
+                Ok(())
+            } else {
+                s.waiters.push_back((w.next, Box::new(on_durable)));
+                self.inner.core.work.notify_one();
+                return Ok(());
+            }
+        };
+        on_durable(ready);
+        Ok(())
+    }
+
+    /// Appends `records` and waits until they are durable.
+    pub async fn append(&self, records: Vec<Record>) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.append_with(records, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| Error::Stopped {
+            reason: "log closed during append".into(),
+        })?
+    }
+
+    /// Appends `records` and blocks the thread until they are durable. Not for async contexts.
+    pub fn append_blocking(&self, records: Vec<Record>) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.append_with(records, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::Stopped {
+            reason: "log closed during append".into(),
+        })?
+    }
+
+    /// Blocks until everything written so far is durable.
+    pub fn sync(&self) -> Result<()> {
+        let target = lock(&self.inner.core.shared).written_next;
+        self.inner.core.wait_durable(target)
+    }
+
+    /// Encodes and writes records to the open segment, rolling when it is full.
+    fn write_locked(&self, w: &mut Writer, records: &[Record]) -> Result<()> {
+        let limit = self.inner.opts.segment_bytes;
+        let mut buf = std::mem::take(&mut w.buf);
+        let result = (|| {
+            buf.clear();
+            let mut offsets = Vec::new();
+            let mut batch_last = None;
+            for r in records {
+                let pending_len = w.len + buf.len() as u64;
+                let entries = w.entries + offsets.len();
+                if policy::should_roll(pending_len, entries, r.frame_len() as u64, limit) {
+                    self.publish(w, &buf, &offsets, batch_last)?;
+                    self.roll(w)?;
+                    buf.clear();
+                    offsets.clear();
+                }
+                offsets.push(w.len + buf.len() as u64);
+                record::encode_into(r, &mut buf);
+                batch_last = Some(r.id);
+            }
+            self.publish(w, &buf, &offsets, batch_last)
+        })();
+        buf.clear();
+        if buf.capacity() > 4 << 20 {
+            buf.shrink_to(4 << 20);
+        }
+        w.buf = buf;
+        result
+    }
+
+    /// Writes an encoded batch at the end of the open segment and makes it readable.
+    fn publish(
+        &self,
+        w: &mut Writer,
+        buf: &[u8],
+        offsets: &[u64],
+        last: Option<EntryId>,
+    ) -> Result<()> {
+        let Some(last) = last.filter(|_| !offsets.is_empty()) else {
+            return Ok(());
+        };
+        w.file
+            .write_all_at(buf, w.len)
+            .map_err(|e| Error::io(&w.path, e))?;
+        w.len += buf.len() as u64;
+        w.entries += offsets.len();
+        w.next = last.index.next();
+        w.term_floor = Some(last.term);
+        w.last = Some(last);
+        let mut s = lock(&self.inner.core.shared);
+        s.open.offsets.extend_from_slice(offsets);
+        s.open.end = w.len;
+        s.last = Some(last);
+        s.written_next = w.next;
+        s.check();
+        Ok(())
+    }
+
+    /// Replaces the empty open segment of a log that never held an entry by one starting at
+    /// `start`. The old file goes first: a crash in between leaves no segment, which opens as
+    /// an empty log again.
+    fn rebase(&self, w: &mut Writer, start: LogIndex) -> Result<()> {
+        std::fs::remove_file(&w.path).map_err(|e| Error::io(&w.path, e))?;
+        let id = SegmentId(start);
+        let (path, file) = create_segment(&self.inner.core.dir, id)?;
+        let file = Arc::new(file);
+        let mut s = lock(&self.inner.core.shared);
+        s.open = OpenView {
+            id,
+            path: path.clone(),
+            file: Arc::clone(&file),
+            offsets: Vec::new(),
+            end: HEADER_LEN as u64,
+        };
+        s.written_next = start;
+        s.durable_next = start;
+        s.epoch += 1;
+        s.dir_dirty = true;
+        w.id = id;
+        w.path = path;
+        w.file = file;
+        w.len = HEADER_LEN as u64;
+        w.entries = 0;
+        w.next = start;
+        Ok(())
+    }
+
+    /// Seals the open segment (fsync'd first, so a sealed segment on disk is always whole)
+    /// and starts a new one at `w.next`.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let Some(last) = w.last.filter(|_| w.entries > 0) else {
+            return Err(Error::corrupted(
+                &w.path,
+                ByteOffset(w.len),
+                "asked to seal an empty segment",
+            ));
+        };
+        w.file.sync_data().map_err(|source| Error::SyncFailed {
+            path: w.path.clone(),
+            source,
+        })?;
+        let data = segment::map_file(&w.path, &w.file)?;
+        let id = SegmentId(w.next);
+        let (path, file) = create_segment(&self.inner.core.dir, id)?;
+        let file = Arc::new(file);
+        {
+            let mut s = lock(&self.inner.core.shared);
+            let offsets = std::mem::take(&mut s.open.offsets);
+            let sealed = Sealed {
+                id: w.id,
+                path: w.path.clone(),
+                data,
+                offsets,
+                last,
+            };
+            s.sealed.insert(w.id.first_index(), Arc::new(sealed));
+            s.open = OpenView {
+                id,
+                path: path.clone(),
+                file: Arc::clone(&file),
+                offsets: Vec::new(),
+                end: HEADER_LEN as u64,
+            };
+            s.dir_dirty = true;
+        }
+        tracing::debug!(sealed = %w.id, opened = %id, "rolled segment");
+        w.id = id;
+        w.path = path;
+        w.file = file;
+        w.len = HEADER_LEN as u64;
+        w.entries = 0;
+        Ok(())
+    }
+
+    /// The first readable index, or `None` if the log holds no entries.
+    pub fn first_index(&self) -> Option<LogIndex> {
+        let s = lock(&self.inner.core.shared);
+        s.last?;
+        let physical = s
+            .sealed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(s.open.id.first_index());
+        Some(match s.purged {
+            Some(p) => physical.max(p.index.next()),
+            None => physical,
+        })
+    }
+
+    /// The last written (readable) index, or `None` if the log holds no entries.
+    pub fn last_index(&self) -> Option<LogIndex> {
+        lock(&self.inner.core.shared).last.map(|l| l.index)
+    }
+
+    /// Id of the last written entry, or `None` if the log holds no entries.
+    pub fn last_entry(&self) -> Option<EntryId> {
+        lock(&self.inner.core.shared).last
+    }
+
+    /// Id of the last purged entry, if anything was purged. Durable.
+    pub fn purged(&self) -> Option<EntryId> {
+        lock(&self.inner.core.shared).purged
+    }
+
+    /// The index the next append must start at.
+    pub fn next_index(&self) -> LogIndex {
+        lock(&self.inner.core.shared).written_next
+    }
+
+    /// One past the last durable entry: everything below it survives a crash.
+    pub fn durable_next(&self) -> LogIndex {
+        lock(&self.inner.core.shared).durable_next
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.inner.core.dir
+    }
+
+    /// Ids of the segment files currently making up the log, in order.
+    pub fn segments(&self) -> Vec<SegmentId> {
+        lock(&self.inner.core.shared)
+            .spans()
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    }
+}

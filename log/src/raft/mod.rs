@@ -1,0 +1,27 @@
+//! openraft 0.9's log storage (`RaftLogStorage` + `RaftLogReader`, storage-v2) over a [`Log`].
+//!
+//! * [`codec`] — openraft entries ⇄ log records: normal payloads with prost (`C::D` is a prost
+//!   message), membership with a small prost message of this crate, blank as an empty payload;
+//!   vote and log-id encodings for the state files.
+//! * [`store`] — [`RaftLogStore`] and its concurrent reader [`RaftLogReaderHandle`].
+//!
+//! How the contract is honoured:
+//!
+//! * no holes: the log refuses appends that do not continue it;
+//! * I/O in submission order: appends are written under one lock and made durable in order;
+//!   `save_vote`, `truncate` and `purge` first wait for every earlier append to be durable;
+//! * `LogFlushed` is called from the syncer thread only after the fdatasync covering the
+//!   entries; entries are readable as soon as `append` returns;
+//! * `save_vote` returns after the vote file is renamed into place and the directory synced;
+//! * `save_committed` records the value at once (for `read_committed`) and persists it in the
+//!   background, coalescing: the committed pointer is advice for faster restart, a stale value
+//!   is always safe, and fsyncing twice per commit on the Raft core's path would cost more
+//!   than it saves;
+//! * `get_log_reader` hands out a clone of the log handle, usable concurrently with appends.
+//!
+//! [`Log`]: crate::Log
+
+pub mod codec;
+pub mod store;
+
+pub use store::{RaftLogReaderHandle, RaftLogStore};
