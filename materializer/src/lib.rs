@@ -29,6 +29,7 @@
 //! - [`raft`]: openraft [`raft::TypeConfig`] and state machine.
 
 pub mod apply;
+pub mod backup;
 pub mod command;
 pub mod error;
 pub mod ids;

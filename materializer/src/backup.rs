@@ -1,0 +1,262 @@
+//! Regatta's backup format, for existing backup tooling.
+//!
+//! **Stream** (what `Maintenance.Backup` sends and `<table>.bak` holds): the Snappy
+//! *framing* format around a sequence of records, each a little-endian `u64` length followed
+//! by a serialized `mvcc.v1.Command { table, type: PUT, kv: { key, value } }`. Pairs are
+//! written in key order; revisions are not part of the format (a restore writes new ones).
+//!
+//! **Directory**: `manifest.json` `{"started","finished","tables":[{"name","file_name",
+//! "md5"}]}` beside one `<table>.bak` per table; `md5` is the lowercase hex MD5 of the file.
+//!
+//! Round trips are bit-exact (export → import → export yields the same bytes). A broken
+//! Snappy frame (its CRC), a truncated record, a record that is not a PUT, or a file whose
+//! MD5 differs from the manifest is an [`Error::Corrupted`].
+
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use prost::Message;
+use regatta_proto::mvcc::v1::{Command as WireCommand, KeyValue, command::CommandType};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, restore_events};
+use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::request::check_key;
+use crate::table::Table;
+use crate::{Error, Result, State};
+
+const WHAT: &str = "backup";
+/// Largest record accepted: a maximal key and value plus protobuf framing.
+const MAX_RECORD_BYTES: u64 = (MAX_KEY_BYTES + MAX_VALUE_BYTES + 64 * 1024) as u64;
+
+/// Writes `table` (named `name`) as a backup stream into `w`; returns `w`.
+pub fn write_backup<W: Write>(name: &str, table: &Table, w: W) -> Result<W> {
+    let mut out = snap::write::FrameEncoder::new(w);
+    let mut buf = Vec::new();
+    for (key, record) in table.iter() {
+        let command = WireCommand {
+            table: Bytes::copy_from_slice(name.as_bytes()),
+            r#type: CommandType::Put as i32,
+            kv: Some(KeyValue {
+                key: key.clone(),
+                value: record.value.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        buf.clear();
+        command
+            .encode(&mut buf)
+            .map_err(|e| Error::Io(io::Error::other(e)))?;
+        out.write_all(&(buf.len() as u64).to_le_bytes())?;
+        out.write_all(&buf)?;
+    }
+    out.into_inner()
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))
+}
+
+/// Reads the pairs of a backup stream, in stream order.
+#[derive(Debug)]
+pub struct BackupReader<R: Read> {
+    input: snap::read::FrameDecoder<R>,
+    done: bool,
+}
+
+impl<R: Read> BackupReader<R> {
+    pub fn new(r: R) -> Self {
+        Self {
+            input: snap::read::FrameDecoder::new(r),
+            done: false,
+        }
+    }
+
+    fn next_pair(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        let mut len = [0u8; 8];
+        let mut got = 0;
+        while got < len.len() {
+            match self.input.read(&mut len[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(Error::corrupted(WHAT, "truncated record length")),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::corrupted(WHAT, format!("broken frame: {e}"))),
+            }
+        }
+        let len = u64::from_le_bytes(len);
+        if len > MAX_RECORD_BYTES {
+            return Err(Error::corrupted(WHAT, format!("record of {len} bytes")));
+        }
+        let mut record = vec![0u8; len as usize];
+        self.input
+            .read_exact(&mut record)
+            .map_err(|e| Error::corrupted(WHAT, format!("truncated record: {e}")))?;
+        let command = WireCommand::decode(record.as_slice())
+            .map_err(|e| Error::corrupted(WHAT, format!("undecodable command: {e}")))?;
+        if command.r#type != CommandType::Put as i32 {
+            return Err(Error::corrupted(
+                WHAT,
+                format!("command type {} is not PUT", command.r#type),
+            ));
+        }
+        let kv = command
+            .kv
+            .ok_or_else(|| Error::corrupted(WHAT, "PUT without a key/value"))?;
+        check_key(&kv.key).map_err(|e| Error::corrupted(WHAT, e.to_string()))?;
+        Ok(Some((kv.key, kv.value)))
+    }
+}
+
+impl<R: Read> Iterator for BackupReader<R> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_pair().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+/// Reads a whole backup stream into restore commands for table `into`, each at most about
+/// `max_event_bytes` (the first clears the table). Nothing is returned unless the whole
+/// stream is valid.
+pub fn restore_from_stream(
+    r: impl Read,
+    into: &str,
+    max_event_bytes: usize,
+) -> Result<Vec<Command>> {
+    let pairs = BackupReader::new(r).collect::<Result<Vec<_>>>()?;
+    Ok(restore_events(into, pairs, max_event_bytes))
+}
+
+/// `manifest.json` of a backup directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub started: String,
+    pub finished: String,
+    pub tables: Vec<ManifestTable>,
+}
+
+/// One table of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestTable {
+    pub name: String,
+    pub file_name: String,
+    pub md5: String,
+}
+
+/// A writer that hashes what passes through.
+struct Md5Writer<W> {
+    inner: W,
+    hash: Md5,
+}
+
+impl<W: Write> Write for Md5Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_then_rename(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut fs::File) -> Result<()>,
+) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&tmp)?;
+    write(&mut file)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes a backup directory of `tables` from one consistent `view`: one `<table>.bak` per
+/// table, then `manifest.json` (last, so a directory without a manifest is incomplete).
+/// `started` and `finished` are the caller's timestamps (RFC 3339 as Regatta writes them).
+pub fn write_backup_dir(
+    dir: &Path,
+    view: &State,
+    tables: &[&str],
+    started: &str,
+    finished: impl FnOnce() -> String,
+) -> Result<Manifest> {
+    fs::create_dir_all(dir)?;
+    let mut entries = Vec::new();
+    for name in tables {
+        let table = view.table(name).ok_or_else(|| Error::TableNotFound {
+            table: (*name).into(),
+        })?;
+        let file_name = format!("{name}.bak");
+        let mut md5 = String::new();
+        write_then_rename(dir, &file_name, |file| {
+            let hashed = Md5Writer {
+                inner: BufWriter::new(file),
+                hash: Md5::new(),
+            };
+            let mut hashed = write_backup(name, table, hashed)?;
+            hashed.flush()?;
+            md5 = hex(&hashed.hash.finalize());
+            Ok(())
+        })?;
+        entries.push(ManifestTable {
+            name: (*name).into(),
+            file_name,
+            md5,
+        });
+    }
+    let manifest = Manifest {
+        started: started.into(),
+        finished: finished(),
+        tables: entries,
+    };
+    let json = serde_json::to_vec(&manifest).map_err(|e| Error::Io(io::Error::other(e)))?;
+    write_then_rename(dir, "manifest.json", |file| Ok(file.write_all(&json)?))?;
+    Ok(manifest)
+}
+
+/// Reads and parses `manifest.json` of a backup directory.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let bytes = fs::read(dir.join("manifest.json"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupted(WHAT, format!("manifest.json: {e}")))
+}
+
+/// Reads one table's backup file, verifying its MD5 against the manifest before decoding.
+pub fn read_table_backup(dir: &Path, entry: &ManifestTable) -> Result<Vec<(Bytes, Bytes)>> {
+    if entry.file_name.contains(['/', '\\']) || entry.file_name.starts_with('.') {
+        return Err(Error::corrupted(
+            WHAT,
+            format!("file name {:?} leaves the directory", entry.file_name),
+        ));
+    }
+    let mut bytes = Vec::new();
+    BufReader::new(fs::File::open(dir.join(&entry.file_name))?).read_to_end(&mut bytes)?;
+    let md5 = hex(&Md5::digest(&bytes));
+    if !md5.eq_ignore_ascii_case(&entry.md5) {
+        return Err(Error::corrupted(
+            WHAT,
+            format!(
+                "{}: md5 {md5}, manifest says {}",
+                entry.file_name, entry.md5
+            ),
+        ));
+    }
+    BackupReader::new(bytes.as_slice()).collect()
+}
