@@ -27,14 +27,21 @@ use tonic::transport::Channel;
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub fn phase(what: &str) {
-    eprintln!("[{:>8.3}s] == {what}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
+    eprintln!(
+        "[{:>8.3}s] == {what}",
+        START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    );
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it returns true, failing the test with `reason` after [`WAIT`].
@@ -49,7 +56,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting until {reason}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until {reason}"
+        );
         tokio::time::sleep(pause).await; // poll backoff
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -90,7 +100,11 @@ impl Node {
     /// Starts (or restarts) the process with `extra` arguments after the node's own.
     pub fn start(&mut self, members: &str) {
         assert!(self.child.is_none(), "node {} already running", self.id);
-        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut cmd = Command::new(binary());
         cmd.arg("core")
             .arg(format!("--raft.node-id={}", self.id))
@@ -127,7 +141,11 @@ impl Node {
     /// SIGTERM, then waits for a clean exit and returns its status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + WAIT;
         loop {
@@ -143,7 +161,9 @@ impl Node {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.api.clone()).unwrap().connect_lazy()
+        Channel::from_shared(self.api.clone())
+            .unwrap()
+            .connect_lazy()
     }
 
     pub async fn kv(&self) -> KvClient<Channel> {
@@ -162,13 +182,17 @@ impl Node {
     pub async fn http_status(&self, path: &str) -> Option<u16> {
         let addr = self.rest.trim_start_matches("http://").to_string();
         let path = path.to_string();
-        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(code, _)| code)).await.unwrap()
+        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(code, _)| code))
+            .await
+            .unwrap()
     }
 
     pub async fn http_body(&self, path: &str) -> Option<String> {
         let addr = self.rest.trim_start_matches("http://").to_string();
         let path = path.to_string();
-        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(_, body)| body)).await.unwrap()
+        tokio::task::spawn_blocking(move || http_get(&addr, &path).map(|(_, body)| body))
+            .await
+            .unwrap()
     }
 
     fn tail_log(&self, lines: usize) -> String {
@@ -181,7 +205,11 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- last log lines of node {} ----\n{}", self.id, self.tail_log(40));
+            eprintln!(
+                "---- last log lines of node {} ----\n{}",
+                self.id,
+                self.tail_log(40)
+            );
         }
         self.kill();
     }
@@ -196,7 +224,10 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -216,12 +247,20 @@ impl Cluster {
     pub fn start_with(n: u64, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes: Vec<Node> = (1..=n).map(|id| Node::core(id, dir.path())).collect();
-        let members = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+        let members = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.raft))
+            .collect::<Vec<_>>()
+            .join(",");
         for node in &mut nodes {
             node.args = args.iter().map(|s| s.to_string()).collect();
             node.start(&members);
         }
-        Self { nodes, members, dir }
+        Self {
+            nodes,
+            members,
+            dir,
+        }
     }
 
     pub fn node(&mut self, id: u64) -> &mut Node {
@@ -235,39 +274,42 @@ impl Cluster {
 
     /// Waits until some running node reports a leader that all running nodes agree on.
     pub async fn wait_for_leader(&self) -> u64 {
-        let mut leader = 0;
-        wait_until("the running nodes agree on a leader", || {
-            let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.is_running()).collect();
-            let leader = &mut leader;
-            async move {
-                let mut seen = None;
-                for node in nodes {
-                    let Some(l) = leader_of(node).await else { return false };
-                    if seen.is_some_and(|s| s != l) {
-                        return false;
-                    }
-                    seen = Some(l);
+        self.wait_for_leader_other_than(0).await
+    }
+
+    /// Waits until the running nodes agree on a leader that is not `old` (a killed leader).
+    pub async fn wait_for_leader_other_than(&self, old: u64) -> u64 {
+        let leader = std::sync::atomic::AtomicU64::new(0);
+        wait_until("the running nodes agree on a (new) leader", || async {
+            let mut seen = None;
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                let Some(l) = leader_of(node).await else {
+                    return false;
+                };
+                if l == 0 || l == old || seen.is_some_and(|s| s != l) {
+                    return false;
                 }
-                match seen {
-                    Some(l) if l != 0 => {
-                        *leader = l;
-                        true
-                    }
-                    _ => false,
-                }
+                seen = Some(l);
             }
+            leader.store(seen.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+            seen.is_some()
         })
         .await;
-        leader
+        leader.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 /// The leader id a node reports in Cluster.Status, if it answers and knows one.
 pub async fn leader_of(node: &Node) -> Option<u64> {
     let mut client = node.cluster().await;
-    let status = client.status(regatta_proto::regatta::v1::StatusRequest { config: false }).await.ok()?;
+    let status = client
+        .status(regatta_proto::regatta::v1::StatusRequest { config: false })
+        .await
+        .ok()?;
     let info = status.into_inner().info;
-    info.split_whitespace().find_map(|w| w.strip_prefix("leader=")).and_then(|l| l.parse().ok())
+    info.split_whitespace()
+        .find_map(|w| w.strip_prefix("leader="))
+        .and_then(|l| l.parse().ok())
 }
 
 pub async fn create_table(node: &Node, name: &str) {
@@ -276,7 +318,10 @@ pub async fn create_table(node: &Node, name: &str) {
         let mut tables = tables.clone();
         let name = name.to_string();
         async move {
-            match tables.create(CreateTableRequest { name, config: None }).await {
+            match tables
+                .create(CreateTableRequest { name, config: None })
+                .await
+            {
                 Ok(_) => true,
                 Err(s) if s.code() == tonic::Code::AlreadyExists => true,
                 Err(s) if s.code() == tonic::Code::Unavailable => false,
@@ -301,7 +346,12 @@ pub async fn put(node: &Node, table: &str, key: &str, value: &str) -> Result<u64
     Ok(resp.into_inner().header.map_or(0, |h| h.revision))
 }
 
-pub async fn get(node: &Node, table: &str, key: &str, linearizable: bool) -> Result<Option<String>, tonic::Status> {
+pub async fn get(
+    node: &Node,
+    table: &str,
+    key: &str,
+    linearizable: bool,
+) -> Result<Option<String>, tonic::Status> {
     let mut kv = node.kv().await;
     let resp = kv
         .range(RangeRequest {
@@ -311,11 +361,18 @@ pub async fn get(node: &Node, table: &str, key: &str, linearizable: bool) -> Res
             ..Default::default()
         })
         .await?;
-    Ok(resp.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    Ok(resp
+        .into_inner()
+        .kvs
+        .first()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
 }
 
 /// Every pair of a table, in key order, with revisions, through IterateRange.
-pub async fn dump(node: &Node, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>, i64, i64)>, tonic::Status> {
+pub async fn dump(
+    node: &Node,
+    table: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>, i64, i64)>, tonic::Status> {
     let mut kv = node.kv().await;
     let mut stream = kv
         .iterate_range(RangeRequest {
@@ -328,7 +385,14 @@ pub async fn dump(node: &Node, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>, i64
         .into_inner();
     let mut out = Vec::new();
     while let Some(RangeResponse { kvs, .. }) = stream.message().await? {
-        out.extend(kvs.into_iter().map(|kv| (kv.key.to_vec(), kv.value.to_vec(), kv.create_revision, kv.mod_revision)));
+        out.extend(kvs.into_iter().map(|kv| {
+            (
+                kv.key.to_vec(),
+                kv.value.to_vec(),
+                kv.create_revision,
+                kv.mod_revision,
+            )
+        }));
     }
     Ok(out)
 }
