@@ -6,6 +6,7 @@ mod admin;
 mod client;
 mod config;
 mod core;
+mod dev;
 mod metrics;
 mod rest;
 mod shutdown;
@@ -33,6 +34,13 @@ enum Command {
     Core {
         #[command(flatten)]
         args: core::CoreArgs,
+        #[command(flatten)]
+        logging: telemetry::LogArgs,
+    },
+    /// Run the whole store on this machine: a single-node core with a local object store.
+    Dev {
+        #[command(flatten)]
+        args: dev::DevArgs,
         #[command(flatten)]
         logging: telemetry::LogArgs,
     },
@@ -79,6 +87,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Core { args, logging } => server(logging, core::run(args)).await,
+            Command::Dev { args, logging } => server(logging, dev::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
