@@ -132,8 +132,6 @@ pub(crate) struct Shared {
     /// Bumped by truncate and purge, so a sync started before them does not move pointers.
     pub(crate) epoch: u64,
     pub(crate) waiters: VecDeque<(LogIndex, Waiter)>,
-    /// A segment file was created: the directory needs an fsync before its entries count.
-    pub(crate) dir_dirty: bool,
     pub(crate) stopped: Option<String>,
     pub(crate) shutdown: bool,
 }
@@ -272,7 +270,10 @@ pub(crate) fn validate_append(
     Ok(())
 }
 
-/// Creates an empty segment file (header only) and returns it opened for reading and writing.
+/// Creates an empty segment file (header only), durably — file and directory entry — and
+/// returns it opened for reading and writing. Because the header is on disk before any frame
+/// is written, a last segment whose header is bad is either a torn creation (at most a
+/// header's worth of bytes, holding no entries) or corruption.
 pub(crate) fn create_segment(dir: &Path, id: SegmentId) -> Result<(PathBuf, File)> {
     let path = dir.join(id.file_name());
     let file = OpenOptions::new()
@@ -284,6 +285,11 @@ pub(crate) fn create_segment(dir: &Path, id: SegmentId) -> Result<(PathBuf, File
         .map_err(|e| Error::io(&path, e))?;
     file.write_all_at(&segment::encode_header(id), 0)
         .map_err(|e| Error::io(&path, e))?;
+    file.sync_all().map_err(|source| Error::SyncFailed {
+        path: path.clone(),
+        source,
+    })?;
+    crate::state_file::sync_dir(dir)?;
     Ok((path, file))
 }
 
@@ -328,9 +334,40 @@ impl Log {
         records: Vec<Record>,
         on_durable: impl FnOnce(Result<()>) + Send + 'static,
     ) -> Result<()> {
+        self.append_inner(|_| records, on_durable)
+    }
+
+    /// Like [`Log::append_with`], for producers that do not number entries themselves:
+    /// `build` is called under the writer lock with the index the records must start at.
+    /// Concurrent callers get consecutive, gap-free ranges.
+    pub fn append_next_with(
+        &self,
+        build: impl FnOnce(LogIndex) -> Vec<Record>,
+        on_durable: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        self.append_inner(build, on_durable)
+    }
+
+    /// [`Log::append_next_with`], waiting until the records are durable.
+    pub async fn append_next(&self, build: impl FnOnce(LogIndex) -> Vec<Record>) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.append_next_with(build, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| Error::Stopped {
+            reason: "log closed during append".into(),
+        })?
+    }
+
+    fn append_inner(
+        &self,
+        build: impl FnOnce(LogIndex) -> Vec<Record>,
+        on_durable: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
         let ready = {
             let mut w = lock(&self.inner.writer);
             self.inner.core.check_running()?;
+            let records = build(w.next);
             if let Some(first) = records.first()
                 && first.id.index != w.next
                 && w.last.is_none()
@@ -473,7 +510,6 @@ impl Log {
         s.written_next = start;
         s.durable_next = start;
         s.epoch += 1;
-        s.dir_dirty = true;
         w.id = id;
         w.path = path;
         w.file = file;
@@ -519,7 +555,6 @@ impl Log {
                 offsets: Vec::new(),
                 end: HEADER_LEN as u64,
             };
-            s.dir_dirty = true;
         }
         tracing::debug!(sealed = %w.id, opened = %id, "rolled segment");
         w.id = id;

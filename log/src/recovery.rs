@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::log::{OpenView, Shared, Writer, create_segment};
 use crate::policy;
-use crate::position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
+use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId};
 use crate::record;
 use crate::segment::{self, HEADER_LEN, Sealed};
 use crate::state_file::{self, StateFile};
@@ -37,23 +37,6 @@ pub(crate) struct Recovered {
     pub(crate) lock_path: PathBuf,
     pub(crate) shared: Shared,
     pub(crate) writer: Writer,
-}
-
-/// Encodes the purged pointer's state body.
-pub(crate) fn encode_entry_id(id: EntryId) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&id.index.0.to_le_bytes());
-    b.extend_from_slice(&id.term.0.to_le_bytes());
-    b.extend_from_slice(&id.leader.0.to_le_bytes());
-    b
-}
-
-pub(crate) fn decode_entry_id(path: &Path, body: &[u8]) -> Result<EntryId> {
-    Ok(EntryId::new(
-        LogIndex(state_file::body_u64(path, body, 0)?),
-        Term(state_file::body_u64(path, body, 8)?),
-        NodeId(state_file::body_u64(path, body, 16)?),
-    ))
 }
 
 fn lock_dir(dir: &Path) -> Result<(File, PathBuf)> {
@@ -122,7 +105,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     let mut ids = list_dir(&dir)?;
 
     let purged = match state_file::read(&dir, StateFile::PURGED)? {
-        Some(body) => Some(decode_entry_id(&StateFile::PURGED.path(&dir), &body)?),
+        Some(body) => Some(state_file::decode_entry_id(
+            &StateFile::PURGED.path(&dir),
+            &body,
+        )?),
         None => None,
     };
     let truncating = match state_file::read(&dir, StateFile::TRUNCATING)? {
@@ -141,12 +127,13 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         }
     }
 
-    // A crash right after creating a segment can leave a file without a whole header. The
-    // previous segment was fsync'd before this one was created, so nothing is lost.
+    // A crash while creating a segment can leave a file holding at most a torn header: the
+    // header is fsync'd before any frame is written, and the previous segment before that, so
+    // nothing is lost. A bad header on a longer file is corruption (found by the scan below).
     if let Some(&id) = ids.last() {
         let path = dir.join(id.file_name());
         let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        if bytes.len() < HEADER_LEN || bytes[..HEADER_LEN].iter().all(|&b| b == 0) {
+        if bytes.len() <= HEADER_LEN && segment::check_header(&path, &bytes, id).is_err() {
             tracing::warn!(file = %path.display(), len = bytes.len(), "deleting segment with a torn header");
             remove(&path)?;
             ids.pop();
@@ -278,11 +265,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     let (open_scan, open_file) = match create {
         Some(id) => {
             let (path, file) = create_segment(&dir, id)?;
-            file.sync_all().map_err(|source| Error::SyncFailed {
-                path: path.clone(),
-                source,
-            })?;
-            state_file::sync_dir(&dir)?;
             let data = Bytes::new();
             let s = Scanned {
                 id,
@@ -358,7 +340,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         durable_next: next,
         epoch: 0,
         waiters: VecDeque::new(),
-        dir_dirty: false,
         stopped: None,
         shutdown: false,
     };

@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::position::ByteOffset;
+use crate::position::{ByteOffset, EntryId, LogIndex, NodeId, Term};
 
 pub const MAGIC: [u8; 8] = *b"RGTASTA\n";
 pub const VERSION: u32 = 1;
@@ -173,6 +173,28 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+/// Body of a state file holding an entry id (the purged and committed pointers).
+pub fn encode_entry_id(id: EntryId) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24);
+    b.extend_from_slice(&id.index.0.to_le_bytes());
+    b.extend_from_slice(&id.term.0.to_le_bytes());
+    b.extend_from_slice(&id.leader.0.to_le_bytes());
+    b
+}
+
+pub fn decode_entry_id(path: &Path, body: &[u8]) -> Result<EntryId> {
+    Ok(EntryId::new(
+        LogIndex(body_u64(path, body, 0)?),
+        Term(body_u64(path, body, 8)?),
+        NodeId(body_u64(path, body, 16)?),
+    ))
+}
+
+/// Body of the truncation marker: the index truncation deletes from.
+pub fn encode_index(index: LogIndex) -> Vec<u8> {
+    index.0.to_le_bytes().to_vec()
 }
 
 /// Reads a little-endian u64 at `at` of a state body, as a checked step of decoding one.

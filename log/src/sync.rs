@@ -1,7 +1,8 @@
 //! Group commit: the syncer thread.
 //!
 //! One thread per log. It sleeps until something is written, then takes the `written`
-//! pointer, fdatasyncs the open segment once (and the directory, if a segment was created),
+//! pointer, fdatasyncs the open segment once (segment files and their directory entries are
+//! made durable when they are created),
 //! moves `flushed` to what it took and resolves every waiter at or below it. Appends that
 //! arrive during an fsync are covered by the next one, so under load each fsync carries
 //! everything queued behind it: throughput grows with concurrency while fsync latency stays
@@ -15,18 +16,17 @@ use std::sync::PoisonError;
 
 use crate::error::Error;
 use crate::log::{Core, Waiter, lock};
-use crate::state_file;
 
 /// The syncer loop; returns on shutdown (after syncing what was written) or after a failure.
 pub(crate) fn run(core: &Core) {
     loop {
-        let (file, path, target, dir_dirty, epoch) = {
+        let (file, path, target, epoch) = {
             let mut s = lock(&core.shared);
             loop {
                 if s.stopped.is_some() {
                     return;
                 }
-                if s.written_next > s.durable_next || s.dir_dirty {
+                if s.written_next > s.durable_next {
                     break;
                 }
                 if s.shutdown {
@@ -34,27 +34,16 @@ pub(crate) fn run(core: &Core) {
                 }
                 s = core.work.wait(s).unwrap_or_else(PoisonError::into_inner);
             }
-            let dir_dirty = std::mem::take(&mut s.dir_dirty);
             (
                 s.open.file.clone(),
                 s.open.path.clone(),
                 s.written_next,
-                dir_dirty,
                 s.epoch,
             )
         };
 
-        let synced = file
-            .sync_data()
-            .map_err(|source| Error::SyncFailed { path, source })
-            .and_then(|()| {
-                if dir_dirty {
-                    state_file::sync_dir(&core.dir)
-                } else {
-                    Ok(())
-                }
-            });
-        if let Err(e) = synced {
+        if let Err(source) = file.sync_data() {
+            let e = Error::SyncFailed { path, source };
             core.stop(&e);
             return;
         }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::log::{Log, OpenView, Writer, create_segment, lock};
 use crate::policy::{self, TruncateThen};
 use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId};
-use crate::recovery::{cut_file, encode_entry_id};
+use crate::recovery::cut_file;
 use crate::segment::{self, HEADER_LEN};
 use crate::state_file::{self, StateFile, TMP_SUFFIX};
 
@@ -52,7 +52,7 @@ impl Log {
         }
         self.inner.core.wait_durable(w.next)?;
         let dir = self.inner.core.dir.clone();
-        state_file::write(&dir, StateFile::TRUNCATING, &from.0.to_le_bytes())?;
+        state_file::write(&dir, StateFile::TRUNCATING, &state_file::encode_index(from))?;
         let done = self
             .truncate_locked(&mut w, from)
             .and_then(|()| state_file::remove(&dir, StateFile::TRUNCATING));
@@ -77,10 +77,6 @@ impl Log {
         let (id, path, file, len, offsets, last) = match plan.then {
             TruncateThen::Create { id } => {
                 let (path, file) = create_segment(&dir, id)?;
-                file.sync_all().map_err(|source| Error::SyncFailed {
-                    path: path.clone(),
-                    source,
-                })?;
                 (
                     id,
                     path,
@@ -239,7 +235,7 @@ impl Log {
         }
         self.inner.core.wait_durable(w.next)?;
         let dir = self.inner.core.dir.clone();
-        state_file::write(&dir, StateFile::PURGED, &encode_entry_id(up_to))?;
+        state_file::write(&dir, StateFile::PURGED, &state_file::encode_entry_id(up_to))?;
         let done = self.purge_locked(&mut w, up_to);
         if let Err(e) = &done {
             self.inner.core.stop(e);
@@ -272,10 +268,6 @@ impl Log {
         let mut new_open = None;
         if let Some(id) = plan.create {
             let (path, file) = create_segment(&dir, id)?;
-            file.sync_all().map_err(|source| Error::SyncFailed {
-                path: path.clone(),
-                source,
-            })?;
             new_open = Some((id, path, Arc::new(file)));
         }
         {

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::log::{Log, Options, lock};
 use crate::position::LogIndex;
 use crate::raft::codec;
-use crate::recovery::{decode_entry_id, encode_entry_id};
 use crate::state_file::{self, StateFile};
 
 fn read_err(e: &Error) -> StorageError<u64> {
@@ -87,7 +86,10 @@ impl<C> RaftLogStore<C> {
             None => None,
         };
         let mut committed = match state_file::read(&dir, StateFile::COMMITTED)? {
-            Some(body) => Some(decode_entry_id(&StateFile::COMMITTED.path(&dir), &body)?),
+            Some(body) => Some(state_file::decode_entry_id(
+                &StateFile::COMMITTED.path(&dir),
+                &body,
+            )?),
             None => None,
         };
         // The pointer is advice written in the background; never claim more than the log holds.
@@ -216,7 +218,7 @@ where
         self.committed = committed;
         if let Some(c) = committed {
             self.committed_saver
-                .offer(encode_entry_id(codec::entry_id(&c)));
+                .offer(state_file::encode_entry_id(codec::entry_id(&c)));
         }
         Ok(())
     }

@@ -1,0 +1,179 @@
+//! Concurrent appenders: every entry present, in order, gap-free; readers running alongside
+//! always see at least every durable entry.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use regatta_log::{EntryId, Log, LogIndex, NodeId, Options, Record, RecordKind, Term};
+
+fn tagged(index: LogIndex, writer: u64, seq: u64) -> Record {
+    let payload = Bytes::from(format!("{writer}:{seq}"));
+    Record::new(
+        EntryId::new(index, Term(1), NodeId(writer)),
+        RecordKind::Normal,
+        payload,
+    )
+}
+
+/// Checks the whole log: indices 0.. gap-free, each writer's entries exactly once, in order.
+fn check_log(log: &Log, writers: u64, per_writer: u64) {
+    let all = log.read(..).unwrap();
+    assert_eq!(all.len() as u64, writers * per_writer);
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.id.index, LogIndex(i as u64), "gap-free and in order");
+        let text = std::str::from_utf8(&r.payload).unwrap();
+        let (w, s) = text.split_once(':').unwrap();
+        let (w, s): (u64, u64) = (w.parse().unwrap(), s.parse().unwrap());
+        let expected = seen.entry(w).or_insert(0);
+        assert_eq!(s, *expected, "writer {w}'s entries in its order");
+        *expected += 1;
+    }
+    assert!(seen.values().all(|&n| n == per_writer));
+}
+
+#[test]
+fn concurrent_threads_with_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        Options {
+            segment_bytes: 4096,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (writers, per_writer) = (8u64, 150u64);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let reader = {
+        let log = log.clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let durable = log.durable_next();
+                let got = log.read(..durable).unwrap();
+                assert!(
+                    got.len() as u64 >= durable.0,
+                    "every durable entry is readable"
+                );
+                for (i, r) in got.iter().enumerate() {
+                    assert_eq!(r.id.index, LogIndex(i as u64));
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for s in 0..per_writer {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                    log.append_next_with(
+                        |index| vec![tagged(index, w, s)],
+                        move |r| {
+                            let _ = tx.send(r);
+                        },
+                    )
+                    .unwrap();
+                    rx.recv_timeout(Duration::from_secs(60))
+                        .expect("append resolves")
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(log.durable_next(), LogIndex(writers * per_writer));
+    check_log(&log, writers, per_writer);
+    assert!(log.segments().len() > 1, "the run crossed segment rolls");
+
+    drop(log);
+    let reopened = Log::open(dir.path(), Options::default()).unwrap();
+    check_log(&reopened, writers, per_writer);
+}
+
+#[test]
+fn concurrent_async_tasks() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let (writers, per_writer) = (32u64, 40u64);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for s in 0..per_writer {
+                        log.append_next(|index| vec![tagged(index, w, s)])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for t in tasks {
+            tokio::time::timeout_at(deadline.into(), t)
+                .await
+                .expect("writers finish")
+                .unwrap();
+        }
+    });
+    check_log(&log, writers, per_writer);
+}
+
+#[test]
+fn appends_out_of_order_are_refused_and_do_not_disturb_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    log.append_blocking(vec![tagged(LogIndex(0), 0, 0)])
+        .unwrap();
+    let err = log
+        .append_blocking(vec![tagged(LogIndex(5), 0, 1)])
+        .unwrap_err();
+    assert!(
+        matches!(err, regatta_log::Error::OutOfOrder { .. }),
+        "{err}"
+    );
+    assert!(!err.must_stop() && !err.is_retryable());
+    let mut older = tagged(LogIndex(1), 0, 1);
+    log.append_blocking(vec![older.clone()]).unwrap();
+    older.id = EntryId::new(LogIndex(2), Term(0), NodeId(0));
+    let err = log.append_blocking(vec![older]).unwrap_err();
+    assert!(
+        matches!(err, regatta_log::Error::TermRegressed { .. }),
+        "{err}"
+    );
+    assert_eq!(log.last_index(), Some(LogIndex(1)));
+}
+
+#[test]
+fn a_directory_is_opened_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = Log::open(dir.path(), Options::default()).unwrap();
+    let err = Log::open(dir.path(), Options::default()).unwrap_err();
+    assert!(matches!(err, regatta_log::Error::Locked { .. }), "{err}");
+}
