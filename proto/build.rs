@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/event.proto",
     "proto/raft.proto",
     "proto/admin.proto",
+    "proto/tail.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

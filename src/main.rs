@@ -7,7 +7,9 @@ mod client;
 mod config;
 mod core;
 mod dev;
+mod edge;
 mod metrics;
+mod objects;
 mod rest;
 mod shutdown;
 mod telemetry;
@@ -34,6 +36,14 @@ enum Command {
     Core {
         #[command(flatten)]
         args: core::CoreArgs,
+        #[command(flatten)]
+        logging: telemetry::LogArgs,
+    },
+    /// Run an edge node: a read-only replica that follows the core's log.
+    #[command(visible_alias = "follower")]
+    Edge {
+        #[command(flatten)]
+        args: edge::EdgeArgs,
         #[command(flatten)]
         logging: telemetry::LogArgs,
     },
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Core { args, logging } => server(logging, core::run(args)).await,
+            Command::Edge { args, logging } => server(logging, edge::run(args)).await,
             Command::Dev { args, logging } => server(logging, dev::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,

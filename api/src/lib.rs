@@ -13,6 +13,7 @@
 //! - [`kv`]: `regatta.v1.KV`.
 //! - [`tables`]: `regatta.v1.Tables`.
 //! - [`cluster`]: `regatta.v1.Cluster`.
+//! - [`tail`]: `regatta.tail.v1.Tail`, the committed log served to edges.
 //! - [`metrics`]: request counts and latency of every gRPC method.
 //! - [`raft_codec`]: openraft messages to and from their wire form.
 //! - [`raft_network`]: the client side of the Raft transport (openraft's `RaftNetwork`).
@@ -27,5 +28,6 @@ pub mod raft_codec;
 pub mod raft_network;
 pub mod raft_service;
 pub mod tables;
+pub mod tail;
 
 pub use error::{Error, Result};

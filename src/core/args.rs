@@ -138,6 +138,19 @@ pub struct CoreArgs {
     /// `s3://bucket/prefix`). Default: `file://<data-dir>/objects`.
     #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
     pub object_store: Option<String>,
+    /// Upload a snapshot to object storage after this many new entries (leader only).
+    #[arg(
+        long = "object-store.snapshot-entries",
+        env = "REGATTA_OBJECT_STORE_SNAPSHOT_ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub upload_entries: u64,
+    /// Upload a snapshot at least this often while there are new entries.
+    #[arg(long = "object-store.snapshot-interval", env = "REGATTA_OBJECT_STORE_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_interval: Duration,
+    /// How often an idle log-tail stream carries a heartbeat to edges.
+    #[arg(long = "replication.heartbeat-interval", env = "REGATTA_REPLICATION_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub tail_heartbeat: Duration,
     /// Name of this node in MemberList (default: `node-<id>`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
     pub node_name: Option<String>,
@@ -164,6 +177,8 @@ pub struct CoreSettings {
     pub rest_address: ListenAddress,
     pub data_dir: PathBuf,
     pub object_store: String,
+    pub upload: crate::core::uploader::UploadPolicy,
+    pub tail_heartbeat: Duration,
     pub limits: Limits,
     pub tokens: Tokens,
 }
@@ -246,6 +261,11 @@ impl CoreArgs {
             rest_address,
             data_dir: self.data_dir.clone(),
             object_store,
+            upload: crate::core::uploader::UploadPolicy {
+                entries: self.upload_entries.max(1),
+                interval: self.upload_interval,
+            },
+            tail_heartbeat: self.tail_heartbeat,
             limits: Limits {
                 max_request_bytes: self.max_request_size,
                 default_deadline: self.default_deadline,

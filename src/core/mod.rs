@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod role;
+pub mod uploader;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -21,11 +22,13 @@ use regatta_api::{
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
     tables::TablesService,
+    tail::{TailService, TailSettings},
 };
 use regatta_materializer::{Materializer, raft::TypeConfig};
 use regatta_proto::regatta::{
     admin::v1::admin_server::AdminServer,
     raft::v1::raft_transport_server::RaftTransportServer,
+    tail::v1::tail_server::TailServer,
     v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
 };
 use tokio_util::sync::CancellationToken;
@@ -55,6 +58,8 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         settings.log_options(),
     )
     .with_context(|| "opening the log")?;
+    let log = log_store.log().clone();
+    let objects = crate::objects::open(&settings.object_store)?;
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
         let dir = log_store.log().dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))
@@ -113,6 +118,32 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         },
         log_bytes,
     ));
+    let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let uploader = uploader::Uploader {
+        store: regatta_materializer::snapshot::SnapshotStore::new(
+            objects.store.clone(),
+            &objects.prefix,
+        ),
+        policy: settings.upload.clone(),
+        latest: latest_snapshot.clone(),
+        failures: crate::metrics::counter(
+            &registry,
+            "regatta_snapshot_upload_failures_total",
+            "Snapshot uploads that failed",
+        )?,
+        uploads: crate::metrics::counter(
+            &registry,
+            "regatta_snapshot_uploads_total",
+            "Snapshots uploaded to object storage",
+        )?,
+    };
+    tokio::spawn(uploader.run(
+        settings.node_id,
+        raft.clone(),
+        materializer.clone(),
+        shutdown.clone(),
+    ));
+
     let ctx = NodeContext {
         node_id: settings.node_id,
         materializer: materializer.clone(),
@@ -165,6 +196,29 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .serve_with_shutdown(addr, async move { token.cancelled().await })
     };
 
+    let tail_server = {
+        let latest = latest_snapshot.clone();
+        let service = TailService::new(
+            log,
+            materializer.clone(),
+            role.clone(),
+            Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
+            TailSettings {
+                heartbeat: settings.tail_heartbeat,
+            },
+        );
+        let addr = tcp(&settings.replication_address)?;
+        let token = shutdown.clone();
+        tonic::transport::Server::builder()
+            .layer(api_metrics.layer())
+            .add_service(
+                TailServer::new(service)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            )
+            .serve_with_shutdown(addr, async move { token.cancelled().await })
+    };
+
     let rest_server = {
         let raft = raft.clone();
         let materializer = materializer.clone();
@@ -186,6 +240,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     let served = tokio::try_join!(
         async { raft_server.await.context("raft transport server") },
         async { api_server.await.context("API server") },
+        async { tail_server.await.context("log-tail server") },
         rest_server,
     );
     shutdown.cancel();
@@ -198,7 +253,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
+pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
     match addr {
         ListenAddress::Tcp { addr, tls: false } => Ok(*addr),
         ListenAddress::Tcp { tls: true, .. } => {
@@ -268,7 +323,7 @@ async fn track_raft_metrics(
 }
 
 /// Bytes of the files directly inside `dir` (the log's segments and state files).
-fn directory_bytes(dir: &std::path::Path) -> u64 {
+pub fn directory_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -1,0 +1,213 @@
+//! `regatta.tail.v1.Tail`: serves this node's committed log to edges.
+//!
+//! Every core node and every edge serves it. What is served is what this node has applied
+//! (applied ≤ committed, so nothing uncommitted ever leaves), read from the node's own log.
+//! The stream pushes new entries the moment apply publishes them — a lone write reaches every
+//! subscriber at once — and heartbeats while idle. A request for entries this node no longer
+//! keeps is answered with `SnapshotNeeded`.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use regatta_log::{Log, LogIndex};
+use regatta_materializer::Materializer;
+use regatta_proto::regatta::{
+    raft::v1::{ForwardRequest, ForwardResponse, ReadIndexRequest, ReadIndexResponse},
+    tail::v1::{
+        Entries, FetchSnapshotRequest, Heartbeat, SnapshotChunk, SnapshotNeeded, SubscribeRequest,
+        TailEntry, TailMessage, tail_message, tail_server::Tail,
+    },
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{Error, node::Role};
+
+/// Entries per message at most; a subscriber far behind gets many messages.
+const MAX_ENTRIES_PER_MESSAGE: u64 = 1024;
+/// Bytes of snapshot per chunk.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Settings of the tail service.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    /// How often an idle stream carries a heartbeat.
+    pub heartbeat: Duration,
+}
+
+impl Default for TailSettings {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_millis(500) }
+    }
+}
+
+/// The newest snapshot revision in object storage (0: none), as the node knows it.
+pub type ObjectSnapshotRevision = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub struct TailService {
+    log: Log,
+    materializer: Arc<Materializer>,
+    role: Arc<dyn Role>,
+    object_snapshot: ObjectSnapshotRevision,
+    settings: TailSettings,
+}
+
+impl TailService {
+    pub fn new(
+        log: Log,
+        materializer: Arc<Materializer>,
+        role: Arc<dyn Role>,
+        object_snapshot: ObjectSnapshotRevision,
+        settings: TailSettings,
+    ) -> Self {
+        Self { log, materializer, role, object_snapshot, settings }
+    }
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Converts log records to wire entries, checking they are exactly `next..` in order.
+fn to_entries(records: Vec<regatta_log::Record>, next: u64) -> Result<Vec<TailEntry>, String> {
+    let mut expected = next;
+    records
+        .into_iter()
+        .map(|r| {
+            if r.id.index.get() != expected {
+                return Err(format!("log read returned index {} where {expected} was due", r.id.index));
+            }
+            expected += 1;
+            Ok(TailEntry {
+                index: r.id.index.get(),
+                term: r.id.term.get(),
+                leader_id: r.id.leader.get(),
+                kind: r.kind as u32,
+                payload: r.payload,
+            })
+        })
+        .collect()
+}
+
+/// The streaming loop of one subscriber. Ends when the subscriber goes away.
+async fn pump(
+    log: Log,
+    materializer: Arc<Materializer>,
+    object_snapshot: ObjectSnapshotRevision,
+    heartbeat: Duration,
+    mut next: u64,
+    subscriber: String,
+    tx: mpsc::Sender<Result<TailMessage, Status>>,
+) {
+    let mut applied_rx = materializer.subscribe();
+    loop {
+        let applied = materializer.applied().0;
+        if next <= applied {
+            let end = applied.min(next + MAX_ENTRIES_PER_MESSAGE - 1);
+            let message = match log.read(LogIndex(next)..=LogIndex(end)) {
+                Ok(records) if records.first().is_some_and(|r| r.id.index.get() == next) => {
+                    match to_entries(records, next) {
+                        Ok(entries) => {
+                            next = entries.last().map_or(next, |e| e.index + 1);
+                            tail_message::Message::Entries(Entries { entries, commit_index: applied })
+                        }
+                        Err(reason) => {
+                            let _ = tx.send(Err(Status::internal(reason))).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(_) | Err(regatta_log::Error::Purged { .. }) => {
+                    // Not (or no longer) in this node's log: the subscriber needs a snapshot.
+                    let first_available = log.first_index().map_or(applied + 1, |i| i.get());
+                    tracing::info!(%subscriber, next, first_available, "tail subscriber is behind the log; needs a snapshot");
+                    let needed = SnapshotNeeded { first_available, object_snapshot_revision: object_snapshot() };
+                    let _ = tx.send(Ok(TailMessage { message: Some(tail_message::Message::SnapshotNeeded(needed)) })).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(%subscriber, error = %e, "reading the log for a tail subscriber");
+                    let _ = tx.send(Err(Status::unavailable(format!("reading the log: {e}")))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(TailMessage { message: Some(message) })).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = applied_rx.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(heartbeat) => {
+                let beat = Heartbeat { commit_index: materializer.applied().0, now_micros: now_micros() };
+                if tx.send(Ok(TailMessage { message: Some(tail_message::Message::Heartbeat(beat)) })).await.is_err() {
+                    return;
+                }
+            }
+            () = tx.closed() => return,
+        }
+    }
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Tail for TailService {
+    type SubscribeStream = Stream_<TailMessage>;
+
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let SubscribeRequest { from_index, subscriber } = request.into_inner();
+        if from_index == 0 {
+            return Err(Status::invalid_argument("from_index starts at 1"));
+        }
+        tracing::info!(%subscriber, from_index, "tail subscriber connected");
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(pump(
+            self.log.clone(),
+            self.materializer.clone(),
+            self.object_snapshot.clone(),
+            self.settings.heartbeat,
+            from_index,
+            subscriber,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type FetchSnapshotStream = Stream_<SnapshotChunk>;
+
+    async fn fetch_snapshot(
+        &self,
+        _: Request<FetchSnapshotRequest>,
+    ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
+        let view = self.materializer.view();
+        let revision = view.revision().0;
+        let encoded = tokio::task::spawn_blocking(move || regatta_materializer::snapshot::encode(&view))
+            .await
+            .map_err(|e| Status::internal(format!("snapshot encoder failed: {e}")))?
+            .map_err(Error::from)?;
+        tracing::info!(revision, bytes = encoded.len(), "streaming a snapshot to a tail subscriber");
+        let data = bytes::Bytes::from(encoded);
+        let chunks: Vec<Result<SnapshotChunk, Status>> = (0..data.len())
+            .step_by(SNAPSHOT_CHUNK_BYTES)
+            .map(|at| Ok(SnapshotChunk { data: data.slice(at..(at + SNAPSHOT_CHUNK_BYTES).min(data.len())), revision }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn write(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+        let inner = request
+            .into_inner()
+            .request
+            .ok_or_else(|| Status::invalid_argument("forwarded write is empty"))?;
+        let response = self.role.write(inner).await?;
+        Ok(Response::new(ForwardResponse { response: Some(response) }))
+    }
+
+    async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        Ok(Response::new(ReadIndexResponse { index: self.role.read_index().await? }))
+    }
+}

@@ -1,0 +1,113 @@
+//! Uploads snapshots of the core's state to object storage, off the write path.
+//!
+//! Only the leader uploads (every node could; one copy is enough). A snapshot is taken when
+//! `entries` new entries were applied since the last upload, or `interval` passed with any
+//! new entry. Failures are logged, counted and retried with backoff; writes never wait on
+//! this task.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use openraft::Raft;
+use regatta_materializer::{Materializer, raft::TypeConfig, snapshot::SnapshotStore};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct UploadPolicy {
+    pub entries: u64,
+    pub interval: Duration,
+}
+
+/// Whether to upload now: a plain decision, tested without IO.
+pub fn due(policy: &UploadPolicy, applied: u64, last_uploaded: u64, since_last: Duration) -> bool {
+    applied > last_uploaded
+        && (applied - last_uploaded >= policy.entries || since_last >= policy.interval)
+}
+
+pub struct Uploader {
+    pub store: SnapshotStore,
+    pub policy: UploadPolicy,
+    /// Revision of the newest snapshot known to be in the store (0: none).
+    pub latest: Arc<AtomicU64>,
+    pub failures: prometheus::IntCounter,
+    pub uploads: prometheus::IntCounter,
+}
+
+impl Uploader {
+    pub async fn run(
+        self,
+        node_id: u64,
+        raft: Raft<TypeConfig>,
+        materializer: Arc<Materializer>,
+        shutdown: CancellationToken,
+    ) {
+        match self.store.latest().await {
+            Ok(Some(rev)) => self.latest.store(rev.0, Ordering::Relaxed),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "listing snapshots in object storage"),
+        }
+        let mut last_upload = tokio::time::Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let is_leader = raft.metrics().borrow().current_leader == Some(node_id);
+            let applied = materializer.applied().0;
+            if !is_leader
+                || !due(
+                    &self.policy,
+                    applied,
+                    self.latest.load(Ordering::Relaxed),
+                    last_upload.elapsed(),
+                )
+            {
+                continue;
+            }
+            let view = materializer.view();
+            match self.store.upload(view).await {
+                Ok(info) => {
+                    self.latest.store(info.revision.0, Ordering::Relaxed);
+                    self.uploads.inc();
+                    last_upload = tokio::time::Instant::now();
+                    backoff = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    self.failures.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "snapshot upload failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_due_on_entries_or_time_with_something_new() {
+        let p = UploadPolicy {
+            entries: 100,
+            interval: Duration::from_secs(60),
+        };
+        assert!(!due(&p, 50, 0, Duration::from_secs(1)));
+        assert!(due(&p, 100, 0, Duration::from_secs(1)));
+        assert!(due(&p, 50, 0, Duration::from_secs(61)));
+        assert!(
+            !due(&p, 50, 50, Duration::from_secs(3600)),
+            "nothing new, nothing to upload"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The edge's local snapshots: what it restarts from, together with its local log.
+//!
+//! Files in `<data-dir>/snapshots/`, named `<revision, 20 digits>.snap.zst`, in the
+//! materializer's snapshot format (versioned, checksummed). Written to a temporary file,
+//! fsync'd, renamed, and the directory fsync'd; a file that fails its checksum is skipped
+//! (with a warning) in favour of an older one.
+
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use regatta_materializer::{Revision, State, snapshot};
+
+const SUFFIX: &str = ".snap.zst";
+/// Local snapshots kept; older ones are deleted after a new one is written.
+const KEEP: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct LocalSnapshots {
+    dir: PathBuf,
+}
+
+impl LocalSnapshots {
+    pub fn open(dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, revision: Revision) -> PathBuf {
+        self.dir.join(format!("{:020}{SUFFIX}", revision.0))
+    }
+
+    /// Revisions present, newest first.
+    pub fn list(&self) -> Result<Vec<Revision>> {
+        let mut out: Vec<Revision> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("listing {}", self.dir.display()))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let digits = name.strip_suffix(SUFFIX)?;
+                (digits.len() == 20)
+                    .then(|| digits.parse().ok().map(Revision))
+                    .flatten()
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// The newest snapshot that reads back intact, if any.
+    pub fn load_newest(&self) -> Result<Option<State>> {
+        for revision in self.list()? {
+            let path = self.path(revision);
+            match read(&path) {
+                Ok(state) => return Ok(Some(state)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = format!("{e:#}"), "skipping a damaged local snapshot")
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `state` durably and deletes all but the newest few.
+    pub fn save(&self, state: &State) -> Result<()> {
+        let path = self.path(state.revision());
+        let tmp = path.with_extension("tmp");
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut writer = snapshot::write_snapshot(state, BufWriter::new(file))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        writer.flush()?;
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))?;
+        for old in self.list()?.into_iter().skip(KEEP) {
+            let _ = std::fs::remove_file(self.path(old));
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<State> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(snapshot::read_snapshot(BufReader::new(file))?)
+}

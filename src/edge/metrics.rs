@@ -1,0 +1,62 @@
+//! Metrics of an edge's replication. Names live here, once.
+
+use prometheus::{Gauge, IntCounter, IntGauge, Registry};
+
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    pub applied: IntGauge,
+    pub upstream_commit: IntGauge,
+    pub lag_entries: IntGauge,
+    pub lag_seconds: Gauge,
+    pub bootstraps: IntCounter,
+    pub bootstrap_seconds: Gauge,
+    pub upstream: IntGauge,
+    pub failovers: IntCounter,
+}
+
+impl EdgeMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let int = |name: &str, help: &str| crate::metrics::gauge(registry, name, help);
+        let float = |name: &str, help: &str| -> prometheus::Result<Gauge> {
+            let g = Gauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(Self {
+            applied: int(
+                "regatta_edge_applied_index",
+                "Last log index applied at this edge",
+            )?,
+            upstream_commit: int(
+                "regatta_edge_upstream_commit_index",
+                "Upstream's commit index as last heard",
+            )?,
+            lag_entries: int(
+                "regatta_edge_lag_entries",
+                "Entries committed upstream and not yet applied here",
+            )?,
+            lag_seconds: float(
+                "regatta_edge_lag_seconds",
+                "Age of the newest applied write while behind (0 when caught up)",
+            )?,
+            bootstraps: crate::metrics::counter(
+                registry,
+                "regatta_edge_bootstraps_total",
+                "Snapshot bootstraps",
+            )?,
+            bootstrap_seconds: float(
+                "regatta_edge_last_bootstrap_seconds",
+                "Duration of the last bootstrap",
+            )?,
+            upstream: int(
+                "regatta_edge_upstream",
+                "Position in --replication.leader-address of the upstream followed",
+            )?,
+            failovers: crate::metrics::counter(
+                registry,
+                "regatta_edge_upstream_changes_total",
+                "Times the edge left an upstream",
+            )?,
+        })
+    }
+}

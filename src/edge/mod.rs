@@ -1,0 +1,263 @@
+//! `regatta edge`: a read-only replica that follows the core's committed log.
+//!
+//! Start-up: open the local log, load the newest local snapshot, replay the local log after
+//! it, then follow an upstream (see [`tailer`]). Reads (Range, IterateRange, read-only Txn,
+//! Tables.List) are answered locally; writes go up to the core and are answered once applied
+//! here. The edge serves the log tail itself, so edges can follow edges.
+
+pub mod args;
+pub mod local;
+pub mod metrics;
+pub mod role;
+pub mod tailer;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use dashmap::DashMap;
+use regatta_api::{
+    cluster::ClusterService,
+    kv::KvService,
+    metrics::ApiMetrics,
+    node::{HeaderState, NodeContext},
+    raft_network::MAX_RAFT_MESSAGE_BYTES,
+    tables::TablesService,
+    tail::{TailService, TailSettings},
+};
+use regatta_log::{Log, LogIndex};
+use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
+use regatta_proto::regatta::{
+    tail::v1::tail_server::TailServer,
+    v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
+};
+use tonic::codec::CompressionEncoding;
+
+pub use args::EdgeArgs;
+
+use crate::{address::ListenAddress, rest, shutdown};
+
+/// Runs an edge node until SIGTERM or Ctrl-C.
+pub async fn run(args: EdgeArgs) -> Result<()> {
+    let settings = args.validate()?;
+    let args = &settings.args;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    tracing::info!(upstreams = ?args.upstreams, data_dir = %args.data_dir.display(), "starting edge node");
+
+    let registry = prometheus::Registry::new();
+    let api_metrics = ApiMetrics::register(&registry)?;
+    let edge_metrics = metrics::EdgeMetrics::register(&registry)?;
+
+    let log = Log::open(
+        args.data_dir.join("log"),
+        regatta_log::Options {
+            segment_bytes: args.segment_size,
+            ..Default::default()
+        },
+    )
+    .context("opening the local log")?;
+    let local = local::LocalSnapshots::open(args.data_dir.join("snapshots"))?;
+    let state = local.load_newest()?.unwrap_or_else(State::new);
+    let snapshot_revision = state.revision().0;
+    let materializer = Arc::new(Materializer::new(state));
+    replay(&log, &materializer, snapshot_revision)?;
+    tracing::info!(
+        snapshot_revision,
+        applied = materializer.applied().0,
+        "local state restored"
+    );
+    edge_metrics
+        .applied
+        .set(i64::try_from(materializer.applied().0).unwrap_or(i64::MAX));
+
+    let objects = match &args.object_store {
+        Some(url) => {
+            let storage = crate::objects::open(url)?;
+            Some(SnapshotStore::new(storage.store, &storage.prefix))
+        }
+        None => None,
+    };
+    let replication = Arc::new(tailer::ReplicationState::default());
+    let shutdown = shutdown::token();
+    let tailer = tailer::Tailer {
+        settings: tailer::TailerSettings {
+            name: args.node_name.clone(),
+            upstreams: args.upstreams.clone(),
+            staleness: args.staleness,
+            snapshot_entries: args.snapshot_entries,
+            keep_entries: args.keep_entries,
+        },
+        log: log.clone(),
+        materializer: materializer.clone(),
+        objects,
+        local,
+        state: replication.clone(),
+        metrics: edge_metrics,
+        last_local_snapshot: snapshot_revision,
+    };
+    let tailer_task = tokio::spawn(tailer.run(shutdown.clone()));
+
+    let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
+        let dir = log.dir().to_path_buf();
+        Arc::new(move || crate::core::directory_bytes(&dir))
+    };
+    let role = Arc::new(role::EdgeRole {
+        node_id: args.node_id,
+        name: args.node_name.clone(),
+        upstreams: args.upstreams.clone(),
+        api_advertise: settings.api_advertise.clone(),
+        replication_advertise: settings.replication_advertise.clone(),
+        materializer: materializer.clone(),
+        state: replication.clone(),
+        log_bytes,
+        clients: DashMap::new(),
+    });
+    let ctx = NodeContext {
+        node_id: args.node_id,
+        materializer: materializer.clone(),
+        role: role.clone(),
+        limits: settings.limits.clone(),
+        tokens: settings.tokens.clone(),
+        header: Arc::new(HeaderState::default()),
+    };
+
+    let api_server = {
+        let max = settings.limits.max_request_bytes;
+        let kv = KvServer::new(KvService::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(usize::MAX)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let tables = TablesServer::new(TablesService::new(ctx.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let config = BTreeMap::from([
+            (
+                "replication.leader-address".to_string(),
+                args.upstreams.join(","),
+            ),
+            ("data-dir".to_string(), args.data_dir.display().to_string()),
+        ]);
+        let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), config));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
+        let addr = tcp(&settings.api_address)?;
+        let token = shutdown.clone();
+        tonic::transport::Server::builder()
+            .layer(api_metrics.layer())
+            .add_service(kv)
+            .add_service(tables)
+            .add_service(cluster)
+            .add_service(reflection)
+            .serve_with_shutdown(addr, async move { token.cancelled().await })
+    };
+
+    let tail_server = {
+        let service = TailService::new(
+            log.clone(),
+            materializer.clone(),
+            role.clone(),
+            Arc::new(|| 0),
+            TailSettings {
+                heartbeat: args.tail_heartbeat,
+            },
+        );
+        let addr = tcp(&settings.replication_address)?;
+        let token = shutdown.clone();
+        tonic::transport::Server::builder()
+            .layer(api_metrics.layer())
+            .add_service(
+                TailServer::new(service)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            )
+            .serve_with_shutdown(addr, async move { token.cancelled().await })
+    };
+
+    let rest_server = {
+        let replication = replication.clone();
+        let materializer = materializer.clone();
+        let max_lag = args.max_lag;
+        let readiness: rest::Readiness = Arc::new(move || {
+            if let Some(fatal) = replication.fatal() {
+                return Err(format!("replication stopped: {fatal}"));
+            }
+            if !replication.connected.load(Ordering::Relaxed) {
+                return Err("not yet connected to an upstream".into());
+            }
+            let commit = replication.upstream_commit.load(Ordering::Relaxed);
+            let applied = materializer.applied().0;
+            let lag = commit.saturating_sub(applied);
+            if lag > max_lag {
+                return Err(format!(
+                    "{lag} entries behind the upstream (allowed {max_lag})"
+                ));
+            }
+            Ok(())
+        });
+        rest::serve(
+            tcp(&settings.rest_address)?,
+            registry.clone(),
+            readiness,
+            shutdown.clone(),
+        )
+    };
+
+    tracing::info!(api = %settings.api_advertise, replication = %settings.replication_advertise, "edge node serving");
+    let served = tokio::try_join!(
+        async { api_server.await.context("API server") },
+        async { tail_server.await.context("log-tail server") },
+        rest_server,
+    );
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), tailer_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the tailer did not stop in time");
+    }
+    log.sync().context("flushing the local log")?;
+    served?;
+    tracing::info!("edge node stopped");
+    Ok(())
+}
+
+/// Applies what the local log holds after the local snapshot.
+fn replay(log: &Log, materializer: &Materializer, snapshot_revision: u64) -> Result<()> {
+    let Some(last) = log.last_index() else {
+        return Ok(());
+    };
+    if last.get() <= snapshot_revision {
+        return Ok(());
+    }
+    let first = log.first_index().map_or(snapshot_revision + 1, |f| f.get());
+    if first > snapshot_revision + 1 {
+        bail!(
+            "the local log starts at {first} but the local snapshot ends at {snapshot_revision}: \
+             entries are missing; move the data directory away and let the edge bootstrap again"
+        );
+    }
+    let mut next = snapshot_revision + 1;
+    while next <= last.get() {
+        let end = (next + 4095).min(last.get());
+        let records = log
+            .read(LogIndex(next)..=LogIndex(end))
+            .context("reading the local log")?;
+        let Some(tail) = records.last() else { break };
+        let after = tail.id.index.get() + 1;
+        tailer::apply_records(materializer, &records)
+            .map_err(|e| anyhow::anyhow!("replaying the local log: {e}"))?;
+        next = after;
+    }
+    Ok(())
+}
+
+fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
+    crate::core::tcp(addr)
+}

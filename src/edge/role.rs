@@ -1,0 +1,161 @@
+//! The edge's [`Role`]: writes and read-index requests go up to an upstream (which passes
+//! them on to the core); everything else is answered from the edge's own state.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use regatta_api::{
+    Error, Result,
+    node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
+};
+use regatta_materializer::{Materializer, Revision};
+use regatta_proto::regatta::{
+    raft::v1::{ForwardRequest, ReadIndexRequest},
+    tail::v1::tail_client::TailClient,
+    v1::{Member, MemberListResponse},
+};
+use tonic::transport::Channel;
+
+use super::tailer::ReplicationState;
+
+pub struct EdgeRole {
+    pub node_id: u64,
+    pub name: String,
+    pub upstreams: Vec<String>,
+    pub api_advertise: String,
+    pub replication_advertise: String,
+    pub materializer: Arc<Materializer>,
+    pub state: Arc<ReplicationState>,
+    pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub clients: DashMap<String, TailClient<Channel>>,
+}
+
+impl EdgeRole {
+    fn client(&self, upstream: &str) -> Result<TailClient<Channel>> {
+        if let Some(c) = self.clients.get(upstream) {
+            return Ok(c.clone());
+        }
+        let channel = Channel::from_shared(upstream.to_string())
+            .map_err(|e| Error::Internal(format!("invalid upstream {upstream:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let client = TailClient::new(channel);
+        self.clients.insert(upstream.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Upstreams in the order to try them: the one followed now first.
+    fn upstream_order(&self) -> Vec<String> {
+        let first = self.state.upstream.load(Ordering::Relaxed) % self.upstreams.len().max(1);
+        self.upstreams
+            .iter()
+            .cycle()
+            .skip(first)
+            .take(self.upstreams.len())
+            .cloned()
+            .collect()
+    }
+}
+
+/// An upstream that could not be reached: try the next one.
+fn unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && !status.metadata().contains_key("regatta-leader")
+}
+
+fn revision_of(response: &WriteResponse) -> Option<u64> {
+    match response {
+        WriteResponse::Put(r) => r.header.as_ref().map(|h| h.revision),
+        WriteResponse::DeleteRange(r) => r.header.as_ref().map(|h| h.revision),
+        WriteResponse::Txn(r) => r.header.as_ref().map(|h| h.revision),
+        WriteResponse::Membership(m) => Some(m.revision),
+        WriteResponse::CreateTable(_) | WriteResponse::DeleteTable(_) => None,
+    }
+}
+
+#[tonic::async_trait]
+impl Role for EdgeRole {
+    fn kind(&self) -> NodeKind {
+        NodeKind::Edge
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
+        let mut last = None;
+        for upstream in self.upstream_order() {
+            let mut client = self.client(&upstream)?;
+            match client
+                .write(ForwardRequest {
+                    hops: 0,
+                    request: Some(request.clone()),
+                })
+                .await
+            {
+                Ok(response) => {
+                    let response = response.into_inner().response.ok_or_else(|| {
+                        Error::Internal("the core answered a write with nothing".into())
+                    })?;
+                    // Read your writes: answer once this edge has applied it too.
+                    if let Some(revision) = revision_of(&response) {
+                        self.materializer.wait_applied(Revision(revision)).await?;
+                    }
+                    return Ok(response);
+                }
+                Err(status) if unreachable(&status) => last = Some(status),
+                Err(status) => return Err(Error::Remote(status)),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Unavailable {
+                reason: "no upstream configured".into(),
+            },
+            Error::Remote,
+        ))
+    }
+
+    async fn read_index(&self) -> Result<u64> {
+        let mut last = None;
+        for upstream in self.upstream_order() {
+            let mut client = self.client(&upstream)?;
+            match client.read_index(ReadIndexRequest { hops: 0 }).await {
+                Ok(r) => return Ok(r.into_inner().index),
+                Err(status) if unreachable(&status) => last = Some(status),
+                Err(status) => return Err(Error::Remote(status)),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Unavailable {
+                reason: "no upstream configured".into(),
+            },
+            Error::Remote,
+        ))
+    }
+
+    async fn member_list(&self) -> Result<MemberListResponse> {
+        Ok(MemberListResponse {
+            cluster: "edge".into(),
+            members: vec![Member {
+                id: self.node_id.to_string(),
+                name: self.name.clone(),
+                peer_ur_ls: vec![self.replication_advertise.clone()],
+                client_ur_ls: vec![self.api_advertise.clone()],
+            }],
+        })
+    }
+
+    fn status(&self) -> NodeStatus {
+        let upstream = self.upstream_order().into_iter().next().unwrap_or_default();
+        NodeStatus {
+            leader_id: 0,
+            leader_address: upstream,
+            term: self.state.term.load(Ordering::Relaxed),
+            commit_index: self.state.upstream_commit.load(Ordering::Relaxed),
+            log_bytes: (self.log_bytes)(),
+            errors: self.state.fatal().into_iter().collect(),
+        }
+    }
+}
