@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) waiters: VecDeque<(LogIndex, Waiter)>,
     pub(crate) stopped: Option<String>,
     pub(crate) shutdown: bool,
+    /// Some thread (the syncer or a blocked appender) is running an fsync.
+    pub(crate) syncing: bool,
 }
 
 impl Shared {
@@ -211,23 +213,6 @@ impl Core {
         self.work.notify_all();
         for w in waiters {
             w(Err(error.duplicate()));
-        }
-    }
-
-    /// Blocks until every entry before `target` is durable.
-    pub(crate) fn wait_durable(&self, target: LogIndex) -> Result<()> {
-        let mut s = lock(&self.shared);
-        loop {
-            if let Some(reason) = &s.stopped {
-                return Err(Error::Stopped {
-                    reason: reason.clone(),
-                });
-            }
-            if s.durable_next >= target {
-                return Ok(());
-            }
-            self.work.notify_all();
-            s = self.done.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -334,7 +319,8 @@ impl Log {
         records: Vec<Record>,
         on_durable: impl FnOnce(Result<()>) + Send + 'static,
     ) -> Result<()> {
-        self.append_inner(|_| records, on_durable)
+        self.append_inner(|_| records, Some(Box::new(on_durable)))
+            .map(|_| ())
     }
 
     /// Like [`Log::append_with`], for producers that do not number entries themselves:
@@ -345,7 +331,8 @@ impl Log {
         build: impl FnOnce(LogIndex) -> Vec<Record>,
         on_durable: impl FnOnce(Result<()>) + Send + 'static,
     ) -> Result<()> {
-        self.append_inner(build, on_durable)
+        self.append_inner(build, Some(Box::new(on_durable)))
+            .map(|_| ())
     }
 
     /// [`Log::append_next_with`], waiting until the records are durable.
@@ -359,49 +346,55 @@ impl Log {
         })?
     }
 
+    /// Writes the records `build` returns; parks `on_durable` (if any) for the syncer. Returns
+    /// the durability target and its epoch for callers that wait themselves.
     fn append_inner(
         &self,
         build: impl FnOnce(LogIndex) -> Vec<Record>,
-        on_durable: impl FnOnce(Result<()>) + Send + 'static,
-    ) -> Result<()> {
-        let ready = {
-            let mut w = lock(&self.inner.writer);
-            self.inner.core.check_running()?;
-            let records = build(w.next);
-            if let Some(first) = records.first()
-                && first.id.index != w.next
-                && w.last.is_none()
-                && self.purged().is_none()
-            {
-                // A log that never held an entry starts wherever its first append does.
-                self.rebase(&mut w, first.id.index)?;
-            }
-            validate_append(
-                w.next,
-                w.term_floor,
-                &records,
-                self.inner.opts.max_record_bytes,
-            )?;
-            if let Err(e) = self.write_locked(&mut w, &records) {
-                self.inner.core.stop(&e);
-                return Err(e);
-            }
-            // Parked while still holding the writer lock, so waiters queue in append order.
-            let mut s = lock(&self.inner.core.shared);
-            if let Some(reason) = &s.stopped {
-                Err(Error::Stopped {
-                    reason: reason.clone(),
-                })
-            } else if s.durable_next >= w.next {
-                Ok(())
-            } else {
-                s.waiters.push_back((w.next, Box::new(on_durable)));
-                self.inner.core.work.notify_one();
-                return Ok(());
-            }
+        on_durable: Option<Waiter>,
+    ) -> Result<(LogIndex, u64)> {
+        let mut w = lock(&self.inner.writer);
+        self.inner.core.check_running()?;
+        let records = build(w.next);
+        if let Some(first) = records.first()
+            && first.id.index != w.next
+            && w.last.is_none()
+            && self.purged().is_none()
+        {
+            // A log that never held an entry starts wherever its first append does.
+            self.rebase(&mut w, first.id.index)?;
+        }
+        validate_append(
+            w.next,
+            w.term_floor,
+            &records,
+            self.inner.opts.max_record_bytes,
+        )?;
+        if let Err(e) = self.write_locked(&mut w, &records) {
+            self.inner.core.stop(&e);
+            return Err(e);
+        }
+        let mut s = lock(&self.inner.core.shared);
+        let ticket = (w.next, s.epoch);
+        let Some(on_durable) = on_durable else {
+            return Ok(ticket);
         };
+        let ready = if let Some(reason) = &s.stopped {
+            Err(Error::Stopped {
+                reason: reason.clone(),
+            })
+        } else if s.durable_next >= w.next {
+            Ok(())
+        } else {
+            // Parked while still holding the writer lock, so waiters queue in append order.
+            s.waiters.push_back((w.next, on_durable));
+            self.inner.core.work.notify_one();
+            return Ok(ticket);
+        };
+        drop(s);
+        drop(w);
         on_durable(ready);
-        Ok(())
+        Ok(ticket)
     }
 
     /// Appends `records` and waits until they are durable.
@@ -416,20 +409,33 @@ impl Log {
     }
 
     /// Appends `records` and blocks the thread until they are durable. Not for async contexts.
+    /// If no fsync is running, this thread runs one itself (saving two thread hand-offs);
+    /// otherwise it waits for the running one and, if needed, the next.
     pub fn append_blocking(&self, records: Vec<Record>) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.append_with(records, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.recv().map_err(|_| Error::Stopped {
-            reason: "log closed during append".into(),
-        })?
+        let (target, epoch) = self.append_inner(|_| records, None)?;
+        self.inner.core.wait_durable(target, epoch)
+    }
+
+    /// [`Log::append_next_with`], blocking the thread until the records are durable, like
+    /// [`Log::append_blocking`].
+    pub fn append_next_blocking(&self, build: impl FnOnce(LogIndex) -> Vec<Record>) -> Result<()> {
+        let (target, epoch) = self.append_inner(build, None)?;
+        self.inner.core.wait_durable(target, epoch)
+    }
+
+    /// Blocks until everything written so far is durable.
+    pub(crate) fn sync_locked(&self, w: &Writer) -> Result<()> {
+        let epoch = lock(&self.inner.core.shared).epoch;
+        self.inner.core.wait_durable(w.next, epoch)
     }
 
     /// Blocks until everything written so far is durable.
     pub fn sync(&self) -> Result<()> {
-        let target = lock(&self.inner.core.shared).written_next;
-        self.inner.core.wait_durable(target)
+        let (target, epoch) = {
+            let s = lock(&self.inner.core.shared);
+            (s.written_next, s.epoch)
+        };
+        self.inner.core.wait_durable(target, epoch)
     }
 
     /// Encodes and writes records to the open segment, rolling when it is full.

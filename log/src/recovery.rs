@@ -342,6 +342,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         waiters: VecDeque::new(),
         stopped: None,
         shutdown: false,
+        syncing: false,
     };
     let writer = Writer {
         id: open_scan.id,

@@ -50,7 +50,7 @@ impl Log {
         if from >= w.next {
             return Ok(());
         }
-        self.inner.core.wait_durable(w.next)?;
+        self.sync_locked(&w)?;
         let dir = self.inner.core.dir.clone();
         state_file::write(&dir, StateFile::TRUNCATING, &state_file::encode_index(from))?;
         let done = self
@@ -233,7 +233,7 @@ impl Log {
         {
             return Ok(());
         }
-        self.inner.core.wait_durable(w.next)?;
+        self.sync_locked(&w)?;
         let dir = self.inner.core.dir.clone();
         state_file::write(&dir, StateFile::PURGED, &state_file::encode_entry_id(up_to))?;
         let done = self.purge_locked(&mut w, up_to);

@@ -111,6 +111,39 @@ fn concurrent_threads_with_a_reader() {
     check_log(&reopened, writers, per_writer);
 }
 
+/// Blocking appenders run fsync rounds themselves when nobody else is: still one round at a
+/// time, still every entry durable and in place.
+#[test]
+fn concurrent_blocking_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        Options {
+            segment_bytes: 2048,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (writers, per_writer) = (8u64, 100u64);
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for s in 0..per_writer {
+                    log.append_next_blocking(|index| vec![tagged(index, w, s)])
+                        .unwrap();
+                    assert!(log.durable_next().0 > 0);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(log.durable_next(), LogIndex(writers * per_writer));
+    check_log(&log, writers, per_writer);
+}
+
 #[test]
 fn concurrent_async_tasks() {
     let rt = tokio::runtime::Builder::new_multi_thread()
