@@ -21,12 +21,14 @@
 //! * [`pointers`] — the order `purged ≤ … ≤ flushed ≤ written`, checked in debug builds;
 //! * [`state_file`] — small files written atomically, versioned and checksummed;
 //! * `recovery` — opening a directory: scan, cut torn tails, finish interrupted operations;
-//! * `log` — [`Log`]: open, append (group commit), pointers; `sync` — the syncer thread;
+//! * `log` — [`Log`]: open, the locks and pointers; `append` — the write path and segment
+//!   rolls; `sync` — group commit (the syncer thread and blocked appenders);
 //! * `read` — ranges of records ([`ReadIter`]); `truncate` — truncate and purge;
 //! * [`raft`] — [`raft::RaftLogStore`], openraft's log storage over a [`Log`].
 //!
 //! `OVERVIEW.md` next to `Cargo.toml` draws the invariants.
 
+mod append;
 pub mod error;
 mod log;
 pub mod pointers;
