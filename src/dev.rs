@@ -1,29 +1,32 @@
 //! `regatta dev`: the whole store on one machine, for trying it out and for development.
 //!
-//! One single-node core with its data, its log and a local-directory object store under one
-//! folder. Addresses are printed on start; Ctrl-C stops it cleanly and a second start picks
-//! up where the first stopped.
+//! One single-node core and one edge following it, with their data, logs and a
+//! local-directory object store under one folder. Addresses are printed on start; Ctrl-C
+//! stops both cleanly and a second start picks up where the first stopped.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 
-use crate::core::{self, CoreArgs};
+use crate::{
+    core::{self, CoreArgs},
+    edge::{self, EdgeArgs},
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
     /// Folder for everything the store keeps (created if missing).
     #[arg(long, env = "REGATTA_DEV_DIR", default_value = "./regatta-dev")]
     pub dir: PathBuf,
-    /// Address of the public gRPC API.
+    /// Address of the core's public gRPC API.
     #[arg(
         long = "api.address",
         env = "REGATTA_API_ADDRESS",
         default_value = "http://127.0.0.1:8443"
     )]
     pub api_address: String,
-    /// Address of the HTTP port (/healthz, /readyz, /metrics).
+    /// Address of the core's HTTP port (/healthz, /readyz, /metrics).
     #[arg(
         long = "rest.address",
         env = "REGATTA_REST_ADDRESS",
@@ -37,13 +40,37 @@ pub struct DevArgs {
         default_value = "http://127.0.0.1:5012"
     )]
     pub raft_address: String,
-    /// Address of the log-tail service.
+    /// Address of the core's log-tail service.
     #[arg(
         long = "replication.address",
         env = "REGATTA_REPLICATION_ADDRESS",
         default_value = "http://127.0.0.1:8444"
     )]
     pub replication_address: String,
+    /// Address of the edge's public gRPC API.
+    #[arg(
+        long = "edge.api-address",
+        env = "REGATTA_EDGE_API_ADDRESS",
+        default_value = "http://127.0.0.1:9443"
+    )]
+    pub edge_api_address: String,
+    /// Address of the edge's HTTP port.
+    #[arg(
+        long = "edge.rest-address",
+        env = "REGATTA_EDGE_REST_ADDRESS",
+        default_value = "http://127.0.0.1:9079"
+    )]
+    pub edge_rest_address: String,
+    /// Address of the edge's log-tail service.
+    #[arg(
+        long = "edge.replication-address",
+        env = "REGATTA_EDGE_REPLICATION_ADDRESS",
+        default_value = "http://127.0.0.1:9444"
+    )]
+    pub edge_replication_address: String,
+    /// Start only the core, no edge.
+    #[arg(long)]
+    pub no_edge: bool,
 }
 
 /// Parses core options exactly as `regatta core` would, so defaults stay in one place.
@@ -53,12 +80,18 @@ struct CoreOptions {
     args: CoreArgs,
 }
 
+/// Parses edge options exactly as `regatta edge` would.
+#[derive(Parser)]
+struct EdgeOptions {
+    #[command(flatten)]
+    args: EdgeArgs,
+}
+
 pub async fn run(dev: DevArgs) -> Result<()> {
     std::fs::create_dir_all(&dev.dir).with_context(|| format!("creating {}", dev.dir.display()))?;
     let dir = std::path::absolute(&dev.dir).context("resolving --dir")?;
-    let core_dir = dir.join("core");
     let objects = dir.join("objects");
-    let args = CoreOptions::try_parse_from([
+    let core = CoreOptions::try_parse_from([
         "regatta-dev".to_string(),
         "--raft.node-id=1".into(),
         format!("--raft.address={}", dev.raft_address),
@@ -66,22 +99,42 @@ pub async fn run(dev: DevArgs) -> Result<()> {
         format!("--api.address={}", dev.api_address),
         format!("--rest.address={}", dev.rest_address),
         format!("--replication.address={}", dev.replication_address),
-        format!("--data-dir={}", core_dir.display()),
+        format!("--data-dir={}", dir.join("core").display()),
         format!("--object-store=file://{}", objects.display()),
     ])
     .context("assembling the core's options")?
     .args;
-    println!("Regatta dev: one core node, data under {}", dir.display());
-    println!("  API (gRPC)      {}", dev.api_address);
+    println!("Regatta dev: data under {}", dir.display());
+    println!("  core API (gRPC)   {}", dev.api_address);
     println!(
-        "  HTTP            {} (/healthz /readyz /metrics)",
+        "  core HTTP         {} (/healthz /readyz /metrics)",
         dev.rest_address
     );
-    println!("  Raft            {}", dev.raft_address);
-    println!("  Object store    file://{}", objects.display());
-    println!(
-        "Try: regatta table create demo && regatta kv put demo hello world && regatta kv get demo hello"
-    );
-    println!("Ctrl-C stops it.");
-    core::run(args).await
+    println!("  core Raft         {}", dev.raft_address);
+    println!("  core log tail     {}", dev.replication_address);
+    println!("  object store      file://{}", objects.display());
+    let try_it =
+        "regatta table create demo && regatta kv put demo hello world && regatta kv get demo hello";
+    if dev.no_edge {
+        println!("Try: {try_it}");
+        println!("Ctrl-C stops it.");
+        return core::run(core).await;
+    }
+    let edge = EdgeOptions::try_parse_from([
+        "regatta-dev".to_string(),
+        format!("--replication.leader-address={}", dev.replication_address),
+        format!("--api.address={}", dev.edge_api_address),
+        format!("--rest.address={}", dev.edge_rest_address),
+        format!("--replication.address={}", dev.edge_replication_address),
+        format!("--data-dir={}", dir.join("edge").display()),
+        format!("--object-store=file://{}", objects.display()),
+    ])
+    .context("assembling the edge's options")?
+    .args;
+    println!("  edge API (gRPC)   {}", dev.edge_api_address);
+    println!("  edge HTTP         {}", dev.edge_rest_address);
+    println!("Try: {try_it} --address {}", dev.edge_api_address);
+    println!("Ctrl-C stops both.");
+    tokio::try_join!(core::run(core), edge::run(edge))?;
+    Ok(())
 }

@@ -197,8 +197,19 @@ async fn put_at(addr: &str, table: &str, key: &str, value: &str) -> Result<u64, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_starting_every_node_keeps_all_data_and_revisions() {
-    phase("start a three-node core, write 100 keys");
-    let mut cluster = Cluster::start(3);
+    restart_keeps_everything(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_snapshots_and_log_compaction_keeps_all_data() {
+    restart_keeps_everything(&["--raft.snapshot-entries=20", "--raft.keep-entries=3"]).await;
+}
+
+async fn restart_keeps_everything(flags: &[&str]) {
+    phase(&format!(
+        "start a three-node core with {flags:?}, write 100 keys"
+    ));
+    let mut cluster = Cluster::start_with(3, flags);
     cluster.wait_for_leader().await;
     create_table(&cluster.nodes[0], "t").await;
     for i in 0..100 {

@@ -314,7 +314,7 @@ impl CoreSettings {
             max_payload_entries: 1024,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_entries),
             max_in_snapshot_log_to_keep: self.keep_entries,
-            purge_batch_size: 1024,
+            purge_batch_size: self.snapshot_entries.clamp(1, 1024),
             ..Default::default()
         }
     }

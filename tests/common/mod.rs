@@ -396,3 +396,79 @@ pub async fn dump(
     }
     Ok(out)
 }
+
+/// One edge process.
+pub struct Edge {
+    pub node: Node,
+    pub upstreams: Vec<String>,
+}
+
+impl Edge {
+    /// An edge following `upstreams` (replication URLs), not yet started.
+    pub fn new(name: &str, root: &Path, upstreams: Vec<String>) -> Self {
+        let mut node = Node::core(0, root);
+        node.data_dir = root.join(name);
+        std::fs::create_dir_all(&node.data_dir).unwrap();
+        Self { node, upstreams }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.node.child.is_none(), "edge already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.node.log_path())
+            .unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("edge")
+            .arg(format!(
+                "--replication.leader-address={}",
+                self.upstreams.join(",")
+            ))
+            .arg(format!("--api.address={}", self.node.api))
+            .arg(format!("--rest.address={}", self.node.rest))
+            .arg(format!("--replication.address={}", self.node.replication))
+            .arg(format!("--data-dir={}", self.node.data_dir.display()))
+            .args(&self.node.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.node.child = Some(cmd.spawn().expect("start regatta edge"));
+    }
+
+    /// The edge's applied index, from its metrics.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let body = self.node.http_body("/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+/// Every table's full content, by name.
+pub async fn dump_all(
+    node: &Node,
+) -> Result<std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>, i64, i64)>>, tonic::Status> {
+    let mut tables = node.tables().await;
+    let list = tables
+        .list(regatta_proto::regatta::v1::ListTablesRequest {})
+        .await?
+        .into_inner()
+        .tables;
+    let mut out = std::collections::BTreeMap::new();
+    for t in list {
+        out.insert(t.name.clone(), dump(node, &t.name).await?);
+    }
+    Ok(out)
+}
+
+/// Waits until `edge` serves exactly what `core` serves, every table.
+pub async fn wait_converged(core: &Node, edge: &Node, what: &str) {
+    wait_until(what, || async {
+        match (dump_all(core).await, dump_all(edge).await) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    })
+    .await;
+}
