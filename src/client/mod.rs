@@ -112,7 +112,11 @@ pub async fn connect(options: &ClientOptions) -> CliResult<Channel> {
         .map_err(|e| Failure::usage(format!("invalid --address {:?}: {e}", options.address)))?
         .connect_timeout(options.timeout.min(Duration::from_secs(5)))
         .timeout(options.timeout);
-    Ok(endpoint.connect().await?)
+    endpoint.connect().await.map_err(|e| {
+        let mut failure = Failure::from(e);
+        failure.message = format!("{} ({})", failure.message, options.address);
+        failure
+    })
 }
 
 /// Wraps a message in a request carrying the deadline and, when given, the bearer token.
