@@ -4,6 +4,9 @@
 //! with the figures, so scripts can pick results up with `tail -n 1`. Settings and figures
 //! measured on the project's machines are recorded in `benchmarks/README.md`.
 
+mod cluster;
+mod core_read;
+mod core_write;
 mod log_append;
 mod log_read;
 mod materializer;
@@ -26,6 +29,10 @@ enum Scenario {
     LogRead(log_read::Args),
     /// The in-memory materializer: point reads, range scans, apply, snapshots, memory.
     Materializer(materializer::Args),
+    /// Acknowledged durable writes per second on a 3-node core of real `regatta` processes.
+    CoreWrite(core_write::Args),
+    /// Serializable point reads per second over gRPC on a 3-node core of real processes.
+    CoreRead(core_read::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +41,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::LogAppend(args) => log_append::run(args),
         Scenario::LogRead(args) => log_read::run(args),
         Scenario::Materializer(args) => materializer::run(args),
+        Scenario::CoreWrite(args) => core_write::run(args),
+        Scenario::CoreRead(args) => core_read::run(args),
     }
 }

@@ -1,0 +1,291 @@
+//! `core-read`: point reads per second over gRPC on a 3-node core of real processes.
+//!
+//! Starts the cluster (see [`crate::cluster`]), creates a table and preloads `--keys` keys of
+//! 32 bytes with `--value-size` values in Txn batches of `--preload-batch` puts, waits until
+//! every node has applied them, then `--in-flight` workers each keep one Range on a single,
+//! uniformly random preloaded key in flight for `--duration` after a `--warm-up`. Reads are
+//! serializable (served from the node's own applied state) unless `--linearizable`. Every
+//! answer is checked: a missing key or a value of the wrong size counts as an error.
+
+use std::{
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use regatta_proto::{
+    mvcc::v1::{RequestOp, request_op},
+    regatta::v1::{RangeRequest, TxnRequest, kv_client::KvClient},
+};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::{
+    cluster::{self, Cluster, ClusterArgs, Counters, FastRng, Target},
+    core_write::describe,
+    report::Report,
+};
+
+/// Settings of the scenario.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Keys preloaded (and read).
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Size of every value, in bytes.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Puts per Txn while preloading.
+    #[arg(long, default_value_t = 100)]
+    preload_batch: u64,
+    /// Txns in flight while preloading.
+    #[arg(long, default_value_t = 16)]
+    preload_concurrency: usize,
+    /// Reads in flight (one worker each).
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// gRPC channels (HTTP/2 connections) the workers share round-robin.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Where the reads go: the leader, one follower, or spread over every node.
+    #[arg(long, value_enum, default_value_t = Target::Leader)]
+    target: Target,
+    /// Linearizable reads (read index through the leader) instead of serializable ones.
+    #[arg(long)]
+    linearizable: bool,
+    /// How long to measure, after the warm-up (`20s`, `500ms`, `1m`).
+    #[arg(long, default_value = "20s", value_parser = cluster::parse_duration)]
+    duration: Duration,
+    /// Unmeasured reading before the measurement starts.
+    #[arg(long = "warm-up", default_value = "2s", value_parser = cluster::parse_duration)]
+    warm_up: Duration,
+    /// Deadline of each request.
+    #[arg(long, default_value = "10s", value_parser = cluster::parse_duration)]
+    timeout: Duration,
+}
+
+/// The `i`th preloaded key: 32 bytes.
+fn key(i: u64) -> Bytes {
+    Bytes::from(format!("key-{i:028}"))
+}
+
+/// What every read worker shares.
+struct Load {
+    table: Bytes,
+    keys: Vec<Bytes>,
+    value_size: usize,
+    linearizable: bool,
+    measure_from: Instant,
+    end: Instant,
+    timeout: Duration,
+    counters: Counters,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.in_flight == 0 || args.keys == 0 || args.preload_batch == 0 {
+        bail!("--in-flight, --keys and --preload-batch must be at least 1");
+    }
+    cluster::run(&args.cluster, 3, async |cluster| {
+        scenario(&args, cluster).await
+    })
+}
+
+async fn scenario(args: &Args, cluster: &Cluster) -> Result<()> {
+    let table = "bench";
+    cluster.create_table(table).await?;
+    let preload_started = Instant::now();
+    let revision = preload(args, cluster, table).await?;
+    cluster
+        .wait_applied(revision, Duration::from_secs(120))
+        .await?;
+    let preload_seconds = preload_started.elapsed().as_secs_f64();
+    eprintln!(
+        "preloaded {} keys in {preload_seconds:.1}s ({:.0} keys/s), applied on every node at revision {revision}",
+        args.keys,
+        args.keys as f64 / preload_seconds
+    );
+
+    let targets = cluster.targets(args.target)?;
+    let pool = cluster::connect_pool(&targets, args.connections.min(args.in_flight)).await?;
+    eprintln!(
+        "{} reads in flight over {} connections to {} (leader node {}), {}, warm-up {:?}, then {:?}",
+        args.in_flight,
+        pool.len(),
+        describe(&targets),
+        cluster.leader(),
+        if args.linearizable {
+            "linearizable"
+        } else {
+            "serializable"
+        },
+        args.warm_up,
+        args.duration
+    );
+    let start = Instant::now();
+    let measure_from = start + args.warm_up;
+    let load = Arc::new(Load {
+        table: Bytes::from(table),
+        keys: (0..args.keys).map(key).collect(),
+        value_size: args.value_size,
+        linearizable: args.linearizable,
+        measure_from,
+        end: measure_from + args.duration,
+        timeout: args.timeout,
+        counters: Counters::default(),
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for id in 0..args.in_flight {
+        let (_, channel) = &pool[id % pool.len()];
+        workers.spawn(reader(
+            id as u64,
+            KvClient::new(channel.clone()),
+            load.clone(),
+        ));
+    }
+    let histogram = cluster::drive(cluster, workers, &load.counters, "reads", measure_from).await?;
+    let measured = Instant::now().saturating_duration_since(measure_from);
+
+    let reads = load.counters.ok.load(Relaxed);
+    let errors = load.counters.errors.load(Relaxed);
+    if reads == 0 {
+        bail!(
+            "no read succeeded; first error: {}",
+            load.counters.first_error().unwrap_or_else(|| "none".into())
+        );
+    }
+    let mut report = Report::new("core-read");
+    report
+        .set("target", args.target.as_str())
+        .set("nodes", cluster.nodes().len())
+        .set(
+            "consistency",
+            if args.linearizable {
+                "linearizable"
+            } else {
+                "serializable"
+            },
+        )
+        .set("keys", args.keys)
+        .set("value_size", args.value_size)
+        .set("in_flight", args.in_flight)
+        .set("connections", pool.len())
+        .set("preload_seconds", (preload_seconds * 100.0).round() / 100.0)
+        .set("seconds", (measured.as_secs_f64() * 100.0).round() / 100.0)
+        .set("reads", reads)
+        .set("errors", errors)
+        .set(
+            "reads_per_sec",
+            (reads as f64 / measured.as_secs_f64()).round(),
+        );
+    cluster::report_latency(&mut report, &histogram);
+    if let Some(error) = load.counters.first_error() {
+        eprintln!("first error: {error}");
+    }
+    report.print();
+    Ok(())
+}
+
+/// Writes every key through the leader in Txn batches; returns the highest revision.
+async fn preload(args: &Args, cluster: &Cluster, table: &str) -> Result<u64> {
+    let leader = cluster.node(cluster.leader())?;
+    let connections = args.preload_concurrency.clamp(1, 8);
+    let pool = cluster::connect_pool(&[leader], connections).await?;
+    let value = Bytes::from(vec![b'v'; args.value_size]);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut loaders = tokio::task::JoinSet::new();
+    for i in 0..args.preload_concurrency.max(1) {
+        let (_, channel) = &pool[i % pool.len()];
+        let mut kv = KvClient::new(channel.clone());
+        let (next, value, table) = (next.clone(), value.clone(), Bytes::from(table.to_string()));
+        let (keys, batch, timeout) = (args.keys, args.preload_batch, args.timeout);
+        loaders.spawn(async move {
+            let mut revision = 0;
+            loop {
+                let first = next.fetch_add(batch, Relaxed);
+                if first >= keys {
+                    return anyhow::Ok(revision);
+                }
+                let success = (first..(first + batch).min(keys))
+                    .map(|i| RequestOp {
+                        request: Some(request_op::Request::RequestPut(request_op::Put {
+                            key: key(i),
+                            value: value.clone(),
+                            prev_kv: false,
+                        })),
+                    })
+                    .collect();
+                let mut request = tonic::Request::new(TxnRequest {
+                    table: table.clone(),
+                    compare: Vec::new(),
+                    success,
+                    failure: Vec::new(),
+                });
+                request.set_timeout(timeout);
+                let response = kv
+                    .txn(request)
+                    .await
+                    .with_context(|| format!("preloading keys {first}.."))?
+                    .into_inner();
+                if !response.succeeded {
+                    bail!("a preload Txn without compares did not succeed");
+                }
+                revision = revision.max(response.header.map_or(0, |h| h.revision));
+            }
+        });
+    }
+    let mut revision = 0;
+    while let Some(result) = loaders.join_next().await {
+        revision = revision.max(result.context("a preload task panicked")??);
+    }
+    Ok(revision)
+}
+
+/// One read worker: Ranges on random preloaded keys, one at a time, until the load ends.
+async fn reader(
+    id: u64,
+    mut kv: KvClient<Channel>,
+    load: Arc<Load>,
+) -> Result<hdrhistogram::Histogram<u64>> {
+    let mut histogram = cluster::latency_histogram()?;
+    let mut rng = FastRng::new(id + 1);
+    let keys = load.keys.len() as u64;
+    loop {
+        let started = Instant::now();
+        if started >= load.end {
+            break;
+        }
+        let key = load.keys[rng.below(keys) as usize].clone();
+        let mut request = tonic::Request::new(RangeRequest {
+            table: load.table.clone(),
+            key,
+            linearizable: load.linearizable,
+            ..Default::default()
+        });
+        request.set_timeout(load.timeout);
+        match kv.range(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let found =
+                    matches!(response.kvs.as_slice(), [kv] if kv.value.len() == load.value_size);
+                if !found {
+                    load.counters
+                        .record_error(format!("a preloaded key was missing: {response:?}"));
+                } else if started >= load.measure_from {
+                    histogram.saturating_record(started.elapsed().as_micros() as u64);
+                    load.counters.ok.fetch_add(1, Relaxed);
+                } else {
+                    load.counters.warmup.fetch_add(1, Relaxed);
+                }
+            }
+            Err(status) => {
+                load.counters.record_error(&status);
+                // A failing cluster must not be hammered in a tight loop.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    Ok(histogram)
+}
