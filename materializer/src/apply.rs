@@ -98,7 +98,7 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
                 t.clear();
             }
             for (k, v) in kvs {
-                t.put(k.clone(), v.clone(), index);
+                t.put(k, v, index);
             }
             ApplyResponse::TableRestored {
                 stored: kvs.len() as u64,

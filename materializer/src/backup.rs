@@ -41,8 +41,8 @@ pub fn write_backup<W: Write>(name: &str, table: &Table, w: W) -> Result<W> {
             table: Bytes::copy_from_slice(name.as_bytes()),
             r#type: CommandType::Put as i32,
             kv: Some(KeyValue {
-                key: key.clone(),
-                value: record.value.clone(),
+                key: key.to_bytes(),
+                value: record.value_bytes(),
                 ..Default::default()
             }),
             ..Default::default()

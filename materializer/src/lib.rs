@@ -16,6 +16,7 @@
 //! - [`limits`]: key, value and response size limits.
 //! - [`request`]: strict domain types of reads and writes, `TryFrom` the wire.
 //! - [`command`]: [`Command`], a validated write, to and from a log `Event`.
+//! - [`key`]: [`key::Key`], short keys stored inline in the map's nodes.
 //! - [`table`]: one table's ordered map and primitive writes.
 //! - [`state`]: [`State`], an immutable view of every table at one revision.
 //! - [`range`]: range evaluation, chunking, [`RangeIter`].
@@ -33,6 +34,7 @@ pub mod backup;
 pub mod command;
 pub mod error;
 pub mod ids;
+pub mod key;
 pub mod limits;
 pub mod materializer;
 pub mod raft;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::key::Key;
 use regatta_proto::regatta::v1::RangeResponse;
 
 use crate::limits::{KV_OVERHEAD_BYTES, MAX_RESPONSE_BYTES};
@@ -21,7 +21,7 @@ use crate::{Error, Result};
 pub struct RangeChunk {
     pub response: RangeResponse,
     /// The last key included, to continue after it.
-    pub last_key: Option<Bytes>,
+    pub last_key: Option<Key>,
 }
 
 /// Evaluates `q` on `table`, continuing after `after`, with `limit` replaced by
@@ -35,7 +35,7 @@ pub fn range_chunk(
     max_bytes: usize,
 ) -> RangeChunk {
     let mut matching = table.scan(&q.range, after).filter(|(_, r)| {
-        q.filter.is_empty() || q.filter.accepts(r.create_revision, r.mod_revision)
+        q.filter.is_empty() || q.filter.accepts(r.create_revision(), r.mod_revision())
     });
     let mut out = RangeChunk::default();
     if q.count_only {
@@ -57,13 +57,17 @@ pub fn range_chunk(
             out.response.more = true;
             break;
         }
-        let len = key.len() + if q.keys_only { 0 } else { record.value.len() } + KV_OVERHEAD_BYTES;
+        let len = key.as_slice().len()
+            + if q.keys_only { 0 } else { record.value().len() }
+            + KV_OVERHEAD_BYTES;
         if !out.response.kvs.is_empty() && size + len > max_bytes {
             out.response.more = true;
             break;
         }
         size += len;
-        out.response.kvs.push(record.to_kv(key, q.keys_only));
+        out.response
+            .kvs
+            .push(record.to_kv(key.to_bytes(), q.keys_only));
         out.last_key = Some(key.clone());
     }
     out.response.count = out.response.kvs.len() as i64;
@@ -82,7 +86,7 @@ pub struct RangeIter {
     view: Arc<State>,
     table: String,
     query: RangeQuery,
-    after: Option<Bytes>,
+    after: Option<Key>,
     returned: u64,
     max_bytes: usize,
     done: bool,
@@ -131,7 +135,7 @@ impl Iterator for RangeIter {
         let chunk = range_chunk(
             table,
             &self.query,
-            self.after.as_deref(),
+            self.after.as_ref().map(Key::as_slice),
             remaining,
             self.max_bytes,
         );

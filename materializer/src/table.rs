@@ -12,34 +12,100 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use regatta_proto::mvcc::v1::KeyValue;
 
+use crate::key::Key;
 use crate::request::KeyRange;
 use crate::{Revision, TableId};
 
-/// A stored value with its history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub value: Bytes,
-    /// Revision of the write that created the key (since its last deletion).
-    pub create_revision: u64,
-    /// Revision of the last write to the key.
-    pub mod_revision: u64,
-    /// Number of writes since creation (1 after the first put).
-    pub version: u64,
-}
+/// A stored value with its history, in one shared allocation: three little-endian `u64`
+/// revisions followed by the value bytes. Cloning is a reference count; a response gets the
+/// value as zero-copy `Bytes`.
+#[derive(Clone)]
+pub struct Record(Arc<[u8]>);
+
+const HEADER: usize = 24;
 
 impl Record {
+    /// A record of `value` created at `create_revision`, last written at `mod_revision`,
+    /// written `version` times since creation.
+    pub fn new(value: &[u8], create_revision: u64, mod_revision: u64, version: u64) -> Self {
+        let header = [create_revision, mod_revision, version];
+        let bytes = header
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .chain(value.iter().copied());
+        Self(bytes.collect())
+    }
+
+    fn field(&self, i: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    }
+
+    /// Revision of the write that created the key (since its last deletion).
+    pub fn create_revision(&self) -> u64 {
+        self.field(0)
+    }
+
+    /// Revision of the last write to the key.
+    pub fn mod_revision(&self) -> u64 {
+        self.field(1)
+    }
+
+    /// Number of writes since creation (1 after the first put).
+    pub fn version(&self) -> u64 {
+        self.field(2)
+    }
+
+    /// The value.
+    pub fn value(&self) -> &[u8] {
+        &self.0[HEADER..]
+    }
+
+    /// The value as `Bytes`, sharing this record's allocation.
+    pub fn value_bytes(&self) -> Bytes {
+        Bytes::from_owner(ValueOwner(Arc::clone(&self.0)))
+    }
+
     /// The wire pair for `key`; `keys_only` leaves the value out.
-    pub fn to_kv(&self, key: &Bytes, keys_only: bool) -> KeyValue {
+    pub fn to_kv(&self, key: Bytes, keys_only: bool) -> KeyValue {
         KeyValue {
-            key: key.clone(),
-            create_revision: i64::try_from(self.create_revision).unwrap_or(i64::MAX),
-            mod_revision: i64::try_from(self.mod_revision).unwrap_or(i64::MAX),
+            key,
+            create_revision: i64::try_from(self.create_revision()).unwrap_or(i64::MAX),
+            mod_revision: i64::try_from(self.mod_revision()).unwrap_or(i64::MAX),
             value: if keys_only {
                 Bytes::new()
             } else {
-                self.value.clone()
+                self.value_bytes()
             },
         }
+    }
+}
+
+struct ValueOwner(Arc<[u8]>);
+
+impl AsRef<[u8]> for ValueOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[HEADER..]
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Record {}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("value", &Bytes::copy_from_slice(self.value()))
+            .field("create_revision", &self.create_revision())
+            .field("mod_revision", &self.mod_revision())
+            .field("version", &self.version())
+            .finish()
     }
 }
 
@@ -48,7 +114,7 @@ impl Record {
 pub struct Table {
     id: TableId,
     config: Option<Arc<prost_types::Struct>>,
-    data: OrdMap<Bytes, Record>,
+    data: OrdMap<Key, Record>,
 }
 
 impl Table {
@@ -65,7 +131,7 @@ impl Table {
     pub(crate) fn with_data(
         id: TableId,
         config: Option<prost_types::Struct>,
-        data: OrdMap<Bytes, Record>,
+        data: OrdMap<Key, Record>,
     ) -> Self {
         Self {
             id,
@@ -98,11 +164,13 @@ impl Table {
 
     /// Point read as a wire pair.
     pub fn get_kv(&self, key: &[u8]) -> Option<KeyValue> {
-        self.data.get_key_value(key).map(|(k, r)| r.to_kv(k, false))
+        self.data
+            .get_key_value(key)
+            .map(|(k, r)| r.to_kv(k.to_bytes(), false))
     }
 
     /// Every pair in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Record)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Record)> + '_ {
         self.data.iter()
     }
 
@@ -112,7 +180,7 @@ impl Table {
         &'a self,
         range: &'a KeyRange,
         after: Option<&'a [u8]>,
-    ) -> Box<dyn Iterator<Item = (&'a Bytes, &'a Record)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Record)> + 'a> {
         match range {
             KeyRange::Key(k) => {
                 if after.is_some_and(|a| a >= k.as_ref()) {
@@ -144,33 +212,24 @@ impl Table {
         }
     }
 
-    /// Upserts `key` at `rev`; returns the previous record.
-    pub fn put(&mut self, key: Bytes, value: Bytes, rev: Revision) -> Option<Record> {
-        let prev = self.data.get(key.as_ref()).cloned();
-        let record = match &prev {
-            Some(p) => Record {
-                value,
-                create_revision: p.create_revision,
-                mod_revision: rev.0,
-                version: p.version + 1,
-            },
-            None => Record {
-                value,
-                create_revision: rev.0,
-                mod_revision: rev.0,
-                version: 1,
-            },
-        };
-        self.data.insert(key, record);
-        prev
+    /// Upserts `key` at `rev`; returns the previous record. One traversal for an update
+    /// (in place when this table copy owns the path), two for a new key.
+    pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
+        if let Some(slot) = self.data.get_mut(key) {
+            let next = Record::new(value, slot.create_revision(), rev.0, slot.version() + 1);
+            return Some(std::mem::replace(slot, next));
+        }
+        self.data
+            .insert(Key::from_slice(key), Record::new(value, rev.0, rev.0, 1));
+        None
     }
 
     /// Deletes every key of `range`; returns the deleted pairs in key order.
-    pub fn delete(&mut self, range: &KeyRange) -> Vec<(Bytes, Record)> {
-        let doomed: Vec<Bytes> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
+    pub fn delete(&mut self, range: &KeyRange) -> Vec<(Key, Record)> {
+        let doomed: Vec<Key> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
         doomed
             .into_iter()
-            .filter_map(|k| self.data.remove(k.as_ref()).map(|r| (k, r)))
+            .filter_map(|k| self.data.remove(k.as_slice()).map(|r| (k, r)))
             .collect()
     }
 

@@ -22,7 +22,7 @@ fn record_satisfies(c: &Compare, record: &Record) -> bool {
     let Some(value) = &c.value else {
         return true; // existence test
     };
-    let ord = record.value.as_ref().cmp(value.as_ref());
+    let ord = record.value().cmp(value.as_ref());
     match c.result {
         CompareResult::Equal => ord == Ordering::Equal,
         CompareResult::Greater => ord == Ordering::Greater,
@@ -55,9 +55,11 @@ pub fn compares_hold(table: &Table, compares: &[Compare]) -> bool {
 
 /// Applies a put at `rev`; the response carries the previous pair when asked.
 pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
-    let prev = table.put(op.key.clone(), op.value.clone(), rev);
+    let prev = table.put(&op.key, &op.value, rev);
     response_op::Put {
-        prev_kv: prev.filter(|_| op.prev_kv).map(|r| r.to_kv(&op.key, false)),
+        prev_kv: prev
+            .filter(|_| op.prev_kv)
+            .map(|r| r.to_kv(op.key.clone(), false)),
     }
 }
 
@@ -66,7 +68,9 @@ pub fn delete(table: &mut Table, op: &DeleteOp) -> response_op::DeleteRange {
     let gone = table.delete(&op.range);
     let deleted = gone.len() as i64;
     let prev_kvs = if op.prev_kv {
-        gone.iter().map(|(k, r)| r.to_kv(k, false)).collect()
+        gone.iter()
+            .map(|(k, r)| r.to_kv(k.to_bytes(), false))
+            .collect()
     } else {
         Vec::new()
     };

@@ -102,7 +102,11 @@ fn put_tracks_revisions_and_returns_prev_kv() {
     let view = h.m.view();
     let record = view.table("t").unwrap().get(b"k").unwrap();
     assert_eq!(
-        (record.create_revision, record.mod_revision, record.version),
+        (
+            record.create_revision(),
+            record.mod_revision(),
+            record.version()
+        ),
         (2, 3, 2)
     );
     // Without prev_kv nothing comes back.
@@ -296,7 +300,7 @@ fn delete_range_counts_and_returns_prev_kvs() {
     h.apply(put("t", "a", "new"));
     let view = h.m.view();
     let rec = view.table("t").unwrap().get(b"a").unwrap();
-    assert_eq!((rec.create_revision, rec.version), (idx, 1));
+    assert_eq!((rec.create_revision(), rec.version()), (idx, 1));
 }
 
 #[allow(non_snake_case)]

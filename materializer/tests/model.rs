@@ -128,12 +128,12 @@ fn dump(state: &State) -> Vec<(Bytes, Rec)> {
         .iter()
         .map(|(k, r)| {
             (
-                k.clone(),
+                k.to_bytes(),
                 Rec {
-                    value: r.value.clone(),
-                    create: r.create_revision,
-                    modr: r.mod_revision,
-                    version: r.version,
+                    value: r.value_bytes(),
+                    create: r.create_revision(),
+                    modr: r.mod_revision(),
+                    version: r.version(),
                 },
             )
         })

@@ -28,11 +28,11 @@ fn dump(s: &State) -> Dump {
                 .iter()
                 .map(|(k, r)| {
                     (
-                        k.clone(),
-                        r.value.clone(),
-                        r.create_revision,
-                        r.mod_revision,
-                        r.version,
+                        k.to_bytes(),
+                        r.value_bytes(),
+                        r.create_revision(),
+                        r.mod_revision(),
+                        r.version(),
                     )
                 })
                 .collect();

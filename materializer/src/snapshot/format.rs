@@ -27,7 +27,7 @@
 
 use std::io::{self, Read, Write};
 
-use bytes::Bytes;
+use crate::key::Key;
 use imbl::OrdMap;
 use prost::Message;
 
@@ -103,12 +103,12 @@ pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
         }
         out.write_all(&(table.len() as u64).to_le_bytes())?;
         for (key, r) in table.iter() {
-            put_bytes(&mut out, key)?;
-            put_bytes(&mut out, &r.value)?;
+            put_bytes(&mut out, key.as_slice())?;
+            put_bytes(&mut out, r.value())?;
             let mut tail = [0u8; 24];
-            tail[..8].copy_from_slice(&r.create_revision.to_le_bytes());
-            tail[8..16].copy_from_slice(&r.mod_revision.to_le_bytes());
-            tail[16..].copy_from_slice(&r.version.to_le_bytes());
+            tail[..8].copy_from_slice(&r.create_revision().to_le_bytes());
+            tail[8..16].copy_from_slice(&r.mod_revision().to_le_bytes());
+            tail[16..].copy_from_slice(&r.version().to_le_bytes());
             out.write_all(&tail)?;
         }
     }
@@ -215,19 +215,15 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         };
         let count = input.u64()?;
         let mut data = OrdMap::new();
-        let mut prev: Option<Bytes> = None;
+        let mut prev: Option<Key> = None;
         for _ in 0..count {
-            let key = Bytes::from(input.bytes("key", MAX_KEY_BYTES)?);
-            if key.is_empty() || prev.as_ref().is_some_and(|p| *p >= key) {
+            let key = Key::from_slice(&input.bytes("key", MAX_KEY_BYTES)?);
+            if key.as_slice().is_empty() || prev.as_ref().is_some_and(|p| *p >= key) {
                 return Err(Error::corrupted(WHAT, "keys empty or out of order"));
             }
-            let value = Bytes::from(input.bytes("value", MAX_VALUE_BYTES)?);
-            let record = Record {
-                value,
-                create_revision: input.u64()?,
-                mod_revision: input.u64()?,
-                version: input.u64()?,
-            };
+            let value = input.bytes("value", MAX_VALUE_BYTES)?;
+            let (create, modr, version) = (input.u64()?, input.u64()?, input.u64()?);
+            let record = Record::new(&value, create, modr, version);
             prev = Some(key.clone());
             data.insert(key, record);
         }

@@ -1,0 +1,129 @@
+//! [`Key`]: a table key stored inline when short.
+//!
+//! Keys of up to [`INLINE_KEY_BYTES`] bytes (the common case) live inside the map's nodes,
+//! so the comparisons of a lookup read node memory only instead of chasing one pointer per
+//! comparison; longer keys (up to 1 KiB) are shared `Bytes`. Ordering is bytewise, and a
+//! `Key` borrows as `[u8]`, so maps are queried with plain slices.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Longest key stored inline (the key is then 40 bytes, the size of `Bytes` plus a tag).
+pub const INLINE_KEY_BYTES: usize = 38;
+
+/// A key of a table.
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Bytes),
+}
+
+impl Key {
+    /// A key holding a copy of `key`.
+    pub fn from_slice(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY_BYTES {
+            let mut bytes = [0u8; INLINE_KEY_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            // Fits: INLINE_KEY_BYTES < 256.
+            Self(Repr::Inline {
+                len: key.len() as u8,
+                bytes,
+            })
+        } else {
+            Self(Repr::Heap(Bytes::copy_from_slice(key)))
+        }
+    }
+
+    /// The key's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(b) => b,
+        }
+    }
+
+    /// The key as `Bytes` for a response (a copy when inline, shared otherwise).
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            Repr::Heap(b) => b.clone(),
+        }
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(key: &[u8]) -> Self {
+        Self::from_slice(key)
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Bytes::copy_from_slice(self.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_compact_and_orders_bytewise_across_representations() {
+        assert_eq!(std::mem::size_of::<Key>(), 40);
+        let short = Key::from_slice(b"abc");
+        let long = Key::from_slice(&[b'a'; 100]);
+        let exact = Key::from_slice(&[b'z'; INLINE_KEY_BYTES]);
+        assert!(long < short, "aaaa… < abc");
+        assert!(short < exact);
+        assert_eq!(long.as_slice().len(), 100);
+        assert_eq!(exact.to_bytes().len(), INLINE_KEY_BYTES);
+        assert_eq!(Key::from_slice(b"abc"), short);
+    }
+}
