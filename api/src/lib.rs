@@ -11,6 +11,7 @@
 //! - [`error`]: the crate's error and its one mapping to gRPC status codes.
 //! - [`node`]: what the services need from the node (materializer, role, limits, tokens).
 //! - [`kv`]: `regatta.v1.KV`.
+//! - [`maintenance`]: `maintenance.v1.Maintenance` (backup, restore, reset).
 //! - [`tables`]: `regatta.v1.Tables`.
 //! - [`cluster`]: `regatta.v1.Cluster`.
 //! - [`tail`]: `regatta.tail.v1.Tail`, the committed log served to edges.
@@ -22,6 +23,7 @@
 pub mod cluster;
 pub mod error;
 pub mod kv;
+pub mod maintenance;
 pub mod metrics;
 pub mod node;
 pub mod raft_codec;

@@ -68,6 +68,10 @@ pub trait Role: Send + Sync + 'static {
     async fn member_list(&self) -> Result<MemberListResponse>;
 
     fn status(&self) -> NodeStatus;
+
+    /// Maintenance.Reset: throw away local state and bootstrap again (edges). `None` resets
+    /// every table.
+    async fn reset(&self, table: Option<String>) -> Result<()>;
 }
 
 /// Request limits, checked before anything else.

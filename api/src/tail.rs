@@ -38,7 +38,9 @@ pub struct TailSettings {
 
 impl Default for TailSettings {
     fn default() -> Self {
-        Self { heartbeat: Duration::from_millis(500) }
+        Self {
+            heartbeat: Duration::from_millis(500),
+        }
     }
 }
 
@@ -61,7 +63,13 @@ impl TailService {
         object_snapshot: ObjectSnapshotRevision,
         settings: TailSettings,
     ) -> Self {
-        Self { log, materializer, role, object_snapshot, settings }
+        Self {
+            log,
+            materializer,
+            role,
+            object_snapshot,
+            settings,
+        }
     }
 }
 
@@ -78,7 +86,10 @@ fn to_entries(records: Vec<regatta_log::Record>, next: u64) -> Result<Vec<TailEn
         .into_iter()
         .map(|r| {
             if r.id.index.get() != expected {
-                return Err(format!("log read returned index {} where {expected} was due", r.id.index));
+                return Err(format!(
+                    "log read returned index {} where {expected} was due",
+                    r.id.index
+                ));
             }
             expected += 1;
             Ok(TailEntry {
@@ -112,7 +123,10 @@ async fn pump(
                     match to_entries(records, next) {
                         Ok(entries) => {
                             next = entries.last().map_or(next, |e| e.index + 1);
-                            tail_message::Message::Entries(Entries { entries, commit_index: applied })
+                            tail_message::Message::Entries(Entries {
+                                entries,
+                                commit_index: applied,
+                            })
                         }
                         Err(reason) => {
                             let _ = tx.send(Err(Status::internal(reason))).await;
@@ -124,17 +138,32 @@ async fn pump(
                     // Not (or no longer) in this node's log: the subscriber needs a snapshot.
                     let first_available = log.first_index().map_or(applied + 1, |i| i.get());
                     tracing::info!(%subscriber, next, first_available, "tail subscriber is behind the log; needs a snapshot");
-                    let needed = SnapshotNeeded { first_available, object_snapshot_revision: object_snapshot() };
-                    let _ = tx.send(Ok(TailMessage { message: Some(tail_message::Message::SnapshotNeeded(needed)) })).await;
+                    let needed = SnapshotNeeded {
+                        first_available,
+                        object_snapshot_revision: object_snapshot(),
+                    };
+                    let _ = tx
+                        .send(Ok(TailMessage {
+                            message: Some(tail_message::Message::SnapshotNeeded(needed)),
+                        }))
+                        .await;
                     return;
                 }
                 Err(e) => {
                     tracing::error!(%subscriber, error = %e, "reading the log for a tail subscriber");
-                    let _ = tx.send(Err(Status::unavailable(format!("reading the log: {e}")))).await;
+                    let _ = tx
+                        .send(Err(Status::unavailable(format!("reading the log: {e}"))))
+                        .await;
                     return;
                 }
             };
-            if tx.send(Ok(TailMessage { message: Some(message) })).await.is_err() {
+            if tx
+                .send(Ok(TailMessage {
+                    message: Some(message),
+                }))
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
@@ -158,8 +187,14 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Tail for TailService {
     type SubscribeStream = Stream_<TailMessage>;
 
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let SubscribeRequest { from_index, subscriber } = request.into_inner();
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let SubscribeRequest {
+            from_index,
+            subscriber,
+        } = request.into_inner();
         if from_index == 0 {
             return Err(Status::invalid_argument("from_index starts at 1"));
         }
@@ -185,29 +220,49 @@ impl Tail for TailService {
     ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
         let view = self.materializer.view();
         let revision = view.revision().0;
-        let encoded = tokio::task::spawn_blocking(move || regatta_materializer::snapshot::encode(&view))
-            .await
-            .map_err(|e| Status::internal(format!("snapshot encoder failed: {e}")))?
-            .map_err(Error::from)?;
-        tracing::info!(revision, bytes = encoded.len(), "streaming a snapshot to a tail subscriber");
+        let encoded =
+            tokio::task::spawn_blocking(move || regatta_materializer::snapshot::encode(&view))
+                .await
+                .map_err(|e| Status::internal(format!("snapshot encoder failed: {e}")))?
+                .map_err(Error::from)?;
+        tracing::info!(
+            revision,
+            bytes = encoded.len(),
+            "streaming a snapshot to a tail subscriber"
+        );
         let data = bytes::Bytes::from(encoded);
         let chunks: Vec<Result<SnapshotChunk, Status>> = (0..data.len())
             .step_by(SNAPSHOT_CHUNK_BYTES)
-            .map(|at| Ok(SnapshotChunk { data: data.slice(at..(at + SNAPSHOT_CHUNK_BYTES).min(data.len())), revision }))
+            .map(|at| {
+                Ok(SnapshotChunk {
+                    data: data.slice(at..(at + SNAPSHOT_CHUNK_BYTES).min(data.len())),
+                    revision,
+                })
+            })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
-    async fn write(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
         let inner = request
             .into_inner()
             .request
             .ok_or_else(|| Status::invalid_argument("forwarded write is empty"))?;
         let response = self.role.write(inner).await?;
-        Ok(Response::new(ForwardResponse { response: Some(response) }))
+        Ok(Response::new(ForwardResponse {
+            response: Some(response),
+        }))
     }
 
-    async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
-        Ok(Response::new(ReadIndexResponse { index: self.role.read_index().await? }))
+    async fn read_index(
+        &self,
+        _: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        Ok(Response::new(ReadIndexResponse {
+            index: self.role.read_index().await?,
+        }))
     }
 }

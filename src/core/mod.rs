@@ -17,6 +17,7 @@ use openraft::{BasicNode, Raft};
 use regatta_api::{
     cluster::ClusterService,
     kv::KvService,
+    maintenance::MaintenanceService,
     metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
@@ -25,6 +26,7 @@ use regatta_api::{
     tail::{TailService, TailSettings},
 };
 use regatta_materializer::{Materializer, raft::TypeConfig};
+use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
 use regatta_proto::regatta::{
     admin::v1::admin_server::AdminServer,
     raft::v1::raft_transport_server::RaftTransportServer,
@@ -180,6 +182,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
         let admin = AdminServer::new(AdminService::new(ctx.clone()));
+        let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -192,6 +198,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .add_service(tables)
             .add_service(cluster)
             .add_service(admin)
+            .add_service(maintenance)
             .add_service(reflection)
             .serve_with_shutdown(addr, async move { token.cancelled().await })
     };

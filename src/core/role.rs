@@ -19,6 +19,7 @@ use regatta_api::{
     raft_service::ForwardHandler,
 };
 use regatta_materializer::{ApplyResponse, Command, Materializer, Revision, raft::TypeConfig};
+use regatta_proto::maintenance::v1::RestoreResponse;
 use regatta_proto::regatta::{
     admin::v1::MembershipResponse,
     raft::v1::{
@@ -175,6 +176,14 @@ impl CoreRole {
             WriteRequest::Txn(r) => Command::try_from(r),
             WriteRequest::CreateTable(r) => Command::try_from(r),
             WriteRequest::DeleteTable(r) => Command::try_from(r),
+            WriteRequest::RestoreTable(r) => {
+                let event = regatta_proto::event::Event {
+                    version: regatta_proto::EVENT_VERSION,
+                    proposed_at_micros: 0,
+                    kind: Some(regatta_proto::event::event::Kind::RestoreTable(r.clone())),
+                };
+                Command::from_event(0, &event)
+            }
             WriteRequest::AddMember(_) | WriteRequest::RemoveMember(_) => {
                 return Err(Redirect::Failed(Error::Internal(
                     "membership change proposed as data".into(),
@@ -219,8 +228,9 @@ impl CoreRole {
                 WriteResponse::CreateTable(CreateTableResponse { id: id.to_string() })
             }
             ApplyResponse::TableDeleted => WriteResponse::DeleteTable(DeleteTableResponse {}),
+            ApplyResponse::TableRestored { .. } => WriteResponse::RestoreTable(RestoreResponse {}),
             ApplyResponse::Rejected(rejection) => return Err(Redirect::Failed(rejection.into())),
-            other @ (ApplyResponse::Empty | ApplyResponse::TableRestored { .. }) => {
+            other @ ApplyResponse::Empty => {
                 return Err(Redirect::Failed(Error::Internal(format!(
                     "a write was answered with {other:?}"
                 ))));
@@ -399,7 +409,9 @@ fn revision_of(response: &WriteResponse) -> Option<u64> {
         WriteResponse::DeleteRange(r) => r.header.as_ref(),
         WriteResponse::Txn(r) => r.header.as_ref(),
         WriteResponse::Membership(m) => return Some(m.revision),
-        WriteResponse::CreateTable(_) | WriteResponse::DeleteTable(_) => None,
+        WriteResponse::CreateTable(_)
+        | WriteResponse::DeleteTable(_)
+        | WriteResponse::RestoreTable(_) => None,
     };
     header.map(|h| h.revision)
 }
@@ -447,6 +459,13 @@ impl Role for CoreRole {
         Ok(MemberListResponse {
             cluster: self.cluster_name.clone(),
             members,
+        })
+    }
+
+    async fn reset(&self, _table: Option<String>) -> Result<()> {
+        Err(Error::Unimplemented {
+            what: "Maintenance.Reset",
+            why: "only edges re-bootstrap; the core is the source",
         })
     }
 

@@ -22,6 +22,7 @@ use dashmap::DashMap;
 use regatta_api::{
     cluster::ClusterService,
     kv::KvService,
+    maintenance::MaintenanceService,
     metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
     raft_network::MAX_RAFT_MESSAGE_BYTES,
@@ -30,6 +31,7 @@ use regatta_api::{
 };
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
+use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
 use regatta_proto::regatta::{
     tail::v1::tail_server::TailServer,
     v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
@@ -83,7 +85,9 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     };
     let replication = Arc::new(tailer::ReplicationState::default());
     let shutdown = shutdown::token();
+    let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
     let tailer = tailer::Tailer {
+        resets: reset_rx,
         settings: tailer::TailerSettings {
             name: args.node_name.clone(),
             upstreams: args.upstreams.clone(),
@@ -115,6 +119,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         state: replication.clone(),
         log_bytes,
         clients: DashMap::new(),
+        resets: reset_tx,
     });
     let ctx = NodeContext {
         node_id: args.node_id,
@@ -143,6 +148,10 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             ("data-dir".to_string(), args.data_dir.display().to_string()),
         ]);
         let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), config));
+        let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -154,6 +163,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .add_service(kv)
             .add_service(tables)
             .add_service(cluster)
+            .add_service(maintenance)
             .add_service(reflection)
             .serve_with_shutdown(addr, async move { token.cancelled().await })
     };

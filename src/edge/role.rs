@@ -31,6 +31,7 @@ pub struct EdgeRole {
     pub state: Arc<ReplicationState>,
     pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub clients: DashMap<String, TailClient<Channel>>,
+    pub resets: tokio::sync::mpsc::Sender<super::tailer::ResetRequest>,
 }
 
 impl EdgeRole {
@@ -74,7 +75,9 @@ fn revision_of(response: &WriteResponse) -> Option<u64> {
         WriteResponse::DeleteRange(r) => r.header.as_ref().map(|h| h.revision),
         WriteResponse::Txn(r) => r.header.as_ref().map(|h| h.revision),
         WriteResponse::Membership(m) => Some(m.revision),
-        WriteResponse::CreateTable(_) | WriteResponse::DeleteTable(_) => None,
+        WriteResponse::CreateTable(_)
+        | WriteResponse::DeleteTable(_)
+        | WriteResponse::RestoreTable(_) => None,
     }
 }
 
@@ -145,6 +148,28 @@ impl Role for EdgeRole {
                 client_ur_ls: vec![self.api_advertise.clone()],
             }],
         })
+    }
+
+    async fn reset(&self, table: Option<String>) -> Result<()> {
+        // The state is one consistent view of every table: resetting one table takes the
+        // upstream's whole current state, which includes it.
+        tracing::info!(
+            table = table.as_deref().unwrap_or("(all)"),
+            "reset requested"
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.resets.send(tx).await.map_err(|_| Error::Unavailable {
+            reason: "replication has stopped".into(),
+        })?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(Error::Unavailable {
+                reason: format!("reset failed: {reason}"),
+            }),
+            Err(_) => Err(Error::Unavailable {
+                reason: "replication stopped during the reset".into(),
+            }),
+        }
     }
 
     fn status(&self) -> NodeStatus {

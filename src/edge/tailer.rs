@@ -123,8 +123,12 @@ pub enum SnapshotSource {
     Upstream,
 }
 
+/// A Maintenance.Reset waiting for the tailer: answered once the new state is in place.
+pub type ResetRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 pub struct Tailer {
     pub settings: TailerSettings,
+    pub resets: tokio::sync::mpsc::Receiver<ResetRequest>,
     pub log: Log,
     pub materializer: Arc<Materializer>,
     pub objects: Option<SnapshotStore>,
@@ -204,15 +208,33 @@ impl Tailer {
             };
         tracing::info!(%upstream, from, "following upstream");
         loop {
-            let message =
-                match tokio::time::timeout(self.settings.staleness, stream.message()).await {
-                    Err(_) => {
-                        return Stop::Upstream(format!("silent for {:?}", self.settings.staleness));
-                    }
-                    Ok(Err(status)) => return Stop::Upstream(format!("stream failed: {status}")),
-                    Ok(Ok(None)) => return Stop::Upstream("stream ended".into()),
-                    Ok(Ok(Some(m))) => m,
-                };
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.settings.staleness, stream.message()) => next,
+                Some(reset) = self.resets.recv() => {
+                    tracing::info!("reset requested: bootstrapping from the upstream's snapshot");
+                    let outcome = match self.fetch_from_upstream(&mut client).await {
+                        Ok(state) => self.install(state).await,
+                        Err(stop) => Err(stop),
+                    };
+                    let answer = outcome.as_ref().map(|_| ()).map_err(|stop| format!("{stop:?}"));
+                    let _ = reset.send(answer);
+                    return match outcome {
+                        Ok(()) => {
+                            self.metrics.bootstraps.inc();
+                            Stop::Resubscribe
+                        }
+                        Err(stop) => stop,
+                    };
+                }
+            };
+            let message = match next {
+                Err(_) => {
+                    return Stop::Upstream(format!("silent for {:?}", self.settings.staleness));
+                }
+                Ok(Err(status)) => return Stop::Upstream(format!("stream failed: {status}")),
+                Ok(Ok(None)) => return Stop::Upstream("stream ended".into()),
+                Ok(Ok(Some(m))) => m,
+            };
             self.state.connected.store(true, Ordering::Relaxed);
             self.state
                 .last_heard_micros
