@@ -88,12 +88,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.in_flight == 0 || args.keys == 0 || args.preload_batch == 0 {
         bail!("--in-flight, --keys and --preload-batch must be at least 1");
     }
-    cluster::run(&args.cluster, 3, async |cluster| {
+    let report = cluster::run(&args.cluster, 3, async |cluster| {
         scenario(&args, cluster).await
-    })
+    })?;
+    // Printed once every process has stopped, so that the JSON object is the last line.
+    report.print();
+    Ok(())
 }
 
-async fn scenario(args: &Args, cluster: &Cluster) -> Result<()> {
+async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     let table = "bench";
     cluster.create_table(table).await?;
     let preload_started = Instant::now();
@@ -184,8 +187,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<()> {
     if let Some(error) = load.counters.first_error() {
         eprintln!("first error: {error}");
     }
-    report.print();
-    Ok(())
+    Ok(report)
 }
 
 /// Writes every key through the leader in Txn batches; returns the highest revision.

@@ -72,12 +72,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    cluster::run(&args.cluster, 3, async |cluster| {
+    let report = cluster::run(&args.cluster, 3, async |cluster| {
         scenario(&args, cluster).await
-    })
+    })?;
+    // Printed once every process has stopped, so that the JSON object is the last line.
+    report.print();
+    Ok(())
 }
 
-async fn scenario(args: &Args, cluster: &Cluster) -> Result<()> {
+async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     let table = "bench";
     cluster.create_table(table).await?;
     let targets = cluster.targets(args.target)?;
@@ -144,8 +147,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<()> {
     if let Some(error) = load.counters.first_error() {
         eprintln!("first error: {error}");
     }
-    report.print();
-    Ok(())
+    Ok(report)
 }
 
 /// One client: Puts to its own keys, one at a time, until the load ends.
