@@ -8,17 +8,17 @@
 //! between a core and an edge node sits behind [`node::Role`], implemented by the binary.
 //!
 //! Modules:
-//! - [`error`]: the crate's error and its one mapping to gRPC status codes.
-//! - [`node`]: what the services need from the node (materializer, role, limits, tokens).
-//! - [`kv`]: `regatta.v1.KV`.
-//! - [`maintenance`]: `maintenance.v1.Maintenance` (backup, restore, reset).
-//! - [`tables`]: `regatta.v1.Tables`.
-//! - [`cluster`]: `regatta.v1.Cluster`.
-//! - [`tail`]: `regatta.tail.v1.Tail`, the committed log served to edges.
-//! - [`metrics`]: request counts and latency of every gRPC method.
-//! - [`raft_codec`]: openraft messages to and from their wire form.
-//! - [`raft_network`]: the client side of the Raft transport (openraft's `RaftNetwork`).
-//! - [`raft_service`]: the server side of the Raft transport.
+//! - [`error`] — the crate's error and its one mapping to gRPC status codes.
+//! - [`node`] — what the services need from the node (materializer, role, limits, tokens).
+//! - [`kv`] — `regatta.v1.KV`.
+//! - [`maintenance`] — `maintenance.v1.Maintenance` (backup, restore, reset).
+//! - [`tables`] — `regatta.v1.Tables`.
+//! - [`cluster`] — `regatta.v1.Cluster`.
+//! - [`tail`] — `regatta.tail.v1.Tail`, the committed log served to edges.
+//! - [`metrics`] — request counts and latency of every gRPC method.
+//! - [`raft_codec`] — openraft messages to and from their wire form.
+//! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
+//! - [`raft_service`] — the server side of the Raft transport.
 
 pub mod cluster;
 pub mod error;

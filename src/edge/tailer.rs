@@ -88,15 +88,10 @@ enum Stop {
 
 /// Checks that `entries` continue exactly after `applied`, one index at a time.
 pub fn check_gap_free(applied: u64, entries: &[TailEntry]) -> Result<(), String> {
-    let mut expected = applied + 1;
-    for e in entries {
+    for (expected, e) in (applied + 1..).zip(entries) {
         if e.index != expected {
-            return Err(format!(
-                "upstream sent index {} where {expected} was due",
-                e.index
-            ));
+            return Err(format!("upstream sent index {} where {expected} was due", e.index));
         }
-        expected += 1;
     }
     Ok(())
 }
