@@ -115,19 +115,33 @@ pub fn run<T>(
                 cluster.wait_ready().await?;
                 scenario(&cluster).await
             } => result,
-            _ = sigint.recv() => Err(anyhow!("interrupted (SIGINT)")),
-            _ = sigterm.recv() => Err(anyhow!("interrupted (SIGTERM)")),
+            _ = sigint.recv() => Err(Interrupted("SIGINT").into()),
+            _ = sigterm.recv() => Err(Interrupted("SIGTERM").into()),
         }
     });
     // Clients still running on the runtime must not outlive it talking to stopped nodes.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    if outcome.is_err() {
+    if let Err(e) = &outcome
+        && e.downcast_ref::<Interrupted>().is_none()
+    {
         cluster.print_log_tails(20);
     }
     eprintln!("stopping the cluster");
     cluster.stop();
     outcome
 }
+
+/// The run was stopped by a signal (named).
+#[derive(Debug)]
+struct Interrupted(&'static str);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// One `regatta core` process.
 pub struct Node {
