@@ -7,6 +7,7 @@
 //! exits 0.
 
 pub mod args;
+pub mod durable;
 pub mod role;
 pub mod uploader;
 
@@ -67,7 +68,11 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         Arc::new(move || directory_bytes(&dir))
     };
     let materializer = Arc::new(Materializer::default());
-    let state_machine = regatta_materializer::raft::StateMachine::new(materializer.clone());
+    let state_machine = durable::DurableStateMachine::open(
+        regatta_materializer::raft::StateMachine::new(materializer.clone()),
+        durable::SnapshotFiles::open(settings.data_dir.join("raft-snapshots"))?,
+    )
+    .await?;
 
     let raft_config = Arc::new(settings.raft_config().validate().context("raft settings")?);
     let raft = Raft::new(

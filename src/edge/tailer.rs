@@ -90,7 +90,10 @@ enum Stop {
 pub fn check_gap_free(applied: u64, entries: &[TailEntry]) -> Result<(), String> {
     for (expected, e) in (applied + 1..).zip(entries) {
         if e.index != expected {
-            return Err(format!("upstream sent index {} where {expected} was due", e.index));
+            return Err(format!(
+                "upstream sent index {} where {expected} was due",
+                e.index
+            ));
         }
     }
     Ok(())

@@ -1,0 +1,334 @@
+//! Keeps the core's Raft snapshots on disk, so a node whose log was compacted behind a
+//! snapshot restarts from that snapshot plus the rest of its log.
+//!
+//! Wraps the materializer's state machine: every snapshot it builds, and every snapshot a
+//! leader installs here, is written to `<data-dir>/raft-snapshots/` before openraft learns of
+//! it (and so before openraft may purge the log behind it). On start the newest intact file
+//! is installed first.
+//!
+//! File `<last log index, 20 digits>.rsnap`:
+//!
+//! ```text
+//! magic "RGTRSNP\0" | version u32 LE (1) | meta length u32 LE | meta (regatta.raft.v1.SnapshotMeta)
+//! | data length u64 LE | data (the materializer's snapshot format) | CRC32C u32 LE of all before
+//! ```
+//!
+//! Written to a temporary file, fsync'd, renamed, directory fsync'd.
+
+use std::{
+    io::Cursor,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use openraft::{
+    LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+    storage::{RaftStateMachine, Snapshot},
+};
+use prost::Message;
+use regatta_api::raft_codec;
+use regatta_materializer::{
+    ApplyResponse,
+    raft::{SnapshotBuilder, StateMachine, TypeConfig},
+};
+
+const MAGIC: &[u8; 8] = b"RGTRSNP\0";
+const VERSION: u32 = 1;
+const SUFFIX: &str = ".rsnap";
+/// Snapshot files kept; older ones are deleted after a new one is written.
+const KEEP: usize = 2;
+
+type NodeId = u64;
+type Node = openraft::BasicNode;
+
+/// Encodes a snapshot file.
+pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
+    let meta = raft_codec::snapshot_meta_to_pb(meta).encode_to_vec();
+    let mut out = Vec::with_capacity(8 + 4 + 4 + meta.len() + 8 + data.len() + 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(meta.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(data);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes and verifies a snapshot file.
+pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, Node>, Vec<u8>)> {
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        bail!("shorter than a checksum")
+    };
+    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        bail!("checksum mismatch");
+    }
+    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+        let end = at
+            .checked_add(n)
+            .filter(|e| *e <= body.len())
+            .context("truncated")?;
+        let slice = &body[*at..end];
+        *at = end;
+        Ok(slice)
+    };
+    let mut at = 0;
+    if take(&mut at, 8)? != MAGIC {
+        bail!("not a raft snapshot file (bad magic)");
+    }
+    let version = u32::from_le_bytes(take(&mut at, 4)?.try_into()?);
+    if version != VERSION {
+        bail!("raft snapshot file version {version} is not supported (this build reads {VERSION})");
+    }
+    let meta_len = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
+    let meta = regatta_proto::regatta::raft::v1::SnapshotMeta::decode(take(&mut at, meta_len)?)
+        .context("undecodable snapshot meta")?;
+    let meta = raft_codec::snapshot_meta_from_pb(Some(meta)).context("invalid snapshot meta")?;
+    let data_len = usize::try_from(u64::from_le_bytes(take(&mut at, 8)?.try_into()?))?;
+    let data = take(&mut at, data_len)?.to_vec();
+    if at != body.len() {
+        bail!("{} unexpected bytes after the data", body.len() - at);
+    }
+    Ok((meta, data))
+}
+
+/// The snapshot files of one node.
+#[derive(Debug, Clone)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+impl SnapshotFiles {
+    pub fn open(dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("listing {}", self.dir.display()))?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                let index = name.strip_suffix(SUFFIX)?.parse().ok()?;
+                Some((index, e.path()))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Ok(out)
+    }
+
+    /// Writes one snapshot durably, then deletes all but the newest few.
+    pub fn save(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<()> {
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let path = self.dir.join(format!("{index:020}{SUFFIX}"));
+        write_atomically(&self.dir, &path, &encode(meta, data))?;
+        for (_, old) in self.list()?.into_iter().skip(KEEP) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// The newest intact snapshot; damaged files are skipped with a warning.
+    pub fn load_newest(&self) -> Result<Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>> {
+        for (_, path) in self.list()? {
+            let loaded = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| decode(&b));
+            match loaded {
+                Ok(found) => return Ok(Some(found)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = format!("{e:#}"), "skipping a damaged raft snapshot file")
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+fn io_error(meta: Option<&SnapshotMeta<NodeId, Node>>, e: &anyhow::Error) -> StorageError<NodeId> {
+    let e = std::io::Error::other(format!("{e:#}"));
+    StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
+}
+
+/// The materializer's state machine with its snapshots kept on disk.
+#[derive(Clone)]
+pub struct DurableStateMachine {
+    inner: StateMachine,
+    files: SnapshotFiles,
+}
+
+impl DurableStateMachine {
+    /// Opens the snapshot files and installs the newest into `inner` before Raft starts.
+    pub async fn open(mut inner: StateMachine, files: SnapshotFiles) -> Result<Self> {
+        let loaded = {
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || files.load_newest()).await??
+        };
+        if let Some((meta, data)) = loaded {
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "restoring state from the raft snapshot on disk");
+            inner
+                .install_snapshot(&meta, Box::new(Cursor::new(data)))
+                .await
+                .context("installing the snapshot on disk")?;
+        }
+        Ok(Self { inner, files })
+    }
+
+    async fn persist(
+        &self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let files = self.files.clone();
+        let owned = meta.clone();
+        tokio::task::spawn_blocking(move || files.save(&owned, &data))
+            .await
+            .map_err(|e| io_error(Some(meta), &anyhow::anyhow!("snapshot writer failed: {e}")))?
+            .map_err(|e| io_error(Some(meta), &e))
+    }
+}
+
+pub struct DurableSnapshotBuilder {
+    inner: SnapshotBuilder,
+    machine: DurableStateMachine,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for DurableSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let snapshot = self.inner.build_snapshot().await?;
+        self.machine
+            .persist(&snapshot.meta, snapshot.snapshot.get_ref().clone())
+            .await?;
+        Ok(snapshot)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for DurableStateMachine {
+    type SnapshotBuilder = DurableSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        self.inner.applied_state().await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.inner.apply(entries).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> DurableSnapshotBuilder {
+        DurableSnapshotBuilder {
+            inner: self.inner.get_snapshot_builder().await,
+            machine: self.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        self.inner.begin_receiving_snapshot().await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.persist(meta, snapshot.get_ref().clone()).await?;
+        self.inner.install_snapshot(meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        self.inner.get_current_snapshot().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+
+    fn meta(index: u64) -> SnapshotMeta<NodeId, Node> {
+        let membership = Membership::new(
+            vec![BTreeSet::from([1, 2])],
+            BTreeMap::from([(1, Node::new("http://a:1")), (2, Node::new("http://b:1"))]),
+        );
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), index)),
+            last_membership: StoredMembership::new(
+                Some(LogId::new(CommittedLeaderId::new(1, 1), 1)),
+                membership,
+            ),
+            snapshot_id: format!("{index}-x"),
+        }
+    }
+
+    #[test]
+    fn files_round_trip_and_every_damage_is_caught() {
+        let bytes = encode(&meta(42), b"state bytes");
+        let (m, data) = decode(&bytes).expect("decodes");
+        assert_eq!(m, meta(42));
+        assert_eq!(data, b"state bytes");
+        for cut in 0..bytes.len() {
+            assert!(
+                decode(&bytes[..cut]).is_err(),
+                "truncated to {cut} accepted"
+            );
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&flipped).is_err(), "bit {bit} flipped accepted");
+        }
+    }
+
+    #[test]
+    fn the_newest_intact_file_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = SnapshotFiles::open(dir.path().to_path_buf()).expect("open");
+        files.save(&meta(10), b"ten").expect("save");
+        files.save(&meta(20), b"twenty").expect("save");
+        files.save(&meta(30), b"thirty").expect("save");
+        assert_eq!(
+            files.list().expect("list").len(),
+            KEEP,
+            "older files are deleted"
+        );
+        let newest = dir.path().join(format!("{:020}{SUFFIX}", 30));
+        let mut bytes = std::fs::read(&newest).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&newest, bytes).expect("damage");
+        let (m, data) = files.load_newest().expect("load").expect("one is intact");
+        assert_eq!(m.last_log_id.map(|l| l.index), Some(20));
+        assert_eq!(data, b"twenty");
+    }
+}
