@@ -41,7 +41,8 @@ pub struct Args {
     /// the fsync on the waiting thread when no other is running).
     #[arg(long)]
     callback: bool,
-    /// Number of write + fdatasync pairs timed to measure the raw fsync cost.
+    /// Number of write + fdatasync pairs timed to measure the raw fsync cost when no
+    /// single-writer blocking run provides interleaved samples.
     #[arg(long, default_value_t = 300)]
     fsync_samples: usize,
 }
@@ -60,26 +61,49 @@ impl Outcome {
     }
 }
 
-/// p50 and mean (µs) of appending `entry_bytes` to a file and fdatasyncing it.
-fn raw_fsync(dir: &Path, entry_bytes: usize, samples: usize) -> anyhow::Result<(u64, u64)> {
-    use std::io::Write;
-    let path = dir.join("fsync-probe");
-    let mut f = std::fs::File::create(&path).context("create fsync probe")?;
-    let buf = vec![7u8; entry_bytes];
-    let mut lat = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        f.write_all(&buf)?;
-        f.sync_data()?;
-        lat.push(t.elapsed().as_micros() as u64);
-    }
-    std::fs::remove_file(&path)?;
-    let mean = lat.iter().sum::<u64>() / lat.len().max(1) as u64;
-    lat.sort_unstable();
-    Ok((percentile(&lat, 50.0), mean))
+/// A file to time raw small write + fdatasync pairs on, next to the logs.
+struct FsyncProbe {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    lat: Vec<u64>,
 }
 
-fn run_one(root: &Path, args: &Args, writers: usize) -> anyhow::Result<Outcome> {
+impl FsyncProbe {
+    fn new(dir: &Path, entry_bytes: usize) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(dir.join("fsync-probe")).context("create fsync probe")?;
+        Ok(Self {
+            file,
+            buf: vec![7u8; entry_bytes],
+            lat: Vec::new(),
+        })
+    }
+
+    fn sample(&mut self, n: usize) -> anyhow::Result<()> {
+        use std::io::Write;
+        for _ in 0..n {
+            let t = Instant::now();
+            self.file.write_all(&self.buf)?;
+            self.file.sync_data()?;
+            self.lat.push(t.elapsed().as_micros() as u64);
+        }
+        Ok(())
+    }
+
+    /// p50 and mean in µs.
+    fn stats(&self) -> (u64, u64) {
+        let mut lat = self.lat.clone();
+        lat.sort_unstable();
+        let mean = lat.iter().sum::<u64>() / lat.len().max(1) as u64;
+        (percentile(&lat, 50.0), mean)
+    }
+}
+
+fn run_one(
+    root: &Path,
+    args: &Args,
+    writers: usize,
+    probe: Option<&mut FsyncProbe>,
+) -> anyhow::Result<Outcome> {
     let dir = root.join(format!("log-{writers}"));
     let log = Log::open(
         &dir,
@@ -89,6 +113,37 @@ fn run_one(root: &Path, args: &Args, writers: usize) -> anyhow::Result<Outcome> 
         },
     )?;
     let payload = Bytes::from(vec![0x5au8; args.entry_bytes]);
+    if let Some(probe) = probe {
+        // One writer, interleaved with raw fsyncs in chunks of 50 so both see the same disk
+        // weather (fsync latency on a shared machine drifts by 10x within a minute).
+        let mut lat = Vec::with_capacity(args.entries);
+        // Throughput counts only the time spent appending, not the interleaved probes.
+        let mut busy = Duration::ZERO;
+        while lat.len() < args.entries {
+            let chunk = 50.min(args.entries - lat.len());
+            let c0 = Instant::now();
+            for _ in 0..chunk {
+                let t = Instant::now();
+                log.append_next_blocking(|index| {
+                    let id = EntryId::new(index, Term(1), NodeId(0));
+                    vec![Record::new(id, RecordKind::Normal, payload.clone())]
+                })?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            busy += c0.elapsed();
+            probe.sample(chunk)?;
+        }
+        drop(log);
+        std::fs::remove_dir_all(&dir).ok();
+        lat.sort_unstable();
+        return Ok(Outcome {
+            writers,
+            entries: lat.len(),
+            secs: busy.as_secs_f64(),
+            p50_us: percentile(&lat, 50.0),
+            p99_us: percentile(&lat, 99.0),
+        });
+    }
     let start = Arc::new(std::sync::Barrier::new(writers + 1));
     let handles: Vec<_> = (0..writers)
         .map(|w| {
@@ -156,7 +211,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = tempfile::Builder::new()
         .prefix("regatta-log-append-")
         .tempdir_in(&parent)?;
-    let (fsync_p50, fsync_mean) = raw_fsync(root.path(), args.entry_bytes, args.fsync_samples)?;
+    let mut probe = FsyncProbe::new(root.path(), args.entry_bytes)?;
+    // Outcomes of all runs, then the fsync figures (which the single-writer run adds to).
+    let mut results = Vec::new();
+    for &w in &args.writers {
+        let interleave = (w == 1 && !args.callback).then_some(&mut probe);
+        results.push(run_one(root.path(), &args, w, interleave)?);
+    }
+    if probe.lat.is_empty() {
+        probe.sample(args.fsync_samples)?;
+    }
+    let (fsync_p50, fsync_mean) = probe.stats();
 
     println!(
         "log-append: {} B entries, {} per writer, {} MiB segments, {} waits, in {}",
@@ -170,14 +235,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         root.path().display()
     );
-    println!("raw write+fdatasync: p50 {fsync_p50} us, mean {fsync_mean} us");
+    println!(
+        "raw write+fdatasync: p50 {fsync_p50} us, mean {fsync_mean} us ({} samples{})",
+        probe.lat.len(),
+        if args.writers.contains(&1) && !args.callback {
+            ", interleaved with the single-writer run"
+        } else {
+            ""
+        }
+    );
     println!(
         "{:>8} {:>10} {:>14} {:>9} {:>9} {:>16}",
         "writers", "entries", "entries/s", "p50 us", "p99 us", "p50 / fsync p50"
     );
-    let mut results = Vec::new();
-    for &w in &args.writers {
-        let o = run_one(root.path(), &args, w)?;
+    for o in &results {
         println!(
             "{:>8} {:>10} {:>14.0} {:>9} {:>9} {:>16.2}",
             o.writers,
@@ -187,7 +258,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             o.p99_us,
             o.p50_us as f64 / fsync_p50.max(1) as f64
         );
-        results.push(o);
     }
 
     let mut report = Report::new("log-append");
@@ -210,13 +280,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .set("writers", o.writers)
             .set("entries_per_sec", o.entries_per_sec().round())
             .set("p50_us", o.p50_us)
-            .set("p99_us", o.p99_us);
+            .set("p99_us", o.p99_us)
+            .set(
+                "p50_over_fsync_p50",
+                (o.p50_us as f64 / fsync_p50.max(1) as f64 * 100.0).round() / 100.0,
+            );
     } else {
         let all: Vec<_> = results
             .iter()
             .map(|o| {
                 json!({
                     "writers": o.writers,
+                    "p50_over_fsync_p50": (o.p50_us as f64 / fsync_p50.max(1) as f64 * 100.0).round() / 100.0,
                     "entries_per_sec": o.entries_per_sec().round(),
                     "p50_us": o.p50_us,
                     "p99_us": o.p99_us,

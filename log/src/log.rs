@@ -104,8 +104,6 @@ pub(crate) struct Core {
     pub(crate) shared: Mutex<Shared>,
     /// Wakes the syncer: something was written.
     pub(crate) work: Condvar,
-    /// Wakes threads waiting for durability: the flushed pointer moved or the log stopped.
-    pub(crate) done: Condvar,
 }
 
 /// Called once, after the entries of an append are durable (or the log failed).
@@ -209,7 +207,6 @@ impl Core {
             }
             s.waiters.drain(..).map(|(_, w)| w).collect()
         };
-        self.done.notify_all();
         self.work.notify_all();
         for w in waiters {
             w(Err(error.duplicate()));
@@ -251,7 +248,6 @@ impl Log {
             dir: recovered.dir,
             shared: Mutex::new(recovered.shared),
             work: Condvar::new(),
-            done: Condvar::new(),
         });
         lock(&core.shared).check();
         let syncer = {

@@ -10,7 +10,9 @@
 //! A thread that blocks for durability anyway (`append_blocking`, `truncate`, `purge`, `sync`)
 //! does not hand off to the syncer: if no fsync is running it claims the round and runs it
 //! itself, saving two thread wake-ups — which, for a lone writer, is most of the difference
-//! between one append and one bare fsync. Only one round runs at a time (`Shared::syncing`).
+//! between one append and one bare fsync. If a round is running, it parks in the waiter queue
+//! like a callback and is woken alone when covered (no thundering herd). Only one round runs
+//! at a time (`Shared::syncing`).
 //!
 //! An fsync error is fatal: after a failed fsync the kernel may have dropped the dirty pages,
 //! so retrying would report durability that is not there. The log stops, every waiter fails,
@@ -73,7 +75,6 @@ fn complete(core: &Core, round: Round) -> Result<Vec<Waiter>> {
         }
     }
     drop(s);
-    core.done.notify_all();
     core.work.notify_one();
     Ok(ready)
 }
@@ -104,31 +105,51 @@ pub(crate) fn run(core: &Core) {
 }
 
 impl Core {
-    /// Blocks until every entry before `target` is durable, running sync rounds itself when
-    /// nobody else is. `epoch` is the epoch `target` was taken in: a truncation or purge since
-    /// then made everything written before it durable first (and may have moved the pointers
-    /// back), so a changed epoch means done.
+    /// Blocks until every entry before `target` is durable. If no fsync is running, runs the
+    /// round on this thread; otherwise parks in the waiter queue, to be woken (alone, not with
+    /// every other blocked thread) by the round that covers `target`. `epoch` is the epoch
+    /// `target` was taken in: a truncation or purge since then made everything written before
+    /// it durable first (and may have moved the pointers back), so a changed epoch means done.
     pub(crate) fn wait_durable(&self, target: LogIndex, epoch: u64) -> Result<()> {
         loop {
-            let round = {
+            let parked = {
                 let mut s = lock(&self.shared);
-                loop {
-                    if let Some(reason) = &s.stopped {
-                        return Err(Error::Stopped {
-                            reason: reason.clone(),
+                if let Some(reason) = &s.stopped {
+                    return Err(Error::Stopped {
+                        reason: reason.clone(),
+                    });
+                }
+                if s.durable_next >= target || s.epoch != epoch {
+                    return Ok(());
+                }
+                match claim(&mut s) {
+                    Some(round) => Err(round),
+                    None => {
+                        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                        let waiter: Waiter = Box::new(move |r| {
+                            let _ = tx.send(r);
                         });
+                        // The queue is ordered by target; appends after ours may be queued.
+                        let at = s.waiters.partition_point(|(t, _)| *t <= target);
+                        s.waiters.insert(at, (target, waiter));
+                        self.work.notify_one();
+                        Ok(rx)
                     }
-                    if s.durable_next >= target || s.epoch != epoch {
-                        return Ok(());
-                    }
-                    if let Some(round) = claim(&mut s) {
-                        break round;
-                    }
-                    s = self.done.wait(s).unwrap_or_else(PoisonError::into_inner);
                 }
             };
-            let ready = complete(self, round)?;
-            ready.into_iter().for_each(|w| w(Ok(())));
+            match parked {
+                Ok(rx) => {
+                    return rx.recv().unwrap_or_else(|_| {
+                        Err(Error::Stopped {
+                            reason: "log closed while waiting for an fsync".into(),
+                        })
+                    });
+                }
+                Err(round) => {
+                    let ready = complete(self, round)?;
+                    ready.into_iter().for_each(|w| w(Ok(())));
+                }
+            }
         }
     }
 }
