@@ -159,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     point_reads(&m, &keys, &args, &mut rng, &mut report);
     range_scans(&m, &keys, &args, &mut rng, &mut report)?;
-    snapshots(&m, &mut report)?;
+    snapshots(&m, args.keys as u64, raw_bytes, &mut report)?;
     if args.torn_secs > 0 {
         torn_reads(&m, &args, next, &mut report)?;
     }
@@ -250,7 +250,12 @@ fn range_scans(
     Ok(())
 }
 
-fn snapshots(m: &Materializer, report: &mut Report) -> anyhow::Result<()> {
+fn snapshots(
+    m: &Materializer,
+    keys: u64,
+    raw_bytes: u64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
         dir.path(),
@@ -264,11 +269,13 @@ fn snapshots(m: &Materializer, report: &mut Report) -> anyhow::Result<()> {
     let started = Instant::now();
     let info = rt.block_on(snaps.upload(Arc::clone(&view)))?;
     let write = started.elapsed();
+    let before = statm_resident_bytes();
     let started = Instant::now();
     let state = rt.block_on(snaps.download(info.revision))?;
     let fresh = Materializer::default();
     fresh.replace(state);
     let load = started.elapsed();
+    let loaded = statm_resident_bytes().saturating_sub(before);
     anyhow::ensure!(
         fresh.view().table(TABLE).map(|t| t.len()) == view.table(TABLE).map(|t| t.len()),
         "snapshot lost keys"
@@ -276,7 +283,12 @@ fn snapshots(m: &Materializer, report: &mut Report) -> anyhow::Result<()> {
     report
         .set("snapshot_bytes", info.size)
         .set("snapshot_write_ms", write.as_millis() as u64)
-        .set("snapshot_load_ms", load.as_millis() as u64);
+        .set("snapshot_load_ms", load.as_millis() as u64)
+        .set("loaded_resident_bytes_per_key", loaded / keys.max(1))
+        .set(
+            "loaded_resident_over_raw",
+            ((loaded as f64 / raw_bytes.max(1) as f64) * 100.0).round() / 100.0,
+        );
     Ok(())
 }
 

@@ -7,13 +7,16 @@
 
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
+use regatta_proto::mvcc::v1::KeyValue;
+
 use crate::key::Key;
 use regatta_proto::regatta::v1::RangeResponse;
 
 use crate::limits::{KV_OVERHEAD_BYTES, MAX_RESPONSE_BYTES};
 use crate::request::RangeQuery;
 use crate::state::State;
-use crate::table::Table;
+use crate::table::{Record, Table};
 use crate::{Error, Result};
 
 /// One response's worth of a range.
@@ -51,27 +54,73 @@ pub fn range_chunk(
         return out;
     }
     let mut size = 0usize;
+    let mut picked: Vec<(&Key, &Record)> = Vec::new();
     for (key, record) in matching.by_ref() {
-        let taken = out.response.kvs.len() as u64;
-        if remaining.is_some_and(|l| taken >= l) {
+        if remaining.is_some_and(|l| picked.len() as u64 >= l) {
             out.response.more = true;
             break;
         }
         let len = key.as_slice().len()
             + if q.keys_only { 0 } else { record.value().len() }
             + KV_OVERHEAD_BYTES;
-        if !out.response.kvs.is_empty() && size + len > max_bytes {
+        if !picked.is_empty() && size + len > max_bytes {
             out.response.more = true;
             break;
         }
         size += len;
-        out.response
-            .kvs
-            .push(record.to_kv(key.to_bytes(), q.keys_only));
-        out.last_key = Some(key.clone());
+        picked.push((key, record));
     }
+    out.last_key = picked.last().map(|(k, _)| (*k).clone());
+    out.response.kvs = to_kvs(&picked, q.keys_only);
     out.response.count = out.response.kvs.len() as i64;
     out
+}
+
+/// Values up to this size are copied into the chunk's one shared buffer; larger ones are
+/// handed out zero-copy from their records.
+const COPY_VALUES_UP_TO: usize = 4096;
+
+/// Builds the wire pairs of a chunk with one allocation for all keys and small values
+/// (each pair's `Bytes` are slices of it), instead of one or two allocations per pair.
+fn to_kvs(picked: &[(&Key, &Record)], keys_only: bool) -> Vec<KeyValue> {
+    let copied = |r: &Record| !keys_only && r.value().len() <= COPY_VALUES_UP_TO;
+    let total: usize = picked
+        .iter()
+        .map(|(k, r)| k.as_slice().len() + if copied(r) { r.value().len() } else { 0 })
+        .sum();
+    let mut buf = BytesMut::with_capacity(total);
+    for (k, r) in picked {
+        buf.extend_from_slice(k.as_slice());
+        if copied(r) {
+            buf.extend_from_slice(r.value());
+        }
+    }
+    let buf = buf.freeze();
+    let mut at = 0;
+    let mut take = |len: usize| {
+        let b = buf.slice(at..at + len);
+        at += len;
+        b
+    };
+    picked
+        .iter()
+        .map(|(k, r)| {
+            let key = take(k.as_slice().len());
+            let value = if keys_only {
+                Bytes::new()
+            } else if copied(r) {
+                take(r.value().len())
+            } else {
+                r.value_bytes()
+            };
+            KeyValue {
+                key,
+                create_revision: i64::try_from(r.create_revision()).unwrap_or(i64::MAX),
+                mod_revision: i64::try_from(r.mod_revision()).unwrap_or(i64::MAX),
+                value,
+            }
+        })
+        .collect()
 }
 
 /// The `Range` RPC: the first chunk of `q` on `table`.

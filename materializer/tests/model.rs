@@ -168,7 +168,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn materializer_matches_btreemap_model(ops in proptest::collection::vec(op(), 1..80)) {
+    fn materializer_matches_btreemap_model(
+        ops in proptest::collection::vec(op(), 1..80),
+        ranges in proptest::collection::vec((0u8..21, 0u8..22, 0i64..6, any::<bool>()), 1..8),
+    ) {
         let mut h = Harness::new();
         h.apply(create("t"));
         let mut model = BTreeMap::new();
@@ -180,8 +183,33 @@ proptest! {
         }
         let view = h.m.view();
         let want: Vec<_> = model.into_iter().collect();
-        prop_assert_eq!(dump(&view), want);
+        prop_assert_eq!(dump(&view), want.clone());
         prop_assert_eq!(view.revision(), Revision(h.next - 1));
+        // Ranges (end 21 = "\0", i.e. from-key) with limits and count_only.
+        for (start, end, limit, count_only) in ranges {
+            let end_key = if end == 21 { "\0".to_string() } else { key(end) };
+            let mut req = range_req("t", &key(start), &end_key);
+            req.limit = limit;
+            req.count_only = count_only;
+            let got = h.range(req);
+            let (lo, hi) = (b(&key(start)), b(&end_key));
+            let all: Vec<_> = want
+                .iter()
+                .filter(|(k, _)| *k >= lo && (end == 21 || *k < hi))
+                .collect();
+            let n = if limit == 0 { all.len() } else { all.len().min(limit as usize) };
+            let more = limit > 0 && all.len() > limit as usize;
+            if count_only {
+                prop_assert!(got.kvs.is_empty());
+                prop_assert_eq!(got.count, n as i64);
+            } else {
+                let pairs: Vec<_> = got.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone(), kv.mod_revision)).collect();
+                let model: Vec<_> = all[..n].iter().map(|(k, r)| (k.clone(), r.value.clone(), r.modr as i64)).collect();
+                prop_assert_eq!(pairs, model);
+                prop_assert_eq!(got.count, n as i64);
+            }
+            prop_assert_eq!(got.more, more);
+        }
     }
 
     #[test]
