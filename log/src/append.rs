@@ -57,8 +57,11 @@ pub(crate) fn validate_append(
 impl Log {
     /// Writes `records` (which must continue the log: first index = [`Log::next_index`],
     /// terms not decreasing) and returns once they are readable. `on_durable` is called
-    /// exactly once, from the syncer thread, after they are fsync'd — or with the error that
-    /// stopped the log. Appends are made durable in the order they were made.
+    /// exactly once after they are fsync'd — or with the error that stopped the log — from
+    /// whichever thread completed that fsync (usually the log's syncer thread; inline if they
+    /// already are durable), so it must be quick and must not block. Appends become durable
+    /// in the order they were made; a log that never held an entry (and purged nothing)
+    /// starts at the index of its first append.
     pub fn append_with(
         &self,
         records: Vec<Record>,
