@@ -1,7 +1,7 @@
 //! Snapshots: one versioned, checksummed, zstd-compressed, key-ordered format, used for Raft
 //! snapshot transfer, edge bootstrap, recovery and backups alike.
 //!
-//! - [`format`]: the byte format, encoded and decoded as a stream (plain sync functions).
+//! - [`format`](mod@format): the byte format, encoded and decoded as a stream (plain sync functions).
 //! - [`store`]: writing and reading snapshots in any `object_store::ObjectStore`.
 
 pub mod format;
