@@ -136,7 +136,10 @@ impl Log {
         } else {
             // Parked while still holding the writer lock, so waiters queue in append order.
             s.waiters.push_back((w.next, on_durable));
-            self.inner.core.work.notify_one();
+            // A running round wakes the syncer when it ends; waking it now would be wasted.
+            if !s.syncing {
+                self.inner.core.work.notify_one();
+            }
             return Ok(ticket);
         };
         drop(s);

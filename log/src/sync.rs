@@ -131,8 +131,9 @@ impl Core {
                         });
                         // The queue is ordered by target; appends after ours may be queued.
                         let at = s.waiters.partition_point(|(t, _)| *t <= target);
+                        // No notify: parking means a round is running, and its end wakes the
+                        // syncer for the next one.
                         s.waiters.insert(at, (target, waiter));
-                        self.work.notify_one();
                         Ok(rx)
                     }
                 }
