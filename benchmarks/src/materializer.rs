@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     value_bytes: usize,
     /// Puts per applied (published) batch.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     batch: usize,
     /// Point reads sampled.
     #[arg(long, default_value_t = 500_000)]

@@ -28,12 +28,22 @@ impl Record {
     /// A record of `value` created at `create_revision`, last written at `mod_revision`,
     /// written `version` times since creation.
     pub fn new(value: &[u8], create_revision: u64, mod_revision: u64, version: u64) -> Self {
-        let header = [create_revision, mod_revision, version];
-        let bytes = header
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .chain(value.iter().copied());
-        Self(bytes.collect())
+        let mut header = [0u8; HEADER];
+        header[..8].copy_from_slice(&create_revision.to_le_bytes());
+        header[8..16].copy_from_slice(&mod_revision.to_le_bytes());
+        header[16..].copy_from_slice(&version.to_le_bytes());
+        // Assemble on the stack when small, so the record costs exactly one allocation.
+        let mut small = [0u8; 512];
+        let total = HEADER + value.len();
+        if total <= small.len() {
+            small[..HEADER].copy_from_slice(&header);
+            small[HEADER..total].copy_from_slice(value);
+            return Self(Arc::from(&small[..total]));
+        }
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(value);
+        Self(Arc::from(buf))
     }
 
     fn field(&self, i: usize) -> u64 {
