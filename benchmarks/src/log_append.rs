@@ -53,12 +53,21 @@ struct Outcome {
     secs: f64,
     p50_us: u64,
     p99_us: u64,
+    mean_us: u64,
 }
 
 impl Outcome {
     fn entries_per_sec(&self) -> f64 {
         self.entries as f64 / self.secs
     }
+}
+
+fn mean(lat: &[u64]) -> u64 {
+    lat.iter().sum::<u64>() / lat.len().max(1) as u64
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    (a as f64 / b.max(1) as f64 * 100.0).round() / 100.0
 }
 
 /// A file to time raw small write + fdatasync pairs on, next to the logs.
@@ -93,8 +102,7 @@ impl FsyncProbe {
     fn stats(&self) -> (u64, u64) {
         let mut lat = self.lat.clone();
         lat.sort_unstable();
-        let mean = lat.iter().sum::<u64>() / lat.len().max(1) as u64;
-        (percentile(&lat, 50.0), mean)
+        (percentile(&lat, 50.0), mean(&lat))
     }
 }
 
@@ -142,6 +150,7 @@ fn run_one(
             secs: busy.as_secs_f64(),
             p50_us: percentile(&lat, 50.0),
             p99_us: percentile(&lat, 99.0),
+            mean_us: mean(&lat),
         });
     }
     let start = Arc::new(std::sync::Barrier::new(writers + 1));
@@ -202,6 +211,7 @@ fn run_one(
         secs,
         p50_us: percentile(&lat, 50.0),
         p99_us: percentile(&lat, 99.0),
+        mean_us: mean(&lat),
     })
 }
 
@@ -245,18 +255,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     );
     println!(
-        "{:>8} {:>10} {:>14} {:>9} {:>9} {:>16}",
-        "writers", "entries", "entries/s", "p50 us", "p99 us", "p50 / fsync p50"
+        "{:>8} {:>10} {:>12} {:>8} {:>8} {:>8} {:>12} {:>13}",
+        "writers", "entries", "entries/s", "p50 us", "p99 us", "mean us", "p50/fsync", "mean/fsync"
     );
     for o in &results {
         println!(
-            "{:>8} {:>10} {:>14.0} {:>9} {:>9} {:>16.2}",
+            "{:>8} {:>10} {:>12.0} {:>8} {:>8} {:>8} {:>12.2} {:>13.2}",
             o.writers,
             o.entries,
             o.entries_per_sec(),
             o.p50_us,
             o.p99_us,
-            o.p50_us as f64 / fsync_p50.max(1) as f64
+            o.mean_us,
+            ratio(o.p50_us, fsync_p50),
+            ratio(o.mean_us, fsync_mean),
         );
     }
 
@@ -275,30 +287,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .set("fsync_p50_us", fsync_p50)
         .set("fsync_mean_us", fsync_mean);
+    let figures = |o: &Outcome| {
+        json!({
+            "writers": o.writers,
+            "entries_per_sec": o.entries_per_sec().round(),
+            "p50_us": o.p50_us,
+            "p99_us": o.p99_us,
+            "mean_us": o.mean_us,
+            "p50_over_fsync_p50": ratio(o.p50_us, fsync_p50),
+            "mean_over_fsync_mean": ratio(o.mean_us, fsync_mean),
+        })
+    };
     if let [o] = results.as_slice() {
-        report
-            .set("writers", o.writers)
-            .set("entries_per_sec", o.entries_per_sec().round())
-            .set("p50_us", o.p50_us)
-            .set("p99_us", o.p99_us)
-            .set(
-                "p50_over_fsync_p50",
-                (o.p50_us as f64 / fsync_p50.max(1) as f64 * 100.0).round() / 100.0,
-            );
+        if let serde_json::Value::Object(fields) = figures(o) {
+            for (name, value) in fields {
+                report.set(&name, value);
+            }
+        }
     } else {
-        let all: Vec<_> = results
-            .iter()
-            .map(|o| {
-                json!({
-                    "writers": o.writers,
-                    "p50_over_fsync_p50": (o.p50_us as f64 / fsync_p50.max(1) as f64 * 100.0).round() / 100.0,
-                    "entries_per_sec": o.entries_per_sec().round(),
-                    "p50_us": o.p50_us,
-                    "p99_us": o.p99_us,
-                })
-            })
-            .collect();
-        report.set("results", all);
+        report.set("results", results.iter().map(figures).collect::<Vec<_>>());
     }
     report.print();
     Ok(())
