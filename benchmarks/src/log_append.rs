@@ -36,15 +36,33 @@ pub struct Args {
     /// Segment size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
-    /// Wait for durability through a callback resolved by the log's syncer thread (the path
-    /// openraft's `LogFlushed` takes) instead of blocking in `append_next_blocking` (which runs
-    /// the fsync on the waiting thread when no other is running).
-    #[arg(long)]
-    callback: bool,
+    /// How writers wait for durability: `blocking` (OS threads in `append_next_blocking`,
+    /// which run the fsync themselves when none is running), `callback` (OS threads waiting on
+    /// a callback resolved by the log's syncer thread: the path openraft's `LogFlushed` takes)
+    /// or `async` (tokio tasks on a 2-worker runtime awaiting `append_next`).
+    #[arg(long, value_enum, default_value_t = Wait::Blocking)]
+    wait: Wait,
     /// Number of write + fdatasync pairs timed to measure the raw fsync cost when no
     /// single-writer blocking run provides interleaved samples.
     #[arg(long, default_value_t = 300)]
     fsync_samples: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Wait {
+    Blocking,
+    Callback,
+    Async,
+}
+
+impl Wait {
+    fn name(self) -> &'static str {
+        match self {
+            Wait::Blocking => "blocking",
+            Wait::Callback => "callback",
+            Wait::Async => "async",
+        }
+    }
 }
 
 struct Outcome {
@@ -153,6 +171,9 @@ fn run_one(
             mean_us: mean(&lat),
         });
     }
+    if args.wait == Wait::Async {
+        return run_async(log, dir, args, writers, payload);
+    }
     let start = Arc::new(std::sync::Barrier::new(writers + 1));
     let handles: Vec<_> = (0..writers)
         .map(|w| {
@@ -160,7 +181,7 @@ fn run_one(
             let payload = payload.clone();
             let start = Arc::clone(&start);
             let n = args.entries;
-            let callback = args.callback;
+            let callback = args.wait == Wait::Callback;
             std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
                 let mut lat = Vec::with_capacity(n);
                 start.wait();
@@ -215,6 +236,63 @@ fn run_one(
     })
 }
 
+/// Writers as tokio tasks on two worker threads (as many as the machine has cores).
+fn run_async(
+    log: Log,
+    dir: PathBuf,
+    args: &Args,
+    writers: usize,
+    payload: Bytes,
+) -> anyhow::Result<Outcome> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let n = args.entries;
+    let (secs, mut lat) = rt.block_on(async {
+        let t0 = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let log = log.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let t = Instant::now();
+                        log.append_next(|index| {
+                            let id = EntryId::new(index, Term(1), NodeId(w as u64));
+                            vec![Record::new(id, RecordKind::Normal, payload.clone())]
+                        })
+                        .await?;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    anyhow::Ok(lat)
+                })
+            })
+            .collect();
+        let mut lat = Vec::with_capacity(writers * n);
+        for t in tasks {
+            lat.extend(t.await??);
+        }
+        anyhow::Ok((t0.elapsed().as_secs_f64(), lat))
+    })?;
+    anyhow::ensure!(
+        log.durable_next().0 == (writers * n) as u64,
+        "not every entry is durable"
+    );
+    drop(log);
+    std::fs::remove_dir_all(&dir).ok();
+    lat.sort_unstable();
+    Ok(Outcome {
+        writers,
+        entries: lat.len(),
+        secs,
+        p50_us: percentile(&lat, 50.0),
+        p99_us: percentile(&lat, 99.0),
+        mean_us: mean(&lat),
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&parent)?;
@@ -225,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Outcomes of all runs, then the fsync figures (which the single-writer run adds to).
     let mut results = Vec::new();
     for &w in &args.writers {
-        let interleave = (w == 1 && !args.callback).then_some(&mut probe);
+        let interleave = (w == 1 && args.wait == Wait::Blocking).then_some(&mut probe);
         results.push(run_one(root.path(), &args, w, interleave)?);
     }
     if probe.lat.is_empty() {
@@ -238,17 +316,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.entry_bytes,
         args.entries,
         args.segment_mib,
-        if args.callback {
-            "callback"
-        } else {
-            "blocking"
-        },
+        args.wait.name(),
         root.path().display()
     );
     println!(
         "raw write+fdatasync: p50 {fsync_p50} us, mean {fsync_mean} us ({} samples{})",
         probe.lat.len(),
-        if args.writers.contains(&1) && !args.callback {
+        if args.writers.contains(&1) && args.wait == Wait::Blocking {
             ", interleaved with the single-writer run"
         } else {
             ""
@@ -277,14 +351,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .set("entry_bytes", args.entry_bytes)
         .set("entries_per_writer", args.entries)
         .set("segment_mib", args.segment_mib)
-        .set(
-            "wait",
-            if args.callback {
-                "callback"
-            } else {
-                "blocking"
-            },
-        )
+        .set("wait", args.wait.name())
         .set("fsync_p50_us", fsync_p50)
         .set("fsync_mean_us", fsync_mean);
     let figures = |o: &Outcome| {
