@@ -75,13 +75,21 @@ impl Cluster for ClusterService {
         Ok(Response::new(StatusResponse {
             id: self.ctx.node_id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            info: format!(
+            info: std::iter::once(format!(
                 "kind={} leader={} term={} applied={applied} commit={}",
                 self.ctx.role.kind().as_str(),
                 status.leader_id,
                 status.term,
                 status.commit_index
-            ),
+            ))
+            .chain(
+                status
+                    .details
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}")),
+            )
+            .collect::<Vec<_>>()
+            .join(" "),
             tables,
             config,
             errors: status.errors,

@@ -51,6 +51,8 @@ pub struct NodeStatus {
     /// Bytes of log kept on local disk.
     pub log_bytes: u64,
     pub errors: Vec<String>,
+    /// More `name=value` words for Cluster.Status `info` (values without spaces).
+    pub details: Vec<(&'static str, String)>,
 }
 
 /// The core- or edge-specific half of a node.

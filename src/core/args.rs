@@ -217,7 +217,7 @@ impl CoreArgs {
         let rest_address = ListenAddress::parse("rest.address", &self.rest_address)?;
         let advertise = |flag: &str, given: &Option<String>, listen: &str| -> Result<String> {
             let url = given.clone().unwrap_or_else(|| listen.to_string());
-            ListenAddress::parse(flag, &url)?;
+            ListenAddress::check_peer_url(flag, &url)?;
             Ok(url)
         };
         let object_store = match &self.object_store {
@@ -292,7 +292,7 @@ pub fn parse_members(pairs: &[String]) -> Result<BTreeMap<u64, String>> {
         if id == 0 {
             bail!("--raft.initial-members: node ids must be positive");
         }
-        ListenAddress::parse("raft.initial-members", url.trim())?;
+        ListenAddress::check_peer_url("raft.initial-members", url.trim())?;
         if members.insert(id, url.trim().to_string()).is_some() {
             bail!("--raft.initial-members: node {id} is listed twice");
         }

@@ -143,6 +143,16 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             "regatta_snapshot_uploads_total",
             "Snapshots uploaded to object storage",
         )?,
+        last_upload_time: crate::metrics::gauge(
+            &registry,
+            "regatta_snapshot_last_upload_timestamp_seconds",
+            "Unix time of the last snapshot uploaded to object storage",
+        )?,
+        last_upload_revision: crate::metrics::gauge(
+            &registry,
+            "regatta_snapshot_last_upload_revision",
+            "Revision of the newest snapshot uploaded to object storage",
+        )?,
     };
     tokio::spawn(uploader.run(
         settings.node_id,

@@ -251,15 +251,14 @@ impl CoreRole {
                 let node = BasicNode {
                     addr: add.raft_address.clone(),
                 };
-                crate::address::ListenAddress::parse("raft-address", &add.raft_address).map_err(
-                    |e| {
+                crate::address::ListenAddress::check_peer_url("raft-address", &add.raft_address)
+                    .map_err(|e| {
                         Redirect::Failed(Error::Materializer(
                             regatta_materializer::Error::InvalidArgument {
                                 reason: e.to_string(),
                             },
                         ))
-                    },
-                )?;
+                    })?;
                 let learner = self
                     .raft
                     .add_learner(add.id, node, true)
@@ -493,6 +492,10 @@ impl Role for CoreRole {
             commit_index: metrics.last_applied.map_or(0, |l| l.index),
             log_bytes: (self.log_bytes)(),
             errors,
+            details: vec![(
+                "snapshot",
+                metrics.snapshot.map_or(0, |l| l.index).to_string(),
+            )],
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct Uploader {
     pub latest: Arc<AtomicU64>,
     pub failures: prometheus::IntCounter,
     pub uploads: prometheus::IntCounter,
+    /// Unix time of the last successful upload (snapshot age = now − this).
+    pub last_upload_time: prometheus::IntGauge,
+    /// Revision of the newest snapshot in the store.
+    pub last_upload_revision: prometheus::IntGauge,
 }
 
 impl Uploader {
@@ -75,6 +79,11 @@ impl Uploader {
                 Ok(info) => {
                     self.latest.store(info.revision.0, Ordering::Relaxed);
                     self.uploads.inc();
+                    self.last_upload_revision
+                        .set(i64::try_from(info.revision.0).unwrap_or(i64::MAX));
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                    self.last_upload_time
+                        .set(now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)));
                     last_upload = tokio::time::Instant::now();
                     backoff = Duration::from_secs(1);
                 }

@@ -142,7 +142,7 @@ impl EdgeArgs {
             bail!("--replication.leader-address needs at least one upstream URL");
         }
         for upstream in &self.upstreams {
-            ListenAddress::parse("replication.leader-address", upstream)?;
+            ListenAddress::check_peer_url("replication.leader-address", upstream)?;
         }
         if self.staleness < Duration::from_millis(100) {
             bail!("--replication.staleness must be at least 100ms");
@@ -155,7 +155,7 @@ impl EdgeArgs {
         }
         let advertise = |flag: &str, given: &Option<String>, listen: &str| -> Result<String> {
             let url = given.clone().unwrap_or_else(|| listen.to_string());
-            ListenAddress::parse(flag, &url)?;
+            ListenAddress::check_peer_url(flag, &url)?;
             Ok(url)
         };
         Ok(EdgeSettings {

@@ -174,6 +174,18 @@ impl Role for EdgeRole {
 
     fn status(&self) -> NodeStatus {
         let upstream = self.upstream_order().into_iter().next().unwrap_or_default();
+        let upstream_now = upstream.clone();
+        let commit = self.state.upstream_commit.load(Ordering::Relaxed);
+        let applied = self.materializer.applied().0;
+        let event = self.state.last_event_micros.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let lag_seconds = if commit <= applied || event == 0 {
+            0.0
+        } else {
+            now.saturating_sub(event) as f64 / 1e6
+        };
         NodeStatus {
             leader_id: 0,
             leader_address: upstream,
@@ -181,6 +193,15 @@ impl Role for EdgeRole {
             commit_index: self.state.upstream_commit.load(Ordering::Relaxed),
             log_bytes: (self.log_bytes)(),
             errors: self.state.fatal().into_iter().collect(),
+            details: vec![
+                ("upstream", upstream_now),
+                ("lag_entries", commit.saturating_sub(applied).to_string()),
+                ("lag_seconds", format!("{lag_seconds:.3}")),
+                (
+                    "bootstraps",
+                    self.state.bootstraps.load(Ordering::Relaxed).to_string(),
+                ),
+            ],
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct ReplicationState {
     pub last_event_micros: AtomicU64,
     /// Term of the last applied entry.
     pub term: AtomicU64,
+    /// Bootstraps from a snapshot since start.
+    pub bootstraps: AtomicU64,
     /// Why the tailer stopped for good, if it did.
     pub fatal: Mutex<Option<String>>,
 }
@@ -219,6 +221,7 @@ impl Tailer {
                     return match outcome {
                         Ok(()) => {
                             self.metrics.bootstraps.inc();
+                            self.state.bootstraps.fetch_add(1, Ordering::Relaxed);
                             Stop::Resubscribe
                         }
                         Err(stop) => stop,
@@ -378,6 +381,7 @@ impl Tailer {
         };
         self.install(state).await?;
         self.metrics.bootstraps.inc();
+        self.state.bootstraps.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .bootstrap_seconds
             .set(started.elapsed().as_secs_f64());
