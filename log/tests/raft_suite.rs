@@ -165,3 +165,101 @@ fn openraft_suite_default_segments() {
 fn openraft_suite_tiny_segments() {
     Suite::test_all(Builder { segment_bytes: 150 }).unwrap();
 }
+
+/// The store keeps everything across a restart: entries of every kind (normal payloads are
+/// real `Event` protobufs), the vote, the committed pointer and the purged pointer.
+#[test]
+fn store_survives_restart() {
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    use openraft::{CommittedLeaderId, Membership, Vote};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_id = |term, index| LogId::new(CommittedLeaderId::new(term, 1), index);
+    let event = |n: u64| regatta_proto::event::Event {
+        version: 1,
+        proposed_at_micros: n,
+        kind: None,
+    };
+    let nodes: std::collections::BTreeMap<u64, BasicNode> = [
+        (
+            1,
+            BasicNode {
+                addr: "10.0.0.1:5000".into(),
+            },
+        ),
+        (
+            2,
+            BasicNode {
+                addr: "10.0.0.2:5000".into(),
+            },
+        ),
+    ]
+    .into();
+    let membership = Membership::new(vec![[1, 2].into()], nodes);
+    let entries: Vec<Entry<TestConfig>> = vec![
+        Entry {
+            log_id: log_id(1, 1),
+            payload: EntryPayload::Blank,
+        },
+        Entry {
+            log_id: log_id(1, 2),
+            payload: EntryPayload::Membership(membership.clone()),
+        },
+        Entry {
+            log_id: log_id(2, 3),
+            payload: EntryPayload::Normal(event(3)),
+        },
+        Entry {
+            log_id: log_id(2, 4),
+            payload: EntryPayload::Normal(event(4)),
+        },
+        Entry {
+            log_id: log_id(2, 5),
+            payload: EntryPayload::Normal(event(5)),
+        },
+    ];
+    let mut vote = Vote::new(2, 1);
+    vote.committed = true;
+
+    rt.block_on(async {
+        let mut store = RaftLogStore::<TestConfig>::open(dir.path(), Options::default()).unwrap();
+        store.save_vote(&vote).await.unwrap();
+        let log = store.log().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        log.append_with(
+            entries
+                .iter()
+                .map(regatta_log::raft::codec::to_record)
+                .collect(),
+            move |r| {
+                let _ = tx.send(r);
+            },
+        )
+        .unwrap();
+        rx.await.unwrap().unwrap();
+        store.save_committed(Some(log_id(2, 4))).await.unwrap();
+        store.purge(log_id(1, 1)).await.unwrap();
+        drop(log);
+    });
+
+    rt.block_on(async {
+        let mut store = RaftLogStore::<TestConfig>::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(store.read_committed().await.unwrap(), Some(log_id(2, 4)));
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 5)));
+        let mut reader = store.get_log_reader().await;
+        let got = reader.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(got.len(), 4);
+        for (g, w) in got.iter().zip(&entries[1..]) {
+            assert_eq!(g.log_id, w.log_id);
+            assert_eq!(format!("{:?}", g.payload), format!("{:?}", w.payload));
+        }
+    });
+}
