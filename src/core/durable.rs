@@ -41,6 +41,8 @@ const KEEP: usize = 2;
 
 type NodeId = u64;
 type Node = openraft::BasicNode;
+/// A snapshot's metadata and its data, as stored in one file.
+type Loaded = (SnapshotMeta<NodeId, Node>, Vec<u8>);
 
 /// Encodes a snapshot file.
 pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
@@ -58,7 +60,7 @@ pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes and verifies a snapshot file.
-pub fn decode(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, Node>, Vec<u8>)> {
+pub fn decode(bytes: &[u8]) -> Result<Loaded> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
         bail!("shorter than a checksum")
     };
@@ -116,7 +118,7 @@ impl SnapshotFiles {
                 Some((index, e.path()))
             })
             .collect();
-        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        out.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
         Ok(out)
     }
 
@@ -132,7 +134,7 @@ impl SnapshotFiles {
     }
 
     /// The newest intact snapshot; damaged files are skipped with a warning.
-    pub fn load_newest(&self) -> Result<Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>> {
+    pub fn load_newest(&self) -> Result<Option<Loaded>> {
         for (_, path) in self.list()? {
             let loaded = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
