@@ -5,7 +5,8 @@
 //! segment files named by their first index; recovery after a crash (a torn tail is cut, any
 //! other damage is an error that stops the node); group-committed appends (one fsync for
 //! everything queued); truncation and purging that are crash-safe; the small state files for
-//! the purged pointer, the Raft vote and the committed pointer; and the adapter that makes all
+//! the purged pointer, the Raft vote and the committed pointer; zstd archives of sealed
+//! segments (the bytes; uploading them is the caller's); and the adapter that makes all
 //! of this openraft 0.9's `RaftLogStorage`. It deliberately knows nothing of keys, values or
 //! tables: a record's payload is opaque bytes (a protobuf event, encoded and decoded by the
 //! caller), and applying entries belongs to `regatta-materializer`. Edge nodes use the raw
@@ -24,11 +25,13 @@
 //! * `log` — [`Log`]: open, the locks and pointers; `append` — the write path and segment
 //!   rolls; `sync` — group commit (the syncer thread and blocked appenders);
 //! * `read` — ranges of records ([`ReadIter`]); `truncate` — truncate and purge;
+//! * [`archive`] — zstd archives of sealed segments, for object storage;
 //! * [`raft`] — [`raft::RaftLogStore`], openraft's log storage over a [`Log`].
 //!
 //! `OVERVIEW.md` next to `Cargo.toml` draws the invariants.
 
 mod append;
+pub mod archive;
 pub mod error;
 mod log;
 pub mod pointers;
@@ -44,7 +47,7 @@ mod sync;
 mod truncate;
 
 pub use error::{Error, Result};
-pub use log::{Log, Options};
+pub use log::{Log, Options, SealedSegment};
 pub use pointers::Pointers;
 pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
 pub use read::ReadIter;

@@ -62,6 +62,15 @@ impl Options {
     }
 }
 
+/// A sealed segment as listed by [`Log::sealed_segments`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub id: SegmentId,
+    pub path: PathBuf,
+    /// The last entry it holds.
+    pub last: EntryId,
+}
+
 /// A durable, segmented, append-only log in one directory. Cheap to clone; all clones share
 /// the same files, writer and syncer. See the crate docs for the guarantees.
 #[derive(Clone)]
@@ -312,6 +321,19 @@ impl Log {
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.inner.core.dir
+    }
+
+    /// The sealed segments (complete, immutable: safe to archive), in order.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        lock(&self.inner.core.shared)
+            .sealed
+            .values()
+            .map(|s| SealedSegment {
+                id: s.id,
+                path: s.path.clone(),
+                last: s.last,
+            })
+            .collect()
     }
 
     /// Ids of the segment files currently making up the log, in order.

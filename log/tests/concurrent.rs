@@ -210,3 +210,29 @@ fn a_directory_is_opened_once() {
     let err = Log::open(dir.path(), Options::default()).unwrap_err();
     assert!(matches!(err, regatta_log::Error::Locked { .. }), "{err}");
 }
+
+#[test]
+fn sealed_segments_archive_and_come_back_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        Options {
+            segment_bytes: 1024,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    for i in 0..100u64 {
+        log.append_blocking(vec![tagged(LogIndex(i), 0, i)])
+            .unwrap();
+    }
+    let sealed = log.sealed_segments();
+    assert!(sealed.len() >= 3);
+    for s in &sealed {
+        let archive = regatta_log::archive::pack_file(&s.path, 3).unwrap();
+        let back = regatta_log::archive::unpack(&s.path, &archive).unwrap();
+        assert_eq!(back.id, s.id);
+        assert_eq!(back.last, s.last.index);
+        assert_eq!(back.segment, std::fs::read(&s.path).unwrap());
+    }
+}
