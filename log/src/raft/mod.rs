@@ -14,9 +14,10 @@
 //!   entries; entries are readable as soon as `append` returns;
 //! * `save_vote` returns after the vote file is renamed into place and the directory synced;
 //! * `save_committed` records the value at once (for `read_committed`) and persists it in the
-//!   background, coalescing: the committed pointer is advice for faster restart, a stale value
-//!   is always safe, and fsyncing twice per commit on the Raft core's path would cost more
-//!   than it saves;
+//!   background, coalesced to at most one atomic write per 100 ms (and on drop): the committed
+//!   pointer is advice for a faster restart, a stale value is always safe (a value beyond the
+//!   log after a crash is ignored on open), and fsyncing twice per commit on the Raft core's
+//!   path would cost more than it saves;
 //! * `get_log_reader` hands out a clone of the log handle, usable concurrently with appends.
 //!
 //! [`Log`]: crate::Log

@@ -6,6 +6,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
@@ -267,6 +268,9 @@ where
     }
 }
 
+/// Least time between two writes of the committed pointer.
+const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Persists the latest committed pointer in the background, skipping values overtaken while a
 /// write was in flight.
 struct CommittedSaver {
@@ -326,6 +330,21 @@ impl CommittedSaver {
         };
         if let Err(e) = state_file::write(&self.dir, StateFile::COMMITTED, &body) {
             tracing::warn!(error = %e, "could not persist the committed pointer");
+        }
+        // At most one write per interval: each costs two fsyncs on the log's disk, and a
+        // pointer a little stale is as good as a fresh one. Shutdown cuts the wait short.
+        let until = Instant::now() + COMMITTED_SAVE_INTERVAL;
+        let mut s = lock(&self.state);
+        while !s.shutdown {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = self
+                .wake
+                .wait_timeout(s, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         true
     }
