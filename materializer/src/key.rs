@@ -92,9 +92,30 @@ impl PartialOrd for Key {
     }
 }
 
+impl Key {
+    /// The first 8 bytes, zero-padded, as a big-endian number: equal prefixes compare like
+    /// the keys' first 8 bytes, so most comparisons in a lookup need no byte loop.
+    fn prefix(&self) -> u64 {
+        let mut b = [0u8; 8];
+        match &self.0 {
+            Repr::Inline { bytes, .. } => b.copy_from_slice(&bytes[..8]),
+            Repr::Heap(h) => {
+                let n = h.len().min(8);
+                b[..n].copy_from_slice(&h[..n]);
+            }
+        }
+        u64::from_be_bytes(b)
+    }
+}
+
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_slice().cmp(other.as_slice())
+        // Zero padding cannot invert an order: where the padded prefixes differ, the
+        // shorter key is either smaller at that byte or a prefix of the longer one.
+        match self.prefix().cmp(&other.prefix()) {
+            Ordering::Equal => self.as_slice().cmp(other.as_slice()),
+            unequal => unequal,
+        }
     }
 }
 
@@ -113,6 +134,19 @@ impl fmt::Debug for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn key_order_is_byte_order(
+            a in proptest::collection::vec(0u8..3, 0..50),
+            b in proptest::collection::vec(0u8..3, 0..50),
+        ) {
+            let (ka, kb) = (Key::from_slice(&a), Key::from_slice(&b));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert_eq!(ka == kb, a == b);
+        }
+    }
 
     #[test]
     fn key_is_compact_and_orders_bytewise_across_representations() {
@@ -125,5 +159,24 @@ mod tests {
         assert_eq!(long.as_slice().len(), 100);
         assert_eq!(exact.to_bytes().len(), INLINE_KEY_BYTES);
         assert_eq!(Key::from_slice(b"abc"), short);
+        // Zero bytes and padding: "a" < "a\0" < "a\0\0…" < "a\x01".
+        let keys: Vec<&[u8]> = vec![
+            b"a",
+            b"a\0",
+            b"a\0\0\0\0\0\0\0\0",
+            b"a\x01",
+            b"\0",
+            b"b",
+            &[b'a'; 60],
+        ];
+        for x in &keys {
+            for y in &keys {
+                assert_eq!(
+                    Key::from_slice(x).cmp(&Key::from_slice(y)),
+                    x.cmp(y),
+                    "{x:?} vs {y:?}"
+                );
+            }
+        }
     }
 }

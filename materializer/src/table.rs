@@ -12,7 +12,7 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use regatta_proto::mvcc::v1::KeyValue;
 
-use crate::key::Key;
+use crate::key::{INLINE_KEY_BYTES, Key};
 use crate::request::KeyRange;
 use crate::{Revision, TableId};
 
@@ -169,6 +169,10 @@ impl Table {
 
     /// Point read: O(log n), no lock.
     pub fn get(&self, key: &[u8]) -> Option<&Record> {
+        if key.len() <= INLINE_KEY_BYTES {
+            // Query with a `Key`, so the tree's comparisons use its fast prefix order.
+            return self.data.get(&Key::from_slice(key));
+        }
         self.data.get(key)
     }
 
@@ -225,12 +229,12 @@ impl Table {
     /// Upserts `key` at `rev`; returns the previous record. One traversal for an update
     /// (in place when this table copy owns the path), two for a new key.
     pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
-        if let Some(slot) = self.data.get_mut(key) {
+        let key = Key::from_slice(key);
+        if let Some(slot) = self.data.get_mut(&key) {
             let next = Record::new(value, slot.create_revision(), rev.0, slot.version() + 1);
             return Some(std::mem::replace(slot, next));
         }
-        self.data
-            .insert(Key::from_slice(key), Record::new(value, rev.0, rev.0, 1));
+        self.data.insert(key, Record::new(value, rev.0, rev.0, 1));
         None
     }
 
