@@ -12,7 +12,7 @@
 //! * `purged` — the last entry compaction removed; reads at or below it fail.
 //!
 //! This crate owns `purged`, `flushed` and `written`, and checks their order in debug builds
-//! after every change ([`check_log_pointers`]). The full chain is checked by [`Pointers::check`]
+//! after every change (`check_log_pointers`). The full chain is checked by [`Pointers::check`]
 //! for crates that hold the middle pointers.
 
 use crate::position::LogIndex;
