@@ -12,6 +12,9 @@ use std::{ffi::OsString, path::Path};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Command, parser::ValueSource};
 
+/// The argument id of `--config` on the commands that take a config file.
+pub const CONFIG_FILE_ID: &str = "config_file";
+
 /// Parses `argv` against `command`, filling options the user did not give on the command
 /// line or in the environment from the config file named by the leaf subcommand's
 /// `--config`, if any.
@@ -21,7 +24,11 @@ pub fn parse_with_config_file(
 ) -> Result<ArgMatches, clap::Error> {
     let matches = command.clone().try_get_matches_from(&argv)?;
     let (leaf_command, leaf_matches) = leaf(&command, &matches);
-    let Some(path) = leaf_matches.try_get_one::<String>("config").ok().flatten() else {
+    let Some(path) = leaf_matches
+        .try_get_one::<String>(CONFIG_FILE_ID)
+        .ok()
+        .flatten()
+    else {
         return Ok(matches);
     };
     let extra = match config_file_args(Path::new(path), leaf_command, leaf_matches) {
@@ -138,7 +145,7 @@ mod tests {
     fn command() -> Command {
         Command::new("regatta").subcommand(
             Command::new("core")
-                .arg(Arg::new("config").long("config"))
+                .arg(Arg::new(CONFIG_FILE_ID).long("config"))
                 .arg(
                     Arg::new("node")
                         .long("raft.node-id")

@@ -364,3 +364,77 @@ async fn members_are_added_and_removed_at_run_time() {
     }
     assert!(revision > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
+    phase("three nodes that snapshot and compact every 20 entries");
+    let mut cluster =
+        Cluster::start_with(3, &["--raft.snapshot-entries=20", "--raft.keep-entries=3"]);
+    let leader = cluster.wait_for_leader().await;
+    create_table(&cluster.nodes[0], "t").await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .expect("a follower");
+
+    phase(&format!(
+        "SIGKILL follower {follower}; write 200 keys, far past what the leader keeps"
+    ));
+    cluster.node(follower).kill();
+    let writer_id = cluster
+        .nodes
+        .iter()
+        .find(|n| n.is_running())
+        .expect("running")
+        .id;
+    for i in 0..200 {
+        let node = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == writer_id)
+            .expect("writer");
+        put(node, "t", &format!("k{i:03}"), "v").await.expect("put");
+    }
+    let expected = dump(
+        cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == writer_id)
+            .expect("writer"),
+        "t",
+    )
+    .await
+    .expect("dump");
+
+    phase("restart it: the leader sends a snapshot, the follower ends with the same state");
+    cluster.restart(follower);
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == follower)
+        .expect("follower");
+    wait_until("the restarted follower has every key", || async {
+        dump(node, "t")
+            .await
+            .map(|d| d == expected)
+            .unwrap_or(false)
+    })
+    .await;
+    let metrics = node.http_body("/metrics").await.expect("metrics");
+    let snapshot_index = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regatta_raft_snapshot_index "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("snapshot index metric");
+    assert!(
+        snapshot_index > 0,
+        "the follower holds a snapshot it received or built"
+    );
+    let log = std::fs::read_to_string(node.log_path()).expect("node log");
+    assert!(
+        log.contains("installing snapshot received from the leader"),
+        "the catch-up went through a snapshot"
+    );
+}

@@ -188,6 +188,52 @@ async fn bad_requests_get_their_status_codes_and_the_node_keeps_serving() {
     .await
     .expect("garbage sender");
 
+    phase("gzip and zstd compressed requests are accepted; reflection is served");
+    for encoding in [
+        tonic::codec::CompressionEncoding::Gzip,
+        tonic::codec::CompressionEncoding::Zstd,
+    ] {
+        let mut compressed = node.kv().await.send_compressed(encoding);
+        compressed
+            .put(put_req("t", b"zipped".to_vec(), vec![b'z'; 10_000]))
+            .await
+            .expect("compressed put");
+    }
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            node.channel().await,
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    let listed = format!("{:?}", answer.message_response);
+    for service in [
+        "regatta.v1.KV",
+        "regatta.v1.Tables",
+        "regatta.v1.Cluster",
+        "maintenance.v1.Maintenance",
+    ] {
+        assert!(
+            listed.contains(service),
+            "reflection lists {service}: {listed}"
+        );
+    }
+
     phase("the node still serves reads and writes");
     let mut kv = node.kv().await;
     kv.put(put_req("t", b"after".to_vec(), b"2".to_vec()))

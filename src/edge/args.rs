@@ -13,7 +13,7 @@ use crate::address::ListenAddress;
 #[derive(Args, Debug, Clone)]
 pub struct EdgeArgs {
     /// YAML file with any of these options (flags and environment variables take precedence).
-    #[arg(long, env = "REGATTA_CONFIG")]
+    #[arg(long = "config", id = "config_file", env = "REGATTA_CONFIG")]
     pub config: Option<String>,
     /// Upstreams to follow, in order of preference: replication URLs of core nodes or of
     /// other edges, comma-separated.

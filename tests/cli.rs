@@ -1,0 +1,97 @@
+//! End-to-end: the client command line against a real node — output, JSON and exit codes.
+
+mod common;
+
+use common::*;
+
+/// Runs `regatta` with `args` against `address`; exit code, stdout, stderr.
+fn run(address: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(args).arg("--address").arg(address);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run regatta");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_writes_and_reports_errors_with_stable_exit_codes() {
+    phase("a single-node core");
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader().await;
+    let addr = cluster.nodes[0].api.clone();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(&addr, args, None);
+        assert_eq!(code, 0, "regatta {args:?} failed: {err}");
+        out
+    };
+
+    phase("tables");
+    assert!(
+        ok(&["table", "create", "cfg", "--config", r#"{"owner":"ops"}"#])
+            .contains("created table cfg")
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(ok(&["table", "list", "--json"]).trim()).expect("JSON");
+    assert_eq!(listed[0]["name"], "cfg");
+
+    phase("put, get, range, prefix, delete");
+    ok(&["kv", "put", "cfg", "app/a", "1"]);
+    ok(&["kv", "put", "cfg", "app/b", "2"]);
+    ok(&["kv", "put", "cfg", "other", "3"]);
+    let put: serde_json::Value = serde_json::from_str(
+        ok(&["kv", "put", "cfg", "app/a", "10", "--prev-kv", "--json"]).trim(),
+    )
+    .expect("JSON");
+    assert_eq!(put["prev_kv"]["value"], "1");
+    assert_eq!(ok(&["kv", "get", "cfg", "app/a"]).trim(), "10");
+    assert_eq!(
+        ok(&["kv", "range", "cfg", "app/", "--prefix", "--keys-only"]),
+        "app/a\napp/b\n"
+    );
+    assert_eq!(ok(&["kv", "range", "cfg", "--count-only"]).trim(), "3");
+    let all: serde_json::Value =
+        serde_json::from_str(ok(&["kv", "range", "cfg", "--json"]).trim()).expect("JSON");
+    assert_eq!(all["count"], 3);
+    assert!(ok(&["kv", "delete", "cfg", "app/", "--prefix"]).contains("deleted 2"));
+
+    phase("a transaction from standard input");
+    let txn = r#"{"compare":[{"key":"other","result":"equal","value":"3"}],
+                 "success":[{"put":{"key":"other","value":"4"}},{"range":{"key":"other"}}],
+                 "failure":[]}"#;
+    let (code, out, err) = run(&addr, &["kv", "txn", "cfg", "-", "--json"], Some(txn));
+    assert_eq!(code, 0, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(answer["succeeded"], true);
+    assert_eq!(answer["responses"][1]["range"]["kvs"][0]["value"], "4");
+
+    phase("exit codes: 4 not found, 2 bad input, 5 exists, 3 unreachable");
+    assert_eq!(run(&addr, &["kv", "get", "cfg", "missing"], None).0, 4);
+    assert_eq!(run(&addr, &["kv", "get", "nope", "k"], None).0, 4);
+    assert_eq!(run(&addr, &["kv", "put", "cfg", "", "v"], None).0, 2);
+    assert_eq!(run(&addr, &["kv", "put", "cfg", "hex:zz", "v"], None).0, 2);
+    assert_eq!(
+        run(&addr, &["kv", "txn", "cfg", "-"], Some("{not json")).0,
+        2
+    );
+    assert_eq!(run(&addr, &["table", "create", "cfg"], None).0, 5);
+    let (code, _, err) = run("http://127.0.0.1:1", &["table", "list"], None);
+    assert_eq!(code, 3);
+    assert!(err.contains("cannot connect"), "{err}");
+}
