@@ -7,9 +7,13 @@
 mod cluster;
 mod core_read;
 mod core_write;
+mod edge_bootstrap;
+mod edge_cluster;
+mod edge_read;
 mod log_append;
 mod log_read;
 mod materializer;
+mod replication_lag;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +37,12 @@ enum Scenario {
     CoreWrite(core_write::Args),
     /// Serializable point reads per second over gRPC on a 3-node core of real processes.
     CoreRead(core_read::Args),
+    /// Serializable point reads per second over gRPC at an edge following a 3-node core.
+    EdgeRead(edge_read::Args),
+    /// Time from a write's acknowledgment by the core until an edge serves its revision.
+    ReplicationLag(replication_lag::Args),
+    /// Time from process start to serving for a fresh edge bootstrapping from object storage.
+    EdgeBootstrap(edge_bootstrap::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +53,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Materializer(args) => materializer::run(args),
         Scenario::CoreWrite(args) => core_write::run(args),
         Scenario::CoreRead(args) => core_read::run(args),
+        Scenario::EdgeRead(args) => edge_read::run(args),
+        Scenario::ReplicationLag(args) => replication_lag::run(args),
+        Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
     }
 }
