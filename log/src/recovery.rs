@@ -243,7 +243,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         create = plan.create;
     }
     if scanned.is_empty() && create.is_none() {
-        create = Some(SegmentId(purged.map_or(LogIndex(0), |p| p.index.next())));
+        // An empty log continues after the purged pointer, or where a truncation left it.
+        let start = match (purged, truncating) {
+            (Some(p), Some(from)) => p.index.next().max(from),
+            (Some(p), None) => p.index.next(),
+            (None, Some(from)) => from,
+            (None, None) => LogIndex(0),
+        };
+        create = Some(SegmentId(start));
     }
 
     // After a purge the log starts at or before purged+1 (else files are missing).
