@@ -104,21 +104,19 @@ impl Materializer {
     ) -> Result<Vec<ApplyResponse>> {
         let _writer = self.lock();
         let mut next = State::clone(&self.current.load());
-        let mut responses = Vec::new();
+        let mut batch = apply::BatchApply::new(&mut next);
         let mut failure = None;
         for entry in entries {
             let result = match entry.event {
-                Some(event) => apply::apply(&mut next, entry.index, event),
-                None => apply::advance(&mut next, entry.index).map(|()| ApplyResponse::Empty),
+                Some(event) => batch.event(entry.index, event),
+                None => batch.advance(entry.index),
             };
-            match result {
-                Ok(r) => responses.push(r),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+            if let Err(e) = result {
+                failure = Some(e);
+                break;
             }
         }
+        let responses = batch.finish();
         self.publish(next);
         match failure {
             Some(e) => Err(e),

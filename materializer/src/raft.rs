@@ -95,34 +95,36 @@ pub fn apply_entries(
     state: &mut State,
     entries: impl IntoIterator<Item = openraft::Entry<TypeConfig>>,
 ) -> Result<Vec<ApplyResponse>, StorageError<NodeId>> {
-    let mut out = Vec::new();
+    let mut last_applied = state.raft.last_applied;
+    let first_at_zero = last_applied.is_none();
+    let mut batch = apply::BatchApply::new(state);
     for entry in entries {
         let log_id = entry.log_id;
         let index = Revision(log_id.index);
         // openraft writes the initial membership at index 0, which is also the revision of
         // the empty state: accept it once.
-        let first_at_zero = log_id.index == 0 && state.raft.last_applied.is_none();
-        let response = match entry.payload {
-            EntryPayload::Normal(event) => apply::apply(state, index, &event),
-            EntryPayload::Blank if first_at_zero => Ok(ApplyResponse::Empty),
-            EntryPayload::Blank => apply::advance(state, index).map(|()| ApplyResponse::Empty),
+        let at_zero = first_at_zero && log_id.index == 0;
+        let result = match entry.payload {
+            EntryPayload::Normal(event) => batch.event(index, &event),
+            EntryPayload::Blank if at_zero => batch.zero(),
+            EntryPayload::Blank => batch.advance(index),
             EntryPayload::Membership(m) => {
-                let advanced = if first_at_zero {
-                    Ok(())
+                let advanced = if at_zero {
+                    batch.zero()
                 } else {
-                    apply::advance(state, index)
+                    batch.advance(index)
                 };
                 advanced.map(|()| {
-                    state.raft.membership = StoredMembership::new(Some(log_id), m);
-                    ApplyResponse::Empty
+                    batch.state_mut().raft.membership = StoredMembership::new(Some(log_id), m);
                 })
             }
-        }
-        .map_err(|e| StorageError::from(StorageIOError::apply(log_id, &e)))?;
-        state.raft.last_applied = Some(log_id);
-        out.push(response);
+        };
+        result.map_err(|e| StorageError::from(StorageIOError::apply(log_id, &e)))?;
+        last_applied = Some(log_id);
     }
-    Ok(out)
+    let responses = batch.finish();
+    state.raft.last_applied = last_applied;
+    Ok(responses)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -164,8 +164,28 @@ fn apply_in_batches(
     (dump(&view), responses, view.revision())
 }
 
+fn put_heavy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => (0u8..20, 0u8..5).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
+        1 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
+        1 => (0u8..20).prop_map(Op::PutMissingTable),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Long runs of puts are applied in key order inside a batch; the result must equal
+    /// applying every entry on its own.
+    #[test]
+    fn sorted_put_runs_equal_one_by_one(ops in proptest::collection::vec(put_heavy(), 32..200)) {
+        let events: Vec<Event> = ops.iter().map(to_event).collect();
+        let one_batch = apply_in_batches(&events, &[]);
+        let every_entry: Vec<usize> = (0..events.len()).collect();
+        let one_by_one = apply_in_batches(&events, &every_entry);
+        prop_assert_eq!(one_batch, one_by_one);
+    }
 
     #[test]
     fn materializer_matches_btreemap_model(
