@@ -51,6 +51,10 @@ pub struct ClusterArgs {
     /// (repeatable).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Worker threads of the load generator's (multi-thread) tokio runtime (default: one per
+    /// CPU). The servers run on the same CPUs.
+    #[arg(long)]
+    pub loader_threads: Option<usize>,
 }
 
 /// Which nodes the clients of a scenario send their requests to.
@@ -100,7 +104,11 @@ pub fn run<T>(
     scenario: impl AsyncFnOnce(&Cluster) -> Result<T>,
 ) -> Result<T> {
     let binary = server_binary(args.regatta_bin.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.loader_threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("building the tokio runtime")?;

@@ -19,7 +19,11 @@ mod report;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "regatta-bench", version, about = "Benchmark scenarios for Regatta")]
+#[command(
+    name = "regatta-bench",
+    version,
+    about = "Benchmark scenarios for Regatta"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
