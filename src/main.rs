@@ -68,6 +68,20 @@ enum Command {
         #[command(subcommand)]
         command: client::kv::KvCommand,
     },
+    /// Back up tables into a directory in Regatta's backup format (manifest.json + <table>.bak).
+    Backup {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(flatten)]
+        args: client::backup::BackupArgs,
+    },
+    /// Restore tables from a backup directory in Regatta's format (checks every MD5 first).
+    Restore {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(flatten)]
+        args: client::backup::RestoreArgs,
+    },
     /// Inspect and change the cluster.
     Cluster {
         #[command(flatten)]
@@ -101,6 +115,8 @@ fn main() -> ExitCode {
             Command::Dev { args, logging } => server(logging, dev::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
+            Command::Backup { options, args } => client::backup::backup(args, &options).await,
+            Command::Restore { options, args } => client::backup::restore(args, &options).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
         }
     });

@@ -13,6 +13,7 @@
 //! | 5 | already exists, or a precondition failed |
 //! | 6 | unauthenticated or permission denied |
 
+pub mod backup;
 pub mod cluster;
 pub mod kv;
 pub mod output;

@@ -1,0 +1,242 @@
+//! `regatta backup --dir` and `regatta restore --dir`: Regatta's backup directory format
+//! through the Maintenance API, so backups move both ways between this store and an existing
+//! Regatta deployment.
+//!
+//! A backup directory holds one `<table>.bak` per table (the backup stream) and
+//! `manifest.json` (`{"started","finished","tables":[{"name","file_name","md5"}]}`), written
+//! last: a directory without a manifest is an incomplete backup. Files are written to a
+//! temporary name, fsync'd and renamed. A restore checks every file's MD5 against the
+//! manifest before sending anything.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime},
+};
+
+use clap::Args;
+use md5::{Digest, Md5};
+use regatta_materializer::backup::{Manifest, ManifestTable};
+use regatta_proto::{
+    maintenance::v1::{
+        BackupRequest, RestoreInfo, RestoreMessage, maintenance_client::MaintenanceClient,
+        restore_message,
+    },
+    regatta::v1::{ListTablesRequest, tables_client::TablesClient},
+    replication::v1::SnapshotChunk,
+};
+use serde_json::json;
+
+use super::{CliResult, ClientOptions, Failure, connect, output::print_json, request};
+
+/// Bytes per restore message.
+const CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Directory to write the backup into (created if missing; must not hold a manifest).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Tables to back up (repeatable); default: every table.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Backup directory to restore from (with its manifest.json).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Tables to restore (repeatable); default: every table in the manifest.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+}
+
+fn io_failure(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 1,
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> CliResult {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io_failure(tmp.display(), e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_failure(tmp.display(), e))?;
+    file.sync_all().map_err(|e| io_failure(tmp.display(), e))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| io_failure(dir.join(name).display(), e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_failure(dir.display(), e))
+}
+
+pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
+    if args.dir.join("manifest.json").exists() {
+        return Err(Failure::usage(format!(
+            "{} already holds a backup (manifest.json)",
+            args.dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| io_failure(args.dir.display(), e))?;
+    let channel = connect(options).await?;
+    let tables = if args.tables.is_empty() {
+        let listed = TablesClient::new(channel.clone())
+            .list(request(options, ListTablesRequest {})?)
+            .await?;
+        listed
+            .into_inner()
+            .tables
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    } else {
+        args.tables.clone()
+    };
+    let started = now();
+    let mut client = MaintenanceClient::new(channel);
+    let mut entries = Vec::new();
+    for name in &tables {
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Failure::usage(format!(
+                "table name {name:?} cannot be a file name"
+            )));
+        }
+        let clock = Instant::now();
+        let mut stream = client
+            .backup(request(
+                options,
+                BackupRequest {
+                    table: name.clone().into_bytes().into(),
+                },
+            )?)
+            .await?
+            .into_inner();
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            data.extend_from_slice(&chunk.data);
+            eprint!("\rbacking up {name}: {} bytes", data.len());
+        }
+        let file_name = format!("{name}.bak");
+        write_atomically(&args.dir, &file_name, &data)?;
+        eprintln!(
+            "\rbacked up {name}: {} bytes in {:.1?}",
+            data.len(),
+            clock.elapsed()
+        );
+        entries.push(ManifestTable {
+            name: name.clone(),
+            file_name,
+            md5: hex(&Md5::digest(&data)),
+        });
+    }
+    let manifest = Manifest {
+        started,
+        finished: now(),
+        tables: entries,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| io_failure("manifest", e))?;
+    write_atomically(&args.dir, "manifest.json", &json)?;
+    if options.json {
+        print_json(&json!({"dir": args.dir.display().to_string(), "tables": tables}));
+    } else {
+        println!(
+            "backup of {} table(s) written to {}",
+            tables.len(),
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
+    let manifest_path = args.dir.join("manifest.json");
+    let text = std::fs::read(&manifest_path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", manifest_path.display())))?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Failure::usage(format!("{}: {e}", manifest_path.display())))?;
+    let chosen: Vec<&ManifestTable> = manifest
+        .tables
+        .iter()
+        .filter(|t| args.tables.is_empty() || args.tables.contains(&t.name))
+        .collect();
+    for wanted in &args.tables {
+        if !manifest.tables.iter().any(|t| &t.name == wanted) {
+            return Err(Failure::not_found(format!(
+                "table {wanted} is not in the backup"
+            )));
+        }
+    }
+    // Check every file before changing anything.
+    let mut files = Vec::new();
+    for entry in &chosen {
+        if entry.file_name.contains(['/', '\\']) || entry.file_name.starts_with('.') {
+            return Err(Failure::usage(format!(
+                "manifest names file {:?} outside the directory",
+                entry.file_name
+            )));
+        }
+        let path = args.dir.join(&entry.file_name);
+        let data =
+            std::fs::read(&path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        let md5 = hex(&Md5::digest(&data));
+        if !md5.eq_ignore_ascii_case(&entry.md5) {
+            return Err(Failure::usage(format!(
+                "{}: md5 is {md5} but the manifest says {}; the backup is damaged",
+                path.display(),
+                entry.md5
+            )));
+        }
+        files.push((entry.name.clone(), data));
+    }
+    let mut client = MaintenanceClient::new(connect(options).await?);
+    for (name, data) in &files {
+        let clock = Instant::now();
+        let mut messages = vec![RestoreMessage {
+            data: Some(restore_message::Data::Info(RestoreInfo {
+                table: name.clone().into_bytes().into(),
+            })),
+        }];
+        messages.extend(data.chunks(CHUNK_BYTES).map(|piece| RestoreMessage {
+            data: Some(restore_message::Data::Chunk(SnapshotChunk {
+                data: piece.to_vec().into(),
+                len: piece.len() as u64,
+                index: 0,
+            })),
+        }));
+        eprint!("restoring {name}: {} bytes…", data.len());
+        let mut req = tonic::Request::new(futures::stream::iter(messages));
+        req.set_timeout(options.timeout.max(std::time::Duration::from_secs(600)));
+        if let Some(token) = &options.token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                Failure::usage("--token contains characters not allowed in a header")
+            })?;
+            req.metadata_mut().insert("authorization", value);
+        }
+        client.restore(req).await?;
+        eprintln!(
+            "\rrestored {name}: {} bytes in {:.1?}",
+            data.len(),
+            clock.elapsed()
+        );
+    }
+    if options.json {
+        let names: Vec<&String> = files.iter().map(|(n, _)| n).collect();
+        print_json(&json!({"restored": names}));
+    } else {
+        println!(
+            "restored {} table(s) from {}",
+            files.len(),
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
