@@ -94,3 +94,22 @@ pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<
     registry.register(Box::new(g.clone()))?;
     Ok(g)
 }
+
+/// Registers `regatta_log_fsync_seconds`, a histogram of the local log's data fsyncs, and
+/// returns the observer the log calls after each one.
+pub fn fsync_observer(registry: &Registry) -> prometheus::Result<regatta_log::SyncObserver> {
+    let histogram = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(
+            "regatta_log_fsync_seconds",
+            "Duration of each fsync of the local log (one fsync covers a whole group commit)",
+        )
+        .buckets(vec![
+            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
+            0.256, 1.0,
+        ]),
+    )?;
+    registry.register(Box::new(histogram.clone()))?;
+    Ok(regatta_log::SyncObserver(std::sync::Arc::new(
+        move |took: std::time::Duration| histogram.observe(took.as_secs_f64()),
+    )))
+}

@@ -259,4 +259,10 @@ async fn bad_requests_get_their_status_codes_and_the_node_keeps_serving() {
         metrics.contains("regatta_raft_term"),
         "raft metrics exported"
     );
+    let fsyncs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regatta_log_fsync_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("fsync latency histogram exported");
+    assert!(fsyncs > 0, "acknowledged writes were fsync'd: {metrics}");
 }

@@ -47,7 +47,7 @@ mod sync;
 mod truncate;
 
 pub use error::{Error, Result};
-pub use log::{Log, Options, SealedSegment};
+pub use log::{Log, Options, SealedSegment, SyncObserver};
 pub use pointers::Pointers;
 pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
 pub use read::ReadIter;

@@ -33,6 +33,8 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Largest record payload accepted.
     pub max_record_bytes: u64,
+    /// Told how long every data fsync of the log took (for latency metrics).
+    pub on_sync: Option<SyncObserver>,
 }
 
 impl Default for Options {
@@ -40,7 +42,20 @@ impl Default for Options {
         Self {
             segment_bytes: 64 << 20,
             max_record_bytes: 64 << 20,
+            on_sync: None,
         }
+    }
+}
+
+/// A callback told the duration of each fsync of appended data. It runs on the thread that
+/// synced, right after the fsync and before waiters are resolved, so it must be quick (a
+/// histogram observation, say) and must not block.
+#[derive(Clone)]
+pub struct SyncObserver(pub Arc<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncObserver")
     }
 }
 
@@ -113,6 +128,7 @@ pub(crate) struct Core {
     pub(crate) shared: Mutex<Shared>,
     /// Wakes the syncer: something was written.
     pub(crate) work: Condvar,
+    pub(crate) on_sync: Option<SyncObserver>,
 }
 
 /// Called once, after the entries of an append are durable (or the log failed).
@@ -257,6 +273,7 @@ impl Log {
             dir: recovered.dir,
             shared: Mutex::new(recovered.shared),
             work: Condvar::new(),
+            on_sync: opts.on_sync.clone(),
         });
         lock(&core.shared).check();
         let syncer = {

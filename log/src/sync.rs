@@ -51,7 +51,11 @@ fn claim(s: &mut Shared) -> Option<Round> {
 /// Runs a claimed round and publishes it; returns the waiters it made durable, to be called
 /// outside the lock.
 fn complete(core: &Core, round: Round) -> Result<Vec<Waiter>> {
+    let started = std::time::Instant::now();
     let synced = round.file.sync_data();
+    if let Some(observe) = &core.on_sync {
+        (observe.0)(started.elapsed());
+    }
     let mut s = lock(&core.shared);
     s.syncing = false;
     if let Err(source) = synced {

@@ -58,7 +58,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
         settings.data_dir.join("log"),
-        settings.log_options(),
+        regatta_log::Options {
+            on_sync: Some(crate::metrics::fsync_observer(&registry)?),
+            ..settings.log_options()
+        },
     )
     .with_context(|| "opening the log")?;
     let log = log_store.log().clone();

@@ -58,6 +58,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         args.data_dir.join("log"),
         regatta_log::Options {
             segment_bytes: args.segment_size,
+            on_sync: Some(crate::metrics::fsync_observer(&registry)?),
             ..Default::default()
         },
     )
