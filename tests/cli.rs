@@ -81,6 +81,14 @@ async fn the_cli_reads_writes_and_reports_errors_with_stable_exit_codes() {
     assert_eq!(answer["succeeded"], true);
     assert_eq!(answer["responses"][1]["range"]["kvs"][0]["value"], "4");
 
+    phase("status reports the table's size in bytes of keys and values");
+    let status: serde_json::Value =
+        serde_json::from_str(ok(&["cluster", "status", "--json"]).trim()).expect("JSON");
+    assert_eq!(
+        status["tables"]["cfg"]["db_size"], 6,
+        "one key \"other\" = \"4\": {status}"
+    );
+
     phase("exit codes: 4 not found, 2 bad input, 5 exists, 3 unreachable");
     assert_eq!(run(&addr, &["kv", "get", "cfg", "missing"], None).0, 4);
     assert_eq!(run(&addr, &["kv", "get", "nope", "k"], None).0, 4);

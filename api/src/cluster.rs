@@ -49,7 +49,7 @@ impl Cluster for ClusterService {
                     name.clone(),
                     TableStatus {
                         log_size: i64::try_from(status.log_bytes).unwrap_or(i64::MAX),
-                        db_size: i64::try_from(table.len()).unwrap_or(i64::MAX),
+                        db_size: i64::try_from(table.data_bytes()).unwrap_or(i64::MAX),
                         leader: status.leader_address.clone(),
                         raft_index: status.commit_index,
                         raft_term: status.term,

@@ -125,6 +125,12 @@ pub struct Table {
     id: TableId,
     config: Option<Arc<prost_types::Struct>>,
     data: OrdMap<Key, Record>,
+    /// Bytes of every key and value held (what Cluster.Status reports as the table's size).
+    bytes: u64,
+}
+
+fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
 }
 
 impl Table {
@@ -134,6 +140,7 @@ impl Table {
             id,
             config: config.map(Arc::new),
             data: OrdMap::new(),
+            bytes: 0,
         }
     }
 
@@ -143,10 +150,15 @@ impl Table {
         config: Option<prost_types::Struct>,
         data: OrdMap<Key, Record>,
     ) -> Self {
+        let bytes = data
+            .iter()
+            .map(|(k, r)| pair_bytes(k.as_slice(), r.value()))
+            .sum();
         Self {
             id,
             config: config.map(Arc::new),
             data,
+            bytes,
         }
     }
 
@@ -161,6 +173,12 @@ impl Table {
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.data.len()
+    }
+
+    /// Bytes of every key and value in the table (records' revisions and the tree's own
+    /// overhead not counted).
+    pub fn data_bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -232,8 +250,10 @@ impl Table {
         let key = Key::from_slice(key);
         if let Some(slot) = self.data.get_mut(&key) {
             let next = Record::new(value, slot.create_revision(), rev.0, slot.version() + 1);
+            self.bytes = self.bytes - slot.value().len() as u64 + value.len() as u64;
             return Some(std::mem::replace(slot, next));
         }
+        self.bytes += pair_bytes(key.as_slice(), value);
         self.data.insert(key, Record::new(value, rev.0, rev.0, 1));
         None
     }
@@ -241,14 +261,19 @@ impl Table {
     /// Deletes every key of `range`; returns the deleted pairs in key order.
     pub fn delete(&mut self, range: &KeyRange) -> Vec<(Key, Record)> {
         let doomed: Vec<Key> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
-        doomed
+        let removed: Vec<(Key, Record)> = doomed
             .into_iter()
             .filter_map(|k| self.data.remove(k.as_slice()).map(|r| (k, r)))
-            .collect()
+            .collect();
+        for (k, r) in &removed {
+            self.bytes -= pair_bytes(k.as_slice(), r.value());
+        }
+        removed
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
         self.data = OrdMap::new();
+        self.bytes = 0;
     }
 }

@@ -203,6 +203,8 @@ proptest! {
         }
         let view = h.m.view();
         let want: Vec<_> = model.into_iter().collect();
+        let want_bytes: usize = want.iter().map(|(k, r)| k.len() + r.value.len()).sum();
+        prop_assert_eq!(view.table("t").unwrap().data_bytes(), want_bytes as u64);
         prop_assert_eq!(dump(&view), want.clone());
         prop_assert_eq!(view.revision(), Revision(h.next - 1));
         // Ranges (end 21 = "\0", i.e. from-key) with limits and count_only.
