@@ -3,6 +3,8 @@
 
 mod address;
 mod admin;
+mod archive;
+mod audit;
 mod client;
 mod config;
 mod core;
@@ -10,6 +12,7 @@ mod dev;
 mod edge;
 mod metrics;
 mod objects;
+mod progress;
 mod rest;
 mod shutdown;
 mod telemetry;
@@ -68,19 +71,28 @@ enum Command {
         #[command(subcommand)]
         command: client::kv::KvCommand,
     },
-    /// Back up tables into a directory in Regatta's backup format (manifest.json + <table>.bak).
+    /// Back up tables into a directory in Regatta's backup format (`--dir`, through the
+    /// API), or list what the object store can restore (`backup list`).
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
         #[command(flatten)]
         options: client::ClientOptions,
         #[command(flatten)]
-        args: client::backup::BackupArgs,
+        args: audit::restore::BackupCli,
     },
-    /// Restore tables from a backup directory in Regatta's format (checks every MD5 first).
+    /// Restore tables from a backup directory in Regatta's format (`--dir`, checks every MD5
+    /// first), or restore to a point in time from object storage into a fresh data
+    /// directory (`--from URL [--revision R] --data-dir D`).
     Restore {
         #[command(flatten)]
         options: client::ClientOptions,
         #[command(flatten)]
-        args: client::backup::RestoreArgs,
+        args: audit::restore::RestoreCli,
+    },
+    /// Audit the log: replay committed changes, verify segments and snapshots.
+    Log {
+        #[command(subcommand)]
+        command: audit::LogCommand,
     },
     /// Inspect and change the cluster.
     Cluster {
@@ -115,8 +127,9 @@ fn main() -> ExitCode {
             Command::Dev { args, logging } => server(logging, dev::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
-            Command::Backup { options, args } => client::backup::backup(args, &options).await,
-            Command::Restore { options, args } => client::backup::restore(args, &options).await,
+            Command::Backup { options, args } => audit::restore::backup(args, &options).await,
+            Command::Restore { options, args } => audit::restore::restore(args, &options).await,
+            Command::Log { command } => audit::run(command).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
         }
     });

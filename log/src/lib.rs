@@ -26,6 +26,7 @@
 //!   rolls; `sync` — group commit (the syncer thread and blocked appenders);
 //! * `read` — ranges of records ([`ReadIter`]); `truncate` — truncate and purge;
 //! * [`archive`] — zstd archives of sealed segments, for object storage;
+//! * [`reader`] — reading a directory read-only beside a live node, and archived segments;
 //! * [`raft`] — [`raft::RaftLogStore`], openraft's log storage over a [`Log`].
 //!
 //! `OVERVIEW.md` next to `Cargo.toml` draws the invariants.
@@ -39,6 +40,7 @@ pub mod policy;
 pub mod position;
 pub mod raft;
 mod read;
+pub mod reader;
 pub mod record;
 mod recovery;
 pub mod segment;

@@ -148,6 +148,15 @@ pub struct CoreArgs {
     /// Upload a snapshot at least this often while there are new entries.
     #[arg(long = "object-store.snapshot-interval", env = "REGATTA_OBJECT_STORE_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub upload_interval: Duration,
+    /// Snapshots kept in object storage: once more exist, older ones are deleted, with every
+    /// archived log segment wholly at or below the oldest kept snapshot. 0 keeps everything
+    /// (a complete audit trail and point-in-time restore to any revision).
+    #[arg(
+        long = "object-store.keep-snapshots",
+        env = "REGATTA_OBJECT_STORE_KEEP_SNAPSHOTS",
+        default_value_t = 10
+    )]
+    pub keep_snapshots: usize,
     /// How often an idle log-tail stream carries a heartbeat to edges.
     #[arg(long = "replication.heartbeat-interval", env = "REGATTA_REPLICATION_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub tail_heartbeat: Duration,
@@ -178,6 +187,7 @@ pub struct CoreSettings {
     pub data_dir: PathBuf,
     pub object_store: String,
     pub upload: crate::core::uploader::UploadPolicy,
+    pub keep_snapshots: usize,
     pub tail_heartbeat: Duration,
     pub limits: Limits,
     pub tokens: Tokens,
@@ -265,6 +275,7 @@ impl CoreArgs {
                 entries: self.upload_entries.max(1),
                 interval: self.upload_interval,
             },
+            keep_snapshots: self.keep_snapshots,
             tail_heartbeat: self.tail_heartbeat,
             limits: Limits {
                 max_request_bytes: self.max_request_size,

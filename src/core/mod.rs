@@ -6,6 +6,7 @@
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
+pub mod archiver;
 pub mod args;
 pub mod durable;
 pub mod role;
@@ -70,6 +71,9 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let dir = log_store.log().dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))
     };
+    // Purges wait for the segment archive: see `archiver`.
+    let purge_gate = Arc::new(archiver::PurgeGate::default());
+    let log_store = archiver::GatedLogStore::new(log_store, purge_gate.clone());
     let materializer = Arc::new(Materializer::default());
     let state_machine = durable::DurableStateMachine::open(
         regatta_materializer::raft::StateMachine::new(materializer.clone()),
@@ -163,6 +167,25 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         materializer.clone(),
         shutdown.clone(),
     ));
+
+    tokio::spawn(
+        archiver::Archiver {
+            log: log.clone(),
+            archive: crate::archive::SegmentArchive::new(objects.store.clone(), &objects.prefix),
+            snapshots: regatta_materializer::snapshot::SnapshotStore::new(
+                objects.store.clone(),
+                &objects.prefix,
+            ),
+            gate: purge_gate,
+            applied: {
+                let materializer = materializer.clone();
+                Arc::new(move || materializer.applied().0)
+            },
+            keep_snapshots: settings.keep_snapshots,
+            metrics: archiver::ArchiverMetrics::register(&registry)?,
+        }
+        .run(shutdown.clone()),
+    );
 
     let ctx = NodeContext {
         node_id: settings.node_id,

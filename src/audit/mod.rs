@@ -1,0 +1,219 @@
+//! Reading history: `regatta log replay|verify`, point-in-time `regatta restore --from`, and
+//! `regatta backup list`.
+//!
+//! All of these read a node's data directory without opening its log (no lock, no writes:
+//! safe beside a running node, see `regatta_log::reader`) and the object store the cluster
+//! archives to (see [`crate::archive`] for the layout). Faults are reported with the file
+//! or object and the offset or index where they were found, and a non-zero exit.
+//!
+//! - `history`: local and archived segments as one committed sequence;
+//! - `replay`: formatting and filtering changes;
+//! - `verify`: checking every segment and snapshot;
+//! - `restore`: building the state at a revision, and the backup listing.
+
+pub mod history;
+pub mod replay;
+pub mod restore;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::archive::SegmentArchive;
+use crate::client::{CliResult, Failure};
+use crate::progress::Progress;
+
+/// Where to read history from.
+#[derive(Args, Debug, Clone)]
+pub struct Sources {
+    /// Data directory of a core node (its log is read in place, read-only).
+    #[arg(long = "data-dir", env = "REGATTA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store holding the segment archive and snapshots (default:
+    /// `file://<data-dir>/objects`, the core's default).
+    #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+}
+
+impl Sources {
+    /// The log directory (if a data dir was given) and the archive (if any).
+    pub fn resolve(&self) -> CliResult<(Option<PathBuf>, Option<crate::objects::ObjectStorage>)> {
+        let log_dir = match &self.data_dir {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(Failure::usage(format!(
+                        "--data-dir {}: no such directory",
+                        dir.display()
+                    )));
+                }
+                let log = dir.join("log");
+                if !log.is_dir() {
+                    return Err(Failure::usage(format!(
+                        "--data-dir {}: holds no log (expected {})",
+                        dir.display(),
+                        log.display()
+                    )));
+                }
+                Some(log)
+            }
+            None => None,
+        };
+        let url = match (&self.object_store, &self.data_dir) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(dir)) => {
+                let objects = std::path::absolute(dir.join("objects"))
+                    .map_err(|e| Failure::usage(format!("--data-dir: {e}")))?;
+                objects
+                    .is_dir()
+                    .then(|| format!("file://{}", objects.display()))
+            }
+            (None, None) => {
+                return Err(Failure::usage(
+                    "give --data-dir (a core node's data directory) and/or --object-store URL",
+                ));
+            }
+        };
+        let objects = match url {
+            Some(url) => {
+                Some(crate::objects::open(&url).map_err(|e| Failure::usage(format!("{e:#}")))?)
+            }
+            None => None,
+        };
+        Ok((log_dir, objects))
+    }
+}
+
+pub fn archive_of(objects: &crate::objects::ObjectStorage) -> SegmentArchive {
+    SegmentArchive::new(objects.store.clone(), &objects.prefix)
+}
+
+pub fn snapshots_of(
+    objects: &crate::objects::ObjectStorage,
+) -> regatta_materializer::snapshot::SnapshotStore {
+    regatta_materializer::snapshot::SnapshotStore::new(objects.store.clone(), &objects.prefix)
+}
+
+/// A fault or a failure to read: exit code 1.
+pub fn fault(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 1,
+        message: e.to_string(),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Print every committed change in a range of revisions, with its term and commit time,
+    /// from the local log and the segment archive together.
+    Replay(ReplayArgs),
+    /// Check every segment (local and archived) and every snapshot; exit non-zero on the
+    /// first fault, naming the file or object and where in it.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// First revision to show (default: the oldest available).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last revision to show (default: the newest committed).
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Only changes to this table.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Only changes to keys starting with this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub sources: Sources,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub sources: Sources,
+}
+
+pub async fn run(command: LogCommand) -> CliResult {
+    match command {
+        LogCommand::Replay(args) => replay(args).await,
+        LogCommand::Verify(args) => verify::run(&args.sources).await,
+    }
+}
+
+async fn replay(args: ReplayArgs) -> CliResult {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        return Err(Failure::usage(format!("--from {from} is after --to {to}")));
+    }
+    let (log_dir, objects) = args.sources.resolve()?;
+    let history = history::History::open(log_dir.as_deref(), objects.as_ref().map(archive_of))
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let Some((first, last)) = history.bounds() else {
+        return Err(Failure::not_found("no committed history found"));
+    };
+    let from = args.from.unwrap_or(first);
+    let to = args.to.unwrap_or(last).min(last);
+    if from < first {
+        return Err(Failure::not_found(format!(
+            "revision {from} is no longer available: history starts at {first}"
+        )));
+    }
+    if from > last {
+        return Err(Failure::not_found(format!(
+            "revision {from} is beyond the newest committed revision {last}"
+        )));
+    }
+    let filter = replay::Filter {
+        table: args.table.map(String::into_bytes),
+        prefix: args.prefix.map(String::into_bytes),
+    };
+    let mut progress = Progress::new("replay", "entries", Some(to - from + 1));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let format = args.format;
+    let walked = history
+        .walk(from, to, |record| {
+            use std::io::Write;
+            progress.inc(1);
+            let Some(change) = replay::decode(record)? else {
+                return Ok(());
+            };
+            let Some(kind) = &change.event.kind else {
+                anyhow::bail!("entry {} carries an event of unknown kind", change.revision);
+            };
+            if !filter.keeps(kind) {
+                return Ok(());
+            }
+            match format {
+                Format::Text => writeln!(out, "{}", replay::to_text(&change))?,
+                Format::Json => writeln!(out, "{}", replay::to_json(&change))?,
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    use std::io::Write;
+    out.flush().map_err(fault)?;
+    progress.finish();
+    match walked {
+        Some(l) if l >= to => Ok(()),
+        reached => Err(fault(format!(
+            "history has a gap: replay stopped after revision {} of {from}..={to} (the rest is neither in the local log nor in the archive)",
+            reached.map_or("none".into(), |r| r.to_string())
+        ))),
+    }
+}

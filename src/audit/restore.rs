@@ -1,0 +1,432 @@
+//! Point-in-time restore (`regatta restore --from URL [--revision R] [--table T] --data-dir D`)
+//! and `regatta backup list`.
+//!
+//! The state at revision R is the newest snapshot at or below R with the archived entries
+//! after it, up to and including R, applied by the same apply function the nodes run. It is
+//! written into a fresh data directory as the Raft snapshot a core node starts from
+//! (`raft-snapshots/<R>.rsnap`, see [`crate::core::durable`]), whose membership is one
+//! voter: the node id and Raft address given here. `regatta core --data-dir D` with that id
+//! and address then starts a single-node cluster serving exactly the state at R, with its
+//! log continuing at R+1; add members with `regatta cluster add-member` as usual. With
+//! `--table`, only the named tables are kept.
+//!
+//! The restorable revisions are those reachable from a snapshot (or from an archive that
+//! starts at the beginning of the log) through archived segments without a gap.
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
+
+use clap::{Args, Subcommand};
+use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
+use prost::Message;
+use regatta_materializer::{Command, Materializer, Revision, State, apply, snapshot};
+use regatta_proto::event::Event;
+use serde_json::json;
+
+use crate::archive::{ArchivedSegment, coverage};
+use crate::client::{CliResult, ClientOptions, Failure, output::print_json};
+use crate::progress::Progress;
+
+use super::{archive_of, fault, history::History, snapshots_of};
+
+/// `regatta restore`: from a backup directory through the API (`--dir`), or to a point in
+/// time from object storage into a fresh data directory (`--from`).
+#[derive(Args, Debug)]
+pub struct RestoreCli {
+    /// Backup directory in Regatta's format (manifest.json + <table>.bak) to restore
+    /// through the Maintenance API of the node at --address.
+    #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+    pub dir: Option<PathBuf>,
+    /// Object store URL to restore from (point in time): builds the state at --revision
+    /// into a fresh --data-dir.
+    #[arg(long, requires = "data_dir")]
+    pub from: Option<String>,
+    /// Revision to restore (with --from; default: the newest restorable).
+    #[arg(long, requires = "from")]
+    pub revision: Option<u64>,
+    /// Fresh data directory for a single-node core (with --from): must not exist or be empty.
+    #[arg(long = "data-dir", requires = "from")]
+    pub data_dir: Option<PathBuf>,
+    /// Node id the restored node will run with (with --from).
+    #[arg(long = "raft.node-id", default_value_t = 1, requires = "from")]
+    pub node_id: u64,
+    /// Raft address the restored node will listen on (with --from).
+    #[arg(
+        long = "raft.address",
+        default_value = "http://127.0.0.1:5012",
+        requires = "from"
+    )]
+    pub raft_address: String,
+    /// Tables to restore (repeatable); default: every table.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+}
+
+/// `regatta backup`: `--dir DIR` writes a backup directory through the API; the
+/// subcommands work with the object store.
+#[derive(Args, Debug)]
+pub struct BackupCli {
+    /// Directory to write a backup into, in Regatta's format, through the API.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Tables to back up (repeatable); default: every table.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// List snapshots and archived segment ranges in an object store: which revisions can
+    /// be restored.
+    List {
+        /// Object store URL.
+        #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
+        object_store: String,
+    },
+}
+
+pub async fn backup(cli: BackupCli, options: &ClientOptions) -> CliResult {
+    match (cli.command, cli.dir) {
+        (Some(BackupCommand::List { object_store }), _) => list(&object_store, options).await,
+        (None, Some(dir)) => {
+            crate::client::backup::backup(
+                crate::client::backup::BackupArgs {
+                    dir,
+                    tables: cli.tables,
+                },
+                options,
+            )
+            .await
+        }
+        (None, None) => Err(Failure::usage(
+            "give --dir DIR (a backup through the API) or a subcommand (list)",
+        )),
+    }
+}
+
+pub async fn restore(cli: RestoreCli, options: &ClientOptions) -> CliResult {
+    match (cli.dir, cli.from) {
+        (Some(dir), None) => {
+            crate::client::backup::restore(
+                crate::client::backup::RestoreArgs {
+                    dir,
+                    tables: cli.tables,
+                },
+                options,
+            )
+            .await
+        }
+        (None, Some(from)) => {
+            let Some(data_dir) = cli.data_dir else {
+                return Err(Failure::usage("--from needs --data-dir"));
+            };
+            point_in_time(PointInTime {
+                from,
+                revision: cli.revision,
+                data_dir,
+                node_id: cli.node_id,
+                raft_address: cli.raft_address,
+                tables: cli.tables,
+                json: options.json,
+            })
+            .await
+        }
+        _ => Err(Failure::usage("give either --dir DIR or --from URL")),
+    }
+}
+
+/// Ranges of revisions that can be restored, ascending.
+pub fn restorable(snapshots: &[Revision], segments: &[ArchivedSegment]) -> Vec<(u64, u64)> {
+    let covered = coverage(segments);
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut push = |from: u64, to: u64| match out.last_mut() {
+        Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
+        _ => out.push((from, to)),
+    };
+    let mut bases: Vec<u64> = snapshots.iter().map(|r| r.0).collect();
+    if covered.first().is_some_and(|r| *r.start() <= 1) {
+        bases.push(0);
+    }
+    bases.sort_unstable();
+    for base in bases {
+        let end = covered
+            .iter()
+            .find(|r| *r.start() <= base + 1 && base < *r.end())
+            .map_or(base, |r| *r.end());
+        push(base, end);
+    }
+    out
+}
+
+async fn list(url: &str, options: &ClientOptions) -> CliResult {
+    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let snapshots = snapshots_of(&objects);
+    let revisions = snapshots
+        .list()
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let segments = archive_of(&objects)
+        .list()
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let covered = coverage(&segments);
+    let ranges = restorable(&revisions, &segments);
+    if options.json {
+        print_json(&json!({
+            "snapshots": revisions.iter().map(|r| json!({"revision": r.0, "key": snapshots.location(*r).to_string()})).collect::<Vec<_>>(),
+            "segments": segments.iter().map(|s| json!({"first": s.id.first_index().0, "last": s.last.0, "size": s.size, "key": s.location.to_string()})).collect::<Vec<_>>(),
+            "archived": covered.iter().map(|r| json!({"first": r.start(), "last": r.end()})).collect::<Vec<_>>(),
+            "restorable": ranges.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println!("snapshots: {}", revisions.len());
+    for r in &revisions {
+        println!("  revision {:>12}  {}", r.0, snapshots.location(*r));
+    }
+    let bytes: u64 = segments.iter().map(|s| s.size).sum();
+    println!("archived segments: {} ({bytes} bytes)", segments.len());
+    for r in &covered {
+        println!("  indices {}..={}", r.start(), r.end());
+    }
+    println!("restorable revisions:");
+    if ranges.is_empty() {
+        println!("  none");
+    }
+    for (a, b) in &ranges {
+        println!("  {a}..={b}");
+    }
+    Ok(())
+}
+
+struct PointInTime {
+    from: String,
+    revision: Option<u64>,
+    data_dir: PathBuf,
+    node_id: u64,
+    raft_address: String,
+    tables: Vec<String>,
+    json: bool,
+}
+
+/// Builds the state at a revision from the object store (pure of the target directory).
+pub async fn state_at(
+    objects: &crate::objects::ObjectStorage,
+    revision: Option<u64>,
+) -> Result<State, Failure> {
+    let snapshots = snapshots_of(objects);
+    let revisions = snapshots
+        .list()
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let archive = archive_of(objects);
+    let segments = archive.list().await.map_err(|e| fault(format!("{e:#}")))?;
+    let ranges = restorable(&revisions, &segments);
+    let Some(newest) = ranges.last().map(|r| r.1) else {
+        return Err(Failure::not_found(
+            "nothing to restore: the object store holds no snapshot and no archive from the start of the log",
+        ));
+    };
+    let target = revision.unwrap_or(newest);
+    if !ranges.iter().any(|(a, b)| *a <= target && target <= *b) {
+        let shown: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}..={b}")).collect();
+        return Err(Failure::not_found(format!(
+            "revision {target} cannot be restored from this store; restorable: {}",
+            shown.join(", ")
+        )));
+    }
+    let base = revisions.iter().rev().find(|r| r.0 <= target).copied();
+    let state = match base {
+        Some(rev) => {
+            eprintln!("restore: loading snapshot {rev}");
+            snapshots
+                .download(rev)
+                .await
+                .map_err(|e| fault(format!("{}: {e:#}", snapshots.location(rev))))?
+        }
+        None => State::new(),
+    };
+    let start = state.revision().0;
+    let materializer = Materializer::new(state);
+    if target > start {
+        let history = History::archived(archive, segments);
+        let mut progress = Progress::new("restore: applying", "entries", Some(target - start));
+        let mut batch: Vec<(Revision, Option<Event>)> = Vec::new();
+        let flush = |batch: &mut Vec<(Revision, Option<Event>)>| -> anyhow::Result<()> {
+            materializer.apply_batch(batch.iter().map(|(index, event)| {
+                regatta_materializer::Entry {
+                    index: *index,
+                    event: event.as_ref(),
+                }
+            }))?;
+            batch.clear();
+            Ok(())
+        };
+        let first = if start == 0 { 0 } else { start + 1 };
+        history
+            .walk(first, target, |record| {
+                progress.inc(1);
+                let index = record.id.index.0;
+                if index == 0 {
+                    return Ok(()); // openraft's initial membership: the empty state's revision
+                }
+                let event = match record.kind {
+                    regatta_log::RecordKind::Normal => {
+                        Some(Event::decode(record.payload.as_ref()).map_err(|e| {
+                            anyhow::anyhow!("entry {index} carries an undecodable event: {e}")
+                        })?)
+                    }
+                    _ => None,
+                };
+                batch.push((Revision(index), event));
+                if batch.len() >= 1024 {
+                    flush(&mut batch)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| fault(format!("{e:#}")))?;
+        flush(&mut batch).map_err(|e| fault(format!("{e:#}")))?;
+        progress.finish();
+    }
+    let view = materializer.view();
+    if view.revision().0 != target {
+        return Err(fault(format!(
+            "the archive ends at revision {}, before {target}",
+            view.revision()
+        )));
+    }
+    Ok(State::clone(&view))
+}
+
+/// Keeps only `tables` (all when empty); the revision stays.
+fn keep_tables(state: State, tables: &[String]) -> Result<State, Failure> {
+    if tables.is_empty() {
+        return Ok(state);
+    }
+    let present: BTreeSet<String> = state.tables().map(|(n, _)| n.clone()).collect();
+    for t in tables {
+        if !present.contains(t) {
+            return Err(Failure::not_found(format!(
+                "table {t} does not exist at revision {}",
+                state.revision()
+            )));
+        }
+    }
+    let revision = state.revision();
+    let mut state = state;
+    for name in present.iter().filter(|n| !tables.contains(n)) {
+        apply::apply_command(
+            &mut state,
+            revision,
+            &Command::DeleteTable { name: name.clone() },
+        );
+    }
+    Ok(state)
+}
+
+async fn point_in_time(p: PointInTime) -> CliResult {
+    if p.data_dir.exists()
+        && std::fs::read_dir(&p.data_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(Failure::usage(format!(
+            "--data-dir {} is not empty: restore writes a fresh data directory",
+            p.data_dir.display()
+        )));
+    }
+    if p.node_id == 0 {
+        return Err(Failure::usage("--raft.node-id must be positive"));
+    }
+    crate::address::ListenAddress::check_peer_url("raft.address", &p.raft_address)
+        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let objects = crate::objects::open(&p.from).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let state = state_at(&objects, p.revision).await?;
+    let state = keep_tables(state, &p.tables)?;
+    let revision = state.revision().0;
+    let state = Arc::new(state);
+    let data = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || snapshot::encode(&state))
+            .await
+            .map_err(fault)?
+            .map_err(|e| fault(format!("encoding the snapshot: {e}")))?
+    };
+    // The log of the restored node starts after `revision`; term 0 lets its first election
+    // (term 1) append above it.
+    let log_id = LogId::new(CommittedLeaderId::new(0, p.node_id), revision);
+    let membership = Membership::new(
+        vec![BTreeSet::from([p.node_id])],
+        std::collections::BTreeMap::from([(
+            p.node_id,
+            BasicNode {
+                addr: p.raft_address.clone(),
+            },
+        )]),
+    );
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: StoredMembership::new(Some(log_id), membership),
+        snapshot_id: format!("restore-{revision:020}"),
+    };
+    let files = crate::core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
+        .map_err(|e| fault(format!("{e:#}")))?;
+    files
+        .save(&meta, &data)
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let tables: Vec<&String> = state.tables().map(|(n, _)| n).collect();
+    if p.json {
+        print_json(
+            &json!({"revision": revision, "data_dir": p.data_dir.display().to_string(), "tables": tables}),
+        );
+    } else {
+        println!(
+            "restored revision {revision} ({} table(s)) into {}: start it with `regatta core --data-dir {} --raft.node-id {} --raft.address {}`",
+            tables.len(),
+            p.data_dir.display(),
+            p.data_dir.display(),
+            p.node_id,
+            p.raft_address
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::path::Path;
+    use regatta_log::{LogIndex, SegmentId};
+
+    fn seg(first: u64, last: u64) -> ArchivedSegment {
+        ArchivedSegment {
+            location: Path::from("x"),
+            id: SegmentId(LogIndex(first)),
+            last: LogIndex(last),
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn restorable_ranges_start_at_snapshots_and_follow_the_archive() {
+        let revs = |r: &[u64]| r.iter().map(|&x| Revision(x)).collect::<Vec<_>>();
+        // From the start of the log, with a snapshot inside.
+        assert_eq!(
+            restorable(&revs(&[50]), &[seg(0, 99), seg(100, 199)]),
+            vec![(0, 199)]
+        );
+        // Archive begins later (retention): only from the snapshot on.
+        assert_eq!(
+            restorable(&revs(&[150]), &[seg(100, 199), seg(200, 220)]),
+            vec![(150, 220)]
+        );
+        // A gap: the snapshot after it starts a new range; a snapshot alone is restorable.
+        assert_eq!(
+            restorable(&revs(&[10, 300]), &[seg(0, 99), seg(200, 250)]),
+            vec![(0, 99), (300, 300)]
+        );
+        assert!(restorable(&[], &[seg(5, 10)]).is_empty());
+    }
+}

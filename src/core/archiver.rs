@@ -1,0 +1,542 @@
+//! Archives every sealed log segment to object storage, holds local purges back to what is
+//! archived, and applies the retention policy to snapshots and archived segments.
+//!
+//! **Every core node archives its own sealed segments**, not only the leader. A node may only
+//! purge what is archived, and a node learns that most simply by archiving it itself: a
+//! follower never depends on a leader that may be slow, partitioned or pointed at another
+//! store (each node's default `file://<data-dir>/objects` is private). Nodes sharing one
+//! store cooperate through the keys: uploads are create-only, so the first node to archive
+//! index N writes `segments/N.seg.zst`, the others find it there, read its header (one range
+//! read) and carry on after its last index. A node's segment that starts below what is
+//! archived is re-based (re-framed to start at the first index not archived yet), so the
+//! archive holds every index once, in objects that never overlap. The layout is documented
+//! on [`crate::archive::SegmentArchive`].
+//!
+//! Off the write path: this task reads sealed (immutable) files and uploads them; a slow or
+//! failing store delays only the archive and, through the purge gate, local log purges.
+//! Failures are counted and retried with backoff.
+//!
+//! **Purge gate.** openraft asks the log to purge behind each snapshot. [`GatedLogStore`]
+//! wraps the log storage and lets a purge through only up to the archived index
+//! ([`purge_to`]); what it held back is remembered and purged here once the archive has
+//! caught up. A purge to the end of the log or beyond (a follower installing a snapshot from
+//! the leader) always goes through: the log must continue after it, and those entries are in
+//! the snapshot (and archived by the node that has them).
+//!
+//! **Retention** ([`retention_plan`]): with `--object-store.keep-snapshots K` (0 keeps
+//! everything), once more than K snapshots exist the older ones are deleted, and with them
+//! every archived segment wholly at or below the oldest kept snapshot. Until K snapshots
+//! exist nothing is deleted, so a young cluster can be restored to any revision.
+
+use std::{
+    fmt::Debug,
+    ops::RangeBounds,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use openraft::{
+    LogId, OptionalSend, StorageError, Vote,
+    storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage},
+};
+use regatta_log::{
+    EntryId, Log, LogIndex, SegmentId,
+    raft::{RaftLogReaderHandle, RaftLogStore, codec},
+    reader::SegmentRecords,
+};
+use regatta_materializer::{Revision, raft::TypeConfig, snapshot::SnapshotStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::{Put, SegmentArchive};
+
+/// zstd level for segment archives: fast, still about 3-5x on typical entries.
+const ZSTD_LEVEL: i32 = 3;
+/// How often the archiver looks for newly sealed segments.
+const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// How often retention runs (every this many passes).
+const RETENTION_EVERY: u32 = 20;
+
+/// How far a purge may go: `requested`, unless entries up to it are not archived yet; then
+/// up to `archived` (or nothing). A purge reaching the log's last entry or beyond always goes
+/// through (snapshot install: the log must continue after it). Pure.
+pub fn purge_to(
+    requested: LogIndex,
+    archived: Option<LogIndex>,
+    last_local: Option<LogIndex>,
+) -> Option<LogIndex> {
+    if last_local.is_none_or(|last| requested >= last) {
+        return Some(requested);
+    }
+    archived.map(|a| a.min(requested))
+}
+
+/// What retention deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionPlan {
+    pub snapshots: Vec<Revision>,
+    /// Indices into the segment listing.
+    pub segments: Vec<usize>,
+}
+
+/// Plans retention. `snapshots` ascending; `segments` the first index of each archived
+/// segment, ascending, non-overlapping (a segment's last index is below the next one's
+/// first; the newest is never deleted). Pure.
+pub fn retention_plan(keep: usize, snapshots: &[Revision], segments: &[u64]) -> RetentionPlan {
+    if keep == 0 || snapshots.len() <= keep {
+        return RetentionPlan::default();
+    }
+    let cut = snapshots.len() - keep;
+    let oldest_kept = snapshots[cut].0;
+    let segments = segments
+        .windows(2)
+        .enumerate()
+        .take_while(|(_, w)| w[1].saturating_sub(1) <= oldest_kept)
+        .map(|(i, _)| i)
+        .collect();
+    RetentionPlan {
+        snapshots: snapshots[..cut].to_vec(),
+        segments,
+    }
+}
+
+/// What the purge gate and the archiver share.
+#[derive(Debug, Default)]
+pub struct PurgeGate {
+    /// Highest index known to be in the archive, plus one (0: nothing yet).
+    archived_next: AtomicU64,
+    /// The furthest purge openraft asked for that was held back.
+    held: Mutex<Option<EntryId>>,
+}
+
+impl PurgeGate {
+    pub fn archived(&self) -> Option<LogIndex> {
+        match self.archived_next.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(LogIndex(n - 1)),
+        }
+    }
+
+    fn set_archived(&self, index: LogIndex) {
+        self.archived_next
+            .fetch_max(index.0.saturating_add(1), Ordering::AcqRel);
+    }
+
+    fn hold(&self, requested: EntryId) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none_or(|h| h.index < requested.index) {
+            *held = Some(requested);
+        }
+    }
+
+    fn held(&self) -> Option<EntryId> {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Purges `log` as far as `requested` allows now (blocking IO).
+    fn purge(&self, log: &Log, requested: EntryId) -> regatta_log::Result<()> {
+        let Some(to) = purge_to(requested.index, self.archived(), log.last_index()) else {
+            self.hold(requested);
+            return Ok(());
+        };
+        if to < requested.index {
+            self.hold(requested);
+        }
+        if log.purged().is_some_and(|p| p.index >= to) {
+            return Ok(());
+        }
+        let id = if to == requested.index {
+            requested
+        } else {
+            match log.read(to..=to)?.first() {
+                Some(r) => r.id,
+                None => return Ok(()),
+            }
+        };
+        if to < requested.index {
+            tracing::debug!(requested = %requested.index, to = %to, "purge held back to the archived index");
+        }
+        log.purge(id)
+    }
+}
+
+/// openraft's log storage with purges held back to the archived index (see the module docs).
+pub struct GatedLogStore {
+    inner: RaftLogStore<TypeConfig>,
+    gate: Arc<PurgeGate>,
+}
+
+impl GatedLogStore {
+    pub fn new(inner: RaftLogStore<TypeConfig>, gate: Arc<PurgeGate>) -> Self {
+        Self { inner, gate }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for GatedLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<openraft::Entry<TypeConfig>>, StorageError<u64>> {
+        self.inner.try_get_log_entries(range).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for GatedLogStore {
+    type LogReader = RaftLogReaderHandle<TypeConfig>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        self.inner.get_log_state().await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.inner.get_log_reader().await
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        self.inner.save_vote(vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        self.inner.read_vote().await
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        self.inner.save_committed(committed).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        self.inner.read_committed().await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.inner.append(entries, callback).await
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.inner.truncate(log_id).await
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let log = self.inner.log().clone();
+        let gate = self.gate.clone();
+        let requested = codec::entry_id(&log_id);
+        tokio::task::spawn_blocking(move || gate.purge(&log, requested))
+            .await
+            .map_err(|e| {
+                StorageError::from(openraft::StorageIOError::write_logs(
+                    openraft::AnyError::new(&std::io::Error::other(e.to_string())),
+                ))
+            })?
+            .map_err(|e| {
+                StorageError::from(openraft::StorageIOError::write_logs(
+                    openraft::AnyError::new(&e),
+                ))
+            })
+    }
+}
+
+/// The archiver's counters, on /metrics.
+#[derive(Debug, Clone)]
+pub struct ArchiverMetrics {
+    pub uploaded: prometheus::IntCounter,
+    pub failures: prometheus::IntCounter,
+    pub archived_index: prometheus::IntGauge,
+    pub deleted: prometheus::IntCounter,
+}
+
+impl ArchiverMetrics {
+    pub fn register(registry: &prometheus::Registry) -> Result<Self> {
+        use crate::metrics::{counter, gauge};
+        Ok(Self {
+            uploaded: counter(
+                registry,
+                "regatta_archive_segments_uploaded_total",
+                "Sealed log segments uploaded to object storage",
+            )?,
+            failures: counter(
+                registry,
+                "regatta_archive_failures_total",
+                "Segment archive or retention attempts that failed (retried with backoff)",
+            )?,
+            archived_index: gauge(
+                registry,
+                "regatta_archive_last_index",
+                "Newest log index known to be archived in object storage",
+            )?,
+            deleted: counter(
+                registry,
+                "regatta_archive_retention_deleted_total",
+                "Snapshots and archived segments deleted by retention",
+            )?,
+        })
+    }
+}
+
+/// The archiver task of one core node.
+pub struct Archiver {
+    pub log: Log,
+    pub archive: SegmentArchive,
+    pub snapshots: SnapshotStore,
+    pub gate: Arc<PurgeGate>,
+    /// The applied (so committed) index: only segments wholly at or below it are archived,
+    /// since a sealed segment may still hold entries a new leader truncates.
+    pub applied: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Snapshots to keep (0: keep everything).
+    pub keep_snapshots: usize,
+    pub metrics: ArchiverMetrics,
+}
+
+impl Archiver {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        let mut started = false;
+        let mut passes = 0u32;
+        loop {
+            let result = async {
+                if !started {
+                    self.find_archived_tip().await?;
+                    started = true;
+                }
+                self.archive_sealed(&shutdown).await?;
+                self.release_held_purge().await?;
+                passes = passes.wrapping_add(1);
+                if passes % RETENTION_EVERY == 1 {
+                    self.apply_retention().await?;
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            let pause = match result {
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    PASS_INTERVAL
+                }
+                Err(e) => {
+                    self.metrics.failures.inc();
+                    tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "segment archive failed");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    pause
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    fn note_archived(&self, index: LogIndex) {
+        self.gate.set_archived(index);
+        if let Some(a) = self.gate.archived() {
+            self.metrics
+                .archived_index
+                .set(i64::try_from(a.0).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The newest archived index, from the newest object's header.
+    async fn find_archived_tip(&self) -> Result<()> {
+        if let Some((_, location, _)) = self.archive.keys().await?.pop() {
+            let (_, last) = self.archive.span_of(&location).await?;
+            self.note_archived(last);
+        }
+        Ok(())
+    }
+
+    /// Uploads every sealed segment holding entries past the archived index.
+    async fn archive_sealed(&self, shutdown: &CancellationToken) -> Result<()> {
+        for sealed in self.log.sealed_segments() {
+            if sealed.last.index.0 > (self.applied)() {
+                break;
+            }
+            loop {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                let archived = self.gate.archived();
+                if archived.is_some_and(|a| a >= sealed.last.index) {
+                    break;
+                }
+                let start = match archived {
+                    Some(a) if a.next() > sealed.id.first_index() => a.next(),
+                    Some(a) if a.next() < sealed.id.first_index() => {
+                        tracing::warn!(archived = %a, segment = %sealed.id, "entries between the archive and this node's log are not here to archive (purged after a snapshot install)");
+                        sealed.id.first_index()
+                    }
+                    _ => sealed.id.first_index(),
+                };
+                let path = sealed.path.clone();
+                let packed = tokio::task::spawn_blocking(move || pack_from(&path, start))
+                    .await
+                    .context("packing task")??;
+                let Some(packed) = packed else {
+                    break; // purged meanwhile (a snapshot install): nothing to archive
+                };
+                match self.archive.put(SegmentId(start), packed).await? {
+                    Put::Written => {
+                        self.metrics.uploaded.inc();
+                        tracing::info!(first = %start, last = %sealed.last.index, "segment archived");
+                        self.note_archived(sealed.last.index);
+                    }
+                    Put::Present { last } => {
+                        tracing::debug!(first = %start, last = %last, "segment already archived");
+                        if archived.is_some_and(|a| last <= a) {
+                            anyhow::bail!(
+                                "archive object at {start} ends at {last}, before the archived index"
+                            );
+                        }
+                        self.note_archived(last);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a purge openraft asked for and the gate held back, as far as allowed now.
+    async fn release_held_purge(&self) -> Result<()> {
+        let Some(held) = self.gate.held() else {
+            return Ok(());
+        };
+        if self.log.purged().is_some_and(|p| p.index >= held.index) {
+            return Ok(());
+        }
+        let log = self.log.clone();
+        let gate = self.gate.clone();
+        tokio::task::spawn_blocking(move || gate.purge(&log, held))
+            .await
+            .context("purge task")?
+            .context("purging the log")
+    }
+
+    async fn apply_retention(&self) -> Result<()> {
+        if self.keep_snapshots == 0 {
+            return Ok(());
+        }
+        let snapshots = self.snapshots.list().await?;
+        let keys = self.archive.keys().await?;
+        let firsts: Vec<u64> = keys.iter().map(|(id, _, _)| id.first_index().0).collect();
+        let plan = retention_plan(self.keep_snapshots, &snapshots, &firsts);
+        for rev in &plan.snapshots {
+            let location = self.snapshots.location(*rev);
+            match self.snapshots_store().delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {location}"))),
+            }
+            self.metrics.deleted.inc();
+            tracing::info!(revision = rev.0, "retention: snapshot deleted");
+        }
+        for i in plan.segments {
+            let (id, location, _) = &keys[i];
+            self.archive.delete(location).await?;
+            self.metrics.deleted.inc();
+            tracing::info!(first = %id, "retention: archived segment deleted");
+        }
+        Ok(())
+    }
+
+    fn snapshots_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.archive.store()
+    }
+}
+
+/// Reads a sealed segment and packs the part from `start` on (the whole file when `start` is
+/// its first index). `None` if the file is gone (purged).
+fn pack_from(path: &std::path::Path, start: LogIndex) -> Result<Option<Vec<u8>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    let id = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(SegmentId::parse_file_name)
+        .with_context(|| format!("{} is not a segment file", path.display()))?;
+    let bytes = if start > id.first_index() {
+        let records = SegmentRecords::check(path, id, Bytes::from(bytes), false)?;
+        records
+            .rebased(start)
+            .with_context(|| format!("{} holds no entry {start}", path.display()))?
+    } else {
+        bytes
+    };
+    let origin = PathBuf::from(path);
+    Ok(Some(regatta_log::archive::pack(
+        &origin,
+        SegmentId(start),
+        &bytes,
+        ZSTD_LEVEL,
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purges_wait_for_the_archive() {
+        let i = LogIndex;
+        // Nothing archived: nothing purged, unless the purge reaches the end of the log.
+        assert_eq!(purge_to(i(100), None, Some(i(500))), None);
+        assert_eq!(purge_to(i(500), None, Some(i(500))), Some(i(500)));
+        assert_eq!(purge_to(i(900), None, Some(i(500))), Some(i(900)));
+        assert_eq!(purge_to(i(900), None, None), Some(i(900)));
+        // Archived behind the request: up to the archive.
+        assert_eq!(purge_to(i(100), Some(i(60)), Some(i(500))), Some(i(60)));
+        // Archived ahead: the request.
+        assert_eq!(purge_to(i(100), Some(i(300)), Some(i(500))), Some(i(100)));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_snapshots_and_the_segments_they_need() {
+        let revs = |r: &[u64]| r.iter().map(|&x| Revision(x)).collect::<Vec<_>>();
+        let segments = [0, 100, 200, 300, 400];
+        // Window not full, or keep everything: nothing goes.
+        assert_eq!(
+            retention_plan(3, &revs(&[150, 250, 350]), &segments),
+            RetentionPlan::default()
+        );
+        assert_eq!(
+            retention_plan(0, &revs(&[50, 150, 250, 350]), &segments),
+            RetentionPlan::default()
+        );
+        // Keep two of four: the oldest kept is 250; segments [0,99] and [100,199] go, the one
+        // holding 200..=299 (needed to replay from 250) stays.
+        assert_eq!(
+            retention_plan(2, &revs(&[50, 150, 250, 350]), &segments),
+            RetentionPlan {
+                snapshots: revs(&[50, 150]),
+                segments: vec![0, 1]
+            }
+        );
+        // A snapshot exactly at a segment's last index frees that segment too.
+        assert_eq!(
+            retention_plan(1, &revs(&[50, 299]), &segments).segments,
+            vec![0, 1, 2]
+        );
+        // The newest segment is never deleted.
+        assert_eq!(
+            retention_plan(1, &revs(&[50, 10_000]), &segments).segments,
+            vec![0, 1, 2, 3]
+        );
+    }
+}
