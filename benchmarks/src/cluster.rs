@@ -498,7 +498,7 @@ impl Drop for Cluster {
 }
 
 /// Waits for `child` to exit until `deadline`; its status, or None if it is still running.
-fn wait_until_exit(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+pub(crate) fn wait_until_exit(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
@@ -511,7 +511,7 @@ fn wait_until_exit(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 /// The guarded value even if a thread panicked while holding the lock.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -534,7 +534,7 @@ fn http_status(url: &str, path: &str) -> Option<u16> {
 }
 
 /// `http://127.0.0.1:<port>` with a port nothing listens on right now.
-fn loopback_url() -> Result<String> {
+pub(crate) fn loopback_url() -> Result<String> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("finding a free loopback port")?

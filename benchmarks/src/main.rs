@@ -5,6 +5,7 @@
 //! measured on the project's machines are recorded in `benchmarks/README.md`.
 
 mod cluster;
+mod compare;
 mod core_read;
 mod core_write;
 mod edge_bootstrap;
@@ -13,8 +14,12 @@ mod edge_read;
 mod log_append;
 mod log_read;
 mod materializer;
+mod noop;
+mod peers;
+mod plot;
 mod replication_lag;
 mod report;
+mod wire;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +52,11 @@ enum Scenario {
     ReplicationLag(replication_lag::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
+    /// Regatta side by side with etcd and Redis: reads, read/write mixes, durable writes.
+    Compare(compare::Args),
+    /// A gRPC server whose one method does nothing (started by `compare`).
+    #[command(hide = true)]
+    NoopServer(noop::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +70,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::EdgeRead(args) => edge_read::run(args),
         Scenario::ReplicationLag(args) => replication_lag::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
+        Scenario::Compare(args) => compare::run(args),
+        Scenario::NoopServer(args) => noop::run(args),
     }
 }
