@@ -1,0 +1,328 @@
+//! End-to-end: the segment archive in a file:// object store, `regatta log replay` and
+//! `regatta log verify` over archived and local segments, `regatta backup list`, and
+//! point-in-time restore into a fresh data directory that a core then starts from.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+/// Runs the `regatta` CLI and returns its output.
+fn regatta(args: &[&str]) -> Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run regatta")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Segment files of a log directory, by first index.
+fn local_segments(log: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(log)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+async fn metric(node: &Node, name: &str) -> Option<f64> {
+    let body = node.http_body("/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// One write the test made: table, key, value, revision.
+type Write = (String, String, String, u64);
+
+/// The state the writes up to `revision` leave: per table, key → (value, create, mod).
+fn expected_at(
+    writes: &[Write],
+    revision: u64,
+) -> BTreeMap<String, BTreeMap<String, (String, u64, u64)>> {
+    let mut out: BTreeMap<String, BTreeMap<String, (String, u64, u64)>> = BTreeMap::new();
+    for (table, key, value, rev) in writes.iter().filter(|w| w.3 <= revision) {
+        let t = out.entry(table.clone()).or_default();
+        let create = t.get(key).map_or(*rev, |e| e.1);
+        t.insert(key.clone(), (value.clone(), create, *rev));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_replay_verify_and_point_in_time_restore() {
+    phase("a core with small segments and frequent snapshots");
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--log.segment-size=4096",
+            "--raft.snapshot-entries=60",
+            "--raft.keep-entries=5",
+            "--object-store.snapshot-entries=50",
+            "--object-store.snapshot-interval=1h",
+        ],
+    );
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    let data_dir = node.data_dir.clone();
+    let data = data_dir.display().to_string();
+    let objects_url = format!("file://{}/objects", data);
+    create_table(node, "t").await;
+    create_table(node, "u").await;
+
+    phase("writes: keys overwritten, two tables");
+    let mut writes: Vec<Write> = Vec::new();
+    for i in 0..240u32 {
+        let table = if i % 3 == 0 { "u" } else { "t" };
+        let key = format!("key{:02}", i % 70);
+        let value = format!("v{i}");
+        let rev = put(node, table, &key, &value).await.expect("put");
+        writes.push((table.into(), key, value, rev));
+    }
+    let last = writes.last().unwrap().3;
+
+    phase("segments land in the object store and the local log is purged behind them");
+    let log_dir = data_dir.join("log");
+    wait_until(
+        "the archive passed the middle of the writes and the log was purged",
+        || {
+            let log_dir = log_dir.clone();
+            let mid = writes[120].3;
+            async move {
+                let archived = metric(node, "regatta_archive_last_index")
+                    .await
+                    .unwrap_or(0.0);
+                archived >= mid as f64 && local_segments(&log_dir).first().is_some_and(|f| *f > mid)
+            }
+        },
+    )
+    .await;
+    assert!(
+        metric(node, "regatta_archive_segments_uploaded_total")
+            .await
+            .unwrap()
+            >= 2.0
+    );
+    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    let segments = listed["segments"].as_array().unwrap();
+    assert!(segments.len() >= 2, "{listed}");
+    assert!(
+        !listed["snapshots"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    assert!(
+        segments[0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("segments/0000")
+    );
+
+    phase("replay over archived and local segments: every change once, in order");
+    let first_local = local_segments(&log_dir)[0];
+    let from = writes[0].3;
+    assert!(
+        from < first_local && first_local < last,
+        "range spans archive and local log"
+    );
+    let from_s = from.to_string();
+    let last_s = last.to_string();
+    let out = regatta(&[
+        "log",
+        "replay",
+        "--data-dir",
+        &data,
+        "--from",
+        &from_s,
+        "--to",
+        &last_s,
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen: Vec<(String, String, String, u64)> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object per line");
+            assert_eq!(v["op"], "put");
+            assert!(v["term"].as_u64().unwrap() >= 1);
+            assert!(v["proposed_at_micros"].as_u64().unwrap() > 0);
+            (
+                v["table"].as_str().unwrap().to_string(),
+                v["key"].as_str().unwrap().to_string(),
+                v["value"].as_str().unwrap().to_string(),
+                v["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, writes, "replay shows exactly the writes made");
+
+    let text = regatta(&[
+        "log",
+        "replay",
+        "--data-dir",
+        &data,
+        "--from",
+        &from_s,
+        "--to",
+        &last_s,
+    ]);
+    assert!(text.status.success());
+    assert_eq!(stdout(&text).lines().count(), writes.len());
+
+    phase("replay filters: table and prefix");
+    let out = regatta(&[
+        "log",
+        "replay",
+        "--data-dir",
+        &data,
+        "--table",
+        "u",
+        "--prefix",
+        "key1",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let filtered: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let want: Vec<u64> = writes
+        .iter()
+        .filter(|w| w.0 == "u" && w.1.starts_with("key1"))
+        .map(|w| w.3)
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(filtered, want);
+
+    phase("point-in-time restore to a revision inside an archived segment");
+    let target = writes[100].3;
+    assert!(target < first_local, "the target is only in the archive");
+    let root = tempfile::tempdir().unwrap();
+    let mut restored = Node::core(1, root.path());
+    let target_s = target.to_string();
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &target_s,
+        "--data-dir",
+        &restored.data_dir.display().to_string(),
+        "--raft.address",
+        &restored.raft,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let members = format!("1={}", restored.raft);
+    restored.start(&members);
+    wait_until("the restored node leads", || async {
+        leader_of(&restored).await == Some(1)
+    })
+    .await;
+    let expected = expected_at(&writes, target);
+    for table in ["t", "u"] {
+        let got: BTreeMap<String, (String, u64, u64)> = dump(&restored, table)
+            .await
+            .expect("dump")
+            .into_iter()
+            .map(|(k, v, c, m)| {
+                (
+                    String::from_utf8(k).unwrap(),
+                    (String::from_utf8(v).unwrap(), c as u64, m as u64),
+                )
+            })
+            .collect();
+        assert_eq!(&got, &expected[table], "table {table} at revision {target}");
+    }
+    let rev = put(&restored, "t", "after", "restore")
+        .await
+        .expect("restored node takes writes");
+    assert!(rev > target);
+    restored.terminate();
+
+    phase("verify passes on a healthy store");
+    let ok = regatta(&["log", "verify", "--data-dir", &data]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).starts_with("ok:"), "{}", stdout(&ok));
+
+    phase("verify names an archived segment with one flipped byte");
+    let objects = data_dir.join("objects").join("segments");
+    let mut names: Vec<String> = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let victim = &names[1];
+    let path = objects.join(victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2 + 10;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let bad = regatta(&["log", "verify", "--data-dir", &data]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains(&format!("segments/{victim}")),
+        "the fault names the object: {}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing").display().to_string();
+    let out = regatta(&["log", "replay", "--data-dir", &missing]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such directory"),
+        "{}",
+        stderr(&out)
+    );
+    let here = dir.path().display().to_string();
+    let out = regatta(&[
+        "log",
+        "replay",
+        "--data-dir",
+        &here,
+        "--from",
+        "9",
+        "--to",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--from 9 is after --to 3"),
+        "{}",
+        stderr(&out)
+    );
+    let out = regatta(&["restore", "--from", "file:///nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "--from needs --data-dir");
+    let out = regatta(&["backup"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = regatta(&["log", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+}
