@@ -290,6 +290,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         async { api_server.await.context("API server") },
         async { tail_server.await.context("log-tail server") },
         rest_server,
+        raft_stopped(raft.clone(), shutdown.clone()),
     );
     shutdown.cancel();
     tracing::info!("shutting down raft");
@@ -311,6 +312,24 @@ pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
             "unix:// listen addresses ({}) are not supported for this port yet",
             path.display()
         ),
+    }
+}
+
+/// Completes with an error when Raft stops by itself (a panic or a storage failure), so the
+/// node exits non-zero and its supervisor restarts it, instead of answering Unavailable
+/// forever; completes with Ok on shutdown.
+async fn raft_stopped(raft: Raft<TypeConfig>, shutdown: CancellationToken) -> Result<()> {
+    let mut rx = raft.metrics();
+    loop {
+        if let Err(e) = &rx.borrow_and_update().running_state {
+            bail!("raft stopped: {e}");
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() {
+                bail!("raft stopped");
+            },
+            () = shutdown.cancelled() => return Ok(()),
+        }
     }
 }
 

@@ -35,13 +35,34 @@ pub fn phase(what: &str) {
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, never the same twice in one test process.
+///
+/// Ports come from 15000..32000, below Linux's ephemeral range (32768..61000), so a port
+/// handed out here is not also taken by an outgoing connection or by another process's
+/// `bind(0)`; the start point is drawn from the process id and the clock, so test processes
+/// running side by side pick different ports, and each candidate is checked by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<(u64, std::collections::HashSet<u16>)>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (state, seen) = given.get_or_insert_with(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = (u64::from(std::process::id()) << 32) ^ u64::from(nanos) | 1;
+        (seed, std::collections::HashSet::new())
+    });
+    loop {
+        // xorshift64: cheap, and good enough to spread processes over the range.
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let port = 15000 + (*state % 17000) as u16;
+        if !seen.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            seen.insert(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it returns true, failing the test with `reason` after [`WAIT`].
