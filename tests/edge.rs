@@ -172,6 +172,9 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
             "--raft.snapshot-entries=50",
             "--raft.keep-entries=5",
             "--object-store.snapshot-entries=50",
+            // Purges wait for the segment archive, which takes sealed segments only: small
+            // segments seal (and so compact) within the test's few hundred writes.
+            "--log.segment-size=4096",
             &object_store,
         ],
     );

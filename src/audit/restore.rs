@@ -410,6 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn keeping_tables_drops_the_others_at_the_same_revision() {
+        use regatta_proto::event::{CreateTable, event::Kind};
+        let create = |name: &str| Event {
+            version: 1,
+            proposed_at_micros: 0,
+            kind: Some(Kind::CreateTable(CreateTable {
+                name: name.into(),
+                config: None,
+            })),
+        };
+        let (a, b) = (create("a"), create("b"));
+        let m = Materializer::default();
+        m.apply_events([(Revision(1), &a), (Revision(2), &b)])
+            .expect("apply");
+        let state = State::clone(&m.view());
+        let kept = keep_tables(state.clone(), &["b".into()]).expect("b exists");
+        let names: Vec<&String> = kept.tables().map(|(n, _)| n).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(kept.revision(), Revision(2));
+        assert!(keep_tables(state, &["missing".into()]).is_err());
+    }
+
+    #[test]
     fn restorable_ranges_start_at_snapshots_and_follow_the_archive() {
         let revs = |r: &[u64]| r.iter().map(|&x| Revision(x)).collect::<Vec<_>>();
         // From the start of the log, with a snapshot inside.
