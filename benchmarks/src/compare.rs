@@ -830,3 +830,48 @@ fn print_table(cells: &[Cell]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(system: System, ops_per_sec: f64, p50_us: u64) -> Cell {
+        Cell {
+            workload: Workload::Read,
+            system,
+            concurrency: 64,
+            ops_per_sec,
+            p50_us,
+            p99_us: p50_us * 2,
+            p999_us: p50_us * 4,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn keys_are_32_bytes() {
+        assert_eq!(key(0).len(), 32);
+        assert_eq!(key(99_999).len(), 32);
+        assert_ne!(key(1), key(10));
+    }
+
+    #[test]
+    fn workloads_write_their_share() {
+        assert_eq!(Workload::Read.writes_per_10k(), 0);
+        assert_eq!(Workload::Mix95.writes_per_10k(), 500);
+        assert_eq!(Workload::Mix99.writes_per_10k(), 100);
+        assert_eq!(Workload::Write.writes_per_10k(), 10_000);
+        assert!(System::Noop.runs(Workload::Read));
+        assert!(!System::Noop.runs(Workload::Write));
+    }
+
+    #[test]
+    fn ratios_are_regatta_over_peer() {
+        let regatta = cell(System::Regatta, 20_000.0, 500);
+        let etcd = cell(System::Etcd, 10_000.0, 1_000);
+        assert_eq!(ratios(&regatta, &etcd), [2.0, 0.5, 0.5, 0.5]);
+        let json = ratios_json(&[regatta, etcd]);
+        assert_eq!(json["read"]["64"]["etcd"]["throughput"], json!(2.0));
+        assert!(json["read"]["64"].get("redis").is_none());
+    }
+}

@@ -226,3 +226,18 @@ fn label(xs: &[usize], x: f64) -> String {
     xs.get(i as usize)
         .map_or_else(String::new, |n| n.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_labels_name_concurrencies_at_their_positions_only() {
+        let xs = [1, 16, 64, 256];
+        assert_eq!(label(&xs, 0.0), "1");
+        assert_eq!(label(&xs, 3.0), "256");
+        assert_eq!(label(&xs, 1.5), "");
+        assert_eq!(label(&xs, 4.0), "");
+        assert_eq!(label(&xs, -1.0), "");
+    }
+}
