@@ -135,9 +135,13 @@ pub struct CoreArgs {
     )]
     pub data_dir: PathBuf,
     /// Object storage for snapshots and archived segments, as a URL (`file:///dir`,
-    /// `s3://bucket/prefix`). Default: `file://<data-dir>/objects`.
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`; credentials from
+    /// the cloud's usual environment variables, e.g. `AWS_ACCESS_KEY_ID`). Default:
+    /// `file://<data-dir>/objects`.
     #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
     pub object_store: Option<String>,
+    #[command(flatten)]
+    pub object_store_flags: crate::objects::ObjectStoreFlags,
     /// Upload a snapshot to object storage after this many new entries (leader only).
     #[arg(
         long = "object-store.snapshot-entries",
@@ -186,6 +190,7 @@ pub struct CoreSettings {
     pub rest_address: ListenAddress,
     pub data_dir: PathBuf,
     pub object_store: String,
+    pub object_store_flags: crate::objects::ObjectStoreFlags,
     pub upload: crate::core::uploader::UploadPolicy,
     pub keep_snapshots: usize,
     pub tail_heartbeat: Duration,
@@ -271,6 +276,7 @@ impl CoreArgs {
             rest_address,
             data_dir: self.data_dir.clone(),
             object_store,
+            object_store_flags: self.object_store_flags.clone(),
             upload: crate::core::uploader::UploadPolicy {
                 entries: self.upload_entries.max(1),
                 interval: self.upload_interval,

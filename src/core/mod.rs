@@ -66,7 +66,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     )
     .with_context(|| "opening the log")?;
     let log = log_store.log().clone();
-    let objects = crate::objects::open(&settings.object_store)?;
+    let objects = crate::objects::open_with(&settings.object_store, &settings.object_store_flags)?;
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
         let dir = log_store.log().dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))

@@ -111,10 +111,12 @@ pub struct EdgeArgs {
         default_value = "./regatta-edge-data"
     )]
     pub data_dir: PathBuf,
-    /// Object storage to bootstrap from (`file:///dir`); unset: snapshots come from the
-    /// upstream itself.
+    /// Object storage to bootstrap from (`file:///dir`, `s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, as on the core); unset: snapshots come from the upstream itself.
     #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
     pub object_store: Option<String>,
+    #[command(flatten)]
+    pub object_store_flags: crate::objects::ObjectStoreFlags,
     /// Replica id reported in response headers.
     #[arg(long = "node-id", env = "REGATTA_NODE_ID", default_value_t = 0)]
     pub node_id: u64,

@@ -79,7 +79,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
 
     let objects = match &args.object_store {
         Some(url) => {
-            let storage = crate::objects::open(url)?;
+            let storage = crate::objects::open_with(url, &args.object_store_flags)?;
             Some(SnapshotStore::new(storage.store, &storage.prefix))
         }
         None => None,

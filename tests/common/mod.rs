@@ -493,3 +493,166 @@ pub async fn wait_converged(core: &Node, edge: &Node, what: &str) {
     })
     .await;
 }
+
+// ---- S3-compatible server (moto) for the object-store tests ----
+
+/// A moto S3 server on a loopback port, its own process, with one bucket. Killed by its PID
+/// on drop. Installed by `scripts/install-test-deps` into `.cache/moto-venv`.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts the server, waits until it answers and creates `bucket`. Fails the test with
+    /// instructions when moto is not installed.
+    pub fn start(bucket: &str) -> Self {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/moto-venv");
+        let server = venv.join("bin/moto_server");
+        assert!(
+            server.is_file(),
+            "the S3 test server is not installed ({} is missing): run scripts/install-test-deps",
+            server.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let out = File::create(&log).unwrap();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start moto_server");
+        let mut s3 = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: bucket.to_string(),
+            child,
+            log,
+            _dir: dir,
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        while http_get(&addr, "/").is_none() {
+            if let Some(status) = s3.child.try_wait().unwrap() {
+                panic!("moto_server exited ({status}):\n{}", s3.tail_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer within {WAIT:?}:\n{}",
+                s3.tail_log()
+            );
+            std::thread::sleep(Duration::from_millis(50)); // poll interval
+        }
+        let code = http_request(&addr, "PUT", &format!("/{bucket}")).map(|(c, _)| c);
+        assert_eq!(
+            code,
+            Some(200),
+            "creating bucket {bucket}:\n{}",
+            s3.tail_log()
+        );
+        s3
+    }
+
+    /// The flags that point a node at `s3://<bucket>/<prefix>` on this server.
+    pub fn node_args(&self, prefix: &str) -> Vec<String> {
+        vec![
+            format!("--object-store=s3://{}/{prefix}", self.bucket),
+            format!("--object-store.endpoint={}", self.endpoint),
+            "--object-store.region=us-east-1".into(),
+            "--object-store.access-key-id=test".into(),
+            "--object-store.secret-access-key=test".into(),
+        ]
+    }
+
+    /// A client of the bucket through the S3 API (no prefix applied).
+    pub fn client(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
+
+    /// Every key in the bucket under `prefix`, sorted.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let client = self.client();
+        let prefix = object_store::path::Path::from(prefix);
+        let mut keys: Vec<String> = client
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// SIGSTOP: the server keeps its data and its port but answers nothing (an outage).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} moto_server");
+    }
+
+    fn tail_log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // A stopped process dies on SIGKILL as well; the CONT is for good measure.
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 request without a body; the status code and body.
+fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}

@@ -165,13 +165,35 @@ impl SnapshotStore {
         Ok(state)
     }
 
-    /// Downloads the newest snapshot, if any.
+    /// Downloads the newest snapshot that loads, if any. A newest object that is damaged
+    /// (fails its checksums) or gone since the listing is skipped for the one before it, with
+    /// a warning; any other failure (the store is unreachable) is returned as it is.
     pub async fn download_latest(&self) -> Result<Option<State>> {
-        match self.latest().await? {
-            Some(rev) => Ok(Some(self.download(rev).await?)),
-            None => Ok(None),
+        let mut revisions = self.list().await?;
+        while let Some(revision) = revisions.pop() {
+            match self.download(revision).await {
+                Ok(state) => return Ok(Some(state)),
+                Err(e) if skippable(&e) && !revisions.is_empty() => {
+                    tracing::warn!(
+                        revision = revision.0,
+                        error = %e,
+                        "snapshot unusable; falling back to the previous one"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(None)
     }
+}
+
+/// Whether a failed download means "this object is not a usable snapshot" (so an older one
+/// may serve), as opposed to "the store cannot be read now".
+fn skippable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Corrupted { .. } | Error::ObjectStore(object_store::Error::NotFound { .. })
+    )
 }
 
 /// A `Write` that hands fixed-size chunks to the async uploader.
@@ -227,5 +249,46 @@ impl Read for ChunkReader {
         let n = out.len().min(self.current.len());
         out[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::PutPayload;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let snaps = SnapshotStore::new(store.clone(), "c");
+        let good = snaps.upload(Arc::new(State::new())).await.expect("upload");
+        store
+            .put(
+                &snaps.location(Revision(7)),
+                PutPayload::from_static(b"half an object"),
+            )
+            .await
+            .expect("put");
+        assert_eq!(snaps.latest().await.expect("list"), Some(Revision(7)));
+        let loaded = snaps
+            .download_latest()
+            .await
+            .expect("falls back")
+            .expect("a snapshot");
+        assert_eq!(loaded.revision(), good.revision);
+
+        let only_damaged = SnapshotStore::new(store.clone(), "d");
+        store
+            .put(
+                &only_damaged.location(Revision(3)),
+                PutPayload::from_static(b"junk"),
+            )
+            .await
+            .expect("put");
+        assert!(
+            only_damaged.download_latest().await.is_err(),
+            "nothing usable is an error, not an empty store"
+        );
     }
 }
