@@ -167,7 +167,14 @@ async fn replay(args: ReplayArgs) -> CliResult {
         return Err(Failure::not_found("no committed history found"));
     };
     let from = args.from.unwrap_or(first);
-    let to = args.to.unwrap_or(last).min(last);
+    if let Some(to) = args.to
+        && to > last
+    {
+        return Err(Failure::not_found(format!(
+            "revision {to} is not committed as far as this data directory and archive show (newest: {last})"
+        )));
+    }
+    let to = args.to.unwrap_or(last);
     if from < first {
         return Err(Failure::not_found(format!(
             "revision {from} is no longer available: history starts at {first}"
