@@ -93,6 +93,12 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
         Command::Txn(x) => with_table(state, &x.table, |t| {
             ApplyResponse::Txn(txn::run(t, x, index))
         }),
+        Command::Batch(commands) => ApplyResponse::Batch(
+            commands
+                .iter()
+                .map(|c| apply_command(state, index, c))
+                .collect(),
+        ),
         Command::RestoreTable { name, clear, kvs } => with_table(state, name, |t| {
             if *clear {
                 t.clear();

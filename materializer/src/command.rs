@@ -34,6 +34,9 @@ pub enum Command {
         clear: bool,
         kvs: Vec<(Bytes, Bytes)>,
     },
+    /// Data writes (put, delete range, txn) of several clients in one entry: applied in
+    /// order at the entry's revision, each with its own response.
+    Batch(Vec<Command>),
 }
 
 fn check_table_name(name: &str) -> Result<()> {
@@ -98,6 +101,22 @@ impl Command {
                     name: d.name.clone(),
                 })
             }
+            Kind::Batch(b) => {
+                let commands = b
+                    .events
+                    .iter()
+                    .map(|e| match &e.kind {
+                        Some(Kind::Put(_) | Kind::DeleteRange(_) | Kind::Txn(_)) => {
+                            Self::from_event(index, e)
+                        }
+                        _ => Err(Error::UnknownEvent {
+                            index,
+                            reason: "a batch may hold only put, delete_range and txn events".into(),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Self::Batch(commands))
+            }
             Kind::RestoreTable(r) => {
                 check_table_name(&r.name)?;
                 let kvs = r
@@ -118,7 +137,7 @@ impl Command {
         }
     }
 
-    /// The name of the table this command writes.
+    /// The name of the table this command writes (a batch: its first command's).
     pub fn table(&self) -> &str {
         match self {
             Self::Put(p) => &p.table,
@@ -127,7 +146,13 @@ impl Command {
             Self::CreateTable { name, .. }
             | Self::DeleteTable { name }
             | Self::RestoreTable { name, .. } => name,
+            Self::Batch(commands) => commands.first().map_or("", Command::table),
         }
+    }
+
+    /// Whether this command may go into a [`Command::Batch`] with others.
+    pub fn batchable(&self) -> bool {
+        matches!(self, Self::Put(_) | Self::DeleteRange(_) | Self::Txn(_))
     }
 
     /// The log event proposing this command. `proposed_at_micros` is informational only.
@@ -172,6 +197,12 @@ impl Command {
                         value: v.clone(),
                         ..Default::default()
                     })
+                    .collect(),
+            }),
+            Self::Batch(commands) => Kind::Batch(event::Batch {
+                events: commands
+                    .iter()
+                    .map(|c| c.to_event(proposed_at_micros))
                     .collect(),
             }),
         };

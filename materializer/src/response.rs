@@ -28,6 +28,8 @@ pub enum ApplyResponse {
     /// The entry was rejected, identically on every replica: the request failed, the node
     /// carries on.
     Rejected(Rejection),
+    /// One response per command of a batch entry, in order.
+    Batch(Vec<ApplyResponse>),
 }
 
 /// Why an entry was rejected at apply time. A request failure, never a node failure.

@@ -536,3 +536,62 @@ fn invalid_event_in_log_is_a_deterministic_rejection() {
         "{r:?}"
     );
 }
+
+fn batch(events: Vec<Event>) -> Event {
+    event(Kind::Batch(event::Batch { events }))
+}
+
+#[test]
+fn a_batch_applies_its_writes_in_order_at_one_revision_each_answered() {
+    let mut h = Harness::new();
+    h.apply(create("t"));
+    let response = h.apply(batch(vec![
+        put("t", "a", "1"),
+        put("t", "a", "2"),
+        delete("t", "a", ""),
+        put("t", "b", "3"),
+        put("missing", "k", "v"),
+    ]));
+    let ApplyResponse::Batch(responses) = response else {
+        panic!("a batch is answered per write: {response:?}");
+    };
+    assert_eq!(responses.len(), 5);
+    let prev = |r: &ApplyResponse| match r {
+        ApplyResponse::Put(p) => p.prev_kv.as_ref().map(|kv| kv.value.clone()),
+        other => panic!("expected a put response, got {other:?}"),
+    };
+    assert_eq!(prev(&responses[0]), None);
+    assert_eq!(prev(&responses[1]), Some(b("1")), "writes apply in order");
+    match &responses[2] {
+        ApplyResponse::DeleteRange(d) => assert_eq!(d.deleted, 1),
+        other => panic!("expected a delete response, got {other:?}"),
+    }
+    assert_eq!(
+        responses[4],
+        ApplyResponse::Rejected(Rejection::TableNotFound {
+            table: "missing".into()
+        }),
+        "one write's failure is its own"
+    );
+    let got = h.range(range_req("t", "\0", "\0"));
+    assert_eq!(got.kvs.len(), 1);
+    assert_eq!(got.kvs[0].key, b("b"));
+    assert_eq!(
+        got.kvs[0].mod_revision, 2,
+        "every write of the batch has its revision"
+    );
+    assert_eq!(h.m.applied(), Revision(2));
+}
+
+#[test]
+fn a_batch_holding_anything_but_data_writes_stops_apply() {
+    let mut h = Harness::new();
+    h.apply(create("t"));
+    let bad = batch(vec![put("t", "a", "1"), create("u")]);
+    let error = h.m.apply_events([(Revision(2), &bad)]);
+    assert!(
+        matches!(error, Err(Error::UnknownEvent { index: 2, .. })),
+        "{error:?}"
+    );
+    assert_eq!(h.m.applied(), Revision(1), "nothing of the entry applied");
+}

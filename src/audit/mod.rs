@@ -196,18 +196,17 @@ async fn replay(args: ReplayArgs) -> CliResult {
         .walk(from, to, |record| {
             use std::io::Write;
             progress.inc(1);
-            let Some(change) = replay::decode(record)? else {
-                return Ok(());
-            };
-            let Some(kind) = &change.event.kind else {
-                anyhow::bail!("entry {} carries an event of unknown kind", change.revision);
-            };
-            if !filter.keeps(kind) {
-                return Ok(());
-            }
-            match format {
-                Format::Text => writeln!(out, "{}", replay::to_text(&change))?,
-                Format::Json => writeln!(out, "{}", replay::to_json(&change))?,
+            for change in replay::decode(record)? {
+                let Some(kind) = &change.event.kind else {
+                    anyhow::bail!("entry {} carries an event of unknown kind", change.revision);
+                };
+                if !filter.keeps(kind) {
+                    continue;
+                }
+                match format {
+                    Format::Text => writeln!(out, "{}", replay::to_text(&change))?,
+                    Format::Json => writeln!(out, "{}", replay::to_json(&change))?,
+                }
             }
             Ok(())
         })

@@ -41,6 +41,8 @@ fn table_and_keys(kind: &Kind) -> (Vec<u8>, Option<Vec<&[u8]>>) {
             r.name.clone().into_bytes(),
             Some(r.kvs.iter().map(|kv| &kv.key[..]).collect()),
         ),
+        // [`decode`] splits batches into their writes; a batch itself names no table.
+        Kind::Batch(_) => (Vec::new(), None),
     }
 }
 
@@ -73,10 +75,11 @@ pub struct Change {
     pub event: Event,
 }
 
-/// Decodes a record into a change; `None` for Raft's own entries.
-pub fn decode(record: &Record) -> anyhow::Result<Option<Change>> {
+/// Decodes a record into its changes: none for Raft's own entries, one per write of a
+/// batch entry (all at the entry's revision, in the order they were applied), else one.
+pub fn decode(record: &Record) -> anyhow::Result<Vec<Change>> {
     if record.kind != RecordKind::Normal {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let event = Event::decode(record.payload.as_ref()).map_err(|e| {
         anyhow::anyhow!(
@@ -84,12 +87,19 @@ pub fn decode(record: &Record) -> anyhow::Result<Option<Change>> {
             record.id.index
         )
     })?;
-    Ok(Some(Change {
-        revision: record.id.index.0,
-        term: record.id.term.0,
-        leader: record.id.leader.0,
-        event,
-    }))
+    let events = match event.kind {
+        Some(Kind::Batch(batch)) => batch.events,
+        _ => vec![event],
+    };
+    Ok(events
+        .into_iter()
+        .map(|event| Change {
+            revision: record.id.index.0,
+            term: record.id.term.0,
+            leader: record.id.leader.0,
+            event,
+        })
+        .collect())
 }
 
 fn time(micros: u64) -> String {
@@ -160,6 +170,7 @@ pub fn to_text(c: &Change) -> String {
             r.clear,
             r.kvs.len()
         ),
+        Some(Kind::Batch(b)) => format!("batch writes={}", b.events.len()),
         None => "unknown-event".into(),
     };
     format!("{head} {body}")
@@ -243,6 +254,10 @@ pub fn to_json(c: &Change) -> Value {
             o.insert("table".into(), json!(r.name));
             o.insert("clear".into(), json!(r.clear));
             o.insert("keys".into(), json!(r.kvs.len()));
+        }
+        Some(Kind::Batch(b)) => {
+            o.insert("op".into(), json!("batch"));
+            o.insert("writes".into(), json!(b.events.len()));
         }
         None => {
             o.insert("op".into(), json!("unknown"));

@@ -8,6 +8,7 @@
 
 pub mod archiver;
 pub mod args;
+pub mod batcher;
 pub mod durable;
 pub mod role;
 pub mod uploader;
@@ -131,6 +132,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             replication_urls: vec![settings.replication_advertise.clone()],
         },
         log_bytes,
+        batcher::BatchLimits::default(),
     ));
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let uploader = uploader::Uploader {

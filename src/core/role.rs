@@ -30,6 +30,8 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+use super::batcher::{BatchLimits, Batcher};
+
 /// A write or read-index request is forwarded at most this many times before the node
 /// gives up (leadership moving faster than requests travel).
 const MAX_HOPS: u32 = 3;
@@ -51,6 +53,7 @@ pub struct CoreRole {
     peers: DashMap<String, RaftTransportClient<Channel>>,
     peer_info: DashMap<u64, NodeInfoResponse>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    batcher: Batcher,
 }
 
 impl CoreRole {
@@ -61,10 +64,12 @@ impl CoreRole {
         materializer: Arc<Materializer>,
         advertised: Advertised,
         log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+        batch_limits: BatchLimits,
     ) -> Self {
         Self {
             node_id,
             cluster_name,
+            batcher: Batcher::start(raft.clone(), batch_limits),
             raft,
             materializer,
             advertised,
@@ -192,18 +197,25 @@ impl CoreRole {
         }
         .map_err(|e| Redirect::Failed(e.into()))?;
         let table = command.table().to_string();
-        let event = command.to_event(now_micros());
-        let written = self
-            .raft
-            .client_write(event)
-            .await
-            .map_err(redirect_from_write)?;
-        let revision = written.log_id.index;
+        let (log_id, data) = if command.batchable() {
+            self.batcher
+                .propose(command, request.encoded_len())
+                .await
+                .map_err(redirect_from_write)?
+        } else {
+            let written = self
+                .raft
+                .client_write(command.to_event(now_micros()))
+                .await
+                .map_err(redirect_from_write)?;
+            (written.log_id, written.data)
+        };
+        let revision = log_id.index;
         let header = |shard: u64| regatta_proto::regatta::v1::ResponseHeader {
             shard_id: shard,
             replica_id: self.node_id,
             revision,
-            raft_term: written.log_id.leader_id.term,
+            raft_term: log_id.leader_id.term,
             raft_leader_id: self.node_id,
         };
         let shard = self
@@ -211,7 +223,7 @@ impl CoreRole {
             .peek()
             .table(&table)
             .map_or(0, |t| t.id().0);
-        Ok(match written.data {
+        Ok(match data {
             ApplyResponse::Put(mut r) => {
                 r.header = Some(header(shard));
                 WriteResponse::Put(r)
@@ -230,7 +242,7 @@ impl CoreRole {
             ApplyResponse::TableDeleted => WriteResponse::DeleteTable(DeleteTableResponse {}),
             ApplyResponse::TableRestored { .. } => WriteResponse::RestoreTable(RestoreResponse {}),
             ApplyResponse::Rejected(rejection) => return Err(Redirect::Failed(rejection.into())),
-            other @ ApplyResponse::Empty => {
+            other @ (ApplyResponse::Empty | ApplyResponse::Batch(_)) => {
                 return Err(Redirect::Failed(Error::Internal(format!(
                     "a write was answered with {other:?}"
                 ))));
