@@ -41,7 +41,7 @@ impl Default for BatchLimits {
         Self {
             max_writes: 1024,
             max_bytes: 1 << 20,
-            in_flight: 2,
+            in_flight: 1,
         }
     }
 }

@@ -132,7 +132,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             replication_urls: vec![settings.replication_advertise.clone()],
         },
         log_bytes,
-        batcher::BatchLimits::default(),
+        settings.batch_limits,
     ));
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let uploader = uploader::Uploader {
