@@ -26,8 +26,27 @@ use crate::{Error, node::Role};
 
 /// Entries per message at most; a subscriber far behind gets many messages.
 const MAX_ENTRIES_PER_MESSAGE: u64 = 1024;
+/// Payload bytes per message: a message closes once it holds this much (one entry always
+/// goes, whatever its size, so the stream never stalls on a large entry).
+const MAX_PAYLOAD_BYTES_PER_MESSAGE: usize = 4 << 20;
 /// Bytes of snapshot per chunk.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// The leading records of `records` that one message carries: at least one, then as long as
+/// their payloads stay within `budget` bytes.
+fn within_budget(mut records: Vec<regatta_log::Record>, budget: usize) -> Vec<regatta_log::Record> {
+    let mut total = 0;
+    let keep = records
+        .iter()
+        .position(|r| {
+            total += r.payload.len();
+            total > budget
+        })
+        .unwrap_or(records.len())
+        .max(1);
+    records.truncate(keep);
+    records
+}
 
 /// Settings of the tail service.
 #[derive(Debug, Clone)]
@@ -120,7 +139,7 @@ async fn pump(
             let end = applied.min(next + MAX_ENTRIES_PER_MESSAGE - 1);
             let message = match log.read(LogIndex(next)..=LogIndex(end)) {
                 Ok(records) if records.first().is_some_and(|r| r.id.index.get() == next) => {
-                    match to_entries(records, next) {
+                    match to_entries(within_budget(records, MAX_PAYLOAD_BYTES_PER_MESSAGE), next) {
                         Ok(entries) => {
                             next = entries.last().map_or(next, |e| e.index + 1);
                             tail_message::Message::Entries(Entries {
@@ -264,5 +283,38 @@ impl Tail for TailService {
         Ok(Response::new(ReadIndexResponse {
             index: self.role.read_index().await?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regatta_log::{EntryId, LogIndex, NodeId, Record, RecordKind, Term};
+
+    fn records(sizes: &[usize]) -> Vec<Record> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let id = EntryId {
+                    index: LogIndex(i as u64 + 1),
+                    term: Term(1),
+                    leader: NodeId(1),
+                };
+                Record::new(id, RecordKind::Normal, vec![0u8; n])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_holds_entries_up_to_the_byte_budget_and_always_one() {
+        assert_eq!(within_budget(records(&[10, 10, 10]), 25).len(), 2);
+        assert_eq!(within_budget(records(&[10, 10, 10]), 30).len(), 3);
+        assert_eq!(
+            within_budget(records(&[100, 1]), 25).len(),
+            1,
+            "one big entry goes alone"
+        );
+        assert!(within_budget(Vec::new(), 25).is_empty());
     }
 }
