@@ -160,7 +160,8 @@ pub fn split(response: ApplyResponse, count: usize) -> Vec<ApplyResponse> {
     }
 }
 
-fn now_micros() -> u64 {
+/// Wall-clock microseconds since the Unix epoch (the informational proposal time of events).
+pub(crate) fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

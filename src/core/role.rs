@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use dashmap::DashMap;
@@ -30,7 +30,7 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::batcher::{BatchLimits, Batcher};
+use super::batcher::{BatchLimits, Batcher, now_micros};
 
 /// A write or read-index request is forwarded at most this many times before the node
 /// gives up (leadership moving faster than requests travel).
@@ -425,12 +425,6 @@ fn revision_of(response: &WriteResponse) -> Option<u64> {
         | WriteResponse::RestoreTable(_) => None,
     };
     header.map(|h| h.revision)
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[tonic::async_trait]
