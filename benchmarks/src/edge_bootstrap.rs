@@ -50,11 +50,13 @@ pub struct Args {
     /// last revision soon after the load ends.
     #[arg(long, default_value = "3s")]
     upload_interval: String,
-    /// The core's `--raft.snapshot-entries` (log compaction).
-    #[arg(long, default_value_t = 1_000)]
+    /// The core's `--raft.snapshot-entries` (log compaction). Raft purges the log only in
+    /// batches of this many entries, and concurrent preload writes share entries (group
+    /// proposal: 1M keys make ~1,000 entries), so it must stay well below the entry count.
+    #[arg(long, default_value_t = 200)]
     raft_snapshot_entries: u64,
     /// The core's `--raft.keep-entries`.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     raft_keep_entries: u64,
     /// How long the core may take to upload the snapshot, and the edge to serve.
     #[arg(long, default_value = "300s", value_parser = cluster::parse_duration)]
@@ -132,6 +134,10 @@ async fn scenario(args: &Args, cluster: &Cluster, scratch: &Path) -> Result<Repo
         "snapshot at revision {uploaded} in the object store ({snapshot_name}, {:.1} MiB)",
         snapshot_bytes as f64 / (1 << 20) as f64
     );
+
+    // A core node purges its log only up to what it has archived to the object store; wait
+    // for every node's first archive so the log no longer starts at index 1.
+    wait_archived(cluster, args.timeout).await?;
 
     let last = args.keys - 1;
     let (last_key, last_value) = (key(last), value(last, args.value_size));
@@ -214,6 +220,34 @@ async fn wait_uploaded(cluster: &Cluster, revision: u64, timeout: Duration) -> R
         if last_print.elapsed() >= Duration::from_secs(2) {
             eprintln!("waiting for a snapshot upload at revision {revision} (newest: {best})");
             last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+    }
+}
+
+/// Waits until every core node reports archived log segments
+/// (`regatta_archive_last_index` > 0), after which its log purge may pass index 1.
+async fn wait_archived(cluster: &Cluster, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        cluster.check_running()?;
+        let mut archived = Vec::new();
+        for node in cluster.nodes() {
+            let index = match edge_cluster::metrics_text(&node.rest).await {
+                Ok(text) => metric(&text, "regatta_archive_last_index").unwrap_or(0.0) as u64,
+                Err(_) => 0,
+            };
+            archived.push(index);
+        }
+        if archived.iter().all(|&i| i > 0) {
+            eprintln!(
+                "every core node archived segments (up to {archived:?}) after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("core nodes archived no segment within {timeout:?}: {archived:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
