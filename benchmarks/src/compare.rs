@@ -216,12 +216,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.cluster,
         |_| Vec::new(),
         async |cluster, scratch| {
-            let edge = Edge::start(
-                &args.cluster,
-                scratch.join("edge"),
-                &edge_cluster::upstreams(cluster),
-                None,
-            )?;
+            let edge = Edge::follow(&args.cluster, cluster, scratch)?;
             let mut etcd = etcd_bin
                 .as_deref()
                 .map(|bin| Etcd::start(bin, scratch, 3))

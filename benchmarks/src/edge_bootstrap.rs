@@ -191,66 +191,76 @@ async fn scenario(args: &Args, cluster: &Cluster, scratch: &Path) -> Result<Repo
     Ok(report)
 }
 
-/// Waits until a core node reports a snapshot upload at `revision` or later; returns it.
-async fn wait_uploaded(cluster: &Cluster, revision: u64, timeout: Duration) -> Result<u64> {
+/// Every core node's value of the gauge `name` (0 where it is missing or unreachable).
+async fn node_metric(cluster: &Cluster, name: &str) -> Vec<u64> {
+    let mut values = Vec::new();
+    for node in cluster.nodes() {
+        let value = match edge_cluster::metrics_text(&node.rest).await {
+            Ok(text) => metric(&text, name).unwrap_or(0.0) as u64,
+            Err(_) => 0,
+        };
+        values.push(value);
+    }
+    values
+}
+
+/// Polls every core node's gauge `name` until `done` accepts the values; returns them.
+/// Prints what it waits for every 2 s and fails after `timeout`.
+async fn wait_metric(
+    cluster: &Cluster,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[u64]) -> bool,
+) -> Result<Vec<u64>> {
     let started = Instant::now();
     let mut last_print = Instant::now();
     loop {
         cluster.check_running()?;
-        let mut best = 0;
-        for node in cluster.nodes() {
-            if let Ok(text) = edge_cluster::metrics_text(&node.rest).await
-                && let Some(value) = metric(&text, "regatta_snapshot_last_upload_revision")
-            {
-                best = best.max(value as u64);
-            }
-        }
-        if best >= revision {
+        let values = node_metric(cluster, name).await;
+        if done(&values) {
             eprintln!(
-                "snapshot upload at revision {best} seen after {:.1}s",
+                "{what}: {name} {values:?} after {:.1}s",
                 started.elapsed().as_secs_f64()
             );
-            return Ok(best);
+            return Ok(values);
         }
         if started.elapsed() > timeout {
-            bail!(
-                "no snapshot at revision {revision} was uploaded within {timeout:?} (newest: {best})"
-            );
+            bail!("not within {timeout:?}: {what} ({name} {values:?})");
         }
         if last_print.elapsed() >= Duration::from_secs(2) {
-            eprintln!("waiting for a snapshot upload at revision {revision} (newest: {best})");
+            eprintln!("waiting: {what} ({name} {values:?})");
             last_print = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
 }
 
+/// Waits until a core node reports a snapshot upload at `revision` or later; returns it.
+async fn wait_uploaded(cluster: &Cluster, revision: u64, timeout: Duration) -> Result<u64> {
+    let values = wait_metric(
+        cluster,
+        "regatta_snapshot_last_upload_revision",
+        &format!("a snapshot upload at revision {revision}"),
+        timeout,
+        |v| v.iter().any(|&r| r >= revision),
+    )
+    .await?;
+    Ok(values.into_iter().max().unwrap_or(0))
+}
+
 /// Waits until every core node reports archived log segments
 /// (`regatta_archive_last_index` > 0), after which its log purge may pass index 1.
 async fn wait_archived(cluster: &Cluster, timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        cluster.check_running()?;
-        let mut archived = Vec::new();
-        for node in cluster.nodes() {
-            let index = match edge_cluster::metrics_text(&node.rest).await {
-                Ok(text) => metric(&text, "regatta_archive_last_index").unwrap_or(0.0) as u64,
-                Err(_) => 0,
-            };
-            archived.push(index);
-        }
-        if archived.iter().all(|&i| i > 0) {
-            eprintln!(
-                "every core node archived segments (up to {archived:?}) after {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        if started.elapsed() > timeout {
-            bail!("core nodes archived no segment within {timeout:?}: {archived:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
-    }
+    wait_metric(
+        cluster,
+        "regatta_archive_last_index",
+        "every core node archived segments",
+        timeout,
+        |v| v.iter().all(|&i| i > 0),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The newest file in the object store's `snapshots/` directory and its size.

@@ -118,6 +118,12 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// Spawns an edge following every node of `cluster` (leader first), with its data in
+    /// `scratch/edge` and no object store: the edge of the read and lag scenarios.
+    pub fn follow(args: &ClusterArgs, cluster: &Cluster, scratch: &Path) -> Result<Self> {
+        Self::start(args, scratch.join("edge"), &upstreams(cluster), None)
+    }
+
     /// Spawns an edge following `upstreams` with its data in `data_dir` (created; should be
     /// empty). Does not wait for it (see [`Edge::wait_ready`]).
     pub fn start(

@@ -120,12 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.cluster,
         |_| Vec::new(),
         async |cluster, scratch| {
-            let edge = Edge::start(
-                &args.cluster,
-                scratch.join("edge"),
-                &edge_cluster::upstreams(cluster),
-                None,
-            )?;
+            let edge = Edge::follow(&args.cluster, cluster, scratch)?;
             edge_cluster::with_edge_log(&edge, async || scenario(&args, cluster, &edge).await).await
         },
     )?;

@@ -264,11 +264,10 @@ mod tests {
         )
     }
 
-    #[test]
-    fn reads_a_live_directory_and_tolerates_only_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A log in `dir` with entries 1..=30 over several 300-byte segments.
+    fn small_log_of_30(dir: &std::path::Path) -> Log {
         let log = Log::open(
-            dir.path(),
+            dir,
             Options {
                 segment_bytes: 300,
                 ..Default::default()
@@ -278,6 +277,13 @@ mod tests {
         for i in 1..=30 {
             log.append_blocking(vec![rec(i)]).unwrap();
         }
+        log
+    }
+
+    #[test]
+    fn reads_a_live_directory_and_tolerates_only_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let _live = small_log_of_30(dir.path());
         // The log stays open: the reader must work beside it.
         let reader = DirReader::open(dir.path()).unwrap();
         assert!(reader.segments().len() > 2);
@@ -313,17 +319,7 @@ mod tests {
     #[test]
     fn archive_headers_name_their_span() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(
-            dir.path(),
-            Options {
-                segment_bytes: 300,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        for i in 1..=30 {
-            log.append_blocking(vec![rec(i)]).unwrap();
-        }
+        let log = small_log_of_30(dir.path());
         let sealed = &log.sealed_segments()[0];
         let archive = crate::archive::pack_file(&sealed.path, 1).unwrap();
         let (id, last) = archive_span(&sealed.path, &archive[..ARCHIVE_HEADER_LEN]).unwrap();
