@@ -1,22 +1,96 @@
 //! `regatta.admin.v1.Admin`: run-time membership changes of the core, forwarded to the
-//! leader like any write. Protected by the Maintenance token when one is set.
+//! leader like any write, and snapshots to object storage on demand (`regatta backup
+//! create`), taken by the node asked. Protected by the Maintenance token when one is set.
+
+use std::sync::Arc;
 
 use regatta_api::{
     Error,
     node::{NodeContext, NodeKind, WriteRequest, WriteResponse},
 };
+use regatta_materializer::Revision;
 use regatta_proto::regatta::admin::v1::{
-    AddMemberRequest, MembershipResponse, RemoveMemberRequest, admin_server::Admin,
+    AddMemberRequest, CreateSnapshotRequest, CreateSnapshotResponse, MembershipResponse,
+    RemoveMemberRequest, admin_server::Admin,
 };
+
+use crate::core::uploader::SnapshotUploads;
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
     ctx: NodeContext,
+    snapshots: Arc<SnapshotUploads>,
 }
 
 impl AdminService {
-    pub fn new(ctx: NodeContext) -> Self {
-        Self { ctx }
+    pub fn new(ctx: NodeContext, snapshots: Arc<SnapshotUploads>) -> Self {
+        Self { ctx, snapshots }
+    }
+
+    /// Any core node: catch up to the leader's read index (so every write acknowledged
+    /// before the call is in), then upload this node's state as of then. The upload runs in
+    /// a task of its own, so a client that gives up does not cut it half-way: it completes
+    /// and shows in the store anyway.
+    async fn snapshot(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<CreateSnapshotResponse, Error> {
+        self.ctx
+            .check_token(&self.ctx.tokens.maintenance, metadata)?;
+        if self.ctx.role.kind() != NodeKind::Core {
+            return Err(Error::Unimplemented {
+                what: "snapshots to object storage",
+                why: "edges do not upload snapshots; ask a core node",
+            });
+        }
+        let deadline = self.ctx.deadline(metadata);
+        let started = tokio::time::Instant::now();
+        let read_index = match tokio::time::timeout(deadline, self.ctx.role.read_index()).await {
+            Ok(index) => index?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    what: "asking the leader for the committed index",
+                });
+            }
+        };
+        self.ctx
+            .wait_applied(
+                Revision(read_index),
+                deadline.saturating_sub(started.elapsed()),
+            )
+            .await?;
+        let view = self.ctx.materializer.view();
+        let revision = view.revision();
+        tracing::info!(revision = revision.0, "snapshot on demand");
+        let uploads = self.snapshots.clone();
+        let upload = tokio::spawn(async move { uploads.upload(view).await });
+        let info =
+            match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), upload).await {
+                Ok(Ok(Ok(info))) => info,
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(revision = revision.0, error = %e, "snapshot on demand failed");
+                    return Err(match e {
+                        regatta_materializer::Error::ObjectStore(_)
+                        | regatta_materializer::Error::Io(_) => Error::Unavailable {
+                            reason: format!("uploading the snapshot at revision {revision}: {e}"),
+                        },
+                        other => Error::Internal(format!(
+                            "uploading the snapshot at revision {revision}: {other}"
+                        )),
+                    });
+                }
+                Ok(Err(e)) => return Err(Error::Internal(format!("the upload task failed: {e}"))),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: "uploading the snapshot (it goes on in the background)",
+                    });
+                }
+            };
+        Ok(CreateSnapshotResponse {
+            revision: info.revision.0,
+            key: info.location.to_string(),
+            size: info.size,
+        })
     }
 
     async fn change(
@@ -72,5 +146,13 @@ impl Admin for AdminService {
             self.change(&metadata, WriteRequest::RemoveMember(message))
                 .await?,
         ))
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        let (metadata, _, CreateSnapshotRequest {}) = request.into_parts();
+        Ok(Response::new(self.snapshot(&metadata).await?))
     }
 }

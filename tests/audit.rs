@@ -1,6 +1,7 @@
 //! End-to-end: the segment archive in a file:// object store, `regatta log replay` and
-//! `regatta log verify` over archived and local segments, `regatta backup list`, and
-//! point-in-time restore into a fresh data directory that a core then starts from.
+//! `regatta log verify` over archived and local segments, `regatta backup create` and
+//! `regatta backup list`, and point-in-time restore into a fresh data directory that a core
+//! then starts from.
 
 #![allow(
     clippy::unwrap_used,
@@ -305,6 +306,115 @@ async fn archive_replay_verify_and_point_in_time_restore() {
         "the fault names the object: {}",
         stderr(&bad)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
+    phase("three core nodes sharing a file:// object store, periodic snapshots off");
+    let objects = tempfile::tempdir().unwrap();
+    let objects_url = format!("file://{}", objects.path().display());
+    let store_arg = format!("--object-store={objects_url}");
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            &store_arg,
+            "--object-store.snapshot-entries=1000000",
+            "--object-store.snapshot-interval=1h",
+        ],
+    );
+    let leader_id = cluster.wait_for_leader().await;
+    let leader = cluster.nodes.iter().find(|n| n.id == leader_id).unwrap();
+    let follower = cluster.nodes.iter().find(|n| n.id != leader_id).unwrap();
+    create_table(leader, "t").await;
+    let mut last = 0;
+    for i in 0..40 {
+        last = put(leader, "t", &format!("key{i:02}"), &format!("value{i}"))
+            .await
+            .expect("put");
+    }
+    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    assert!(
+        listed["snapshots"].as_array().unwrap().is_empty(),
+        "no snapshot before backup create: {listed}"
+    );
+
+    phase("backup create on a follower: a snapshot at or after the last acknowledged write");
+    let out = regatta(&["backup", "create", "--address", &follower.api, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let revision = created["revision"].as_u64().unwrap();
+    assert!(revision >= last, "snapshot {revision} before write {last}");
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(
+        key,
+        format!("snapshots/{revision:020}.snap.zst"),
+        "{created}"
+    );
+    assert!(created["size"].as_u64().unwrap() > 0, "{created}");
+    assert!(objects.path().join(key).is_file());
+
+    phase("backup list shows it; the human output names key and revision");
+    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    let revisions: Vec<u64> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["revision"].as_u64().unwrap())
+        .collect();
+    assert!(revisions.contains(&revision), "{listed}");
+    let out = regatta(&["backup", "create", "--address", &leader.api]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("snapshot at revision {revision} uploaded: {key}")),
+        "no write since: the same revision and key: {}",
+        stdout(&out)
+    );
+
+    phase("restore --from the snapshot gives the cluster's data");
+    let root = tempfile::tempdir().unwrap();
+    let mut restored = Node::core(1, root.path());
+    let revision_s = revision.to_string();
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &revision_s,
+        "--data-dir",
+        &restored.data_dir.display().to_string(),
+        "--raft.address",
+        &restored.raft,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let members = format!("1={}", restored.raft);
+    restored.start(&members);
+    wait_until("the restored node leads", || async {
+        leader_of(&restored).await == Some(1)
+    })
+    .await;
+    assert_eq!(
+        dump(&restored, "t").await.expect("restored dump"),
+        dump(leader, "t").await.expect("cluster dump")
+    );
+    restored.terminate();
+
+    phase("a failing upload and an unreachable node: clear errors, non-zero exits");
+    std::fs::remove_dir_all(objects.path().join("snapshots")).unwrap();
+    std::fs::write(objects.path().join("snapshots"), b"not a directory").unwrap();
+    let out = regatta(&["backup", "create", "--address", &leader.api]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("uploading the snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    let out = regatta(&["backup", "create", "--address", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
 
 #[test]

@@ -77,6 +77,9 @@ pub struct BackupCli {
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
+    /// Ask the core node at --address to upload a snapshot of its state to its object store
+    /// now; waits until the upload is complete and prints the snapshot's key and revision.
+    Create,
     /// List snapshots and archived segment ranges in an object store: which revisions can
     /// be restored.
     List {
@@ -89,6 +92,7 @@ pub enum BackupCommand {
 pub async fn backup(cli: BackupCli, options: &ClientOptions) -> CliResult {
     match (cli.command, cli.dir) {
         (Some(BackupCommand::List { object_store }), _) => list(&object_store, options).await,
+        (Some(BackupCommand::Create), _) => crate::client::backup::create(options).await,
         (None, Some(dir)) => {
             crate::client::backup::backup(
                 crate::client::backup::BackupArgs {
@@ -100,7 +104,7 @@ pub async fn backup(cli: BackupCli, options: &ClientOptions) -> CliResult {
             .await
         }
         (None, None) => Err(Failure::usage(
-            "give --dir DIR (a backup through the API) or a subcommand (list)",
+            "give --dir DIR (a backup through the API) or a subcommand (create, list)",
         )),
     }
 }

@@ -1,6 +1,7 @@
 //! `regatta backup --dir` and `regatta restore --dir`: Regatta's backup directory format
 //! through the Maintenance API, so backups move both ways between this store and an existing
-//! Regatta deployment.
+//! Regatta deployment. And `regatta backup create`: a snapshot to the object store now,
+//! through the Admin API.
 //!
 //! A backup directory holds one `<table>.bak` per table (the backup stream) and
 //! `manifest.json` (`{"started","finished","tables":[{"name","file_name","md5"}]}`), written
@@ -11,7 +12,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use clap::Args;
@@ -22,6 +23,7 @@ use regatta_proto::{
         BackupRequest, RestoreInfo, RestoreMessage, maintenance_client::MaintenanceClient,
         restore_message,
     },
+    regatta::admin::v1::{CreateSnapshotRequest, admin_client::AdminClient},
     regatta::v1::{ListTablesRequest, tables_client::TablesClient},
     replication::v1::SnapshotChunk,
 };
@@ -31,6 +33,18 @@ use super::{CliResult, ClientOptions, Failure, connect, output::print_json, requ
 
 /// Bytes per restore message.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// The least deadline of operations that move a whole table or state (a backup, a restore,
+/// a snapshot upload): `--timeout` (default 5s) is meant for single requests.
+const LONG_OPERATION: Duration = Duration::from_secs(600);
+
+/// `options` with a deadline of at least [`LONG_OPERATION`].
+fn long_operation(options: &ClientOptions) -> ClientOptions {
+    ClientOptions {
+        timeout: options.timeout.max(LONG_OPERATION),
+        ..options.clone()
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
@@ -236,6 +250,35 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
             "restored {} table(s) from {}",
             files.len(),
             args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `regatta backup create`: the node at `--address` uploads a snapshot now.
+pub async fn create(options: &ClientOptions) -> CliResult {
+    let options = long_operation(options);
+    let answer = AdminClient::new(connect(&options).await?)
+        .create_snapshot(request(&options, CreateSnapshotRequest {})?)
+        .await
+        .map_err(|status| {
+            let unimplemented = status.code() == tonic::Code::Unimplemented;
+            let mut failure = Failure::from(status);
+            if unimplemented {
+                failure.message.push_str(&format!(
+                    " ({} is not a core node: ask a core node for a snapshot)",
+                    options.address
+                ));
+            }
+            failure
+        })?
+        .into_inner();
+    if options.json {
+        print_json(&json!({"revision": answer.revision, "key": answer.key, "size": answer.size}));
+    } else {
+        println!(
+            "snapshot at revision {} uploaded: {} ({} bytes)",
+            answer.revision, answer.key, answer.size
         );
     }
     Ok(())

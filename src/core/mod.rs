@@ -135,12 +135,11 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         settings.batch_limits,
     ));
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let uploader = uploader::Uploader {
+    let snapshot_uploads = Arc::new(uploader::SnapshotUploads {
         store: regatta_materializer::snapshot::SnapshotStore::new(
             objects.store.clone(),
             &objects.prefix,
         ),
-        policy: settings.upload.clone(),
         latest: latest_snapshot.clone(),
         failures: crate::metrics::counter(
             &registry,
@@ -162,6 +161,11 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             "regatta_snapshot_last_upload_revision",
             "Revision of the newest snapshot uploaded to object storage",
         )?,
+        running: tokio::sync::Mutex::new(()),
+    });
+    let uploader = uploader::Uploader {
+        uploads: snapshot_uploads.clone(),
+        policy: settings.upload.clone(),
     };
     tokio::spawn(uploader.run(
         settings.node_id,
@@ -224,7 +228,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), settings.describe()))
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
-        let admin = AdminServer::new(AdminService::new(ctx.clone()));
+        let admin = AdminServer::new(AdminService::new(ctx.clone(), snapshot_uploads.clone()));
         let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
             .max_decoding_message_size(max)
             .accept_compressed(CompressionEncoding::Gzip)

@@ -14,7 +14,11 @@ use std::{
 };
 
 use openraft::Raft;
-use regatta_materializer::{Materializer, raft::TypeConfig, snapshot::SnapshotStore};
+use regatta_materializer::{
+    Materializer, State,
+    raft::TypeConfig,
+    snapshot::{SnapshotInfo, SnapshotStore},
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -29,9 +33,11 @@ pub fn due(policy: &UploadPolicy, applied: u64, last_uploaded: u64, since_last: 
         && (applied - last_uploaded >= policy.entries || since_last >= policy.interval)
 }
 
-pub struct Uploader {
+/// Uploads of snapshots to the object store, whoever asks: the periodic [`Uploader`] and
+/// `regatta backup create` (the Admin service). One upload runs at a time; each is counted
+/// on /metrics.
+pub struct SnapshotUploads {
     pub store: SnapshotStore,
-    pub policy: UploadPolicy,
     /// Revision of the newest snapshot known to be in the store (0: none).
     pub latest: Arc<AtomicU64>,
     pub failures: prometheus::IntCounter,
@@ -40,6 +46,38 @@ pub struct Uploader {
     pub last_upload_time: prometheus::IntGauge,
     /// Revision of the newest snapshot in the store.
     pub last_upload_revision: prometheus::IntGauge,
+    /// Serialises uploads, so an upload on demand and a periodic one never race.
+    pub running: tokio::sync::Mutex<()>,
+}
+
+impl SnapshotUploads {
+    /// Streams `view` to the store and records the outcome. Run it in a task of its own
+    /// when the caller may go away: a dropped upload leaves its multipart parts behind.
+    pub async fn upload(&self, view: Arc<State>) -> regatta_materializer::Result<SnapshotInfo> {
+        let _running = self.running.lock().await;
+        match self.store.upload(view).await {
+            Ok(info) => {
+                self.latest.fetch_max(info.revision.0, Ordering::Relaxed);
+                self.uploads.inc();
+                self.last_upload_revision
+                    .set(i64::try_from(self.latest.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                self.last_upload_time
+                    .set(now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)));
+                Ok(info)
+            }
+            Err(e) => {
+                self.failures.inc();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The periodic uploader: on the leader, every `policy.entries` entries or `policy.interval`.
+pub struct Uploader {
+    pub uploads: Arc<SnapshotUploads>,
+    pub policy: UploadPolicy,
 }
 
 impl Uploader {
@@ -50,8 +88,11 @@ impl Uploader {
         materializer: Arc<Materializer>,
         shutdown: CancellationToken,
     ) {
-        match self.store.latest().await {
-            Ok(Some(rev)) => self.latest.store(rev.0, Ordering::Relaxed),
+        let uploads = self.uploads;
+        match uploads.store.latest().await {
+            Ok(Some(rev)) => {
+                uploads.latest.fetch_max(rev.0, Ordering::Relaxed);
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "listing snapshots in object storage"),
         }
@@ -68,27 +109,20 @@ impl Uploader {
                 || !due(
                     &self.policy,
                     applied,
-                    self.latest.load(Ordering::Relaxed),
+                    uploads.latest.load(Ordering::Relaxed),
                     last_upload.elapsed(),
                 )
             {
                 continue;
             }
             let view = materializer.view();
-            match self.store.upload(view).await {
-                Ok(info) => {
-                    self.latest.store(info.revision.0, Ordering::Relaxed);
-                    self.uploads.inc();
-                    self.last_upload_revision
-                        .set(i64::try_from(info.revision.0).unwrap_or(i64::MAX));
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                    self.last_upload_time
-                        .set(now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)));
+            let outcome = uploads.upload(view).await;
+            match outcome {
+                Ok(_) => {
                     last_upload = tokio::time::Instant::now();
                     backoff = Duration::from_secs(1);
                 }
                 Err(e) => {
-                    self.failures.inc();
                     tracing::warn!(error = %e, retry_in = ?backoff, "snapshot upload failed");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
