@@ -1,9 +1,11 @@
-//! Progress of long operations a person waits on (backup, restore, replay, verify).
+//! Progress of long operations a person waits on (backup, restore, replay, verify, an edge's
+//! bootstrap).
 //!
 //! On a terminal: one line on stderr redrawn in place, with a bar, the count, the rate and
 //! the time left. Otherwise (a pipe, a log file, CI): a plain line on stderr every few
 //! seconds, so logs stay readable. Standard output is never touched: it carries the
-//! command's result.
+//! command's result. A server ([`Progress::logged`]) reports through `tracing` instead, with
+//! the same figures as structured fields. Counts in bytes are shown in KiB, MiB, GiB.
 
 use std::{
     io::{IsTerminal, Write},
@@ -14,6 +16,20 @@ const REDRAW: Duration = Duration::from_millis(200);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 const BAR: usize = 24;
 
+/// The unit whose counts are shown as sizes.
+pub const BYTES: &str = "bytes";
+
+/// Where progress goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// A line on stderr redrawn in place.
+    Terminal,
+    /// A plain line on stderr every few seconds.
+    Plain,
+    /// A `tracing` event every few seconds.
+    Log,
+}
+
 /// One operation's progress.
 #[derive(Debug)]
 pub struct Progress {
@@ -23,24 +39,43 @@ pub struct Progress {
     done: u64,
     started: Instant,
     last: Instant,
-    terminal: bool,
+    output: Output,
     drawn: bool,
 }
 
 impl Progress {
-    /// Starts reporting `label`, counting `unit`s out of `total` if known.
+    /// Starts reporting `label` on stderr, counting `unit`s out of `total` if known.
     pub fn new(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
+        let output = if std::io::stderr().is_terminal() {
+            Output::Terminal
+        } else {
+            Output::Plain
+        };
+        Self::with_output(label.into(), unit, total, output)
+    }
+
+    /// Starts reporting `label` as log events (for servers), every few seconds.
+    pub fn logged(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
+        Self::with_output(label.into(), unit, total, Output::Log)
+    }
+
+    fn with_output(label: String, unit: &'static str, total: Option<u64>, output: Output) -> Self {
         let now = Instant::now();
         Self {
-            label: label.into(),
+            label,
             unit,
             total,
             done: 0,
             started: now,
             last: now,
-            terminal: std::io::stderr().is_terminal(),
+            output,
             drawn: false,
         }
+    }
+
+    /// Sets (or corrects) the total once it is known.
+    pub fn set_total(&mut self, total: Option<u64>) {
+        self.total = total;
     }
 
     pub fn inc(&mut self, n: u64) {
@@ -49,7 +84,10 @@ impl Progress {
 
     pub fn set(&mut self, done: u64) {
         self.done = done;
-        let every = if self.terminal { REDRAW } else { LOG_EVERY };
+        let every = match self.output {
+            Output::Terminal => REDRAW,
+            Output::Plain | Output::Log => LOG_EVERY,
+        };
         if self.last.elapsed() >= every {
             self.last = Instant::now();
             self.report();
@@ -59,7 +97,7 @@ impl Progress {
     /// Ends the line (terminal) or logs the final count.
     pub fn finish(&mut self) {
         self.report();
-        if self.terminal && self.drawn {
+        if self.output == Output::Terminal && self.drawn {
             eprintln!();
         }
     }
@@ -67,42 +105,89 @@ impl Progress {
     fn report(&mut self) {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = self.done as f64 / elapsed;
-        let eta = match self.total {
+        let left = match self.total {
             Some(t) if rate > 0.0 && t > self.done => {
-                format!(
-                    ", ETA {}",
-                    humantime::format_duration(Duration::from_secs(
-                        ((t - self.done) as f64 / rate) as u64
-                    ))
-                )
+                Some(Duration::from_secs(((t - self.done) as f64 / rate) as u64))
             }
-            _ => String::new(),
+            _ => None,
         };
-        let count = match self.total {
-            Some(t) => format!("{}/{t} {}", self.done, self.unit),
-            None => format!("{} {}", self.done, self.unit),
-        };
-        if self.terminal {
-            let bar = match self.total {
-                Some(t) if t > 0 => {
-                    let filled = ((self.done.min(t) as f64 / t as f64) * BAR as f64) as usize;
-                    format!("[{}{}] ", "#".repeat(filled), "-".repeat(BAR - filled))
-                }
-                _ => String::new(),
+        let eta = left.map_or(String::new(), |d| {
+            format!(", ETA {}", humantime::format_duration(d))
+        });
+        let (count, rate_text) = if self.unit == BYTES {
+            let count = match self.total {
+                Some(t) => format!("{}/{}", size(self.done), size(t)),
+                None => size(self.done),
             };
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{}: {bar}{count} ({rate:.0} {}/s{eta})\x1b[K",
-                self.label, self.unit
-            );
-            let _ = err.flush();
-            self.drawn = true;
+            (count, format!("{}/s", size(rate as u64)))
         } else {
-            eprintln!(
-                "{}: {count} ({rate:.0} {}/s{eta}, {:.1}s elapsed)",
-                self.label, self.unit, elapsed
-            );
+            let count = match self.total {
+                Some(t) => format!("{}/{t} {}", self.done, self.unit),
+                None => format!("{} {}", self.done, self.unit),
+            };
+            (count, format!("{rate:.0} {}/s", self.unit))
+        };
+        match self.output {
+            Output::Terminal => {
+                let bar = match self.total {
+                    Some(t) if t > 0 => {
+                        let filled = ((self.done.min(t) as f64 / t as f64) * BAR as f64) as usize;
+                        format!("[{}{}] ", "#".repeat(filled), "-".repeat(BAR - filled))
+                    }
+                    _ => String::new(),
+                };
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r{}: {bar}{count} ({rate_text}{eta})\x1b[K",
+                    self.label
+                );
+                let _ = err.flush();
+                self.drawn = true;
+            }
+            Output::Plain => eprintln!(
+                "{}: {count} ({rate_text}{eta}, {elapsed:.1}s elapsed)",
+                self.label
+            ),
+            Output::Log => tracing::info!(
+                done = self.done,
+                total = self.total,
+                unit = self.unit,
+                rate = rate_text,
+                eta_seconds = left.map(|d| d.as_secs()),
+                elapsed_seconds = format!("{elapsed:.1}"),
+                "{}: {count}",
+                self.label
+            ),
         }
+    }
+}
+
+/// A byte count for people: `512 B`, `3.2 KiB`, `12.5 MiB`, `1.1 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_sizes() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 }

@@ -390,6 +390,13 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
         &restored.raft,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).lines().any(|l| l
+            .starts_with(&format!("restore: loading snapshot {revision}: "))
+            && l.contains("/s")),
+        "a plain progress line for the download: {}",
+        stderr(&out)
+    );
     let members = format!("1={}", restored.raft);
     restored.start(&members);
     wait_until("the restored node leads", || async {

@@ -104,6 +104,20 @@ async fn the_cli_reads_writes_and_reports_errors_with_stable_exit_codes() {
     assert!(err.contains("cannot connect"), "{err}");
 }
 
+/// Not on a terminal, progress is plain lines on stderr: no redrawing, a size, a rate, the
+/// time elapsed.
+fn assert_plain_progress(stderr: &str, label: &str) {
+    assert!(!stderr.contains('\r'), "no redrawn line: {stderr:?}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no progress line {label:?} in {stderr:?}"));
+    assert!(
+        line.contains(" B") && line.contains("/s") && line.contains("s elapsed"),
+        "a size, a rate and the time: {line:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_directory_restores_and_a_damaged_bak_file_is_refused() {
     phase("a single-node core with a table");
@@ -124,6 +138,7 @@ async fn a_backup_directory_restores_and_a_damaged_bak_file_is_refused() {
     let dir_arg = dir.display().to_string();
     let (code, _, err) = run(&addr, &["backup", "--dir", &dir_arg], None);
     assert_eq!(code, 0, "backup failed: {err}");
+    assert_plain_progress(&err, "backup cfg: ");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
             .expect("manifest is JSON");
@@ -141,6 +156,7 @@ async fn a_backup_directory_restores_and_a_damaged_bak_file_is_refused() {
     put(node, "cfg", "new-key", "x").await.expect("put");
     let (code, _, err) = run(&addr, &["restore", "--dir", &dir_arg], None);
     assert_eq!(code, 0, "restore failed: {err}");
+    assert_plain_progress(&err, "restore: ");
     let pairs = |d: Vec<(Vec<u8>, Vec<u8>, i64, i64)>| -> Vec<(Vec<u8>, Vec<u8>)> {
         d.into_iter().map(|(k, v, _, _)| (k, v)).collect()
     };

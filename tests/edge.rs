@@ -215,6 +215,15 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
         edge.metric("regatta_edge_bootstraps_total").await,
         Some(1.0)
     );
+    let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
+    let progress = log
+        .lines()
+        .find(|l| l.contains("regatta::progress: bootstrap: "))
+        .unwrap_or_else(|| panic!("no bootstrap progress line in the edge's log:\n{log}"));
+    assert!(
+        progress.contains("rate=") && progress.contains("done="),
+        "the progress line gives bytes done and rate: {progress}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

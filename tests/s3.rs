@@ -139,6 +139,14 @@ async fn snapshots_land_under_the_prefix_and_a_new_edge_bootstraps_from_them() {
         log.contains("ObjectStore(") && !log.contains("object store snapshot unusable"),
         "the edge bootstrapped from the object store, not from its upstream"
     );
+    let progress = log
+        .lines()
+        .find(|l| l.contains("bootstrap: downloading snapshot"))
+        .unwrap_or_else(|| panic!("no download progress line in the edge's log:\n{log}"));
+    assert!(
+        progress.contains("done=") && progress.contains("total=") && progress.contains("rate="),
+        "bytes done out of the object's size, and the rate: {progress}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

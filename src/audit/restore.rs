@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::archive::{ArchivedSegment, coverage};
 use crate::client::{CliResult, ClientOptions, Failure, output::print_json};
-use crate::progress::Progress;
+use crate::progress::{BYTES, Progress};
 
 use super::{archive_of, fault, history::History, snapshots_of};
 
@@ -243,11 +243,17 @@ pub async fn state_at(
     let base = revisions.iter().rev().find(|r| r.0 <= target).copied();
     let state = match base {
         Some(rev) => {
-            eprintln!("restore: loading snapshot {rev}");
-            snapshots
-                .download(rev)
+            let mut progress =
+                Progress::new(format!("restore: loading snapshot {rev}"), BYTES, None);
+            let state = snapshots
+                .download_with_progress(rev, |done, total| {
+                    progress.set_total(Some(total));
+                    progress.set(done);
+                })
                 .await
-                .map_err(|e| fault(format!("{}: {e:#}", snapshots.location(rev))))?
+                .map_err(|e| fault(format!("{}: {e:#}", snapshots.location(rev))))?;
+            progress.finish();
+            state
         }
         None => State::new(),
     };

@@ -16,6 +16,7 @@ use std::{
 };
 
 use clap::Args;
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use regatta_materializer::backup::{Manifest, ManifestTable};
 use regatta_proto::{
@@ -24,12 +25,16 @@ use regatta_proto::{
         restore_message,
     },
     regatta::admin::v1::{CreateSnapshotRequest, admin_client::AdminClient},
-    regatta::v1::{ListTablesRequest, tables_client::TablesClient},
+    regatta::v1::{
+        ListTablesRequest, StatusRequest, cluster_client::ClusterClient,
+        tables_client::TablesClient,
+    },
     replication::v1::SnapshotChunk,
 };
 use serde_json::json;
 
 use super::{CliResult, ClientOptions, Failure, connect, output::print_json, request};
+use crate::progress::{BYTES, Progress, size};
 
 /// Bytes per restore message.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -101,6 +106,7 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
         )));
     }
     std::fs::create_dir_all(&args.dir).map_err(|e| io_failure(args.dir.display(), e))?;
+    let options = &long_operation(options);
     let channel = connect(options).await?;
     let tables = if args.tables.is_empty() {
         let listed = TablesClient::new(channel.clone())
@@ -114,6 +120,15 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             .collect()
     } else {
         args.tables.clone()
+    };
+    // The size of each table's keys and values: an estimate of its backup stream's size
+    // (records add a little framing, Snappy takes some off), for the ETA.
+    let estimates = match ClusterClient::new(channel.clone())
+        .status(request(options, StatusRequest { config: false })?)
+        .await
+    {
+        Ok(status) => status.into_inner().tables,
+        Err(_) => Default::default(),
     };
     let started = now();
     let mut client = MaintenanceClient::new(channel);
@@ -134,16 +149,25 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             )?)
             .await?
             .into_inner();
+        let estimate = estimates
+            .get(name)
+            .and_then(|t| u64::try_from(t.db_size).ok())
+            .filter(|b| *b > 0);
+        let mut progress = Progress::new(format!("backup {name}"), BYTES, estimate);
         let mut data = Vec::new();
         while let Some(chunk) = stream.message().await? {
             data.extend_from_slice(&chunk.data);
-            eprint!("\rbacking up {name}: {} bytes", data.len());
+            if estimate.is_some_and(|e| data.len() as u64 > e) {
+                progress.set_total(None);
+            }
+            progress.set(data.len() as u64);
         }
+        progress.finish();
         let file_name = format!("{name}.bak");
         write_atomically(&args.dir, &file_name, &data)?;
         eprintln!(
-            "\rbacked up {name}: {} bytes in {:.1?}",
-            data.len(),
+            "backed up {name}: {} in {:.1?}",
+            size(data.len() as u64),
             clock.elapsed()
         );
         entries.push(ManifestTable {
@@ -211,7 +235,14 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
         }
         files.push((entry.name.clone(), data));
     }
+    let options = &long_operation(options);
     let mut client = MaintenanceClient::new(connect(options).await?);
+    let total: u64 = files.iter().map(|(_, data)| data.len() as u64).sum();
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(
+        "restore",
+        BYTES,
+        Some(total),
+    )));
     for (name, data) in &files {
         let clock = Instant::now();
         let mut messages = vec![RestoreMessage {
@@ -226,19 +257,22 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
                 index: 0,
             })),
         }));
-        eprint!("restoring {name}: {} bytes…", data.len());
-        let mut req = tonic::Request::new(futures::stream::iter(messages));
-        req.set_timeout(options.timeout.max(std::time::Duration::from_secs(600)));
-        if let Some(token) = &options.token {
-            let value = format!("Bearer {token}").parse().map_err(|_| {
-                Failure::usage("--token contains characters not allowed in a header")
-            })?;
-            req.metadata_mut().insert("authorization", value);
+        // Counted as the transport takes each message.
+        let counted = progress.clone();
+        let messages = futures::stream::iter(messages).inspect(move |m| {
+            if let Some(restore_message::Data::Chunk(chunk)) = &m.data
+                && let Ok(mut p) = counted.lock()
+            {
+                p.inc(chunk.data.len() as u64);
+            }
+        });
+        client.restore(request(options, messages)?).await?;
+        if let Ok(mut p) = progress.lock() {
+            p.finish();
         }
-        client.restore(req).await?;
         eprintln!(
-            "\rrestored {name}: {} bytes in {:.1?}",
-            data.len(),
+            "restored {name}: {} in {:.1?}",
+            size(data.len() as u64),
             clock.elapsed()
         );
     }

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::{local::LocalSnapshots, metrics::EdgeMetrics};
+use crate::progress::{BYTES, Progress};
 
 /// What the edge knows about its replication, shared with its role, status and readiness.
 #[derive(Debug, Default)]
@@ -369,7 +370,19 @@ impl Tailer {
         );
         let state = match (source, &self.objects) {
             (SnapshotSource::ObjectStore(revision), Some(store)) => {
-                match store.download(Revision(revision)).await {
+                let mut progress = Progress::logged(
+                    format!("bootstrap: downloading snapshot {revision}"),
+                    BYTES,
+                    None,
+                );
+                let downloaded = store
+                    .download_with_progress(Revision(revision), |done, total| {
+                        progress.set_total(Some(total));
+                        progress.set(done);
+                    })
+                    .await;
+                progress.finish();
+                match downloaded {
                     Ok(state) => state,
                     Err(e) => {
                         tracing::warn!(revision, error = %e, "object store snapshot unusable; fetching one from the upstream");
@@ -396,13 +409,17 @@ impl Tailer {
             .map_err(|s| Stop::Upstream(format!("snapshot refused: {s}")))?
             .into_inner();
         let mut data = Vec::new();
+        let mut progress =
+            Progress::logged("bootstrap: fetching the upstream's snapshot", BYTES, None);
         while let Some(chunk) = stream
             .message()
             .await
             .map_err(|s| Stop::Upstream(format!("snapshot stream: {s}")))?
         {
             data.extend_from_slice(&chunk.data);
+            progress.set(data.len() as u64);
         }
+        progress.finish();
         tokio::task::spawn_blocking(move || regatta_materializer::snapshot::decode(&data))
             .await
             .map_err(|e| Stop::Fatal(format!("snapshot decoder: {e}")))?

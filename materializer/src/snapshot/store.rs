@@ -136,8 +136,21 @@ impl SnapshotStore {
     /// Streams the snapshot at `revision` down and decodes it into a new state (to be
     /// swapped in with [`crate::Materializer::replace`]).
     pub async fn download(&self, revision: Revision) -> Result<State> {
+        self.download_with_progress(revision, |_, _| {}).await
+    }
+
+    /// [`Self::download`], calling `progress(bytes received, size of the object)` as the
+    /// chunks arrive (for a progress bar or log line).
+    pub async fn download_with_progress(
+        &self,
+        revision: Revision,
+        mut progress: impl FnMut(u64, u64) + Send,
+    ) -> Result<State> {
         let location = self.location(revision);
-        let mut stream = self.store.get(&location).await?.into_stream();
+        let object = self.store.get(&location).await?;
+        let total = object.meta.size;
+        let mut stream = object.into_stream();
+        let mut received = 0u64;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         let decoder = tokio::task::spawn_blocking(move || {
             read_snapshot(ChunkReader {
@@ -146,6 +159,10 @@ impl SnapshotStore {
             })
         });
         while let Some(chunk) = stream.next().await {
+            if let Ok(bytes) = &chunk {
+                received += bytes.len() as u64;
+                progress(received, total);
+            }
             let failed = chunk.is_err();
             // The decoder may have stopped early on corrupt data: then stop sending.
             if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
