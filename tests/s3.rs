@@ -13,6 +13,12 @@ use std::{
 };
 
 use common::*;
+use futures::stream::BoxStream;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    path::Path as ObjectPath,
+};
 use regatta_materializer::{Revision, snapshot::SnapshotStore};
 
 type Rows = Vec<(Vec<u8>, Vec<u8>, i64, i64)>;
@@ -308,4 +314,206 @@ fn bad_object_store_urls_stop_startup_with_a_clear_error() {
             );
         }
     }
+}
+
+/// The bucket of an S3 server whose multipart uploads fail at part `fail_at` (from 0):
+/// everything else, abort included, goes to the server.
+#[derive(Debug)]
+struct FailingParts {
+    inner: Arc<dyn ObjectStore>,
+    fail_at: usize,
+}
+
+impl std::fmt::Display for FailingParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailingParts({})", self.inner)
+    }
+}
+
+#[tonic::async_trait]
+impl ObjectStore for FailingParts {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FailingUpload {
+            inner,
+            parts: 0,
+            fail_at: self.fail_at,
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct FailingUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: usize,
+    fail_at: usize,
+}
+
+#[tonic::async_trait]
+impl MultipartUpload for FailingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.parts += 1;
+        if self.parts > self.fail_at {
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "FailingParts",
+                    source: "injected part failure".into(),
+                })
+            });
+        }
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+/// A state whose snapshot is about `mib` MiB (values that do not compress).
+fn incompressible_state(mib: usize) -> Arc<regatta_materializer::State> {
+    use regatta_proto::event::{CreateTable, Event, Put, event::Kind};
+    let event = |kind| Event {
+        version: 1,
+        proposed_at_micros: 0,
+        kind: Some(kind),
+    };
+    let mut events = vec![event(Kind::CreateTable(CreateTable {
+        name: "t".into(),
+        config: None,
+    }))];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 0..mib * 16 {
+        let value: Vec<u8> = (0..64 * 1024)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        events.push(event(Kind::Put(Put {
+            table: b"t".to_vec().into(),
+            key: format!("key{i:05}").into_bytes().into(),
+            value: value.into(),
+            prev_kv: false,
+        })));
+    }
+    let m = regatta_materializer::Materializer::default();
+    m.apply_events(
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Revision(i as u64 + 1), e)),
+    )
+    .expect("apply");
+    m.view()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_snapshot_upload_leaves_no_multipart_upload_behind() {
+    phase("an S3 server; a ~20 MiB state: three 8 MiB parts");
+    let s3 = S3Server::start("regatta");
+    let state = incompressible_state(20);
+    let real: Arc<dyn ObjectStore> = Arc::new(s3.client());
+
+    phase("the probe sees an upload begun and not finished");
+    let mut open = real
+        .put_multipart(&ObjectPath::from("probe/open"))
+        .await
+        .expect("begin");
+    open.put_part(PutPayload::from_static(b"part"))
+        .await
+        .expect("part");
+    assert_eq!(s3.incomplete_uploads(), ["probe/open"]);
+    open.abort().await.expect("abort");
+    assert_eq!(s3.incomplete_uploads(), Vec::<String>::new());
+
+    for fail_at in [0, 1, 2] {
+        phase(&format!(
+            "part {fail_at} fails: the upload fails and is aborted"
+        ));
+        let failing = SnapshotStore::new(
+            Arc::new(FailingParts {
+                inner: real.clone(),
+                fail_at,
+            }),
+            "aborts",
+        );
+        let error = failing
+            .upload(state.clone())
+            .await
+            .expect_err("a part failed");
+        assert!(
+            format!("{error}").contains("injected part failure"),
+            "the part's error: {error}"
+        );
+        assert_eq!(
+            s3.incomplete_uploads(),
+            Vec::<String>::new(),
+            "no multipart upload left behind"
+        );
+        assert!(s3.keys("aborts").await.is_empty(), "no snapshot visible");
+    }
+
+    phase("the same state uploads whole through the real store, and nothing is left over");
+    let store = SnapshotStore::new(real, "aborts");
+    let info = store.upload(state.clone()).await.expect("upload");
+    assert!(info.size > 16 * 1024 * 1024, "three parts: {info:?}");
+    assert_eq!(s3.incomplete_uploads(), Vec::<String>::new());
+    assert_eq!(store.latest().await.expect("list"), Some(state.revision()));
 }

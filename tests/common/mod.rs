@@ -599,6 +599,25 @@ impl S3Server {
         keys
     }
 
+    /// Keys of the multipart uploads begun and neither completed nor aborted (S3
+    /// `ListMultipartUploads`), sorted.
+    pub fn incomplete_uploads(&self) -> Vec<String> {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let (code, body) = http_request(addr, "GET", &format!("/{}?uploads", self.bucket))
+            .expect("ListMultipartUploads answered");
+        assert_eq!(code, 200, "ListMultipartUploads: {body}");
+        let mut keys: Vec<String> = body
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|upload| {
+                let key = upload.split_once("<Key>")?.1;
+                Some(key.split_once("</Key>")?.0.to_string())
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// SIGSTOP: the server keeps its data and its port but answers nothing (an outage).
     pub fn pause(&self) {
         self.signal("-STOP");

@@ -109,21 +109,32 @@ impl SnapshotStore {
             Ok::<_, Error>(())
         });
         let mut size = 0u64;
+        let mut failed = None;
         while let Some(chunk) = rx.recv().await {
             size += chunk.len() as u64;
             if let Err(e) = writer.wait_for_capacity(UPLOAD_CONCURRENCY).await {
-                drop(rx);
-                let _ = encoder.await;
-                let _ = writer.abort().await;
-                return Err(e.into());
+                failed = Some(Error::from(e));
+                break;
             }
             writer.put(chunk);
         }
-        let encoded = encoder.await.map_err(|e| Error::Io(io::Error::other(e)))?;
-        if let Err(e) = encoded {
-            let _ = writer.abort().await;
+        drop(rx); // stops the encoder if the upload failed
+        let encoded = match encoder.await {
+            Ok(encoded) => encoded,
+            Err(e) => Err(Error::Io(io::Error::other(e))),
+        };
+        if let Some(e) = failed.or(encoded.err()) {
+            // Leave no parts behind: an unfinished multipart upload is invisible but stored
+            // (and billed) until aborted.
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(
+                    location = %location, error = %abort,
+                    "aborting the failed snapshot upload failed: its parts stay until the bucket's lifecycle rule removes them"
+                );
+            }
             return Err(e);
         }
+        // `finish` aborts the upload itself when a part or the completion fails.
         writer.finish().await?;
         tracing::info!(revision = revision.0, size, location = %location, "snapshot uploaded");
         Ok(SnapshotInfo {
