@@ -16,6 +16,7 @@
 //! - [`cluster`] — `regatta.v1.Cluster`.
 //! - [`tail`] — `regatta.tail.v1.Tail`, the committed log served to edges.
 //! - [`metrics`] — request counts and latency of every gRPC method.
+//! - [`listen`] — the accepted connections every gRPC server is handed.
 //! - [`raft_codec`] — openraft messages to and from their wire form.
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`] — the server side of the Raft transport.
@@ -23,6 +24,7 @@
 pub mod cluster;
 pub mod error;
 pub mod kv;
+pub mod listen;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;

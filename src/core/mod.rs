@@ -211,7 +211,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
             .add_service(service)
-            .serve_with_shutdown(addr, async move { token.cancelled().await })
+            .serve_with_incoming_shutdown(
+                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
+                async move { token.cancelled().await },
+            )
     };
 
     let api_server = {
@@ -247,7 +250,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .add_service(admin)
             .add_service(maintenance)
             .add_service(reflection)
-            .serve_with_shutdown(addr, async move { token.cancelled().await })
+            .serve_with_incoming_shutdown(
+                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
+                async move { token.cancelled().await },
+            )
     };
 
     let tail_server = {
@@ -270,7 +276,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
-            .serve_with_shutdown(addr, async move { token.cancelled().await })
+            .serve_with_incoming_shutdown(
+                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
+                async move { token.cancelled().await },
+            )
     };
 
     let rest_server = {

@@ -166,7 +166,10 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .add_service(cluster)
             .add_service(maintenance)
             .add_service(reflection)
-            .serve_with_shutdown(addr, async move { token.cancelled().await })
+            .serve_with_incoming_shutdown(
+                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
+                async move { token.cancelled().await },
+            )
     };
 
     let tail_server = {
@@ -188,7 +191,10 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
-            .serve_with_shutdown(addr, async move { token.cancelled().await })
+            .serve_with_incoming_shutdown(
+                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
+                async move { token.cancelled().await },
+            )
     };
 
     let rest_server = {
