@@ -4,6 +4,7 @@
 //! with the figures, so scripts can pick results up with `tail -n 1`. Settings and figures
 //! measured on the project's machines are recorded in `benchmarks/README.md`.
 
+mod backup;
 mod cluster;
 mod compare;
 mod core_read;
@@ -52,6 +53,8 @@ enum Scenario {
     ReplicationLag(replication_lag::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
+    /// Snapshot upload and restore throughput against S3 (a local moto server) and file://.
+    Backup(backup::Args),
     /// Regatta side by side with etcd and Redis: reads, read/write mixes, durable writes.
     Compare(compare::Args),
     /// A gRPC server whose one method does nothing (started by `compare`).
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::EdgeRead(args) => edge_read::run(args),
         Scenario::ReplicationLag(args) => replication_lag::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
+        Scenario::Backup(args) => backup::run(args),
         Scenario::Compare(args) => compare::run(args),
         Scenario::NoopServer(args) => noop::run(args),
     }
