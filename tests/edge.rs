@@ -224,6 +224,29 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
         progress.contains("rate=") && progress.contains("done="),
         "the progress line gives bytes done and rate: {progress}"
     );
+
+    phase(
+        "SIGKILL the edge and restart it: it resumes from the snapshot it kept, not a new bootstrap",
+    );
+    edge.node.kill();
+    write_many(&cluster.nodes[0], "t", "c", 5).await;
+    edge.start();
+    wait_converged(
+        &cluster.nodes[0],
+        &edge.node,
+        "the restarted edge caught up",
+    )
+    .await;
+    assert_eq!(
+        edge.metric("regatta_edge_bootstraps_total").await,
+        Some(0.0),
+        "the kept copy of the downloaded snapshot was loaded"
+    );
+    let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
+    assert!(
+        !log.contains("damaged local snapshot"),
+        "the kept snapshot reads back intact:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use regatta_materializer::{Revision, State, snapshot};
 
 const SUFFIX: &str = ".snap.zst";
@@ -72,9 +73,46 @@ impl LocalSnapshots {
             .with_context(|| format!("writing {}", tmp.display()))?;
         writer.flush()?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
+        self.publish(file, &tmp, state.revision())
+    }
+
+    /// Starts keeping a copy of a snapshot object as it is downloaded: its bytes are already
+    /// in the local format, so keeping them costs a file write instead of encoding the state
+    /// again. The chunks go to a writer thread, so the download never waits for the disk.
+    pub fn receive(&self) -> Result<Receiving> {
+        let tmp = self.dir.join(format!("incoming{SUFFIX}.tmp"));
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let (chunks, rx) = std::sync::mpsc::channel::<Bytes>();
+        let path = tmp.clone();
+        let writer = std::thread::Builder::new()
+            .name("snapshot-copy".into())
+            .spawn(move || -> Result<File> {
+                let mut out = BufWriter::with_capacity(1 << 20, file);
+                for chunk in rx {
+                    out.write_all(&chunk)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                out.into_inner().map_err(|e| {
+                    anyhow::Error::new(e.into_error())
+                        .context(format!("writing {}", path.display()))
+                })
+            })
+            .context("starting the snapshot copy thread")?;
+        Ok(Receiving {
+            local: self.clone(),
+            tmp,
+            chunks: Some(chunks),
+            writer: Some(writer),
+        })
+    }
+
+    /// Makes a complete temporary file the snapshot of `revision`: fsync'd, renamed, the
+    /// directory fsync'd, older snapshots beyond the newest few deleted.
+    fn publish(&self, file: File, tmp: &Path, revision: Revision) -> Result<()> {
         file.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        let path = self.path(revision);
+        std::fs::rename(tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing {}", self.dir.display()))?;
@@ -82,6 +120,49 @@ impl LocalSnapshots {
             let _ = std::fs::remove_file(self.path(old));
         }
         Ok(())
+    }
+}
+
+/// A snapshot object being copied to the local snapshots as it downloads
+/// ([`LocalSnapshots::receive`]). Dropped without [`Receiving::keep`], the partial copy is
+/// deleted.
+pub struct Receiving {
+    local: LocalSnapshots,
+    tmp: PathBuf,
+    chunks: Option<std::sync::mpsc::Sender<Bytes>>,
+    writer: Option<std::thread::JoinHandle<Result<File>>>,
+}
+
+impl Receiving {
+    /// Queues the next chunk of the object.
+    pub fn push(&self, chunk: &Bytes) {
+        if let Some(chunks) = &self.chunks {
+            // A writer that stopped on an error reports it from `keep`.
+            let _ = chunks.send(chunk.clone());
+        }
+    }
+
+    /// Once the download decoded (so the bytes are a whole, valid snapshot of `revision`):
+    /// waits for the copy and makes it the local snapshot of `revision`. Blocking.
+    pub fn keep(mut self, revision: Revision) -> Result<()> {
+        self.chunks = None;
+        let file = self
+            .writer
+            .take()
+            .context("snapshot copy already taken")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the snapshot copy thread panicked"))??;
+        self.local.publish(file, &self.tmp, revision)
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

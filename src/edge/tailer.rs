@@ -31,7 +31,10 @@ use regatta_proto::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::{local::LocalSnapshots, metrics::EdgeMetrics};
+use super::{
+    local::{LocalSnapshots, Receiving},
+    metrics::EdgeMetrics,
+};
 use crate::progress::{BYTES, Progress};
 
 /// What the edge knows about its replication, shared with its role, status and readiness.
@@ -214,7 +217,7 @@ impl Tailer {
                 Some(reset) = self.resets.recv() => {
                     tracing::info!("reset requested: bootstrapping from the upstream's snapshot");
                     let outcome = match self.fetch_from_upstream(&mut client).await {
-                        Ok(state) => self.install(state).await,
+                        Ok((state, copy)) => self.install(state, copy).await,
                         Err(stop) => Err(stop),
                     };
                     let answer = outcome.as_ref().map(|_| ()).map_err(|stop| format!("{stop:?}"));
@@ -368,23 +371,39 @@ impl Tailer {
             first_available = needed.first_available,
             "bootstrapping from a snapshot"
         );
-        let state = match (source, &self.objects) {
+        let (state, copy) = match (source, &self.objects) {
             (SnapshotSource::ObjectStore(revision), Some(store)) => {
                 let mut progress = Progress::logged(
                     format!("bootstrap: downloading snapshot {revision}"),
                     BYTES,
                     None,
                 );
+                // The object is already a snapshot in the local format: keep its bytes as
+                // they arrive rather than encode the state again after loading it.
+                let copy = match self.local.receive() {
+                    Ok(copy) => Some(copy),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "cannot copy the snapshot while downloading; it will be written after loading"
+                        );
+                        None
+                    }
+                };
                 let downloaded = store
-                    .download_with_progress(Revision(revision), |done, total| {
+                    .download_observed(Revision(revision), |chunk, done, total| {
+                        if let Some(copy) = &copy {
+                            copy.push(chunk);
+                        }
                         progress.set_total(Some(total));
                         progress.set(done);
                     })
                     .await;
                 progress.finish();
                 match downloaded {
-                    Ok(state) => state,
+                    Ok(state) => (state, copy),
                     Err(e) => {
+                        drop(copy);
                         tracing::warn!(revision, error = %e, "object store snapshot unusable; fetching one from the upstream");
                         self.fetch_from_upstream(client).await?
                     }
@@ -392,7 +411,7 @@ impl Tailer {
             }
             _ => self.fetch_from_upstream(client).await?,
         };
-        self.install(state).await?;
+        self.install(state, copy).await?;
         self.metrics.bootstraps.inc();
         self.state.bootstraps.fetch_add(1, Ordering::Relaxed);
         self.metrics
@@ -402,12 +421,27 @@ impl Tailer {
         Ok(())
     }
 
-    async fn fetch_from_upstream(&self, client: &mut TailClient<Channel>) -> Result<State, Stop> {
+    /// The upstream's snapshot, decoded, with a copy of its bytes on the way to becoming the
+    /// local snapshot (when the copy could be started).
+    async fn fetch_from_upstream(
+        &self,
+        client: &mut TailClient<Channel>,
+    ) -> Result<(State, Option<Receiving>), Stop> {
         let mut stream = client
             .fetch_snapshot(FetchSnapshotRequest {})
             .await
             .map_err(|s| Stop::Upstream(format!("snapshot refused: {s}")))?
             .into_inner();
+        let copy = self
+            .local
+            .receive()
+            .inspect_err(|e| {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot copy the snapshot while fetching; it will be written after loading"
+                )
+            })
+            .ok();
         let mut data = Vec::new();
         let mut progress =
             Progress::logged("bootstrap: fetching the upstream's snapshot", BYTES, None);
@@ -416,27 +450,35 @@ impl Tailer {
             .await
             .map_err(|s| Stop::Upstream(format!("snapshot stream: {s}")))?
         {
+            if let Some(copy) = &copy {
+                copy.push(&chunk.data);
+            }
             data.extend_from_slice(&chunk.data);
             progress.set(data.len() as u64);
         }
         progress.finish();
-        tokio::task::spawn_blocking(move || regatta_materializer::snapshot::decode(&data))
-            .await
-            .map_err(|e| Stop::Fatal(format!("snapshot decoder: {e}")))?
-            .map_err(|e| Stop::Upstream(format!("upstream snapshot rejected: {e}")))
+        let state =
+            tokio::task::spawn_blocking(move || regatta_materializer::snapshot::decode(&data))
+                .await
+                .map_err(|e| Stop::Fatal(format!("snapshot decoder: {e}")))?
+                .map_err(|e| Stop::Upstream(format!("upstream snapshot rejected: {e}")))?;
+        Ok((state, copy))
     }
 
     /// Makes `state` this edge's state: saved locally first (so a crash right after finds
     /// it), the local log cut to continue after it, then swapped in atomically.
-    async fn install(&mut self, state: State) -> Result<(), Stop> {
+    async fn install(&mut self, state: State, copy: Option<Receiving>) -> Result<(), Stop> {
         let revision = state.revision().0;
         let state = Arc::new(state);
         let local = self.local.clone();
         let to_save = state.clone();
-        tokio::task::spawn_blocking(move || local.save(&to_save))
-            .await
-            .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?
-            .map_err(|e| Stop::Fatal(format!("local snapshot: {e:#}")))?;
+        tokio::task::spawn_blocking(move || match copy {
+            Some(copy) => copy.keep(to_save.revision()),
+            None => local.save(&to_save),
+        })
+        .await
+        .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?
+        .map_err(|e| Stop::Fatal(format!("local snapshot: {e:#}")))?;
         if self
             .log
             .last_index()

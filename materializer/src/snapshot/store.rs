@@ -157,6 +157,19 @@ impl SnapshotStore {
         revision: Revision,
         mut progress: impl FnMut(u64, u64) + Send,
     ) -> Result<State> {
+        self.download_observed(revision, |_, received, total| progress(received, total))
+            .await
+    }
+
+    /// [`Self::download`], handing every chunk to `observe(chunk, bytes received, size of the
+    /// object)` as it arrives, before it is decoded: a caller can keep a copy of the object
+    /// (an edge keeps it as its local snapshot) without encoding the state again. What was
+    /// observed is only a valid snapshot if this returns `Ok`.
+    pub async fn download_observed(
+        &self,
+        revision: Revision,
+        mut observe: impl FnMut(&Bytes, u64, u64) + Send,
+    ) -> Result<State> {
         let location = self.location(revision);
         let object = self.store.get(&location).await?;
         let total = object.meta.size;
@@ -172,7 +185,7 @@ impl SnapshotStore {
         while let Some(chunk) = stream.next().await {
             if let Ok(bytes) = &chunk {
                 received += bytes.len() as u64;
-                progress(received, total);
+                observe(bytes, received, total);
             }
             let failed = chunk.is_err();
             // The decoder may have stopped early on corrupt data: then stop sending.
