@@ -24,6 +24,26 @@ mod wire;
 
 use clap::{Parser, Subcommand};
 
+// The allocator. On the project's VM a TLB miss under nested paging dominates a random
+// memory access, and transparent huge pages are `madvise` only, so the allocator must ask
+// for them: jemalloc does with `thp:always` (its arenas and its metadata). Measured
+// against glibc and mimalloc in benchmarks/README.md (materializer).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's compiled-in options (`_RJEM_MALLOC_CONF` in the environment overrides them).
+/// Exporting the symbol jemalloc reads at start is the one unsafe item here: a
+/// NUL-terminated static string, never written.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8; 31] = b"thp:always,metadata_thp:always\0";
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "regatta-bench",

@@ -83,6 +83,18 @@ fn statm_resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// Anonymous memory of this process backed by transparent huge pages, in MiB: whether the
+/// allocator actually got huge pages (they make a random access ~2× cheaper on the VM).
+fn anon_huge_mib() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
 fn put_event(key: Bytes, value: Bytes) -> anyhow::Result<Event> {
     let put = wire::PutRequest {
         table: Bytes::from_static(TABLE.as_bytes()),
@@ -150,6 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (args.keys as f64 / apply_time.as_secs_f64()).round(),
         )
         .set("apply_batch", args.batch as u64)
+        .set("anon_huge_pages_mib", anon_huge_mib())
         .set("resident_bytes_per_key", resident / args.keys.max(1) as u64)
         .set("raw_bytes_per_key", raw_bytes / args.keys.max(1) as u64)
         .set(

@@ -14,6 +14,7 @@ use regatta_proto::event::Event;
 use regatta_proto::regatta::v1::{DeleteRangeResponse, PutResponse};
 
 use crate::command::Command;
+use crate::key::Key;
 use crate::table::Table;
 use crate::{ApplyResponse, Error, Rejection, Result, Revision, State, TableId, txn};
 
@@ -253,16 +254,22 @@ impl<'s> BatchApply<'s> {
                 }));
             }
             Some(t) => {
-                let mut order: Vec<usize> = (0..run.len()).collect();
+                // Keys in their stored form, sorted by (key, log position): puts of one key
+                // keep their log order. Sorting the stored form compares inline words, not
+                // bytes behind a pointer per comparison.
+                let mut order: Vec<(Key, usize)> = run
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, put))| (Key::from_slice(&put.op.key), i))
+                    .collect();
                 if run.len() >= SORT_RUN_MIN {
-                    // Stable: puts of one key keep their log order.
-                    order.sort_by(|&a, &b| run[a].1.op.key.cmp(&run[b].1.op.key));
+                    order.sort_unstable();
                 }
                 self.responses
                     .resize(base + run.len(), ApplyResponse::Empty);
-                for i in order {
+                for (key, i) in order {
                     let (rev, put) = &run[i];
-                    let r = txn::put(t, &put.op, *rev);
+                    let r = txn::put_key(t, key, &put.op, *rev);
                     self.responses[base + i] = ApplyResponse::Put(PutResponse {
                         header: None,
                         prev_kv: r.prev_kv,

@@ -108,10 +108,38 @@ impl Key {
     }
 }
 
+/// Big-endian word of the 8 inline bytes at `at` (a multiple of 8 below 32).
+fn word(bytes: &[u8; INLINE_KEY_BYTES], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(b)
+}
+
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        // Zero padding cannot invert an order: where the padded prefixes differ, the
-        // shorter key is either smaller at that byte or a prefix of the longer one.
+        // Zero padding cannot invert an order: where the padded bytes differ, the shorter key
+        // is either smaller at that byte or a prefix of the longer one; where they agree up to
+        // the longer key's end, the shorter key (a prefix) comes first. So two inline keys
+        // compare as padded big-endian words, then by length: no byte loop, no `memcmp`.
+        if let (Repr::Inline { len: la, bytes: a }, Repr::Inline { len: lb, bytes: b }) =
+            (&self.0, &other.0)
+        {
+            let longest = usize::from(*la.max(lb));
+            let mut at = 0;
+            while at < longest && at < 32 {
+                match word(a, at).cmp(&word(b, at)) {
+                    Ordering::Equal => at += 8,
+                    unequal => return unequal,
+                }
+            }
+            if longest > 32 {
+                match a[32..].cmp(&b[32..]) {
+                    Ordering::Equal => {}
+                    unequal => return unequal,
+                }
+            }
+            return la.cmp(lb);
+        }
         match self.prefix().cmp(&other.prefix()) {
             Ordering::Equal => self.as_slice().cmp(other.as_slice()),
             unequal => unequal,

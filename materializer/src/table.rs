@@ -247,7 +247,11 @@ impl Table {
     /// Upserts `key` at `rev`; returns the previous record. One traversal for an update
     /// (in place when this table copy owns the path), two for a new key.
     pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
-        let key = Key::from_slice(key);
+        self.put_key(Key::from_slice(key), value, rev)
+    }
+
+    /// [`Table::put`] of a key already in its stored form.
+    pub fn put_key(&mut self, key: Key, value: &[u8], rev: Revision) -> Option<Record> {
         if let Some(slot) = self.data.get_mut(&key) {
             let next = Record::new(value, slot.create_revision(), rev.0, slot.version() + 1);
             self.bytes = self.bytes - slot.value().len() as u64 + value.len() as u64;

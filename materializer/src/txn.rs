@@ -13,6 +13,7 @@ use regatta_proto::mvcc::v1::{ResponseOp, response_op};
 use regatta_proto::regatta::v1::TxnResponse;
 
 use crate::Revision;
+use crate::key::Key;
 use crate::range::range;
 use crate::request::{Compare, CompareResult, DeleteOp, KeyRange, PutOp, Txn, TxnOp};
 use crate::table::{Record, Table};
@@ -55,7 +56,12 @@ pub fn compares_hold(table: &Table, compares: &[Compare]) -> bool {
 
 /// Applies a put at `rev`; the response carries the previous pair when asked.
 pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
-    let prev = table.put(&op.key, &op.value, rev);
+    put_key(table, Key::from_slice(&op.key), op, rev)
+}
+
+/// [`put`] with `op`'s key already in its stored form.
+pub fn put_key(table: &mut Table, key: Key, op: &PutOp, rev: Revision) -> response_op::Put {
+    let prev = table.put_key(key, &op.value, rev);
     response_op::Put {
         prev_kv: prev
             .filter(|_| op.prev_kv)

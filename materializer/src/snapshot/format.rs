@@ -125,34 +125,93 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
     write_snapshot(state, Vec::new())
 }
 
-/// Reads a snapshot, verifying it entirely before returning the state.
-struct CrcReader<R> {
+/// The decompressed stream being read: fields are parsed straight out of one large buffer
+/// (no allocation and no `read` call per field), and the CRC32C is folded in over whole
+/// consumed spans of the buffer rather than field by field.
+struct Input<R> {
     inner: R,
+    buf: Vec<u8>,
+    /// Next unread byte of `buf`.
+    pos: usize,
+    /// End of the valid bytes of `buf`.
+    end: usize,
+    /// CRC32C of every byte consumed before `crc_pos`.
     crc: u32,
+    crc_pos: usize,
 }
 
-impl<R: Read> CrcReader<R> {
-    fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_exact(buf).map_err(truncated)?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
+const READ_BUFFER: usize = 256 * 1024;
+
+impl<R: Read> Input<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: vec![0; READ_BUFFER],
+            pos: 0,
+            end: 0,
+            crc: 0,
+            crc_pos: 0,
+        }
+    }
+
+    /// The next `n` bytes, consumed.
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.end - self.pos < n {
+            self.refill(n)?;
+        }
+        let at = self.pos;
+        self.pos += n;
+        Ok(&self.buf[at..at + n])
+    }
+
+    /// Makes at least `n` unread bytes available, reading as much as the buffer holds.
+    fn refill(&mut self, n: usize) -> Result<()> {
+        self.fold_crc();
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        self.crc_pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(truncated(io::ErrorKind::UnexpectedEof.into())),
+                Ok(got) => self.end += got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(truncated(e)),
+            }
+        }
         Ok(())
     }
+
+    fn fold_crc(&mut self) {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf[self.crc_pos..self.pos]);
+        self.crc_pos = self.pos;
+    }
+
+    /// CRC32C of every byte consumed so far.
+    fn crc(&mut self) -> u32 {
+        self.fold_crc();
+        self.crc
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        b.copy_from_slice(self.take(N)?);
+        Ok(b)
+    }
     fn u8(&mut self) -> Result<u8> {
-        let mut b = [0u8; 1];
-        self.exact(&mut b)?;
-        Ok(b[0])
+        Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.exact(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+        Ok(u32::from_le_bytes(self.array()?))
     }
     fn u64(&mut self) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.exact(&mut b)?;
-        Ok(u64::from_le_bytes(b))
+        Ok(u64::from_le_bytes(self.array()?))
     }
-    fn bytes(&mut self, field: &str, limit: usize) -> Result<Vec<u8>> {
+    /// A length-prefixed field of at most `limit` bytes.
+    fn bytes(&mut self, field: &str, limit: usize) -> Result<&[u8]> {
         let len = self.u32()? as usize;
         if len > limit {
             return Err(Error::corrupted(
@@ -160,9 +219,22 @@ impl<R: Read> CrcReader<R> {
                 format!("{field} length {len} over limit {limit}"),
             ));
         }
-        let mut v = vec![0u8; len];
-        self.exact(&mut v)?;
-        Ok(v)
+        self.take(len)
+    }
+
+    /// Whether the stream ends here.
+    fn at_end(&mut self) -> Result<bool> {
+        if self.pos < self.end {
+            return Ok(false);
+        }
+        let mut rest = [0u8; 1];
+        loop {
+            match self.inner.read(&mut rest) {
+                Ok(n) => return Ok(n == 0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(truncated(e)),
+            }
+        }
     }
 }
 
@@ -174,13 +246,8 @@ fn truncated(e: io::Error) -> Error {
 /// whole stream, end marker and checksum included, is valid.
 pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
     let decoder = zstd::Decoder::new(r).map_err(truncated)?;
-    let mut input = CrcReader {
-        inner: io::BufReader::with_capacity(256 * 1024, decoder),
-        crc: 0,
-    };
-    let mut magic = [0u8; 8];
-    input.exact(&mut magic)?;
-    if &magic != SNAPSHOT_MAGIC {
+    let mut input = Input::new(decoder);
+    if input.take(SNAPSHOT_MAGIC.len())? != SNAPSHOT_MAGIC {
         return Err(Error::corrupted(WHAT, "bad magic: not a Regatta snapshot"));
     }
     let version = input.u32()?;
@@ -191,7 +258,7 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         ));
     }
     let revision = Revision(input.u64()?);
-    let raft = RaftMeta::decode(&input.bytes("raft metadata", MAX_META_BYTES)?)?;
+    let raft = RaftMeta::decode(input.bytes("raft metadata", MAX_META_BYTES)?)?;
     let n_tables = input.u32()?;
     let mut tables = OrdMap::new();
     let mut last_name: Option<String> = None;
@@ -199,7 +266,7 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         if input.u8()? != b'T' {
             return Err(Error::corrupted(WHAT, "missing table marker"));
         }
-        let name = String::from_utf8(input.bytes("table name", MAX_NAME_BYTES)?)
+        let name = String::from_utf8(input.bytes("table name", MAX_NAME_BYTES)?.to_vec())
             .map_err(|_| Error::corrupted(WHAT, "table name not UTF-8"))?;
         if last_name.as_ref().is_some_and(|l| *l >= name) {
             return Err(Error::corrupted(WHAT, "tables out of order"));
@@ -208,7 +275,7 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         let config = match input.u8()? {
             0 => None,
             1 => Some(
-                prost_types::Struct::decode(input.bytes("config", MAX_CONFIG_BYTES)?.as_slice())
+                prost_types::Struct::decode(input.bytes("config", MAX_CONFIG_BYTES)?)
                     .map_err(|e| Error::corrupted(WHAT, format!("table config: {e}")))?,
             ),
             t => return Err(Error::corrupted(WHAT, format!("bad config tag {t}"))),
@@ -217,13 +284,25 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         let mut data = OrdMap::new();
         let mut prev: Option<Key> = None;
         for _ in 0..count {
-            let key = Key::from_slice(&input.bytes("key", MAX_KEY_BYTES)?);
+            let key = Key::from_slice(input.bytes("key", MAX_KEY_BYTES)?);
             if key.as_slice().is_empty() || prev.as_ref().is_some_and(|p| *p >= key) {
                 return Err(Error::corrupted(WHAT, "keys empty or out of order"));
             }
-            let value = input.bytes("value", MAX_VALUE_BYTES)?;
-            let (create, modr, version) = (input.u64()?, input.u64()?, input.u64()?);
-            let record = Record::new(&value, create, modr, version);
+            let len = input.u32()? as usize;
+            if len > MAX_VALUE_BYTES {
+                return Err(Error::corrupted(
+                    WHAT,
+                    format!("value length {len} over limit {MAX_VALUE_BYTES}"),
+                ));
+            }
+            // Value and revisions in one span, so the record is built from the buffer.
+            let (value, revisions) = input.take(len + 24)?.split_at(len);
+            let revision = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&revisions[i * 8..i * 8 + 8]);
+                u64::from_le_bytes(b)
+            };
+            let record = Record::new(value, revision(0), revision(1), revision(2));
             prev = Some(key.clone());
             data.insert(key, record);
         }
@@ -233,17 +312,12 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
     if input.u8()? != b'E' {
         return Err(Error::corrupted(WHAT, "missing end marker"));
     }
-    let expected = input.crc;
-    let mut crc = [0u8; 4];
-    input.inner.read_exact(&mut crc).map_err(truncated)?;
-    if u32::from_le_bytes(crc) != expected {
+    let expected = input.crc();
+    if input.u32()? != expected {
         return Err(Error::corrupted(WHAT, "checksum mismatch"));
     }
-    let mut rest = [0u8; 1];
-    match input.inner.read(&mut rest) {
-        Ok(0) => {}
-        Ok(_) => return Err(Error::corrupted(WHAT, "trailing bytes after checksum")),
-        Err(e) => return Err(truncated(e)),
+    if !input.at_end()? {
+        return Err(Error::corrupted(WHAT, "trailing bytes after checksum"));
     }
     Ok(State {
         revision,
