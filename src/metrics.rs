@@ -113,3 +113,46 @@ pub fn fsync_observer(registry: &Registry) -> prometheus::Result<regatta_log::Sy
         move |took: std::time::Duration| histogram.observe(took.as_secs_f64()),
     )))
 }
+
+/// What group proposal does on the leader: writes per proposed entry and how long each entry
+/// took from proposal to applied (the round every write in it waited for).
+pub struct ProposalMetrics {
+    writes_per_entry: prometheus::Histogram,
+    seconds: prometheus::Histogram,
+}
+
+impl ProposalMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let writes_per_entry = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "regatta_raft_proposal_writes",
+                "Data writes (put, delete range, txn) carried by each log entry this node proposed",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )?;
+        let seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "regatta_raft_proposal_seconds",
+                "Time from proposing an entry to its being committed and applied",
+            )
+            .buckets(vec![
+                0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
+                1.0, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(writes_per_entry.clone()))?;
+        registry.register(Box::new(seconds.clone()))?;
+        Ok(Self {
+            writes_per_entry,
+            seconds,
+        })
+    }
+
+    /// One entry of `writes` writes was proposed and answered after `took`.
+    pub fn observe(&self, writes: usize, took: std::time::Duration) {
+        self.writes_per_entry.observe(writes as f64);
+        self.seconds.observe(took.as_secs_f64());
+    }
+}

@@ -504,4 +504,23 @@ async fn concurrent_writes_batched_into_entries_each_get_their_own_answer() {
     );
     let last = order.last().cloned();
     assert_eq!(get(node, "t", "k", true).await.expect("get"), last);
+
+    phase("the leader's proposal metrics count every write and fewer entries than writes");
+    let metrics = node.http_body("/metrics").await.expect("metrics");
+    let figure = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} exported:\n{metrics}"))
+    };
+    let entries = figure("regatta_raft_proposal_writes_count ");
+    let writes = figure("regatta_raft_proposal_writes_sum ");
+    // Table creation is proposed on its own, outside group proposal.
+    assert_eq!(writes, N as f64, "every write was counted once");
+    assert!(
+        entries < writes,
+        "batches carried several writes: {entries} entries"
+    );
+    assert_eq!(figure("regatta_raft_proposal_seconds_count "), entries);
 }

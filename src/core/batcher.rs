@@ -20,6 +20,8 @@ use openraft::{
 use regatta_materializer::{ApplyResponse, Command, Rejection, raft::TypeConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::metrics::ProposalMetrics;
+
 /// How a proposal ended: the entry's log id and this write's own response, or why it was not
 /// committed (to be redirected or reported as for a single write).
 pub type Outcome =
@@ -60,9 +62,13 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the proposing task; it ends when every `Batcher` clone is dropped.
-    pub fn start(raft: Raft<TypeConfig>, limits: BatchLimits) -> Self {
+    pub fn start(
+        raft: Raft<TypeConfig>,
+        limits: BatchLimits,
+        metrics: Arc<ProposalMetrics>,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(limits.max_writes.max(1) * 4);
-        tokio::spawn(run(raft, rx, limits));
+        tokio::spawn(run(raft, rx, limits, metrics));
         Self { queue }
     }
 
@@ -84,7 +90,12 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>, limits: BatchLimits) {
+async fn run(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::Receiver<Pending>,
+    limits: BatchLimits,
+    metrics: Arc<ProposalMetrics>,
+) {
     let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -105,9 +116,13 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>, limits: Ba
             }
         }
         let raft = raft.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let writes = batch.len();
             commit(&raft, batch).await;
             drop(slot);
+            metrics.observe(writes, started.elapsed());
         });
     }
 }

@@ -133,6 +133,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         },
         log_bytes,
         settings.batch_limits,
+        Arc::new(
+            crate::metrics::ProposalMetrics::register(&registry)
+                .context("registering the proposal metrics")?,
+        ),
     ));
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let snapshot_uploads = Arc::new(uploader::SnapshotUploads {

@@ -65,11 +65,12 @@ impl CoreRole {
         advertised: Advertised,
         log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
         batch_limits: BatchLimits,
+        proposal_metrics: Arc<crate::metrics::ProposalMetrics>,
     ) -> Self {
         Self {
             node_id,
             cluster_name,
-            batcher: Batcher::start(raft.clone(), batch_limits),
+            batcher: Batcher::start(raft.clone(), batch_limits, proposal_metrics),
             raft,
             materializer,
             advertised,
