@@ -86,6 +86,24 @@ fn snapshot_round_trips_every_table_record_and_revision() {
 }
 
 #[test]
+fn a_large_table_is_loaded_by_two_threads_with_the_same_checks() {
+    // Over the size at which the reader hands records to a second thread to build the tree.
+    let m = sample(40_000);
+    let view = m.view();
+    let bytes = snapshot::encode(&view).unwrap();
+    assert_eq!(dump(&snapshot::decode(&bytes).unwrap()), dump(&view));
+    for len in [bytes.len() / 3, bytes.len() - 5] {
+        let result = snapshot::decode(&bytes[..len]);
+        assert!(matches!(result, Err(Error::Corrupted { .. })), "cut at {len}");
+    }
+    let mut raw = zstd::decode_all(bytes.as_slice()).unwrap();
+    let at = raw.len() * 2 / 3;
+    raw[at] ^= 0x01;
+    let err = snapshot::decode(&zstd::encode_all(raw.as_slice(), 1).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+}
+
+#[test]
 fn wrong_magic_and_version_are_rejected_loudly() {
     let err = snapshot::decode(&zstd::encode_all(&b"NOTASNAPxxxxxxxxxxxxxxxx"[..], 1).unwrap())
         .unwrap_err();
