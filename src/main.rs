@@ -97,8 +97,9 @@ enum Command {
         args: audit::restore::BackupCli,
     },
     /// Restore tables from a backup directory in Regatta's format (`--dir`, checks every MD5
-    /// first), or restore to a point in time from object storage into a fresh data
-    /// directory (`--from URL [--revision R] --data-dir D`).
+    /// first), or restore to a point in time from object storage (`--from URL [--revision
+    /// R]`) into the running cluster at `--address` or into a fresh data directory
+    /// (`--data-dir D`).
     Restore {
         #[command(flatten)]
         options: client::ClientOptions,
@@ -144,7 +145,14 @@ fn main() -> ExitCode {
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
             Command::Backup { options, args } => audit::restore::backup(args, &options).await,
-            Command::Restore { options, args } => audit::restore::restore(args, &options).await,
+            Command::Restore { options, args } => {
+                // `--address` typed on the command line conflicts with `--data-dir`.
+                let address_given = matches
+                    .subcommand_matches("restore")
+                    .and_then(|m| m.value_source("address"))
+                    == Some(clap::parser::ValueSource::CommandLine);
+                audit::restore::restore(args, &options, address_given).await
+            }
             Command::Log { command } => audit::run(command).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
         }

@@ -1,7 +1,7 @@
 //! End-to-end: the segment archive in a file:// object store, `regatta log replay` and
 //! `regatta log verify` over archived and local segments, `regatta backup create` and
 //! `regatta backup list`, and point-in-time restore into a fresh data directory that a core
-//! then starts from.
+//! then starts from, and into running clusters.
 
 #![allow(
     clippy::unwrap_used,
@@ -452,10 +452,240 @@ fn bad_input_is_refused_clearly() {
         "{}",
         stderr(&out)
     );
-    let out = regatta(&["restore", "--from", "file:///nowhere"]);
-    assert_eq!(out.status.code(), Some(2), "--from needs --data-dir");
+    let out = regatta(&[
+        "restore",
+        "--from",
+        "file:///nowhere",
+        "--data-dir",
+        &missing,
+        "--address",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--data-dir and --address http://127.0.0.1:1 exclude each other"),
+        "{}",
+        stderr(&out)
+    );
+    let out = regatta(&[
+        "restore",
+        "--from",
+        "file:///nowhere",
+        "--address",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot connect") && stderr(&out).contains("http://127.0.0.1:1"),
+        "an unreachable node is named: {}",
+        stderr(&out)
+    );
+    let out = regatta(&[
+        "restore",
+        "--from",
+        "file:///nowhere",
+        "--raft.node-id",
+        "2",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--raft.node-id needs --data-dir"
+    );
     let out = regatta(&["backup"]);
     assert_eq!(out.status.code(), Some(2));
     let out = regatta(&["log", "verify"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Keys and values of a table, in key order (a restore writes new revisions).
+async fn pairs(node: &Node, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    dump(node, table)
+        .await
+        .expect("dump")
+        .into_iter()
+        .map(|(k, v, _, _)| (k, v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_restore_into_running_clusters() {
+    phase("a core archiving small segments and frequent snapshots to file://");
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--log.segment-size=4096",
+            "--raft.snapshot-entries=60",
+            "--raft.keep-entries=5",
+            "--object-store.snapshot-entries=50",
+            "--object-store.snapshot-interval=1h",
+        ],
+    );
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    let objects_url = format!("file://{}/objects", node.data_dir.display());
+    create_table(node, "t").await;
+    create_table(node, "u").await;
+
+    phase("writes, with full dumps of both tables at a few revisions in the middle");
+    let mut at: BTreeMap<u64, BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>>> = BTreeMap::new();
+    let mut last = 0;
+    for i in 0..240u32 {
+        let table = if i % 3 == 0 { "u" } else { "t" };
+        last = put(node, table, &format!("key{:02}", i % 70), &format!("v{i}"))
+            .await
+            .expect("put");
+        if (100..106).contains(&i) {
+            let mut dumps = BTreeMap::new();
+            for t in ["t", "u"] {
+                dumps.insert(t, pairs(node, t).await);
+            }
+            at.insert(last, dumps);
+        }
+    }
+    phase("more writes: keys that did not exist at those revisions");
+    for i in 0..10 {
+        last = put(node, "t", &format!("late{i}"), "x").await.expect("put");
+    }
+
+    phase("the candidates are archived; pick one inside a segment and on no snapshot");
+    let newest = *at.keys().last().unwrap();
+    wait_until("the archive passed the candidates", || async {
+        metric(node, "regatta_archive_last_index")
+            .await
+            .is_some_and(|archived| archived > newest as f64)
+    })
+    .await;
+    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    let snapshots: Vec<u64> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["revision"].as_u64().unwrap())
+        .collect();
+    let inside = |r: u64| {
+        listed["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["first"].as_u64().unwrap() < r && r < s["last"].as_u64().unwrap())
+    };
+    let target = *at
+        .keys()
+        .find(|r| inside(**r) && !snapshots.contains(r))
+        .unwrap_or_else(|| panic!("no candidate inside an archived segment: {listed}"));
+    assert!(
+        snapshots.iter().any(|s| *s < target),
+        "a snapshot below the target, so the restore replays archived entries after it: {listed}"
+    );
+    let expected = &at[&target];
+    assert_ne!(pairs(node, "t").await, expected["t"], "t moved on since");
+    let target_s = target.to_string();
+
+    phase("restore --table t at the target into the same running core: t replaced, u untouched");
+    let u_now = pairs(node, "u").await;
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &target_s,
+        "--table",
+        "t",
+        "--address",
+        &node.api,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).lines().any(|l| l.starts_with("restored t: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out)
+            .lines()
+            .any(|l| l.starts_with("restore: ") && l.contains("/s")),
+        "a plain progress line: {}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("restored 1 table(s) at revision {target}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        pairs(node, "t").await,
+        expected["t"],
+        "t at revision {target}"
+    );
+    assert_eq!(pairs(node, "u").await, u_now, "u was not chosen");
+    let rev = put(node, "t", "after", "restore").await.expect("put");
+    assert!(rev > last, "the restore wrote new revisions");
+
+    phase("restore every table at the target into a second, fresh core: both created");
+    let fresh = Cluster::start(1);
+    fresh.wait_for_leader().await;
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &target_s,
+        "--address",
+        &fresh.nodes[0].api,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(answer["revision"].as_u64(), Some(target), "{answer}");
+    assert_eq!(
+        answer["restored"],
+        serde_json::json!(["t", "u"]),
+        "{answer}"
+    );
+    for t in ["t", "u"] {
+        assert_eq!(
+            pairs(&fresh.nodes[0], t).await,
+            expected[t],
+            "{t} at revision {target}"
+        );
+    }
+
+    phase("a revision beyond the archive and an unknown table: clear errors, nothing written");
+    let beyond = (last + 1_000_000).to_string();
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &beyond,
+        "--address",
+        &fresh.nodes[0].api,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("revision {beyond} cannot be restored")),
+        "{}",
+        stderr(&out)
+    );
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &target_s,
+        "--table",
+        "nope",
+        "--address",
+        &fresh.nodes[0].api,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("table nope does not exist at revision {target}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pairs(&fresh.nodes[0], "t").await, expected["t"]);
 }

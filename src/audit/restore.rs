@@ -1,9 +1,17 @@
-//! Point-in-time restore (`regatta restore --from URL [--revision R] [--table T] --data-dir D`)
+//! Point-in-time restore (`regatta restore --from URL [--revision R] [--table T]`, into a
+//! fresh data directory with `--data-dir D`, or into the running cluster at `--address`)
 //! and `regatta backup list`.
 //!
 //! The state at revision R is the newest snapshot at or below R with the archived entries
-//! after it, up to and including R, applied by the same apply function the nodes run. It is
-//! written into a fresh data directory as the Raft snapshot a core node starts from
+//! after it, up to and including R, applied by the same apply function the nodes run
+//! ([`state_at`]); both targets start from it.
+//!
+//! Into a cluster, each chosen table is encoded in Regatta's backup stream format and sent
+//! through `Maintenance.Restore`, exactly as `restore --dir` sends a `<table>.bak`: the table
+//! is created if missing and its contents replaced by the pairs it held at R (with new
+//! revisions; tables not chosen are left alone).
+//!
+//! Into a data directory, it is written as the Raft snapshot a core node starts from
 //! (`raft-snapshots/<R>.rsnap`, see [`crate::core::durable`]), whose membership is one
 //! voter: the node id and Raft address given here. `regatta core --data-dir D` with that id
 //! and address then starts a single-node cluster serving exactly the state at R, with its
@@ -29,31 +37,36 @@ use crate::progress::{BYTES, Progress};
 use super::{archive_of, fault, history::History, snapshots_of};
 
 /// `regatta restore`: from a backup directory through the API (`--dir`), or to a point in
-/// time from object storage into a fresh data directory (`--from`).
+/// time from object storage (`--from`) into the running cluster at `--address` or, with
+/// `--data-dir`, into a fresh data directory.
 #[derive(Args, Debug)]
 pub struct RestoreCli {
     /// Backup directory in Regatta's format (manifest.json + <table>.bak) to restore
     /// through the Maintenance API of the node at --address.
     #[arg(long, conflicts_with = "from", required_unless_present = "from")]
     pub dir: Option<PathBuf>,
-    /// Object store URL to restore from (point in time): builds the state at --revision
-    /// into a fresh --data-dir.
-    #[arg(long, requires = "data_dir")]
+    /// Object store URL to restore from (point in time): builds the state at --revision and
+    /// restores its tables into the cluster at --address (each table is created if missing
+    /// and its contents replaced, as with --dir), or, with --data-dir, writes it into a
+    /// fresh data directory for a single-node core.
+    #[arg(long)]
     pub from: Option<String>,
     /// Revision to restore (with --from; default: the newest restorable).
     #[arg(long, requires = "from")]
     pub revision: Option<u64>,
-    /// Fresh data directory for a single-node core (with --from): must not exist or be empty.
+    /// Fresh data directory for a single-node core (with --from): must not exist or be
+    /// empty. Without it, --from restores into the cluster at --address; giving both
+    /// --data-dir and --address is an error.
     #[arg(long = "data-dir", requires = "from")]
     pub data_dir: Option<PathBuf>,
-    /// Node id the restored node will run with (with --from).
-    #[arg(long = "raft.node-id", default_value_t = 1, requires = "from")]
+    /// Node id the restored node will run with (with --data-dir).
+    #[arg(long = "raft.node-id", default_value_t = 1, requires = "data_dir")]
     pub node_id: u64,
-    /// Raft address the restored node will listen on (with --from).
+    /// Raft address the restored node will listen on (with --data-dir).
     #[arg(
         long = "raft.address",
         default_value = "http://127.0.0.1:5012",
-        requires = "from"
+        requires = "data_dir"
     )]
     pub raft_address: String,
     /// Tables to restore (repeatable); default: every table.
@@ -109,7 +122,9 @@ pub async fn backup(cli: BackupCli, options: &ClientOptions) -> CliResult {
     }
 }
 
-pub async fn restore(cli: RestoreCli, options: &ClientOptions) -> CliResult {
+/// `address_given`: `--address` was on the command line (it conflicts with `--data-dir`; an
+/// address from `REGATTA_ADDRESS` or the default does not).
+pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bool) -> CliResult {
     match (cli.dir, cli.from) {
         (Some(dir), None) => {
             crate::client::backup::restore(
@@ -123,8 +138,22 @@ pub async fn restore(cli: RestoreCli, options: &ClientOptions) -> CliResult {
         }
         (None, Some(from)) => {
             let Some(data_dir) = cli.data_dir else {
-                return Err(Failure::usage("--from needs --data-dir"));
+                return into_cluster(
+                    IntoCluster {
+                        from,
+                        revision: cli.revision,
+                        tables: cli.tables,
+                    },
+                    options,
+                )
+                .await;
             };
+            if address_given {
+                return Err(Failure::usage(format!(
+                    "--data-dir and --address {} exclude each other: --from restores either into a fresh data directory or into the cluster at --address",
+                    options.address
+                )));
+            }
             point_in_time(PointInTime {
                 from,
                 revision: cli.revision,
@@ -310,6 +339,18 @@ pub async fn state_at(
     Ok(State::clone(&view))
 }
 
+/// The state at `revision` (default: the newest restorable) from the object store at `url`,
+/// keeping only `tables` (all when empty). Both restore targets start from this.
+async fn restored_state(
+    url: &str,
+    revision: Option<u64>,
+    tables: &[String],
+) -> Result<State, Failure> {
+    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let state = state_at(&objects, revision).await?;
+    keep_tables(state, tables)
+}
+
 /// Keeps only `tables` (all when empty); the revision stays.
 fn keep_tables(state: State, tables: &[String]) -> Result<State, Failure> {
     if tables.is_empty() {
@@ -352,9 +393,7 @@ async fn point_in_time(p: PointInTime) -> CliResult {
     }
     crate::address::ListenAddress::check_peer_url("raft.address", &p.raft_address)
         .map_err(|e| Failure::usage(format!("{e:#}")))?;
-    let objects = crate::objects::open(&p.from).map_err(|e| Failure::usage(format!("{e:#}")))?;
-    let state = state_at(&objects, p.revision).await?;
-    let state = keep_tables(state, &p.tables)?;
+    let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;
     let state = Arc::new(state);
     let data = {
@@ -399,6 +438,46 @@ async fn point_in_time(p: PointInTime) -> CliResult {
             p.data_dir.display(),
             p.node_id,
             p.raft_address
+        );
+    }
+    Ok(())
+}
+
+struct IntoCluster {
+    from: String,
+    revision: Option<u64>,
+    tables: Vec<String>,
+}
+
+/// Restores the state at a revision into the running cluster at `--address`: each table as
+/// a backup stream through `Maintenance.Restore`, the way `restore --dir` sends a backup.
+async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
+    // Check the URL and reach the node before the (possibly long) download and replay.
+    crate::objects::open(&p.from).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let mut client = crate::client::backup::maintenance(options).await?;
+    let state = restored_state(&p.from, p.revision, &p.tables).await?;
+    let revision = state.revision().0;
+    let streams = tokio::task::spawn_blocking(move || {
+        state
+            .tables()
+            .map(|(name, table)| {
+                regatta_materializer::backup::write_backup(name, table, Vec::new())
+                    .map(|data| (name.clone(), data))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(fault)?
+    .map_err(|e| fault(format!("encoding the backup stream: {e}")))?;
+    crate::client::backup::restore_tables(&mut client, &streams, options).await?;
+    let tables: Vec<&String> = streams.iter().map(|(n, _)| n).collect();
+    if options.json {
+        print_json(&json!({"revision": revision, "address": options.address, "restored": tables}));
+    } else {
+        println!(
+            "restored {} table(s) at revision {revision} into {}",
+            tables.len(),
+            options.address
         );
     }
     Ok(())

@@ -32,6 +32,7 @@ use regatta_proto::{
     replication::v1::SnapshotChunk,
 };
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::{CliResult, ClientOptions, Failure, connect, output::print_json, request};
 use crate::progress::{BYTES, Progress, size};
@@ -235,15 +236,45 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
         }
         files.push((entry.name.clone(), data));
     }
+    let mut client = maintenance(options).await?;
+    restore_tables(&mut client, &files, options).await?;
+    if options.json {
+        let names: Vec<&String> = files.iter().map(|(n, _)| n).collect();
+        print_json(&json!({"restored": names}));
+    } else {
+        println!(
+            "restored {} table(s) from {}",
+            files.len(),
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A Maintenance client for the node at `--address`, for whole-table operations; fails
+/// here if the node cannot be reached.
+pub async fn maintenance(options: &ClientOptions) -> CliResult<MaintenanceClient<Channel>> {
+    Ok(MaintenanceClient::new(
+        connect(&long_operation(options)).await?,
+    ))
+}
+
+/// Sends each `(table, backup stream)` through `Maintenance.Restore`, in order, with one
+/// progress over all bytes. The node checks the whole stream, creates the table if it does
+/// not exist and replaces its contents (see `regatta_api::maintenance`).
+pub async fn restore_tables(
+    client: &mut MaintenanceClient<Channel>,
+    files: &[(String, Vec<u8>)],
+    options: &ClientOptions,
+) -> CliResult {
     let options = &long_operation(options);
-    let mut client = MaintenanceClient::new(connect(options).await?);
     let total: u64 = files.iter().map(|(_, data)| data.len() as u64).sum();
     let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(
         "restore",
         BYTES,
         Some(total),
     )));
-    for (name, data) in &files {
+    for (name, data) in files {
         let clock = Instant::now();
         let mut messages = vec![RestoreMessage {
             data: Some(restore_message::Data::Info(RestoreInfo {
@@ -266,7 +297,21 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
                 p.inc(chunk.data.len() as u64);
             }
         });
-        client.restore(request(options, messages)?).await?;
+        client
+            .restore(request(options, messages)?)
+            .await
+            .map_err(|status| {
+                let unimplemented = status.code() == tonic::Code::Unimplemented;
+                let mut failure = Failure::from(status);
+                failure.message = format!("restoring table {name}: {}", failure.message);
+                if unimplemented {
+                    failure.message.push_str(&format!(
+                        " ({} does not take restores: give a core node's address)",
+                        options.address
+                    ));
+                }
+                failure
+            })?;
         if let Ok(mut p) = progress.lock() {
             p.finish();
         }
@@ -274,16 +319,6 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
             "restored {name}: {} in {:.1?}",
             size(data.len() as u64),
             clock.elapsed()
-        );
-    }
-    if options.json {
-        let names: Vec<&String> = files.iter().map(|(n, _)| n).collect();
-        print_json(&json!({"restored": names}));
-    } else {
-        println!(
-            "restored {} table(s) from {}",
-            files.len(),
-            args.dir.display()
         );
     }
     Ok(())
