@@ -11,6 +11,7 @@ pub struct RaftGauges {
     applied_index: IntGauge,
     snapshot_index: IntGauge,
     purged_index: IntGauge,
+    log_first_index: IntGauge,
     apply_lag: IntGauge,
     is_leader: IntGauge,
     leader_changes: IntCounter,
@@ -45,7 +46,11 @@ impl RaftGauges {
             )?,
             purged_index: gauge(
                 "regatta_raft_purged_index",
-                "Last index purged from the local log",
+                "Last index Raft has let go of (the local log keeps entries until they are archived: see regatta_log_first_index)",
+            )?,
+            log_first_index: gauge(
+                "regatta_log_first_index",
+                "First index still in the local log (0 when it is empty)",
             )?,
             apply_lag: gauge(
                 "regatta_raft_apply_lag_entries",
@@ -55,6 +60,13 @@ impl RaftGauges {
             leader_changes,
             last_leader: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The first index the local log really holds (purges wait for the segment archive, so
+    /// it trails `regatta_raft_purged_index`).
+    pub fn observe_log(&self, first_index: Option<u64>) {
+        self.log_first_index
+            .set(i64::try_from(first_index.unwrap_or(0)).unwrap_or(i64::MAX));
     }
 
     pub fn observe(&self, m: &RaftMetrics<u64, BasicNode>) {

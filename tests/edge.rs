@@ -203,6 +203,30 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
     )
     .await;
 
+    wait_until(
+        "the core's log starts after what it purged, and only after it was archived",
+        || async {
+            let Some(body) = cluster.nodes[0].http_body("/metrics").await else {
+                return false;
+            };
+            let figure = |name: &str| {
+                body.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            };
+            match (
+                figure("regatta_log_first_index "),
+                figure("regatta_raft_purged_index "),
+                figure("regatta_archive_last_index "),
+            ) {
+                (Some(first), Some(purged), Some(archived)) => {
+                    first > 1 && first <= purged + 1 && first <= archived + 1
+                }
+                _ => false,
+            }
+        },
+    )
+    .await;
+
     phase("restart the edge: it bootstraps from the object store and ends with the core's state");
     edge.start();
     wait_converged(

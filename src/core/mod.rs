@@ -116,6 +116,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     let shutdown = shutdown::token();
     tokio::spawn(track_raft_metrics(
         raft.clone(),
+        log.clone(),
         header.clone(),
         registry.clone(),
         shutdown.clone(),
@@ -377,6 +378,7 @@ fn readiness(
 /// Keeps the response-header state and the raft gauges current.
 async fn track_raft_metrics(
     raft: Raft<TypeConfig>,
+    log: regatta_log::Log,
     header: Arc<HeaderState>,
     registry: prometheus::Registry,
     shutdown: CancellationToken,
@@ -389,7 +391,11 @@ async fn track_raft_metrics(
         }
     };
     let mut rx = raft.metrics();
+    // Purges held back for the archive happen without a change of Raft's metrics.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        gauges.observe_log(log.first_index().map(|i| i.get()));
         {
             let m = rx.borrow_and_update();
             header
@@ -403,6 +409,7 @@ async fn track_raft_metrics(
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
     }
