@@ -94,7 +94,10 @@ fn a_large_table_is_loaded_by_two_threads_with_the_same_checks() {
     assert_eq!(dump(&snapshot::decode(&bytes).unwrap()), dump(&view));
     for len in [bytes.len() / 3, bytes.len() - 5] {
         let result = snapshot::decode(&bytes[..len]);
-        assert!(matches!(result, Err(Error::Corrupted { .. })), "cut at {len}");
+        assert!(
+            matches!(result, Err(Error::Corrupted { .. })),
+            "cut at {len}"
+        );
     }
     let mut raw = zstd::decode_all(bytes.as_slice()).unwrap();
     let at = raw.len() * 2 / 3;

@@ -247,6 +247,26 @@ const PARALLEL_MIN_RECORDS: u64 = 16 * 1024;
 /// Records handed from the reading thread to the building thread at a time.
 const CHUNK_RECORDS: usize = 8 * 1024;
 
+/// Inserts `records` (in increasing key order, all after the keys of `data`) so that the
+/// tree's leaves end up full rather than half full: the B-tree splits a full leaf in the
+/// middle, so inserting in key order leaves every leaf it passes with half its slots empty.
+/// Inserting every other record first and then the rest in between fills each of those
+/// half-empty leaves back up. Measured: resident bytes per key after a 1M-key load fall
+/// by ~60 bytes (benchmarks/README.md).
+fn insert_sorted(data: &mut OrdMap<Key, Record>, records: Vec<(Key, Record)>) {
+    let mut between = Vec::with_capacity(records.len() / 2);
+    for (i, (key, record)) in records.into_iter().enumerate() {
+        if i % 2 == 0 {
+            data.insert(key, record);
+        } else {
+            between.push((key, record));
+        }
+    }
+    for (key, record) in between {
+        data.insert(key, record);
+    }
+}
+
 /// Reads `count` records in strictly increasing key order, handing each to `emit`.
 fn read_records<R: Read>(
     input: &mut Input<R>,
@@ -289,9 +309,7 @@ fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<OrdM
         let builder = scope.spawn(move || {
             let mut data = OrdMap::new();
             for chunk in rx {
-                for (key, record) in chunk {
-                    data.insert(key, record);
-                }
+                insert_sorted(&mut data, chunk);
             }
             data
         });
@@ -357,10 +375,10 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         let data = if count >= PARALLEL_MIN_RECORDS {
             read_table_parallel(&mut input, count)?
         } else {
+            let mut records = Vec::new();
+            read_records(&mut input, count, |key, record| records.push((key, record)))?;
             let mut data = OrdMap::new();
-            read_records(&mut input, count, |key, record| {
-                data.insert(key, record);
-            })?;
+            insert_sorted(&mut data, records);
             data
         };
         last_name = Some(name.clone());
