@@ -107,20 +107,32 @@ pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<
     Ok(g)
 }
 
+/// Registers a histogram with the given bucket bounds.
+pub fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<prometheus::Histogram> {
+    let h = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(name, help).buckets(buckets),
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
 /// Registers `regatta_log_fsync_seconds`, a histogram of the local log's data fsyncs, and
 /// returns the observer the log calls after each one.
 pub fn fsync_observer(registry: &Registry) -> prometheus::Result<regatta_log::SyncObserver> {
-    let histogram = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(
-            "regatta_log_fsync_seconds",
-            "Duration of each fsync of the local log (one fsync covers a whole group commit)",
-        )
-        .buckets(vec![
+    let histogram = histogram(
+        registry,
+        "regatta_log_fsync_seconds",
+        "Duration of each fsync of the local log (one fsync covers a whole group commit)",
+        vec![
             0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
             0.256, 1.0,
-        ]),
+        ],
     )?;
-    registry.register(Box::new(histogram.clone()))?;
     Ok(regatta_log::SyncObserver(std::sync::Arc::new(
         move |took: std::time::Duration| histogram.observe(took.as_secs_f64()),
     )))
@@ -135,27 +147,23 @@ pub struct ProposalMetrics {
 
 impl ProposalMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let writes_per_entry = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new(
-                "regatta_raft_proposal_writes",
-                "Data writes (put, delete range, txn) carried by each log entry this node proposed",
-            )
-            .buckets(vec![
+        let writes_per_entry = histogram(
+            registry,
+            "regatta_raft_proposal_writes",
+            "Data writes (put, delete range, txn) carried by each log entry this node proposed",
+            vec![
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
+            ],
         )?;
-        let seconds = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new(
-                "regatta_raft_proposal_seconds",
-                "Time from proposing an entry to its being committed and applied",
-            )
-            .buckets(vec![
+        let seconds = histogram(
+            registry,
+            "regatta_raft_proposal_seconds",
+            "Time from proposing an entry to its being committed and applied",
+            vec![
                 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
                 1.0, 5.0,
-            ]),
+            ],
         )?;
-        registry.register(Box::new(writes_per_entry.clone()))?;
-        registry.register(Box::new(seconds.clone()))?;
         Ok(Self {
             writes_per_entry,
             seconds,
