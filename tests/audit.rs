@@ -498,8 +498,11 @@ fn bad_input_is_refused_clearly() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Keys and values of a table, in key order (a restore writes new revisions).
-async fn pairs(node: &Node, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Keys and values of a table, in key order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A table's [`Pairs`] (a restore writes new revisions, so they are left out).
+async fn pairs(node: &Node, table: &str) -> Pairs {
     dump(node, table)
         .await
         .expect("dump")
@@ -528,7 +531,7 @@ async fn point_in_time_restore_into_running_clusters() {
     create_table(node, "u").await;
 
     phase("writes, with full dumps of both tables at a few revisions in the middle");
-    let mut at: BTreeMap<u64, BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>>> = BTreeMap::new();
+    let mut at: BTreeMap<u64, BTreeMap<&str, Pairs>> = BTreeMap::new();
     let mut last = 0;
     for i in 0..240u32 {
         let table = if i % 3 == 0 { "u" } else { "t" };
