@@ -656,6 +656,31 @@ async fn point_in_time_restore_into_running_clusters() {
         );
     }
 
+    phase("through an edge of the fresh core: the edge forwards the restore to its core");
+    let mut edge = Edge::new(
+        "edge",
+        fresh.dir.path(),
+        vec![fresh.nodes[0].replication.clone()],
+    );
+    edge.start();
+    wait_converged(&fresh.nodes[0], &edge.node, "the edge caught up").await;
+    put(&fresh.nodes[0], "u", "late", "x").await.expect("put");
+    let out = regatta(&[
+        "restore",
+        "--from",
+        &objects_url,
+        "--revision",
+        &target_s,
+        "--table",
+        "u",
+        "--address",
+        &edge.node.api,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(pairs(&fresh.nodes[0], "u").await, expected["u"]);
+    wait_converged(&fresh.nodes[0], &edge.node, "the edge applied the restore").await;
+    assert_eq!(pairs(&edge.node, "u").await, expected["u"]);
+
     phase("a revision beyond the archive and an unknown table: clear errors, nothing written");
     let beyond = (last + 1_000_000).to_string();
     let out = regatta(&[
