@@ -133,10 +133,13 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             replication_urls: vec![settings.replication_advertise.clone()],
         },
         log_bytes,
-        settings.batch_limits,
-        Arc::new(
-            crate::metrics::ProposalMetrics::register(&registry)
-                .context("registering the proposal metrics")?,
+        batcher::Batcher::start(
+            raft.clone(),
+            settings.batch_limits,
+            Arc::new(
+                crate::metrics::ProposalMetrics::register(&registry)
+                    .context("registering the proposal metrics")?,
+            ),
         ),
     ));
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));

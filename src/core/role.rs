@@ -30,7 +30,7 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::batcher::{BatchLimits, Batcher, now_micros};
+use super::batcher::{Batcher, now_micros};
 
 /// A write or read-index request is forwarded at most this many times before the node
 /// gives up (leadership moving faster than requests travel).
@@ -64,13 +64,12 @@ impl CoreRole {
         materializer: Arc<Materializer>,
         advertised: Advertised,
         log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
-        batch_limits: BatchLimits,
-        proposal_metrics: Arc<crate::metrics::ProposalMetrics>,
+        batcher: Batcher,
     ) -> Self {
         Self {
             node_id,
             cluster_name,
-            batcher: Batcher::start(raft.clone(), batch_limits, proposal_metrics),
+            batcher,
             raft,
             materializer,
             advertised,
