@@ -45,6 +45,34 @@ fn local_segments(log: &Path) -> Vec<u64> {
     out
 }
 
+/// `regatta restore --from URL --revision R` into the data directory of a fresh single-node
+/// core under `root`: the node (not started) and the command's output.
+fn restore_to_fresh_core(objects_url: &str, revision: u64, root: &Path) -> (Node, Output) {
+    let restored = Node::core(1, root);
+    let out = regatta(&[
+        "restore",
+        "--from",
+        objects_url,
+        "--revision",
+        &revision.to_string(),
+        "--data-dir",
+        &restored.data_dir.display().to_string(),
+        "--raft.address",
+        &restored.raft,
+    ]);
+    (restored, out)
+}
+
+/// Starts a restored single-node core and waits until it leads.
+async fn start_restored(restored: &mut Node) {
+    let members = format!("1={}", restored.raft);
+    restored.start(&members);
+    wait_until("the restored node leads", || async {
+        leader_of(restored).await == Some(1)
+    })
+    .await;
+}
+
 async fn metric(node: &Node, name: &str) -> Option<f64> {
     let body = node.http_body("/metrics").await?;
     body.lines()
@@ -240,26 +268,9 @@ async fn archive_replay_verify_and_point_in_time_restore() {
     let target = writes[100].3;
     assert!(target < first_local, "the target is only in the archive");
     let root = tempfile::tempdir().unwrap();
-    let mut restored = Node::core(1, root.path());
-    let target_s = target.to_string();
-    let out = regatta(&[
-        "restore",
-        "--from",
-        &objects_url,
-        "--revision",
-        &target_s,
-        "--data-dir",
-        &restored.data_dir.display().to_string(),
-        "--raft.address",
-        &restored.raft,
-    ]);
+    let (mut restored, out) = restore_to_fresh_core(&objects_url, target, root.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let members = format!("1={}", restored.raft);
-    restored.start(&members);
-    wait_until("the restored node leads", || async {
-        leader_of(&restored).await == Some(1)
-    })
-    .await;
+    start_restored(&mut restored).await;
     let expected = expected_at(&writes, target);
     for table in ["t", "u"] {
         let got: BTreeMap<String, (String, u64, u64)> = dump(&restored, table)
@@ -376,19 +387,7 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
 
     phase("restore --from the snapshot gives the cluster's data");
     let root = tempfile::tempdir().unwrap();
-    let mut restored = Node::core(1, root.path());
-    let revision_s = revision.to_string();
-    let out = regatta(&[
-        "restore",
-        "--from",
-        &objects_url,
-        "--revision",
-        &revision_s,
-        "--data-dir",
-        &restored.data_dir.display().to_string(),
-        "--raft.address",
-        &restored.raft,
-    ]);
+    let (mut restored, out) = restore_to_fresh_core(&objects_url, revision, root.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).lines().any(|l| l
@@ -397,12 +396,7 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
         "a plain progress line for the download: {}",
         stderr(&out)
     );
-    let members = format!("1={}", restored.raft);
-    restored.start(&members);
-    wait_until("the restored node leads", || async {
-        leader_of(&restored).await == Some(1)
-    })
-    .await;
+    start_restored(&mut restored).await;
     assert_eq!(
         dump(&restored, "t").await.expect("restored dump"),
         dump(leader, "t").await.expect("cluster dump")
@@ -538,6 +532,18 @@ async fn point_in_time_restore_into_running_clusters() {
         last = put(node, table, &format!("key{:02}", i % 70), &format!("v{i}"))
             .await
             .expect("put");
+        if i == 100 {
+            // Candidates must come after a snapshot, so that restoring one replays archived
+            // entries on top of it: wait for the first upload (its timing is the uploader's).
+            let snapshots = node.data_dir.join("objects").join("snapshots");
+            wait_until("a first snapshot is uploaded", || async {
+                std::fs::read_dir(&snapshots).is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(".snap.zst"))
+                })
+            })
+            .await;
+        }
         if (100..106).contains(&i) {
             let mut dumps = BTreeMap::new();
             for t in ["t", "u"] {
