@@ -230,6 +230,50 @@ async fn object_store_local_directory() {
     .await;
 }
 
+/// A local-directory snapshot larger than one download piece (1 MiB) loads whole, and one
+/// cut short in a later piece is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_snapshot_of_many_pieces_loads_and_a_cut_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let snaps = SnapshotStore::new(Arc::clone(&store), "");
+    let m = Materializer::default();
+    m.apply_events([(Revision(1), &create("t"))]).unwrap();
+    // Values that do not compress, so the object spans several pieces.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let events: Vec<_> = (0..20_000)
+        .map(|i| {
+            let value: String = (0..200)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'!' + (seed % 90) as u8)
+                })
+                .collect();
+            put("t", &format!("key-{i:06}"), &value)
+        })
+        .collect();
+    m.apply_events(
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Revision(2 + i as u64), e)),
+    )
+    .unwrap();
+    let info = snaps.upload(m.view()).await.unwrap();
+    assert!(info.size > 3 << 20, "several pieces: {} bytes", info.size);
+    let loaded = snaps.download(info.revision).await.unwrap();
+    assert_eq!(dump(&loaded), dump(&m.view()));
+
+    let file = dir.path().join(info.location.as_ref());
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let err = snaps.download(info.revision).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+}
+
 /// A snapshot of a consistent revision is written while apply and reads go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_does_not_hold_up_apply_or_readers() {
