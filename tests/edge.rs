@@ -240,6 +240,13 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
         Some(1.0)
     );
     let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
+    assert!(
+        log.lines().any(
+            |l| l.contains("bootstrapping from a snapshot") && l.contains("source=ObjectStore")
+        ),
+        "the core kept its log from the newest object-store snapshot on, so the edge loaded \
+         that snapshot rather than one streamed by the core:\n{log}"
+    );
     let progress = log
         .lines()
         .find(|l| l.contains("regatta::progress: bootstrap: "))

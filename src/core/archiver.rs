@@ -17,9 +17,10 @@
 //! Failures are counted and retried with backoff.
 //!
 //! **Purge gate.** openraft asks the log to purge behind each snapshot. [`GatedLogStore`]
-//! wraps the log storage and lets a purge through only up to the archived index
-//! ([`purge_to`]); what it held back is remembered and purged here once the archive has
-//! caught up. A purge to the end of the log or beyond (a follower installing a snapshot from
+//! wraps the log storage and lets a purge through only up to the archived index and no
+//! further than the newest snapshot in the object store ([`purge_limit`], [`purge_to`]), so
+//! that an edge bootstrapping from that snapshot can continue from this node's log; what it
+//! held back is remembered and purged here once the archive (or a newer snapshot) allows. A purge to the end of the log or beyond (a follower installing a snapshot from
 //! the leader) always goes through: the log must continue after it, and those entries are in
 //! the snapshot (and archived by the node that has them).
 //!
@@ -60,6 +61,8 @@ use crate::archive::{Put, SegmentArchive};
 const ZSTD_LEVEL: i32 = 3;
 /// How often the archiver looks for newly sealed segments.
 const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two listings of the store's snapshots while a purge waits for one.
+const SNAPSHOT_LIST_INTERVAL: Duration = Duration::from_secs(2);
 /// How often retention runs (every this many passes).
 const RETENTION_EVERY: u32 = 20;
 
@@ -106,21 +109,46 @@ pub fn retention_plan(keep: usize, snapshots: &[Revision], segments: &[u64]) -> 
     }
 }
 
+/// Where a purge may reach: up to what is archived, and — once the object store holds a
+/// snapshot — no further than the newest one, so that an edge bootstrapping from that
+/// snapshot finds the entries after it in this node's log (instead of needing a snapshot
+/// streamed from the core). `None`: nothing may be purged yet. Pure.
+pub fn purge_limit(archived: Option<LogIndex>, newest_snapshot: u64) -> Option<LogIndex> {
+    match newest_snapshot {
+        0 => archived,
+        s => archived.map(|a| a.min(LogIndex(s))),
+    }
+}
+
 /// What the purge gate and the archiver share.
 #[derive(Debug, Default)]
 pub struct PurgeGate {
     /// Highest index known to be in the archive, plus one (0: nothing yet).
     archived_next: AtomicU64,
+    /// Revision of the newest snapshot known to be in the object store (0: none), shared
+    /// with the uploader and the log-tail service.
+    newest_snapshot: Arc<AtomicU64>,
     /// The furthest purge openraft asked for that was held back.
     held: Mutex<Option<EntryId>>,
 }
 
 impl PurgeGate {
+    pub fn new(newest_snapshot: Arc<AtomicU64>) -> Self {
+        Self {
+            newest_snapshot,
+            ..Self::default()
+        }
+    }
+
     pub fn archived(&self) -> Option<LogIndex> {
         match self.archived_next.load(Ordering::Acquire) {
             0 => None,
             n => Some(LogIndex(n - 1)),
         }
+    }
+
+    fn note_snapshot(&self, revision: u64) {
+        self.newest_snapshot.fetch_max(revision, Ordering::AcqRel);
     }
 
     fn set_archived(&self, index: LogIndex) {
@@ -141,7 +169,11 @@ impl PurgeGate {
 
     /// Purges `log` as far as `requested` allows now (blocking IO).
     fn purge(&self, log: &Log, requested: EntryId) -> regatta_log::Result<()> {
-        let Some(to) = purge_to(requested.index, self.archived(), log.last_index()) else {
+        let limit = purge_limit(
+            self.archived(),
+            self.newest_snapshot.load(Ordering::Acquire),
+        );
+        let Some(to) = purge_to(requested.index, limit, log.last_index()) else {
             self.hold(requested);
             return Ok(());
         };
@@ -160,7 +192,7 @@ impl PurgeGate {
             }
         };
         if to < requested.index {
-            tracing::debug!(requested = %requested.index, to = %to, "purge held back to the archived index");
+            tracing::debug!(requested = %requested.index, to = %to, "purge held back to the archived index or the newest object-store snapshot");
         }
         log.purge(id)
     }
@@ -237,6 +269,13 @@ impl RaftLogStorage<TypeConfig> for GatedLogStore {
         let log = self.inner.log().clone();
         let gate = self.gate.clone();
         let requested = codec::entry_id(&log_id);
+        if log.last_index().is_some_and(|last| requested.index < last) {
+            // An ordinary purge behind a snapshot: left to the archiver, which first asks the
+            // object store for its newest snapshot (only the leader uploads them, so this
+            // node's own figure may be behind).
+            gate.hold(requested);
+            return Ok(());
+        }
         tokio::task::spawn_blocking(move || gate.purge(&log, requested))
             .await
             .map_err(|e| {
@@ -301,6 +340,8 @@ pub struct Archiver {
     /// Snapshots to keep (0: keep everything).
     pub keep_snapshots: usize,
     pub metrics: ArchiverMetrics,
+    /// When the snapshots were last listed for a waiting purge.
+    pub last_snapshot_list: Mutex<Option<std::time::Instant>>,
 }
 
 impl Archiver {
@@ -315,11 +356,11 @@ impl Archiver {
                     started = true;
                 }
                 self.archive_sealed(&shutdown).await?;
-                self.release_held_purge().await?;
                 passes = passes.wrapping_add(1);
                 if passes % RETENTION_EVERY == 1 {
                     self.apply_retention().await?;
                 }
+                self.release_held_purge().await?;
                 anyhow::Ok(())
             }
             .await;
@@ -419,6 +460,21 @@ impl Archiver {
         if self.log.purged().is_some_and(|p| p.index >= held.index) {
             return Ok(());
         }
+        // Asks the store at most every SNAPSHOT_LIST_INTERVAL while a purge waits.
+        let due = {
+            let mut last = self
+                .last_snapshot_list
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= SNAPSHOT_LIST_INTERVAL);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due && let Some(newest) = self.snapshots.list().await?.last() {
+            self.gate.note_snapshot(newest.0);
+        }
         let log = self.log.clone();
         let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || gate.purge(&log, held))
@@ -428,10 +484,14 @@ impl Archiver {
     }
 
     async fn apply_retention(&self) -> Result<()> {
+        let snapshots = self.snapshots.list().await?;
+        // Learns of snapshots other nodes uploaded (only the leader uploads).
+        if let Some(newest) = snapshots.last() {
+            self.gate.note_snapshot(newest.0);
+        }
         if self.keep_snapshots == 0 {
             return Ok(());
         }
-        let snapshots = self.snapshots.list().await?;
         let keys = self.archive.keys().await?;
         let firsts: Vec<u64> = keys.iter().map(|(id, _, _)| id.first_index().0).collect();
         let plan = retention_plan(self.keep_snapshots, &snapshots, &firsts);
@@ -504,6 +564,20 @@ mod tests {
         assert_eq!(purge_to(i(100), Some(i(60)), Some(i(500))), Some(i(60)));
         // Archived ahead: the request.
         assert_eq!(purge_to(i(100), Some(i(300)), Some(i(500))), Some(i(100)));
+    }
+
+    #[test]
+    fn purges_stop_at_the_newest_object_store_snapshot() {
+        let i = LogIndex;
+        // No snapshot in the store yet: the archive alone decides.
+        assert_eq!(purge_limit(Some(i(500)), 0), Some(i(500)));
+        assert_eq!(purge_limit(None, 0), None);
+        // A snapshot older than the archive tip holds purges back to it.
+        assert_eq!(purge_limit(Some(i(500)), 300), Some(i(300)));
+        // A snapshot newer than the archive tip: the archive decides.
+        assert_eq!(purge_limit(Some(i(500)), 900), Some(i(500)));
+        // Nothing archived: nothing purged, whatever the snapshots.
+        assert_eq!(purge_limit(None, 300), None);
     }
 
     #[test]

@@ -72,8 +72,12 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let dir = log_store.log().dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))
     };
-    // Purges wait for the segment archive: see `archiver`.
-    let purge_gate = Arc::new(archiver::PurgeGate::default());
+    // Revision of the newest snapshot in the object store: the uploader raises it, the
+    // archiver learns it from the store, the log-tail service tells edges, and purges stop
+    // at it.
+    let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Purges wait for the segment archive and the newest snapshot: see `archiver`.
+    let purge_gate = Arc::new(archiver::PurgeGate::new(latest_snapshot.clone()));
     let log_store = archiver::GatedLogStore::new(log_store, purge_gate.clone());
     let materializer = Arc::new(Materializer::default());
     let state_machine = durable::DurableStateMachine::open(
@@ -142,7 +146,6 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             ),
         ),
     ));
-    let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let snapshot_uploads = Arc::new(uploader::SnapshotUploads {
         store: regatta_materializer::snapshot::SnapshotStore::new(
             objects.store.clone(),
@@ -197,6 +200,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             },
             keep_snapshots: settings.keep_snapshots,
             metrics: archiver::ArchiverMetrics::register(&registry)?,
+            last_snapshot_list: std::sync::Mutex::new(None),
         }
         .run(shutdown.clone()),
     );
