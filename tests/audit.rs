@@ -45,6 +45,16 @@ fn local_segments(log: &Path) -> Vec<u64> {
     out
 }
 
+/// Settings of a core that seals small segments (so they are archived within a test's few
+/// hundred writes) and uploads a snapshot every 50 entries.
+const ARCHIVING_CORE: &[&str] = &[
+    "--log.segment-size=4096",
+    "--raft.snapshot-entries=60",
+    "--raft.keep-entries=5",
+    "--object-store.snapshot-entries=50",
+    "--object-store.snapshot-interval=1h",
+];
+
 /// `regatta restore --from URL --revision R` into the data directory of a fresh single-node
 /// core under `root`: the node (not started) and the command's output.
 fn restore_to_fresh_core(objects_url: &str, revision: u64, root: &Path) -> (Node, Output) {
@@ -99,16 +109,7 @@ fn expected_at(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_replay_verify_and_point_in_time_restore() {
     phase("a core with small segments and frequent snapshots");
-    let cluster = Cluster::start_with(
-        1,
-        &[
-            "--log.segment-size=4096",
-            "--raft.snapshot-entries=60",
-            "--raft.keep-entries=5",
-            "--object-store.snapshot-entries=50",
-            "--object-store.snapshot-interval=1h",
-        ],
-    );
+    let cluster = Cluster::start_with(1, ARCHIVING_CORE);
     cluster.wait_for_leader().await;
     let node = &cluster.nodes[0];
     let data_dir = node.data_dir.clone();
@@ -508,16 +509,7 @@ async fn pairs(node: &Node, table: &str) -> Pairs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_into_running_clusters() {
     phase("a core archiving small segments and frequent snapshots to file://");
-    let cluster = Cluster::start_with(
-        1,
-        &[
-            "--log.segment-size=4096",
-            "--raft.snapshot-entries=60",
-            "--raft.keep-entries=5",
-            "--object-store.snapshot-entries=50",
-            "--object-store.snapshot-interval=1h",
-        ],
-    );
+    let cluster = Cluster::start_with(1, ARCHIVING_CORE);
     cluster.wait_for_leader().await;
     let node = &cluster.nodes[0];
     let objects_url = format!("file://{}/objects", node.data_dir.display());
