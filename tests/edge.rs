@@ -118,18 +118,7 @@ async fn a_restarted_edge_catches_up_from_the_log_not_a_snapshot() {
     write_batches(&cluster.nodes[0], "t", 10_000).await;
 
     phase("restart it: it catches up from the core's log");
-    edge.start();
-    wait_converged(
-        &cluster.nodes[0],
-        &edge.node,
-        "the restarted edge caught up",
-    )
-    .await;
-    assert_eq!(
-        edge.metric("regatta_edge_bootstraps_total").await,
-        Some(0.0),
-        "no snapshot was needed"
-    );
+    restart_without_bootstrap(&mut edge, &cluster.nodes[0], "no snapshot was needed").await;
 }
 
 /// Writes `n` keys in transactions of 100 puts, so large counts stay quick.
@@ -261,18 +250,12 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
     );
     edge.node.kill();
     write_many(&cluster.nodes[0], "t", "c", 5).await;
-    edge.start();
-    wait_converged(
+    restart_without_bootstrap(
+        &mut edge,
         &cluster.nodes[0],
-        &edge.node,
-        "the restarted edge caught up",
+        "the kept copy of the downloaded snapshot was loaded",
     )
     .await;
-    assert_eq!(
-        edge.metric("regatta_edge_bootstraps_total").await,
-        Some(0.0),
-        "the kept copy of the downloaded snapshot was loaded"
-    );
     let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
     assert!(
         !log.contains("damaged local snapshot"),
@@ -341,5 +324,17 @@ async fn an_edge_fails_over_when_its_core_node_dies_and_chains_converge() {
             .expect("get")
             .as_deref(),
         Some("ok")
+    );
+}
+
+/// Starts a stopped `edge` again and waits until it has caught up with `core`, asserting
+/// that it did so without a bootstrap (`why` says what that shows).
+async fn restart_without_bootstrap(edge: &mut Edge, core: &Node, why: &str) {
+    edge.start();
+    wait_converged(core, &edge.node, "the restarted edge caught up").await;
+    assert_eq!(
+        edge.metric("regatta_edge_bootstraps_total").await,
+        Some(0.0),
+        "{why}"
     );
 }
