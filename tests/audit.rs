@@ -45,6 +45,23 @@ fn local_segments(log: &Path) -> Vec<u64> {
     out
 }
 
+/// `regatta backup list --json` of the store at `objects_url`, parsed (it must succeed).
+fn backup_list(objects_url: &str) -> serde_json::Value {
+    let out = regatta(&["backup", "list", "--object-store", objects_url, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+/// The revisions of the snapshots a `backup list --json` names.
+fn snapshot_revisions(listed: &serde_json::Value) -> Vec<u64> {
+    listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["revision"].as_u64().unwrap())
+        .collect()
+}
+
 /// Settings of a core that seals small segments (so they are archived within a test's few
 /// hundred writes) and uploads a snapshot every 50 entries.
 const ARCHIVING_CORE: &[&str] = &[
@@ -151,9 +168,7 @@ async fn archive_replay_verify_and_point_in_time_restore() {
             .unwrap()
             >= 2.0
     );
-    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    let listed = backup_list(&objects_url);
     let segments = listed["segments"].as_array().unwrap();
     assert!(segments.len() >= 2, "{listed}");
     assert!(
@@ -344,9 +359,7 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
             .await
             .expect("put");
     }
-    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
+    let listed = backup_list(&objects_url);
     assert!(
         listed["snapshots"].as_array().unwrap().is_empty(),
         "no snapshot before backup create: {listed}"
@@ -368,15 +381,8 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
     assert!(objects.path().join(key).is_file());
 
     phase("backup list shows it; the human output names key and revision");
-    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
-    let revisions: Vec<u64> = listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["revision"].as_u64().unwrap())
-        .collect();
+    let listed = backup_list(&objects_url);
+    let revisions = snapshot_revisions(&listed);
     assert!(revisions.contains(&revision), "{listed}");
     let out = regatta(&["backup", "create", "--address", &leader.api]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -419,78 +425,60 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
 
+/// Runs the CLI with `args` and asserts it exits with `code` and says each of `says` on
+/// stderr.
+fn refused(args: &[&str], code: i32, says: &[&str]) {
+    let out = regatta(args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    for text in says {
+        assert!(stderr(&out).contains(text), "{args:?}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn bad_input_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing").display().to_string();
-    let out = regatta(&["log", "replay", "--data-dir", &missing]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no such directory"),
-        "{}",
-        stderr(&out)
-    );
     let here = dir.path().display().to_string();
-    let out = regatta(&[
-        "log",
-        "replay",
-        "--data-dir",
-        &here,
-        "--from",
-        "9",
-        "--to",
-        "3",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--from 9 is after --to 3"),
-        "{}",
-        stderr(&out)
+    refused(
+        &["log", "replay", "--data-dir", &missing],
+        2,
+        &["no such directory"],
     );
-    let out = regatta(&[
-        "restore",
-        "--from",
-        "file:///nowhere",
-        "--data-dir",
-        &missing,
-        "--address",
-        "http://127.0.0.1:1",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--data-dir and --address http://127.0.0.1:1 exclude each other"),
-        "{}",
-        stderr(&out)
+    refused(
+        &[
+            "log",
+            "replay",
+            "--data-dir",
+            &here,
+            "--from",
+            "9",
+            "--to",
+            "3",
+        ],
+        2,
+        &["--from 9 is after --to 3"],
     );
-    let out = regatta(&[
-        "restore",
-        "--from",
-        "file:///nowhere",
-        "--address",
-        "http://127.0.0.1:1",
-    ]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot connect") && stderr(&out).contains("http://127.0.0.1:1"),
-        "an unreachable node is named: {}",
-        stderr(&out)
+    let nowhere = ["restore", "--from", "file:///nowhere"];
+    refused(
+        &[
+            &nowhere[..],
+            &["--data-dir", &missing, "--address", "http://127.0.0.1:1"],
+        ]
+        .concat(),
+        2,
+        &["--data-dir and --address http://127.0.0.1:1 exclude each other"],
     );
-    let out = regatta(&[
-        "restore",
-        "--from",
-        "file:///nowhere",
-        "--raft.node-id",
-        "2",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "--raft.node-id needs --data-dir"
+    // An unreachable node is named.
+    refused(
+        &[&nowhere[..], &["--address", "http://127.0.0.1:1"]].concat(),
+        3,
+        &["cannot connect", "http://127.0.0.1:1"],
     );
-    let out = regatta(&["backup"]);
-    assert_eq!(out.status.code(), Some(2));
-    let out = regatta(&["log", "verify"]);
-    assert_eq!(out.status.code(), Some(2));
+    // --raft.node-id needs --data-dir.
+    refused(&[&nowhere[..], &["--raft.node-id", "2"]].concat(), 2, &[]);
+    refused(&["backup"], 2, &[]);
+    refused(&["log", "verify"], 2, &[]);
 }
 
 /// Keys and values of a table, in key order.
@@ -557,15 +545,8 @@ async fn point_in_time_restore_into_running_clusters() {
             .is_some_and(|archived| archived > newest as f64)
     })
     .await;
-    let listed = regatta(&["backup", "list", "--object-store", &objects_url, "--json"]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let listed: serde_json::Value = serde_json::from_str(stdout(&listed).trim()).unwrap();
-    let snapshots: Vec<u64> = listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["revision"].as_u64().unwrap())
-        .collect();
+    let listed = backup_list(&objects_url);
+    let snapshots = snapshot_revisions(&listed);
     let inside = |r: u64| {
         listed["segments"]
             .as_array()

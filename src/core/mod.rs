@@ -218,15 +218,12 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let service = RaftTransportServer::new(RaftService::new(raft.clone(), role.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let addr = tcp(&settings.raft_address)?;
+        let incoming = grpc_incoming(&settings.raft_address)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
             .add_service(service)
-            .serve_with_incoming_shutdown(
-                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
-                async move { token.cancelled().await },
-            )
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let api_server = {
@@ -252,7 +249,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let addr = tcp(&settings.api_address)?;
+        let incoming = grpc_incoming(&settings.api_address)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -262,10 +259,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .add_service(admin)
             .add_service(maintenance)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(
-                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
-                async move { token.cancelled().await },
-            )
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let tail_server = {
@@ -279,7 +273,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                 heartbeat: settings.tail_heartbeat,
             },
         );
-        let addr = tcp(&settings.replication_address)?;
+        let incoming = grpc_incoming(&settings.replication_address)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -288,10 +282,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(
-                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
-                async move { token.cancelled().await },
-            )
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let rest_server = {
@@ -327,6 +318,15 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     served?;
     tracing::info!("core node stopped");
     Ok(())
+}
+
+/// Binds a gRPC server's listen address now, so a port in use fails start-up (accepted
+/// connections as `regatta_api::listen` hands them out).
+pub fn grpc_incoming(
+    addr: &ListenAddress,
+) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>>> {
+    let addr = tcp(addr)?;
+    regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))
 }
 
 pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {

@@ -157,7 +157,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let addr = tcp(&settings.api_address)?;
+        let incoming = crate::core::grpc_incoming(&settings.api_address)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -166,10 +166,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .add_service(cluster)
             .add_service(maintenance)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(
-                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
-                async move { token.cancelled().await },
-            )
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let tail_server = {
@@ -182,7 +179,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: args.tail_heartbeat,
             },
         );
-        let addr = tcp(&settings.replication_address)?;
+        let incoming = crate::core::grpc_incoming(&settings.replication_address)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -191,10 +188,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(
-                regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))?,
-                async move { token.cancelled().await },
-            )
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let rest_server = {

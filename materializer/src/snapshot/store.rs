@@ -188,39 +188,14 @@ impl SnapshotStore {
                 current: Bytes::new(),
             })
         });
-        // Stores hand out objects in chunks of their own choosing (a local file in 8 KiB
-        // reads): gathered into pieces of at least DOWNLOAD_PIECE bytes, the decoder and the
-        // observer see a few hundred pieces instead of tens of thousands of hand-offs.
-        let mut piece = BytesMut::new();
-        loop {
-            let next = stream.next().await;
-            let ended = next.is_none();
-            let ready = match next {
-                Some(Ok(bytes)) => {
-                    if piece.is_empty() && bytes.len() >= DOWNLOAD_PIECE {
-                        Some(Ok(bytes))
-                    } else {
-                        piece.extend_from_slice(&bytes);
-                        (piece.len() >= DOWNLOAD_PIECE).then(|| Ok(piece.split().freeze()))
-                    }
-                }
-                Some(Err(e)) => Some(Err(e)),
-                None if piece.is_empty() => None,
-                None => Some(Ok(piece.split().freeze())),
-            };
-            let Some(ready) = ready else {
-                if ended {
-                    break;
-                }
-                continue;
-            };
-            if let Ok(bytes) = &ready {
+        while let Some(chunk) = stream.next().await {
+            if let Ok(bytes) = &chunk {
                 received += bytes.len() as u64;
                 observe(bytes, received, total);
             }
-            let failed = ready.is_err();
+            let failed = chunk.is_err();
             // The decoder may have stopped early on corrupt data: then stop sending.
-            if tx.send(ready).await.is_err() || failed || ended {
+            if tx.send(chunk).await.is_err() || failed {
                 break;
             }
         }
@@ -259,7 +234,7 @@ impl SnapshotStore {
     }
 }
 
-/// Least size of the pieces a download hands to its decoder and observer.
+/// Size of the pieces a local snapshot file is read in.
 const DOWNLOAD_PIECE: usize = 1 << 20;
 
 /// The contents of a local file as a stream of DOWNLOAD_PIECE-byte pieces, read on a blocking
