@@ -18,6 +18,7 @@
 //! - [`command`]: [`Command`], a validated write, to and from a log `Event`.
 //! - [`key`]: [`key::Key`], short keys stored inline in the map's nodes.
 //! - [`table`]: one table's ordered map and primitive writes.
+//! - [`tree`]: [`tree::Tree`], the copy-on-write B+tree inside every table.
 //! - [`state`]: [`State`], an immutable view of every table at one revision.
 //! - [`range`]: range evaluation, chunking, [`RangeIter`].
 //! - [`txn`]: compares and transaction ops.
@@ -31,8 +32,9 @@
 
 //! # Read path: the data structure, chosen by measurement
 //!
-//! Each table is an `imbl::OrdMap<Key, Record>` (a persistent B+tree, 16-way nodes shared
-//! between versions); the whole [`State`] is published through `arc-swap` once per applied
+//! Each table is a [`tree::Tree<Key, Record>`] (a persistent B+tree of our own, nodes
+//! shared between versions; it replaced `imbl::OrdMap`, see the last section); the whole
+//! [`State`] is published through `arc-swap` once per applied
 //! batch. That meets the five read-path properties by construction: point reads and
 //! O(log n + k) scans without a lock ([`State`] is immutable), whole batches or nothing (one
 //! pointer swap), whole-state replacement as the same swap, and snapshots written from a
@@ -121,6 +123,7 @@ pub mod response;
 pub mod snapshot;
 pub mod state;
 pub mod table;
+pub mod tree;
 pub mod txn;
 
 pub use command::Command;

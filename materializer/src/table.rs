@@ -1,19 +1,19 @@
 //! [`Table`]: one table's ordered map of key → [`Record`], and the primitive writes on it.
 //!
-//! The map is an `imbl::OrdMap`: an immutable B-tree with structural sharing. Cloning a
-//! table is O(1); a write copies only the path to the changed leaf, and only the first time
-//! after a publish (later writes in the same batch mutate in place). That is what lets
-//! readers keep an old view while apply builds the next one.
+//! The map is a [`Tree`]: a copy-on-write B+tree with structural sharing. Cloning a table
+//! is O(1); a write copies only the path to the changed leaf, and only the first time after
+//! a publish (later writes in the same batch mutate in place). That is what lets readers
+//! keep an old view while apply builds the next one.
 
 use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use imbl::OrdMap;
 use regatta_proto::mvcc::v1::KeyValue;
 
 use crate::key::{INLINE_KEY_BYTES, Key};
 use crate::request::KeyRange;
+use crate::tree::Tree;
 use crate::{Revision, TableId};
 
 /// A stored value with its history, in one shared allocation: three little-endian `u64`
@@ -124,7 +124,7 @@ impl std::fmt::Debug for Record {
 pub struct Table {
     id: TableId,
     config: Option<Arc<prost_types::Struct>>,
-    data: OrdMap<Key, Record>,
+    data: Tree<Key, Record>,
     /// Bytes of every key and value held (what Cluster.Status reports as the table's size).
     bytes: u64,
 }
@@ -139,7 +139,7 @@ impl Table {
         Self {
             id,
             config: config.map(Arc::new),
-            data: OrdMap::new(),
+            data: Tree::new(),
             bytes: 0,
         }
     }
@@ -148,7 +148,7 @@ impl Table {
     pub(crate) fn with_data(
         id: TableId,
         config: Option<prost_types::Struct>,
-        data: OrdMap<Key, Record>,
+        data: Tree<Key, Record>,
     ) -> Self {
         let bytes = data
             .iter()
@@ -239,27 +239,29 @@ impl Table {
                     }
                     None => Bound::Unbounded,
                 };
-                Box::new(self.data.range::<_, [u8]>((lower, upper)))
+                Box::new(self.data.range::<[u8]>((lower, upper)))
             }
         }
     }
 
-    /// Upserts `key` at `rev`; returns the previous record. One traversal for an update
-    /// (in place when this table copy owns the path), two for a new key.
+    /// Upserts `key` at `rev`; returns the previous record. One walk down the tree for an
+    /// update and an insert alike (in place when this table copy owns the path).
     pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
         self.put_key(Key::from_slice(key), value, rev)
     }
 
     /// [`Table::put`] of a key already in its stored form.
     pub fn put_key(&mut self, key: Key, value: &[u8], rev: Revision) -> Option<Record> {
-        if let Some(slot) = self.data.get_mut(&key) {
-            let next = Record::new(value, slot.create_revision(), rev.0, slot.version() + 1);
-            self.bytes = self.bytes - slot.value().len() as u64 + value.len() as u64;
-            return Some(std::mem::replace(slot, next));
+        let key_len = key.as_slice().len() as u64;
+        let prev = self.data.upsert(key, |prev| match prev {
+            Some(p) => Record::new(value, p.create_revision(), rev.0, p.version() + 1),
+            None => Record::new(value, rev.0, rev.0, 1),
+        });
+        match &prev {
+            Some(p) => self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64,
+            None => self.bytes += key_len + value.len() as u64,
         }
-        self.bytes += pair_bytes(key.as_slice(), value);
-        self.data.insert(key, Record::new(value, rev.0, rev.0, 1));
-        None
+        prev
     }
 
     /// Deletes every key of `range`; returns the deleted pairs in key order.
@@ -267,7 +269,7 @@ impl Table {
         let doomed: Vec<Key> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
         let removed: Vec<(Key, Record)> = doomed
             .into_iter()
-            .filter_map(|k| self.data.remove(k.as_slice()).map(|r| (k, r)))
+            .filter_map(|k| self.data.remove(&k))
             .collect();
         for (k, r) in &removed {
             self.bytes -= pair_bytes(k.as_slice(), r.value());
@@ -277,7 +279,7 @@ impl Table {
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        self.data = OrdMap::new();
+        self.data = Tree::new();
         self.bytes = 0;
     }
 }

@@ -27,13 +27,14 @@
 
 use std::io::{self, Read, Write};
 
-use crate::key::Key;
 use imbl::OrdMap;
 use prost::Message;
 
+use crate::key::Key;
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::raft_meta::RaftMeta;
 use crate::table::{Record, Table};
+use crate::tree::{Builder, Tree};
 use crate::{Error, Result, Revision, State, TableId};
 
 /// First bytes of every snapshot stream.
@@ -247,26 +248,6 @@ const PARALLEL_MIN_RECORDS: u64 = 16 * 1024;
 /// Records handed from the reading thread to the building thread at a time.
 const CHUNK_RECORDS: usize = 8 * 1024;
 
-/// Inserts `records` (in increasing key order, all after the keys of `data`) so that the
-/// tree's leaves end up full rather than half full: the B-tree splits a full leaf in the
-/// middle, so inserting in key order leaves every leaf it passes with half its slots empty.
-/// Inserting every other record first and then the rest in between fills each of those
-/// half-empty leaves back up. Measured: resident bytes per key after a 1M-key load fall
-/// by ~60 bytes (benchmarks/README.md).
-fn insert_sorted(data: &mut OrdMap<Key, Record>, records: Vec<(Key, Record)>) {
-    let mut between = Vec::with_capacity(records.len() / 2);
-    for (i, (key, record)) in records.into_iter().enumerate() {
-        if i % 2 == 0 {
-            data.insert(key, record);
-        } else {
-            between.push((key, record));
-        }
-    }
-    for (key, record) in between {
-        data.insert(key, record);
-    }
-}
-
 /// Reads `count` records in strictly increasing key order, handing each to `emit`.
 fn read_records<R: Read>(
     input: &mut Input<R>,
@@ -301,17 +282,19 @@ fn read_records<R: Read>(
 }
 
 /// The records of a large table, read in a pipeline: this thread decompresses, verifies and
-/// parses while a second one inserts into the tree (measured: the two halves cost about
-/// the same). On an error the tree built so far is dropped.
-fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<OrdMap<Key, Record>> {
+/// parses while a second one builds the tree from the sorted records (full leaves, no
+/// search). On an error the tree built so far is dropped.
+fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<Tree<Key, Record>> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Key, Record)>>(4);
     std::thread::scope(|scope| {
         let builder = scope.spawn(move || {
-            let mut data = OrdMap::new();
+            let mut builder = Builder::new();
             for chunk in rx {
-                insert_sorted(&mut data, chunk);
+                for (key, record) in chunk {
+                    builder.push(key, record);
+                }
             }
-            data
+            builder.finish()
         });
         let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
         let read = read_records(input, count, |key, record| {
@@ -375,11 +358,9 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         let data = if count >= PARALLEL_MIN_RECORDS {
             read_table_parallel(&mut input, count)?
         } else {
-            let mut records = Vec::new();
-            read_records(&mut input, count, |key, record| records.push((key, record)))?;
-            let mut data = OrdMap::new();
-            insert_sorted(&mut data, records);
-            data
+            let mut builder = Builder::new();
+            read_records(&mut input, count, |key, record| builder.push(key, record))?;
+            builder.finish()
         };
         last_name = Some(name.clone());
         tables.insert(name, Table::with_data(id, config, data));

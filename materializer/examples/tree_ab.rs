@@ -1,0 +1,170 @@
+//! Side by side in one process: `imbl::OrdMap<Key, Record>` against [`Tree<Key, Record>`],
+//! 1M keys of 16–32 bytes shaped like `regatta-bench materializer`'s, 100-byte values.
+//! Lookups alternate between the two maps in blocks, so load from other work on the
+//! machine hits both alike. `cargo run --release -p regatta-materializer --example tree_ab`.
+
+use std::time::Instant;
+
+use regatta_materializer::key::Key;
+use regatta_materializer::table::Record;
+use regatta_materializer::tree::Tree;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn key(i: usize, rng: &mut Rng) -> Vec<u8> {
+    let len = 16 + (rng.next() % 17) as usize;
+    let mut k = format!(
+        "{:04x}/{i:010}/",
+        (i as u32).wrapping_mul(2_654_435_761) >> 16
+    )
+    .into_bytes();
+    while k.len() < len {
+        k.push(b'a' + (rng.next() % 26) as u8);
+    }
+    k.truncate(len);
+    k
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v[((v.len() as f64 - 1.0) * p / 100.0) as usize]
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let which = std::env::args().nth(2).unwrap_or_else(|| "both".into());
+    let mut rng = Rng(42);
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| key(i, &mut rng)).collect();
+    let value = vec![7u8; 100];
+    let raw: u64 = keys.iter().map(|k| (k.len() + 100) as u64).sum();
+    let batch = (n / 10).max(1);
+    let reads = std::env::args().nth(3).is_none_or(|a| a != "noreads");
+
+    let mut imbl_map: imbl::OrdMap<Key, Record> = imbl::OrdMap::new();
+    let mut tree: Tree<Key, Record> = Tree::new();
+    let mut published_i = imbl_map.clone();
+    let mut published_t = tree.clone();
+    if which == "imbl" || which == "both" {
+        let before = rss();
+        let t = Instant::now();
+        for chunk in keys.chunks(batch) {
+            let mut sorted: Vec<Key> = chunk.iter().map(|k| Key::from_slice(k)).collect();
+            sorted.sort_unstable();
+            for k in sorted {
+                if let Some(slot) = imbl_map.get_mut(&k) {
+                    *slot = Record::new(&value, 1, 1, 2);
+                } else {
+                    imbl_map.insert(k, Record::new(&value, 1, 1, 1));
+                }
+            }
+            published_i = imbl_map.clone();
+        }
+        let dt = t.elapsed();
+        println!(
+            "imbl apply {:.0} puts/s resident/raw {:.2}",
+            n as f64 / dt.as_secs_f64(),
+            (rss() - before) as f64 / raw as f64
+        );
+    }
+    if which == "tree" || which == "both" {
+        let before = rss();
+        let t = Instant::now();
+        for chunk in keys.chunks(batch) {
+            let mut sorted: Vec<Key> = chunk.iter().map(|k| Key::from_slice(k)).collect();
+            sorted.sort_unstable();
+            for k in sorted {
+                tree.upsert(k, |p| {
+                    Record::new(&value, 1, 1, p.map_or(1, |p| p.version() + 1))
+                });
+            }
+            published_t = tree.clone();
+        }
+        let dt = t.elapsed();
+        println!(
+            "tree apply {:.0} puts/s resident/raw {:.2}",
+            n as f64 / dt.as_secs_f64(),
+            (rss() - before) as f64 / raw as f64
+        );
+    }
+    drop(published_i);
+    drop(published_t);
+
+    if !reads {
+        return;
+    }
+    // Lookups: alternate blocks of 10k between the two maps.
+    let mut lat_i = Vec::new();
+    let mut lat_t = Vec::new();
+    for round in 0..40 {
+        for _ in 0..10_000 {
+            let k = &keys[(rng.next() % n as u64) as usize];
+            let t = Instant::now();
+            let found = if round % 2 == 0 {
+                if which == "tree" {
+                    continue;
+                }
+                let r = if k.len() <= 38 {
+                    imbl_map.get(&Key::from_slice(k))
+                } else {
+                    imbl_map.get(&k[..])
+                };
+                r.map(|r| r.value().len())
+            } else {
+                if which == "imbl" {
+                    continue;
+                }
+                let r = if k.len() <= 38 {
+                    tree.get(&Key::from_slice(k))
+                } else {
+                    tree.get(&k[..])
+                };
+                r.map(|r| r.value().len())
+            };
+            std::hint::black_box(found);
+            let ns = t.elapsed().as_nanos() as u64;
+            if round % 2 == 0 {
+                lat_i.push(ns)
+            } else {
+                lat_t.push(ns)
+            }
+        }
+    }
+    if !lat_i.is_empty() {
+        println!(
+            "imbl read p50 {} p99 {}",
+            percentile(&mut lat_i, 50.0),
+            percentile(&mut lat_i, 99.0)
+        );
+    }
+    if !lat_t.is_empty() {
+        println!(
+            "tree read p50 {} p99 {}",
+            percentile(&mut lat_t, 50.0),
+            percentile(&mut lat_t, 99.0)
+        );
+    }
+}

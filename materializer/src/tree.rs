@@ -1,0 +1,717 @@
+//! [`Tree`]: a persistent (copy-on-write) B+tree, the ordered map inside every table.
+//!
+//! ```text
+//!   Tree { root, len }              clone = one reference count on the root
+//!     Inner: keys[i] separates children[i] (keys < keys[i]) from children[i+1] (keys ≥)
+//!       Inner … (every leaf at the same depth)
+//!         Leaf: pairs[..n], keys strictly increasing          n ≤ LEAF_CAP
+//! ```
+//!
+//! Every node sits behind an `Arc` and holds its keys and children in fixed-capacity inline
+//! arrays (one allocation per node). A write walks down with `Arc::make_mut`: a node shared
+//! with another clone (a published view) is copied, an unshared one is changed in place. So
+//! after a publish the first write to a leaf copies the path to it, and later writes of the
+//! same batch under that path mutate the copies; a reader holding an older clone keeps
+//! seeing exactly the nodes it had.
+//!
+//! Invariants (checked by `check` in the tests): keys strictly increasing across the whole
+//! tree; all leaves at one depth; no empty node except that an empty tree has no root; an
+//! inner node's separators bound its children as drawn above. Leaves split in the middle
+//! when full and merge with a neighbour when a removal leaves them under a quarter full and
+//! the two fit in one node. [`Builder`] makes full nodes from sorted input (snapshot load).
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+/// Pairs per leaf.
+pub const LEAF_CAP: usize = 15;
+/// Children per inner node.
+pub const INNER_CAP: usize = 32;
+
+#[derive(Clone)]
+struct Leaf<K, V> {
+    /// Each key beside its value: the pair a lookup finds is in the cache line it compared.
+    pairs: ArrayVec<(K, V), LEAF_CAP>,
+}
+
+#[derive(Clone)]
+struct Inner<K, V> {
+    /// `keys[i]` is greater than every key under `children[i]` and at most every key under
+    /// `children[i + 1]`; one fewer than the children (the last slot stays unused).
+    keys: ArrayVec<K, INNER_CAP>,
+    children: Children<K, V>,
+}
+
+/// The children of an inner node: all leaves or all inner nodes (every leaf at one depth).
+#[derive(Clone)]
+enum Children<K, V> {
+    Leaves(ArrayVec<Arc<Leaf<K, V>>, INNER_CAP>),
+    Inners(ArrayVec<Arc<Inner<K, V>>, INNER_CAP>),
+}
+
+#[derive(Clone)]
+enum Root<K, V> {
+    Empty,
+    Leaf(Arc<Leaf<K, V>>),
+    Inner(Arc<Inner<K, V>>),
+}
+
+/// A persistent ordered map. Cloning is O(1); clones share nodes until one of them writes.
+#[derive(Clone)]
+pub struct Tree<K, V> {
+    root: Root<K, V>,
+    len: usize,
+}
+
+impl<K, V> Default for Tree<K, V> {
+    fn default() -> Self {
+        Self {
+            root: Root::Empty,
+            len: 0,
+        }
+    }
+}
+
+impl<K: Ord + fmt::Debug, V: fmt::Debug> fmt::Debug for Tree<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K, V> Leaf<K, V> {
+    fn new() -> Self {
+        Self {
+            pairs: ArrayVec::new(),
+        }
+    }
+}
+
+impl<K, V> Children<K, V> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Leaves(c) => c.len(),
+            Self::Inners(c) => c.len(),
+        }
+    }
+}
+
+/// Binary search of `q` among sorted `keys`: `Ok` with its index, or `Err` with where it
+/// would go. Branchy on purpose, unlike `slice::binary_search_by`: the nodes of a large
+/// tree are mostly not in cache, and a predicted branch lets the CPU start loading the next
+/// probe while the comparison of this one still waits for memory, where a branchless
+/// search makes every probe wait for the one before.
+fn search<K: Borrow<Q>, Q: Ord + ?Sized>(keys: &[K], q: &Q) -> Result<usize, usize> {
+    search_by(keys, |k| k, q)
+}
+
+/// [`search`] among `items` by the key `key` gives each.
+fn search_by<T, K: Borrow<Q>, Q: Ord + ?Sized>(
+    items: &[T],
+    key: impl Fn(&T) -> &K,
+    q: &Q,
+) -> Result<usize, usize> {
+    let (mut low, mut high) = (0, items.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match key(&items[mid]).borrow().cmp(q) {
+            Ordering::Less => low = mid + 1,
+            Ordering::Greater => high = mid,
+            Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(low)
+}
+
+/// Index of the child of an inner node whose keys may include `q`: the number of
+/// separators at most `q`.
+fn child_index<K: Borrow<Q>, Q: Ord + ?Sized>(keys: &[K], q: &Q) -> usize {
+    match search(keys, q) {
+        Ok(i) => i + 1,
+        Err(i) => i,
+    }
+}
+
+/// What a node needs for removal: its size, its capacity and merging with its right
+/// neighbour.
+trait Node<K>: Clone {
+    const CAP: usize;
+    fn size(&self) -> usize;
+    /// Appends `right` (every key of which is above this node's), `sep` being the separator
+    /// between the two in their parent.
+    fn merge(&mut self, sep: K, right: Self);
+}
+
+impl<K: Clone, V: Clone> Node<K> for Leaf<K, V> {
+    const CAP: usize = LEAF_CAP;
+    fn size(&self) -> usize {
+        self.pairs.len()
+    }
+    fn merge(&mut self, _sep: K, right: Self) {
+        self.pairs.extend(right.pairs);
+    }
+}
+
+impl<K: Clone, V: Clone> Node<K> for Inner<K, V> {
+    const CAP: usize = INNER_CAP;
+    fn size(&self) -> usize {
+        self.children.len()
+    }
+    fn merge(&mut self, sep: K, right: Self) {
+        self.keys.push(sep);
+        self.keys.extend(right.keys);
+        match (&mut self.children, right.children) {
+            (Children::Leaves(l), Children::Leaves(r)) => l.extend(r),
+            (Children::Inners(l), Children::Inners(r)) => l.extend(r),
+            // Siblings are at the same depth, so their children are of the same kind.
+            _ => unreachable!("siblings of different depths"),
+        }
+    }
+}
+
+/// The node `a` as an owned value: moved out when unshared, else copied.
+fn unshare<T: Clone>(a: Arc<T>) -> T {
+    Arc::try_unwrap(a).unwrap_or_else(|shared| (*shared).clone())
+}
+
+/// Inserts child `child` after `children[i]` with separator `sep`. When the node is full it
+/// splits in the middle first; then the right half is returned with the separator that
+/// goes up to the parent.
+#[allow(clippy::type_complexity)]
+fn insert_child<K, T>(
+    keys: &mut ArrayVec<K, INNER_CAP>,
+    children: &mut ArrayVec<Arc<T>, INNER_CAP>,
+    i: usize,
+    sep: K,
+    child: Arc<T>,
+) -> Option<(K, ArrayVec<K, INNER_CAP>, ArrayVec<Arc<T>, INNER_CAP>)> {
+    if !children.is_full() {
+        keys.insert(i, sep);
+        children.insert(i + 1, child);
+        return None;
+    }
+    let mid = INNER_CAP / 2;
+    let mut right_children: ArrayVec<Arc<T>, INNER_CAP> = children.drain(mid..).collect();
+    let mut right_keys: ArrayVec<K, INNER_CAP> = keys.drain(mid..).collect();
+    // keys[mid - 1] separated children[mid - 1] and children[mid]: it goes up.
+    let up = keys.pop()?;
+    if i < mid {
+        keys.insert(i, sep);
+        children.insert(i + 1, child);
+    } else {
+        right_keys.insert(i - mid, sep);
+        right_children.insert(i - mid + 1, child);
+    }
+    Some((up, right_keys, right_children))
+}
+
+/// After a removal under `children[i]`: drops it when empty, merges it with a neighbour
+/// when under a quarter full and the two fit in one node.
+fn rebalance<K, T: Node<K>>(
+    keys: &mut ArrayVec<K, INNER_CAP>,
+    children: &mut ArrayVec<Arc<T>, INNER_CAP>,
+    i: usize,
+) {
+    let size = children[i].size();
+    if size == 0 {
+        children.remove(i);
+        if !keys.is_empty() {
+            keys.remove(i.saturating_sub(1));
+        }
+        return;
+    }
+    if size >= T::CAP / 4 || children.len() < 2 {
+        return;
+    }
+    let l = if i + 1 < children.len() { i } else { i - 1 };
+    if children[l].size() + children[l + 1].size() > T::CAP {
+        return;
+    }
+    let sep = keys.remove(l);
+    let right = unshare(children.remove(l + 1));
+    Arc::make_mut(&mut children[l]).merge(sep, right);
+}
+
+type LeafSplit<K, V> = Option<(K, Arc<Leaf<K, V>>)>;
+type InnerSplit<K, V> = Option<(K, Arc<Inner<K, V>>)>;
+
+fn leaf_upsert<K: Ord + Clone, V: Clone>(
+    leaf: &mut Leaf<K, V>,
+    key: K,
+    f: impl FnOnce(Option<&V>) -> V,
+) -> (Option<V>, LeafSplit<K, V>) {
+    match search_by(&leaf.pairs, |(k, _)| k, &key) {
+        Ok(i) => {
+            let slot = &mut leaf.pairs[i].1;
+            let next = f(Some(slot));
+            (Some(std::mem::replace(slot, next)), None)
+        }
+        Err(i) => {
+            let value = f(None);
+            if !leaf.pairs.is_full() {
+                leaf.pairs.insert(i, (key, value));
+                return (None, None);
+            }
+            let mid = LEAF_CAP.div_ceil(2);
+            let mut right = Leaf {
+                pairs: leaf.pairs.drain(mid..).collect(),
+            };
+            if i <= mid {
+                leaf.pairs.insert(i, (key, value));
+            } else {
+                right.pairs.insert(i - mid, (key, value));
+            }
+            let sep = right.pairs[0].0.clone();
+            (None, Some((sep, Arc::new(right))))
+        }
+    }
+}
+
+fn inner_upsert<K: Ord + Clone, V: Clone>(
+    node: &mut Inner<K, V>,
+    key: K,
+    f: impl FnOnce(Option<&V>) -> V,
+) -> (Option<V>, InnerSplit<K, V>) {
+    let i = child_index(&node.keys, &key);
+    let keys = &mut node.keys;
+    match &mut node.children {
+        Children::Leaves(c) => {
+            let (prev, split) = leaf_upsert(Arc::make_mut(&mut c[i]), key, f);
+            let Some((sep, child)) = split else {
+                return (prev, None);
+            };
+            let up = insert_child(keys, c, i, sep, child).map(|(up, keys, children)| {
+                let right = Inner {
+                    keys,
+                    children: Children::Leaves(children),
+                };
+                (up, Arc::new(right))
+            });
+            (prev, up)
+        }
+        Children::Inners(c) => {
+            let (prev, split) = inner_upsert(Arc::make_mut(&mut c[i]), key, f);
+            let Some((sep, child)) = split else {
+                return (prev, None);
+            };
+            let up = insert_child(keys, c, i, sep, child).map(|(up, keys, children)| {
+                let right = Inner {
+                    keys,
+                    children: Children::Inners(children),
+                };
+                (up, Arc::new(right))
+            });
+            (prev, up)
+        }
+    }
+}
+
+fn leaf_remove<K: Borrow<Q>, V, Q: Ord + ?Sized>(leaf: &mut Leaf<K, V>, q: &Q) -> Option<(K, V)> {
+    let i = search_by(&leaf.pairs, |(k, _)| k, q).ok()?;
+    Some(leaf.pairs.remove(i))
+}
+
+fn inner_remove<K: Ord + Clone + Borrow<Q>, V: Clone, Q: Ord + ?Sized>(
+    node: &mut Inner<K, V>,
+    q: &Q,
+) -> Option<(K, V)> {
+    let i = child_index(&node.keys, q);
+    let keys = &mut node.keys;
+    match &mut node.children {
+        Children::Leaves(c) => {
+            let removed = leaf_remove(Arc::make_mut(&mut c[i]), q)?;
+            rebalance(keys, c, i);
+            Some(removed)
+        }
+        Children::Inners(c) => {
+            let removed = inner_remove(Arc::make_mut(&mut c[i]), q)?;
+            rebalance(keys, c, i);
+            Some(removed)
+        }
+    }
+}
+
+impl<K, V> Tree<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The leaf that holds `q` if any pair does.
+    fn leaf_for<Q: Ord + ?Sized>(&self, q: &Q) -> Option<&Leaf<K, V>>
+    where
+        K: Borrow<Q>,
+    {
+        let mut node = match &self.root {
+            Root::Empty => return None,
+            Root::Leaf(leaf) => return Some(leaf),
+            Root::Inner(node) => node,
+        };
+        loop {
+            let i = child_index(&node.keys, q);
+            match &node.children {
+                Children::Leaves(c) => return Some(&c[i]),
+                Children::Inners(c) => node = &c[i],
+            }
+        }
+    }
+
+    /// The stored key and value of `q`.
+    pub fn get_key_value<Q: Ord + ?Sized>(&self, q: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+    {
+        let leaf = self.leaf_for(q)?;
+        let (k, v) = &leaf.pairs[search_by(&leaf.pairs, |(k, _)| k, q).ok()?];
+        Some((k, v))
+    }
+
+    /// The value of `q`.
+    pub fn get<Q: Ord + ?Sized>(&self, q: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.get_key_value(q).map(|(_, v)| v)
+    }
+
+    /// Every pair in key order.
+    pub fn iter(&self) -> Range<'_, K, V, K>
+    where
+        K: Ord,
+    {
+        self.range((Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// The pairs between `lower` and `upper` in key order. O(log n) to position, then O(1)
+    /// amortised per pair.
+    pub fn range<'a, Q: Ord + ?Sized>(
+        &'a self,
+        (lower, upper): (Bound<&'a Q>, Bound<&'a Q>),
+    ) -> Range<'a, K, V, Q>
+    where
+        K: Borrow<Q>,
+    {
+        let mut range = Range {
+            stack: Vec::new(),
+            leaf: None,
+            pos: 0,
+            upper,
+        };
+        // Where the lower bound falls among an inner node's separators (the child that may
+        // hold it) and among a leaf's keys (the first pair in range).
+        let child = |keys: &[K]| match lower {
+            Bound::Unbounded => 0,
+            Bound::Included(q) | Bound::Excluded(q) => child_index(keys, q),
+        };
+        let first = |pairs: &[(K, V)]| match lower {
+            Bound::Unbounded => 0,
+            Bound::Included(q) => pairs.partition_point(|(k, _)| k.borrow() < q),
+            Bound::Excluded(q) => pairs.partition_point(|(k, _)| k.borrow() <= q),
+        };
+        let mut node = match &self.root {
+            Root::Empty => return range,
+            Root::Leaf(leaf) => {
+                range.leaf = Some(leaf);
+                range.pos = first(&leaf.pairs);
+                return range;
+            }
+            Root::Inner(node) => node,
+        };
+        loop {
+            let i = child(&node.keys);
+            range.stack.push((&**node, i));
+            match &node.children {
+                Children::Leaves(c) => {
+                    range.leaf = Some(&c[i]);
+                    range.pos = first(&c[i].pairs);
+                    return range;
+                }
+                Children::Inners(c) => node = &c[i],
+            }
+        }
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Tree<K, V> {
+    /// Inserts or updates `key` in one walk down the tree: `f` gets the current value (if
+    /// any) and returns the one to store. Returns the value replaced.
+    pub fn upsert(&mut self, key: K, f: impl FnOnce(Option<&V>) -> V) -> Option<V> {
+        let prev = match &mut self.root {
+            Root::Empty => {
+                let mut leaf = Leaf::new();
+                leaf.pairs.push((key, f(None)));
+                self.root = Root::Leaf(Arc::new(leaf));
+                None
+            }
+            Root::Leaf(leaf) => {
+                let (prev, split) = leaf_upsert(Arc::make_mut(leaf), key, f);
+                if let Some((sep, right)) = split {
+                    let left = Arc::clone(leaf);
+                    self.root = Root::Inner(Arc::new(Inner {
+                        keys: [sep].into_iter().collect(),
+                        children: Children::Leaves([left, right].into_iter().collect()),
+                    }));
+                }
+                prev
+            }
+            Root::Inner(node) => {
+                let (prev, split) = inner_upsert(Arc::make_mut(node), key, f);
+                if let Some((sep, right)) = split {
+                    let left = Arc::clone(node);
+                    self.root = Root::Inner(Arc::new(Inner {
+                        keys: [sep].into_iter().collect(),
+                        children: Children::Inners([left, right].into_iter().collect()),
+                    }));
+                }
+                prev
+            }
+        };
+        if prev.is_none() {
+            self.len += 1;
+        }
+        prev
+    }
+
+    /// Inserts `value` at `key`; returns the value replaced.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.upsert(key, |_| value)
+    }
+
+    /// Removes `q`; returns its stored key and value. Nothing is copied when `q` is absent.
+    pub fn remove<Q: Ord + ?Sized>(&mut self, q: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+    {
+        // A read-only walk first, so that removing an absent key copies no shared path.
+        self.get(q)?;
+        let removed = match &mut self.root {
+            Root::Empty => None,
+            Root::Leaf(leaf) => leaf_remove(Arc::make_mut(leaf), q),
+            Root::Inner(node) => inner_remove(Arc::make_mut(node), q),
+        }?;
+        self.len -= 1;
+        // Shrink the root: an inner root with one child hands over to it.
+        loop {
+            self.root = match &self.root {
+                Root::Leaf(leaf) if leaf.pairs.is_empty() => Root::Empty,
+                Root::Inner(node) => match &node.children {
+                    Children::Leaves(c) if c.len() <= 1 => {
+                        c.first().map_or(Root::Empty, |l| Root::Leaf(Arc::clone(l)))
+                    }
+                    Children::Inners(c) if c.len() <= 1 => c
+                        .first()
+                        .map_or(Root::Empty, |n| Root::Inner(Arc::clone(n))),
+                    _ => break,
+                },
+                _ => break,
+            };
+        }
+        Some(removed)
+    }
+
+    /// A map of `pairs`, which must be in strictly increasing key order.
+    pub fn from_sorted(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut builder = Builder::new();
+        for (k, v) in pairs {
+            builder.push(k, v);
+        }
+        builder.finish()
+    }
+}
+
+/// Builds a [`Tree`] from pairs in strictly increasing key order, with full nodes: every
+/// leaf but the last two holds [`LEAF_CAP`] pairs, and inner nodes are filled evenly.
+/// O(n), no search.
+pub struct Builder<K, V> {
+    leaves: Vec<Arc<Leaf<K, V>>>,
+    current: Leaf<K, V>,
+    len: usize,
+}
+
+impl<K: Ord + Clone, V: Clone> Default for Builder<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Builder<K, V> {
+    pub fn new() -> Self {
+        Self {
+            leaves: Vec::new(),
+            current: Leaf::new(),
+            len: 0,
+        }
+    }
+
+    /// Appends a pair; its key must be above every key pushed before.
+    pub fn push(&mut self, key: K, value: V) {
+        debug_assert!(
+            self.current
+                .pairs
+                .last()
+                .or_else(|| self.leaves.last().and_then(|l| l.pairs.last()))
+                .is_none_or(|(last, _)| *last < key),
+            "Builder::push: keys not strictly increasing"
+        );
+        if self.current.pairs.is_full() {
+            let full = std::mem::replace(&mut self.current, Leaf::new());
+            self.leaves.push(Arc::new(full));
+        }
+        self.current.pairs.push((key, value));
+        self.len += 1;
+    }
+
+    /// The tree of every pair pushed.
+    pub fn finish(mut self) -> Tree<K, V> {
+        if self.len == 0 {
+            return Tree::new();
+        }
+        // A short last leaf shares the pairs of the full one before it.
+        if self.current.pairs.len() < LEAF_CAP / 2
+            && let Some(prev) = self.leaves.pop()
+        {
+            let mut prev = unshare(prev);
+            let total = prev.pairs.len() + self.current.pairs.len();
+            let mut last = Leaf {
+                pairs: prev.pairs.drain(total / 2..).collect(),
+            };
+            last.pairs.extend(self.current.pairs.drain(..));
+            self.leaves.push(Arc::new(prev));
+            self.current = last;
+        }
+        self.leaves.push(Arc::new(self.current));
+        let len = self.len;
+        if self.leaves.len() == 1 {
+            let root = self.leaves.pop().map_or(Root::Empty, Root::Leaf);
+            return Tree { root, len };
+        }
+        let level: Vec<(K, Arc<Leaf<K, V>>)> = self
+            .leaves
+            .into_iter()
+            .map(|l| (l.pairs[0].0.clone(), l))
+            .collect();
+        let mut level = build_level(level, Children::Leaves);
+        while level.len() > 1 {
+            level = build_level(level, Children::Inners);
+        }
+        let root = level.pop().map_or(Root::Empty, |(_, n)| Root::Inner(n));
+        Tree { root, len }
+    }
+}
+
+/// One level of inner nodes over `items` (each with its first key), filled evenly.
+fn build_level<K: Clone, V, T>(
+    items: Vec<(K, Arc<T>)>,
+    wrap: impl Fn(ArrayVec<Arc<T>, INNER_CAP>) -> Children<K, V>,
+) -> Vec<(K, Arc<Inner<K, V>>)> {
+    let nodes = items.len().div_ceil(INNER_CAP);
+    let (base, extra) = (items.len() / nodes, items.len() % nodes);
+    let mut items = items.into_iter();
+    (0..nodes)
+        .map(|n| {
+            let take = base + usize::from(n < extra);
+            let mut first = None;
+            let mut keys = ArrayVec::new();
+            let mut children = ArrayVec::new();
+            for (key, child) in items.by_ref().take(take) {
+                if first.is_none() {
+                    first = Some(key);
+                } else {
+                    keys.push(key);
+                }
+                children.push(child);
+            }
+            // `take` ≥ 1: there are at least as many items as nodes.
+            let first = first.unwrap_or_else(|| unreachable!("empty inner node"));
+            let node = Inner {
+                keys,
+                children: wrap(children),
+            };
+            (first, Arc::new(node))
+        })
+        .collect()
+}
+
+/// Iterator over the pairs of a key range, in key order (see [`Tree::range`]).
+pub struct Range<'a, K, V, Q: ?Sized> {
+    /// The inner nodes above the current leaf, each with the index of the child being
+    /// walked.
+    stack: Vec<(&'a Inner<K, V>, usize)>,
+    /// `None` once the range is done.
+    leaf: Option<&'a Leaf<K, V>>,
+    pos: usize,
+    upper: Bound<&'a Q>,
+}
+
+impl<'a, K, V, Q: ?Sized> Range<'a, K, V, Q> {
+    /// Moves to the first leaf after the current one; `false` at the end of the tree.
+    fn next_leaf(&mut self) -> bool {
+        loop {
+            let Some((node, i)) = self.stack.last_mut() else {
+                return false;
+            };
+            if *i + 1 < node.children.len() {
+                *i += 1;
+                break;
+            }
+            self.stack.pop();
+        }
+        // Down the leftmost path of the new child.
+        loop {
+            let Some(&(node, i)) = self.stack.last() else {
+                return false;
+            };
+            match &node.children {
+                Children::Leaves(c) => {
+                    self.leaf = Some(&c[i]);
+                    self.pos = 0;
+                    return true;
+                }
+                Children::Inners(c) => self.stack.push((&c[i], 0)),
+            }
+        }
+    }
+}
+
+impl<'a, K: Borrow<Q>, V, Q: Ord + ?Sized> Iterator for Range<'a, K, V, Q> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let leaf = self.leaf?;
+            if self.pos < leaf.pairs.len() {
+                let (key, value) = &leaf.pairs[self.pos];
+                let within = match self.upper {
+                    Bound::Unbounded => true,
+                    Bound::Included(u) => key.borrow() <= u,
+                    Bound::Excluded(u) => key.borrow() < u,
+                };
+                if !within {
+                    self.leaf = None;
+                    return None;
+                }
+                self.pos += 1;
+                return Some((key, value));
+            }
+            if !self.next_leaf() {
+                self.leaf = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
