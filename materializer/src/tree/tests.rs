@@ -29,6 +29,10 @@ fn check(tree: &Tree<K, u32>) -> usize {
         assert!(count >= 1, "inner node without children");
         assert_eq!(n.keys.len(), count - 1);
         assert!(n.keys.windows(2).all(|w| w[0] < w[1]));
+        let fresh = Words::<INNER_CAP>::index(&n.keys, |k| k);
+        assert_eq!(n.words.shared, fresh.shared, "stale shared prefix");
+        assert_eq!(n.words.prefix, fresh.prefix, "stale shared prefix");
+        assert_eq!(n.words.words, fresh.words, "stale words");
         let bound = |i: usize| -> (Option<&K>, Option<&K>) {
             let l = if i == 0 { lo } else { Some(&n.keys[i - 1]) };
             let h = if i + 1 == count { hi } else { Some(&n.keys[i]) };
@@ -81,14 +85,19 @@ fn same(tree: &Tree<K, u32>, model: &Model) {
 }
 
 fn key_of(n: u16) -> K {
-    // Variable length, so prefixes and lengths both matter: 0–3 bytes.
+    // Variable length, so prefixes and lengths both matter, behind a few shared prefixes
+    // (with zero bytes, which padding must not confuse with a key's end), so inner nodes
+    // search words after shared bytes and meet equal words.
+    const SHARED: [&[u8]; 4] = [b"", b"\0", b"abcdefg", b"abcdefgh\0\0"];
     let b = n.to_be_bytes();
+    let mut k = SHARED[usize::from(n / 7 % 4)].to_vec();
     match n % 4 {
-        0 => vec![],
-        1 => vec![b[0]],
-        2 => b.to_vec(),
-        _ => vec![b[0], b[1], b[1]],
+        0 => {}
+        1 => k.push(b[0]),
+        2 => k.extend_from_slice(&b),
+        _ => k.extend_from_slice(&[b[0], b[1], 0, b[1]]),
     }
+    k
 }
 
 fn bound_of(kind: u8, n: u16) -> Bound<K> {
