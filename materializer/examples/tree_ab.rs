@@ -1,7 +1,12 @@
 //! Side by side in one process: `imbl::OrdMap<Key, Record>` against [`Tree<Key, Record>`],
-//! 1M keys of 16–32 bytes shaped like `regatta-bench materializer`'s, 100-byte values.
-//! Lookups alternate between the two maps in blocks, so load from other work on the
-//! machine hits both alike. `cargo run --release -p regatta-materializer --example tree_ab`.
+//! keys of 16–32 bytes shaped like `regatta-bench materializer`'s, 100-byte values, puts in
+//! ten sorted batches with a clone (a publish) after each. Lookups alternate between the
+//! two maps in blocks, so load from other work on the machine hits both alike.
+//!
+//! `cargo run --release -p regatta-materializer --example tree_ab -- [KEYS] [MODE] [noreads]`
+//! with MODE `both` (default), `imbl`, `tree` (one map per process, for resident bytes),
+//! `none` (neither: the baseline for callgrind instruction counts) or `snapload` (time
+//! decoding a snapshot of one table of KEYS keys).
 
 use std::time::Instant;
 
@@ -62,6 +67,10 @@ fn main() {
     let value = vec![7u8; 100];
     let raw: u64 = keys.iter().map(|k| (k.len() + 100) as u64).sum();
     let batch = (n / 10).max(1);
+    if which == "snapload" {
+        snapshot_load(&keys);
+        return;
+    }
     let reads = std::env::args().nth(3).is_none_or(|a| a != "noreads");
 
     let mut imbl_map: imbl::OrdMap<Key, Record> = imbl::OrdMap::new();
@@ -167,4 +176,45 @@ fn main() {
             percentile(&mut lat_t, 99.0)
         );
     }
+}
+
+/// Encodes a snapshot of one table of `keys` and times decoding it (zstd, parsing and the
+/// tree build), best and median of 7.
+fn snapshot_load(keys: &[Vec<u8>]) {
+    use regatta_materializer::apply::apply_command;
+    use regatta_materializer::{Command, Revision, State};
+    let mut state = State::new();
+    let create = Command::CreateTable {
+        name: "t".into(),
+        config: None,
+    };
+    apply_command(&mut state, Revision(1), &create);
+    // Random values, as in the bench: they do not compress.
+    let mut rng = Rng(7);
+    let kvs = keys
+        .iter()
+        .map(|k| {
+            let value: Vec<u8> = (0..100).map(|_| rng.next() as u8).collect();
+            (bytes::Bytes::copy_from_slice(k), bytes::Bytes::from(value))
+        })
+        .collect();
+    let restore = Command::RestoreTable {
+        name: "t".into(),
+        clear: false,
+        kvs,
+    };
+    apply_command(&mut state, Revision(2), &restore);
+    let encoded = regatta_materializer::snapshot::encode(&state).expect("encode");
+    drop(state);
+    let mut times: Vec<u128> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            let loaded = regatta_materializer::snapshot::decode(&encoded).expect("decode");
+            let dt = t.elapsed().as_millis();
+            drop(loaded);
+            dt
+        })
+        .collect();
+    times.sort_unstable();
+    println!("snapshot decode ms: best {} median {}", times[0], times[3]);
 }

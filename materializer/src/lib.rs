@@ -32,13 +32,13 @@
 
 //! # Read path: the data structure, chosen by measurement
 //!
-//! Each table is a [`tree::Tree<Key, Record>`] (a persistent B+tree of our own, nodes
-//! shared between versions; it replaced `imbl::OrdMap`, see the last section); the whole
-//! [`State`] is published through `arc-swap` once per applied
-//! batch. That meets the five read-path properties by construction: point reads and
-//! O(log n + k) scans without a lock ([`State`] is immutable), whole batches or nothing (one
-//! pointer swap), whole-state replacement as the same swap, and snapshots written from a
-//! held view while apply goes on.
+//! Each table is a [`tree::Tree<Key, Record>`]: a persistent B+tree of our own (third
+//! round below; the first two rounds used `imbl::OrdMap`), with nodes shared between
+//! versions; the whole [`State`] is published through `arc-swap` once per applied batch.
+//! That meets the five read-path properties by construction: point reads and O(log n + k)
+//! scans without a lock ([`State`] is immutable), whole batches or nothing (one pointer
+//! swap), whole-state replacement as the same swap, and snapshots written from a held view
+//! while apply goes on.
 //!
 //! Measured on the project machine (2 vCPU AMD EPYC VM, shared; one dependent random
 //! memory access costs ~210 ns there with 4 KiB pages on a quiet machine), 1M keys of
@@ -48,7 +48,7 @@
 //! | structure | lookup p50 | resident / raw | consistent views, ordered scans |
 //! |---|---|---|---|
 //! | `imbl::OrdMap<Bytes, _>` | 2.5 µs | 2.33× | yes |
-//! | `imbl::OrdMap<Key (inline), Arc record>` (chosen) | 1.6–1.9 µs | 2.06× | yes |
+//! | `imbl::OrdMap<Key (inline), Arc record>` (chosen then) | 1.6–1.9 µs | 2.06× | yes |
 //! | `std::collections::BTreeMap` | 1.3 µs | 2.09× | no (needs a lock or a copy) |
 //! | `imbl::HashMap` (HAMT) | 1.5 µs | 4.35× | views yes, scans no |
 //! | `std::collections::HashMap` / `dashmap` | 1.1 µs | 2.73× | no |
@@ -70,8 +70,8 @@
 //! on this VM whatever the structure: that is one uncached access, and an ordered tree
 //! pays several. Transparent huge pages are `madvise`-only here, so only an allocator that
 //! asks for them gets them. `regatta-bench materializer` with the code of this crate as it
-//! is now, 2–6 runs each, back to back, load average 3–4.5 from other work on the same
-//! 2 vCPUs (`anon_huge_pages_mib` in the bench output confirms the pages):
+//! was then (imbl), 2–6 runs each, back to back, load average 3–4.5 from other work on the
+//! same 2 vCPUs (`anon_huge_pages_mib` in the bench output confirms the pages):
 //!
 //! | allocator | huge pages | read p50 | read p99 | hot-key p50 | 1k-key scan p50 | resident / raw after apply · after snapshot load |
 //! |---|---|---|---|---|---|---|
@@ -88,24 +88,93 @@
 //! recommendation for binaries that hold tables, because it gets huge pages with no
 //! configuration and most often left the fewest resident bytes after apply.
 //!
-//! What else was measured on the write and load paths (callgrind instruction counts, which
-//! a loaded machine does not distort, next to wall-clock figures):
-//! - **Snapshot load**: zstd decompression ~45% and tree inserts ~38% of the instructions.
-//!   The reader parses fields straight out of one buffer and folds the CRC over whole spans
-//!   (−25% instructions); a large table is read by two threads, one parsing, one building
-//!   the tree; and the tree is built by inserting every other record first and the rest in
-//!   between, because the B-tree splits full leaves in the middle and a sorted load
-//!   otherwise leaves every leaf half empty (−60 resident bytes per key, 2.4× → 1.8×,
-//!   which is what full leaves predict: a 160-byte record allocation plus 1/16 of a
-//!   1 KiB leaf per key, ~230 bytes against 124 raw).
-//! - **Apply**: ~6,000 instructions per put, half of them the two tree traversals of an
-//!   upsert (`get_mut` to find a previous record, `insert` for a new key) with their
-//!   copy-on-write of the path, a quarter key comparisons. Runs of puts are sorted by their
-//!   stored (inline) keys rather than by indices into the events' bytes (+30–40% puts/s
-//!   wall-clock, though more instructions: the sort no longer chases a pointer per
-//!   comparison). Per publish, the copy-on-write copies most leaves a batch touches, and
-//!   freed copies fragment the heap: resident bytes after apply (~2.8×) stay above those of
-//!   the same data loaded from a snapshot (~1.8×).
+//! What else was measured on the write and load paths with `imbl` (callgrind instruction
+//! counts, which a loaded machine does not distort): apply cost ~6,000 instructions per
+//! put, half of them the two tree traversals of an upsert (`get_mut` for a previous record,
+//! then `insert` for a new key), each copying the path on first touch after a publish;
+//! snapshot load was ~45% zstd and ~38% tree inserts. Runs of puts are sorted by their
+//! stored (inline) keys rather than by indices into the events' bytes (+30–40% puts/s:
+//! the sort no longer chases a pointer per comparison); the snapshot reader parses fields
+//! out of one buffer and folds the CRC over whole spans (−25% instructions); a large table
+//! is read by two threads, one parsing, one building the tree. Those stay.
+//!
+//! ## Our own B+tree (third round)
+//!
+//! [`tree`] replaced `imbl::OrdMap` for what imbl could not do: one walk down for an upsert
+//! (update or insert, [`tree::Tree::upsert`]), a bulk build of full leaves from sorted
+//! input, and node layouts chosen for this data. Leaves hold 15 `(Key, Record)` pairs (a
+//! leaf is 864 bytes, in mimalloc's 896-byte size class), inner nodes 32 children plus a
+//! compact search array. `regatta-bench materializer`, the binary before (imbl) and after
+//! run alternately, five pairs (three with `--torn-secs 5`, two with 10), load average
+//! 2.1–6.3 from other work on the same 2 vCPUs (mimalloc, 610–720 MiB huge pages in all):
+//!
+//! | figure | imbl (before) | own tree (after) |
+//! |---|---|---|
+//! | point read p50 / p99 | 1,152–1,743 / 1,873–2,784 ns | 971–1,342 / 1,612–2,093 ns |
+//! | hot-key read p50 | 251–341 ns | 160–220 ns |
+//! | 1k-key scan p50 | 70–80 µs | 65–89 µs |
+//! | apply | 140–510 k puts/s | 648–923 k puts/s |
+//! | resident / raw after apply | 2.70–3.21× (334–398 B/key) | 2.62× (325 B/key) |
+//! | resident / raw after snapshot load | 1.64–1.85× | 1.59–1.81× |
+//! | snapshot write / load | 0.76–2.88 s / 0.61–3.49 s | 0.71–2.25 s / 0.73–2.14 s |
+//! | torn-check view reads (8 readers, 10 s) | 3.0–4.0 M | 6.3–6.7 M |
+//!
+//! Pair by pair: apply 1.5–4.7× faster, hot-key reads 24–38% faster, uniform reads from
+//! 9% slower to 23% faster.
+//!
+//! Uniform point reads moved little: they are at the floor of this layout. A lookup pays a
+//! miss for the query key's own bytes in the bench, one or two in the leaf and one for the
+//! record; the upper inner levels (inner nodes are ~10% of the nodes' bytes) stay in cache.
+//! The hot-key figure, the code path with the data in cache, fell by a quarter to a third.
+//!
+//! Each choice was measured on its own in one process (`examples/tree_ab.rs`, 1M keys,
+//! 100k-put batches with a clone per batch, lookups alternating in blocks between two
+//! maps so load from other work hits both alike; instruction counts from callgrind over
+//! 200k keys):
+//! - **Branchy binary search** in nodes instead of `slice::binary_search_by`: point read
+//!   p50 1.6 µs → 1.05–1.15 µs (16-way nodes). A branchless search makes every probe wait
+//!   for the previous one's cache miss; a predicted branch lets the CPU load ahead.
+//! - **Single-walk upsert**: ~5,000 → ~3,600 instructions per put against imbl's
+//!   `get_mut` + `insert` (the same sorted runs, same records).
+//! - **Fan-out**: leaves of 15/16 pairs left 2.57–2.62× resident after apply, 31–32 pairs
+//!   2.67–2.79×, 64 pairs 2.86–2.93× (a write copies a whole leaf, and a 100k-put batch
+//!   touches most leaves); reads and instructions were within the noise of each other.
+//!   Inner nodes of 32 rather than 16 children: one level fewer, same figures otherwise.
+//! - **Key beside its record in the leaf** (one array of pairs, not two arrays): the pair a
+//!   search ends on is in the cache line it compared. With two arrays the tree read level
+//!   with imbl in the same process; with pairs, 5% below it.
+//! - **Compact search words in inner nodes** (the bytes all separators share, up to 8, and
+//!   per separator the next 8 bytes as a `u64`; full keys compared only on equal words):
+//!   p50 −3 to −8%, p99 −3 to −11%, −10% instructions per put. The same words in leaves
+//!   gave reads 2–9% faster at best, inside the run-to-run noise, for +10% instructions
+//!   per put (recomputed on every insert) and +0.17× resident bytes (a 15-pair leaf no
+//!   longer fits 896 bytes): leaves search their pairs.
+//! - **Bulk build** ([`tree::Builder`]) for snapshot load: full leaves, no search, replacing
+//!   the insert-every-other-record trick imbl needed; resident after load is the same
+//!   (1.6–1.8×, what full leaves predict: a 160-byte record plus 896/15 bytes of leaf per
+//!   key). Decoding a 1M-key snapshot held in memory takes 150–200 ms, and the two-thread
+//!   pipeline (parse | build) still pays: best of 7 137–148 ms against 162–165 ms on one
+//!   thread. The bench's `snapshot_load_ms` (0.6–3.5 s) is mostly outside the decoder.
+//! - **Not kept**: moving pairs into a neighbour leaf with room before splitting (B*-tree
+//!   style): 2.54 → 2.50× resident after apply for +11% instructions per put, as the
+//!   neighbour is copied too. Not tried: cursor ("finger") insertion of sorted runs, since
+//!   a 100k-put batch over 1M keys lands about one key per leaf, so there is no walk to
+//!   share.
+//!
+//! Why the targets are not all met:
+//! - **Point read ≤ 300 ns**: see the floor above; any ordered structure pays several
+//!   dependent misses, and a hash index beside the tree would double write work and memory.
+//! - **Apply ≥ 1M puts/s on one thread**: 0.65–0.92 M/s at load 2–6 (the tree's share is
+//!   now ~1,800 of ~4,000 instructions per put in the bench; decoding events, sorting the
+//!   run and allocating records are the rest).
+//! - **Resident ≤ 2× after apply** (2.62×): a record is a 140-byte allocation in a
+//!   160-byte size class (1.29× raw on its own), a leaf slot 56 bytes at ~70% fill after
+//!   random inserts, and each publish leaves the old copies of the leaves the batch
+//!   touched as free holes among live ones. Loaded from a snapshot, the same data takes
+//!   1.6–1.8×. Going lower needs leaves of 8-byte key words and record pointers, with the
+//!   key bytes moved into the record (16–24 instead of 56 bytes per slot, the record one
+//!   size class larger): that changes [`table::Table`]'s `(&Key, &Record)` iteration, and
+//!   an 8-byte record pointer needs `unsafe`. Not attempted in this round.
 //!
 pub mod apply;
 pub mod backup;

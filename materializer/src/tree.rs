@@ -19,6 +19,13 @@
 //! inner node's separators bound its children as drawn above. Leaves split in the middle
 //! when full and merge with a neighbour when a removal leaves them under a quarter full and
 //! the two fit in one node. [`Builder`] makes full nodes from sorted input (snapshot load).
+//!
+//! Lookups: an inner node keeps beside its separators the bytes they all share (up to 8)
+//! and, per separator, the next 8 bytes as a `u64`; the search runs over those words
+//! (eight to a cache line) and compares whole keys only where a word equals the query's.
+//! Leaves keep each key beside its value, so the pair a search ends on is in the cache line
+//! it compared. Every search is a branchy binary search. The crate docs (`lib.rs`) have the
+//! measurements behind each of these choices and the fan-outs.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -28,7 +35,9 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-/// Pairs per leaf.
+/// Pairs per leaf: 15 `(Key, Record)` pairs make an 864-byte leaf, inside mimalloc's
+/// 896-byte size class. Smaller leaves mean less to copy per write after a publish; larger
+/// ones measured more resident bytes after apply and no faster reads (crate docs).
 pub const LEAF_CAP: usize = 15;
 /// Children per inner node.
 pub const INNER_CAP: usize = 32;
@@ -103,7 +112,8 @@ impl<K, V> Children<K, V> {
 }
 
 /// Keys that can give 8 of their bytes as a number, for the compact search arrays of inner
-/// nodes.
+/// nodes. The bytes must be those the key's `Ord` compares, in bytewise order (as for
+/// `[u8]` and [`crate::key::Key`]); a query type must agree with the stored key type.
 pub trait Prefix {
     /// Bytes `at..at + 8`, zero-padded past the end, as a big-endian number. Padding keeps
     /// order: `a ≤ b` implies `a.word_at(i) ≤ b.word_at(i)` whenever the zero-padded first
@@ -215,8 +225,8 @@ impl<const N: usize> Words<N> {
 impl<K, V> Leaf<K, V> {
     /// Binary search of `q` among the pairs: `Ok` with its index, or `Err` with where it
     /// would go. Branchy, for the reason given at [`Words::search`]. Leaves search their
-    /// pairs directly: words in leaves too measured no faster reads, ~10% more instructions
-    /// per put and 0.17× more resident bytes (benchmarks in the crate docs).
+    /// pairs directly: words in leaves too gave reads faster only within the noise, for
+    /// ~10% more instructions per put and 0.17× more resident bytes (crate docs).
     fn search<Q: Ord + ?Sized>(&self, q: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,
