@@ -18,6 +18,7 @@ mod materializer;
 mod noop;
 mod peers;
 mod plot;
+mod raw_grpc;
 mod replication_lag;
 mod report;
 mod wire;

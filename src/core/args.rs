@@ -102,6 +102,10 @@ pub struct CoreArgs {
     /// API address clients should use to reach this node (default: --api.address).
     #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
     pub api_advertise: Option<String>,
+    /// Event loops (OS threads) serving the public gRPC API, each with its own share of the
+    /// connections (default: one per CPU; 0 serves the API on the node's shared runtime).
+    #[arg(long = "api.threads", env = "REGATTA_API_THREADS")]
+    pub api_threads: Option<usize>,
     /// Largest request message accepted, in bytes.
     #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
     pub max_request_size: usize,
@@ -204,6 +208,7 @@ pub struct CoreSettings {
     pub segment_size: u64,
     pub api_address: ListenAddress,
     pub api_advertise: String,
+    pub api_threads: usize,
     pub replication_address: ListenAddress,
     pub replication_advertise: String,
     pub rest_address: ListenAddress,
@@ -291,6 +296,7 @@ impl CoreArgs {
                 ..Default::default()
             },
             segment_size: self.segment_size,
+            api_threads: super::api_threads(self.api_threads)?,
             api_advertise: advertise(
                 "api.advertise-address",
                 &self.api_advertise,
@@ -380,6 +386,7 @@ impl CoreSettings {
             ("raft.cluster-name".into(), self.cluster_name.clone()),
             ("raft.advertise-address".into(), self.raft_advertise.clone()),
             ("api.advertise-address".into(), self.api_advertise.clone()),
+            ("api.threads".into(), self.api_threads.to_string()),
             (
                 "replication.advertise-address".into(),
                 self.replication_advertise.clone(),
@@ -408,5 +415,15 @@ mod tests {
             assert!(parse_members(&[bad.into()]).is_err(), "{bad} accepted");
         }
         assert!(parse_members(&["1=http://a:1".into(), "1=http://b:1".into()]).is_err());
+    }
+
+    #[test]
+    fn api_threads_default_to_the_cpus_and_refuse_absurd_counts() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(super::super::api_threads(None).unwrap(), cpus);
+        assert_eq!(super::super::api_threads(Some(0)).unwrap(), 0);
+        assert_eq!(super::super::api_threads(Some(3)).unwrap(), 3);
+        let err = super::super::api_threads(Some(100_000)).unwrap_err();
+        assert!(err.to_string().contains("--api.threads"), "{err}");
     }
 }
