@@ -228,7 +228,10 @@ mod tests {
     #[test]
     fn unframe_takes_exactly_one_message() {
         let mut ok = Bytes::from_static(&[0, 0, 0, 0, 2, 7, 8]);
-        assert_eq!(unframe(&mut ok).unwrap(), Bytes::from_static(&[7, 8]));
+        assert_eq!(
+            unframe(&mut ok).expect("one message"),
+            Bytes::from_static(&[7, 8])
+        );
         for bad in [
             &[0, 0, 0, 0][..],
             &[1, 0, 0, 0, 1, 9],

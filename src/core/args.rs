@@ -420,10 +420,11 @@ mod tests {
     #[test]
     fn api_threads_default_to_the_cpus_and_refuse_absurd_counts() {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        assert_eq!(super::super::api_threads(None).unwrap(), cpus);
-        assert_eq!(super::super::api_threads(Some(0)).unwrap(), 0);
-        assert_eq!(super::super::api_threads(Some(3)).unwrap(), 3);
-        let err = super::super::api_threads(Some(100_000)).unwrap_err();
-        assert!(err.to_string().contains("--api.threads"), "{err}");
+        let threads = |flag| super::super::api_threads(flag).map_err(|e| e.to_string());
+        assert_eq!(threads(None), Ok(cpus));
+        assert_eq!(threads(Some(0)), Ok(0));
+        assert_eq!(threads(Some(3)), Ok(3));
+        let err = threads(Some(100_000)).expect_err("100000 loops refused");
+        assert!(err.contains("--api.threads"), "{err}");
     }
 }
