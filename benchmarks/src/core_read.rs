@@ -16,14 +16,14 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use regatta_proto::{
     mvcc::v1::{RequestOp, request_op},
-    regatta::v1::{RangeRequest, TxnRequest, kv_client::KvClient},
+    regatta::v1::{TxnRequest, kv_client::KvClient},
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::{
-    cluster::{self, Cluster, ClusterArgs, Counters, FastRng, Target},
+    cluster::{self, Cluster, ClusterArgs, Counters, Target},
     core_write::describe,
+    reads::{self, ClientKind, RangeClient, ReadLoad},
     report::Report,
 };
 
@@ -66,23 +66,14 @@ pub struct Args {
     /// Deadline of each request.
     #[arg(long, default_value = "10s", value_parser = cluster::parse_duration)]
     timeout: Duration,
+    /// gRPC client of the load: `raw` (lean, on h2 directly) or `tonic`.
+    #[arg(long, value_enum, default_value_t = ClientKind::Raw)]
+    client: ClientKind,
 }
 
 /// The `i`th preloaded key: 32 bytes.
 fn key(i: u64) -> Bytes {
     Bytes::from(format!("key-{i:028}"))
-}
-
-/// What every read worker shares.
-struct Load {
-    table: Bytes,
-    keys: Vec<Bytes>,
-    value_size: usize,
-    linearizable: bool,
-    measure_from: Instant,
-    end: Instant,
-    timeout: Duration,
-    counters: Counters,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -113,7 +104,13 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     );
 
     let targets = cluster.targets(args.target)?;
-    let pool = cluster::connect_pool(&targets, args.connections.min(args.in_flight)).await?;
+    let addresses: Vec<&str> = targets.iter().map(|node| node.api.as_str()).collect();
+    let pool = RangeClient::pool(
+        args.client,
+        &addresses,
+        args.connections.min(args.in_flight),
+    )
+    .await?;
     eprintln!(
         "{} reads in flight over {} connections to {} (leader node {}), {}, warm-up {:?}, then {:?}",
         args.in_flight,
@@ -130,7 +127,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     );
     let start = Instant::now();
     let measure_from = start + args.warm_up;
-    let load = Arc::new(Load {
+    let load = Arc::new(ReadLoad {
         table: Bytes::from(table),
         keys: (0..args.keys).map(key).collect(),
         value_size: args.value_size,
@@ -142,12 +139,8 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     });
     let mut workers = tokio::task::JoinSet::new();
     for id in 0..args.in_flight {
-        let (_, channel) = &pool[id % pool.len()];
-        workers.spawn(reader(
-            id as u64,
-            KvClient::new(channel.clone()),
-            load.clone(),
-        ));
+        let client = pool[id % pool.len()].clone();
+        workers.spawn(reads::worker(id as u64, client, load.clone()));
     }
     let histogram = cluster::drive(cluster, workers, &load.counters, "reads", measure_from).await?;
     let measured = Instant::now().saturating_duration_since(measure_from);
@@ -176,6 +169,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
         .set("value_size", args.value_size)
         .set("in_flight", args.in_flight)
         .set("connections", pool.len())
+        .set("client", args.client.as_str())
         .set("preload_seconds", (preload_seconds * 100.0).round() / 100.0)
         .set("seconds", (measured.as_secs_f64() * 100.0).round() / 100.0)
         .set("reads", reads)
@@ -244,51 +238,4 @@ async fn preload(args: &Args, cluster: &Cluster, table: &str) -> Result<u64> {
         revision = revision.max(result.context("a preload task panicked")??);
     }
     Ok(revision)
-}
-
-/// One read worker: Ranges on random preloaded keys, one at a time, until the load ends.
-async fn reader(
-    id: u64,
-    mut kv: KvClient<Channel>,
-    load: Arc<Load>,
-) -> Result<hdrhistogram::Histogram<u64>> {
-    let mut histogram = cluster::latency_histogram()?;
-    let mut rng = FastRng::new(id + 1);
-    let keys = load.keys.len() as u64;
-    loop {
-        let started = Instant::now();
-        if started >= load.end {
-            break;
-        }
-        let key = load.keys[rng.below(keys) as usize].clone();
-        let mut request = tonic::Request::new(RangeRequest {
-            table: load.table.clone(),
-            key,
-            linearizable: load.linearizable,
-            ..Default::default()
-        });
-        request.set_timeout(load.timeout);
-        match kv.range(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                let found =
-                    matches!(response.kvs.as_slice(), [kv] if kv.value.len() == load.value_size);
-                if !found {
-                    load.counters
-                        .record_error(format!("a preloaded key was missing: {response:?}"));
-                } else if started >= load.measure_from {
-                    histogram.saturating_record(started.elapsed().as_micros() as u64);
-                    load.counters.ok.fetch_add(1, Relaxed);
-                } else {
-                    load.counters.warmup.fetch_add(1, Relaxed);
-                }
-            }
-            Err(status) => {
-                load.counters.record_error(&status);
-                // A failing cluster must not be hammered in a tight loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    Ok(histogram)
 }

@@ -19,6 +19,7 @@ mod noop;
 mod peers;
 mod plot;
 mod raw_grpc;
+mod reads;
 mod replication_lag;
 mod report;
 mod wire;
