@@ -94,9 +94,10 @@
 //! then `insert` for a new key), each copying the path on first touch after a publish;
 //! snapshot load was ~45% zstd and ~38% tree inserts. Runs of puts are sorted by their
 //! stored (inline) keys rather than by indices into the events' bytes (+30–40% puts/s:
-//! the sort no longer chases a pointer per comparison); the snapshot reader parses fields
-//! out of one buffer and folds the CRC over whole spans (−25% instructions); a large table
-//! is read by two threads, one parsing, one building the tree. Those stay.
+//! the sort no longer chases a pointer per comparison; now by the keys' first 16 bytes as
+//! two integers, −17% apply instructions); the snapshot reader parses fields out of one
+//! buffer and folds the CRC over whole spans (−25% instructions); a large table is read by
+//! two threads, one parsing, one building the tree. Those stay.
 //!
 //! ## Our own B+tree (third round)
 //!
@@ -164,9 +165,11 @@
 //! Why the targets are not all met:
 //! - **Point read ≤ 300 ns**: see the floor above; any ordered structure pays several
 //!   dependent misses, and a hash index beside the tree would double write work and memory.
-//! - **Apply ≥ 1M puts/s on one thread**: 0.65–0.92 M/s at load 2–6 (the tree's share is
-//!   now ~1,800 of ~4,000 instructions per put in the bench; decoding events, sorting the
-//!   run and allocating records are the rest).
+//! - **Apply ≥ 1M puts/s on one thread**: 0.65–0.97 M/s at load 2–6. The tree's share is
+//!   ~1,800 of ~3,300 instructions per put in the bench (callgrind, 200k keys); decoding
+//!   events, sorting the run and allocating records are the rest. With a leaf copied and a
+//!   record allocated per put, apply is bound by memory more than by instructions: −17%
+//!   instructions from the cheaper sort did not show in wall-clock figures at this load.
 //! - **Resident ≤ 2× after apply** (2.62×): a record is a 140-byte allocation in a
 //!   160-byte size class (1.29× raw on its own), a leaf slot 56 bytes at ~70% fill after
 //!   random inserts, and each publish leaves the old copies of the leaves the batch
