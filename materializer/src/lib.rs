@@ -123,10 +123,12 @@
 //! Pair by pair: apply 1.5–4.7× faster, hot-key reads 24–38% faster, uniform reads from
 //! 9% slower to 23% faster.
 //!
-//! Uniform point reads moved little: they are at the floor of this layout. A lookup pays a
-//! miss for the query key's own bytes in the bench, one or two in the leaf and one for the
-//! record; the upper inner levels (inner nodes are ~10% of the nodes' bytes) stay in cache.
-//! The hot-key figure, the code path with the data in cache, fell by a quarter to a third.
+//! Uniform point reads moved little: they are at the floor of this layout. A lookup in the
+//! bench pays a miss on the query key's own bytes, likely one in the lowest inner level
+//! (inner nodes are ~10% of the nodes' bytes; the upper levels stay in cache) and one or two
+//! in the leaf; it reads only the value's length, which the record pointer in the leaf
+//! holds. The hot-key figure, the code path with the data in cache, fell by a quarter to a
+//! third.
 //!
 //! Each choice was measured on its own in one process (`examples/tree_ab.rs`, 1M keys,
 //! 100k-put batches with a clone per batch, lookups alternating in blocks between two
@@ -158,9 +160,14 @@
 //!   thread. The bench's `snapshot_load_ms` (0.6–3.5 s) is mostly outside the decoder.
 //! - **Not kept**: moving pairs into a neighbour leaf with room before splitting (B*-tree
 //!   style): 2.54 → 2.50× resident after apply for +11% instructions per put, as the
-//!   neighbour is copied too. Not tried: cursor ("finger") insertion of sorted runs, since
-//!   a 100k-put batch over 1M keys lands about one key per leaf, so there is no walk to
-//!   share.
+//!   neighbour is copied too. A thin (8-byte) record pointer (`triomphe::ThinArc`, the
+//!   three revisions and the length inside the record's allocation; 48-byte pairs, a
+//!   768-byte leaf): 2.54 → 2.39× resident after apply, but point reads 20% slower in the
+//!   bench, whose read takes only the value's length: a fat pointer holds it in the leaf,
+//!   a thin one costs a miss on the record. A real read (`get_kv`) touches the record
+//!   anyway, so this is worth measuring again with a bench that reads the value.
+//! - **Not tried**: cursor ("finger") insertion of sorted runs: a 100k-put batch over 1M
+//!   keys lands about one key per leaf, so there is no walk to share.
 //!
 //! Why the targets are not all met:
 //! - **Point read ≤ 300 ns**: see the floor above; any ordered structure pays several
@@ -175,9 +182,9 @@
 //!   random inserts, and each publish leaves the old copies of the leaves the batch
 //!   touched as free holes among live ones. Loaded from a snapshot, the same data takes
 //!   1.6–1.8×. Going lower needs leaves of 8-byte key words and record pointers, with the
-//!   key bytes moved into the record (16–24 instead of 56 bytes per slot, the record one
-//!   size class larger): that changes [`table::Table`]'s `(&Key, &Record)` iteration, and
-//!   an 8-byte record pointer needs `unsafe`. Not attempted in this round.
+//!   key bytes moved into the record (16 instead of 56 bytes per slot, the record one
+//!   size class larger): that changes [`table::Table`]'s `(&Key, &Record)` iteration. Not
+//!   attempted in this round; the thin pointer alone is above.
 //!
 pub mod apply;
 pub mod backup;
