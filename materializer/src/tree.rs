@@ -313,17 +313,19 @@ fn unshare<T: Clone>(a: Arc<T>) -> T {
     Arc::try_unwrap(a).unwrap_or_else(|shared| (*shared).clone())
 }
 
-/// Inserts child `child` after `children[i]` with separator `sep`. When the node is full it
-/// splits in the middle first; then the right half is returned with the separator that
+/// The right half of a split inner node (separators, children) and the separator that
 /// goes up to the parent.
-#[allow(clippy::type_complexity)]
+type SplitOff<K, T> = (K, ArrayVec<K, INNER_CAP>, ArrayVec<Arc<T>, INNER_CAP>);
+
+/// Inserts child `child` after `children[i]` with separator `sep`. When the node is full it
+/// splits in the middle first and returns the right half.
 fn insert_child<K, T>(
     keys: &mut ArrayVec<K, INNER_CAP>,
     children: &mut ArrayVec<Arc<T>, INNER_CAP>,
     i: usize,
     sep: K,
     child: Arc<T>,
-) -> Option<(K, ArrayVec<K, INNER_CAP>, ArrayVec<Arc<T>, INNER_CAP>)> {
+) -> Option<SplitOff<K, T>> {
     if !children.is_full() {
         keys.insert(i, sep);
         children.insert(i + 1, child);
@@ -332,8 +334,11 @@ fn insert_child<K, T>(
     let mid = INNER_CAP / 2;
     let mut right_children: ArrayVec<Arc<T>, INNER_CAP> = children.drain(mid..).collect();
     let mut right_keys: ArrayVec<K, INNER_CAP> = keys.drain(mid..).collect();
-    // keys[mid - 1] separated children[mid - 1] and children[mid]: it goes up.
-    let up = keys.pop()?;
+    // keys[mid - 1] separated children[mid - 1] and children[mid]: it goes up. A full node
+    // has INNER_CAP - 1 separators, so there is one.
+    let up = keys
+        .pop()
+        .unwrap_or_else(|| unreachable!("a full inner node without separators"));
     if i < mid {
         keys.insert(i, sep);
         children.insert(i + 1, child);
