@@ -106,22 +106,26 @@
 //! input, and node layouts chosen for this data. Leaves hold 15 `(Key, Record)` pairs (a
 //! leaf is 864 bytes, in mimalloc's 896-byte size class), inner nodes 32 children plus a
 //! compact search array. `regatta-bench materializer`, the binary before (imbl) and after
-//! run alternately, five pairs (three with `--torn-secs 5`, two with 10), load average
-//! 2.1–6.3 from other work on the same 2 vCPUs (mimalloc, 610–720 MiB huge pages in all):
+//! run alternately, seven pairs (`--torn-secs 5`, two of them 10; the last two pairs with
+//! the final code, including the cheaper sort of put runs), load average 1.7–6.3 from
+//! other work on the same 2 vCPUs (mimalloc, 610–720 MiB huge pages in all):
 //!
 //! | figure | imbl (before) | own tree (after) |
 //! |---|---|---|
-//! | point read p50 / p99 | 1,152–1,743 / 1,873–2,784 ns | 971–1,342 / 1,612–2,093 ns |
-//! | hot-key read p50 | 251–341 ns | 160–220 ns |
-//! | 1k-key scan p50 | 70–80 µs | 65–89 µs |
+//! | point read p50 / p99 | 1,152–1,743 / 1,873–2,784 ns | 971–1,342 / 1,593–2,093 ns |
+//! | hot-key read p50 | 251–370 ns | 151–221 ns |
+//! | 1k-key scan p50 | 70–95 µs | 64–91 µs |
 //! | apply | 140–510 k puts/s | 648–923 k puts/s |
-//! | resident / raw after apply | 2.70–3.21× (334–398 B/key) | 2.62× (325 B/key) |
-//! | resident / raw after snapshot load | 1.64–1.85× | 1.59–1.81× |
+//! | resident / raw after apply | 2.70–3.21× (334–398 B/key) | 2.61–2.62× (323–325 B/key) |
+//! | resident / raw after snapshot load | 1.64–1.89× | 1.48–1.81× |
 //! | snapshot write / load | 0.76–2.88 s / 0.61–3.49 s | 0.71–2.25 s / 0.73–2.14 s |
 //! | torn-check view reads (8 readers, 10 s) | 3.0–4.0 M | 6.3–6.7 M |
 //!
-//! Pair by pair: apply 1.5–4.7× faster, hot-key reads 24–38% faster, uniform reads from
-//! 9% slower to 23% faster.
+//! Pair by pair: apply 1.5–5.4× faster, hot-key reads 24–59% faster, uniform reads from
+//! 9% slower to 23% faster. The torn check's writer alone (`--readers 0`) commits the same
+//! 133–139 k txns/s with both; beside 8 readers it got fewer txns through with the tree
+//! (medians 10.5 k against 18.3 k txns/s, ranges 8–21 k and 6–23 k) while the readers did
+//! more.
 //!
 //! Uniform point reads moved little: they are at the floor of this layout. A lookup in the
 //! bench pays a miss on the query key's own bytes, likely one in the lowest inner level
