@@ -38,9 +38,8 @@ fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_their_status_codes_and_the_node_keeps_serving() {
-    phase("start a single-node core with a table, its API on the shared runtime");
-    // `--api.threads=0`: every other test serves the API on loops of its own (the default).
-    let cluster = Cluster::start_with(1, &["--tables.token=s3cret", "--api.threads=0"]);
+    phase("start a single-node core with a table");
+    let cluster = Cluster::start_with(1, &["--tables.token=s3cret"]);
     cluster.wait_for_leader().await;
     let node = &cluster.nodes[0];
     let mut tables = node.tables().await;

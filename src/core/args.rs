@@ -102,10 +102,6 @@ pub struct CoreArgs {
     /// API address clients should use to reach this node (default: --api.address).
     #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
     pub api_advertise: Option<String>,
-    /// Event loops (OS threads) serving the public gRPC API, each with its own share of the
-    /// connections (default: one per CPU; 0 serves the API on the node's shared runtime).
-    #[arg(long = "api.threads", env = "REGATTA_API_THREADS")]
-    pub api_threads: Option<usize>,
     /// Largest request message accepted, in bytes.
     #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
     pub max_request_size: usize,
@@ -208,7 +204,6 @@ pub struct CoreSettings {
     pub segment_size: u64,
     pub api_address: ListenAddress,
     pub api_advertise: String,
-    pub api_threads: usize,
     pub replication_address: ListenAddress,
     pub replication_advertise: String,
     pub rest_address: ListenAddress,
@@ -296,7 +291,6 @@ impl CoreArgs {
                 ..Default::default()
             },
             segment_size: self.segment_size,
-            api_threads: super::api_threads(self.api_threads)?,
             api_advertise: advertise(
                 "api.advertise-address",
                 &self.api_advertise,
@@ -386,7 +380,6 @@ impl CoreSettings {
             ("raft.cluster-name".into(), self.cluster_name.clone()),
             ("raft.advertise-address".into(), self.raft_advertise.clone()),
             ("api.advertise-address".into(), self.api_advertise.clone()),
-            ("api.threads".into(), self.api_threads.to_string()),
             (
                 "replication.advertise-address".into(),
                 self.replication_advertise.clone(),
@@ -415,16 +408,5 @@ mod tests {
             assert!(parse_members(&[bad.into()]).is_err(), "{bad} accepted");
         }
         assert!(parse_members(&["1=http://a:1".into(), "1=http://b:1".into()]).is_err());
-    }
-
-    #[test]
-    fn api_threads_default_to_the_cpus_and_refuse_absurd_counts() {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = |flag| super::super::api_threads(flag).map_err(|e| e.to_string());
-        assert_eq!(threads(None), Ok(cpus));
-        assert_eq!(threads(Some(0)), Ok(0));
-        assert_eq!(threads(Some(3)), Ok(3));
-        let err = threads(Some(100_000)).expect_err("100000 loops refused");
-        assert!(err.contains("--api.threads"), "{err}");
     }
 }

@@ -250,21 +250,16 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .build_v1()
             .context("building the reflection service")?;
         let incoming = grpc_incoming(&settings.api_address)?;
-        let router = tonic::transport::Server::builder()
+        let token = shutdown.clone();
+        tonic::transport::Server::builder()
             .layer(api_metrics.layer())
             .add_service(kv)
             .add_service(tables)
             .add_service(cluster)
             .add_service(admin)
             .add_service(maintenance)
-            .add_service(reflection);
-        regatta_api::listen::serve_on_threads(
-            router,
-            incoming,
-            settings.api_threads,
-            "api",
-            shutdown.clone(),
-        )
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let tail_server = {
@@ -332,20 +327,6 @@ pub fn grpc_incoming(
 ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>>> {
     let addr = tcp(addr)?;
     regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))
-}
-
-/// Most event loops `--api.threads` may ask for.
-const MAX_API_THREADS: usize = 256;
-
-/// The number of API event loops: the flag's, else one per CPU this process may use.
-pub fn api_threads(flag: Option<usize>) -> Result<usize> {
-    match flag {
-        Some(n) if n > MAX_API_THREADS => {
-            bail!("--api.threads must be at most {MAX_API_THREADS}, got {n}")
-        }
-        Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
-    }
 }
 
 pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {

@@ -77,10 +77,6 @@ pub struct EdgeArgs {
     /// API address clients should use (default: --api.address).
     #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
     pub api_advertise: Option<String>,
-    /// Event loops (OS threads) serving the public gRPC API, each with its own share of the
-    /// connections (default: one per CPU; 0 serves the API on the node's shared runtime).
-    #[arg(long = "api.threads", env = "REGATTA_API_THREADS")]
-    pub api_threads: Option<usize>,
     /// Largest request message accepted, in bytes.
     #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
     pub max_request_size: usize,
@@ -135,7 +131,6 @@ pub struct EdgeSettings {
     pub args: EdgeArgs,
     pub api_address: ListenAddress,
     pub api_advertise: String,
-    pub api_threads: usize,
     pub replication_address: ListenAddress,
     pub replication_advertise: String,
     pub rest_address: ListenAddress,
@@ -167,7 +162,6 @@ impl EdgeArgs {
         };
         Ok(EdgeSettings {
             api_address: ListenAddress::parse("api.address", &self.api_address)?,
-            api_threads: crate::core::api_threads(self.api_threads)?,
             api_advertise: advertise(
                 "api.advertise-address",
                 &self.api_advertise,

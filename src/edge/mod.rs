@@ -158,20 +158,15 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .build_v1()
             .context("building the reflection service")?;
         let incoming = crate::core::grpc_incoming(&settings.api_address)?;
-        let router = tonic::transport::Server::builder()
+        let token = shutdown.clone();
+        tonic::transport::Server::builder()
             .layer(api_metrics.layer())
             .add_service(kv)
             .add_service(tables)
             .add_service(cluster)
             .add_service(maintenance)
-            .add_service(reflection);
-        regatta_api::listen::serve_on_threads(
-            router,
-            incoming,
-            settings.api_threads,
-            "api",
-            shutdown.clone(),
-        )
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let tail_server = {
