@@ -606,6 +606,29 @@ impl Counters {
     pub fn first_error(&self) -> Option<String> {
         lock(&self.first_error).clone()
     }
+
+    /// Counts one operation begun at `started` that succeeded: its latency into `histogram`
+    /// and `ok` inside the measured window (from `measure_from`), `warmup` before it.
+    pub fn record_ok(
+        &self,
+        histogram: &mut hdrhistogram::Histogram<u64>,
+        started: tokio::time::Instant,
+        measure_from: tokio::time::Instant,
+    ) {
+        if started >= measure_from {
+            histogram.saturating_record(started.elapsed().as_micros() as u64);
+            self.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            self.warmup
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The pause of a client after a failed request: a failing server must not be hammered in a
+/// tight loop.
+pub async fn back_off() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 /// Waits for every client task, printing a progress line per second to stderr (`what`

@@ -725,17 +725,12 @@ async fn client_loop(
             client.read(key, load.value_size, load.timeout).await
         };
         match outcome {
-            Ok(()) if started >= load.measure_from => {
-                histogram.saturating_record(started.elapsed().as_micros() as u64);
-                load.counters.ok.fetch_add(1, Relaxed);
-            }
-            Ok(()) => {
-                load.counters.warmup.fetch_add(1, Relaxed);
-            }
+            Ok(()) => load
+                .counters
+                .record_ok(&mut histogram, started, load.measure_from),
             Err(error) => {
                 load.counters.record_error(error);
-                // A failing server must not be hammered in a tight loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                cluster::back_off().await;
             }
         }
     }

@@ -181,21 +181,16 @@ async fn client(
         });
         request.set_timeout(load.timeout);
         match kv.put(request).await {
-            Ok(_) if measured => {
-                histogram.saturating_record(started.elapsed().as_micros() as u64);
-                load.counters.ok.fetch_add(1, Relaxed);
-            }
-            Ok(_) => {
-                load.counters.warmup.fetch_add(1, Relaxed);
-            }
+            Ok(_) => load
+                .counters
+                .record_ok(&mut histogram, started, load.measure_from),
             Err(status) => {
                 load.counters.record_error(&status);
                 if measured && load.count.is_some() {
                     // The claimed write did not happen: let another attempt take its place.
                     load.claimed.fetch_sub(1, Relaxed);
                 }
-                // A failing cluster must not be hammered in a tight loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                cluster::back_off().await;
             }
         }
     }

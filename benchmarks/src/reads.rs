@@ -2,7 +2,7 @@
 //! uniformly random preloaded key in flight, through either gRPC client, and check every
 //! answer (a missing key or a value of the wrong size counts as an error).
 
-use std::{sync::Arc, sync::atomic::Ordering::Relaxed, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -133,20 +133,17 @@ pub async fn worker(
             Ok(response) => {
                 let found =
                     matches!(response.kvs.as_slice(), [kv] if kv.value.len() == load.value_size);
-                if !found {
+                if found {
+                    load.counters
+                        .record_ok(&mut histogram, started, load.measure_from);
+                } else {
                     load.counters
                         .record_error(format!("a preloaded key was missing: {response:?}"));
-                } else if started >= load.measure_from {
-                    histogram.saturating_record(started.elapsed().as_micros() as u64);
-                    load.counters.ok.fetch_add(1, Relaxed);
-                } else {
-                    load.counters.warmup.fetch_add(1, Relaxed);
                 }
             }
             Err(status) => {
                 load.counters.record_error(&status);
-                // A failing server must not be hammered in a tight loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                cluster::back_off().await;
             }
         }
     }

@@ -112,17 +112,13 @@ impl crate::tree::Prefix for Key {
     fn word_at(&self, at: usize) -> u64 {
         match &self.0 {
             // Inline bytes past the key's end are zeros already: no length check.
-            Repr::Inline { bytes, .. } if at + 8 <= INLINE_KEY_BYTES => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&bytes[at..at + 8]);
-                u64::from_be_bytes(b)
-            }
+            Repr::Inline { bytes, .. } if at + 8 <= INLINE_KEY_BYTES => word(bytes, at),
             _ => self.as_slice().word_at(at),
         }
     }
 }
 
-/// Big-endian word of the 8 inline bytes at `at` (a multiple of 8 below 32).
+/// Big-endian word of the 8 inline bytes at `at` (`at + 8` at most [`INLINE_KEY_BYTES`]).
 fn word(bytes: &[u8; INLINE_KEY_BYTES], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
