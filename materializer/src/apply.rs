@@ -11,7 +11,7 @@
 //!   untouched and the node must stop applying.
 
 use regatta_proto::event::Event;
-use regatta_proto::regatta::v1::{DeleteRangeResponse, PutResponse};
+use regatta_proto::regatta::v1::DeleteRangeResponse;
 
 use crate::command::Command;
 use crate::key::Key;
@@ -79,21 +79,20 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
         },
         Command::Put(p) => with_table(state, &p.table, |t| {
             let r = txn::put(t, &p.op, index);
-            ApplyResponse::Put(PutResponse {
-                header: None,
-                prev_kv: r.prev_kv,
-            })
+            ApplyResponse::Put {
+                prev_kv: r.prev_kv.map(Box::new),
+            }
         }),
         Command::DeleteRange(d) => with_table(state, &d.table, |t| {
             let r = txn::delete(t, &d.op);
-            ApplyResponse::DeleteRange(DeleteRangeResponse {
+            ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
                 header: None,
                 deleted: r.deleted,
                 prev_kvs: r.prev_kvs,
-            })
+            }))
         }),
         Command::Txn(x) => with_table(state, &x.table, |t| {
-            ApplyResponse::Txn(txn::run(t, x, index))
+            ApplyResponse::Txn(Box::new(txn::run(t, x, index)))
         }),
         Command::Batch(commands) => ApplyResponse::Batch(
             commands
@@ -129,33 +128,51 @@ fn with_table(
 /// Runs of at least this many puts are applied in key order.
 const SORT_RUN_MIN: usize = 32;
 
+/// A put waiting in a run: its key already in stored form (copied while the run is read in
+/// log order), its value still in the event.
+#[derive(Debug)]
+struct QueuedPut<'e> {
+    index: Revision,
+    key: Key,
+    value: &'e [u8],
+    prev_kv: bool,
+    /// Its place among the responses.
+    slot: usize,
+}
+
 /// Applies a sequence of entries with the same result as [`apply`] one by one, faster.
 ///
-/// Consecutive plain puts to one table form a *run*; a run is applied in key order (a
-/// stable sort: puts of the same key keep their log order), so the tree is walked once from
-/// left to right instead of at random. Every put still carries its own index as revision
-/// and gets its own response, in log order; puts to different keys commute and puts to the
-/// same key keep their order, so state and responses are exactly those of sequential
-/// apply (the model and batch-split property tests check this).
+/// Consecutive valid puts to one table form a *run*, read in place from the events (no copy
+/// of the event, no table name per put). The run is applied in key order (a stable sort:
+/// puts of the same key keep their log order), so the tree is walked once from left to
+/// right instead of at random, and the records of neighbouring keys are allocated together
+/// (a later scan reads them from neighbouring memory). Every put still carries its own index
+/// as revision and gets its own response, in log order; puts to different keys commute and
+/// puts to the same key keep their order, so state and responses are exactly those of
+/// sequential apply (the model and batch-split property tests check this). Anything else
+/// (an invalid put included) ends the run and is applied as by [`apply`].
 #[derive(Debug)]
-pub struct BatchApply<'s> {
+pub struct BatchApply<'s, 'e> {
     state: &'s mut State,
-    run: Vec<(Revision, crate::request::Put)>,
+    /// The table of the queued run (kept between runs for its allocation).
+    run_table: String,
+    run: Vec<QueuedPut<'e>>,
     responses: Vec<ApplyResponse>,
 }
 
-impl<'s> BatchApply<'s> {
+impl<'s, 'e> BatchApply<'s, 'e> {
     /// Starts applying onto `state`.
     pub fn new(state: &'s mut State) -> Self {
         Self {
             state,
+            run_table: String::new(),
             run: Vec::new(),
             responses: Vec::new(),
         }
     }
 
     fn last_index(&self) -> Revision {
-        self.run.last().map_or(self.state.revision, |(i, _)| *i)
+        self.run.last().map_or(self.state.revision, |q| q.index)
     }
 
     fn check(&self, index: Revision) -> Result<()> {
@@ -171,37 +188,41 @@ impl<'s> BatchApply<'s> {
 
     /// Applies (or queues in the current run) the event at `index`. On a fatal error the
     /// entries before it are fully applied and the state is at the previous index.
-    pub fn event(&mut self, index: Revision, event: &Event) -> Result<()> {
+    pub fn event(&mut self, index: Revision, event: &'e Event) -> Result<()> {
         if let Err(e) = self.check(index) {
             self.flush();
             return Err(e);
         }
-        match Command::from_event(index.0, event) {
-            Ok(Command::Put(put)) => {
-                if self.run.first().is_some_and(|(_, p)| p.table != put.table) {
-                    self.flush();
-                }
-                self.run.push((index, put));
-                Ok(())
-            }
-            other => {
+        if let Some((table, put)) = Command::valid_put(event) {
+            if self.run_table != table {
                 self.flush();
-                let response = match other {
-                    Ok(command) => apply_command(self.state, index, &command),
-                    Err(e) if e.is_fatal() => return Err(e),
-                    Err(e) => {
-                        self.state.revision = index;
-                        ApplyResponse::Rejected(e.to_rejection().unwrap_or_else(|| {
-                            Rejection::InvalidArgument {
-                                reason: e.to_string(),
-                            }
-                        }))
-                    }
-                };
-                self.responses.push(response);
-                Ok(())
+                table.clone_into(&mut self.run_table);
             }
+            self.run.push(QueuedPut {
+                index,
+                key: Key::from_slice(&put.key),
+                value: &put.value,
+                prev_kv: put.prev_kv,
+                slot: self.responses.len(),
+            });
+            self.responses.push(ApplyResponse::Empty);
+            return Ok(());
         }
+        self.flush();
+        let response = match Command::from_event(index.0, event) {
+            Ok(command) => apply_command(self.state, index, &command),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                self.state.revision = index;
+                ApplyResponse::Rejected(e.to_rejection().unwrap_or_else(|| {
+                    Rejection::InvalidArgument {
+                        reason: e.to_string(),
+                    }
+                }))
+            }
+        };
+        self.responses.push(response);
+        Ok(())
     }
 
     /// Advances to `index` without a command (openraft Blank and Membership entries).
@@ -239,47 +260,38 @@ impl<'s> BatchApply<'s> {
     }
 
     fn flush(&mut self) {
-        let Some((last, _)) = self.run.last() else {
+        let Some(last) = self.run.last().map(|q| q.index) else {
             return;
         };
-        let last = *last;
-        let run = std::mem::take(&mut self.run);
-        let base = self.responses.len();
-        match self.state.tables.get_mut(&run[0].1.table) {
+        let mut run = std::mem::take(&mut self.run);
+        match self.state.tables.get_mut(&self.run_table) {
             None => {
-                let table = run[0].1.table.clone();
-                self.responses.extend(run.iter().map(|_| {
-                    ApplyResponse::Rejected(Rejection::TableNotFound {
-                        table: table.clone(),
-                    })
-                }));
+                for q in &run {
+                    self.responses[q.slot] = ApplyResponse::Rejected(Rejection::TableNotFound {
+                        table: self.run_table.clone(),
+                    });
+                }
+                run.clear();
             }
             Some(t) => {
-                // Sorted by the keys' first 16 bytes (two numbers taken once per put), then
-                // log position: puts of one key keep their log order, and keys equal in
+                // Sorted by the keys' first 16 bytes (read from the inline keys, no pointer
+                // chased), stably: puts of one key keep their log order, and keys equal in
                 // those bytes end up side by side, which is all the locality the sort is
-                // for (puts to different keys commute). The sort moves 24-byte entries and
-                // compares integers, no key bytes behind a pointer.
-                let mut order: Vec<(u64, u64, usize)> = run
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, put))| (put.op.key.word_at(0), put.op.key.word_at(8), i))
-                    .collect();
+                // for (puts to different keys commute).
                 if run.len() >= SORT_RUN_MIN {
-                    order.sort_unstable();
+                    run.sort_by_key(|q| (q.key.word_at(0), q.key.word_at(8)));
                 }
-                self.responses
-                    .resize(base + run.len(), ApplyResponse::Empty);
-                for (_, _, i) in order {
-                    let (rev, put) = &run[i];
-                    let r = txn::put_key(t, Key::from_slice(&put.op.key), &put.op, *rev);
-                    self.responses[base + i] = ApplyResponse::Put(PutResponse {
-                        header: None,
-                        prev_kv: r.prev_kv,
-                    });
+                for q in run.drain(..) {
+                    let key = q.prev_kv.then(|| q.key.to_bytes());
+                    let prev = t.put_key(q.key, q.value, q.index);
+                    self.responses[q.slot] = ApplyResponse::Put {
+                        prev_kv: prev.zip(key).map(|(r, k)| Box::new(r.to_kv(k, false))),
+                    };
                 }
             }
         }
+        // Keep the run's allocation for the next run.
+        self.run = run;
         self.state.revision = last;
     }
 }

@@ -97,15 +97,17 @@ pub fn apply_entries(
 ) -> Result<Vec<ApplyResponse>, StorageError<NodeId>> {
     let mut last_applied = state.raft.last_applied;
     let first_at_zero = last_applied.is_none();
+    // Held for the whole batch: queued puts borrow their bytes from the entries.
+    let entries: Vec<_> = entries.into_iter().collect();
     let mut batch = apply::BatchApply::new(state);
-    for entry in entries {
+    for entry in &entries {
         let log_id = entry.log_id;
         let index = Revision(log_id.index);
         // openraft writes the initial membership at index 0, which is also the revision of
         // the empty state: accept it once.
         let at_zero = first_at_zero && log_id.index == 0;
-        let result = match entry.payload {
-            EntryPayload::Normal(event) => batch.event(index, &event),
+        let result = match &entry.payload {
+            EntryPayload::Normal(event) => batch.event(index, event),
             EntryPayload::Blank if at_zero => batch.zero(),
             EntryPayload::Blank => batch.advance(index),
             EntryPayload::Membership(m) => {
@@ -115,7 +117,8 @@ pub fn apply_entries(
                     batch.advance(index)
                 };
                 advanced.map(|()| {
-                    batch.state_mut().raft.membership = StoredMembership::new(Some(log_id), m);
+                    batch.state_mut().raft.membership =
+                        StoredMembership::new(Some(log_id), m.clone());
                 })
             }
         };

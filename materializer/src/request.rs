@@ -91,10 +91,15 @@ pub fn check_value(value: &[u8]) -> Result<()> {
 
 /// Converts a wire table name (bytes) to a table name: non-empty UTF-8.
 pub fn table_name(table: &[u8]) -> Result<String> {
+    table_str(table).map(str::to_owned)
+}
+
+/// [`table_name`] without the copy.
+pub fn table_str(table: &[u8]) -> Result<&str> {
     if table.is_empty() {
         return Err(Error::invalid("table must not be empty"));
     }
-    String::from_utf8(table.to_vec()).map_err(|_| Error::invalid("table name must be UTF-8"))
+    std::str::from_utf8(table).map_err(|_| Error::invalid("table name must be UTF-8"))
 }
 
 /// Inclusive bounds on mod and create revisions; `0` on the wire means "no bound".

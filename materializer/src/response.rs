@@ -1,6 +1,7 @@
 //! What applying one log entry answers: the per-entry response carried back to the proposer.
 
-use regatta_proto::regatta::v1::{DeleteRangeResponse, PutResponse, TxnResponse};
+use regatta_proto::mvcc::v1::KeyValue;
+use regatta_proto::regatta::v1::{DeleteRangeResponse, TxnResponse};
 
 use crate::TableId;
 
@@ -8,14 +9,20 @@ use crate::TableId;
 ///
 /// Deterministic: every replica applying the same entry computes the same value. Headers of
 /// the embedded wire responses are left `None`; the API layer fills them in.
+///
+/// Small (40 bytes): a batch of puts answers one per put, so a put's answer holds only its
+/// optional previous pair, and the larger answers are boxed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum ApplyResponse {
     /// A Blank or Membership entry: nothing to answer.
     #[default]
     Empty,
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
+    /// A put, with the previous pair when the put asked for it and the key existed.
+    Put {
+        prev_kv: Option<Box<KeyValue>>,
+    },
+    DeleteRange(Box<DeleteRangeResponse>),
+    Txn(Box<TxnResponse>),
     /// A table was created with this id (the log index of its create event).
     TableCreated {
         id: TableId,
@@ -41,4 +48,15 @@ pub enum Rejection {
     TableExists { table: String },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch answers one response per put: the enum stays small (no inline wire message).
+    #[test]
+    fn an_apply_response_is_small() {
+        assert!(std::mem::size_of::<ApplyResponse>() <= 40);
+    }
 }

@@ -92,6 +92,12 @@ impl Record {
     }
 }
 
+impl crate::tree::Value for Record {
+    fn warm(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
 struct ValueOwner(Arc<[u8]>);
 
 impl AsRef<[u8]> for ValueOwner {

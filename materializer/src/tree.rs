@@ -42,14 +42,13 @@ pub const LEAF_CAP: usize = 15;
 /// Children per inner node.
 pub const INNER_CAP: usize = 32;
 
-#[derive(Clone)]
-struct Leaf<K, V> {
+struct Leaf<K, V: Value> {
     /// Each key beside its value: the pair a lookup finds is in the cache line it compared.
     pairs: ArrayVec<(K, V), LEAF_CAP>,
 }
 
 #[derive(Clone)]
-struct Inner<K, V> {
+struct Inner<K, V: Value> {
     /// The search array of `keys`.
     words: Words<INNER_CAP>,
     /// `keys[i]` is greater than every key under `children[i]` and at most every key under
@@ -60,13 +59,13 @@ struct Inner<K, V> {
 
 /// The children of an inner node: all leaves or all inner nodes (every leaf at one depth).
 #[derive(Clone)]
-enum Children<K, V> {
+enum Children<K, V: Value> {
     Leaves(ArrayVec<Arc<Leaf<K, V>>, INNER_CAP>),
     Inners(ArrayVec<Arc<Inner<K, V>>, INNER_CAP>),
 }
 
 #[derive(Clone)]
-enum Root<K, V> {
+enum Root<K, V: Value> {
     Empty,
     Leaf(Arc<Leaf<K, V>>),
     Inner(Arc<Inner<K, V>>),
@@ -74,12 +73,12 @@ enum Root<K, V> {
 
 /// A persistent ordered map. Cloning is O(1); clones share nodes until one of them writes.
 #[derive(Clone)]
-pub struct Tree<K, V> {
+pub struct Tree<K, V: Value> {
     root: Root<K, V>,
     len: usize,
 }
 
-impl<K, V> Default for Tree<K, V> {
+impl<K, V: Value> Default for Tree<K, V> {
     fn default() -> Self {
         Self {
             root: Root::Empty,
@@ -88,13 +87,38 @@ impl<K, V> Default for Tree<K, V> {
     }
 }
 
-impl<K: Ord + Prefix + fmt::Debug, V: fmt::Debug> fmt::Debug for Tree<K, V> {
+impl<K: Ord + Prefix + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for Tree<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<K, V> Leaf<K, V> {
+impl<K: Clone, V: Value> Clone for Leaf<K, V> {
+    fn clone(&self) -> Self {
+        // Warm every value before cloning any (see `Value`).
+        let warmed = self
+            .pairs
+            .iter()
+            .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()));
+        std::hint::black_box(warmed);
+        Self {
+            pairs: self.pairs.clone(),
+        }
+    }
+}
+
+impl<K, V: Value> Drop for Leaf<K, V> {
+    fn drop(&mut self) {
+        // The pairs drop after this: warm their values first (see `Value`).
+        let warmed = self
+            .pairs
+            .iter()
+            .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()));
+        std::hint::black_box(warmed);
+    }
+}
+
+impl<K, V: Value> Leaf<K, V> {
     fn new() -> Self {
         Self {
             pairs: ArrayVec::new(),
@@ -102,7 +126,7 @@ impl<K, V> Leaf<K, V> {
     }
 }
 
-impl<K, V> Children<K, V> {
+impl<K, V: Value> Children<K, V> {
     fn len(&self) -> usize {
         match self {
             Self::Leaves(c) => c.len(),
@@ -110,6 +134,21 @@ impl<K, V> Children<K, V> {
         }
     }
 }
+
+/// What a tree stores. A value is cloned when a leaf shared with another version is copied.
+///
+/// `warm` reads, plainly and without writing, whatever a clone or a drop of the value
+/// updates behind a pointer (a reference count). A leaf warms all its values before
+/// cloning or dropping them, so their cache misses overlap: an atomic update waits for the one before
+/// it, and fifteen reference counts missed one after the other cost fifteen memory round
+/// trips instead of about one. The default warms nothing.
+pub trait Value: Clone {
+    fn warm(&self) -> usize {
+        0
+    }
+}
+
+impl Value for u32 {}
 
 /// Keys that can give 8 of their bytes as a number, for the compact search arrays of inner
 /// nodes. The bytes must be those the key's `Ord` compares, in bytewise order (as for
@@ -222,7 +261,7 @@ impl<const N: usize> Words<N> {
     }
 }
 
-impl<K, V> Leaf<K, V> {
+impl<K, V: Value> Leaf<K, V> {
     /// Binary search of `q` among the pairs: `Ok` with its index, or `Err` with where it
     /// would go. Branchy, for the reason given at [`Words::search`]. Leaves search their
     /// pairs directly: words in leaves too gave reads faster only within the noise, for
@@ -244,7 +283,7 @@ impl<K, V> Leaf<K, V> {
     }
 }
 
-impl<K: Prefix, V> Inner<K, V> {
+impl<K: Prefix, V: Value> Inner<K, V> {
     fn new(keys: ArrayVec<K, INNER_CAP>, children: Children<K, V>) -> Self {
         Self {
             words: Words::index(&keys, |k| k),
@@ -280,17 +319,17 @@ trait Node<K>: Clone {
     fn merge(&mut self, sep: K, right: Self);
 }
 
-impl<K: Clone, V: Clone> Node<K> for Leaf<K, V> {
+impl<K: Clone, V: Value> Node<K> for Leaf<K, V> {
     const CAP: usize = LEAF_CAP;
     fn size(&self) -> usize {
         self.pairs.len()
     }
-    fn merge(&mut self, _sep: K, right: Self) {
-        self.pairs.extend(right.pairs);
+    fn merge(&mut self, _sep: K, mut right: Self) {
+        self.pairs.extend(right.pairs.drain(..));
     }
 }
 
-impl<K: Clone + Prefix, V: Clone> Node<K> for Inner<K, V> {
+impl<K: Clone + Prefix, V: Value> Node<K> for Inner<K, V> {
     const CAP: usize = INNER_CAP;
     fn size(&self) -> usize {
         self.children.len()
@@ -380,7 +419,7 @@ fn rebalance<K, T: Node<K>>(
 type LeafSplit<K, V> = Option<(K, Arc<Leaf<K, V>>)>;
 type InnerSplit<K, V> = Option<(K, Arc<Inner<K, V>>)>;
 
-fn leaf_upsert<K: Ord + Clone + Prefix, V: Clone>(
+fn leaf_upsert<K: Ord + Clone + Prefix, V: Value>(
     leaf: &mut Leaf<K, V>,
     key: K,
     f: impl FnOnce(Option<&V>) -> V,
@@ -411,7 +450,7 @@ fn leaf_upsert<K: Ord + Clone + Prefix, V: Clone>(
     }
 }
 
-fn inner_upsert<K: Ord + Clone + Prefix, V: Clone>(
+fn inner_upsert<K: Ord + Clone + Prefix, V: Value>(
     node: &mut Inner<K, V>,
     key: K,
     f: impl FnOnce(Option<&V>) -> V,
@@ -447,12 +486,15 @@ fn inner_upsert<K: Ord + Clone + Prefix, V: Clone>(
     (prev, up)
 }
 
-fn leaf_remove<K: Borrow<Q>, V, Q: Ord + ?Sized>(leaf: &mut Leaf<K, V>, q: &Q) -> Option<(K, V)> {
+fn leaf_remove<K: Borrow<Q>, V: Value, Q: Ord + ?Sized>(
+    leaf: &mut Leaf<K, V>,
+    q: &Q,
+) -> Option<(K, V)> {
     let i = leaf.search(q).ok()?;
     Some(leaf.pairs.remove(i))
 }
 
-fn inner_remove<K: Ord + Clone + Prefix + Borrow<Q>, V: Clone, Q: Ord + Prefix + ?Sized>(
+fn inner_remove<K: Ord + Clone + Prefix + Borrow<Q>, V: Value, Q: Ord + Prefix + ?Sized>(
     node: &mut Inner<K, V>,
     q: &Q,
 ) -> Option<(K, V)> {
@@ -474,7 +516,7 @@ fn inner_remove<K: Ord + Clone + Prefix + Borrow<Q>, V: Clone, Q: Ord + Prefix +
     Some(removed)
 }
 
-impl<K: Prefix, V> Tree<K, V> {
+impl<K: Prefix, V: Value> Tree<K, V> {
     /// An empty map.
     pub fn new() -> Self {
         Self::default()
@@ -584,7 +626,7 @@ impl<K: Prefix, V> Tree<K, V> {
     }
 }
 
-impl<K: Ord + Clone + Prefix, V: Clone> Tree<K, V> {
+impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
     /// Inserts or updates `key` in one walk down the tree: `f` gets the current value (if
     /// any) and returns the one to store. Returns the value replaced.
     pub fn upsert(&mut self, key: K, f: impl FnOnce(Option<&V>) -> V) -> Option<V> {
@@ -674,19 +716,19 @@ impl<K: Ord + Clone + Prefix, V: Clone> Tree<K, V> {
 /// Builds a [`Tree`] from pairs in strictly increasing key order, with full nodes: every
 /// leaf but the last two holds [`LEAF_CAP`] pairs, and inner nodes are filled evenly.
 /// O(n), no search.
-pub struct Builder<K, V> {
+pub struct Builder<K, V: Value> {
     leaves: Vec<Arc<Leaf<K, V>>>,
     current: Leaf<K, V>,
     len: usize,
 }
 
-impl<K: Ord + Clone + Prefix, V: Clone> Default for Builder<K, V> {
+impl<K: Ord + Clone + Prefix, V: Value> Default for Builder<K, V> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K: Ord + Clone + Prefix, V: Clone> Builder<K, V> {
+impl<K: Ord + Clone + Prefix, V: Value> Builder<K, V> {
     pub fn new() -> Self {
         Self {
             leaves: Vec::new(),
@@ -751,7 +793,7 @@ impl<K: Ord + Clone + Prefix, V: Clone> Builder<K, V> {
 }
 
 /// One level of inner nodes over `items` (each with its first key), filled evenly.
-fn build_level<K: Clone + Prefix, V, T>(
+fn build_level<K: Clone + Prefix, V: Value, T>(
     items: Vec<(K, Arc<T>)>,
     wrap: impl Fn(ArrayVec<Arc<T>, INNER_CAP>) -> Children<K, V>,
 ) -> Vec<(K, Arc<Inner<K, V>>)> {
@@ -781,7 +823,7 @@ fn build_level<K: Clone + Prefix, V, T>(
 }
 
 /// Iterator over the pairs of a key range, in key order (see [`Tree::range`]).
-pub struct Range<'a, K, V, Q: ?Sized> {
+pub struct Range<'a, K, V: Value, Q: ?Sized> {
     /// The inner nodes above the current leaf, each with the index of the child being
     /// walked.
     stack: Vec<(&'a Inner<K, V>, usize)>,
@@ -791,7 +833,7 @@ pub struct Range<'a, K, V, Q: ?Sized> {
     upper: Bound<&'a Q>,
 }
 
-impl<'a, K, V, Q: ?Sized> Range<'a, K, V, Q> {
+impl<'a, K, V: Value, Q: ?Sized> Range<'a, K, V, Q> {
     /// Moves to the first leaf after the current one; `false` at the end of the tree.
     fn next_leaf(&mut self) -> bool {
         loop {
@@ -821,7 +863,7 @@ impl<'a, K, V, Q: ?Sized> Range<'a, K, V, Q> {
     }
 }
 
-impl<'a, K: Borrow<Q>, V, Q: Ord + ?Sized> Iterator for Range<'a, K, V, Q> {
+impl<'a, K: Borrow<Q>, V: Value, Q: Ord + ?Sized> Iterator for Range<'a, K, V, Q> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -78,13 +78,7 @@ fn put_tracks_revisions_and_returns_prev_kv() {
     let mut h = Harness::new();
     h.apply(create("t"));
     let first = h.apply(put("t", "k", "1"));
-    assert_eq!(
-        first,
-        ApplyResponse::Put(wire::PutResponse {
-            header: None,
-            prev_kv: None
-        })
-    );
+    assert_eq!(first, ApplyResponse::Put { prev_kv: None });
     let second = h.apply(put("t", "k", "2"));
     let prev = KeyValue {
         key: b("k"),
@@ -94,10 +88,9 @@ fn put_tracks_revisions_and_returns_prev_kv() {
     };
     assert_eq!(
         second,
-        ApplyResponse::Put(wire::PutResponse {
-            header: None,
-            prev_kv: Some(prev)
-        })
+        ApplyResponse::Put {
+            prev_kv: Some(Box::new(prev))
+        }
     );
     let view = h.m.view();
     let record = view.table("t").unwrap().get(b"k").unwrap();
@@ -116,13 +109,7 @@ fn put_tracks_revisions_and_returns_prev_kv() {
         value: b("3"),
         prev_kv: false,
     }));
-    assert_eq!(
-        r,
-        ApplyResponse::Put(wire::PutResponse {
-            header: None,
-            prev_kv: None
-        })
-    );
+    assert_eq!(r, ApplyResponse::Put { prev_kv: None });
 }
 
 #[test]
@@ -557,7 +544,7 @@ fn a_batch_applies_its_writes_in_order_at_one_revision_each_answered() {
     };
     assert_eq!(responses.len(), 5);
     let prev = |r: &ApplyResponse| match r {
-        ApplyResponse::Put(p) => p.prev_kv.as_ref().map(|kv| kv.value.clone()),
+        ApplyResponse::Put { prev_kv } => prev_kv.as_ref().map(|kv| kv.value.clone()),
         other => panic!("expected a put response, got {other:?}"),
     };
     assert_eq!(prev(&responses[0]), None);

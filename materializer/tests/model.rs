@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use common::*;
 use proptest::prelude::*;
-use regatta_materializer::{ApplyResponse, Entry, Materializer, Revision, State};
+use regatta_materializer::{ApplyResponse, Entry, Materializer, Rejection, Revision, State};
 use regatta_proto::event::Event;
+use regatta_proto::event::event::Kind;
 use regatta_proto::mvcc::v1::compare::CompareResult as CR;
 use regatta_proto::regatta::v1 as wire;
 
@@ -21,6 +22,9 @@ enum Op {
     /// If key == value then put else delete.
     Txn(u8, u8, u8),
     PutMissingTable(u8),
+    /// A put event no request could make (an empty key, or a table name that is not
+    /// UTF-8): rejected at apply, also in the middle of a run of puts.
+    PutInvalid(bool),
 }
 
 fn key(k: u8) -> String {
@@ -33,6 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
         2 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
         1 => (0u8..20).prop_map(Op::PutMissingTable),
+        1 => any::<bool>().prop_map(Op::PutInvalid),
     ]
 }
 
@@ -55,6 +60,20 @@ fn to_event(op: &Op) -> Event {
             failure: vec![op_delete(&key(*o), "")],
         }),
         Op::PutMissingTable(k) => put("nope", &key(*k), "v"),
+        Op::PutInvalid(empty_key) => Event {
+            version: regatta_proto::EVENT_VERSION,
+            proposed_at_micros: 0,
+            kind: Some(Kind::Put(regatta_proto::event::Put {
+                table: if *empty_key {
+                    b("t")
+                } else {
+                    Bytes::from_static(b"t\xff")
+                },
+                key: if *empty_key { Bytes::new() } else { b("k00") },
+                value: b("v"),
+                prev_kv: true,
+            })),
+        },
     }
 }
 
@@ -100,13 +119,16 @@ fn model_apply(m: &mut BTreeMap<Bytes, Rec>, op: &Op, rev: u64) -> String {
             }
         }
         Op::PutMissingTable(_) => "missing".into(),
+        Op::PutInvalid(_) => "invalid".into(),
     }
 }
 
 fn summarize(r: &ApplyResponse) -> String {
     use regatta_proto::mvcc::v1::response_op::Response as R;
     match r {
-        ApplyResponse::Put(p) => format!("put {:?}", p.prev_kv.as_ref().map(|kv| kv.value.clone())),
+        ApplyResponse::Put { prev_kv } => {
+            format!("put {:?}", prev_kv.as_ref().map(|kv| kv.value.clone()))
+        }
         ApplyResponse::DeleteRange(d) => format!("del {}", d.deleted),
         ApplyResponse::Txn(t) => match &t.responses[0].response {
             Some(R::ResponsePut(p)) => format!(
@@ -116,7 +138,8 @@ fn summarize(r: &ApplyResponse) -> String {
             Some(R::ResponseDeleteRange(d)) => format!("txn false del {}", d.deleted),
             other => format!("unexpected {other:?}"),
         },
-        ApplyResponse::Rejected(_) => "missing".into(),
+        ApplyResponse::Rejected(Rejection::TableNotFound { .. }) => "missing".into(),
+        ApplyResponse::Rejected(Rejection::InvalidArgument { .. }) => "invalid".into(),
         other => format!("unexpected {other:?}"),
     }
 }
@@ -170,6 +193,7 @@ fn put_heavy() -> impl Strategy<Value = Op> {
         1 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
         1 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
         1 => (0u8..20).prop_map(Op::PutMissingTable),
+        1 => any::<bool>().prop_map(Op::PutInvalid),
     ]
 }
 

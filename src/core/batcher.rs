@@ -185,18 +185,14 @@ pub(crate) fn now_micros() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regatta_proto::regatta::v1::PutResponse;
 
     #[test]
     fn a_batch_response_is_split_in_order_and_a_rejection_reaches_every_write() {
-        let put = |n: u8| {
-            ApplyResponse::Put(PutResponse {
-                header: None,
-                prev_kv: Some(regatta_proto::mvcc::v1::KeyValue {
-                    key: vec![n].into(),
-                    ..Default::default()
-                }),
-            })
+        let put = |n: u8| ApplyResponse::Put {
+            prev_kv: Some(Box::new(regatta_proto::mvcc::v1::KeyValue {
+                key: vec![n].into(),
+                ..Default::default()
+            })),
         };
         let split_puts = split(ApplyResponse::Batch(vec![put(1), put(2)]), 2);
         assert_eq!(split_puts, vec![put(1), put(2)]);

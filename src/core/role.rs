@@ -26,7 +26,7 @@ use regatta_proto::regatta::{
         ForwardRequest, NodeInfoRequest, NodeInfoResponse, ReadIndexRequest,
         raft_transport_client::RaftTransportClient,
     },
-    v1::{CreateTableResponse, DeleteTableResponse, Member, MemberListResponse},
+    v1::{CreateTableResponse, DeleteTableResponse, Member, MemberListResponse, PutResponse},
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -224,17 +224,17 @@ impl CoreRole {
             .table(&table)
             .map_or(0, |t| t.id().0);
         Ok(match data {
-            ApplyResponse::Put(mut r) => {
-                r.header = Some(header(shard));
-                WriteResponse::Put(r)
-            }
+            ApplyResponse::Put { prev_kv } => WriteResponse::Put(PutResponse {
+                header: Some(header(shard)),
+                prev_kv: prev_kv.map(|kv| *kv),
+            }),
             ApplyResponse::DeleteRange(mut r) => {
                 r.header = Some(header(shard));
-                WriteResponse::DeleteRange(r)
+                WriteResponse::DeleteRange(*r)
             }
             ApplyResponse::Txn(mut r) => {
                 r.header = Some(header(shard));
-                WriteResponse::Txn(r)
+                WriteResponse::Txn(*r)
             }
             ApplyResponse::TableCreated { id } => {
                 WriteResponse::CreateTable(CreateTableResponse { id: id.to_string() })
