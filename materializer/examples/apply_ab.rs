@@ -3,7 +3,7 @@
 //! [`Materializer::apply_events`], `ROUNDS` times into fresh materializers (the first round
 //! pays the kernel's first touch of the memory, later ones reuse the allocator's pages).
 //!
-//! `cargo run --release -p regatta-materializer --example apply_ab -- [KEYS] [ROUNDS]`
+//! `cargo run --release -p regatta-materializer --example apply_ab -- [KEYS] [ROUNDS] [BATCH]`
 
 use std::time::Instant;
 
@@ -38,6 +38,16 @@ fn key(i: usize, rng: &mut Rng) -> Vec<u8> {
     k
 }
 
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let keys: usize = args
@@ -66,12 +76,14 @@ fn main() {
         config: None,
     }
     .to_event(0);
+    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     for round in 0..rounds {
+        let before = rss();
         let m = Materializer::default();
         m.apply_events([(Revision(1), &create)]).expect("create");
         let started = Instant::now();
         let mut next = 2u64;
-        for chunk in events.chunks(100_000) {
+        for chunk in events.chunks(batch) {
             m.apply_events(
                 chunk
                     .iter()
@@ -82,8 +94,16 @@ fn main() {
             next += chunk.len() as u64;
         }
         let secs = started.elapsed().as_secs_f64();
+        let (leaves, inners) = m.view().table("bench").map_or((0, 0), |t| t.node_counts());
         println!(
-            "round {round}: {:.0} puts/s ({:.3} s)",
+            "{leaves} leaves ({:.1} pairs each), {inners} inner nodes",
+            keys as f64 / leaves.max(1) as f64
+        );
+        let after = rss().saturating_sub(before) / keys as u64;
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let later = rss().saturating_sub(before) / keys as u64;
+        println!(
+            "round {round}: {:.0} puts/s ({:.3} s), resident {after} B/key, {later} B/key 3 s later",
             keys as f64 / secs,
             secs
         );

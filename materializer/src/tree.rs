@@ -531,6 +531,25 @@ impl<K: Prefix, V: Value> Tree<K, V> {
         self.len == 0
     }
 
+    /// How many leaves and inner nodes the tree has (a walk over the inner nodes): with
+    /// [`Tree::len`], how full the leaves are, for measurements of memory per key.
+    pub fn node_counts(&self) -> (usize, usize) {
+        fn walk<K, V: Value>(node: &Inner<K, V>) -> (usize, usize) {
+            match &node.children {
+                Children::Leaves(c) => (c.len(), 1),
+                Children::Inners(c) => c.iter().fold((0, 1), |(l, i), child| {
+                    let (cl, ci) = walk(child);
+                    (l + cl, i + ci)
+                }),
+            }
+        }
+        match &self.root {
+            Root::Empty => (0, 0),
+            Root::Leaf(_) => (1, 0),
+            Root::Inner(node) => walk(node),
+        }
+    }
+
     /// The leaf that holds `q` if any pair does.
     fn leaf_for<Q: Ord + Prefix + ?Sized>(&self, q: &Q) -> Option<&Leaf<K, V>>
     where
