@@ -275,11 +275,13 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             }
             Some(t) => {
                 // Sorted by the keys' first 16 bytes (read from the inline keys, no pointer
-                // chased), stably: puts of one key keep their log order, and keys equal in
-                // those bytes end up side by side, which is all the locality the sort is
-                // for (puts to different keys commute).
+                // chased), then by log position (the slots grow with it): puts of one key
+                // keep their log order, and keys equal in those bytes end up side by side,
+                // which is all the locality the sort is for (puts to different keys
+                // commute). The order is total, so an in-place unstable sort gives it
+                // without the scratch buffer of a stable one.
                 if run.len() >= SORT_RUN_MIN {
-                    run.sort_by_key(|q| (q.key.word_at(0), q.key.word_at(8)));
+                    run.sort_unstable_by_key(|q| (q.key.word_at(0), q.key.word_at(8), q.slot));
                 }
                 for q in run.drain(..) {
                     let key = q.prev_kv.then(|| q.key.to_bytes());
