@@ -11,42 +11,12 @@ use bytes::Bytes;
 use regatta_materializer::{Command, Materializer, Revision};
 use regatta_proto::regatta::v1 as wire;
 
+mod common;
+
+use common::{Rng, key, rss};
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn key(i: usize, rng: &mut Rng) -> Vec<u8> {
-    let len = 16 + (rng.next() % 17) as usize;
-    let mut k = format!(
-        "{:04x}/{i:010}/",
-        (i as u32).wrapping_mul(2_654_435_761) >> 16
-    )
-    .into_bytes();
-    while k.len() < len {
-        k.push(b'a' + (rng.next() % 26) as u8);
-    }
-    k.truncate(len);
-    k
-}
-
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -103,8 +103,9 @@
 //!
 //! [`tree`] replaced `imbl::OrdMap` for what imbl could not do: one walk down for an upsert
 //! (update or insert, [`tree::Tree::upsert`]), a bulk build of full leaves from sorted
-//! input, and node layouts chosen for this data. Leaves hold 15 `(Key, Record)` pairs (a
-//! leaf is 864 bytes, in mimalloc's 896-byte size class), inner nodes 32 children plus a
+//! input, and node layouts chosen for this data. Leaves held 15 `(Key, Record)` pairs (a
+//! leaf is 864 bytes, in mimalloc's 896-byte size class; 18 since the fourth round's thin
+//! record pointer), inner nodes 32 children plus a
 //! compact search array. `regatta-bench materializer`, the binary before (imbl) and after
 //! run alternately, seven pairs (`--torn-secs 5`, two of them 10; the last two pairs with
 //! the final code, including the cheaper sort of put runs), load average 1.7–6.3 from
@@ -164,31 +165,70 @@
 //!   thread. The bench's `snapshot_load_ms` (0.6–3.5 s) is mostly outside the decoder.
 //! - **Not kept**: moving pairs into a neighbour leaf with room before splitting (B*-tree
 //!   style): 2.54 → 2.50× resident after apply for +11% instructions per put, as the
-//!   neighbour is copied too. A thin (8-byte) record pointer (`triomphe::ThinArc`, the
-//!   three revisions and the length inside the record's allocation; 48-byte pairs, a
-//!   768-byte leaf): 2.54 → 2.39× resident after apply, but point reads 20% slower in the
-//!   bench, whose read takes only the value's length: a fat pointer holds it in the leaf,
-//!   a thin one costs a miss on the record. A real read (`get_kv`) touches the record
-//!   anyway, so this is worth measuring again with a bench that reads the value.
+//!   neighbour is copied too.
 //! - **Not tried**: cursor ("finger") insertion of sorted runs: a 100k-put batch over 1M
 //!   keys lands about one key per leaf, so there is no walk to share.
+//!
+//! ## Apply and memory (fourth round)
+//!
+//! A profile of apply alone (`examples/apply_ab.rs`, 1M puts in 100k batches, `perf` with
+//! DWARF call graphs) showed time going to cache misses more than to instructions: reading
+//! the events' key and value bytes in key order (random over the events' memory), a table
+//! name `String` and three `Bytes` clones per put, 136-byte responses written and dropped,
+//! and the reference counts of the records in every leaf a batch copies, incremented one
+//! after the other (an atomic update waits for the one before it, so fifteen misses queue).
+//! What changed, each measured alternately against the code before it in `apply_ab`:
+//! - **Puts read in place** ([`apply::BatchApply`]): a run of valid puts is checked without
+//!   copying ([`Command`]'s `valid_put`, the same checks as [`Command::from_event`]); the
+//!   key is made inline while the run is read in log order; the value is copied into its
+//!   record when applied, in key order, so neighbouring keys' records are neighbours in
+//!   memory (copying values in log order instead cost range scans 2× after a big batch).
+//!   790–810k → 890–940k puts/s.
+//! - **Warm before touching**: a leaf reads all its records' reference counts with plain
+//!   loads before cloning or dropping them ([`tree::Value::warm`]), so the misses overlap.
+//!   With the next item: → 1.11–1.23 M puts/s; the drop side alone +5%.
+//! - **Small responses**: [`ApplyResponse`] is 40 bytes (a put's answer is its optional
+//!   boxed previous pair; delete and txn answers boxed) instead of 136. +5–8%.
+//! - **Compact records**: revisions as varints behind a length byte (8 bytes instead of 24
+//!   for the bench's revisions), behind a thin pointer (`triomphe::ThinArc`, the length in
+//!   the allocation): a 100-byte value's record is 124 bytes in the 128-byte size class
+//!   instead of 140 in 160, and a leaf pair is 48 bytes instead of 56, so a leaf holds 18
+//!   pairs in 896 bytes instead of 15. With reads that touch the value (as a response
+//!   does; the bench's read used to take only the value's length, which the fat pointer
+//!   held in the leaf), uniform point reads are unchanged; range scans +10% (the varint
+//!   decode; fields of 1, 2, 4 or 8 bytes named by a widths byte decoded no faster).
+//! - **Put runs sorted in place** by (first 16 key bytes, log slot), a total order, so an
+//!   unstable sort without scratch memory gives the stable result.
+//!
+//! `regatta-bench materializer --torn-secs 10`, the binary before (6efed52) and after run
+//! alternately, three pairs, load average 1.6–3.4 (the bench's own earlier runs), both with
+//! the bench's final read (value bytes touched) and events vector:
+//!
+//! | figure | before | after |
+//! |---|---|---|
+//! | apply (memory new to the process) | 480–500 k puts/s | 654–920 k puts/s |
+//! | resident / raw after apply (100k-put batches) | 3.01× (373 B/key) | 2.20–2.30× (273–285 B/key) |
+//! | resident / raw after snapshot load | 1.77–1.79× (219–222 B/key) | 1.40–1.45× (173–179 B/key) |
+//! | point read p50 / p99 | 1,031–1,142 / 1,573–1,843 ns | 1,032–1,092 / 1,653–1,743 ns |
+//! | hot-key read p50 | 211–220 ns | 190–200 ns |
+//! | 1k-key scan p50 | 55–56 µs | 62–63 µs |
+//! | snapshot write / load | 607–649 / 486–527 ms | 576–629 / 425–480 ms |
+//! | torn-check view reads (8 readers, 10 s), torn reads | 6.0–11.8 M, 0 | 9.4–14.0 M, 0 |
 //!
 //! Why the targets are not all met:
 //! - **Point read ≤ 300 ns**: see the floor above; any ordered structure pays several
 //!   dependent misses, and a hash index beside the tree would double write work and memory.
-//! - **Apply ≥ 1M puts/s on one thread**: 0.65–0.97 M/s at load 2–6. The tree's share is
-//!   ~1,800 of ~3,300 instructions per put in the bench (callgrind, 200k keys); decoding
-//!   events, sorting the run and allocating records are the rest. With a leaf copied and a
-//!   record allocated per put, apply is bound by memory more than by instructions: −17%
-//!   instructions from the cheaper sort did not show in wall-clock figures at this load.
-//! - **Resident ≤ 2× after apply** (2.62×): a record is a 140-byte allocation in a
-//!   160-byte size class (1.29× raw on its own), a leaf slot 56 bytes at ~70% fill after
-//!   random inserts, and each publish leaves the old copies of the leaves the batch
-//!   touched as free holes among live ones. Loaded from a snapshot, the same data takes
-//!   1.6–1.8×. Going lower needs leaves of 8-byte key words and record pointers, with the
-//!   key bytes moved into the record (16 instead of 56 bytes per slot, the record one
-//!   size class larger): that changes [`table::Table`]'s `(&Key, &Record)` iteration. Not
-//!   attempted in this round; the thin pointer alone is above.
+//! - **Apply ≥ 1M puts/s on one thread**: met on memory the process already has
+//!   (`apply_ab`'s later rounds 1.1–1.25 M/s; the bench's `apply_warm_puts_per_sec` 0.8–1.0
+//!   M/s after its other phases), not on memory new to it (0.65–0.92 M/s): on this VM the
+//!   first touch of a page faults in the host as well, 0.3–0.7 s per million keys.
+//! - **Resident ≤ 2×**: the data takes 1.40–1.45× (after a snapshot load: full leaves).
+//!   After applying 1M puts in 100k-put batches the process holds 2.2–2.3×: each publish
+//!   frees the previous copies of the leaves the batch touched (most of them), and the
+//!   allocator keeps that memory for the next batch's copies, about 0.6× raw. In 10k-put
+//!   batches it is 1.86× (fewer leaves copied per publish) at 0.44 M puts/s (more copies
+//!   per put). Copy-on-write publishing pays one batch's copies in memory; readers holding
+//!   an older view are what it buys.
 //!
 pub mod apply;
 pub mod backup;
