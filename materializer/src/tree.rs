@@ -59,7 +59,6 @@ struct Inner<K, V: Value> {
 }
 
 /// The children of an inner node: all leaves or all inner nodes (every leaf at one depth).
-#[derive(Clone)]
 enum Children<K, V: Value> {
     Leaves(ArrayVec<Arc<Leaf<K, V>>, INNER_CAP>),
     Inners(ArrayVec<Arc<Inner<K, V>>, INNER_CAP>),
@@ -127,7 +126,38 @@ impl<K, V: Value> Leaf<K, V> {
     }
 }
 
+impl<K, V: Value> Clone for Children<K, V> {
+    fn clone(&self) -> Self {
+        // Warm every child's reference count before cloning any (see `Value`).
+        std::hint::black_box(self.warm());
+        match self {
+            Self::Leaves(c) => Self::Leaves(c.clone()),
+            Self::Inners(c) => Self::Inners(c.clone()),
+        }
+    }
+}
+
+impl<K, V: Value> Drop for Inner<K, V> {
+    fn drop(&mut self) {
+        // The children drop after this: warm their reference counts first (see `Value`).
+        std::hint::black_box(self.children.warm());
+    }
+}
+
 impl<K, V: Value> Children<K, V> {
+    /// Reads every child's reference count (plain loads), so that the misses of cloning or
+    /// dropping the children overlap instead of queueing behind each atomic update.
+    fn warm(&self) -> usize {
+        match self {
+            Self::Leaves(c) => c
+                .iter()
+                .fold(0, |acc, l| acc.wrapping_add(Arc::strong_count(l))),
+            Self::Inners(c) => c
+                .iter()
+                .fold(0, |acc, n| acc.wrapping_add(Arc::strong_count(n))),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Self::Leaves(c) => c.len(),
@@ -335,12 +365,12 @@ impl<K: Clone + Prefix, V: Value> Node<K> for Inner<K, V> {
     fn size(&self) -> usize {
         self.children.len()
     }
-    fn merge(&mut self, sep: K, right: Self) {
+    fn merge(&mut self, sep: K, mut right: Self) {
         self.keys.push(sep);
-        self.keys.extend(right.keys);
-        match (&mut self.children, right.children) {
-            (Children::Leaves(l), Children::Leaves(r)) => l.extend(r),
-            (Children::Inners(l), Children::Inners(r)) => l.extend(r),
+        self.keys.extend(right.keys.drain(..));
+        match (&mut self.children, &mut right.children) {
+            (Children::Leaves(l), Children::Leaves(r)) => l.extend(r.drain(..)),
+            (Children::Inners(l), Children::Inners(r)) => l.extend(r.drain(..)),
             // Siblings are at the same depth, so their children are of the same kind.
             _ => unreachable!("siblings of different depths"),
         }
