@@ -333,7 +333,7 @@ impl Table {
         let doomed: Vec<Key> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
         let removed: Vec<(Key, Record)> = doomed
             .into_iter()
-            .filter_map(|k| self.data.remove(&k))
+            .filter_map(|k| self.data.remove_present(&k))
             .collect();
         for (k, r) in &removed {
             self.bytes -= pair_bytes(k.as_slice(), r.value());

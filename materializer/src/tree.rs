@@ -728,6 +728,16 @@ impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
     {
         // A read-only walk first, so that removing an absent key copies no shared path.
         self.get(q)?;
+        self.remove_present(q)
+    }
+
+    /// [`Tree::remove`] in one walk, for a key known to be present (one a scan just
+    /// returned). Were it absent, nothing would be removed, but the path to where it would
+    /// be might have been copied.
+    pub fn remove_present<Q: Ord + Prefix + ?Sized>(&mut self, q: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+    {
         let removed = match &mut self.root {
             Root::Empty => None,
             Root::Leaf(leaf) => leaf_remove(Arc::make_mut(leaf), q),
