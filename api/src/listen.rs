@@ -11,12 +11,24 @@
 //! reports no vectored writes raises the threshold to 1 KiB, so such responses are copied
 //! into the connection's buffer whole — trailers and responses of other streams included —
 //! and leave in one `write`. Larger values are still sent without a copy.
+//!
+//! Even so, under load the public API sent one `sendto` per answer: each stream's handler
+//! runs as its own task and wakes the connection when its answer is ready, and the
+//! connection writes and flushes what it has right away. On the edge, `sendto` (with the
+//! loopback receive it runs inline) was 23% of the CPU at ~46k reads/s. A
+//! [`Writes::Coalesced`] connection keeps what HTTP/2 writes until it flushes, and a
+//! flush first yields to the scheduler once, so the handlers already scheduled finish and
+//! their answers leave in the same write: ~0.45 `sendto` per answer instead of 1, and
+//! edge-read 52.8–60.7k reads/s instead of 45.3–47.8k (alternated), for ~0.1 ms more
+//! median latency. Raft and replication listeners write at once ([`Writes::Immediate`]):
+//! their traffic is few streams, where waiting buys nothing.
 
 use std::{
+    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
 use tokio::{
@@ -26,22 +38,79 @@ use tokio::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
-/// Binds `addr` now (so a port in use is reported at start-up) and yields its accepted
-/// connections with `TCP_NODELAY` set, as tonic's default listener does.
-pub fn bind(addr: SocketAddr) -> io::Result<impl Stream<Item = io::Result<Connection>>> {
-    let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
-    Ok(incoming.map(|accepted| accepted.map(Connection)))
+/// How a connection writes what HTTP/2 hands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// At once: the least latency, for raft and replication traffic.
+    Immediate,
+    /// Kept until HTTP/2 flushes, and the first flush of a batch lets the tasks already
+    /// scheduled run once before writing, so the answers of several streams leave in one
+    /// system call: the public API (see the module docs).
+    Coalesced,
 }
 
-/// One accepted connection; see the module docs for why it declines vectored writes.
-#[derive(Debug)]
-pub struct Connection(TcpStream);
+/// Binds `addr` now (so a port in use is reported at start-up) and yields its accepted
+/// connections with `TCP_NODELAY` set, as tonic's default listener does.
+pub fn bind(
+    addr: SocketAddr,
+    writes: Writes,
+) -> io::Result<impl Stream<Item = io::Result<Connection>>> {
+    let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+    Ok(incoming.map(move |accepted| accepted.map(|stream| Connection::new(stream, writes))))
+}
+
+/// Most bytes a coalescing connection keeps before writing them out.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// One accepted connection; see the module docs for why it declines vectored writes and
+/// coalesces writes.
+pub struct Connection {
+    stream: TcpStream,
+    writes: Writes,
+    /// Bytes accepted from HTTP/2, not yet written to the socket.
+    pending: Vec<u8>,
+    /// The yield a flush waits on before writing `pending`, once per batch.
+    deferral: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, writes: Writes) -> Self {
+        Self {
+            stream,
+            writes,
+            pending: Vec::new(),
+            deferral: None,
+        }
+    }
+
+    /// Writes out every pending byte.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("writes", &self.writes)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
 
 impl Connected for Connection {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.connect_info()
+        self.stream.connect_info()
     }
 }
 
@@ -51,7 +120,7 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -61,18 +130,84 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.writes == Writes::Immediate {
+            return Pin::new(&mut this.stream).poll_write(cx, buf);
+        }
+        if this.pending.len() + buf.len() > COALESCE_MAX {
+            ready!(this.poll_drain(cx))?;
+            if buf.len() > COALESCE_MAX {
+                return Pin::new(&mut this.stream).poll_write(cx, buf);
+            }
+        }
+        this.pending.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        // Once per batch, let the tasks already scheduled run first: the handlers of other
+        // streams of this connection finish their answers, and they leave in this write.
+        let deferral = this
+            .deferral
+            .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+        ready!(deferral.as_mut().poll(cx));
+        ready!(this.poll_drain(cx))?;
+        this.deferral = None;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        let this = &mut *self;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 
     fn is_write_vectored(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Whatever HTTP/2 writes reaches the peer whole and in order in both modes: small
+    /// writes kept for a flush, a write larger than what a connection keeps, and bytes
+    /// still pending at shutdown.
+    #[tokio::test]
+    async fn every_byte_arrives_in_order_and_shutdown_writes_what_is_pending() {
+        for writes in [Writes::Immediate, Writes::Coalesced] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let client = tokio::spawn(async move {
+                let mut peer = TcpStream::connect(addr).await.expect("connect");
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).await.expect("read");
+                got
+            });
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut conn = Connection::new(stream, writes);
+            let mut sent = Vec::new();
+            for chunk in [&b"headers"[..], b"data", b"trailers"] {
+                conn.write_all(chunk).await.expect("write");
+                sent.extend_from_slice(chunk);
+            }
+            conn.flush().await.expect("flush");
+            let big: Vec<u8> = (0..3 * COALESCE_MAX).map(|i| i as u8).collect();
+            conn.write_all(&big).await.expect("write big");
+            sent.extend_from_slice(&big);
+            conn.write_all(b"last words").await.expect("write");
+            sent.extend_from_slice(b"last words");
+            conn.shutdown().await.expect("shutdown");
+            let got = client.await.expect("client");
+            assert_eq!(got.len(), sent.len(), "{writes:?}");
+            assert!(got == sent, "{writes:?}: bytes out of order");
+        }
     }
 }

@@ -20,6 +20,7 @@ use openraft::{BasicNode, Raft};
 use regatta_api::{
     cluster::ClusterService,
     kv::KvService,
+    listen::Writes,
     maintenance::MaintenanceService,
     metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
@@ -218,7 +219,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let service = RaftTransportServer::new(RaftService::new(raft.clone(), role.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let incoming = grpc_incoming(&settings.raft_address)?;
+        let incoming = grpc_incoming(&settings.raft_address, Writes::Immediate)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -249,7 +250,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let incoming = grpc_incoming(&settings.api_address)?;
+        let incoming = grpc_incoming(&settings.api_address, Writes::Coalesced)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -273,7 +274,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                 heartbeat: settings.tail_heartbeat,
             },
         );
-        let incoming = grpc_incoming(&settings.replication_address)?;
+        let incoming = grpc_incoming(&settings.replication_address, Writes::Immediate)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -324,9 +325,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 /// connections as `regatta_api::listen` hands them out).
 pub fn grpc_incoming(
     addr: &ListenAddress,
+    writes: Writes,
 ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>>> {
     let addr = tcp(addr)?;
-    regatta_api::listen::bind(addr).with_context(|| format!("listening on {addr}"))
+    regatta_api::listen::bind(addr, writes).with_context(|| format!("listening on {addr}"))
 }
 
 pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {

@@ -22,6 +22,7 @@ use dashmap::DashMap;
 use regatta_api::{
     cluster::ClusterService,
     kv::KvService,
+    listen::Writes,
     maintenance::MaintenanceService,
     metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
@@ -157,7 +158,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let incoming = crate::core::grpc_incoming(&settings.api_address)?;
+        let incoming = crate::core::grpc_incoming(&settings.api_address, Writes::Coalesced)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
@@ -179,7 +180,8 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: args.tail_heartbeat,
             },
         );
-        let incoming = crate::core::grpc_incoming(&settings.replication_address)?;
+        let incoming =
+            crate::core::grpc_incoming(&settings.replication_address, Writes::Immediate)?;
         let token = shutdown.clone();
         tonic::transport::Server::builder()
             .layer(api_metrics.layer())
