@@ -69,8 +69,11 @@ pub struct Connection {
     writes: Writes,
     /// Bytes accepted from HTTP/2, not yet written to the socket.
     pending: Vec<u8>,
-    /// The yield a flush waits on before writing `pending`, once per batch.
+    /// The yield a flush waits on before writing `pending`, once per batch; dropped as
+    /// soon as it completes (a finished future must not be polled again).
     deferral: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Whether this batch's yield is done (the flush may then only wait on the socket).
+    yielded: bool,
 }
 
 impl Connection {
@@ -80,6 +83,7 @@ impl Connection {
             writes,
             pending: Vec::new(),
             deferral: None,
+            yielded: false,
         }
     }
 
@@ -147,16 +151,22 @@ impl AsyncWrite for Connection {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pending.is_empty() {
+            this.yielded = false;
             return Poll::Ready(Ok(()));
         }
         // Once per batch, let the tasks already scheduled run first: the handlers of other
         // streams of this connection finish their answers, and they leave in this write.
-        let deferral = this
-            .deferral
-            .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
-        ready!(deferral.as_mut().poll(cx));
+        if !this.yielded {
+            let deferral = this
+                .deferral
+                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+            ready!(deferral.as_mut().poll(cx));
+            this.deferral = None;
+            this.yielded = true;
+        }
+        // The socket may be full: this flush then waits on it, not on another yield.
         ready!(this.poll_drain(cx))?;
-        this.deferral = None;
+        this.yielded = false;
         Poll::Ready(Ok(()))
     }
 
@@ -209,5 +219,35 @@ mod tests {
             assert_eq!(got.len(), sent.len(), "{writes:?}");
             assert!(got == sent, "{writes:?}: bytes out of order");
         }
+    }
+
+    /// A peer that reads late fills the socket: flushes then wait on the socket, and the
+    /// bytes still arrive whole and in order.
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_byte_of_many_flushes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let client = tokio::spawn(async move {
+            let mut peer = TcpStream::connect(addr).await.expect("connect");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut conn = Connection::new(stream, Writes::Coalesced);
+        let mut sent = Vec::new();
+        for i in 0..16_384u32 {
+            let chunk = [i.to_le_bytes(); 256].concat();
+            conn.write_all(&chunk).await.expect("write");
+            sent.extend_from_slice(&chunk);
+            if i % 7 == 0 {
+                conn.flush().await.expect("flush");
+            }
+        }
+        conn.shutdown().await.expect("shutdown");
+        let got = client.await.expect("client");
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "bytes out of order");
     }
 }
