@@ -208,19 +208,9 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             self.responses.push(ApplyResponse::Empty);
             return Ok(());
         }
+        // Anything else ends the run and is applied on its own.
         self.flush();
-        let response = match Command::from_event(index.0, event) {
-            Ok(command) => apply_command(self.state, index, &command),
-            Err(e) if e.is_fatal() => return Err(e),
-            Err(e) => {
-                self.state.revision = index;
-                ApplyResponse::Rejected(e.to_rejection().unwrap_or_else(|| {
-                    Rejection::InvalidArgument {
-                        reason: e.to_string(),
-                    }
-                }))
-            }
-        };
+        let response = apply(self.state, index, event)?;
         self.responses.push(response);
         Ok(())
     }

@@ -11,7 +11,7 @@ use regatta_proto::mvcc::v1::{KeyValue, RequestOp, request_op};
 use regatta_proto::regatta::v1 as wire;
 
 use crate::request::{
-    DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_value, table_str,
+    DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_put, check_value,
     txn_from_parts,
 };
 use crate::{Error, Result};
@@ -58,9 +58,7 @@ impl Command {
         let Some(Kind::Put(p)) = &event.kind else {
             return None;
         };
-        let table = table_str(&p.table).ok()?;
-        check_key(&p.key).ok()?;
-        check_value(&p.value).ok()?;
+        let table = check_put(&p.table, &p.key, &p.value).ok()?;
         Some((table, p))
     }
 

@@ -16,7 +16,7 @@ use regatta_proto::regatta::v1::RangeResponse;
 use crate::limits::{KV_OVERHEAD_BYTES, MAX_RESPONSE_BYTES};
 use crate::request::RangeQuery;
 use crate::state::State;
-use crate::table::{Record, Table};
+use crate::table::{Record, Table, wire_revision};
 use crate::{Error, Result};
 
 /// One response's worth of a range.
@@ -38,7 +38,10 @@ pub fn range_chunk(
     max_bytes: usize,
 ) -> RangeChunk {
     let mut matching = table.scan(&q.range, after).filter(|(_, r)| {
-        q.filter.is_empty() || q.filter.accepts(r.create_revision(), r.mod_revision())
+        q.filter.is_empty() || {
+            let revisions = r.revisions();
+            q.filter.accepts(revisions.create, revisions.modified)
+        }
     });
     let mut out = RangeChunk::default();
     if q.count_only {
@@ -113,10 +116,11 @@ fn to_kvs(picked: &[(&Key, &Record)], keys_only: bool) -> Vec<KeyValue> {
             } else {
                 r.value_bytes()
             };
+            let revisions = r.revisions();
             KeyValue {
                 key,
-                create_revision: i64::try_from(r.create_revision()).unwrap_or(i64::MAX),
-                mod_revision: i64::try_from(r.mod_revision()).unwrap_or(i64::MAX),
+                create_revision: wire_revision(revisions.create),
+                mod_revision: wire_revision(revisions.modified),
                 value,
             }
         })

@@ -388,12 +388,25 @@ pub struct Put {
 impl TryFrom<&wire::PutRequest> for Put {
     type Error = Error;
     fn try_from(r: &wire::PutRequest) -> Result<Self> {
-        let table = table_name(&r.table)?;
+        let table = check_put(&r.table, &r.key, &r.value)?.to_owned();
         Ok(Self {
             table,
-            op: PutOp::new(&r.key, &r.value, r.prev_kv)?,
+            op: PutOp {
+                key: r.key.clone(),
+                value: r.value.clone(),
+                prev_kv: r.prev_kv,
+            },
         })
     }
+}
+
+/// Every check of a put, in order (table name, key, value), without copying: the one
+/// definition of a valid put, for requests and for apply's fast path alike.
+pub fn check_put<'t>(table: &'t [u8], key: &[u8], value: &[u8]) -> Result<&'t str> {
+    let table = table_str(table)?;
+    check_key(key)?;
+    check_value(value)?;
+    Ok(table)
 }
 
 /// A validated `DeleteRangeRequest`.

@@ -52,6 +52,22 @@ fn encode_header(revisions: [u64; 3]) -> ([u8; MAX_HEADER], usize) {
     (header, at)
 }
 
+/// A record's revisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revisions {
+    /// Revision of the write that created the key (since its last deletion).
+    pub create: u64,
+    /// Revision of the last write to the key.
+    pub modified: u64,
+    /// Number of writes since creation (1 after the first put).
+    pub version: u64,
+}
+
+/// A revision as the wire's `int64` (saturating; revisions are log indices).
+pub fn wire_revision(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
 /// Where the value of a record's bytes starts.
 fn value_at(record: &[u8]) -> usize {
     1 + usize::from(record.first().copied().unwrap_or(0))
@@ -86,8 +102,9 @@ impl Record {
         &self.0.slice
     }
 
-    /// The three revisions: create, mod, version.
-    fn revisions(&self) -> [u64; 3] {
+    /// The three revisions, decoded together (one pass over the header): what a caller
+    /// needing more than one of them should use.
+    pub fn revisions(&self) -> Revisions {
         let mut out = [0u64; 3];
         let record = self.bytes();
         let mut bytes = record.get(1..value_at(record)).unwrap_or_default().iter();
@@ -101,22 +118,27 @@ impl Record {
                 }
             }
         }
-        out
+        let [create, modified, version] = out;
+        Revisions {
+            create,
+            modified,
+            version,
+        }
     }
 
     /// Revision of the write that created the key (since its last deletion).
     pub fn create_revision(&self) -> u64 {
-        self.revisions()[0]
+        self.revisions().create
     }
 
     /// Revision of the last write to the key.
     pub fn mod_revision(&self) -> u64 {
-        self.revisions()[1]
+        self.revisions().modified
     }
 
     /// Number of writes since creation (1 after the first put).
     pub fn version(&self) -> u64 {
-        self.revisions()[2]
+        self.revisions().version
     }
 
     /// The value.
@@ -131,11 +153,11 @@ impl Record {
 
     /// The wire pair for `key`; `keys_only` leaves the value out.
     pub fn to_kv(&self, key: Bytes, keys_only: bool) -> KeyValue {
-        let [create, modified, _] = self.revisions();
+        let revisions = self.revisions();
         KeyValue {
             key,
-            create_revision: i64::try_from(create).unwrap_or(i64::MAX),
-            mod_revision: i64::try_from(modified).unwrap_or(i64::MAX),
+            create_revision: wire_revision(revisions.create),
+            mod_revision: wire_revision(revisions.modified),
             value: if keys_only {
                 Bytes::new()
             } else {
@@ -169,11 +191,12 @@ impl Eq for Record {}
 
 impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let revisions = self.revisions();
         f.debug_struct("Record")
             .field("value", &Bytes::copy_from_slice(self.value()))
-            .field("create_revision", &self.create_revision())
-            .field("mod_revision", &self.mod_revision())
-            .field("version", &self.version())
+            .field("create_revision", &revisions.create)
+            .field("mod_revision", &revisions.modified)
+            .field("version", &revisions.version)
             .finish()
     }
 }
@@ -318,7 +341,10 @@ impl Table {
     pub fn put_key(&mut self, key: Key, value: &[u8], rev: Revision) -> Option<Record> {
         let key_len = key.as_slice().len() as u64;
         let prev = self.data.upsert(key, |prev| match prev {
-            Some(p) => Record::new(value, p.create_revision(), rev.0, p.version() + 1),
+            Some(p) => {
+                let before = p.revisions();
+                Record::new(value, before.create, rev.0, before.version + 1)
+            }
             None => Record::new(value, rev.0, rev.0, 1),
         });
         match &prev {

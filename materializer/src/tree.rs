@@ -96,11 +96,7 @@ impl<K: Ord + Prefix + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for Tree<K,
 impl<K: Clone, V: Value> Clone for Leaf<K, V> {
     fn clone(&self) -> Self {
         // Warm every value before cloning any (see `Value`).
-        let warmed = self
-            .pairs
-            .iter()
-            .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()));
-        std::hint::black_box(warmed);
+        std::hint::black_box(self.warm());
         Self {
             pairs: self.pairs.clone(),
         }
@@ -110,15 +106,18 @@ impl<K: Clone, V: Value> Clone for Leaf<K, V> {
 impl<K, V: Value> Drop for Leaf<K, V> {
     fn drop(&mut self) {
         // The pairs drop after this: warm their values first (see `Value`).
-        let warmed = self
-            .pairs
-            .iter()
-            .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()));
-        std::hint::black_box(warmed);
+        std::hint::black_box(self.warm());
     }
 }
 
 impl<K, V: Value> Leaf<K, V> {
+    /// Reads what cloning or dropping the values updates ([`Value::warm`]), all at once.
+    fn warm(&self) -> usize {
+        self.pairs
+            .iter()
+            .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()))
+    }
+
     fn new() -> Self {
         Self {
             pairs: ArrayVec::new(),
@@ -178,8 +177,6 @@ pub trait Value: Clone {
         0
     }
 }
-
-impl Value for u32 {}
 
 /// Keys that can give 8 of their bytes as a number, for the compact search arrays of inner
 /// nodes. The bytes must be those the key's `Ord` compares, in bytewise order (as for

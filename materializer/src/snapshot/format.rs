@@ -106,10 +106,11 @@ pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
         for (key, r) in table.iter() {
             put_bytes(&mut out, key.as_slice())?;
             put_bytes(&mut out, r.value())?;
+            let revisions = r.revisions();
             let mut tail = [0u8; 24];
-            tail[..8].copy_from_slice(&r.create_revision().to_le_bytes());
-            tail[8..16].copy_from_slice(&r.mod_revision().to_le_bytes());
-            tail[16..].copy_from_slice(&r.version().to_le_bytes());
+            tail[..8].copy_from_slice(&revisions.create.to_le_bytes());
+            tail[8..16].copy_from_slice(&revisions.modified.to_le_bytes());
+            tail[16..].copy_from_slice(&revisions.version.to_le_bytes());
             out.write_all(&tail)?;
         }
     }

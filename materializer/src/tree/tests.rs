@@ -11,6 +11,9 @@ use super::*;
 type K = Vec<u8>;
 type Model = BTreeMap<K, u32>;
 
+/// The tests' values warm nothing.
+impl Value for u32 {}
+
 /// Checks the invariants of the module docs; returns the depth.
 fn check(tree: &Tree<K, u32>) -> usize {
     fn leaf(l: &Leaf<K, u32>, lo: Option<&K>, hi: Option<&K>, root: bool) {
