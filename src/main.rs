@@ -14,6 +14,7 @@ mod metrics;
 mod objects;
 mod progress;
 mod rest;
+mod runtime;
 mod shutdown;
 mod telemetry;
 
@@ -57,6 +58,8 @@ enum Command {
         args: core::CoreArgs,
         #[command(flatten)]
         logging: telemetry::LogArgs,
+        #[command(flatten)]
+        runtime: runtime::RuntimeArgs,
     },
     /// Run an edge node: a read-only replica that follows the core's log.
     #[command(visible_alias = "follower")]
@@ -65,6 +68,8 @@ enum Command {
         args: edge::EdgeArgs,
         #[command(flatten)]
         logging: telemetry::LogArgs,
+        #[command(flatten)]
+        runtime: runtime::RuntimeArgs,
     },
     /// Run the whole store on this machine: a single-node core with a local object store.
     Dev {
@@ -72,6 +77,8 @@ enum Command {
         args: dev::DevArgs,
         #[command(flatten)]
         logging: telemetry::LogArgs,
+        #[command(flatten)]
+        runtime: runtime::RuntimeArgs,
     },
     /// Manage tables.
     Table {
@@ -130,7 +137,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Server commands may size the runtime; client commands take the default.
+    let runtime = match &cli.command {
+        Command::Core { runtime, .. }
+        | Command::Edge { runtime, .. }
+        | Command::Dev { runtime, .. } => runtime.build(),
+        _ => runtime::RuntimeArgs::default().build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -139,9 +153,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Core { args, logging } => server(logging, core::run(args)).await,
-            Command::Edge { args, logging } => server(logging, edge::run(args)).await,
-            Command::Dev { args, logging } => server(logging, dev::run(args)).await,
+            Command::Core { args, logging, .. } => server(logging, core::run(args)).await,
+            Command::Edge { args, logging, .. } => server(logging, edge::run(args)).await,
+            Command::Dev { args, logging, .. } => server(logging, dev::run(args)).await,
             Command::Table { options, command } => client::table::run(command, &options).await,
             Command::Kv { options, command } => client::kv::run(command, &options).await,
             Command::Backup { options, args } => audit::restore::backup(args, &options).await,

@@ -100,6 +100,19 @@ pub fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Resul
     Ok(c)
 }
 
+/// Registers `regatta_runtime_worker_threads`, set once to the worker threads of the runtime
+/// this is called on (`--runtime.worker-threads`, or one per CPU).
+pub fn runtime_workers(registry: &Registry) -> prometheus::Result<()> {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    gauge(
+        registry,
+        "regatta_runtime_worker_threads",
+        "Worker threads of the node's async runtime (--runtime.worker-threads)",
+    )?
+    .set(i64::try_from(workers).unwrap_or(i64::MAX));
+    Ok(())
+}
+
 /// Registers a plain gauge.
 pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::new(name, help)?;

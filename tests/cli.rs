@@ -186,3 +186,39 @@ async fn a_backup_directory_restores_and_a_damaged_bak_file_is_refused() {
         "nothing was restored"
     );
 }
+
+/// A server flag out of range is refused before anything starts, naming the flag, whether it
+/// comes from the command line, the environment or a config file.
+#[test]
+fn a_runtime_thread_count_out_of_range_is_refused_with_the_flag_named() {
+    const UPSTREAM: &str = "--replication.leader-address=http://127.0.0.1:1";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, "runtime:\n  worker-threads: 0\n").unwrap();
+    let config_arg = format!("--config={}", config.display());
+    let cases: [(&[&str], Option<&str>); 3] = [
+        (&["edge", UPSTREAM, "--runtime.worker-threads=0"], None),
+        (&["core", "--raft.node-id=1"], Some("lots")),
+        (&["edge", UPSTREAM, config_arg.as_str()], None),
+    ];
+    for (args, env) in cases {
+        let mut cmd = std::process::Command::new(binary());
+        cmd.args(args)
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .stdin(std::process::Stdio::null());
+        if let Some(value) = env {
+            cmd.env("REGATTA_RUNTIME_WORKER_THREADS", value);
+        }
+        let out = cmd.output().expect("run regatta");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("runtime.worker-threads"),
+            "{args:?}: the flag is named: {err}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "{args:?}: nothing started"
+        );
+    }
+}

@@ -281,6 +281,8 @@ async fn an_edge_fails_over_when_its_core_node_dies_and_chains_converge() {
         cluster.dir.path(),
         vec![a.node.replication.clone()],
     );
+    // Edge B runs on one runtime worker: everything an edge does fits on one thread.
+    b.node.args.push("--runtime.worker-threads=1".into());
     b.start();
     write_many(&cluster.nodes[1], "t", "a", 30).await;
     wait_converged(&cluster.nodes[1], &a.node, "edge A caught up").await;
@@ -290,6 +292,11 @@ async fn an_edge_fails_over_when_its_core_node_dies_and_chains_converge() {
         "edge B (behind edge A) caught up",
     )
     .await;
+    assert_eq!(
+        b.metric("regatta_runtime_worker_threads").await,
+        Some(1.0),
+        "--runtime.worker-threads=1 gives one worker"
+    );
 
     phase("SIGKILL core node 1, which edge A follows; keep writing");
     cluster.node(1).kill();
@@ -338,3 +345,4 @@ async fn restart_without_bootstrap(edge: &mut Edge, core: &Node, why: &str) {
         "{why}"
     );
 }
+

@@ -51,6 +51,10 @@ pub struct ClusterArgs {
     /// (repeatable).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Extra argument passed to every edge process, e.g.
+    /// `--edge-arg=--runtime.worker-threads=2` (repeatable).
+    #[arg(long = "edge-arg", allow_hyphen_values = true)]
+    pub edge_args: Vec<String>,
     /// Worker threads of the load generator's (multi-thread) tokio runtime (default: one per
     /// CPU). The servers run on the same CPUs.
     #[arg(long)]

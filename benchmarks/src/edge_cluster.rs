@@ -158,6 +158,7 @@ impl Edge {
         if let Some(dir) = object_store {
             command.arg(format!("--object-store=file://{}", dir.display()));
         }
+        command.args(&args.edge_args);
         let child = command
             .env("RUST_LOG", &args.server_log)
             .env("REGATTA_LOG_LEVEL", &args.server_log)

@@ -57,6 +57,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     tracing::info!(node_id = settings.node_id, data_dir = %settings.data_dir.display(), "starting core node");
 
     let registry = prometheus::Registry::new();
+    crate::metrics::runtime_workers(&registry)?;
     let api_metrics = ApiMetrics::register(&registry)?;
 
     let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(

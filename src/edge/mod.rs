@@ -52,6 +52,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     tracing::info!(upstreams = ?args.upstreams, data_dir = %args.data_dir.display(), "starting edge node");
 
     let registry = prometheus::Registry::new();
+    crate::metrics::runtime_workers(&registry)?;
     let api_metrics = ApiMetrics::register(&registry)?;
     let edge_metrics = metrics::EdgeMetrics::register(&registry)?;
 
