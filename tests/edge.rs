@@ -345,4 +345,3 @@ async fn restart_without_bootstrap(edge: &mut Edge, core: &Node, why: &str) {
         "{why}"
     );
 }
-
