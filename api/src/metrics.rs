@@ -10,14 +10,33 @@ use std::{
     time::Instant,
 };
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use std::sync::OnceLock;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Metrics of the gRPC servers of one node.
 #[derive(Clone)]
 pub struct ApiMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Per method (the index of its label in `KNOWN_METHODS`, then `other`), the series
+    /// already made: a request updates them without hashing its labels. Made on first use,
+    /// so `/metrics` lists only methods and codes that were seen.
+    series: Arc<[MethodSeries]>,
 }
+
+/// The series of one method label.
+#[derive(Default)]
+struct MethodSeries {
+    latency: OnceLock<Histogram>,
+    /// By gRPC status code (0–16).
+    requests: [OnceLock<IntCounter>; CODES],
+}
+
+/// gRPC status codes: 0 (OK) to 16 (Unauthenticated).
+const CODES: usize = 17;
 
 /// The methods a label may name; anything else is counted as `other`.
 const KNOWN_METHODS: &[&str] = &[
@@ -67,7 +86,14 @@ impl ApiMetrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(Self { requests, latency })
+        let series = (0..=KNOWN_METHODS.len())
+            .map(|_| MethodSeries::default())
+            .collect();
+        Ok(Self {
+            requests,
+            latency,
+            series,
+        })
     }
 
     /// A tower layer that records every request passing through a gRPC server.
@@ -77,33 +103,50 @@ impl ApiMetrics {
         }
     }
 
-    fn record(&self, method: &'static str, code: &'static str, started: Instant) {
-        self.requests.with_label_values(&[method, code]).inc();
-        self.latency
-            .with_label_values(&[method])
+    fn record(&self, method: usize, code: tonic::Code, started: Instant) {
+        let series = &self.series[method];
+        let name = method_name(method);
+        let code_index = (code as usize).min(CODES - 1);
+        series.requests[code_index]
+            .get_or_init(|| self.requests.with_label_values(&[name, code_name(code)]))
+            .inc();
+        series
+            .latency
+            .get_or_init(|| self.latency.with_label_values(&[name]))
             .observe(started.elapsed().as_secs_f64());
     }
 }
 
-fn method_label(path: &str) -> &'static str {
+/// The label index of a request path: its place in `KNOWN_METHODS`, or one past the end
+/// for `other`.
+fn method_index(path: &str) -> usize {
     KNOWN_METHODS
         .iter()
-        .find(|m| **m == path)
-        .copied()
-        .unwrap_or("other")
+        .position(|m| *m == path)
+        .unwrap_or(KNOWN_METHODS.len())
 }
 
-/// The name of a gRPC status code, from the `grpc-status` header value.
-fn code_label(code: Option<&http::HeaderValue>) -> &'static str {
+/// The label of a method index from [`method_index`].
+fn method_name(index: usize) -> &'static str {
+    KNOWN_METHODS.get(index).copied().unwrap_or("other")
+}
+
+/// The gRPC status code of a response, from its `grpc-status` header value.
+fn response_code(code: Option<&http::HeaderValue>) -> tonic::Code {
     let Some(code) = code
         .and_then(|c| c.to_str().ok())
         .and_then(|c| c.parse::<i32>().ok())
     else {
         // No status in the headers: the status comes in the trailers of a response that
         // started successfully.
-        return "OK";
+        return tonic::Code::Ok;
     };
-    match tonic::Code::from_i32(code) {
+    tonic::Code::from_i32(code)
+}
+
+/// The label of a gRPC status code.
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
         tonic::Code::Ok => "OK",
         tonic::Code::Cancelled => "Cancelled",
         tonic::Code::Unknown => "Unknown",
@@ -161,15 +204,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        let method = method_index(request.uri().path());
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
             let code = match &result {
-                Ok(response) => code_label(response.headers().get("grpc-status")),
-                Err(_) => "Unavailable",
+                Ok(response) => response_code(response.headers().get("grpc-status")),
+                Err(_) => tonic::Code::Unavailable,
             };
             metrics.record(method, code, started);
             result
@@ -183,16 +226,55 @@ mod tests {
 
     #[test]
     fn labels_come_from_closed_sets() {
-        assert_eq!(method_label("/regatta.v1.KV/Range"), "/regatta.v1.KV/Range");
-        assert_eq!(method_label("/evil/with-a-key-in-it"), "other");
-        assert_eq!(code_label(None), "OK");
+        let label = |path| method_name(method_index(path));
+        assert_eq!(label("/regatta.v1.KV/Range"), "/regatta.v1.KV/Range");
+        assert_eq!(label("/evil/with-a-key-in-it"), "other");
+        let code = |value: Option<&'static str>| {
+            let header = value.map(http::HeaderValue::from_static);
+            code_name(response_code(header.as_ref()))
+        };
+        assert_eq!(code(None), "OK");
+        assert_eq!(code(Some("5")), "NotFound");
+        assert_eq!(code(Some("999")), "Unknown");
+    }
+
+    #[test]
+    fn requests_are_counted_by_method_and_code_and_only_seen_series_are_listed() {
+        let registry = Registry::new();
+        let metrics = ApiMetrics::register(&registry).expect("register");
+        let range = method_index("/regatta.v1.KV/Range");
+        let started = Instant::now();
+        metrics.record(range, tonic::Code::Ok, started);
+        metrics.record(range, tonic::Code::Ok, started);
+        metrics.record(range, tonic::Code::NotFound, started);
+        metrics.record(method_index("/x/y"), tonic::Code::Unknown, started);
+        let count = |method: &str, code: &str| {
+            metrics
+                .requests
+                .get_metric_with_label_values(&[method, code])
+                .map(|c| c.get())
+        };
+        assert_eq!(count("/regatta.v1.KV/Range", "OK").ok(), Some(2));
+        assert_eq!(count("/regatta.v1.KV/Range", "NotFound").ok(), Some(1));
+        assert_eq!(count("other", "Unknown").ok(), Some(1));
+        let families = registry.gather();
+        let requests = families
+            .iter()
+            .find(|f| f.name() == "regatta_grpc_requests_total")
+            .expect("requests family");
+        assert_eq!(requests.get_metric().len(), 3, "only the series seen");
+        let latency = families
+            .iter()
+            .find(|f| f.name() == "regatta_grpc_request_duration_seconds")
+            .expect("latency family");
+        assert_eq!(latency.get_metric().len(), 2);
         assert_eq!(
-            code_label(Some(&http::HeaderValue::from_static("5"))),
-            "NotFound"
-        );
-        assert_eq!(
-            code_label(Some(&http::HeaderValue::from_static("999"))),
-            "Unknown"
+            latency
+                .get_metric()
+                .iter()
+                .map(|m| m.get_histogram().get_sample_count())
+                .sum::<u64>(),
+            4
         );
     }
 }
