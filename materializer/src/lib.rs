@@ -217,9 +217,20 @@
 //! | snapshot write / load | 607–649 / 486–527 ms | 576–629 / 425–480 ms |
 //! | torn-check view reads (8 readers, 10 s), torn reads | 6.0–11.8 M, 0 | 9.4–14.0 M, 0 |
 //!
+//! The bench's point read (6 Dec, later) copies the query key into a reused buffer before
+//! its clock starts, as a server has the key it decoded in cache; until then every read
+//! also paid a miss on the bench's own key storage. Uniform point reads: p50 631–674 ns
+//! (848–876 ns an hour later, the VM's memory slower) against 984–1,011 ns before the fix,
+//! alternated. That is two uncached accesses, the leaf and the record. Fetching all of the
+//! leaf's lines with independent loads before the search measured no faster (603–650 ns),
+//! and leaves of 8 or 12 pairs were slower and held more memory (benchmarks/README.md,
+//! sixth round).
+//!
 //! Why the targets are not all met:
-//! - **Point read ≤ 300 ns**: see the floor above; any ordered structure pays several
-//!   dependent misses, and a hash index beside the tree would double write work and memory.
+//! - **Point read ≤ 300 ns**: see the floor above; a uniformly random read pays two
+//!   dependent misses (leaf, record) at 250–340 ns each on this VM. A hash index beside
+//!   the tree would pay the same two (slot, record) and double write work and memory; one
+//!   miss would take values inside the leaves, which every write then copies.
 //! - **Apply ≥ 1M puts/s on one thread**: met on memory the process already has
 //!   (`apply_ab`'s later rounds 1.1–1.25 M/s; the bench's `apply_warm_puts_per_sec` 0.8–1.0
 //!   M/s after its other phases), not on memory new to it (0.65–0.92 M/s): on this VM the
