@@ -65,8 +65,8 @@ const COALESCE_MAX: usize = 64 * 1024;
 
 /// One accepted connection; see the module docs for why it declines vectored writes and
 /// coalesces writes.
-pub struct Connection {
-    stream: TcpStream,
+pub struct Connection<S = TcpStream> {
+    stream: S,
     writes: Writes,
     /// Bytes accepted from HTTP/2, not yet written to the socket.
     pending: Vec<u8>,
@@ -74,8 +74,8 @@ pub struct Connection {
     yielded: bool,
 }
 
-impl Connection {
-    fn new(stream: TcpStream, writes: Writes) -> Self {
+impl<S: AsyncWrite + Unpin> Connection<S> {
+    fn new(stream: S, writes: Writes) -> Self {
         Self {
             stream,
             writes,
@@ -97,7 +97,7 @@ impl Connection {
     }
 }
 
-impl std::fmt::Debug for Connection {
+impl<S: std::fmt::Debug> std::fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("stream", &self.stream)
@@ -115,7 +115,7 @@ impl Connected for Connection {
     }
 }
 
-impl AsyncRead for Connection {
+impl<S: AsyncRead + Unpin> AsyncRead for Connection<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -125,7 +125,7 @@ impl AsyncRead for Connection {
     }
 }
 
-impl AsyncWrite for Connection {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Connection<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -182,6 +182,8 @@ impl AsyncWrite for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -247,5 +249,87 @@ mod tests {
         let got = client.await.expect("client");
         assert_eq!(got.len(), sent.len());
         assert!(got == sent, "bytes out of order");
+    }
+
+    /// A stream that counts the writes that reach it.
+    struct Counting {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Answers of handlers scheduled together leave in one or two writes, not one each, on
+    /// the scheduler the servers run on (a worker with a next-task slot: the first handler
+    /// to finish wakes the connection into it, ahead of the others). The connection task
+    /// here does what HTTP/2's does: on every poll it takes every answer ready, writes
+    /// them, and flushes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn answers_of_handlers_scheduled_together_leave_in_one_or_two_writes() {
+        const HANDLERS: u8 = 32;
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let mut conn = Connection::new(
+            Counting {
+                inner: near,
+                writes: writes.clone(),
+            },
+            Writes::Coalesced,
+        );
+        // Everything is spawned from a task on the worker, so the tasks queue there.
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            let connection = tokio::spawn(std::future::poll_fn(move |cx| {
+                let mut closed = false;
+                while let Poll::Ready(answer) = rx.poll_recv(cx) {
+                    let Some(answer) = answer else {
+                        closed = true;
+                        break;
+                    };
+                    let n = ready!(Pin::new(&mut conn).poll_write(cx, &answer))?;
+                    assert_eq!(n, answer.len(), "a coalescing write takes it all");
+                }
+                ready!(Pin::new(&mut conn).poll_flush(cx))?;
+                if closed {
+                    return Pin::new(&mut conn).poll_shutdown(cx);
+                }
+                Poll::<io::Result<()>>::Pending
+            }));
+            for i in 0..HANDLERS {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tx.send(vec![i; 100]).expect("the connection is open");
+                });
+            }
+            drop(tx);
+            connection.await.expect("connection task")
+        })
+        .await
+        .expect("driver")
+        .expect("connection io");
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).await.expect("read");
+        let mut answers: Vec<u8> = got.chunks(100).map(|c| c[0]).collect();
+        assert!(got.len() == 100 * usize::from(HANDLERS));
+        answers.sort_unstable();
+        assert_eq!(answers, (0..HANDLERS).collect::<Vec<_>>(), "every answer");
+        let writes = writes.load(Ordering::Relaxed);
+        assert!(writes <= 2, "{HANDLERS} answers took {writes} writes");
     }
 }
