@@ -192,9 +192,9 @@ async fn a_backup_directory_restores_and_a_damaged_bak_file_is_refused() {
 #[test]
 fn a_runtime_thread_count_out_of_range_is_refused_with_the_flag_named() {
     const UPSTREAM: &str = "--replication.leader-address=http://127.0.0.1:1";
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let config = dir.path().join("edge.yaml");
-    std::fs::write(&config, "runtime:\n  worker-threads: 0\n").unwrap();
+    std::fs::write(&config, "runtime:\n  worker-threads: 0\n").expect("write the config file");
     let config_arg = format!("--config={}", config.display());
     let cases: [(&[&str], Option<&str>); 3] = [
         (&["edge", UPSTREAM, "--runtime.worker-threads=0"], None),

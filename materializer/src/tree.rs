@@ -673,6 +673,11 @@ impl<K: Prefix, V: Value> Tree<K, V> {
     }
 }
 
+/// The new root when the root split: one separator above the two halves.
+fn root_above<K: Prefix, V: Value>(sep: K, halves: Children<K, V>) -> Root<K, V> {
+    Root::Inner(Arc::new(Inner::new([sep].into_iter().collect(), halves)))
+}
+
 impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
     /// Inserts or updates `key` in one walk down the tree: `f` gets the current value (if
     /// any) and returns the one to store. Returns the value replaced.
@@ -687,22 +692,16 @@ impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
             Root::Leaf(leaf) => {
                 let (prev, split) = leaf_upsert(Arc::make_mut(leaf), key, f);
                 if let Some((sep, right)) = split {
-                    let left = Arc::clone(leaf);
-                    self.root = Root::Inner(Arc::new(Inner::new(
-                        [sep].into_iter().collect(),
-                        Children::Leaves([left, right].into_iter().collect()),
-                    )));
+                    let pair = [Arc::clone(leaf), right].into_iter().collect();
+                    self.root = root_above(sep, Children::Leaves(pair));
                 }
                 prev
             }
             Root::Inner(node) => {
                 let (prev, split) = inner_upsert(Arc::make_mut(node), key, f);
                 if let Some((sep, right)) = split {
-                    let left = Arc::clone(node);
-                    self.root = Root::Inner(Arc::new(Inner::new(
-                        [sep].into_iter().collect(),
-                        Children::Inners([left, right].into_iter().collect()),
-                    )));
+                    let pair = [Arc::clone(node), right].into_iter().collect();
+                    self.root = root_above(sep, Children::Inners(pair));
                 }
                 prev
             }
