@@ -18,9 +18,11 @@
 //!
 //! **Purge gate.** openraft asks the log to purge behind each snapshot. [`GatedLogStore`]
 //! wraps the log storage and lets a purge through only up to the archived index and no
-//! further than the newest snapshot in the object store ([`purge_limit`], [`purge_to`]), so
-//! that an edge bootstrapping from that snapshot can continue from this node's log; what it
-//! held back is remembered and purged here once the archive (or a newer snapshot) allows. A purge to the end of the log or beyond (a follower installing a snapshot from
+//! further than the newest snapshot known in the object store ([`purge_limit`],
+//! [`purge_to`]), so that an edge bootstrapping from that snapshot can continue from this
+//! node's log; until a node knows of a snapshot it purges nothing. What the gate held back
+//! is remembered and purged here once the archive (or a newer snapshot, listed every
+//! couple of seconds while a purge waits) allows. A purge to the end of the log or beyond (a follower installing a snapshot from
 //! the leader) always goes through: the log must continue after it, and those entries are in
 //! the snapshot (and archived by the node that has them).
 //!
@@ -109,13 +111,16 @@ pub fn retention_plan(keep: usize, snapshots: &[Revision], segments: &[u64]) -> 
     }
 }
 
-/// Where a purge may reach: up to what is archived, and — once the object store holds a
-/// snapshot — no further than the newest one, so that an edge bootstrapping from that
-/// snapshot finds the entries after it in this node's log (instead of needing a snapshot
-/// streamed from the core). `None`: nothing may be purged yet. Pure.
+/// Where a purge may reach: up to what is archived, and no further than the newest snapshot
+/// known to be in the object store, so that an edge bootstrapping from that snapshot finds
+/// the entries after it in this node's log (instead of needing a snapshot streamed from the
+/// core). A node that knows of no snapshot purges nothing: a follower learns of the
+/// leader's uploads only by listing the store, and a purge up to the archive alone could
+/// pass a snapshot uploaded meanwhile. A snapshot known late only keeps more log: it is
+/// never newer than the store's newest. `None`: nothing may be purged yet. Pure.
 pub fn purge_limit(archived: Option<LogIndex>, newest_snapshot: u64) -> Option<LogIndex> {
     match newest_snapshot {
-        0 => archived,
+        0 => None,
         s => archived.map(|a| a.min(LogIndex(s))),
     }
 }
@@ -569,8 +574,8 @@ mod tests {
     #[test]
     fn purges_stop_at_the_newest_object_store_snapshot() {
         let i = LogIndex;
-        // No snapshot in the store yet: the archive alone decides.
-        assert_eq!(purge_limit(Some(i(500)), 0), Some(i(500)));
+        // No snapshot known (none yet, or one this node has not listed): nothing purged.
+        assert_eq!(purge_limit(Some(i(500)), 0), None);
         assert_eq!(purge_limit(None, 0), None);
         // A snapshot older than the archive tip holds purges back to it.
         assert_eq!(purge_limit(Some(i(500)), 300), Some(i(300)));
