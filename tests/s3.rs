@@ -127,6 +127,25 @@ async fn snapshots_land_under_the_prefix_and_a_new_edge_bootstraps_from_them() {
         "the newest snapshot holds the core's table"
     );
 
+    // A core purges its log only once it is archived and a snapshot covers it, after the
+    // upload: wait for that, or a fast edge could still follow the log from its start.
+    wait_until(
+        "the core's log no longer starts at its first entry",
+        || async {
+            core.http_body("/metrics").await.is_some_and(|body| {
+                body.lines()
+                    .find_map(|l| {
+                        l.strip_prefix("regatta_log_first_index ")?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .is_some_and(|first| first > 1)
+            })
+        },
+    )
+    .await;
+
     phase("a new edge on the same object store bootstraps from it and ends with the core's state");
     let mut edge = Edge::new("edge", cluster.dir.path(), vec![core.replication.clone()]);
     edge.node.args = s3.node_args(prefix);
