@@ -5,12 +5,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Instant,
 };
-
-use std::sync::OnceLock;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
@@ -104,15 +102,18 @@ impl ApiMetrics {
     }
 
     fn record(&self, method: usize, code: tonic::Code, started: Instant) {
+        // Labels are looked up only when a series is made, on first use.
         let series = &self.series[method];
-        let name = method_name(method);
         let code_index = (code as usize).min(CODES - 1);
         series.requests[code_index]
-            .get_or_init(|| self.requests.with_label_values(&[name, code_name(code)]))
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[method_name(method), code_name(code)])
+            })
             .inc();
         series
             .latency
-            .get_or_init(|| self.latency.with_label_values(&[name]))
+            .get_or_init(|| self.latency.with_label_values(&[method_name(method)]))
             .observe(started.elapsed().as_secs_f64());
     }
 }

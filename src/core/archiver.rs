@@ -22,9 +22,10 @@
 //! [`purge_to`]), so that an edge bootstrapping from that snapshot can continue from this
 //! node's log; until a node knows of a snapshot it purges nothing. What the gate held back
 //! is remembered and purged here once the archive (or a newer snapshot, listed every
-//! couple of seconds while a purge waits) allows. A purge to the end of the log or beyond (a follower installing a snapshot from
-//! the leader) always goes through: the log must continue after it, and those entries are in
-//! the snapshot (and archived by the node that has them).
+//! couple of seconds while a purge waits) allows. A purge to the end of the log or beyond
+//! (a follower installing a snapshot from the leader) always goes through: the log must
+//! continue after it, and those entries are in the snapshot (and archived by the node that
+//! has them).
 //!
 //! **Retention** ([`retention_plan`]): with `--object-store.keep-snapshots K` (0 keeps
 //! everything), once more than K snapshots exist the older ones are deleted, and with them
