@@ -72,10 +72,10 @@ async fn snapshot_rows(s3: &S3Server, prefix: &str, revision: u64, table: &str) 
         .table(table)
         .expect("table in the snapshot")
         .iter()
-        .map(|(k, r)| {
+        .map(|r| {
             (
-                k.to_bytes().to_vec(),
-                r.value_bytes().to_vec(),
+                r.key().to_vec(),
+                r.value().to_vec(),
                 i64::try_from(r.create_revision()).unwrap(),
                 i64::try_from(r.mod_revision()).unwrap(),
             )

@@ -1,4 +1,4 @@
-//! Side by side in one process: `imbl::OrdMap<Key, Record>` against [`Tree<Key, Record>`],
+//! Side by side in one process: `imbl::OrdMap<Key, Record>` against [`Tree<Record>`],
 //! keys of 16–32 bytes shaped like `regatta-bench materializer`'s, 100-byte values, puts in
 //! ten sorted batches with a clone (a publish) after each. Lookups alternate between the
 //! two maps in blocks, so load from other work on the machine hits both alike.
@@ -44,7 +44,7 @@ fn main() {
     let reads = std::env::args().nth(3).is_none_or(|a| a != "noreads");
 
     let mut imbl_map: imbl::OrdMap<Key, Record> = imbl::OrdMap::new();
-    let mut tree: Tree<Key, Record> = Tree::new();
+    let mut tree: Tree<Record> = Tree::new();
     let mut published_i = imbl_map.clone();
     let mut published_t = tree.clone();
     if which == "imbl" || which == "both" {
@@ -55,9 +55,10 @@ fn main() {
             sorted.sort_unstable();
             for k in sorted {
                 if let Some(slot) = imbl_map.get_mut(&k) {
-                    *slot = Record::new(&value, 1, 1, 2);
+                    *slot = Record::new(k.as_slice(), &value, 1, 1, 2);
                 } else {
-                    imbl_map.insert(k, Record::new(&value, 1, 1, 1));
+                    let record = Record::new(k.as_slice(), &value, 1, 1, 1);
+                    imbl_map.insert(k, record);
                 }
             }
             published_i = imbl_map.clone();
@@ -76,8 +77,9 @@ fn main() {
             let mut sorted: Vec<Key> = chunk.iter().map(|k| Key::from_slice(k)).collect();
             sorted.sort_unstable();
             for k in sorted {
-                tree.upsert(k, |p| {
-                    Record::new(&value, 1, 1, p.map_or(1, |p| p.version() + 1))
+                tree.upsert(k.as_slice(), |p| {
+                    let version = p.map_or(1, |p| p.version() + 1);
+                    Record::new(k.as_slice(), &value, 1, 1, version)
                 });
             }
             published_t = tree.clone();
@@ -116,12 +118,7 @@ fn main() {
                 if which == "imbl" {
                     continue;
                 }
-                let r = if k.len() <= 38 {
-                    tree.get(&Key::from_slice(k))
-                } else {
-                    tree.get(&k[..])
-                };
-                r.map(|r| r.value().len())
+                tree.get(&k[..]).map(|r| r.value().len())
             };
             std::hint::black_box(found);
             let ns = t.elapsed().as_nanos() as u64;

@@ -36,12 +36,12 @@ const MAX_RECORD_BYTES: u64 = (MAX_KEY_BYTES + MAX_VALUE_BYTES + 64 * 1024) as u
 pub fn write_backup<W: Write>(name: &str, table: &Table, w: W) -> Result<W> {
     let mut out = snap::write::FrameEncoder::new(w);
     let mut buf = Vec::new();
-    for (key, record) in table.iter() {
+    for record in table.iter() {
         let command = WireCommand {
             table: Bytes::copy_from_slice(name.as_bytes()),
             r#type: CommandType::Put as i32,
             kv: Some(KeyValue {
-                key: key.to_bytes(),
+                key: Bytes::copy_from_slice(record.key()),
                 value: record.value_bytes(),
                 ..Default::default()
             }),

@@ -104,7 +104,8 @@ impl Materializer {
     ) -> Result<Vec<ApplyResponse>> {
         let _writer = self.lock();
         let mut next = State::clone(&self.current.load());
-        let mut batch = apply::BatchApply::new(&mut next);
+        let entries = entries.into_iter();
+        let mut batch = apply::BatchApply::with_capacity(&mut next, entries.size_hint().0);
         let mut failure = None;
         for entry in entries {
             let result = match entry.event {

@@ -99,7 +99,7 @@ pub fn apply_entries(
     let first_at_zero = last_applied.is_none();
     // Held for the whole batch: queued puts borrow their bytes from the entries.
     let entries: Vec<_> = entries.into_iter().collect();
-    let mut batch = apply::BatchApply::new(state);
+    let mut batch = apply::BatchApply::with_capacity(state, entries.len());
     for entry in &entries {
         let log_id = entry.log_id;
         let index = Revision(log_id.index);

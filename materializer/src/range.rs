@@ -37,7 +37,7 @@ pub fn range_chunk(
     remaining: Option<u64>,
     max_bytes: usize,
 ) -> RangeChunk {
-    let mut matching = table.scan(&q.range, after).filter(|(_, r)| {
+    let mut matching = table.scan(&q.range, after).filter(|r| {
         q.filter.is_empty() || {
             let revisions = r.revisions();
             q.filter.accepts(revisions.create, revisions.modified)
@@ -57,13 +57,13 @@ pub fn range_chunk(
         return out;
     }
     let mut size = 0usize;
-    let mut picked: Vec<(&Key, &Record)> = Vec::new();
-    for (key, record) in matching.by_ref() {
+    let mut picked: Vec<&Record> = Vec::new();
+    for record in matching.by_ref() {
         if remaining.is_some_and(|l| picked.len() as u64 >= l) {
             out.response.more = true;
             break;
         }
-        let len = key.as_slice().len()
+        let len = record.key().len()
             + if q.keys_only { 0 } else { record.value().len() }
             + KV_OVERHEAD_BYTES;
         if !picked.is_empty() && size + len > max_bytes {
@@ -71,9 +71,9 @@ pub fn range_chunk(
             break;
         }
         size += len;
-        picked.push((key, record));
+        picked.push(record);
     }
-    out.last_key = picked.last().map(|(k, _)| (*k).clone());
+    out.last_key = picked.last().map(|r| Key::from_slice(r.key()));
     out.response.kvs = to_kvs(&picked, q.keys_only);
     out.response.count = out.response.kvs.len() as i64;
     out
@@ -85,15 +85,15 @@ const COPY_VALUES_UP_TO: usize = 4096;
 
 /// Builds the wire pairs of a chunk with one allocation for all keys and small values
 /// (each pair's `Bytes` are slices of it), instead of one or two allocations per pair.
-fn to_kvs(picked: &[(&Key, &Record)], keys_only: bool) -> Vec<KeyValue> {
+fn to_kvs(picked: &[&Record], keys_only: bool) -> Vec<KeyValue> {
     let copied = |r: &Record| !keys_only && r.value().len() <= COPY_VALUES_UP_TO;
     let total: usize = picked
         .iter()
-        .map(|(k, r)| k.as_slice().len() + if copied(r) { r.value().len() } else { 0 })
+        .map(|r| r.key().len() + if copied(r) { r.value().len() } else { 0 })
         .sum();
     let mut buf = BytesMut::with_capacity(total);
-    for (k, r) in picked {
-        buf.extend_from_slice(k.as_slice());
+    for r in picked {
+        buf.extend_from_slice(r.key());
         if copied(r) {
             buf.extend_from_slice(r.value());
         }
@@ -107,8 +107,8 @@ fn to_kvs(picked: &[(&Key, &Record)], keys_only: bool) -> Vec<KeyValue> {
     };
     picked
         .iter()
-        .map(|(k, r)| {
-            let key = take(k.as_slice().len());
+        .map(|r| {
+            let key = take(r.key().len());
             let value = if keys_only {
                 Bytes::new()
             } else if copied(r) {

@@ -13,32 +13,32 @@ use triomphe::ThinArc;
 use bytes::Bytes;
 use regatta_proto::mvcc::v1::KeyValue;
 
-use crate::key::{INLINE_KEY_BYTES, Key};
 use crate::request::KeyRange;
 use crate::tree::Tree;
 use crate::{Revision, TableId};
 
-/// A stored value with its history, in one shared allocation: a header with the three
-/// revisions, then the value bytes. Cloning is a reference count; a response gets the value
-/// as zero-copy `Bytes`.
+/// A stored pair with its history, in one shared allocation: a header with the key's length
+/// and the three revisions, then the key, then the value. Cloning is a reference count; a
+/// response gets the value as zero-copy `Bytes`. The record is the table tree's
+/// [`Entry`](crate::tree::Entry): its leaves keep only 8 bytes of each key.
 ///
-/// The header is a length byte and the revisions as LEB128 varints (create, mod, version):
-/// 7 to 10 bytes for revisions below 2^21 and versions below 128 instead of 24 as fixed
-/// `u64`s, which is what brings a 100-byte value's record (with the reference counts) to
-/// the allocator's 128-byte size class instead of 160. In memory only: snapshots write
-/// the revisions as fixed fields. (Fields of 1, 2, 4 or 8 bytes named by a widths byte
-/// measured no faster to decode in range scans.)
+/// The header is a length byte and LEB128 varints (key length, create, mod, version): 8 to
+/// 11 bytes for short keys, revisions below 2^21 and versions below 128 instead of 32 as
+/// fixed `u64`s, which is what brings a 24-byte key and a 100-byte value (with the
+/// reference counts) to the allocator's 160-byte size class. In memory only: snapshots
+/// write the revisions as fixed fields. (Fields of 1, 2, 4 or 8 bytes named by a widths
+/// byte measured no faster to decode in range scans.)
 #[derive(Clone)]
 pub struct Record(ThinArc<(), u8>);
 
-/// Longest header: the length byte and three varints of at most 10 bytes.
-const MAX_HEADER: usize = 31;
+/// Longest header: the length byte and four varints of at most 10 bytes.
+const MAX_HEADER: usize = 41;
 
-/// The header of a record with these revisions, and its length.
-fn encode_header(revisions: [u64; 3]) -> ([u8; MAX_HEADER], usize) {
+/// The header of a record with this key length and these revisions, and its length.
+fn encode_header(key_len: usize, revisions: [u64; 3]) -> ([u8; MAX_HEADER], usize) {
     let mut header = [0u8; MAX_HEADER];
     let mut at = 1;
-    for mut r in revisions {
+    for mut r in [key_len as u64].into_iter().chain(revisions) {
         while r >= 0x80 {
             header[at] = (r as u8 & 0x7f) | 0x80;
             r >>= 7;
@@ -47,9 +47,23 @@ fn encode_header(revisions: [u64; 3]) -> ([u8; MAX_HEADER], usize) {
         header[at] = r as u8;
         at += 1;
     }
-    // At most 30 varint bytes: fits the length byte.
+    // At most 40 varint bytes: fits the length byte.
     header[0] = (at - 1) as u8;
     (header, at)
+}
+
+/// Decodes the LEB128 varint at the start of `bytes` (0 when there is none).
+fn varint(bytes: &mut std::slice::Iter<'_, u8>) -> u64 {
+    let mut r = 0u64;
+    let mut shift = 0u32;
+    for &b in bytes.by_ref() {
+        r |= u64::from(b & 0x7f).wrapping_shl(shift);
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    r
 }
 
 /// A record's revisions.
@@ -68,61 +82,67 @@ pub fn wire_revision(revision: u64) -> i64 {
     i64::try_from(revision).unwrap_or(i64::MAX)
 }
 
-/// Where the value of a record's bytes starts.
-fn value_at(record: &[u8]) -> usize {
-    1 + usize::from(record.first().copied().unwrap_or(0))
-}
-
-/// The value of a record's bytes.
-fn value_of(record: &[u8]) -> &[u8] {
-    record.get(value_at(record)..).unwrap_or_default()
+/// The key and the value of a record's bytes.
+fn key_and_value(record: &[u8]) -> (&[u8], &[u8]) {
+    let at = 1 + usize::from(record.first().copied().unwrap_or(0));
+    // The key's length is the first varint; one byte for keys under 128 bytes.
+    let key_len = match record.get(1) {
+        Some(&b) if b < 0x80 => usize::from(b),
+        _ => varint(&mut record.get(1..).unwrap_or_default().iter()) as usize,
+    };
+    let body = record.get(at..).unwrap_or_default();
+    body.split_at_checked(key_len).unwrap_or((body, &[]))
 }
 
 impl Record {
-    /// A record of `value` created at `create_revision`, last written at `mod_revision`,
-    /// written `version` times since creation.
-    pub fn new(value: &[u8], create_revision: u64, mod_revision: u64, version: u64) -> Self {
-        let (header, len) = encode_header([create_revision, mod_revision, version]);
+    /// A record of `key` and `value` created at `create_revision`, last written at
+    /// `mod_revision`, written `version` times since creation.
+    pub fn new(
+        key: &[u8],
+        value: &[u8],
+        create_revision: u64,
+        mod_revision: u64,
+        version: u64,
+    ) -> Self {
+        let (header, len) = encode_header(key.len(), [create_revision, mod_revision, version]);
         // Assemble on the stack when small, so the record costs exactly one allocation.
         let mut small = [0u8; 512];
-        let total = len + value.len();
+        let total = len + key.len() + value.len();
         if total <= small.len() {
             small[..len].copy_from_slice(&header[..len]);
-            small[len..total].copy_from_slice(value);
+            small[len..len + key.len()].copy_from_slice(key);
+            small[len + key.len()..total].copy_from_slice(value);
             return Self(ThinArc::from_header_and_slice((), &small[..total]));
         }
         let mut buf = Vec::with_capacity(total);
         buf.extend_from_slice(&header[..len]);
+        buf.extend_from_slice(key);
         buf.extend_from_slice(value);
         Self(ThinArc::from_header_and_slice((), &buf))
     }
 
-    /// The header and the value.
+    /// The header, the key and the value.
     fn bytes(&self) -> &[u8] {
         &self.0.slice
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        key_and_value(self.bytes()).0
     }
 
     /// The three revisions, decoded together (one pass over the header): what a caller
     /// needing more than one of them should use.
     pub fn revisions(&self) -> Revisions {
-        let mut out = [0u64; 3];
         let record = self.bytes();
-        let mut bytes = record.get(1..value_at(record)).unwrap_or_default().iter();
-        for r in &mut out {
-            let mut shift = 0u32;
-            for &b in bytes.by_ref() {
-                *r |= u64::from(b & 0x7f).wrapping_shl(shift);
-                shift += 7;
-                if b & 0x80 == 0 {
-                    break;
-                }
-            }
-        }
-        let [create, modified, version] = out;
+        let at = 1 + usize::from(record.first().copied().unwrap_or(0));
+        let mut bytes = record.get(1..at).unwrap_or_default().iter();
+        // The key's length first.
+        varint(&mut bytes);
         Revisions {
-            create,
-            modified,
-            version,
+            create: varint(&mut bytes),
+            modified: varint(&mut bytes),
+            version: varint(&mut bytes),
         }
     }
 
@@ -143,7 +163,7 @@ impl Record {
 
     /// The value.
     pub fn value(&self) -> &[u8] {
-        value_of(self.bytes())
+        key_and_value(self.bytes()).1
     }
 
     /// The value as `Bytes`, sharing this record's allocation.
@@ -151,7 +171,13 @@ impl Record {
         Bytes::from_owner(ValueOwner(self.clone()))
     }
 
-    /// The wire pair for `key`; `keys_only` leaves the value out.
+    /// The wire pair, its key copied; `keys_only` leaves the value out.
+    pub fn kv(&self, keys_only: bool) -> KeyValue {
+        self.to_kv(Bytes::copy_from_slice(self.key()), keys_only)
+    }
+
+    /// The wire pair with `key` (this record's key, held by the caller as `Bytes`);
+    /// `keys_only` leaves the value out.
     pub fn to_kv(&self, key: Bytes, keys_only: bool) -> KeyValue {
         let revisions = self.revisions();
         KeyValue {
@@ -167,7 +193,11 @@ impl Record {
     }
 }
 
-impl crate::tree::Value for Record {
+impl crate::tree::Entry for Record {
+    fn key(&self) -> &[u8] {
+        Record::key(self)
+    }
+
     fn warm(&self) -> usize {
         ThinArc::strong_count(&self.0)
     }
@@ -193,6 +223,7 @@ impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let revisions = self.revisions();
         f.debug_struct("Record")
+            .field("key", &Bytes::copy_from_slice(self.key()))
             .field("value", &Bytes::copy_from_slice(self.value()))
             .field("create_revision", &revisions.create)
             .field("mod_revision", &revisions.modified)
@@ -206,13 +237,13 @@ impl std::fmt::Debug for Record {
 pub struct Table {
     id: TableId,
     config: Option<Arc<prost_types::Struct>>,
-    data: Tree<Key, Record>,
+    data: Tree<Record>,
     /// Bytes of every key and value held (what Cluster.Status reports as the table's size).
     bytes: u64,
 }
 
-fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64
+fn record_bytes(r: &Record) -> u64 {
+    (r.key().len() + r.value().len()) as u64
 }
 
 impl Table {
@@ -230,12 +261,9 @@ impl Table {
     pub(crate) fn with_data(
         id: TableId,
         config: Option<prost_types::Struct>,
-        data: Tree<Key, Record>,
+        data: Tree<Record>,
     ) -> Self {
-        let bytes = data
-            .iter()
-            .map(|(k, r)| pair_bytes(k.as_slice(), r.value()))
-            .sum();
+        let bytes = data.iter().map(record_bytes).sum();
         Self {
             id,
             config: config.map(Arc::new),
@@ -274,38 +302,32 @@ impl Table {
 
     /// Point read: O(log n), no lock.
     pub fn get(&self, key: &[u8]) -> Option<&Record> {
-        if key.len() <= INLINE_KEY_BYTES {
-            // Query with a `Key`, so the tree's comparisons use its fast prefix order.
-            return self.data.get(&Key::from_slice(key));
-        }
         self.data.get(key)
     }
 
     /// Point read as a wire pair.
     pub fn get_kv(&self, key: &[u8]) -> Option<KeyValue> {
-        self.data
-            .get_key_value(key)
-            .map(|(k, r)| r.to_kv(k.to_bytes(), false))
+        self.data.get(key).map(|r| r.kv(false))
     }
 
-    /// Every pair in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Record)> + '_ {
+    /// Every record in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &Record> + '_ {
         self.data.iter()
     }
 
-    /// Pairs of `range` in key order, starting strictly after `after` when given.
-    /// O(log n) to position, then O(1) amortised per pair.
+    /// Records of `range` in key order, starting strictly after `after` when given.
+    /// O(log n) to position, then O(1) amortised per record.
     pub fn scan<'a>(
         &'a self,
         range: &'a KeyRange,
         after: Option<&'a [u8]>,
-    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Record)> + 'a> {
+    ) -> Box<dyn Iterator<Item = &'a Record> + 'a> {
         match range {
             KeyRange::Key(k) => {
                 if after.is_some_and(|a| a >= k.as_ref()) {
                     return Box::new(std::iter::empty());
                 }
-                Box::new(self.data.get_key_value(k.as_ref()).into_iter())
+                Box::new(self.data.get(k.as_ref()).into_iter())
             }
             KeyRange::Span { start, end } => {
                 let lower: Bound<&[u8]> = match after {
@@ -326,7 +348,7 @@ impl Table {
                     }
                     None => Bound::Unbounded,
                 };
-                Box::new(self.data.range::<[u8]>((lower, upper)))
+                Box::new(self.data.range((lower, upper)))
             }
         }
     }
@@ -334,37 +356,29 @@ impl Table {
     /// Upserts `key` at `rev`; returns the previous record. One walk down the tree for an
     /// update and an insert alike (in place when this table copy owns the path).
     pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
-        self.put_key(Key::from_slice(key), value, rev)
-    }
-
-    /// [`Table::put`] of a key already in its stored form.
-    pub fn put_key(&mut self, key: Key, value: &[u8], rev: Revision) -> Option<Record> {
-        let key_len = key.as_slice().len() as u64;
         let prev = self.data.upsert(key, |prev| match prev {
             Some(p) => {
                 let before = p.revisions();
-                Record::new(value, before.create, rev.0, before.version + 1)
+                Record::new(key, value, before.create, rev.0, before.version + 1)
             }
-            None => Record::new(value, rev.0, rev.0, 1),
+            None => Record::new(key, value, rev.0, rev.0, 1),
         });
         match &prev {
             Some(p) => self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64,
-            None => self.bytes += key_len + value.len() as u64,
+            None => self.bytes += (key.len() + value.len()) as u64,
         }
         prev
     }
 
-    /// Deletes every key of `range`; returns the deleted pairs in key order.
-    pub fn delete(&mut self, range: &KeyRange) -> Vec<(Key, Record)> {
-        let doomed: Vec<Key> = self.scan(range, None).map(|(k, _)| k.clone()).collect();
-        let removed: Vec<(Key, Record)> = doomed
-            .into_iter()
-            .filter_map(|k| self.data.remove_present(&k))
-            .collect();
-        for (k, r) in &removed {
-            self.bytes -= pair_bytes(k.as_slice(), r.value());
+    /// Deletes every key of `range`; returns the deleted records in key order.
+    pub fn delete(&mut self, range: &KeyRange) -> Vec<Record> {
+        let doomed: Vec<Record> = self.scan(range, None).cloned().collect();
+        for r in &doomed {
+            // Present: the scan just returned it.
+            self.data.remove_present(r.key());
+            self.bytes -= record_bytes(r);
         }
-        removed
+        doomed
     }
 
     /// Removes every key.
@@ -381,40 +395,46 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_record_keeps_its_revisions_and_value(
+        fn a_record_keeps_its_key_revisions_and_value(
             create in any::<u64>(),
             modified in any::<u64>(),
             version in any::<u64>(),
+            key in proptest::collection::vec(any::<u8>(), 0..300),
             value in proptest::collection::vec(any::<u8>(), 0..600),
         ) {
-            let r = Record::new(&value, create, modified, version);
+            let r = Record::new(&key, &value, create, modified, version);
             prop_assert_eq!(
                 (r.create_revision(), r.mod_revision(), r.version()),
                 (create, modified, version)
             );
+            prop_assert_eq!(r.key(), &key[..]);
             prop_assert_eq!(r.value(), &value[..]);
             prop_assert_eq!(&r.value_bytes()[..], &value[..]);
-            let kv = r.to_kv(Bytes::from_static(b"k"), false);
+            let kv = r.kv(false);
+            prop_assert_eq!(&kv.key[..], &key[..]);
+            prop_assert_eq!(&kv.value[..], &value[..]);
             prop_assert_eq!(kv.create_revision, i64::try_from(create).unwrap_or(i64::MAX));
             prop_assert_eq!(kv.mod_revision, i64::try_from(modified).unwrap_or(i64::MAX));
+            prop_assert!(r.kv(true).value.is_empty());
         }
     }
 
-    /// A 100-byte value at revisions below 2^21 takes 108 bytes, 124 with the reference
-    /// count and length: the allocator's 128-byte class.
+    /// A 24-byte key and a 100-byte value at revisions below 2^21 take 133 bytes, 149 with
+    /// the reference count and length: the allocator's 160-byte class.
     #[test]
     fn a_small_records_header_is_compact() {
-        let r = Record::new(&[7; 100], 1_000_000, 2_000_000, 3);
-        assert_eq!(r.bytes().len(), 1 + 3 + 3 + 1 + 100);
-        // Varint widths: 7 bits per byte.
+        let r = Record::new(&[1; 24], &[7; 100], 1_000_000, 2_000_000, 3);
+        assert_eq!(r.bytes().len(), 1 + 1 + 3 + 3 + 1 + 24 + 100);
+        // Varint widths: 7 bits per byte, the key's length included.
         assert_eq!(
-            Record::new(b"v", 127, 128, 16_384).bytes().len(),
-            1 + 1 + 2 + 3 + 1
+            Record::new(&[0; 200], b"v", 127, 128, 16_384).bytes().len(),
+            1 + 2 + 1 + 2 + 3 + 200 + 1
         );
-        // A thin pointer: a leaf pair is a 40-byte key and 8 bytes.
+        // A thin pointer: a leaf pair is a search word and 8 bytes.
         assert_eq!(std::mem::size_of::<Record>(), 8);
-        let widest = Record::new(b"", u64::MAX, u64::MAX, u64::MAX);
-        assert_eq!(widest.bytes().len(), MAX_HEADER);
+        let widest = Record::new(b"", b"", u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(widest.bytes().len(), MAX_HEADER - 9);
         assert_eq!(widest.version(), u64::MAX);
+        assert_eq!((widest.key(), widest.value()), (&b""[..], &b""[..]));
     }
 }

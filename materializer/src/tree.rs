@@ -4,8 +4,11 @@
 //!   Tree { root, len }              clone = one reference count on the root
 //!     Inner: keys[i] separates children[i] (keys < keys[i]) from children[i+1] (keys ≥)
 //!       Inner … (every leaf at the same depth)
-//!         Leaf: pairs[..n], keys strictly increasing          n ≤ LEAF_CAP
+//!         Leaf: prefix, (word, entry)[..n], keys strictly increasing      n ≤ LEAF_CAP
 //! ```
+//!
+//! The tree stores [`Entry`]s, values that carry their own key (a table's record holds its
+//! key beside its value): a leaf keeps no key of its own, only 8 bytes of each key.
 //!
 //! Every node sits behind an `Arc` and holds its keys and children in fixed-capacity inline
 //! arrays (one allocation per node). A write walks down with `Arc::make_mut`: a node shared
@@ -16,18 +19,20 @@
 //!
 //! Invariants (checked by `check` in the tests): keys strictly increasing across the whole
 //! tree; all leaves at one depth; no empty node except that an empty tree has no root; an
-//! inner node's separators bound its children as drawn above. Leaves split in the middle
-//! when full and merge with a neighbour when a removal leaves them under a quarter full and
-//! the two fit in one node. [`Builder`] makes full nodes from sorted input (snapshot load).
+//! inner node's separators bound its children as drawn above; every key of a leaf starts
+//! with the leaf's prefix, and its word is [`Prefix::word_at`] the prefix's length. Leaves
+//! split in the middle when full and merge with a neighbour when a removal leaves them
+//! under a quarter full and the two fit in one node. [`Builder`] makes full nodes from
+//! sorted input (snapshot load).
 //!
 //! Lookups: an inner node keeps beside its separators the bytes they all share (up to 8)
-//! and, per separator, the next 8 bytes as a `u64`; the search runs over those words
-//! (eight to a cache line) and compares whole keys only where a word equals the query's.
-//! Leaves keep each key beside its value, so the pair a search ends on is in the cache line
-//! it compared. Every search is a branchy binary search. The crate docs (`lib.rs`) have the
-//! measurements behind each of these choices and the fan-outs.
+//! and, per separator, the next 8 bytes as a `u64`; a leaf keeps a prefix its keys share
+//! (up to [`INLINE_KEY_BYTES`]) and, per entry, the next 8 bytes of its key. A search runs
+//! over those words and reads a whole key only where a word equals the query's: in a leaf
+//! that is the entry a hit returns, which a read touches anyway. Every search is a branchy
+//! binary search. The crate docs (`lib.rs`) have the measurements behind each of these
+//! choices and the fan-outs.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
@@ -35,50 +40,73 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-/// Pairs per leaf: 18 `(Key, Record)` pairs of 48 bytes (a 40-byte key, a thin record
-/// pointer) make an 888-byte leaf with its length and reference counts, inside mimalloc's
-/// 896-byte size class. Smaller leaves mean less to copy per write after a publish; larger
-/// ones measured more resident bytes after apply and no faster reads (crate docs).
-pub const LEAF_CAP: usize = 18;
+use crate::key::{INLINE_KEY_BYTES, Key};
+
+/// Entries per leaf: 20 pairs of a search word and a thin record pointer (16 bytes each),
+/// the 40-byte prefix and the length make a 384-byte leaf with its reference counts, one
+/// of mimalloc's size classes. Smaller leaves mean less to copy per write after a publish
+/// (crate docs).
+pub const LEAF_CAP: usize = 20;
 /// Children per inner node.
 pub const INNER_CAP: usize = 32;
 
-struct Leaf<K, V: Value> {
-    /// Each key beside its value: the pair a lookup finds is in the cache line it compared.
-    pairs: ArrayVec<(K, V), LEAF_CAP>,
+/// What a tree stores: a value that holds its key. An entry is cloned when a leaf shared
+/// with another version is copied.
+///
+/// `warm` reads, plainly and without writing, whatever a clone or a drop of the entry
+/// updates behind a pointer (a reference count). A leaf warms all its entries before
+/// cloning or dropping them, so their cache misses overlap: an atomic update waits for the
+/// one before it, and fifteen reference counts missed one after the other cost fifteen
+/// memory round trips instead of about one. The default warms nothing.
+pub trait Entry: Clone {
+    /// The key, bytewise ordered. It must not change while the entry is in a tree.
+    fn key(&self) -> &[u8];
+
+    fn warm(&self) -> usize {
+        0
+    }
+}
+
+struct Leaf<V: Entry> {
+    /// Bytes every key of the leaf starts with: at most what they all share and at most
+    /// [`INLINE_KEY_BYTES`], so it never allocates.
+    prefix: Key,
+    /// Each entry after its key's word: [`Prefix::word_at`] the prefix's length.
+    pairs: ArrayVec<(u64, V), LEAF_CAP>,
 }
 
 #[derive(Clone)]
-struct Inner<K, V: Value> {
+struct Inner<V: Entry> {
     /// The search array of `keys`.
     words: Words<INNER_CAP>,
     /// `keys[i]` is greater than every key under `children[i]` and at most every key under
     /// `children[i + 1]`; one fewer than the children (the last slot stays unused).
-    keys: ArrayVec<K, INNER_CAP>,
-    children: Children<K, V>,
+    keys: ArrayVec<Key, INNER_CAP>,
+    children: Children<V>,
 }
 
 /// The children of an inner node: all leaves or all inner nodes (every leaf at one depth).
-enum Children<K, V: Value> {
-    Leaves(ArrayVec<Arc<Leaf<K, V>>, INNER_CAP>),
-    Inners(ArrayVec<Arc<Inner<K, V>>, INNER_CAP>),
+enum Children<V: Entry> {
+    Leaves(ArrayVec<Arc<Leaf<V>>, INNER_CAP>),
+    Inners(ArrayVec<Arc<Inner<V>>, INNER_CAP>),
 }
 
 #[derive(Clone)]
-enum Root<K, V: Value> {
+enum Root<V: Entry> {
     Empty,
-    Leaf(Arc<Leaf<K, V>>),
-    Inner(Arc<Inner<K, V>>),
+    Leaf(Arc<Leaf<V>>),
+    Inner(Arc<Inner<V>>),
 }
 
-/// A persistent ordered map. Cloning is O(1); clones share nodes until one of them writes.
+/// A persistent ordered map of entries by their keys. Cloning is O(1); clones share nodes
+/// until one of them writes.
 #[derive(Clone)]
-pub struct Tree<K, V: Value> {
-    root: Root<K, V>,
+pub struct Tree<V: Entry> {
+    root: Root<V>,
     len: usize,
 }
 
-impl<K, V: Value> Default for Tree<K, V> {
+impl<V: Entry> Default for Tree<V> {
     fn default() -> Self {
         Self {
             root: Root::Empty,
@@ -87,100 +115,138 @@ impl<K, V: Value> Default for Tree<K, V> {
     }
 }
 
-impl<K: Ord + Prefix + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for Tree<K, V> {
+impl<V: Entry + fmt::Debug> fmt::Debug for Tree<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
-impl<K: Clone, V: Value> Clone for Leaf<K, V> {
+impl<V: Entry> Clone for Leaf<V> {
     fn clone(&self) -> Self {
-        // Warm every value before cloning any (see `Value`).
+        // Warm every entry before cloning any (see `Entry`).
         std::hint::black_box(self.warm());
         Self {
+            prefix: self.prefix.clone(),
             pairs: self.pairs.clone(),
         }
     }
 }
 
-impl<K, V: Value> Drop for Leaf<K, V> {
+impl<V: Entry> Drop for Leaf<V> {
     fn drop(&mut self) {
-        // The pairs drop after this: warm their values first (see `Value`).
+        // The entries drop after this: warm them first (see `Entry`).
         std::hint::black_box(self.warm());
     }
 }
 
-impl<K, V: Value> Leaf<K, V> {
-    /// Reads what cloning or dropping the values updates ([`Value::warm`]), all at once.
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl<V: Entry> Leaf<V> {
+    /// Reads what cloning or dropping the entries updates ([`Entry::warm`]), all at once.
     fn warm(&self) -> usize {
         self.pairs
             .iter()
             .fold(0usize, |acc, (_, v)| acc.wrapping_add(v.warm()))
     }
 
-    fn new() -> Self {
+    fn new(prefix: Key) -> Self {
         Self {
+            prefix,
             pairs: ArrayVec::new(),
         }
     }
-}
 
-impl<K, V: Value> Clone for Children<K, V> {
-    fn clone(&self) -> Self {
-        // Warm every child's reference count before cloning any (see `Value`).
-        std::hint::black_box(self.warm());
-        match self {
-            Self::Leaves(c) => Self::Leaves(c.clone()),
-            Self::Inners(c) => Self::Inners(c.clone()),
+    /// Binary search of `q` among the entries: `Ok` with its index, or `Err` with where it
+    /// would go. Branchy, for the reason given at [`Words::search`]. Reads an entry's key
+    /// only where its word equals the query's.
+    fn search(&self, q: &[u8]) -> Result<usize, usize> {
+        let prefix = self.prefix.as_slice();
+        let n = self.pairs.len();
+        // A query shorter than the prefix and a prefix of it compares `Less`: it sorts
+        // below every key, which all start with the prefix.
+        match q[..q.len().min(prefix.len())].cmp(prefix) {
+            Ordering::Less => return Err(0),
+            Ordering::Greater => return Err(n),
+            Ordering::Equal => {}
+        }
+        let qw = q.word_at(prefix.len());
+        let (mut low, mut high) = (0, n);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.pairs[mid].0 < qw {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        // The entries whose word equals the query's decide by their keys: usually one (the
+        // entry a hit returns), a run where keys share more than the prefix and 8 bytes.
+        let mut end = low;
+        while end < n && self.pairs[end].0 == qw {
+            end += 1;
+        }
+        while low < end {
+            let mid = low + (end - low) / 2;
+            match self.pairs[mid].1.key().cmp(q) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => end = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    /// Cuts the prefix to its first `keep` bytes. The words move down by the bytes cut,
+    /// which come from the prefix itself: no entry is read.
+    fn shorten(&mut self, keep: usize) {
+        let prefix = self.prefix.as_slice();
+        if keep >= prefix.len() {
+            return;
+        }
+        let cut = prefix.len() - keep;
+        let head = prefix.word_at(keep);
+        for (w, _) in &mut self.pairs {
+            *w = if cut >= 8 {
+                head
+            } else {
+                head | (*w >> (8 * cut))
+            };
+        }
+        self.prefix = Key::from_slice(&prefix[..keep]);
+    }
+
+    /// Lengthens the prefix to what the first and last keys (and so all keys) share, up to
+    /// [`INLINE_KEY_BYTES`], and recomputes the words when it grew: after a split, so that
+    /// each half's words tell its keys apart. Reads every entry's key then.
+    fn refit(&mut self) {
+        let (Some((_, first)), Some((_, last))) = (self.pairs.first(), self.pairs.last()) else {
+            return;
+        };
+        let shared = common_prefix(first.key(), last.key()).min(INLINE_KEY_BYTES);
+        if shared <= self.prefix.as_slice().len() {
+            return;
+        }
+        self.prefix = Key::from_slice(&first.key()[..shared]);
+        for (w, v) in &mut self.pairs {
+            *w = v.key().word_at(shared);
         }
     }
-}
 
-impl<K, V: Value> Drop for Inner<K, V> {
-    fn drop(&mut self) {
-        // The children drop after this: warm their reference counts first (see `Value`).
-        std::hint::black_box(self.children.warm());
+    /// Inserts `value` (with key `key`) at `i`, its place in key order; the leaf has room.
+    fn insert(&mut self, i: usize, key: &[u8], value: V) {
+        let keep = common_prefix(self.prefix.as_slice(), key);
+        self.shorten(keep);
+        let word = key.word_at(self.prefix.as_slice().len());
+        self.pairs.insert(i, (word, value));
     }
 }
 
-impl<K, V: Value> Children<K, V> {
-    /// Reads every child's reference count (plain loads), so that the misses of cloning or
-    /// dropping the children overlap instead of queueing behind each atomic update.
-    fn warm(&self) -> usize {
-        match self {
-            Self::Leaves(c) => c
-                .iter()
-                .fold(0, |acc, l| acc.wrapping_add(Arc::strong_count(l))),
-            Self::Inners(c) => c
-                .iter()
-                .fold(0, |acc, n| acc.wrapping_add(Arc::strong_count(n))),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Self::Leaves(c) => c.len(),
-            Self::Inners(c) => c.len(),
-        }
-    }
-}
-
-/// What a tree stores. A value is cloned when a leaf shared with another version is copied.
-///
-/// `warm` reads, plainly and without writing, whatever a clone or a drop of the value
-/// updates behind a pointer (a reference count). A leaf warms all its values before
-/// cloning or dropping them, so their cache misses overlap: an atomic update waits for the one before
-/// it, and fifteen reference counts missed one after the other cost fifteen memory round
-/// trips instead of about one. The default warms nothing.
-pub trait Value: Clone {
-    fn warm(&self) -> usize {
-        0
-    }
-}
-
-/// Keys that can give 8 of their bytes as a number, for the compact search arrays of inner
+/// Keys that can give 8 of their bytes as a number, for the compact search arrays of the
 /// nodes. The bytes must be those the key's `Ord` compares, in bytewise order (as for
-/// `[u8]` and [`crate::key::Key`]); a query type must agree with the stored key type.
+/// `[u8]` and [`crate::key::Key`]).
 pub trait Prefix {
     /// Bytes `at..at + 8`, zero-padded past the end, as a big-endian number. Padding keeps
     /// order: `a ≤ b` implies `a.word_at(i) ≤ b.word_at(i)` whenever the zero-padded first
@@ -205,10 +271,10 @@ impl Prefix for Vec<u8> {
     }
 }
 
-/// The compact search array of an inner node: the bytes every key of the node shares (at most
-/// 8, as the top of a big-endian word) and, per key, [`Prefix::word_at`] after them. A
-/// lookup searches these 8-byte words (eight to a cache line) and reads a key itself only
-/// when its word equals the query's, instead of probing 40-byte keys across the node.
+/// The compact search array of an inner node: the bytes every separator shares (at most 8,
+/// as the top of a big-endian word) and, per separator, [`Prefix::word_at`] after them. A
+/// lookup searches these 8-byte words (eight to a cache line) and reads a separator itself
+/// only when its word equals the query's, instead of probing 40-byte keys across the node.
 #[derive(Clone)]
 struct Words<const N: usize> {
     shared: u8,
@@ -217,18 +283,18 @@ struct Words<const N: usize> {
 }
 
 impl<const N: usize> Words<N> {
-    /// The words of `items` (sorted by `key`).
-    fn index<T, K: Prefix>(items: &[T], key: impl Fn(&T) -> &K) -> Self {
-        let (first, last) = match (items.first(), items.last()) {
-            (Some(f), Some(l)) => (key(f).word_at(0), key(l).word_at(0)),
+    /// The words of `keys` (sorted).
+    fn index(keys: &[Key]) -> Self {
+        let (first, last) = match (keys.first(), keys.last()) {
+            (Some(f), Some(l)) => (f.word_at(0), l.word_at(0)),
             _ => (0, 0),
         };
         // The keys are sorted and padding keeps order: the padded bytes the first and the
         // last share, every key shares.
         let shared = ((first ^ last).leading_zeros() / 8) as usize;
         let mut words = [0; N];
-        for (w, item) in words.iter_mut().zip(items) {
-            *w = key(item).word_at(shared);
+        for (w, key) in words.iter_mut().zip(keys) {
+            *w = key.word_at(shared);
         }
         Self {
             shared: shared as u8,
@@ -241,15 +307,10 @@ impl<const N: usize> Words<N> {
         }
     }
 
-    /// Binary search of `q` among `items` (those this was indexed from): `Ok` with its
+    /// Binary search of `q` among `keys` (those this was indexed from): `Ok` with its
     /// index, or `Err` with where it would go.
-    fn search<T, K: Borrow<Q>, Q: Ord + Prefix + ?Sized>(
-        &self,
-        items: &[T],
-        key: impl Fn(&T) -> &K,
-        q: &Q,
-    ) -> Result<usize, usize> {
-        let n = items.len();
+    fn search(&self, keys: &[Key], q: &[u8]) -> Result<usize, usize> {
+        let n = keys.len();
         let shared = usize::from(self.shared);
         if shared > 0 {
             // Padding keeps order, so a query whose first bytes (padded) sort below or
@@ -279,7 +340,7 @@ impl<const N: usize> Words<N> {
         }
         // Keys with the query's word decide by their full bytes.
         while low < n && words[low] == qw {
-            match key(&items[low]).borrow().cmp(q) {
+            match keys[low].as_slice().cmp(q) {
                 Ordering::Less => low += 1,
                 Ordering::Equal => return Ok(low),
                 Ordering::Greater => break,
@@ -289,32 +350,50 @@ impl<const N: usize> Words<N> {
     }
 }
 
-impl<K, V: Value> Leaf<K, V> {
-    /// Binary search of `q` among the pairs: `Ok` with its index, or `Err` with where it
-    /// would go. Branchy, for the reason given at [`Words::search`]. Leaves search their
-    /// pairs directly: words in leaves too gave reads faster only within the noise, for
-    /// ~10% more instructions per put and 0.17× more resident bytes (crate docs).
-    fn search<Q: Ord + ?Sized>(&self, q: &Q) -> Result<usize, usize>
-    where
-        K: Borrow<Q>,
-    {
-        let (mut low, mut high) = (0, self.pairs.len());
-        while low < high {
-            let mid = low + (high - low) / 2;
-            match self.pairs[mid].0.borrow().cmp(q) {
-                Ordering::Less => low = mid + 1,
-                Ordering::Greater => high = mid,
-                Ordering::Equal => return Ok(mid),
-            }
+impl<V: Entry> Children<V> {
+    /// Reads every child's reference count (plain loads), so that the misses of cloning or
+    /// dropping the children overlap instead of queueing behind each atomic update.
+    fn warm(&self) -> usize {
+        match self {
+            Self::Leaves(c) => c
+                .iter()
+                .fold(0, |acc, l| acc.wrapping_add(Arc::strong_count(l))),
+            Self::Inners(c) => c
+                .iter()
+                .fold(0, |acc, n| acc.wrapping_add(Arc::strong_count(n))),
         }
-        Err(low)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Leaves(c) => c.len(),
+            Self::Inners(c) => c.len(),
+        }
     }
 }
 
-impl<K: Prefix, V: Value> Inner<K, V> {
-    fn new(keys: ArrayVec<K, INNER_CAP>, children: Children<K, V>) -> Self {
+impl<V: Entry> Clone for Children<V> {
+    fn clone(&self) -> Self {
+        // Warm every child's reference count before cloning any (see `Entry`).
+        std::hint::black_box(self.warm());
+        match self {
+            Self::Leaves(c) => Self::Leaves(c.clone()),
+            Self::Inners(c) => Self::Inners(c.clone()),
+        }
+    }
+}
+
+impl<V: Entry> Drop for Inner<V> {
+    fn drop(&mut self) {
+        // The children drop after this: warm their reference counts first (see `Entry`).
+        std::hint::black_box(self.children.warm());
+    }
+}
+
+impl<V: Entry> Inner<V> {
+    fn new(keys: ArrayVec<Key, INNER_CAP>, children: Children<V>) -> Self {
         Self {
-            words: Words::index(&keys, |k| k),
+            words: Words::index(&keys),
             keys,
             children,
         }
@@ -322,15 +401,12 @@ impl<K: Prefix, V: Value> Inner<K, V> {
 
     /// Recomputes the words after the separators changed.
     fn reindex(&mut self) {
-        self.words = Words::index(&self.keys, |k| k);
+        self.words = Words::index(&self.keys);
     }
 
     /// Index of the child that may hold `q`: the number of separators at most `q`.
-    fn child_index<Q: Ord + Prefix + ?Sized>(&self, q: &Q) -> usize
-    where
-        K: Borrow<Q>,
-    {
-        match self.words.search(&self.keys, |k| k, q) {
+    fn child_index(&self, q: &[u8]) -> usize {
+        match self.words.search(&self.keys, q) {
             Ok(i) => i + 1,
             Err(i) => i,
         }
@@ -339,30 +415,34 @@ impl<K: Prefix, V: Value> Inner<K, V> {
 
 /// What a node needs for removal: its size, its capacity and merging with its right
 /// neighbour.
-trait Node<K>: Clone {
+trait Node: Clone {
     const CAP: usize;
     fn size(&self) -> usize;
     /// Appends `right` (every key of which is above this node's), `sep` being the separator
     /// between the two in their parent.
-    fn merge(&mut self, sep: K, right: Self);
+    fn merge(&mut self, sep: Key, right: Self);
 }
 
-impl<K: Clone, V: Value> Node<K> for Leaf<K, V> {
+impl<V: Entry> Node for Leaf<V> {
     const CAP: usize = LEAF_CAP;
     fn size(&self) -> usize {
         self.pairs.len()
     }
-    fn merge(&mut self, _sep: K, mut right: Self) {
+    fn merge(&mut self, _sep: Key, mut right: Self) {
+        // The merged leaf's prefix is what both prefixes share.
+        let keep = common_prefix(self.prefix.as_slice(), right.prefix.as_slice());
+        self.shorten(keep);
+        right.shorten(keep);
         self.pairs.extend(right.pairs.drain(..));
     }
 }
 
-impl<K: Clone + Prefix, V: Value> Node<K> for Inner<K, V> {
+impl<V: Entry> Node for Inner<V> {
     const CAP: usize = INNER_CAP;
     fn size(&self) -> usize {
         self.children.len()
     }
-    fn merge(&mut self, sep: K, mut right: Self) {
+    fn merge(&mut self, sep: Key, mut right: Self) {
         self.keys.push(sep);
         self.keys.extend(right.keys.drain(..));
         match (&mut self.children, &mut right.children) {
@@ -382,17 +462,17 @@ fn unshare<T: Clone>(a: Arc<T>) -> T {
 
 /// The right half of a split inner node (separators, children) and the separator that
 /// goes up to the parent.
-type SplitOff<K, T> = (K, ArrayVec<K, INNER_CAP>, ArrayVec<Arc<T>, INNER_CAP>);
+type SplitOff<T> = (Key, ArrayVec<Key, INNER_CAP>, ArrayVec<Arc<T>, INNER_CAP>);
 
 /// Inserts child `child` after `children[i]` with separator `sep`. When the node is full it
 /// splits in the middle first and returns the right half.
-fn insert_child<K, T>(
-    keys: &mut ArrayVec<K, INNER_CAP>,
+fn insert_child<T>(
+    keys: &mut ArrayVec<Key, INNER_CAP>,
     children: &mut ArrayVec<Arc<T>, INNER_CAP>,
     i: usize,
-    sep: K,
+    sep: Key,
     child: Arc<T>,
-) -> Option<SplitOff<K, T>> {
+) -> Option<SplitOff<T>> {
     if !children.is_full() {
         keys.insert(i, sep);
         children.insert(i + 1, child);
@@ -400,7 +480,7 @@ fn insert_child<K, T>(
     }
     let mid = INNER_CAP / 2;
     let mut right_children: ArrayVec<Arc<T>, INNER_CAP> = children.drain(mid..).collect();
-    let mut right_keys: ArrayVec<K, INNER_CAP> = keys.drain(mid..).collect();
+    let mut right_keys: ArrayVec<Key, INNER_CAP> = keys.drain(mid..).collect();
     // keys[mid - 1] separated children[mid - 1] and children[mid]: it goes up. A full node
     // has INNER_CAP - 1 separators, so there is one.
     let up = keys
@@ -418,8 +498,8 @@ fn insert_child<K, T>(
 
 /// After a removal under `children[i]`: drops it when empty, merges it with a neighbour
 /// when under a quarter full and the two fit in one node.
-fn rebalance<K, T: Node<K>>(
-    keys: &mut ArrayVec<K, INNER_CAP>,
+fn rebalance<T: Node>(
+    keys: &mut ArrayVec<Key, INNER_CAP>,
     children: &mut ArrayVec<Arc<T>, INNER_CAP>,
     i: usize,
 ) -> bool {
@@ -444,46 +524,50 @@ fn rebalance<K, T: Node<K>>(
     true
 }
 
-type LeafSplit<K, V> = Option<(K, Arc<Leaf<K, V>>)>;
-type InnerSplit<K, V> = Option<(K, Arc<Inner<K, V>>)>;
+type LeafSplit<V> = Option<(Key, Arc<Leaf<V>>)>;
+type InnerSplit<V> = Option<(Key, Arc<Inner<V>>)>;
 
-fn leaf_upsert<K: Ord + Clone + Prefix, V: Value>(
-    leaf: &mut Leaf<K, V>,
-    key: K,
+fn leaf_upsert<V: Entry>(
+    leaf: &mut Leaf<V>,
+    key: &[u8],
     f: impl FnOnce(Option<&V>) -> V,
-) -> (Option<V>, LeafSplit<K, V>) {
-    match leaf.search(&key) {
+) -> (Option<V>, LeafSplit<V>) {
+    match leaf.search(key) {
         Ok(i) => {
             let slot = &mut leaf.pairs[i].1;
             let next = f(Some(slot));
+            debug_assert!(next.key() == key, "Tree::upsert: the entry's key changed");
             (Some(std::mem::replace(slot, next)), None)
         }
         Err(i) => {
             let value = f(None);
+            debug_assert!(value.key() == key, "Tree::upsert: an entry of another key");
             if !leaf.pairs.is_full() {
-                leaf.pairs.insert(i, (key, value));
+                leaf.insert(i, key, value);
                 return (None, None);
             }
             let mid = LEAF_CAP.div_ceil(2);
-            let mut right = Leaf::new();
+            let mut right = Leaf::new(leaf.prefix.clone());
             right.pairs.extend(leaf.pairs.drain(mid..));
             if i <= mid {
-                leaf.pairs.insert(i, (key, value));
+                leaf.insert(i, key, value);
             } else {
-                right.pairs.insert(i - mid, (key, value));
+                right.insert(i - mid, key, value);
             }
-            let sep = right.pairs[0].0.clone();
+            leaf.refit();
+            right.refit();
+            let sep = Key::from_slice(right.pairs[0].1.key());
             (None, Some((sep, Arc::new(right))))
         }
     }
 }
 
-fn inner_upsert<K: Ord + Clone + Prefix, V: Value>(
-    node: &mut Inner<K, V>,
-    key: K,
+fn inner_upsert<V: Entry>(
+    node: &mut Inner<V>,
+    key: &[u8],
     f: impl FnOnce(Option<&V>) -> V,
-) -> (Option<V>, InnerSplit<K, V>) {
-    let i = node.child_index(&key);
+) -> (Option<V>, InnerSplit<V>) {
+    let i = node.child_index(key);
     let keys = &mut node.keys;
     let (prev, up) = match &mut node.children {
         Children::Leaves(c) => {
@@ -514,18 +598,13 @@ fn inner_upsert<K: Ord + Clone + Prefix, V: Value>(
     (prev, up)
 }
 
-fn leaf_remove<K: Borrow<Q>, V: Value, Q: Ord + ?Sized>(
-    leaf: &mut Leaf<K, V>,
-    q: &Q,
-) -> Option<(K, V)> {
+fn leaf_remove<V: Entry>(leaf: &mut Leaf<V>, q: &[u8]) -> Option<V> {
     let i = leaf.search(q).ok()?;
-    Some(leaf.pairs.remove(i))
+    // The prefix stays: the keys left share it still.
+    Some(leaf.pairs.remove(i).1)
 }
 
-fn inner_remove<K: Ord + Clone + Prefix + Borrow<Q>, V: Value, Q: Ord + Prefix + ?Sized>(
-    node: &mut Inner<K, V>,
-    q: &Q,
-) -> Option<(K, V)> {
+fn inner_remove<V: Entry>(node: &mut Inner<V>, q: &[u8]) -> Option<V> {
     let i = node.child_index(q);
     let keys = &mut node.keys;
     let (removed, changed) = match &mut node.children {
@@ -544,13 +623,13 @@ fn inner_remove<K: Ord + Clone + Prefix + Borrow<Q>, V: Value, Q: Ord + Prefix +
     Some(removed)
 }
 
-impl<K: Prefix, V: Value> Tree<K, V> {
+impl<V: Entry> Tree<V> {
     /// An empty map.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Number of pairs.
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -562,7 +641,7 @@ impl<K: Prefix, V: Value> Tree<K, V> {
     /// How many leaves and inner nodes the tree has (a walk over the inner nodes): with
     /// [`Tree::len`], how full the leaves are, for measurements of memory per key.
     pub fn node_counts(&self) -> (usize, usize) {
-        fn walk<K, V: Value>(node: &Inner<K, V>) -> (usize, usize) {
+        fn walk<V: Entry>(node: &Inner<V>) -> (usize, usize) {
             match &node.children {
                 Children::Leaves(c) => (c.len(), 1),
                 Children::Inners(c) => c.iter().fold((0, 1), |(l, i), child| {
@@ -578,11 +657,8 @@ impl<K: Prefix, V: Value> Tree<K, V> {
         }
     }
 
-    /// The leaf that holds `q` if any pair does.
-    fn leaf_for<Q: Ord + Prefix + ?Sized>(&self, q: &Q) -> Option<&Leaf<K, V>>
-    where
-        K: Borrow<Q>,
-    {
+    /// The leaf that holds `q` if any entry does.
+    fn leaf_for(&self, q: &[u8]) -> Option<&Leaf<V>> {
         let mut node = match &self.root {
             Root::Empty => return None,
             Root::Leaf(leaf) => return Some(leaf),
@@ -597,41 +673,20 @@ impl<K: Prefix, V: Value> Tree<K, V> {
         }
     }
 
-    /// The stored key and value of `q`.
-    pub fn get_key_value<Q: Ord + Prefix + ?Sized>(&self, q: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-    {
+    /// The entry of key `q`.
+    pub fn get(&self, q: &[u8]) -> Option<&V> {
         let leaf = self.leaf_for(q)?;
-        let (k, v) = &leaf.pairs[leaf.search(q).ok()?];
-        Some((k, v))
+        Some(&leaf.pairs[leaf.search(q).ok()?].1)
     }
 
-    /// The value of `q`.
-    pub fn get<Q: Ord + Prefix + ?Sized>(&self, q: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-    {
-        self.get_key_value(q).map(|(_, v)| v)
-    }
-
-    /// Every pair in key order.
-    pub fn iter(&self) -> Range<'_, K, V, K>
-    where
-        K: Ord,
-    {
+    /// Every entry in key order.
+    pub fn iter(&self) -> Range<'_, V> {
         self.range((Bound::Unbounded, Bound::Unbounded))
     }
 
-    /// The pairs between `lower` and `upper` in key order. O(log n) to position, then O(1)
-    /// amortised per pair.
-    pub fn range<'a, Q: Ord + Prefix + ?Sized>(
-        &'a self,
-        (lower, upper): (Bound<&'a Q>, Bound<&'a Q>),
-    ) -> Range<'a, K, V, Q>
-    where
-        K: Borrow<Q>,
-    {
+    /// The entries with keys between `lower` and `upper`, in key order. O(log n) to
+    /// position, then O(1) amortised per entry.
+    pub fn range<'a>(&'a self, (lower, upper): (Bound<&[u8]>, Bound<&'a [u8]>)) -> Range<'a, V> {
         let mut range = Range {
             stack: Vec::new(),
             leaf: None,
@@ -639,21 +694,21 @@ impl<K: Prefix, V: Value> Tree<K, V> {
             upper,
         };
         // Where the lower bound falls among an inner node's separators (the child that may
-        // hold it) and among a leaf's keys (the first pair in range).
-        let child = |node: &Inner<K, V>| match lower {
+        // hold it) and among a leaf's keys (the first entry in range).
+        let child = |node: &Inner<V>| match lower {
             Bound::Unbounded => 0,
             Bound::Included(q) | Bound::Excluded(q) => node.child_index(q),
         };
-        let first = |pairs: &[(K, V)]| match lower {
+        let first = |leaf: &Leaf<V>| match lower {
             Bound::Unbounded => 0,
-            Bound::Included(q) => pairs.partition_point(|(k, _)| k.borrow() < q),
-            Bound::Excluded(q) => pairs.partition_point(|(k, _)| k.borrow() <= q),
+            Bound::Included(q) => leaf.search(q).unwrap_or_else(|i| i),
+            Bound::Excluded(q) => leaf.search(q).map_or_else(|i| i, |i| i + 1),
         };
         let mut node = match &self.root {
             Root::Empty => return range,
             Root::Leaf(leaf) => {
                 range.leaf = Some(leaf);
-                range.pos = first(&leaf.pairs);
+                range.pos = first(leaf);
                 return range;
             }
             Root::Inner(node) => node,
@@ -664,28 +719,24 @@ impl<K: Prefix, V: Value> Tree<K, V> {
             match &node.children {
                 Children::Leaves(c) => {
                     range.leaf = Some(&c[i]);
-                    range.pos = first(&c[i].pairs);
+                    range.pos = first(&c[i]);
                     return range;
                 }
                 Children::Inners(c) => node = &c[i],
             }
         }
     }
-}
 
-/// The new root when the root split: one separator above the two halves.
-fn root_above<K: Prefix, V: Value>(sep: K, halves: Children<K, V>) -> Root<K, V> {
-    Root::Inner(Arc::new(Inner::new([sep].into_iter().collect(), halves)))
-}
-
-impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
-    /// Inserts or updates `key` in one walk down the tree: `f` gets the current value (if
-    /// any) and returns the one to store. Returns the value replaced.
-    pub fn upsert(&mut self, key: K, f: impl FnOnce(Option<&V>) -> V) -> Option<V> {
+    /// Inserts or updates the entry of `key` in one walk down the tree: `f` gets the
+    /// current entry (if any) and returns the one to store, whose key must be `key`.
+    /// Returns the entry replaced.
+    pub fn upsert(&mut self, key: &[u8], f: impl FnOnce(Option<&V>) -> V) -> Option<V> {
         let prev = match &mut self.root {
             Root::Empty => {
-                let mut leaf = Leaf::new();
-                leaf.pairs.push((key, f(None)));
+                let value = f(None);
+                debug_assert!(value.key() == key, "Tree::upsert: an entry of another key");
+                let mut leaf = Leaf::new(Key::from_slice(&key[..key.len().min(INLINE_KEY_BYTES)]));
+                leaf.insert(0, key, value);
                 self.root = Root::Leaf(Arc::new(leaf));
                 None
             }
@@ -712,16 +763,15 @@ impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
         prev
     }
 
-    /// Inserts `value` at `key`; returns the value replaced.
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.upsert(key, |_| value)
+    /// Inserts `entry`; returns the entry it replaced (of the same key).
+    pub fn insert(&mut self, entry: V) -> Option<V> {
+        // The key is borrowed from a clone: entries are cheap to clone (a reference count).
+        let key_of = entry.clone();
+        self.upsert(key_of.key(), |_| entry)
     }
 
-    /// Removes `q`; returns its stored key and value. Nothing is copied when `q` is absent.
-    pub fn remove<Q: Ord + Prefix + ?Sized>(&mut self, q: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-    {
+    /// Removes the entry of `q` and returns it. Nothing is copied when `q` is absent.
+    pub fn remove(&mut self, q: &[u8]) -> Option<V> {
         // A read-only walk first, so that removing an absent key copies no shared path.
         self.get(q)?;
         self.remove_present(q)
@@ -730,10 +780,7 @@ impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
     /// [`Tree::remove`] in one walk, for a key known to be present (one a scan just
     /// returned). Were it absent, nothing would be removed, but the path to where it would
     /// be might have been copied.
-    pub fn remove_present<Q: Ord + Prefix + ?Sized>(&mut self, q: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn remove_present(&mut self, q: &[u8]) -> Option<V> {
         let removed = match &mut self.root {
             Root::Empty => None,
             Root::Leaf(leaf) => leaf_remove(Arc::make_mut(leaf), q),
@@ -759,85 +806,101 @@ impl<K: Ord + Clone + Prefix, V: Value> Tree<K, V> {
         Some(removed)
     }
 
-    /// A map of `pairs`, which must be in strictly increasing key order.
-    pub fn from_sorted(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    /// A map of `entries`, which must be in strictly increasing key order.
+    pub fn from_sorted(entries: impl IntoIterator<Item = V>) -> Self {
         let mut builder = Builder::new();
-        for (k, v) in pairs {
-            builder.push(k, v);
+        for v in entries {
+            builder.push(v);
         }
         builder.finish()
     }
 }
 
-/// Builds a [`Tree`] from pairs in strictly increasing key order, with full nodes: every
-/// leaf but the last two holds [`LEAF_CAP`] pairs, and inner nodes are filled evenly.
+/// The new root when the root split: one separator above the two halves.
+fn root_above<V: Entry>(sep: Key, halves: Children<V>) -> Root<V> {
+    Root::Inner(Arc::new(Inner::new([sep].into_iter().collect(), halves)))
+}
+
+/// Builds a [`Tree`] from entries in strictly increasing key order, with full nodes: every
+/// leaf but the last two holds [`LEAF_CAP`] entries, and inner nodes are filled evenly.
 /// O(n), no search.
-pub struct Builder<K, V: Value> {
-    leaves: Vec<Arc<Leaf<K, V>>>,
-    current: Leaf<K, V>,
+pub struct Builder<V: Entry> {
+    leaves: Vec<Arc<Leaf<V>>>,
+    current: Leaf<V>,
     len: usize,
 }
 
-impl<K: Ord + Clone + Prefix, V: Value> Default for Builder<K, V> {
+impl<V: Entry> Default for Builder<V> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K: Ord + Clone + Prefix, V: Value> Builder<K, V> {
+impl<V: Entry> Builder<V> {
     pub fn new() -> Self {
         Self {
             leaves: Vec::new(),
-            current: Leaf::new(),
+            current: Leaf::new(Key::from_slice(&[])),
             len: 0,
         }
     }
 
-    /// Appends a pair; its key must be above every key pushed before.
-    pub fn push(&mut self, key: K, value: V) {
+    /// Appends an entry; its key must be above every key pushed before.
+    pub fn push(&mut self, entry: V) {
         debug_assert!(
             self.current
                 .pairs
                 .last()
                 .or_else(|| self.leaves.last().and_then(|l| l.pairs.last()))
-                .is_none_or(|(last, _)| *last < key),
+                .is_none_or(|(_, last)| last.key() < entry.key()),
             "Builder::push: keys not strictly increasing"
         );
         if self.current.pairs.is_full() {
-            let full = std::mem::replace(&mut self.current, Leaf::new());
-            self.leaves.push(Arc::new(full));
+            self.close();
         }
-        self.current.pairs.push((key, value));
+        // Words after an empty prefix until the leaf is closed and refitted.
+        let word = entry.key().word_at(0);
+        self.current.pairs.push((word, entry));
         self.len += 1;
     }
 
-    /// The tree of every pair pushed.
-    pub fn finish(mut self) -> Tree<K, V> {
+    /// Moves the current leaf, its prefix fitted, to the full ones.
+    fn close(&mut self) {
+        let mut full = std::mem::replace(&mut self.current, Leaf::new(Key::from_slice(&[])));
+        full.refit();
+        self.leaves.push(Arc::new(full));
+    }
+
+    /// The tree of every entry pushed.
+    pub fn finish(mut self) -> Tree<V> {
         if self.len == 0 {
             return Tree::new();
         }
-        // A short last leaf shares the pairs of the full one before it.
+        // A short last leaf shares the entries of the full one before it.
         if self.current.pairs.len() < LEAF_CAP / 2
             && let Some(prev) = self.leaves.pop()
         {
             let mut prev = unshare(prev);
+            // Words after an empty prefix in both, as in the current leaf, until refitted.
+            prev.shorten(0);
             let total = prev.pairs.len() + self.current.pairs.len();
-            let mut last = Leaf::new();
+            let mut last = Leaf::new(Key::from_slice(&[]));
             last.pairs.extend(prev.pairs.drain(total / 2..));
             last.pairs.extend(self.current.pairs.drain(..));
+            prev.refit();
             self.leaves.push(Arc::new(prev));
             self.current = last;
         }
-        self.leaves.push(Arc::new(self.current));
+        self.close();
         let len = self.len;
         if self.leaves.len() == 1 {
             let root = self.leaves.pop().map_or(Root::Empty, Root::Leaf);
             return Tree { root, len };
         }
-        let level: Vec<(K, Arc<Leaf<K, V>>)> = self
+        let level: Vec<(Key, Arc<Leaf<V>>)> = self
             .leaves
             .into_iter()
-            .map(|l| (l.pairs[0].0.clone(), l))
+            .map(|l| (Key::from_slice(l.pairs[0].1.key()), l))
             .collect();
         let mut level = build_level(level, Children::Leaves);
         while level.len() > 1 {
@@ -849,10 +912,10 @@ impl<K: Ord + Clone + Prefix, V: Value> Builder<K, V> {
 }
 
 /// One level of inner nodes over `items` (each with its first key), filled evenly.
-fn build_level<K: Clone + Prefix, V: Value, T>(
-    items: Vec<(K, Arc<T>)>,
-    wrap: impl Fn(ArrayVec<Arc<T>, INNER_CAP>) -> Children<K, V>,
-) -> Vec<(K, Arc<Inner<K, V>>)> {
+fn build_level<V: Entry, T>(
+    items: Vec<(Key, Arc<T>)>,
+    wrap: impl Fn(ArrayVec<Arc<T>, INNER_CAP>) -> Children<V>,
+) -> Vec<(Key, Arc<Inner<V>>)> {
     let nodes = items.len().div_ceil(INNER_CAP);
     let (base, extra) = (items.len() / nodes, items.len() % nodes);
     let mut items = items.into_iter();
@@ -878,18 +941,18 @@ fn build_level<K: Clone + Prefix, V: Value, T>(
         .collect()
 }
 
-/// Iterator over the pairs of a key range, in key order (see [`Tree::range`]).
-pub struct Range<'a, K, V: Value, Q: ?Sized> {
+/// Iterator over the entries of a key range, in key order (see [`Tree::range`]).
+pub struct Range<'a, V: Entry> {
     /// The inner nodes above the current leaf, each with the index of the child being
     /// walked.
-    stack: Vec<(&'a Inner<K, V>, usize)>,
+    stack: Vec<(&'a Inner<V>, usize)>,
     /// `None` once the range is done.
-    leaf: Option<&'a Leaf<K, V>>,
+    leaf: Option<&'a Leaf<V>>,
     pos: usize,
-    upper: Bound<&'a Q>,
+    upper: Bound<&'a [u8]>,
 }
 
-impl<'a, K, V: Value, Q: ?Sized> Range<'a, K, V, Q> {
+impl<'a, V: Entry> Range<'a, V> {
     /// Moves to the first leaf after the current one; `false` at the end of the tree.
     fn next_leaf(&mut self) -> bool {
         loop {
@@ -919,25 +982,25 @@ impl<'a, K, V: Value, Q: ?Sized> Range<'a, K, V, Q> {
     }
 }
 
-impl<'a, K: Borrow<Q>, V: Value, Q: Ord + ?Sized> Iterator for Range<'a, K, V, Q> {
-    type Item = (&'a K, &'a V);
+impl<'a, V: Entry> Iterator for Range<'a, V> {
+    type Item = &'a V;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let leaf = self.leaf?;
-            if self.pos < leaf.pairs.len() {
-                let (key, value) = &leaf.pairs[self.pos];
+            if let Some((_, entry)) = leaf.pairs.get(self.pos) {
+                let key = entry.key();
                 let within = match self.upper {
                     Bound::Unbounded => true,
-                    Bound::Included(u) => key.borrow() <= u,
-                    Bound::Excluded(u) => key.borrow() < u,
+                    Bound::Included(u) => key <= u,
+                    Bound::Excluded(u) => key < u,
                 };
                 if !within {
                     self.leaf = None;
                     return None;
                 }
                 self.pos += 1;
-                return Some((key, value));
+                return Some(entry);
             }
             if !self.next_leaf() {
                 self.leaf = None;

@@ -13,7 +13,6 @@ use regatta_proto::mvcc::v1::{ResponseOp, response_op};
 use regatta_proto::regatta::v1::TxnResponse;
 
 use crate::Revision;
-use crate::key::Key;
 use crate::range::range;
 use crate::request::{Compare, CompareResult, DeleteOp, KeyRange, PutOp, Txn, TxnOp};
 use crate::table::{Record, Table};
@@ -38,7 +37,7 @@ pub fn compare(table: &Table, c: &Compare) -> bool {
         KeyRange::Key(k) => table.get(k).is_some_and(|r| record_satisfies(c, r)),
         range @ KeyRange::Span { .. } => {
             let mut any = false;
-            for (_, r) in table.scan(range, None) {
+            for r in table.scan(range, None) {
                 any = true;
                 if !record_satisfies(c, r) {
                     return false;
@@ -56,12 +55,7 @@ pub fn compares_hold(table: &Table, compares: &[Compare]) -> bool {
 
 /// Applies a put at `rev`; the response carries the previous pair when asked.
 pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
-    put_key(table, Key::from_slice(&op.key), op, rev)
-}
-
-/// [`put`] with `op`'s key already in its stored form.
-pub fn put_key(table: &mut Table, key: Key, op: &PutOp, rev: Revision) -> response_op::Put {
-    let prev = table.put_key(key, &op.value, rev);
+    let prev = table.put(&op.key, &op.value, rev);
     response_op::Put {
         prev_kv: prev
             .filter(|_| op.prev_kv)
@@ -74,9 +68,7 @@ pub fn delete(table: &mut Table, op: &DeleteOp) -> response_op::DeleteRange {
     let gone = table.delete(&op.range);
     let deleted = gone.len() as i64;
     let prev_kvs = if op.prev_kv {
-        gone.iter()
-            .map(|(k, r)| r.to_kv(k.to_bytes(), false))
-            .collect()
+        gone.iter().map(|r| r.kv(false)).collect()
     } else {
         Vec::new()
     };

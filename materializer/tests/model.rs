@@ -149,9 +149,9 @@ fn dump(state: &State) -> Vec<(Bytes, Rec)> {
         .table("t")
         .unwrap()
         .iter()
-        .map(|(k, r)| {
+        .map(|r| {
             (
-                k.to_bytes(),
+                Bytes::copy_from_slice(r.key()),
                 Rec {
                     value: r.value_bytes(),
                     create: r.create_revision(),

@@ -211,7 +211,7 @@ fn scans_walk_only_the_range() {
         regatta_materializer::request::KeyRange::from_wire(&b("k020000"), &b("k020010")).unwrap();
     let visited: Vec<_> = table
         .scan(&range, None)
-        .map(|(k, _)| k.to_bytes())
+        .map(|r| bytes::Bytes::copy_from_slice(r.key()))
         .collect();
     assert_eq!(visited.len(), 10);
     assert_eq!(visited.first(), Some(&b("k020000")));

@@ -26,9 +26,9 @@ fn dump(s: &State) -> Dump {
         .map(|(name, t)| {
             let rows = t
                 .iter()
-                .map(|(k, r)| {
+                .map(|r| {
                     (
-                        k.to_bytes(),
+                        Bytes::copy_from_slice(r.key()),
                         r.value_bytes(),
                         r.create_revision(),
                         r.mod_revision(),

@@ -30,7 +30,6 @@ use std::io::{self, Read, Write};
 use imbl::OrdMap;
 use prost::Message;
 
-use crate::key::Key;
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::raft_meta::RaftMeta;
 use crate::table::{Record, Table};
@@ -103,8 +102,8 @@ pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
             }
         }
         out.write_all(&(table.len() as u64).to_le_bytes())?;
-        for (key, r) in table.iter() {
-            put_bytes(&mut out, key.as_slice())?;
+        for r in table.iter() {
+            put_bytes(&mut out, r.key())?;
             put_bytes(&mut out, r.value())?;
             let revisions = r.revisions();
             let mut tail = [0u8; 24];
@@ -253,14 +252,17 @@ const CHUNK_RECORDS: usize = 8 * 1024;
 fn read_records<R: Read>(
     input: &mut Input<R>,
     count: u64,
-    mut emit: impl FnMut(Key, Record),
+    mut emit: impl FnMut(Record),
 ) -> Result<()> {
-    let mut prev: Option<Key> = None;
+    // The previous key (none while empty: keys are never empty).
+    let mut key = Vec::new();
     for _ in 0..count {
-        let key = Key::from_slice(input.bytes("key", MAX_KEY_BYTES)?);
-        if key.as_slice().is_empty() || prev.as_ref().is_some_and(|p| *p >= key) {
+        let next = input.bytes("key", MAX_KEY_BYTES)?;
+        if next.is_empty() || key.as_slice() >= next {
             return Err(Error::corrupted(WHAT, "keys empty or out of order"));
         }
+        key.clear();
+        key.extend_from_slice(next);
         let len = input.u32()? as usize;
         if len > MAX_VALUE_BYTES {
             return Err(Error::corrupted(
@@ -275,9 +277,13 @@ fn read_records<R: Read>(
             b.copy_from_slice(&revisions[i * 8..i * 8 + 8]);
             u64::from_le_bytes(b)
         };
-        let record = Record::new(value, revision(0), revision(1), revision(2));
-        prev = Some(key.clone());
-        emit(key, record);
+        emit(Record::new(
+            &key,
+            value,
+            revision(0),
+            revision(1),
+            revision(2),
+        ));
     }
     Ok(())
 }
@@ -285,21 +291,21 @@ fn read_records<R: Read>(
 /// The records of a large table, read in a pipeline: this thread decompresses, verifies and
 /// parses while a second one builds the tree from the sorted records (full leaves, no
 /// search). On an error the tree built so far is dropped.
-fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<Tree<Key, Record>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Key, Record)>>(4);
+fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<Tree<Record>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
     std::thread::scope(|scope| {
         let builder = scope.spawn(move || {
             let mut builder = Builder::new();
             for chunk in rx {
-                for (key, record) in chunk {
-                    builder.push(key, record);
+                for record in chunk {
+                    builder.push(record);
                 }
             }
             builder.finish()
         });
         let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
-        let read = read_records(input, count, |key, record| {
-            chunk.push((key, record));
+        let read = read_records(input, count, |record| {
+            chunk.push(record);
             if chunk.len() == CHUNK_RECORDS {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
                 // A send fails only if the builder panicked; `join` below reports that.
@@ -360,7 +366,7 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
             read_table_parallel(&mut input, count)?
         } else {
             let mut builder = Builder::new();
-            read_records(&mut input, count, |key, record| builder.push(key, record))?;
+            read_records(&mut input, count, |record| builder.push(record))?;
             builder.finish()
         };
         last_name = Some(name.clone());

@@ -9,36 +9,62 @@ use proptest::prelude::*;
 use super::*;
 
 type K = Vec<u8>;
+/// The tests' entries: a key and a number; they warm nothing.
+type E = (K, u32);
 type Model = BTreeMap<K, u32>;
 
-/// The tests' values warm nothing.
-impl Value for u32 {}
+impl Entry for (K, u32) {
+    fn key(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// Checks the invariants of the module docs; returns the depth.
-fn check(tree: &Tree<K, u32>) -> usize {
-    fn leaf(l: &Leaf<K, u32>, lo: Option<&K>, hi: Option<&K>, root: bool) {
+fn check(tree: &Tree<E>) -> usize {
+    fn leaf(l: &Leaf<E>, lo: Option<&[u8]>, hi: Option<&[u8]>, root: bool) {
         assert!(root || !l.pairs.is_empty(), "empty leaf");
         assert!(
-            l.pairs.windows(2).all(|w| w[0].0 < w[1].0),
+            l.pairs.windows(2).all(|w| w[0].1.0 < w[1].1.0),
             "leaf out of order"
         );
-        for (k, _) in &l.pairs {
-            assert!(lo.is_none_or(|lo| lo <= k), "key below its separator");
-            assert!(hi.is_none_or(|hi| k < hi), "key above its separator");
+        let prefix = l.prefix.as_slice();
+        assert!(
+            prefix.len() <= INLINE_KEY_BYTES,
+            "prefix too long to be inline"
+        );
+        for (w, (k, _)) in &l.pairs {
+            assert!(
+                lo.is_none_or(|lo| lo <= k.as_slice()),
+                "key below its separator"
+            );
+            assert!(
+                hi.is_none_or(|hi| k.as_slice() < hi),
+                "key above its separator"
+            );
+            assert!(k.starts_with(prefix), "key outside the leaf's prefix");
+            assert_eq!(*w, k.word_at(prefix.len()), "stale word");
         }
     }
-    fn inner(n: &Inner<K, u32>, lo: Option<&K>, hi: Option<&K>) -> usize {
+    fn inner(n: &Inner<E>, lo: Option<&[u8]>, hi: Option<&[u8]>) -> usize {
         let count = n.children.len();
         assert!(count >= 1, "inner node without children");
         assert_eq!(n.keys.len(), count - 1);
         assert!(n.keys.windows(2).all(|w| w[0] < w[1]));
-        let fresh = Words::<INNER_CAP>::index(&n.keys, |k| k);
+        let fresh = Words::<INNER_CAP>::index(&n.keys);
         assert_eq!(n.words.shared, fresh.shared, "stale shared prefix");
         assert_eq!(n.words.prefix, fresh.prefix, "stale shared prefix");
         assert_eq!(n.words.words, fresh.words, "stale words");
-        let bound = |i: usize| -> (Option<&K>, Option<&K>) {
-            let l = if i == 0 { lo } else { Some(&n.keys[i - 1]) };
-            let h = if i + 1 == count { hi } else { Some(&n.keys[i]) };
+        let bound = |i: usize| -> (Option<&[u8]>, Option<&[u8]>) {
+            let l = if i == 0 {
+                lo
+            } else {
+                Some(n.keys[i - 1].as_slice())
+            };
+            let h = if i + 1 == count {
+                hi
+            } else {
+                Some(n.keys[i].as_slice())
+            };
             (l, h)
         };
         let depths: Vec<usize> = match &n.children {
@@ -79,10 +105,10 @@ fn check(tree: &Tree<K, u32>) -> usize {
     depth
 }
 
-fn same(tree: &Tree<K, u32>, model: &Model) {
+fn same(tree: &Tree<E>, model: &Model) {
     assert_eq!(tree.len(), model.len());
     assert!(
-        tree.iter().map(|(k, v)| (k.clone(), *v)).eq(model.clone()),
+        tree.iter().cloned().eq(model.clone()),
         "content differs from the model"
     );
 }
@@ -90,10 +116,11 @@ fn same(tree: &Tree<K, u32>, model: &Model) {
 fn key_of(n: u16) -> K {
     // Variable length, so prefixes and lengths both matter, behind a few shared prefixes
     // (with zero bytes, which padding must not confuse with a key's end), so inner nodes
-    // search words after shared bytes and meet equal words.
-    const SHARED: [&[u8]; 4] = [b"", b"\0", b"abcdefg", b"abcdefgh\0\0"];
+    // search words after shared bytes and meet equal words; one prefix is longer than a
+    // leaf's prefix may be, so leaves meet runs of equal words too.
+    const SHARED: [&[u8]; 5] = [b"", b"\0", b"abcdefg", b"abcdefgh\0\0", &[b'p'; 45]];
     let b = n.to_be_bytes();
-    let mut k = SHARED[usize::from(n / 7 % 4)].to_vec();
+    let mut k = SHARED[usize::from(n / 7 % 5)].to_vec();
     match n % 4 {
         0 => {}
         1 => k.push(b[0]),
@@ -140,11 +167,8 @@ fn model_range(model: &Model, lo: &Bound<K>, hi: &Bound<K>) -> Vec<(K, u32)> {
         .collect()
 }
 
-fn check_range(tree: &Tree<K, u32>, model: &Model, lo: &Bound<K>, hi: &Bound<K>) {
-    let got: Vec<(K, u32)> = tree
-        .range::<[u8]>((as_ref(lo), as_ref(hi)))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+fn check_range(tree: &Tree<E>, model: &Model, lo: &Bound<K>, hi: &Bound<K>) {
+    let got: Vec<(K, u32)> = tree.range((as_ref(lo), as_ref(hi))).cloned().collect();
     assert_eq!(got, model_range(model, lo, hi), "range {lo:?}..{hi:?}");
 }
 
@@ -174,16 +198,24 @@ fn op(space: u16) -> impl Strategy<Value = Op> {
 }
 
 fn run(ops: Vec<Op>) {
-    let mut tree: Tree<K, u32> = Tree::new();
+    let mut tree: Tree<E> = Tree::new();
     let mut model = Model::new();
-    let mut held: Vec<(Tree<K, u32>, Model)> = Vec::new();
+    let mut held: Vec<(Tree<E>, Model)> = Vec::new();
     for op in ops {
         match op {
             Op::Insert(k, v) => {
-                assert_eq!(tree.insert(key_of(k), v), model.insert(key_of(k), v));
+                assert_eq!(
+                    tree.insert((key_of(k), v)).map(|(_, v)| v),
+                    model.insert(key_of(k), v)
+                );
             }
             Op::Upsert(k) => {
-                let prev = tree.upsert(key_of(k), |p| p.map_or(0, |p| p.wrapping_add(1)));
+                let key = key_of(k);
+                let prev = tree
+                    .upsert(&key, |p| {
+                        (key.clone(), p.map_or(0, |p| p.1.wrapping_add(1)))
+                    })
+                    .map(|(_, v)| v);
                 let expected = model.get(&key_of(k)).copied();
                 model.insert(key_of(k), expected.map_or(0, |p| p.wrapping_add(1)));
                 assert_eq!(prev, expected);
@@ -218,8 +250,8 @@ fn run(ops: Vec<Op>) {
     check(&tree);
     same(&tree, &model);
     for (k, _) in model.iter().take(50) {
-        assert_eq!(tree.get(k.as_slice()), model.get(k));
-        assert_eq!(tree.get_key_value(k.as_slice()).map(|(k, _)| k), Some(k));
+        assert_eq!(tree.get(k.as_slice()).map(|(_, v)| v), model.get(k));
+        assert_eq!(tree.get(k.as_slice()).map(|(k, _)| k), Some(k));
     }
     for (old, old_model) in &held {
         check(old);
@@ -255,7 +287,7 @@ proptest! {
         let mut m = model.clone();
         for op in writes {
             match op {
-                Op::Insert(k, v) => { tree.insert(key_of(k), v); m.insert(key_of(k), v); }
+                Op::Insert(k, v) => { tree.insert((key_of(k), v)); m.insert(key_of(k), v); }
                 Op::Remove(k) => { tree.remove(key_of(k).as_slice()); m.remove(&key_of(k)); }
                 _ => {}
             }
@@ -285,13 +317,13 @@ fn ranges_with_every_bound_combination() {
             }
         }
     }
-    let empty: Tree<K, u32> = Tree::new();
+    let empty: Tree<E> = Tree::new();
     check_range(&empty, &Model::new(), &Bound::Unbounded, &Bound::Unbounded);
 }
 
 #[test]
 fn grows_and_shrinks_back_to_empty() {
-    let mut tree: Tree<K, u32> = Tree::new();
+    let mut tree: Tree<E> = Tree::new();
     let mut model = Model::new();
     // A deterministic shuffle of 60k keys: depth 4 with these fan-outs.
     let order: Vec<u32> = (0..60_000u32)
@@ -299,7 +331,7 @@ fn grows_and_shrinks_back_to_empty() {
         .collect();
     for &i in &order {
         let k = i.to_be_bytes().to_vec();
-        tree.insert(k.clone(), i);
+        tree.insert((k.clone(), i));
         model.insert(k, i);
     }
     assert!(check(&tree) >= 3);
@@ -319,22 +351,22 @@ fn grows_and_shrinks_back_to_empty() {
 
 #[test]
 fn a_write_after_a_clone_copies_only_shared_nodes() {
-    let mut tree: Tree<K, u32> =
+    let mut tree: Tree<E> =
         Tree::from_sorted((0..10_000u32).map(|i| (i.to_be_bytes().to_vec(), i)));
     let view = tree.clone();
-    let root = |t: &Tree<K, u32>| match &t.root {
+    let root = |t: &Tree<E>| match &t.root {
         Root::Inner(n) => Arc::as_ptr(n),
         _ => std::ptr::null(),
     };
-    tree.insert(5u32.to_be_bytes().to_vec(), 0);
+    tree.insert((5u32.to_be_bytes().to_vec(), 0));
     let first = root(&tree);
     assert_ne!(first, root(&view), "the shared root is copied");
-    tree.insert(6u32.to_be_bytes().to_vec(), 0);
+    tree.insert((6u32.to_be_bytes().to_vec(), 0));
     assert_eq!(
         first,
         root(&tree),
         "the copy is now owned: changed in place"
     );
-    assert_eq!(view.get(&5u32.to_be_bytes()[..]), Some(&5));
-    assert_eq!(tree.get(&5u32.to_be_bytes()[..]), Some(&0));
+    assert_eq!(view.get(&5u32.to_be_bytes()[..]).map(|e| e.1), Some(5));
+    assert_eq!(tree.get(&5u32.to_be_bytes()[..]).map(|e| e.1), Some(0));
 }
