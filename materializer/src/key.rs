@@ -1,9 +1,10 @@
-//! [`Key`]: a table key stored inline when short.
+//! [`Key`]: a key stored inline when short.
 //!
-//! Keys of up to [`INLINE_KEY_BYTES`] bytes (the common case) live inside the map's nodes,
-//! so the comparisons of a lookup read node memory only instead of chasing one pointer per
-//! comparison; longer keys (up to 1 KiB) are shared `Bytes`. Ordering is bytewise, and a
-//! `Key` borrows as `[u8]`, so maps are queried with plain slices.
+//! Keys of up to [`INLINE_KEY_BYTES`] bytes (the common case) are held inside whatever
+//! holds them: the tree's separators and leaf prefixes, the put runs apply sorts, so those
+//! read no pointer per comparison; longer keys (up to 1 KiB) are shared `Bytes`. Ordering
+//! is bytewise, and a `Key` borrows as `[u8]`. (The stored keys themselves live in their
+//! records, [`crate::table::Record`].)
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;

@@ -16,7 +16,7 @@
 //! - [`limits`]: key, value and response size limits.
 //! - [`request`]: strict domain types of reads and writes, `TryFrom` the wire.
 //! - [`command`]: [`Command`], a validated write, to and from a log `Event`.
-//! - [`key`]: [`key::Key`], short keys stored inline in the map's nodes.
+//! - [`key`]: [`key::Key`], short keys stored inline (separators, sorted put runs).
 //! - [`table`]: one table's ordered map and primitive writes.
 //! - [`tree`]: [`tree::Tree`], the copy-on-write B+tree inside every table.
 //! - [`state`]: [`State`], an immutable view of every table at one revision.
@@ -32,8 +32,9 @@
 
 //! # Read path: the data structure, chosen by measurement
 //!
-//! Each table is a [`tree::Tree<Key, Record>`]: a persistent B+tree of our own (third
-//! round below; the first two rounds used `imbl::OrdMap`), with nodes shared between
+//! Each table is a [`tree::Tree<Record>`]: a persistent B+tree of our own (third round
+//! below; the first two rounds used `imbl::OrdMap`; records hold their keys since the
+//! fifth), with nodes shared between
 //! versions; the whole [`State`] is published through `arc-swap` once per applied batch.
 //! That meets the five read-path properties by construction: point reads and O(log n + k)
 //! scans without a lock ([`State`] is immutable), whole batches or nothing (one pointer
@@ -185,7 +186,7 @@
 //!   memory (copying values in log order instead cost range scans 2× after a big batch).
 //!   790–810k → 890–940k puts/s.
 //! - **Warm before touching**: a leaf reads all its records' reference counts with plain
-//!   loads before cloning or dropping them ([`tree::Value::warm`]), so the misses overlap.
+//!   loads before cloning or dropping them ([`tree::Entry::warm`]), so the misses overlap.
 //!   With the next item: → 1.11–1.23 M puts/s; the drop side alone +5%. Inner nodes do
 //!   the same with their children's counts: +5% in 10k-put batches (where every publish
 //!   copies most inner nodes for few puts), neutral in 100k ones.
