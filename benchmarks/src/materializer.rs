@@ -6,7 +6,9 @@
 //! apply throughput (on memory new to the process, and again on memory the allocator
 //! kept), snapshot write and load through a local-directory object store,
 //! resident bytes per key against raw key+value bytes, and a torn-read check (one writer of
-//! counter txns, `--readers` readers, `--torn-secs` seconds).
+//! counter txns, `--readers` readers, `--torn-secs` seconds). Beside the point reads it
+//! reports the machine's cost of one dependent random memory access (`memory_access_ns`),
+//! the floor under them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
 
     point_reads(&m, &keys, &args, &mut rng, &mut report);
+    memory_access(&mut rng, &mut report);
     range_scans(&m, &keys, &args, &mut rng, &mut report)?;
     snapshots(&m, args.keys as u64, raw_bytes, &mut report)?;
     if args.torn_secs > 0 {
@@ -261,6 +264,41 @@ fn point_reads(
         .set("point_read_hot_p50_ns", percentile(&hot_lat, 50.0))
         .set("point_read_hot_p99_ns", percentile(&hot_lat, 99.0))
         .set("clock_overhead_ns", clock);
+}
+
+/// Bytes the memory-access probe walks: about what the tables of 1M keys take.
+const PROBE_BYTES: usize = 256 << 20;
+
+/// The floor under a uniformly random point read on this machine, measured right after the
+/// reads (a VM's memory latency moves within the hour): the mean time of one dependent
+/// load from a random cache line of [`PROBE_BYTES`], a pointer chase over one random cycle
+/// through all its lines. A point read that misses on its leaf and on its record pays
+/// about two of these.
+fn memory_access(rng: &mut StdRng, report: &mut Report) {
+    const LINE_WORDS: usize = 64 / std::mem::size_of::<usize>();
+    let lines = PROBE_BYTES / 64;
+    // One cycle through every line (Sattolo's shuffle); each line's first word holds the
+    // index of the next line's first word.
+    let mut order: Vec<usize> = (0..lines).collect();
+    for i in (1..lines).rev() {
+        order.swap(i, rng.random_range(0..i));
+    }
+    let mut next = vec![0usize; lines * LINE_WORDS];
+    for (from, to) in order.iter().zip(order.iter().cycle().skip(1)) {
+        next[from * LINE_WORDS] = to * LINE_WORDS;
+    }
+    let steps = 2_000_000;
+    let mut at = 0usize;
+    let started = Instant::now();
+    for _ in 0..steps {
+        at = next[at];
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(at);
+    report.set(
+        "memory_access_ns",
+        (elapsed.as_nanos() as f64 / steps as f64).round(),
+    );
 }
 
 fn range_scans(

@@ -29,9 +29,10 @@
 //! and, per separator, the next 8 bytes as a `u64`; a leaf keeps a prefix its keys share
 //! (up to [`INLINE_KEY_BYTES`]) and, per entry, the next 8 bytes of its key. A search runs
 //! over those words and reads a whole key only where a word equals the query's: in a leaf
-//! that is the entry a hit returns, which a read touches anyway. Every search is a branchy
-//! binary search. The crate docs (`lib.rs`) have the measurements behind each of these
-//! choices and the fan-outs.
+//! that is the entry a hit returns, which a read touches anyway. Every search loads all of
+//! its node's lines at once, then runs a branchless binary search ([`lower_bound`]). The
+//! crate docs (`lib.rs`) have the measurements behind each of these choices and the
+//! fan-outs.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -160,8 +161,8 @@ impl<V: Entry> Leaf<V> {
     }
 
     /// Binary search of `q` among the entries: `Ok` with its index, or `Err` with where it
-    /// would go. Branchy, for the reason given at [`Words::search`]. Reads an entry's key
-    /// only where its word equals the query's.
+    /// would go ([`lower_bound`] over the words). Reads an entry's key only where its word
+    /// equals the query's.
     fn search(&self, q: &[u8]) -> Result<usize, usize> {
         let prefix = self.prefix.as_slice();
         let n = self.pairs.len();
@@ -173,15 +174,8 @@ impl<V: Entry> Leaf<V> {
             Ordering::Equal => {}
         }
         let qw = q.word_at(prefix.len());
-        let (mut low, mut high) = (0, n);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            if self.pairs[mid].0 < qw {
-                low = mid + 1;
-            } else {
-                high = mid;
-            }
-        }
+        let pairs = &self.pairs[..];
+        let mut low = lower_bound(n, |i| pairs[i].0 < qw);
         // The entries whose word equals the query's decide by their keys: usually one (the
         // entry a hit returns), a run where keys share more than the prefix and 8 bytes.
         let mut end = low;
@@ -242,6 +236,26 @@ impl<V: Entry> Leaf<V> {
         let word = key.word_at(self.prefix.as_slice().len());
         self.pairs.insert(i, (word, value));
     }
+}
+
+/// The number of leading indices of `0..n` for which `below` holds (it holds for a prefix
+/// of them). Every line of the searched array is loaded first, by independent loads whose
+/// misses overlap, and then the search runs without branches on what it compares: a
+/// node's words are few lines, and a branchy search over cached lines pays a
+/// mispredicted branch on about every other probe.
+fn lower_bound(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    // Touch one item in every 64 bytes: words are 8 bytes, leaf pairs 16; every fourth
+    // index reaches each line of both.
+    let touched = (0..n).step_by(4).fold(false, |acc, i| acc ^ below(i));
+    std::hint::black_box(touched);
+    let (mut base, mut size) = (0, n);
+    while size > 1 {
+        let half = size / 2;
+        let mid = base + half;
+        base = if below(mid) { mid } else { base };
+        size -= half;
+    }
+    if n > 0 && below(base) { base + 1 } else { base }
 }
 
 /// Keys that can give 8 of their bytes as a number, for the compact search arrays of the
@@ -325,19 +339,7 @@ impl<const N: usize> Words<N> {
         }
         let qw = q.word_at(shared);
         let words = &self.words[..n];
-        // The first word ≥ the query's: every key before it is below the query. Branchy
-        // on purpose, unlike `slice::partition_point`: nodes of a large tree are mostly not
-        // in cache, and a predicted branch lets the CPU start loading the next probe while
-        // this one still waits for memory.
-        let (mut low, mut high) = (0, n);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            if words[mid] < qw {
-                low = mid + 1;
-            } else {
-                high = mid;
-            }
-        }
+        let mut low = lower_bound(words.len(), |i| words[i] < qw);
         // Keys with the query's word decide by their full bytes.
         while low < n && words[low] == qw {
             match keys[low].as_slice().cmp(q) {
