@@ -227,22 +227,63 @@
 //! and leaves of 8 or 12 pairs were slower and held more memory (benchmarks/README.md,
 //! sixth round).
 //!
+//! ## Keys in records, branchless searches (fifth round)
+//!
+//! The live data after apply was about 200 B/key, of which leaves took 66: a 40-byte
+//! inline key beside each 8-byte record pointer, in leaves three-quarters full. Now:
+//! - **The record holds its key** (a varint key length before the revisions, the key
+//!   before the value). A leaf keeps a prefix its keys share (inline, up to 38 bytes,
+//!   fitted from its first and last keys when a split makes it; cut, with no record read,
+//!   when an insert or a merge needs a shorter one) and, per record, the next 8 bytes of
+//!   its key as a word: 16 bytes per entry, 20 entries in a 384-byte leaf. A search reads a
+//!   record's key only where its word equals the query's, which for a hit is the record
+//!   the read needs anyway. A 24-byte key and a 100-byte value make a 149-byte record in
+//!   the 160-byte class instead of 128, and a leaf costs about 26 B/key instead of 66.
+//!   Keys whose distinguishing bytes lie beyond the prefix and 8 bytes (a leaf of keys
+//!   sharing more than 38 bytes, or clusters of keys sharing 8 bytes past the leaf's
+//!   prefix) cost a record read per step of a binary search among the equal words; the
+//!   tree's tests cover such keys.
+//! - **Batches size their vectors once** ([`apply::BatchApply::with_capacity`]): a
+//!   100k-put batch grew its responses and its run of puts by doubling, which touches
+//!   about twice their final memory, and the allocator keeps what was freed. −10 B/key.
+//! - **Branchless searches**: a profile of uniform and hot reads put most samples just
+//!   after the search loops' branches, mispredicted on about every other probe once a node
+//!   is in cache. Every search now loads one item of each of its node's lines (independent
+//!   loads, overlapping misses), then runs a branchless binary search. Neither half alone
+//!   measured a gain (warming before a branchy search, this and the sixth round of
+//!   benchmarks/README.md; a branchless search on cold lines, the third round).
+//!
+//! Leaves of 12 entries (256 bytes) and 28 (512) measured resident 1.95× and 1.88× after
+//! apply against 1.93× for 20, reads within the noise, hot reads slower with 28: 20
+//! stays. `regatta-bench materializer` (6 Dec 2026), alternated against the layout before
+//! (commit d0fe05c), then the final build, 2 to 9 runs each; `memory_access_ns` (one dependent random load
+//! over 256 MiB, new in the bench) was 126–147 ns throughout:
+//!
+//! | figure | before | keys in records | + branchless searches |
+//! |---|---|---|---|
+//! | resident / raw after apply (100k batches) | 2.20–2.30× (273–285 B/key) | 1.93× (239 B/key) | 1.83–1.93× |
+//! | resident / raw after snapshot load | 1.43–1.48× | 1.52–1.60× | 1.59–1.61× |
+//! | apply, memory new to the process | 0.73–0.85 M puts/s | 0.75–1.24 M | 0.75–1.18 M |
+//! | point read p50 / p99 | 886–1,007 / 1,362–1,534 ns | 888–1,091 / 1,355–1,715 ns | 766–917 / 1,131–1,408 ns |
+//! | hot-key read p50 | 334–578 ns | 332–598 ns | 287–499 ns |
+//!
 //! Why the targets are not all met:
-//! - **Point read ≤ 300 ns**: see the floor above; a uniformly random read pays two
-//!   dependent misses (leaf, record) at 250–340 ns each on this VM. A hash index beside
-//!   the tree would pay the same two (slot, record) and double write work and memory; one
-//!   miss would take values inside the leaves, which every write then copies.
-//! - **Apply ≥ 1M puts/s on one thread**: met on memory the process already has
-//!   (`apply_ab`'s later rounds 1.1–1.25 M/s; the bench's `apply_warm_puts_per_sec` 0.8–1.0
-//!   M/s after its other phases), not on memory new to it (0.65–0.92 M/s): on this VM the
-//!   first touch of a page faults in the host as well, 0.3–0.7 s per million keys.
-//! - **Resident ≤ 2×**: the data takes 1.40–1.45× (after a snapshot load: full leaves).
-//!   After applying 1M puts in 100k-put batches the process holds 2.2–2.3×: each publish
-//!   frees the previous copies of the leaves the batch touched (most of them), and the
-//!   allocator keeps that memory for the next batch's copies, about 0.6× raw. In 10k-put
-//!   batches it is 1.86× (fewer leaves copied per publish) at 0.44 M puts/s (more copies
-//!   per put). Copy-on-write publishing pays one batch's copies in memory; readers holding
-//!   an older view are what it buys.
+//! - **Point read ≤ 300 ns**: a uniformly random read walks four inner levels (the lowest
+//!   one mostly out of cache), then pays two dependent misses, the leaf and the record,
+//!   about 130–340 ns each on this VM depending on the hour (`memory_access_ns`), plus the
+//!   searches; measured 766–917 ns at 126–142 ns per access. A hash index beside the
+//!   tree would still pay two (slot, record) and double write work and memory; one miss
+//!   would take values inside the leaves, which every write then copies. Hot keys (in
+//!   cache) read at 287–499 ns.
+//! - **Apply ≥ 1M puts/s on one thread**: met in about half of the runs on memory new to
+//!   the process and in most on memory the allocator kept (the bench's
+//!   `apply_warm_puts_per_sec`, `apply_ab`'s later rounds); on this VM the first touch of a
+//!   page also faults in the host, 0.3–0.7 s per million keys.
+//! - **Resident ≤ 2×**: met since the fifth round, 1.83–1.93× after applying 1M puts in
+//!   100k-put batches, 1.52–1.61× after a snapshot load. Of the 239 B/key after apply,
+//!   about 191 are live (records 160, leaves 26, inner nodes 5); the rest is what the
+//!   allocator keeps for the next batch: the previous copies of the leaves the last batch
+//!   touched (about 21 B/key) and the batch's vectors.
 //!
 pub mod apply;
 pub mod backup;

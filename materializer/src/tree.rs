@@ -30,7 +30,7 @@
 //! (up to [`INLINE_KEY_BYTES`]) and, per entry, the next 8 bytes of its key. A search runs
 //! over those words and reads a whole key only where a word equals the query's: in a leaf
 //! that is the entry a hit returns, which a read touches anyway. Every search loads all of
-//! its node's lines at once, then runs a branchless binary search ([`lower_bound`]). The
+//! its node's lines at once, then runs a branchless binary search (`lower_bound`). The
 //! crate docs (`lib.rs`) have the measurements behind each of these choices and the
 //! fan-outs.
 
