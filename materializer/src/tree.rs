@@ -252,10 +252,11 @@ fn lower_bound(n: usize, below: impl Fn(usize) -> bool) -> usize {
     while size > 1 {
         let half = size / 2;
         let mid = base + half;
-        base = if below(mid) { mid } else { base };
+        // A conditional move: written as `if` (or as arithmetic) the compiler emits a branch.
+        base = std::hint::select_unpredictable(below(mid), mid, base);
         size -= half;
     }
-    if n > 0 && below(base) { base + 1 } else { base }
+    base + usize::from(n > 0 && below(base))
 }
 
 /// Keys that can give 8 of their bytes as a number, for the compact search arrays of the
@@ -270,10 +271,13 @@ pub trait Prefix {
 
 impl Prefix for [u8] {
     fn word_at(&self, at: usize) -> u64 {
+        // Eight bytes at hand: one load, no copy of a variable length (a `memcpy` call).
+        if let Some(b) = self.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+            return u64::from_be_bytes(*b);
+        }
         let mut b = [0u8; 8];
-        if let Some(rest) = self.get(at..) {
-            let n = rest.len().min(8);
-            b[..n].copy_from_slice(&rest[..n]);
+        for (to, from) in b.iter_mut().zip(self.get(at..).unwrap_or_default()) {
+            *to = *from;
         }
         u64::from_be_bytes(b)
     }
