@@ -251,7 +251,10 @@
 //!   is in cache. Every search now loads one item of each of its node's lines (independent
 //!   loads, overlapping misses), then runs a branchless binary search. Neither half alone
 //!   measured a gain (warming before a branchy search, this and the sixth round of
-//!   benchmarks/README.md; a branchless search on cold lines, the third round).
+//!   benchmarks/README.md; a branchless search on cold lines, the third round). The
+//!   choice is `std::hint::select_unpredictable`: written as `if`, or as arithmetic, the
+//!   compiler still emitted a conditional jump in inner nodes (as a conditional move, p50
+//!   −11% and −23% in two of three alternated pairs, +6% in the third).
 //!
 //! Leaves of 12 entries (256 bytes) and 28 (512) measured resident 1.95× and 1.88× after
 //! apply against 1.93× for 20, reads within the noise, hot reads slower with 28: 20
@@ -259,22 +262,24 @@
 //! (commit d0fe05c), then the final build, 2 to 9 runs each; `memory_access_ns` (one dependent random load
 //! over 256 MiB, new in the bench) was 126–147 ns throughout:
 //!
-//! | figure | before | keys in records | + branchless searches |
-//! |---|---|---|---|
-//! | resident / raw after apply (100k batches) | 2.20–2.30× (273–285 B/key) | 1.93× (239 B/key) | 1.83–1.93× |
-//! | resident / raw after snapshot load | 1.43–1.48× | 1.52–1.60× | 1.59–1.61× |
-//! | apply, memory new to the process | 0.73–0.85 M puts/s | 0.75–1.24 M | 0.75–1.18 M |
-//! | point read p50 / p99 | 886–1,007 / 1,362–1,534 ns | 888–1,091 / 1,355–1,715 ns | 766–917 / 1,131–1,408 ns |
-//! | hot-key read p50 | 334–578 ns | 332–598 ns | 287–499 ns |
+//! | figure | before | keys in records | + branchless searches | + conditional moves (final) |
+//! |---|---|---|---|---|
+//! | resident / raw after apply (100k batches) | 2.20–2.30× (273–285 B/key) | 1.93× (239 B/key) | 1.83–1.93× | 1.93× |
+//! | resident / raw after snapshot load | 1.43–1.48× | 1.52–1.60× | 1.59–1.61× | 1.55–1.59× |
+//! | apply, memory new to the process | 0.73–0.85 M puts/s | 0.75–1.24 M | 0.75–1.18 M | 0.75–1.16 M |
+//! | point read p50 / p99 | 886–1,007 / 1,362–1,534 ns | 888–1,091 / 1,355–1,715 ns | 766–938 / 1,131–1,461 ns | 724–888 / 1,195–1,503 ns |
+//! | hot-key read p50 | 334–578 ns | 332–598 ns | 287–499 ns | 279–394 ns |
 //!
 //! Why the targets are not all met:
 //! - **Point read ≤ 300 ns**: a uniformly random read walks four inner levels (the lowest
 //!   one mostly out of cache), then pays two dependent misses, the leaf and the record,
 //!   about 130–340 ns each on this VM depending on the hour (`memory_access_ns`), plus the
-//!   searches; measured 766–917 ns at 126–142 ns per access. A hash index beside the
+//!   searches; measured 724–888 ns at 126–149 ns per access. A hash index beside the
 //!   tree would still pay two (slot, record) and double write work and memory; one miss
 //!   would take values inside the leaves, which every write then copies. Hot keys (in
-//!   cache) read at 287–499 ns.
+//!   cache) read at 279–394 ns. Inner nodes of 64 or 128 children (one level fewer), and
+//!   loading all of a node's lines, children included, before its search, measured no
+//!   difference in a tree-only probe.
 //! - **Apply ≥ 1M puts/s on one thread**: met in about half of the runs on memory new to
 //!   the process and in most on memory the allocator kept (the bench's
 //!   `apply_warm_puts_per_sec`, `apply_ab`'s later rounds); on this VM the first touch of a
