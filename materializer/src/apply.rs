@@ -281,10 +281,9 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                     run.sort_unstable_by_key(|q| (q.key.word_at(0), q.key.word_at(8), q.slot));
                 }
                 for q in run.drain(..) {
-                    let key = q.prev_kv.then(|| q.key.to_bytes());
                     let prev = t.put(q.key.as_slice(), q.value, q.index);
                     self.responses[q.slot] = ApplyResponse::Put {
-                        prev_kv: prev.zip(key).map(|(r, k)| Box::new(r.to_kv(k, false))),
+                        prev_kv: prev.filter(|_| q.prev_kv).map(|r| Box::new(r.kv(false))),
                     };
                 }
             }

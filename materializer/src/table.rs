@@ -82,15 +82,24 @@ pub fn wire_revision(revision: u64) -> i64 {
     i64::try_from(revision).unwrap_or(i64::MAX)
 }
 
+/// A record's bytes split after the header: its varints (key length, create, mod, version)
+/// and its body (the key, then the value).
+fn header_and_body(record: &[u8]) -> (&[u8], &[u8]) {
+    let at = 1 + usize::from(record.first().copied().unwrap_or(0));
+    (
+        record.get(1..at).unwrap_or_default(),
+        record.get(at..).unwrap_or_default(),
+    )
+}
+
 /// The key and the value of a record's bytes.
 fn key_and_value(record: &[u8]) -> (&[u8], &[u8]) {
-    let at = 1 + usize::from(record.first().copied().unwrap_or(0));
+    let (header, body) = header_and_body(record);
     // The key's length is the first varint; one byte for keys under 128 bytes.
-    let key_len = match record.get(1) {
+    let key_len = match header.first() {
         Some(&b) if b < 0x80 => usize::from(b),
-        _ => varint(&mut record.get(1..).unwrap_or_default().iter()) as usize,
+        _ => varint(&mut header.iter()) as usize,
     };
-    let body = record.get(at..).unwrap_or_default();
     body.split_at_checked(key_len).unwrap_or((body, &[]))
 }
 
@@ -134,9 +143,7 @@ impl Record {
     /// The three revisions, decoded together (one pass over the header): what a caller
     /// needing more than one of them should use.
     pub fn revisions(&self) -> Revisions {
-        let record = self.bytes();
-        let at = 1 + usize::from(record.first().copied().unwrap_or(0));
-        let mut bytes = record.get(1..at).unwrap_or_default().iter();
+        let mut bytes = header_and_body(self.bytes()).0.iter();
         // The key's length first.
         varint(&mut bytes);
         Revisions {

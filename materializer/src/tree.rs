@@ -231,8 +231,11 @@ impl<V: Entry> Leaf<V> {
 
     /// Inserts `value` (with key `key`) at `i`, its place in key order; the leaf has room.
     fn insert(&mut self, i: usize, key: &[u8], value: V) {
-        let keep = common_prefix(self.prefix.as_slice(), key);
-        self.shorten(keep);
+        // Usually the key starts with the prefix (one comparison); the byte-by-byte common
+        // length only when it does not.
+        if !key.starts_with(self.prefix.as_slice()) {
+            self.shorten(common_prefix(self.prefix.as_slice(), key));
+        }
         let word = key.word_at(self.prefix.as_slice().len());
         self.pairs.insert(i, (word, value));
     }
@@ -280,12 +283,6 @@ impl Prefix for [u8] {
             *to = *from;
         }
         u64::from_be_bytes(b)
-    }
-}
-
-impl Prefix for Vec<u8> {
-    fn word_at(&self, at: usize) -> u64 {
-        self.as_slice().word_at(at)
     }
 }
 
@@ -995,11 +992,11 @@ impl<'a, V: Entry> Iterator for Range<'a, V> {
         loop {
             let leaf = self.leaf?;
             if let Some((_, entry)) = leaf.pairs.get(self.pos) {
-                let key = entry.key();
+                // The key is decoded only against a bound.
                 let within = match self.upper {
                     Bound::Unbounded => true,
-                    Bound::Included(u) => key <= u,
-                    Bound::Excluded(u) => key < u,
+                    Bound::Included(u) => entry.key() <= u,
+                    Bound::Excluded(u) => entry.key() < u,
                 };
                 if !within {
                     self.leaf = None;
