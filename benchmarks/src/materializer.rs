@@ -7,8 +7,10 @@
 //! kept), snapshot write and load through a local-directory object store,
 //! resident bytes per key against raw key+value bytes, and a torn-read check (one writer of
 //! counter txns, `--readers` readers, `--torn-secs` seconds). Beside the point reads it
-//! reports the machine's cost of one dependent random memory access (`memory_access_ns`),
-//! the floor under them.
+//! reports two floors under them: the machine's cost of one dependent random memory access
+//! (`memory_access_ns`), and a read through a plain array of the table's record pointers
+//! with no search at all (`index_floor_p50_ns`), what any index that keeps a pointer per
+//! key apart from its record pays at least.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -270,20 +270,53 @@
 //! | point read p50 / p99 | 886–1,007 / 1,362–1,534 ns | 888–1,091 / 1,355–1,715 ns | 766–938 / 1,131–1,461 ns | 724–888 / 1,195–1,503 ns |
 //! | hot-key read p50 | 334–578 ns | 332–598 ns | 287–499 ns | 279–394 ns |
 //!
+//! ## Counting searches; the floor under any index (sixth round)
+//!
+//! Measured on a different VM of the same kind (`lscpu`: AMD EPYC, 1 MiB L2 per core,
+//! 32 MiB L3; a pointer chase costs 10–18 ns within 8 MiB, 47 ns at 16 MiB, 95 ns at
+//! 32 MiB and 146–162 ns from 64 MiB up, so 8–16 MiB of cache is effectively this
+//! process's). A probe that stops a lookup after each level (throwaway code, 1M keys,
+//! p50 with a 20 ns clock) put the uniform read at: root 30 ns, the next two inner levels
+//! +20 and +30, the lowest inner level +50 (in the last-level cache), the leaf's first line
+//! +150 (main memory), its search +35, and the record (key comparison and value) +240.
+//! - **Searches count** the words below the query (`tree::lower_bound`) instead of a
+//!   branchless binary search: every compare is independent, so nothing waits on the one
+//!   before. Hot-key reads 210–220 against 240–250 ns in every one of ten alternated
+//!   pairs; uniform reads lower in seven, median p50 641 against 681 ns. Counting
+//!   over all 32 slots of an inner node (unused ones padded with the largest word) instead
+//!   of the used ones was slower (hot 261–270 ns).
+//! - **`index_floor_p50_ns`** (new in `regatta-bench materializer`): a read through a plain
+//!   array of the table's record pointers, by position, no search at all, answering as the
+//!   point read does. 290–341 ns p50 on this VM. Any index that keeps a pointer per key
+//!   apart from its record pays this at least: the pointers of 1M keys (8 MB) do not stay
+//!   cached beside 160 MB of records, so the pointer and the record are two misses.
+//! - **Tried, not kept** (alternated, no gain): separators moved out of the inner nodes
+//!   (a boxed array, nodes of 544 bytes instead of 1.8 KB; hot reads 260 against 240 ns);
+//!   prefetching the leaf's lines as soon as its pointer is known and the record's first
+//!   three lines as soon as its word matches (`_mm_prefetch`, which would have been the
+//!   crate's only `unsafe`: p50 591–601 against 551–581 ns in the probe); inner nodes of 64 children
+//!   with counting searches (p50 501–551 against 491–571 ns).
+//!
 //! Why the targets are not all met:
-//! - **Point read ≤ 300 ns**: a uniformly random read walks four inner levels (the lowest
-//!   one mostly out of cache), then pays two dependent misses, the leaf and the record,
-//!   about 130–340 ns each on this VM depending on the hour (`memory_access_ns`), plus the
-//!   searches; measured 724–888 ns at 126–149 ns per access. A hash index beside the
-//!   tree would still pay two (slot, record) and double write work and memory; one miss
-//!   would take values inside the leaves, which every write then copies. Hot keys (in
-//!   cache) read at 279–394 ns. Inner nodes of 64 or 128 children (one level fewer), and
-//!   loading all of a node's lines, children included, before its search, measured no
-//!   difference in a tree-only probe.
-//! - **Apply ≥ 1M puts/s on one thread**: met in about half of the runs on memory new to
-//!   the process and in most on memory the allocator kept (the bench's
-//!   `apply_warm_puts_per_sec`, `apply_ab`'s later rounds); on this VM the first touch of a
-//!   page also faults in the host, 0.3–0.7 s per million keys.
+//! - **Point read ≤ 300 ns**: the floor under any index here is 290–341 ns
+//!   (`index_floor_p50_ns`, above): no index that keeps a pointer per key apart from
+//!   its record can meet the target on this machine. This tree reads at 491–661 ns p50 (sixth round):
+//!   the floor's two misses (leaf, record) plus about 130 ns of inner levels, mostly in
+//!   cache, and the leaf's search. Earlier rounds, on the Intel VMs: a uniformly random
+//!   read walks four inner levels, then pays two dependent misses, about 130–340 ns each
+//!   depending on the hour (`memory_access_ns`); 724–888 ns at 126–149 ns per access. One
+//!   miss would take values inside the leaves, which every copy-on-write copies (resident
+//!   far over 2×), or a hash table holding records inline beside the ordered tree, with
+//!   its own versioning for consistent views. Inner nodes of 64 or 128 children (one level
+//!   fewer), and loading all of a node's lines, children included, before its search,
+//!   measured no difference in a tree-only probe.
+//! - **Apply ≥ 1M puts/s on one thread**: met on memory the allocator kept (the bench's
+//!   `apply_warm_puts_per_sec`, `apply_ab`'s later rounds): 1.14–1.32 M in every run of
+//!   the sixth round. On memory new to the process, 0.75–1.27 M: a profile of a cold
+//!   round had 31–36% of its samples in the kernel zeroing fresh huge pages
+//!   (`clear_page_erms`), and on these VMs the first touch of a page also faults in the
+//!   host (0.3–0.7 s per million keys in earlier rounds). A node pays that once, for the
+//!   memory it grows into.
 //! - **Resident ≤ 2×**: met since the fifth round, 1.83–1.93× after applying 1M puts in
 //!   100k-put batches, 1.52–1.61× after a snapshot load. Of the 239 B/key after apply,
 //!   about 191 are live (records 160, leaves 26, inner nodes 5); the rest is what the
