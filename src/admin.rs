@@ -14,7 +14,7 @@ use regatta_proto::regatta::admin::v1::{
     RemoveMemberRequest, admin_server::Admin,
 };
 
-use crate::core::uploader::SnapshotUploads;
+use crate::core::uploader::{SnapshotUploads, Uploaded};
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
@@ -63,7 +63,7 @@ impl AdminService {
         let revision = view.revision();
         tracing::info!(revision = revision.0, "snapshot on demand");
         let uploads = self.snapshots.clone();
-        let upload = tokio::spawn(async move { uploads.upload(view).await });
+        let upload = tokio::spawn(async move { uploads.upload_unless_stored(view).await });
         let info =
             match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), upload).await {
                 Ok(Ok(Ok(info))) => info,
@@ -86,10 +86,15 @@ impl AdminService {
                     });
                 }
             };
+        let (info, existing) = match info {
+            Uploaded::New(info) => (info, false),
+            Uploaded::Existing(info) => (info, true),
+        };
         Ok(CreateSnapshotResponse {
             revision: info.revision.0,
             key: info.location.to_string(),
             size: info.size,
+            existing,
         })
     }
 

@@ -387,10 +387,18 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
     let out = regatta(&["backup", "create", "--address", &leader.api]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains(&format!("snapshot at revision {revision} uploaded: {key}")),
-        "no write since: the same revision and key: {}",
+        stdout(&out).contains(&format!(
+            "snapshot at revision {revision} already in the object store (no write since): {key}"
+        )),
+        "no write since: the same revision and key, not uploaded again: {}",
         stdout(&out)
     );
+    let out = regatta(&["backup", "create", "--address", &leader.api, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(again["existing"], true, "{again}");
+    assert_eq!(again["size"], created["size"], "{again}");
+    assert_eq!(created["existing"], false, "{created}");
 
     phase("restore --from the snapshot gives the cluster's data");
     let root = tempfile::tempdir().unwrap();
@@ -409,6 +417,16 @@ async fn backup_create_uploads_a_snapshot_now_that_lists_and_restores() {
         dump(leader, "t").await.expect("cluster dump")
     );
     restored.terminate();
+
+    phase("a write since: backup create uploads a newer snapshot");
+    let newer = put(leader, "t", "key40", "value40").await.expect("put");
+    let out = regatta(&["backup", "create", "--address", &leader.api, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fresh: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(fresh["revision"].as_u64().unwrap() >= newer, "{fresh}");
+    assert_eq!(fresh["existing"], false, "{fresh}");
+    let fresh_key = fresh["key"].as_str().unwrap();
+    assert!(objects.path().join(fresh_key).is_file(), "{fresh}");
 
     phase("a failing upload and an unreachable node: clear errors, non-zero exits");
     std::fs::remove_dir_all(objects.path().join("snapshots")).unwrap();

@@ -343,7 +343,17 @@ pub async fn create(options: &ClientOptions) -> CliResult {
         })?
         .into_inner();
     if options.json {
-        print_json(&json!({"revision": answer.revision, "key": answer.key, "size": answer.size}));
+        print_json(&json!({
+            "revision": answer.revision,
+            "key": answer.key,
+            "size": answer.size,
+            "existing": answer.existing,
+        }));
+    } else if answer.existing {
+        println!(
+            "snapshot at revision {} already in the object store (no write since): {} ({} bytes)",
+            answer.revision, answer.key, answer.size
+        );
     } else {
         println!(
             "snapshot at revision {} uploaded: {} ({} bytes)",

@@ -74,6 +74,39 @@ impl SnapshotUploads {
     }
 }
 
+/// What an upload on demand did.
+#[derive(Debug)]
+pub enum Uploaded {
+    /// The snapshot was written.
+    New(SnapshotInfo),
+    /// The store already held the snapshot of this revision; nothing was written.
+    Existing(SnapshotInfo),
+}
+
+impl SnapshotUploads {
+    /// [`SnapshotUploads::upload`], unless the store already holds the snapshot of the
+    /// view's revision (no write since it was taken): a key names one revision, and its
+    /// content is the same whoever writes it. A failure to look (other than "not there")
+    /// leaves the decision to the upload, which reports the store's error itself.
+    pub async fn upload_unless_stored(
+        &self,
+        view: Arc<State>,
+    ) -> regatta_materializer::Result<Uploaded> {
+        match self.store.find(view.revision()).await {
+            Ok(Some(info)) => {
+                self.latest.fetch_max(info.revision.0, Ordering::Relaxed);
+                tracing::info!(
+                    revision = info.revision.0,
+                    location = %info.location,
+                    "snapshot on demand: already in the store"
+                );
+                Ok(Uploaded::Existing(info))
+            }
+            Ok(None) | Err(_) => self.upload(view).await.map(Uploaded::New),
+        }
+    }
+}
+
 /// The periodic uploader: on the leader, every `policy.entries` entries or `policy.interval`.
 pub struct Uploader {
     pub uploads: Arc<SnapshotUploads>,

@@ -91,6 +91,21 @@ impl SnapshotStore {
         Ok(self.list().await?.pop())
     }
 
+    /// The snapshot at `revision`, if the store holds one (its size from the object's
+    /// metadata).
+    pub async fn find(&self, revision: Revision) -> Result<Option<SnapshotInfo>> {
+        let location = self.location(revision);
+        match self.store.head(&location).await {
+            Ok(meta) => Ok(Some(SnapshotInfo {
+                revision,
+                location,
+                size: meta.size,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Streams `view` into the store. The view is immutable: readers and apply carry on;
     /// memory holds at most a few chunks of the encoded stream.
     pub async fn upload(&self, view: Arc<State>) -> Result<SnapshotInfo> {
