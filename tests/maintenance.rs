@@ -141,6 +141,15 @@ async fn reset_rebootstraps_an_edge_and_is_refused_by_the_core() {
         edge.metric("regatta_edge_bootstraps_total").await,
         Some(2.0)
     );
+    let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
+    let progress = log
+        .lines()
+        .find(|l| l.contains("bootstrap: fetching the upstream's snapshot"))
+        .unwrap_or_else(|| panic!("no progress line for the upstream's snapshot:\n{log}"));
+    assert!(
+        progress.contains("total=") && progress.contains("done="),
+        "the upstream announces the snapshot's size, so progress has a total: {progress}"
+    );
     put(core, "t", "after-reset", "v").await.expect("put");
     wait_converged(core, &edge.node, "the edge follows after the reset").await;
 

@@ -250,12 +250,14 @@ impl Tail for TailService {
             "streaming a snapshot to a tail subscriber"
         );
         let data = bytes::Bytes::from(encoded);
+        let total_bytes = data.len() as u64;
         let chunks: Vec<Result<SnapshotChunk, Status>> = (0..data.len())
             .step_by(SNAPSHOT_CHUNK_BYTES)
             .map(|at| {
                 Ok(SnapshotChunk {
                     data: data.slice(at..(at + SNAPSHOT_CHUNK_BYTES).min(data.len())),
                     revision,
+                    total_bytes,
                 })
             })
             .collect();

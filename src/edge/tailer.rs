@@ -112,6 +112,26 @@ pub fn snapshot_due(applied: u64, last_snapshot: u64, every: u64) -> bool {
 
 /// Which snapshot to bootstrap from: the object store's newest when it is recent enough for
 /// the upstream's log to continue after it, else one streamed by the upstream.
+/// Checks a snapshot stream of `received` bytes so far against the size the upstream
+/// announced (`announced`, 0 when it did not say), while it runs and once it has `ended`:
+/// never more bytes than announced, and at the end exactly as many.
+pub fn check_snapshot_length(received: u64, announced: u64, ended: bool) -> Result<(), String> {
+    if announced == 0 {
+        return Ok(());
+    }
+    if received > announced {
+        return Err(format!(
+            "snapshot stream longer than announced: {received} bytes of {announced}"
+        ));
+    }
+    if ended && received < announced {
+        return Err(format!(
+            "snapshot stream ended early: {received} bytes of {announced}"
+        ));
+    }
+    Ok(())
+}
+
 pub fn choose_source(needed: &SnapshotNeeded, have_object_store: bool) -> SnapshotSource {
     let continues = needed.object_snapshot_revision + 1 >= needed.first_available;
     if have_object_store && needed.object_snapshot_revision > 0 && continues {
@@ -443,6 +463,7 @@ impl Tailer {
             })
             .ok();
         let mut data = Vec::new();
+        let mut announced = 0;
         let mut progress =
             Progress::logged("bootstrap: fetching the upstream's snapshot", BYTES, None);
         while let Some(chunk) = stream
@@ -450,13 +471,19 @@ impl Tailer {
             .await
             .map_err(|s| Stop::Upstream(format!("snapshot stream: {s}")))?
         {
+            if announced == 0 && chunk.total_bytes > 0 {
+                announced = chunk.total_bytes;
+                progress.set_total(Some(announced));
+            }
+            data.extend_from_slice(&chunk.data);
+            check_snapshot_length(data.len() as u64, announced, false).map_err(Stop::Upstream)?;
             if let Some(copy) = &copy {
                 copy.push(&chunk.data);
             }
-            data.extend_from_slice(&chunk.data);
             progress.set(data.len() as u64);
         }
         progress.finish();
+        check_snapshot_length(data.len() as u64, announced, true).map_err(Stop::Upstream)?;
         let state =
             tokio::task::spawn_blocking(move || regatta_materializer::snapshot::decode(&data))
                 .await
@@ -573,6 +600,20 @@ mod tests {
             check_gap_free(4, &[entry(5), entry(7)]).is_err(),
             "a hole inside the batch"
         );
+    }
+
+    #[test]
+    fn a_snapshot_stream_must_match_its_announced_size() {
+        assert!(
+            check_snapshot_length(10, 0, true).is_ok(),
+            "size not announced"
+        );
+        assert!(check_snapshot_length(4, 10, false).is_ok(), "still running");
+        assert!(check_snapshot_length(10, 10, true).is_ok());
+        let over = check_snapshot_length(11, 10, false).expect_err("longer");
+        assert!(over.contains("11 bytes of 10"), "{over}");
+        let short = check_snapshot_length(4, 10, true).expect_err("cut");
+        assert!(short.contains("ended early: 4 bytes of 10"), "{short}");
     }
 
     #[test]
