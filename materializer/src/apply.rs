@@ -212,7 +212,10 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 prev_kv: put.prev_kv,
                 slot: self.responses.len(),
             });
-            self.responses.push(ApplyResponse::Empty);
+            // The answer of a put that wants no previous pair, written now, in log order:
+            // the run is applied in key order, and writing each answer then would land at
+            // random over the responses (a cache miss per put in a large batch).
+            self.responses.push(ApplyResponse::Put { prev_kv: None });
             return Ok(());
         }
         // Anything else ends the run and is applied on its own.
@@ -282,9 +285,11 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 }
                 for q in run.drain(..) {
                     let prev = t.put(q.key.as_slice(), q.value, q.index);
-                    self.responses[q.slot] = ApplyResponse::Put {
-                        prev_kv: prev.filter(|_| q.prev_kv).map(|r| Box::new(r.kv(false))),
-                    };
+                    if let Some(prev) = prev.filter(|_| q.prev_kv) {
+                        self.responses[q.slot] = ApplyResponse::Put {
+                            prev_kv: Some(Box::new(prev.kv(false))),
+                        };
+                    }
                 }
             }
         }

@@ -17,7 +17,8 @@ use regatta_proto::regatta::v1 as wire;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put(u8, u8),
+    /// Key, value, and whether the put asks for the previous pair.
+    Put(u8, u8, bool),
     Delete(u8, Option<u8>),
     /// If key == value then put else delete.
     Txn(u8, u8, u8),
@@ -33,7 +34,7 @@ fn key(k: u8) -> String {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..20, 0u8..5).prop_map(|(k, v)| Op::Put(k, v)),
+        4 => (0u8..20, 0u8..5, any::<bool>()).prop_map(|(k, v, p)| Op::Put(k, v, p)),
         2 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
         2 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
         1 => (0u8..20).prop_map(Op::PutMissingTable),
@@ -51,7 +52,12 @@ struct Rec {
 
 fn to_event(op: &Op) -> Event {
     match op {
-        Op::Put(k, v) => put("t", &key(*k), &v.to_string()),
+        Op::Put(k, v, prev_kv) => put_req(wire::PutRequest {
+            table: b("t"),
+            key: b(&key(*k)),
+            value: b(&v.to_string()),
+            prev_kv: *prev_kv,
+        }),
         Op::Delete(k, e) => delete("t", &key(*k), &e.map(key).unwrap_or_default()),
         Op::Txn(k, v, o) => txn(wire::TxnRequest {
             table: b("t"),
@@ -106,7 +112,10 @@ fn model_apply(m: &mut BTreeMap<Bytes, Rec>, op: &Op, rev: u64) -> String {
         doomed.iter().filter(|d| m.remove(*d).is_some()).count()
     }
     match op {
-        Op::Put(k, v) => format!("put {:?}", mput(m, b(&key(*k)), b(&v.to_string()), rev)),
+        Op::Put(k, v, prev_kv) => {
+            let prev = mput(m, b(&key(*k)), b(&v.to_string()), rev);
+            format!("put {:?}", prev.filter(|_| *prev_kv))
+        }
         Op::Delete(k, e) => format!("del {}", mdel(m, b(&key(*k)), e.map(|e| b(&key(e))))),
         Op::Txn(k, v, o) => {
             let ok = m
@@ -189,7 +198,7 @@ fn apply_in_batches(
 
 fn put_heavy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        20 => (0u8..20, 0u8..5).prop_map(|(k, v)| Op::Put(k, v)),
+        20 => (0u8..20, 0u8..5, any::<bool>()).prop_map(|(k, v, p)| Op::Put(k, v, p)),
         1 => (0u8..20, proptest::option::of(0u8..21)).prop_map(|(k, e)| Op::Delete(k, e)),
         1 => (0u8..20, 0u8..5, 0u8..20).prop_map(|(k, v, o)| Op::Txn(k, v, o)),
         1 => (0u8..20).prop_map(Op::PutMissingTable),
