@@ -270,7 +270,7 @@
 //! | point read p50 / p99 | 886–1,007 / 1,362–1,534 ns | 888–1,091 / 1,355–1,715 ns | 766–938 / 1,131–1,461 ns | 724–888 / 1,195–1,503 ns |
 //! | hot-key read p50 | 334–578 ns | 332–598 ns | 287–499 ns | 279–394 ns |
 //!
-//! ## Counting searches; the floor under any index (sixth round)
+//! ## Counting searches, answers in log order; the floor under any index (sixth round)
 //!
 //! Measured on a different VM of the same kind (`lscpu`: AMD EPYC, 1 MiB L2 per core,
 //! 32 MiB L3; a pointer chase costs 10–18 ns within 8 MiB, 47 ns at 16 MiB, 95 ns at
@@ -290,6 +290,14 @@
 //!   point read does. 290–341 ns p50 on this VM. Any index that keeps a pointer per key
 //!   apart from its record pays this at least: the pointers of 1M keys (8 MB) do not stay
 //!   cached beside 160 MB of records, so the pointer and the record are two misses.
+//! - **Answers written in log order** ([`apply::BatchApply`]): a queued put's answer
+//!   (`Put` without a previous pair) is pushed when the put is queued; after the run is
+//!   applied in key order, only a put that asked for its previous pair writes its slot
+//!   again. Before, every put wrote its answer then, at random over the batch's 4 MB of
+//!   responses, and a profile put 4% of the bench's samples on the load that drops the
+//!   slot's old value, a cache miss per put. `apply_ab`, alternated, three rounds each:
+//!   1.47–1.55 M puts/s against 1.20–1.32 M on kept memory, 1.26–1.54 M against
+//!   0.76–1.33 M on new memory.
 //! - **Tried, not kept** (alternated, no gain): separators moved out of the inner nodes
 //!   (a boxed array, nodes of 544 bytes instead of 1.8 KB; hot reads 260 against 240 ns);
 //!   prefetching the leaf's lines as soon as its pointer is known and the record's first
@@ -311,12 +319,15 @@
 //!   fewer), and loading all of a node's lines, children included, before its search,
 //!   measured no difference in a tree-only probe.
 //! - **Apply ≥ 1M puts/s on one thread**: met on memory the allocator kept (the bench's
-//!   `apply_warm_puts_per_sec`, `apply_ab`'s later rounds): 1.14–1.32 M in every run of
-//!   the sixth round. On memory new to the process, 0.75–1.27 M: a profile of a cold
-//!   round had 31–36% of its samples in the kernel zeroing fresh huge pages
-//!   (`clear_page_erms`), and on these VMs the first touch of a page also faults in the
-//!   host (0.3–0.7 s per million keys in earlier rounds). A node pays that once, for the
-//!   memory it grows into.
+//!   `apply_warm_puts_per_sec`): 1.29–1.53 M in every run of the sixth round's final
+//!   build. On memory new to the process, 0.88–1.54 M: a profile of a cold round had
+//!   31–36% of its samples in the kernel zeroing fresh huge pages (`clear_page_erms`), and
+//!   on these VMs the first touch of a page also faults in the host. A node pays that
+//!   once, for the memory it grows into. The bench's mimalloc also hands freed pages back
+//!   after 10 ms, so each batch's leaf copies may fault again: with
+//!   `MIMALLOC_PURGE_DELAY=-1`, 1.49–1.57 M warm against 1.16–1.21 M in alternated runs.
+//!   The server's jemalloc keeps freed pages for seconds; the bench built with it
+//!   (`--no-default-features --features jemalloc`) measured 1.36–1.54 M warm.
 //! - **Resident ≤ 2×**: met since the fifth round, 1.83–1.93× after applying 1M puts in
 //!   100k-put batches, 1.52–1.61× after a snapshot load. Of the 239 B/key after apply,
 //!   about 191 are live (records 160, leaves 26, inner nodes 5); the rest is what the
