@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
+use regatta_proto::regatta::v1::{CreateTableRequest, ListTablesRequest};
 
 /// Runs the `regatta` CLI and returns its output.
 fn regatta(args: &[&str]) -> Output {
@@ -520,7 +521,24 @@ async fn point_in_time_restore_into_running_clusters() {
     let node = &cluster.nodes[0];
     let objects_url = format!("file://{}/objects", node.data_dir.display());
     create_table(node, "t").await;
-    create_table(node, "u").await;
+    // u has a configuration, which a restore into a cluster must carry over.
+    let u_config = prost_types::Struct {
+        fields: [(
+            "retention".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("7d".into())),
+            },
+        )]
+        .into(),
+    };
+    node.tables()
+        .await
+        .create(CreateTableRequest {
+            name: "u".into(),
+            config: Some(u_config.clone()),
+        })
+        .await
+        .expect("create u with a configuration");
 
     phase("writes, with full dumps of both tables at a few revisions in the middle");
     let mut at: BTreeMap<u64, BTreeMap<&str, Pairs>> = BTreeMap::new();
@@ -652,6 +670,22 @@ async fn point_in_time_restore_into_running_clusters() {
             "{t} at revision {target}"
         );
     }
+    let listed = fresh.nodes[0]
+        .tables()
+        .await
+        .list(ListTablesRequest {})
+        .await
+        .expect("list tables")
+        .into_inner()
+        .tables;
+    let config_of = |name: &str| {
+        listed
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.config.clone())
+    };
+    assert_eq!(config_of("u"), Some(u_config.clone()), "{listed:?}");
+    assert_eq!(config_of("t"), None, "{listed:?}");
 
     phase("through an edge of the fresh core: the edge forwards the restore to its core");
     let mut edge = Edge::new(

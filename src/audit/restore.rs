@@ -9,7 +9,9 @@
 //! Into a cluster, each chosen table is encoded in Regatta's backup stream format and sent
 //! through `Maintenance.Restore`, exactly as `restore --dir` sends a `<table>.bak`: the table
 //! is created if missing and its contents replaced by the pairs it held at R (with new
-//! revisions; tables not chosen are left alone).
+//! revisions; tables not chosen are left alone). A missing table that had a configuration is
+//! first created with it through `Tables.Create` (a Restore would create it without); an
+//! existing one keeps its own, and a difference is said on stderr.
 //!
 //! Into a data directory, it is written as the Raft snapshot a core node starts from
 //! (`raft-snapshots/<R>.rsnap`, see [`crate::core::durable`]), whose membership is one
@@ -46,9 +48,9 @@ pub struct RestoreCli {
     #[arg(long, conflicts_with = "from", required_unless_present = "from")]
     pub dir: Option<PathBuf>,
     /// Object store URL to restore from (point in time): builds the state at --revision and
-    /// restores its tables into the cluster at --address (each table is created if missing
-    /// and its contents replaced, as with --dir), or, with --data-dir, writes it into a
-    /// fresh data directory for a single-node core.
+    /// restores its tables into the cluster at --address (each table is created if missing,
+    /// with the configuration it had, and its contents replaced, as with --dir), or, with
+    /// --data-dir, writes it into a fresh data directory for a single-node core.
     #[arg(long)]
     pub from: Option<String>,
     /// Revision to restore (with --from; default: the newest restorable).
@@ -457,6 +459,12 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
     let mut client = crate::client::backup::maintenance(options).await?;
     let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;
+    // A Restore creates a missing table without configuration: those that have one are
+    // created first, with it.
+    let configs: Vec<(String, prost_types::Struct)> = state
+        .tables()
+        .filter_map(|(name, table)| Some((name.clone(), table.config()?.clone())))
+        .collect();
     let streams = tokio::task::spawn_blocking(move || {
         state
             .tables()
@@ -469,6 +477,7 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
     .await
     .map_err(fault)?
     .map_err(|e| fault(format!("encoding the backup stream: {e}")))?;
+    crate::client::backup::create_configured_tables(options, &configs).await?;
     crate::client::backup::restore_tables(&mut client, &streams, options).await?;
     let tables: Vec<&String> = streams.iter().map(|(n, _)| n).collect();
     if options.json {

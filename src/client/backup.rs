@@ -26,7 +26,7 @@ use regatta_proto::{
     },
     regatta::admin::v1::{CreateSnapshotRequest, admin_client::AdminClient},
     regatta::v1::{
-        ListTablesRequest, StatusRequest, cluster_client::ClusterClient,
+        CreateTableRequest, ListTablesRequest, StatusRequest, cluster_client::ClusterClient,
         tables_client::TablesClient,
     },
     replication::v1::SnapshotChunk,
@@ -259,6 +259,73 @@ pub async fn maintenance(options: &ClientOptions) -> CliResult<MaintenanceClient
     ))
 }
 
+/// What restoring tables with configurations asks of a node that has `existing` tables
+/// (name, configuration): the tables to create first with their configuration (a Restore
+/// creates a missing table without one), and the existing ones whose configuration
+/// differs from the restored one (they keep theirs: the API cannot change a table's
+/// configuration). Pure.
+pub fn plan_table_configs<'a>(
+    existing: &std::collections::BTreeMap<String, Option<prost_types::Struct>>,
+    wanted: &'a [(String, prost_types::Struct)],
+) -> (Vec<&'a (String, prost_types::Struct)>, Vec<&'a str>) {
+    let mut create = Vec::new();
+    let mut differ = Vec::new();
+    for table in wanted {
+        match existing.get(&table.0) {
+            None => create.push(table),
+            Some(current) if current.as_ref() != Some(&table.1) => differ.push(table.0.as_str()),
+            Some(_) => {}
+        }
+    }
+    (create, differ)
+}
+
+/// Creates, before their contents are restored, the tables of `configs` (name,
+/// configuration) that the node at `--address` does not have, with their configuration;
+/// says on stderr which existing ones keep a configuration other than the restored one.
+pub async fn create_configured_tables(
+    options: &ClientOptions,
+    configs: &[(String, prost_types::Struct)],
+) -> CliResult {
+    if configs.is_empty() {
+        return Ok(());
+    }
+    let mut client = TablesClient::new(connect(options).await?);
+    let existing = client
+        .list(request(options, ListTablesRequest {})?)
+        .await?
+        .into_inner()
+        .tables
+        .into_iter()
+        .map(|t| (t.name, t.config))
+        .collect();
+    let (create, differ) = plan_table_configs(&existing, configs);
+    for (name, config) in create {
+        let created = client
+            .create(request(
+                options,
+                CreateTableRequest {
+                    name: name.clone(),
+                    config: Some(config.clone()),
+                },
+            )?)
+            .await;
+        match created {
+            // Created meanwhile by someone else: it keeps the configuration it was given.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    for name in differ {
+        eprintln!(
+            "restore: table {name} exists with another configuration and keeps it (the API cannot change a table's configuration); its contents are restored"
+        );
+    }
+    Ok(())
+}
+
 /// Sends each `(table, backup stream)` through `Maintenance.Restore`, in order, with one
 /// progress over all bytes. The node checks the whole stream, creates the table if it does
 /// not exist and replaces its contents (see `regatta_api::maintenance`).
@@ -361,4 +428,46 @@ pub async fn create(options: &ClientOptions) -> CliResult {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use prost_types::{Struct, Value, value::Kind};
+
+    use super::plan_table_configs;
+
+    fn config(retention: &str) -> Struct {
+        Struct {
+            fields: [(
+                "retention".to_string(),
+                Value {
+                    kind: Some(Kind::StringValue(retention.into())),
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn missing_tables_are_created_with_their_configuration_and_differing_ones_named() {
+        let existing: BTreeMap<String, Option<Struct>> = [
+            ("same".to_string(), Some(config("7d"))),
+            ("other".to_string(), Some(config("1d"))),
+            ("bare".to_string(), None),
+        ]
+        .into();
+        let wanted = vec![
+            ("same".to_string(), config("7d")),
+            ("other".to_string(), config("7d")),
+            ("bare".to_string(), config("7d")),
+            ("new".to_string(), config("7d")),
+        ];
+        let (create, differ) = plan_table_configs(&existing, &wanted);
+        let created: Vec<&str> = create.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(created, ["new"]);
+        assert_eq!(create[0].1, config("7d"));
+        assert_eq!(differ, ["other", "bare"]);
+    }
 }
