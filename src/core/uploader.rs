@@ -50,6 +50,15 @@ pub struct SnapshotUploads {
     pub running: tokio::sync::Mutex<()>,
 }
 
+/// What an upload on demand did.
+#[derive(Debug)]
+pub enum Uploaded {
+    /// The snapshot was written.
+    New(SnapshotInfo),
+    /// The store already held the snapshot of this revision; nothing was written.
+    Existing(SnapshotInfo),
+}
+
 impl SnapshotUploads {
     /// Streams `view` to the store and records the outcome. Run it in a task of its own
     /// when the caller may go away: a dropped upload leaves its multipart parts behind.
@@ -72,18 +81,7 @@ impl SnapshotUploads {
             }
         }
     }
-}
 
-/// What an upload on demand did.
-#[derive(Debug)]
-pub enum Uploaded {
-    /// The snapshot was written.
-    New(SnapshotInfo),
-    /// The store already held the snapshot of this revision; nothing was written.
-    Existing(SnapshotInfo),
-}
-
-impl SnapshotUploads {
     /// [`SnapshotUploads::upload`], unless the store already holds the snapshot of the
     /// view's revision (no write since it was taken): a key names one revision, and its
     /// content is the same whoever writes it. A failure to look (other than "not there")
