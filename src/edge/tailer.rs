@@ -110,8 +110,6 @@ pub fn snapshot_due(applied: u64, last_snapshot: u64, every: u64) -> bool {
     applied >= last_snapshot + every
 }
 
-/// Which snapshot to bootstrap from: the object store's newest when it is recent enough for
-/// the upstream's log to continue after it, else one streamed by the upstream.
 /// Checks a snapshot stream of `received` bytes so far against the size the upstream
 /// announced (`announced`, 0 when it did not say), while it runs and once it has `ended`:
 /// never more bytes than announced, and at the end exactly as many.
@@ -132,6 +130,8 @@ pub fn check_snapshot_length(received: u64, announced: u64, ended: bool) -> Resu
     Ok(())
 }
 
+/// Which snapshot to bootstrap from: the object store's newest when it is recent enough for
+/// the upstream's log to continue after it, else one streamed by the upstream.
 pub fn choose_source(needed: &SnapshotNeeded, have_object_store: bool) -> SnapshotSource {
     let continues = needed.object_snapshot_revision + 1 >= needed.first_available;
     if have_object_store && needed.object_snapshot_revision > 0 && continues {
