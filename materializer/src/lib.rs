@@ -302,14 +302,14 @@
 //!   lines are loaded at once ([`tree::Entry::warm`]), so their misses overlap, before the
 //!   scan reads them one by one. 1,000-key scans 86.7–88.9 against 100.8–104.8 µs,
 //!   alternated. The first leaf of a range is not warmed: a range of one key (a limit of
-//!   1) measured 1.24–1.33 against 1.01–1.09 µs when it was; 10-key scans are unchanged.
-//!   Warming the next leaf as well measured slower (90.3–90.5 µs).
+//!   one) measured 1.24–1.33 against 1.01–1.09 µs when it was; 10-key scans are
+//!   unchanged. Warming the next leaf as well measured slower (90.3–90.5 µs).
 //! - **Tried, not kept** (alternated, no gain): separators moved out of the inner nodes
 //!   (a boxed array, nodes of 544 bytes instead of 1.8 KB; hot reads 260 against 240 ns);
 //!   prefetching the leaf's lines as soon as its pointer is known and the record's first
 //!   three lines as soon as its word matches (`_mm_prefetch`, which would have been the
-//!   crate's only `unsafe`: p50 591–601 against 551–581 ns in the probe); inner nodes of 64 children
-//!   with counting searches (p50 501–551 against 491–571 ns).
+//!   crate's only `unsafe`: p50 591–601 against 551–581 ns in the probe); inner nodes of
+//!   64 children with counting searches (p50 501–551 against 491–571 ns).
 //!
 //! Why the targets are not all met:
 //! - **Point read ≤ 300 ns**: the floor under any index here is 290–341 ns
