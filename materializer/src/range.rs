@@ -57,23 +57,22 @@ pub fn range_chunk(
         return out;
     }
     let mut size = 0usize;
-    let mut picked: Vec<&Record> = Vec::new();
+    let mut picked: Vec<Picked<'_>> = Vec::new();
     for record in matching.by_ref() {
         if remaining.is_some_and(|l| picked.len() as u64 >= l) {
             out.response.more = true;
             break;
         }
-        let len = record.key().len()
-            + if q.keys_only { 0 } else { record.value().len() }
-            + KV_OVERHEAD_BYTES;
+        let (key, value) = record.key_and_value();
+        let len = key.len() + if q.keys_only { 0 } else { value.len() } + KV_OVERHEAD_BYTES;
         if !picked.is_empty() && size + len > max_bytes {
             out.response.more = true;
             break;
         }
         size += len;
-        picked.push(record);
+        picked.push(Picked { key, value, record });
     }
-    out.last_key = picked.last().map(|r| Key::from_slice(r.key()));
+    out.last_key = picked.last().map(|p| Key::from_slice(p.key));
     out.response.kvs = to_kvs(&picked, q.keys_only);
     out.response.count = out.response.kvs.len() as i64;
     out
@@ -83,19 +82,26 @@ pub fn range_chunk(
 /// handed out zero-copy from their records.
 const COPY_VALUES_UP_TO: usize = 4096;
 
+/// A record taken into a chunk, with its key and value decoded once.
+struct Picked<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    record: &'a Record,
+}
+
 /// Builds the wire pairs of a chunk with one allocation for all keys and small values
 /// (each pair's `Bytes` are slices of it), instead of one or two allocations per pair.
-fn to_kvs(picked: &[&Record], keys_only: bool) -> Vec<KeyValue> {
-    let copied = |r: &Record| !keys_only && r.value().len() <= COPY_VALUES_UP_TO;
+fn to_kvs(picked: &[Picked<'_>], keys_only: bool) -> Vec<KeyValue> {
+    let copied = |p: &Picked<'_>| !keys_only && p.value.len() <= COPY_VALUES_UP_TO;
     let total: usize = picked
         .iter()
-        .map(|r| r.key().len() + if copied(r) { r.value().len() } else { 0 })
+        .map(|p| p.key.len() + if copied(p) { p.value.len() } else { 0 })
         .sum();
     let mut buf = BytesMut::with_capacity(total);
-    for r in picked {
-        buf.extend_from_slice(r.key());
-        if copied(r) {
-            buf.extend_from_slice(r.value());
+    for p in picked {
+        buf.extend_from_slice(p.key);
+        if copied(p) {
+            buf.extend_from_slice(p.value);
         }
     }
     let buf = buf.freeze();
@@ -107,16 +113,16 @@ fn to_kvs(picked: &[&Record], keys_only: bool) -> Vec<KeyValue> {
     };
     picked
         .iter()
-        .map(|r| {
-            let key = take(r.key().len());
+        .map(|p| {
+            let key = take(p.key.len());
             let value = if keys_only {
                 Bytes::new()
-            } else if copied(r) {
-                take(r.value().len())
+            } else if copied(p) {
+                take(p.value.len())
             } else {
-                r.value_bytes()
+                p.record.value_bytes()
             };
-            let revisions = r.revisions();
+            let revisions = p.record.revisions();
             KeyValue {
                 key,
                 create_revision: wire_revision(revisions.create),

@@ -140,6 +140,11 @@ impl Record {
         key_and_value(self.bytes()).0
     }
 
+    /// The key and the value, from one pass over the header: for a caller needing both.
+    pub fn key_and_value(&self) -> (&[u8], &[u8]) {
+        key_and_value(self.bytes())
+    }
+
     /// The three revisions, decoded together (one pass over the header): what a caller
     /// needing more than one of them should use.
     pub fn revisions(&self) -> Revisions {

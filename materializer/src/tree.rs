@@ -161,9 +161,9 @@ impl<V: Entry> Leaf<V> {
         }
     }
 
-    /// Binary search of `q` among the entries: `Ok` with its index, or `Err` with where it
-    /// would go ([`lower_bound`] over the words). Reads an entry's key only where its word
-    /// equals the query's.
+    /// Search of `q` among the entries: `Ok` with its index, or `Err` with where it would
+    /// go ([`lower_bound`] over the words). Reads an entry's key only where its word equals
+    /// the query's.
     fn search(&self, q: &[u8]) -> Result<usize, usize> {
         let prefix = self.prefix.as_slice();
         let n = self.pairs.len();
@@ -312,8 +312,8 @@ impl<const N: usize> Words<N> {
         }
     }
 
-    /// Binary search of `q` among `keys` (those this was indexed from): `Ok` with its
-    /// index, or `Err` with where it would go.
+    /// Search of `q` among `keys` (those this was indexed from): `Ok` with its index, or
+    /// `Err` with where it would go ([`lower_bound`] over the words).
     fn search(&self, keys: &[Key], q: &[u8]) -> Result<usize, usize> {
         let n = keys.len();
         let shared = usize::from(self.shared);
