@@ -75,7 +75,9 @@ fn materializer_code(e: &MatError) -> Code {
     match e {
         MatError::InvalidArgument { .. }
         | MatError::KeyTooLarge { .. }
-        | MatError::ValueTooLarge { .. } => Code::InvalidArgument,
+        | MatError::ValueTooLarge { .. }
+        | MatError::LimitExceeded { .. } => Code::InvalidArgument,
+        MatError::Cancelled { .. } => Code::DeadlineExceeded,
         MatError::TableNotFound { .. } => Code::NotFound,
         MatError::TableExists { .. } => Code::AlreadyExists,
         MatError::FailedPrecondition { .. } => Code::FailedPrecondition,

@@ -6,9 +6,11 @@
 //! entirely from it; the header's revision is that view's.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::Stream;
-use regatta_materializer::{Command, request::TableRange, request::Txn};
+use regatta_materializer::{Budget, Command, request::TableRange, request::Txn};
 use regatta_proto::regatta::v1::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
     TxnRequest, TxnResponse, kv_server::Kv,
@@ -56,12 +58,50 @@ impl KvService {
             })?
     }
 
+    /// A read-only Txn from the current view, within the transaction budget and the
+    /// request's deadline. One that steps through ranges runs on a blocking thread and
+    /// stops when the client goes away (this future is dropped) or its deadline passes;
+    /// point lookups are answered in place.
+    async fn read_txn(&self, txn: Txn, deadline: std::time::Duration) -> Result<TxnResponse> {
+        let txn_scans = txn.scans();
+        let view = self.ctx.materializer.view();
+        let until = std::time::Instant::now() + deadline;
+        let shard = view.table(&txn.table).map_or(0, |t| t.id().0);
+        let header = self.ctx.header(shard, view.revision());
+        let evaluate = move |cancelled: &AtomicBool| -> Result<TxnResponse> {
+            let mut budget = Budget::for_read(until, cancelled);
+            let mut response = view.read_txn(&txn, &mut budget)?.ok_or_else(|| {
+                Error::Internal("a read-only transaction was taken for a write".into())
+            })?;
+            response.header = Some(header);
+            Ok(response)
+        };
+        if !txn_scans {
+            return evaluate(&AtomicBool::new(false));
+        }
+        // Set when this future is dropped: the client reset the stream or went away.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancelled));
+        tokio::task::spawn_blocking(move || evaluate(&cancelled))
+            .await
+            .map_err(|e| Error::Internal(format!("a read-only transaction failed: {e}")))?
+    }
+
     fn range_now(&self, range: &TableRange) -> Result<RangeResponse> {
         let view = self.ctx.materializer.peek();
         let mut response = view.range(range)?;
         let shard = view.table(&range.table).map_or(0, |t| t.id().0);
         response.header = Some(self.ctx.header(shard, view.revision()));
         Ok(response)
+    }
+}
+
+/// Sets its flag when dropped: tells blocking work that its caller is gone.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -139,13 +179,10 @@ impl Kv for KvService {
         let deadline = self.ctx.deadline(request.metadata());
         let request = request.into_inner();
         let txn = Txn::try_from(&request).map_err(Error::from)?;
+        txn.check_ops(self.ctx.limits.max_txn_ops)
+            .map_err(Error::from)?;
         if txn.is_read_only() {
-            let view = self.ctx.materializer.view();
-            if let Some(mut response) = view.read_txn(&txn).map_err(Error::from)? {
-                let shard = view.table(&txn.table).map_or(0, |t| t.id().0);
-                response.header = Some(self.ctx.header(shard, view.revision()));
-                return Ok(Response::new(response));
-            }
+            return Ok(Response::new(self.read_txn(txn, deadline).await?));
         }
         match self.write(WriteRequest::Txn(request), deadline).await? {
             WriteResponse::Txn(response) => Ok(Response::new(response)),

@@ -81,6 +81,8 @@ pub trait Role: Send + Sync + 'static {
 pub struct Limits {
     /// Largest request message accepted, in bytes (API.md: 4 MiB by default).
     pub max_request_bytes: usize,
+    /// Most ops in each branch of a Txn and in its compares (`--api.max-txn-ops`).
+    pub max_txn_ops: usize,
     /// Deadline applied when the client sends none.
     pub default_deadline: Duration,
 }
@@ -89,6 +91,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_request_bytes: 4 << 20,
+            max_txn_ops: regatta_materializer::limits::DEFAULT_MAX_TXN_OPS,
             default_deadline: Duration::from_secs(5),
         }
     }

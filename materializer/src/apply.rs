@@ -13,6 +13,7 @@
 use regatta_proto::event::Event;
 use regatta_proto::regatta::v1::DeleteRangeResponse;
 
+use crate::budget::Budget;
 use crate::command::Command;
 use crate::key::Key;
 use crate::table::Table;
@@ -84,15 +85,18 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
             }
         }),
         Command::DeleteRange(d) => with_table(state, &d.table, |t| {
-            let r = txn::delete(t, &d.op);
-            ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
-                header: None,
-                deleted: r.deleted,
-                prev_kvs: r.prev_kvs,
-            }))
+            match txn::delete(t, &d.op, &mut Budget::for_apply()) {
+                Ok(r) => ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
+                    header: None,
+                    deleted: r.deleted,
+                    prev_kvs: r.prev_kvs,
+                })),
+                Err(e) => rejected(&e),
+            }
         }),
-        Command::Txn(x) => with_table(state, &x.table, |t| {
-            ApplyResponse::Txn(Box::new(txn::run(t, x, index)))
+        Command::Txn(x) => with_table(state, &x.table, |t| match txn::run(t, x, index) {
+            Ok(r) => ApplyResponse::Txn(Box::new(r)),
+            Err(e) => rejected(&e),
         }),
         Command::Batch(commands) => ApplyResponse::Batch(
             commands
@@ -112,6 +116,14 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
             }
         }),
     }
+}
+
+/// The deterministic rejection of a request error met while evaluating a command (a limit
+/// of [`crate::limits`]): the same on every replica, nothing of the command applied.
+fn rejected(e: &Error) -> ApplyResponse {
+    ApplyResponse::Rejected(e.to_rejection().unwrap_or_else(|| Rejection::InvalidArgument {
+        reason: e.to_string(),
+    }))
 }
 
 fn with_table(

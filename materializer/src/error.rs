@@ -12,7 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the materializer.
 ///
 /// gRPC mapping (done by the API crate, one exhaustive match): `InvalidArgument`,
-/// `KeyTooLarge`, `ValueTooLarge` → `InvalidArgument`; `TableNotFound` → `NotFound`;
+/// `KeyTooLarge`, `ValueTooLarge`, `LimitExceeded` → `InvalidArgument`; `Cancelled` →
+/// `DeadlineExceeded`; `TableNotFound` → `NotFound`;
 /// `TableExists` → `AlreadyExists`; `FailedPrecondition` → `FailedPrecondition`;
 /// `Corrupted`, `UnknownEvent`, `OutOfOrder` → `Internal` (and the node stops);
 /// `ObjectStore`, `Io` → `Unavailable`; `Closed` → `Unavailable`.
@@ -27,6 +28,19 @@ pub enum Error {
     /// A value is longer than the limit. Reported as InvalidArgument.
     #[error("value of {len} bytes exceeds the limit of {limit} bytes")]
     ValueTooLarge { len: usize, limit: usize },
+    /// Evaluating the request would pass one of the limits of [`crate::limits`]; nothing
+    /// of it took effect. Reported as InvalidArgument (the request asks for too much; the
+    /// message names the limit and what to do instead).
+    #[error("{what} would exceed the limit of {limit} {unit}; {advice}")]
+    LimitExceeded {
+        what: &'static str,
+        limit: u64,
+        unit: &'static str,
+        advice: &'static str,
+    },
+    /// Read-only work stopped because its caller's deadline passed or the caller went away.
+    #[error("stopped: {reason}")]
+    Cancelled { reason: &'static str },
     /// The named table does not exist.
     #[error("table {table:?} not found")]
     TableNotFound { table: String },
@@ -91,6 +105,7 @@ impl Error {
                 table: table.clone(),
             }),
             Self::InvalidArgument { .. }
+            | Self::LimitExceeded { .. }
             | Self::KeyTooLarge { .. }
             | Self::ValueTooLarge { .. } => Some(Rejection::InvalidArgument {
                 reason: self.to_string(),

@@ -13,7 +13,8 @@
 //! See `OVERVIEW.md` for the invariants. Modules:
 //! - [`ids`]: [`Revision`], [`TableId`] newtypes.
 //! - [`error`]: [`Error`], [`Result`]; request failures vs fatal node failures.
-//! - [`limits`]: key, value and response size limits.
+//! - [`limits`]: key, value and response size limits, and what evaluating one request may
+//!   cost; [`budget`] charges those costs while the work is done.
 //! - [`request`]: strict domain types of reads and writes, `TryFrom` the wire.
 //! - [`command`]: [`Command`], a validated write, to and from a log `Event`.
 //! - [`key`]: [`key::Key`], short keys stored inline (separators, sorted put runs).
@@ -346,6 +347,7 @@
 //!
 pub mod apply;
 pub mod backup;
+pub mod budget;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -363,6 +365,7 @@ pub mod table;
 pub mod tree;
 pub mod txn;
 
+pub use budget::Budget;
 pub use command::Command;
 pub use error::{Error, Result};
 pub use ids::{Revision, TableId};

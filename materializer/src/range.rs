@@ -25,6 +25,9 @@ pub struct RangeChunk {
     pub response: RangeResponse,
     /// The last key included, to continue after it.
     pub last_key: Option<Key>,
+    /// What the chunk's pairs count against a byte limit (keys, values unless `keys_only`,
+    /// and [`KV_OVERHEAD_BYTES`] per pair).
+    pub bytes: usize,
 }
 
 /// Evaluates `q` on `table`, continuing after `after`, with `limit` replaced by
@@ -37,7 +40,36 @@ pub fn range_chunk(
     remaining: Option<u64>,
     max_bytes: usize,
 ) -> RangeChunk {
-    let mut matching = table.scan(&q.range, after).filter(|r| {
+    chunk_of(
+        table.scan(&q.range, after),
+        q,
+        remaining,
+        max_bytes,
+        FirstPair::Always,
+    )
+}
+
+/// Whether a chunk takes its first pair even when it alone is over the byte limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstPair {
+    /// Yes: a `Range` or `IterateRange` chunk always makes progress (a pair is at most a
+    /// key and a value, both bounded).
+    Always,
+    /// No: the chunk may come back empty with `more` set (a range op of a transaction whose
+    /// response budget is spent; the transaction then fails, see [`crate::txn`]).
+    WithinLimit,
+}
+
+/// Evaluates `q` over `records` (the range's records in key order, from any scan): the
+/// filters, `limit` (`remaining`), `keys_only`, `count_only`, and the cut at `max_bytes`.
+pub(crate) fn chunk_of<'t>(
+    records: impl Iterator<Item = &'t Record>,
+    q: &RangeQuery,
+    remaining: Option<u64>,
+    max_bytes: usize,
+    first: FirstPair,
+) -> RangeChunk {
+    let mut matching = records.filter(|r| {
         q.filter.is_empty() || {
             let revisions = r.revisions();
             q.filter.accepts(revisions.create, revisions.modified)
@@ -54,6 +86,7 @@ pub fn range_chunk(
         }
         out.response.count = i64::try_from(count).unwrap_or(i64::MAX);
         out.response.more = remaining.is_some_and(|l| count >= l) && matching.next().is_some();
+        out.bytes = KV_OVERHEAD_BYTES;
         return out;
     }
     let mut size = 0usize;
@@ -65,13 +98,15 @@ pub fn range_chunk(
         }
         let (key, value) = record.key_and_value();
         let len = key.len() + if q.keys_only { 0 } else { value.len() } + KV_OVERHEAD_BYTES;
-        if !picked.is_empty() && size + len > max_bytes {
+        let may_overflow = picked.is_empty() && first == FirstPair::Always;
+        if !may_overflow && size + len > max_bytes {
             out.response.more = true;
             break;
         }
         size += len;
         picked.push(Picked { key, value, record });
     }
+    out.bytes = size;
     out.last_key = picked.last().map(|p| Key::from_slice(p.key));
     out.response.kvs = to_kvs(&picked, q.keys_only);
     out.response.count = out.response.kvs.len() as i64;

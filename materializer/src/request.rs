@@ -343,6 +343,38 @@ impl Txn {
     }
 }
 
+impl Txn {
+    /// `true` when a compare or a range op spans a range of keys: evaluating it steps
+    /// through records, where point ops cost one lookup each.
+    pub fn scans(&self) -> bool {
+        let span = |r: &KeyRange| matches!(r, KeyRange::Span { .. });
+        self.compare.iter().any(|c| span(&c.range))
+            || self
+                .success
+                .iter()
+                .chain(&self.failure)
+                .any(|op| matches!(op, TxnOp::Range(q) if span(&q.range)))
+    }
+
+    /// Fails when a branch or the compares list more than `max` entries.
+    pub fn check_ops(&self, max: usize) -> Result<()> {
+        let most = self
+            .compare
+            .len()
+            .max(self.success.len())
+            .max(self.failure.len());
+        if most > max {
+            return Err(Error::LimitExceeded {
+                what: "the ops of one branch (or the compares) of this transaction",
+                limit: max as u64,
+                unit: "ops (--api.max-txn-ops)",
+                advice: "split it into several transactions",
+            });
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn txn_from_parts(
     table: &[u8],
     compare: &[WireCompare],

@@ -9,6 +9,7 @@ use imbl::OrdMap;
 use regatta_proto::mvcc::v1::KeyValue;
 use regatta_proto::regatta::v1::{RangeResponse, TableInfo, TxnResponse};
 
+use crate::budget::Budget;
 use crate::raft_meta::RaftMeta;
 use crate::range::{RangeIter, range};
 use crate::request::{TableRange, Txn};
@@ -82,9 +83,9 @@ impl State {
         RangeIter::new(Arc::clone(self), &req.table, req.query.clone())
     }
 
-    /// A read-only `Txn` against this view. `Ok(None)` when the txn writes and must be
-    /// proposed to the log instead.
-    pub fn read_txn(&self, t: &Txn) -> Result<Option<TxnResponse>> {
-        Ok(txn::read_only(self.existing(&t.table)?, t))
+    /// A read-only `Txn` against this view, within `budget`. `Ok(None)` when the txn writes
+    /// and must be proposed to the log instead.
+    pub fn read_txn(&self, t: &Txn, budget: &mut Budget<'_>) -> Result<Option<TxnResponse>> {
+        txn::read_only(self.existing(&t.table)?, t, budget)
     }
 }

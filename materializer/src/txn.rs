@@ -6,16 +6,26 @@
 //! test. With `range_end`: false for an empty range, else every key must satisfy it. Then
 //! the chosen branch runs in order on one table copy: later ops see earlier ones, and the
 //! caller publishes the result atomically.
+//!
+//! Cost (see [`Budget`]): the whole answer of a transaction — its range ops' pairs and the
+//! previous pairs its puts and deletes ask for — is at most
+//! [`MAX_TXN_RESPONSE_BYTES`](crate::limits::MAX_TXN_RESPONSE_BYTES), counted while it is
+//! built. A range op is cut where the budget ends (with `more`, as `Range` cuts at its
+//! message size); one that cannot return its first pair, or a previous pair that does not
+//! fit, fails the transaction with nothing of it applied. Compares and range ops step
+//! through at most [`MAX_TXN_SCANNED_RECORDS`](crate::limits::MAX_TXN_SCANNED_RECORDS).
 
 use std::cmp::Ordering;
 
 use regatta_proto::mvcc::v1::{ResponseOp, response_op};
 use regatta_proto::regatta::v1::TxnResponse;
 
-use crate::Revision;
-use crate::range::range;
+use crate::budget::{Budget, response_limit};
+use crate::limits::KV_OVERHEAD_BYTES;
+use crate::range::{FirstPair, chunk_of};
 use crate::request::{Compare, CompareResult, DeleteOp, KeyRange, PutOp, Txn, TxnOp};
 use crate::table::{Record, Table};
+use crate::{Result, Revision};
 
 /// `true` when one record satisfies the compare.
 fn record_satisfies(c: &Compare, record: &Record) -> bool {
@@ -31,26 +41,41 @@ fn record_satisfies(c: &Compare, record: &Record) -> bool {
     }
 }
 
-/// Evaluates one compare against `table`.
-pub fn compare(table: &Table, c: &Compare) -> bool {
+/// Evaluates one compare against `table`; a compare over a range steps through its records
+/// on `budget`.
+pub fn compare(table: &Table, c: &Compare, budget: &mut Budget<'_>) -> Result<bool> {
     match &c.range {
-        KeyRange::Key(k) => table.get(k).is_some_and(|r| record_satisfies(c, r)),
+        KeyRange::Key(k) => Ok(table.get(k).is_some_and(|r| record_satisfies(c, r))),
         range @ KeyRange::Span { .. } => {
             let mut any = false;
-            for r in table.scan(range, None) {
+            let mut all = true;
+            for r in budget.metered(table.scan(range, None)) {
                 any = true;
                 if !record_satisfies(c, r) {
-                    return false;
+                    all = false;
+                    break;
                 }
             }
-            any
+            budget.check()?;
+            Ok(any && all)
         }
     }
 }
 
 /// Evaluates the conjunction of compares.
-pub fn compares_hold(table: &Table, compares: &[Compare]) -> bool {
-    compares.iter().all(|c| compare(table, c))
+pub fn compares_hold(table: &Table, compares: &[Compare], budget: &mut Budget<'_>) -> Result<bool> {
+    for c in compares {
+        if !compare(table, c, budget)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Bytes a pair counts against a response limit (as a range chunk counts it).
+fn pair_bytes(record: &Record) -> usize {
+    let (key, value) = record.key_and_value();
+    key.len() + value.len() + KV_OVERHEAD_BYTES
 }
 
 /// Applies a put at `rev`; the response carries the previous pair when asked.
@@ -63,8 +88,25 @@ pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
     }
 }
 
-/// Applies a delete; `deleted` always carries the number of deleted keys.
-pub fn delete(table: &mut Table, op: &DeleteOp) -> response_op::DeleteRange {
+/// Applies a delete; `deleted` always carries the number of deleted keys. With `prev_kv`
+/// the deleted pairs are charged to `budget` first: a delete whose answer would not fit
+/// fails before it deletes anything.
+pub fn delete(
+    table: &mut Table,
+    op: &DeleteOp,
+    budget: &mut Budget<'_>,
+) -> Result<response_op::DeleteRange> {
+    if op.prev_kv {
+        let left = budget.response_left();
+        let mut bytes = 0usize;
+        for r in table.scan(&op.range, None) {
+            bytes += pair_bytes(r);
+            if bytes > left {
+                return Err(response_limit());
+            }
+        }
+        budget.respond(bytes)?;
+    }
     let gone = table.delete(&op.range);
     let deleted = gone.len() as i64;
     let prev_kvs = if op.prev_kv {
@@ -72,53 +114,121 @@ pub fn delete(table: &mut Table, op: &DeleteOp) -> response_op::DeleteRange {
     } else {
         Vec::new()
     };
-    response_op::DeleteRange { deleted, prev_kvs }
+    Ok(response_op::DeleteRange { deleted, prev_kvs })
 }
 
-fn range_op(table: &Table, q: &crate::request::RangeQuery) -> response_op::Range {
-    let r = range(table, q);
-    response_op::Range {
+/// A range op of a transaction: cut (with `more`) where the transaction's response budget
+/// ends, as `Range` cuts at its message size; a range that cannot return even its first
+/// pair fails the transaction.
+fn range_op(
+    table: &Table,
+    q: &crate::request::RangeQuery,
+    budget: &mut Budget<'_>,
+) -> Result<response_op::Range> {
+    let left = budget.response_left();
+    let chunk = chunk_of(
+        budget.metered(table.scan(&q.range, None)),
+        q,
+        q.limit,
+        left,
+        FirstPair::WithinLimit,
+    );
+    budget.check()?;
+    if chunk.response.more && chunk.response.kvs.is_empty() && !q.count_only {
+        return Err(response_limit());
+    }
+    budget.respond(chunk.bytes)?;
+    let r = chunk.response;
+    Ok(response_op::Range {
         kvs: r.kvs,
         more: r.more,
         count: r.count,
-    }
+    })
 }
 
-/// Runs a transaction on `table` at revision `rev` (writes mutate `table`).
-pub fn run(table: &mut Table, txn: &Txn, rev: Revision) -> TxnResponse {
-    let succeeded = compares_hold(table, &txn.compare);
+/// Runs `ops` in order on `table`: later ops see earlier ones.
+fn run_ops(
+    table: &mut Table,
+    ops: &[TxnOp],
+    rev: Revision,
+    budget: &mut Budget<'_>,
+) -> Result<Vec<ResponseOp>> {
+    ops.iter()
+        .map(|op| {
+            let response = match op {
+                TxnOp::Range(q) => response_op::Response::ResponseRange(range_op(table, q, budget)?),
+                TxnOp::Put(p) => {
+                    if p.prev_kv
+                        && let Some(prev) = table.get(&p.key)
+                    {
+                        budget.respond(pair_bytes(prev))?;
+                    }
+                    response_op::Response::ResponsePut(put(table, p, rev))
+                }
+                TxnOp::Delete(d) => {
+                    response_op::Response::ResponseDeleteRange(delete(table, d, budget)?)
+                }
+            };
+            Ok(ResponseOp {
+                response: Some(response),
+            })
+        })
+        .collect()
+}
+
+/// `true` when an op that can fail on its budget (a range, or a put or delete answering
+/// previous pairs) comes after an op that writes: the branch then runs on a copy, so that
+/// a failure leaves no partial effect.
+fn may_fail_after_a_write(ops: &[TxnOp]) -> bool {
+    let mut written = false;
+    for op in ops {
+        let (writes, may_fail) = match op {
+            TxnOp::Range(_) => (false, true),
+            TxnOp::Put(p) => (true, p.prev_kv),
+            TxnOp::Delete(d) => (true, d.prev_kv),
+        };
+        if written && may_fail {
+            return true;
+        }
+        written |= writes;
+    }
+    false
+}
+
+/// Runs a transaction on `table` at revision `rev` (writes mutate `table`), within the
+/// limits of [`Budget::for_apply`]. On an error nothing of it took effect.
+pub fn run(table: &mut Table, txn: &Txn, rev: Revision) -> Result<TxnResponse> {
+    let mut budget = Budget::for_apply();
+    let succeeded = compares_hold(table, &txn.compare, &mut budget)?;
     let ops = if succeeded {
         &txn.success
     } else {
         &txn.failure
     };
-    let responses = ops
-        .iter()
-        .map(|op| {
-            let response = match op {
-                TxnOp::Range(q) => response_op::Response::ResponseRange(range_op(table, q)),
-                TxnOp::Put(p) => response_op::Response::ResponsePut(put(table, p, rev)),
-                TxnOp::Delete(d) => response_op::Response::ResponseDeleteRange(delete(table, d)),
-            };
-            ResponseOp {
-                response: Some(response),
-            }
-        })
-        .collect();
-    TxnResponse {
+    let responses = if may_fail_after_a_write(ops) {
+        // A structural copy: the branch's writes copy the paths they touch, and the copy
+        // replaces the table only once every op succeeded.
+        let mut scratch = table.clone();
+        let responses = run_ops(&mut scratch, ops, rev, &mut budget)?;
+        *table = scratch;
+        responses
+    } else {
+        run_ops(table, ops, rev, &mut budget)?
+    };
+    Ok(TxnResponse {
         header: None,
         succeeded,
         responses,
-    }
+    })
 }
 
-/// Evaluates a read-only transaction against a view, without an event. Returns `None` if
-/// the transaction writes (it must go through the log).
-pub fn read_only(table: &Table, txn: &Txn) -> Option<TxnResponse> {
+/// Evaluates a read-only transaction against a view, without an event, within `budget`.
+/// Returns `Ok(None)` if the transaction writes (it must go through the log).
+pub fn read_only(table: &Table, txn: &Txn, budget: &mut Budget<'_>) -> Result<Option<TxnResponse>> {
     if !txn.is_read_only() {
-        return None;
+        return Ok(None);
     }
-    let succeeded = compares_hold(table, &txn.compare);
+    let succeeded = compares_hold(table, &txn.compare, budget)?;
     let ops = if succeeded {
         &txn.success
     } else {
@@ -127,15 +237,15 @@ pub fn read_only(table: &Table, txn: &Txn) -> Option<TxnResponse> {
     let responses = ops
         .iter()
         .filter_map(|op| match op {
-            TxnOp::Range(q) => Some(ResponseOp {
-                response: Some(response_op::Response::ResponseRange(range_op(table, q))),
-            }),
+            TxnOp::Range(q) => Some(range_op(table, q, budget).map(|r| ResponseOp {
+                response: Some(response_op::Response::ResponseRange(r)),
+            })),
             _ => None,
         })
-        .collect();
-    Some(TxnResponse {
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TxnResponse {
         header: None,
         succeeded,
         responses,
-    })
+    }))
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use regatta_materializer::request::{TableRange, Txn};
-use regatta_materializer::{ApplyResponse, Error, Rejection, Revision, TableId};
+use regatta_materializer::{ApplyResponse, Budget, Error, Rejection, Revision, TableId};
 use regatta_proto::event::{self, Event, event::Kind};
 use regatta_proto::mvcc::v1::{KeyValue, compare::CompareResult as CR, response_op};
 use regatta_proto::regatta::v1 as wire;
@@ -432,7 +432,7 @@ fn read_only_txn_is_served_from_a_view() {
     let t = Txn::try_from(&req).unwrap();
     assert!(t.is_read_only());
     let before = h.m.applied();
-    let r = h.m.view().read_txn(&t).unwrap().expect("read-only");
+    let r = h.m.view().read_txn(&t, &mut Budget::for_apply()).unwrap().expect("read-only");
     assert!(r.succeeded);
     assert_eq!(r.responses.len(), 1);
     assert_eq!(h.m.applied(), before, "no event");
@@ -441,7 +441,7 @@ fn read_only_txn_is_served_from_a_view() {
         ..req
     })
     .unwrap();
-    assert!(h.m.view().read_txn(&writing).unwrap().is_none());
+    assert!(h.m.view().read_txn(&writing, &mut Budget::for_apply()).unwrap().is_none());
 }
 
 #[test]

@@ -105,6 +105,10 @@ pub struct CoreArgs {
     /// Largest request message accepted, in bytes.
     #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
     pub max_request_size: usize,
+    /// Most ops one Txn may list in each branch and in its compares (checked where the
+    /// request enters a node; what evaluating a Txn may cost is bounded at apply anyway).
+    #[arg(long = "api.max-txn-ops", env = "REGATTA_API_MAX_TXN_OPS", default_value_t = regatta_materializer::limits::DEFAULT_MAX_TXN_OPS)]
+    pub max_txn_ops: usize,
     /// Deadline for requests that carry none.
     #[arg(long = "api.default-deadline", env = "REGATTA_API_DEFAULT_DEADLINE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub default_deadline: Duration,
@@ -315,6 +319,7 @@ impl CoreArgs {
             tail_heartbeat: self.tail_heartbeat,
             limits: Limits {
                 max_request_bytes: self.max_request_size,
+                max_txn_ops: self.max_txn_ops.max(1),
                 default_deadline: self.default_deadline,
             },
             tokens: Tokens {
