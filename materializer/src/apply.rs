@@ -121,9 +121,12 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
 /// The deterministic rejection of a request error met while evaluating a command (a limit
 /// of [`crate::limits`]): the same on every replica, nothing of the command applied.
 fn rejected(e: &Error) -> ApplyResponse {
-    ApplyResponse::Rejected(e.to_rejection().unwrap_or_else(|| Rejection::InvalidArgument {
-        reason: e.to_string(),
-    }))
+    ApplyResponse::Rejected(
+        e.to_rejection()
+            .unwrap_or_else(|| Rejection::InvalidArgument {
+                reason: e.to_string(),
+            }),
+    )
 }
 
 fn with_table(

@@ -168,7 +168,13 @@ mod tests {
         let n = b.metered(0..MAX_TXN_SCANNED_RECORDS + 5).count() as u64;
         assert_eq!(n, MAX_TXN_SCANNED_RECORDS);
         let e = b.check().expect_err("over");
-        assert!(matches!(e, Error::LimitExceeded { unit: "records", .. }));
+        assert!(matches!(
+            e,
+            Error::LimitExceeded {
+                unit: "records",
+                ..
+            }
+        ));
         // A scan within the limit says nothing.
         let mut b = Budget::for_apply();
         assert_eq!(b.metered(0..100).count(), 100);

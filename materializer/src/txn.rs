@@ -156,7 +156,9 @@ fn run_ops(
     ops.iter()
         .map(|op| {
             let response = match op {
-                TxnOp::Range(q) => response_op::Response::ResponseRange(range_op(table, q, budget)?),
+                TxnOp::Range(q) => {
+                    response_op::Response::ResponseRange(range_op(table, q, budget)?)
+                }
                 TxnOp::Put(p) => {
                     if p.prev_kv
                         && let Some(prev) = table.get(&p.key)

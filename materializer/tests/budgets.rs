@@ -53,7 +53,10 @@ fn a_txn_whose_answer_would_pass_the_limit_is_rejected_with_nothing_applied() {
         failure: vec![],
     }));
     assert_rejected_for_limit(&r, "bytes");
-    assert!(h.keys(range_req("t", "bomb", "")).is_empty(), "the put did not take effect");
+    assert!(
+        h.keys(range_req("t", "bomb", "")).is_empty(),
+        "the put did not take effect"
+    );
     let after = h.m.view();
     assert_eq!(
         after.table("t").unwrap().len(),

@@ -432,7 +432,11 @@ fn read_only_txn_is_served_from_a_view() {
     let t = Txn::try_from(&req).unwrap();
     assert!(t.is_read_only());
     let before = h.m.applied();
-    let r = h.m.view().read_txn(&t, &mut Budget::for_apply()).unwrap().expect("read-only");
+    let r =
+        h.m.view()
+            .read_txn(&t, &mut Budget::for_apply())
+            .unwrap()
+            .expect("read-only");
     assert!(r.succeeded);
     assert_eq!(r.responses.len(), 1);
     assert_eq!(h.m.applied(), before, "no event");
@@ -441,7 +445,12 @@ fn read_only_txn_is_served_from_a_view() {
         ..req
     })
     .unwrap();
-    assert!(h.m.view().read_txn(&writing, &mut Budget::for_apply()).unwrap().is_none());
+    assert!(
+        h.m.view()
+            .read_txn(&writing, &mut Budget::for_apply())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

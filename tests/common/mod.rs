@@ -95,6 +95,8 @@ pub struct Node {
     pub replication: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// A command the node runs under, e.g. `prlimit --as=N --` (empty: none).
+    pub run_under: Vec<String>,
     child: Option<Child>,
 }
 
@@ -114,6 +116,7 @@ impl Node {
             replication: format!("http://127.0.0.1:{}", free_port()),
             data_dir,
             args: Vec::new(),
+            run_under: Vec::new(),
             child: None,
         }
     }
@@ -126,7 +129,14 @@ impl Node {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut cmd = Command::new(binary());
+        let mut cmd = match self.run_under.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut cmd = Command::new(wrapper);
+                cmd.args(wrapper_args).arg(binary());
+                cmd
+            }
+            None => Command::new(binary()),
+        };
         cmd.arg("core")
             .arg(format!("--raft.node-id={}", self.id))
             .arg(format!("--raft.address={}", self.raft))
