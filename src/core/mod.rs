@@ -203,6 +203,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             keep_snapshots: settings.keep_snapshots,
             metrics: archiver::ArchiverMetrics::register(&registry)?,
             last_snapshot_list: std::sync::Mutex::new(None),
+            known: Default::default(),
         }
         .run(shutdown.clone()),
     );
