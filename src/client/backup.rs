@@ -101,6 +101,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> CliResult {
 }
 
 pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
+    super::check_address(&options.address)?;
     if args.dir.join("manifest.json").exists() {
         return Err(Failure::usage(format!(
             "{} already holds a backup (manifest.json)",
