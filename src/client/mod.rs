@@ -163,10 +163,10 @@ mod tests {
         assert!(check_address("http://127.0.0.1:8443").is_ok());
         assert!(check_address("HTTP://127.0.0.1:8443").is_ok());
         assert!(check_address("127.0.0.1:8443").is_ok());
-        let failure = check_address("https://127.0.0.1:8443").unwrap_err();
+        let failure = check_address("https://127.0.0.1:8443").expect_err("refused");
         assert_eq!(failure.code, 2);
         assert!(failure.message.contains("TLS"), "{}", failure.message);
-        assert_eq!(check_address("HTTPS://h:1").unwrap_err().code, 2);
-        assert_eq!(check_address("grpc://h:1").unwrap_err().code, 2);
+        assert_eq!(check_address("HTTPS://h:1").expect_err("refused").code, 2);
+        assert_eq!(check_address("grpc://h:1").expect_err("refused").code, 2);
     }
 }

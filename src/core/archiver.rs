@@ -406,7 +406,7 @@ impl Archiver {
                 if passes % RETENTION_EVERY == 1 {
                     self.apply_retention().await?;
                 }
-                if passes % AUDIT_EVERY == 0 {
+                if passes.is_multiple_of(AUDIT_EVERY) {
                     self.audit().await?;
                 }
                 self.release_held_purge().await?;
