@@ -156,6 +156,16 @@ impl SegmentArchive {
         Ok(out)
     }
 
+    /// Whether the archive object of the segment starting at `id` is in the store.
+    pub async fn exists(&self, id: SegmentId) -> Result<bool> {
+        let location = self.location(id);
+        match self.store.head(&location).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("looking for {location}"))),
+        }
+    }
+
     /// What the object at `location` holds, from its header (one range read).
     pub async fn span_of(&self, location: &Path) -> Result<(SegmentId, LogIndex)> {
         let header = self

@@ -138,6 +138,17 @@ pub fn purge_limit(archived: Option<LogIndex>, newest_snapshot: u64) -> Option<L
     }
 }
 
+/// The first indices of the archive objects in `known` (first → last index) holding
+/// entries in `from..=to`: what must still be in the store before the log lets those
+/// entries go. Pure.
+pub fn objects_holding(known: &BTreeMap<u64, u64>, from: u64, to: u64) -> Vec<u64> {
+    known
+        .range(..=to)
+        .filter(|(_, last)| **last >= from)
+        .map(|(first, _)| *first)
+        .collect()
+}
+
 /// What the purge gate and the archiver share.
 #[derive(Debug, Default)]
 pub struct PurgeGate {
@@ -676,6 +687,26 @@ impl Archiver {
         if due && let Some(newest) = self.snapshots.list().await?.last() {
             self.gate.note_snapshot(newest.0);
         }
+        // Before the log lets entries go, their archive objects must still be there: one
+        // gone since the last audit is uploaded again now, while the log still holds it.
+        let limit = purge_limit(
+            self.gate.archived(),
+            self.gate.newest_snapshot.load(Ordering::Acquire),
+        );
+        if let Some(to) = purge_to(held.index, limit, self.log.last_index()) {
+            let from = self.log.purged().map_or(0, |p| p.index.0.saturating_add(1));
+            let firsts = objects_holding(&self.known().segments, from, to.0);
+            for first in firsts {
+                if !self.archive.exists(SegmentId(LogIndex(first))).await? {
+                    tracing::warn!(
+                        first,
+                        "an archived segment the log is about to purge is gone from the object store; checking the archive first"
+                    );
+                    self.audit().await?;
+                    break;
+                }
+            }
+        }
         let log = self.log.clone();
         let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || gate.purge(&log, held))
@@ -767,6 +798,16 @@ mod tests {
         assert_eq!(purge_to(i(100), Some(i(60)), Some(i(500))), Some(i(60)));
         // Archived ahead: the request.
         assert_eq!(purge_to(i(100), Some(i(300)), Some(i(500))), Some(i(100)));
+    }
+
+    #[test]
+    fn a_purge_confirms_the_objects_holding_what_it_lets_go() {
+        let known: BTreeMap<u64, u64> = [(0, 66), (67, 132), (133, 197)].into();
+        assert_eq!(objects_holding(&known, 0, 66), vec![0]);
+        assert_eq!(objects_holding(&known, 60, 140), vec![0, 67, 133]);
+        assert_eq!(objects_holding(&known, 67, 132), vec![67]);
+        assert!(objects_holding(&known, 198, 300).is_empty());
+        assert!(objects_holding(&BTreeMap::new(), 0, 10).is_empty());
     }
 
     #[test]
