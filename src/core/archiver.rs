@@ -33,7 +33,8 @@
 //! log as far as the log still holds it; what the log no longer holds is a hole, logged
 //! (warn), counted and recorded in the store (see [`crate::archive`]). A snapshot gone is
 //! counted and logged, and forgotten as the newest known one, so purges wait and the
-//! leader's uploader writes a new one. Both show on /metrics:
+//! leader's uploader writes a new one. A purge about to drop entries first checks that the
+//! objects holding them are still there ([`objects_holding`]). Both show on /metrics:
 //! `regatta_archive_missing_objects_total`, `regatta_archive_holes`.
 //!
 //! **Retention** ([`retention_plan`]): with `--object-store.keep-snapshots K` (0 keeps
