@@ -68,6 +68,7 @@ async fn archiving_core(extra: &[&str]) -> (Cluster, PathBuf) {
         "--log.segment-size=4096",
         "--object-store.snapshot-entries=50",
         "--object-store.snapshot-interval=1h",
+        "--object-store.check-interval=1s",
     ];
     args.extend_from_slice(extra);
     let cluster = Cluster::start_with(1, &args);

@@ -27,7 +27,8 @@
 //! continue after it, and those entries are in the snapshot (and archived by the node that
 //! has them).
 //!
-//! **Missing objects** ([`crate::archive::plan_repair`]): every few seconds the archiver
+//! **Missing objects** ([`crate::archive::plan_repair`]): every `--object-store.check-interval`
+//! (30 s) the archiver
 //! lists the store and compares it with the segments it knows are archived and the
 //! snapshots it has seen. A segment gone from the store is uploaded again from this node's
 //! log as far as the log still holds it; what the log no longer holds is a hole, logged
@@ -79,8 +80,6 @@ const PASS_INTERVAL: Duration = Duration::from_millis(500);
 const SNAPSHOT_LIST_INTERVAL: Duration = Duration::from_secs(2);
 /// How often retention runs (every this many passes).
 const RETENTION_EVERY: u32 = 20;
-/// How often the store is checked for missing objects (every this many passes).
-const AUDIT_EVERY: u32 = 10;
 
 /// How far a purge may go: `requested`, unless entries up to it are not archived yet; then
 /// up to `archived` (or nothing). A purge reaching the log's last entry or beyond always goes
@@ -387,6 +386,8 @@ pub struct Archiver {
     pub applied: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Snapshots to keep (0: keep everything).
     pub keep_snapshots: usize,
+    /// How often the store is listed for missing objects.
+    pub check_interval: Duration,
     pub metrics: ArchiverMetrics,
     /// When the snapshots were last listed for a waiting purge.
     pub last_snapshot_list: Mutex<Option<std::time::Instant>>,
@@ -407,6 +408,7 @@ impl Archiver {
         let mut backoff = Duration::from_secs(1);
         let mut started = false;
         let mut passes = 0u32;
+        let mut last_audit = tokio::time::Instant::now();
         loop {
             let result = async {
                 if !started {
@@ -418,7 +420,8 @@ impl Archiver {
                 if passes % RETENTION_EVERY == 1 {
                     self.apply_retention().await?;
                 }
-                if passes.is_multiple_of(AUDIT_EVERY) {
+                if last_audit.elapsed() >= self.check_interval {
+                    last_audit = tokio::time::Instant::now();
                     self.audit().await?;
                 }
                 self.release_held_purge().await?;
