@@ -222,3 +222,112 @@ fn a_runtime_thread_count_out_of_range_is_refused_with_the_flag_named() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_names_follow_the_rule_and_any_allowed_name_survives_a_backup_directory() {
+    phase("a single-node core");
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    let addr = node.api.clone();
+
+    phase("Tables.Create refuses names that break the rule, naming it");
+    for (name, rule) in [
+        ("a\0b", "control"),
+        ("a\nb", "control"),
+        (&*"x".repeat(100_000), "255"),
+        ("", "empty"),
+    ] {
+        let status = node
+            .tables()
+            .await
+            .create(regatta_proto::regatta::v1::CreateTableRequest {
+                name: name.into(),
+                config: None,
+            })
+            .await
+            .expect_err("a bad name is refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(rule), "{status:?}");
+    }
+
+    phase("names with '/' and '..' are allowed (as in Regatta) and back up to safe files");
+    for name in ["a/b", "../x"] {
+        create_table(node, name).await;
+        put(node, name, "k", name).await.expect("put");
+    }
+    let dir = cluster.dir.path().join("backup");
+    let dir_arg = dir.display().to_string();
+    let (code, _, err) = run(&addr, &["backup", "--dir", &dir_arg], None);
+    assert_eq!(code, 0, "backup failed: {err}");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["%2E.%2Fx.bak", "a%2Fb.bak", "manifest.json"]);
+    assert!(
+        !cluster.dir.path().join("x.bak").exists() && !dir.join("a").exists(),
+        "nothing was written outside the backup directory"
+    );
+
+    phase("restore brings both tables back under their names");
+    for name in ["a/b", "../x"] {
+        put(node, name, "k", "changed").await.expect("put");
+    }
+    let (code, _, err) = run(&addr, &["restore", "--dir", &dir_arg], None);
+    assert_eq!(code, 0, "restore failed: {err}");
+    for name in ["a/b", "../x"] {
+        let (code, out, err) = run(&addr, &["kv", "get", name, "k"], None);
+        assert_eq!(code, 0, "get {name}: {err}");
+        assert!(out.contains(name), "{name}: {out}");
+    }
+}
+
+#[test]
+fn an_https_address_is_refused_rather_than_spoken_to_in_plaintext() {
+    // Nothing listens there: the refusal comes before any connection.
+    let (code, _, err) = run(
+        "https://127.0.0.1:1",
+        &["kv", "get", "t", "k", "--token", "secret"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backup_dir = dir.path().join("b").display().to_string();
+    for args in [&["table", "list"][..], &["backup", "--dir", &backup_dir]] {
+        let (code, _, err) = run("https://127.0.0.1:1", args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("TLS"), "{args:?}: {err}");
+    }
+    assert!(
+        !dir.path().join("b").exists(),
+        "the refused backup created nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    phase("a core whose Tables service needs a token");
+    let cluster = Cluster::start_with(1, &["--tables.token=s3cret"]);
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    let list = |authorization: &'static str| async move {
+        let mut request = tonic::Request::new(regatta_proto::regatta::v1::ListTablesRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().expect("header"));
+        node.tables().await.list(request).await
+    };
+    for accepted in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"] {
+        wait_until("the node answers", || async {
+            list(accepted).await.is_ok()
+        })
+        .await;
+    }
+    for refused in ["bearer wrong", "Basic s3cret", "bearers3cret"] {
+        let status = list(refused).await.expect_err(refused);
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{refused}");
+    }
+}

@@ -7,6 +7,8 @@
 //!
 //! **Directory**: `manifest.json` `{"started","finished","tables":[{"name","file_name",
 //! "md5"}]}` beside one `<table>.bak` per table; `md5` is the lowercase hex MD5 of the file.
+//! The manifest's `name` is the table's name; its file name is [`backup_file_name`]: the
+//! name itself when it is a plain file name (as Regatta writes it), else an encoding of it.
 //!
 //! Round trips are bit-exact (export → import → export yields the same bytes). A broken
 //! Snappy frame (its CRC), a truncated record, a record that is not a PUT, or a file whose
@@ -169,6 +171,65 @@ impl<W: Write> Write for Md5Writer<W> {
     }
 }
 
+/// The longest encoded name [`backup_file_name`] keeps reversible: with `.bak`, and the
+/// `.` + `.tmp` of the temporary file, it fits the 255 bytes file systems allow in a name.
+const MAX_ENCODED_NAME_BYTES: usize = 246;
+
+/// The file name of table `name`'s stream in a backup directory: `<name>.bak` when `name`
+/// is made of ASCII letters, digits, `-`, `_` and `.` and does not start with `.` (any
+/// name Regatta's own backups hold as is); otherwise every other byte of the name (and a
+/// leading `.`) is written `%XX`, so `a/b` is `a%2Fb.bak` and `..` is `%2E..bak`. Such a
+/// file name never leaves the directory, hides itself, or collides with another table's,
+/// and [`table_name_of_file`] reverses it. An encoding longer than a file name may be is
+/// cut and ends in `~` and a hash of the whole name instead (the manifest holds the name).
+pub fn backup_file_name(name: &str) -> String {
+    let mut encoded = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if plain {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if encoded.len() > MAX_ENCODED_NAME_BYTES {
+        let digest = hex(&Md5::digest(name.as_bytes()));
+        let mut cut = MAX_ENCODED_NAME_BYTES - 1 - digest.len();
+        // Do not cut a `%XX` in half.
+        while encoded.as_bytes()[cut - 2..cut].contains(&b'%') {
+            cut -= 1;
+        }
+        encoded.truncate(cut);
+        encoded.push('~');
+        encoded.push_str(&digest);
+    }
+    encoded.push_str(".bak");
+    encoded
+}
+
+/// The table name [`backup_file_name`] encoded into `file_name`, or `None` when
+/// `file_name` is not such an encoding (or is a cut one, ending in a hash).
+pub fn table_name_of_file(file_name: &str) -> Option<String> {
+    let encoded = file_name.strip_suffix(".bak")?;
+    if encoded.contains('~') {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let name = String::from_utf8(bytes).ok()?;
+    (backup_file_name(&name) == file_name).then_some(name)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -203,7 +264,7 @@ pub fn write_backup_dir(
         let table = view.table(name).ok_or_else(|| Error::TableNotFound {
             table: (*name).into(),
         })?;
-        let file_name = format!("{name}.bak");
+        let file_name = backup_file_name(name);
         let mut md5 = String::new();
         write_then_rename(dir, &file_name, |file| {
             let hashed = Md5Writer {
@@ -259,4 +320,71 @@ pub fn read_table_backup(dir: &Path, entry: &ManifestTable) -> Result<Vec<(Bytes
         ));
     }
     BackupReader::new(bytes.as_slice()).collect()
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_keep_regattas_file_names() {
+        assert_eq!(backup_file_name("regatta-test"), "regatta-test.bak");
+        assert_eq!(backup_file_name("a.b_c-1"), "a.b_c-1.bak");
+    }
+
+    #[test]
+    fn other_names_become_safe_and_reversible() {
+        for name in [
+            "a/b",
+            "../x",
+            ".",
+            "..",
+            ".hidden",
+            "a\\b",
+            "a\0b",
+            "100%",
+            "a~b",
+            "ümlaut 表",
+            "manifest.json",
+            &"é".repeat(40),
+        ] {
+            let file = backup_file_name(name);
+            assert!(
+                !file.contains(['/', '\\', '\0']) && !file.starts_with('.'),
+                "{name:?} -> {file:?}"
+            );
+            assert!(file.len() <= 250, "{name:?} -> {} bytes", file.len());
+            assert_eq!(table_name_of_file(&file).as_deref(), Some(name), "{file:?}");
+        }
+        assert_eq!(backup_file_name("a/b"), "a%2Fb.bak");
+        assert_eq!(backup_file_name(".."), "%2E..bak");
+        assert_ne!(backup_file_name("a/b"), backup_file_name("a%2Fb"));
+    }
+
+    #[test]
+    fn names_too_long_to_encode_are_cut_and_hashed() {
+        let long = "/".repeat(255);
+        let other = format!("{}x", "/".repeat(254));
+        let file = backup_file_name(&long);
+        assert!(file.len() <= 250, "{} bytes", file.len());
+        assert!(file.contains('~'));
+        assert_ne!(file, backup_file_name(&other));
+        assert_eq!(table_name_of_file(&file), None);
+        for n in 80..90 {
+            let file = backup_file_name(&format!("{}{}", "a".repeat(n), "/".repeat(200)));
+            assert!(file.len() <= 250);
+            // No `%XX` is cut in half before the `~`.
+            let (kept, _) = file.split_once('~').expect("a cut name");
+            assert!(!kept.ends_with('%') && !kept[..kept.len() - 1].ends_with('%'));
+        }
+    }
+
+    #[test]
+    fn file_names_that_are_no_encoding_are_refused() {
+        assert_eq!(table_name_of_file("a.txt"), None);
+        assert_eq!(table_name_of_file("%2.bak"), None);
+        assert_eq!(table_name_of_file("%zz.bak"), None);
+        assert_eq!(table_name_of_file("a/b.bak"), None);
+        assert_eq!(table_name_of_file("%61.bak"), None);
+    }
 }

@@ -40,9 +40,35 @@ pub enum Command {
     Batch(Vec<Command>),
 }
 
+/// The longest table name `Tables.Create` accepts, in bytes of UTF-8.
+pub const MAX_TABLE_NAME_BYTES: usize = 255;
+
+/// The check every table event passes at apply: a name is not empty. Only this, so that
+/// an entry written under an older, looser rule replays as it applied then.
 fn check_table_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid("table name must not be empty"));
+    }
+    Ok(())
+}
+
+/// The rule for the name of a table being created (checked when the request enters, never
+/// at apply): 1 to [`MAX_TABLE_NAME_BYTES`] bytes of UTF-8 with no control character
+/// (U+0000–U+001F, U+007F–U+009F). Any other character is allowed, `/` and `.` included, as
+/// Regatta allows them; `regatta backup --dir` encodes a name into a safe file name.
+pub fn check_new_table_name(name: &str) -> Result<()> {
+    check_table_name(name)?;
+    if name.len() > MAX_TABLE_NAME_BYTES {
+        return Err(Error::invalid(format!(
+            "table name is {} bytes, more than the {MAX_TABLE_NAME_BYTES} allowed",
+            name.len()
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "table name must not contain control characters (found U+{:04X})",
+            c as u32
+        )));
     }
     Ok(())
 }
@@ -312,7 +338,7 @@ impl TryFrom<&wire::TxnRequest> for Command {
 impl TryFrom<&wire::CreateTableRequest> for Command {
     type Error = Error;
     fn try_from(r: &wire::CreateTableRequest) -> Result<Self> {
-        check_table_name(&r.name)?;
+        check_new_table_name(&r.name)?;
         Ok(Self::CreateTable {
             name: r.name.clone(),
             config: r.config.clone(),
@@ -363,4 +389,69 @@ pub fn restore_events(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod table_name_tests {
+    use super::*;
+
+    fn create(name: &str) -> Result<Command> {
+        Command::try_from(&wire::CreateTableRequest {
+            name: name.into(),
+            config: None,
+        })
+    }
+
+    fn create_event(name: &str) -> Event {
+        Event {
+            version: regatta_proto::EVENT_VERSION,
+            proposed_at_micros: 0,
+            kind: Some(Kind::CreateTable(event::CreateTable {
+                name: name.into(),
+                config: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn create_accepts_the_names_regatta_accepts() {
+        for name in [
+            "t",
+            "regatta-test",
+            "a/b",
+            "../x",
+            ".",
+            "..",
+            "ümlaut 表",
+            "a b%c",
+        ] {
+            assert!(create(name).is_ok(), "{name:?}");
+        }
+        assert!(create(&"x".repeat(MAX_TABLE_NAME_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn create_refuses_empty_long_and_control_names() {
+        let reason = |name: &str| match create(name) {
+            Err(Error::InvalidArgument { reason }) => reason,
+            other => panic!("{name:?}: {other:?}"),
+        };
+        assert!(reason("").contains("empty"));
+        assert!(reason(&"x".repeat(MAX_TABLE_NAME_BYTES + 1)).contains("255"));
+        assert!(reason(&"x".repeat(100_000)).contains("255"));
+        assert!(reason("a\0b").contains("U+0000"));
+        assert!(reason("a\nb").contains("U+000A"));
+        assert!(reason("a\u{7f}").contains("U+007F"));
+    }
+
+    #[test]
+    fn a_logged_create_with_a_name_now_refused_still_applies() {
+        for name in ["a\0b", &"x".repeat(100_000)] {
+            assert!(create(name).is_err());
+            assert!(matches!(
+                Command::from_event(7, &create_event(name)),
+                Ok(Command::CreateTable { .. })
+            ));
+        }
+    }
 }

@@ -207,12 +207,18 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
         .map_err(|e| fault(format!("{e:#}")))?;
     let covered = coverage(&segments);
     let ranges = restorable(&revisions, &segments);
+    let markers = archive_of(&objects)
+        .holes()
+        .await
+        .map_err(|e| fault(format!("{e:#}")))?;
+    let holes = crate::archive::store_holes(revisions.first().map(|r| r.0), &segments, &markers);
     if options.json {
         print_json(&json!({
             "snapshots": revisions.iter().map(|r| json!({"revision": r.0, "key": snapshots.location(*r).to_string()})).collect::<Vec<_>>(),
             "segments": segments.iter().map(|s| json!({"first": s.id.first_index().0, "last": s.last.0, "size": s.size, "key": s.location.to_string()})).collect::<Vec<_>>(),
             "archived": covered.iter().map(|r| json!({"first": r.start(), "last": r.end()})).collect::<Vec<_>>(),
             "restorable": ranges.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>(),
+            "holes": holes.iter().map(|r| json!({"first": r.start(), "last": r.end()})).collect::<Vec<_>>(),
         }));
         return Ok(());
     }
@@ -224,6 +230,14 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
     println!("archived segments: {} ({bytes} bytes)", segments.len());
     for r in &covered {
         println!("  indices {}..={}", r.start(), r.end());
+    }
+    if holes.is_empty() {
+        println!("holes in the archive: none");
+    } else {
+        println!(
+            "holes in the archive: indices {} are missing (history there is lost; see `regatta log verify`)",
+            crate::archive::describe(&holes)
+        );
     }
     println!("restorable revisions:");
     if ranges.is_empty() {

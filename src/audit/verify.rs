@@ -7,6 +7,9 @@
 //! - archived segments: the header's checksum and span, the decompressed segment's length
 //!   and CRC32C, every frame as above, the key matching the first index, and no gap
 //!   between consecutive objects;
+//! - holes: indices missing from the archive, recorded by an archiver that found objects
+//!   gone (`holes/` in the store) or visible as a missing beginning (an archive that starts
+//!   after index 1 with no snapshot at or below its start): a fault naming the indices;
 //! - snapshots in the object store: decoded completely (zstd checksum, CRC32C trailer,
 //!   revision matching the key); Raft snapshot files in `raft-snapshots/`: CRC32C and
 //!   format.
@@ -89,7 +92,8 @@ pub async fn run(sources: &Sources) -> CliResult {
         );
         let mut prev: Option<(String, u64)> = None;
         let mut first = None;
-        for (id, location, _) in &keys {
+        let mut spans = Vec::new();
+        for (id, location, size) in &keys {
             let unpacked = archive
                 .get(location)
                 .await
@@ -112,6 +116,12 @@ pub async fn run(sources: &Sources) -> CliResult {
                 )));
             }
             first.get_or_insert(id.first_index().0);
+            spans.push(crate::archive::ArchivedSegment {
+                location: location.clone(),
+                id: *id,
+                last: unpacked.last,
+                size: *size,
+            });
             let last = prev.as_ref().map_or(0, |p| p.1).max(unpacked.last.0);
             prev = Some((location.to_string(), last));
             progress.inc(1);
@@ -145,6 +155,15 @@ pub async fn run(sources: &Sources) -> CliResult {
         }
         progress.finish();
         summary.push(format!("{} snapshot(s)", revisions.len()));
+
+        let markers = archive.holes().await.map_err(|e| fault(format!("{e:#}")))?;
+        let holes = crate::archive::store_holes(revisions.first().map(|r| r.0), &spans, &markers);
+        if !holes.is_empty() {
+            return Err(fault(format!(
+                "fault: the archive has holes: indices {} are missing from it (they cannot be replayed, and no restore reaches past them without a later snapshot)",
+                crate::archive::describe(&holes)
+            )));
+        }
     }
     if log_dir.is_none() && objects.is_none() {
         return Err(Failure::usage("nothing to verify"));

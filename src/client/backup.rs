@@ -3,7 +3,8 @@
 //! Regatta deployment. And `regatta backup create`: a snapshot to the object store now,
 //! through the Admin API.
 //!
-//! A backup directory holds one `<table>.bak` per table (the backup stream) and
+//! A backup directory holds one `<table>.bak` per table (the backup stream; a name that is
+//! not a plain file name is encoded, see `backup_file_name`: `a/b` is `a%2Fb.bak`) and
 //! `manifest.json` (`{"started","finished","tables":[{"name","file_name","md5"}]}`), written
 //! last: a directory without a manifest is an incomplete backup. Files are written to a
 //! temporary name, fsync'd and renamed. A restore checks every file's MD5 against the
@@ -18,7 +19,7 @@ use std::{
 use clap::Args;
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use regatta_materializer::backup::{Manifest, ManifestTable};
+use regatta_materializer::backup::{Manifest, ManifestTable, backup_file_name};
 use regatta_proto::{
     maintenance::v1::{
         BackupRequest, RestoreInfo, RestoreMessage, maintenance_client::MaintenanceClient,
@@ -100,6 +101,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> CliResult {
 }
 
 pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
+    super::check_address(&options.address)?;
     if args.dir.join("manifest.json").exists() {
         return Err(Failure::usage(format!(
             "{} already holds a backup (manifest.json)",
@@ -135,11 +137,6 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
     let mut client = MaintenanceClient::new(channel);
     let mut entries = Vec::new();
     for name in &tables {
-        if name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(Failure::usage(format!(
-                "table name {name:?} cannot be a file name"
-            )));
-        }
         let clock = Instant::now();
         let mut stream = client
             .backup(request(
@@ -164,7 +161,7 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             progress.set(data.len() as u64);
         }
         progress.finish();
-        let file_name = format!("{name}.bak");
+        let file_name = backup_file_name(name);
         write_atomically(&args.dir, &file_name, &data)?;
         eprintln!(
             "backed up {name}: {} in {:.1?}",

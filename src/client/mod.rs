@@ -107,8 +107,30 @@ impl From<tonic::transport::Error> for Failure {
 
 pub type CliResult<T = ()> = Result<T, Failure>;
 
+/// Refuses an `--address` this client would not speak securely to. The client has no TLS
+/// yet, so an `https://` address is refused rather than sent plaintext (with the bearer
+/// token in it); so is any scheme other than `http`.
+pub fn check_address(address: &str) -> CliResult<()> {
+    let Some((scheme, _)) = address.split_once("://") else {
+        return Ok(());
+    };
+    if scheme.eq_ignore_ascii_case("http") {
+        Ok(())
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Err(Failure::usage(format!(
+            "--address {address:?} asks for TLS, which this client does not support yet; \
+             refusing to send requests (and any token) in plaintext: use an http:// address"
+        )))
+    } else {
+        Err(Failure::usage(format!(
+            "--address {address:?} has scheme {scheme:?}; only http:// is supported"
+        )))
+    }
+}
+
 /// Connects to the node named by `--address`.
 pub async fn connect(options: &ClientOptions) -> CliResult<Channel> {
+    check_address(&options.address)?;
     let endpoint = Endpoint::from_shared(options.address.clone())
         .map_err(|e| Failure::usage(format!("invalid --address {:?}: {e}", options.address)))?
         .connect_timeout(options.timeout.min(Duration::from_secs(5)))
@@ -130,4 +152,21 @@ pub fn request<T>(options: &ClientOptions, message: T) -> CliResult<tonic::Reque
         request.metadata_mut().insert("authorization", value);
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_and_unknown_schemes_are_refused() {
+        assert!(check_address("http://127.0.0.1:8443").is_ok());
+        assert!(check_address("HTTP://127.0.0.1:8443").is_ok());
+        assert!(check_address("127.0.0.1:8443").is_ok());
+        let failure = check_address("https://127.0.0.1:8443").expect_err("refused");
+        assert_eq!(failure.code, 2);
+        assert!(failure.message.contains("TLS"), "{}", failure.message);
+        assert_eq!(check_address("HTTPS://h:1").expect_err("refused").code, 2);
+        assert_eq!(check_address("grpc://h:1").expect_err("refused").code, 2);
+    }
 }

@@ -27,14 +27,26 @@
 //! continue after it, and those entries are in the snapshot (and archived by the node that
 //! has them).
 //!
+//! **Missing objects** ([`crate::archive::plan_repair`]): every `--object-store.check-interval`
+//! (30 s) the archiver
+//! lists the store and compares it with the segments it knows are archived and the
+//! snapshots it has seen. A segment gone from the store is uploaded again from this node's
+//! log as far as the log still holds it; what the log no longer holds is a hole, logged
+//! (warn), counted and recorded in the store (see [`crate::archive`]). A snapshot gone is
+//! counted and logged, and forgotten as the newest known one, so purges wait and the
+//! leader's uploader writes a new one. A purge about to drop entries first checks that the
+//! objects holding them are still there ([`objects_holding`]). Both show on /metrics:
+//! `regatta_archive_missing_objects_total`, `regatta_archive_holes`.
+//!
 //! **Retention** ([`retention_plan`]): with `--object-store.keep-snapshots K` (0 keeps
 //! everything), once more than K snapshots exist the older ones are deleted, and with them
 //! every archived segment wholly at or below the oldest kept snapshot. Until K snapshots
 //! exist nothing is deleted, so a young cluster can be restored to any revision.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt::Debug,
-    ops::RangeBounds,
+    ops::{RangeBounds, RangeInclusive},
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -58,7 +70,7 @@ use regatta_log::{
 use regatta_materializer::{Revision, raft::TypeConfig, snapshot::SnapshotStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::{Put, SegmentArchive};
+use crate::archive::{Put, SegmentArchive, describe, plan_repair};
 
 /// zstd level for segment archives: fast, still about 3-5x on typical entries.
 const ZSTD_LEVEL: i32 = 3;
@@ -126,6 +138,17 @@ pub fn purge_limit(archived: Option<LogIndex>, newest_snapshot: u64) -> Option<L
     }
 }
 
+/// The first indices of the archive objects in `known` (first → last index) holding
+/// entries in `from..=to`: what must still be in the store before the log lets those
+/// entries go. Pure.
+pub fn objects_holding(known: &BTreeMap<u64, u64>, from: u64, to: u64) -> Vec<u64> {
+    known
+        .range(..=to)
+        .filter(|(_, last)| **last >= from)
+        .map(|(first, _)| *first)
+        .collect()
+}
+
 /// What the purge gate and the archiver share.
 #[derive(Debug, Default)]
 pub struct PurgeGate {
@@ -155,6 +178,12 @@ impl PurgeGate {
 
     fn note_snapshot(&self, revision: u64) {
         self.newest_snapshot.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Forgets snapshots newer than `revision` (they are gone from the store): purges wait
+    /// for a new one, and the uploader, which shares this figure, writes one.
+    fn forget_snapshots_after(&self, revision: u64) {
+        self.newest_snapshot.fetch_min(revision, Ordering::AcqRel);
     }
 
     fn set_archived(&self, index: LogIndex) {
@@ -304,6 +333,8 @@ pub struct ArchiverMetrics {
     pub failures: prometheus::IntCounter,
     pub archived_index: prometheus::IntGauge,
     pub deleted: prometheus::IntCounter,
+    pub missing: prometheus::IntCounter,
+    pub holes: prometheus::IntGauge,
 }
 
 impl ArchiverMetrics {
@@ -330,6 +361,16 @@ impl ArchiverMetrics {
                 "regatta_archive_retention_deleted_total",
                 "Snapshots and archived segments deleted by retention",
             )?,
+            missing: counter(
+                registry,
+                "regatta_archive_missing_objects_total",
+                "Archived segments and snapshots found missing from object storage",
+            )?,
+            holes: gauge(
+                registry,
+                "regatta_archive_holes",
+                "Ranges of log indices missing from the archive that no log here holds (recorded under holes/ in the store)",
+            )?,
         })
     }
 }
@@ -345,9 +386,21 @@ pub struct Archiver {
     pub applied: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Snapshots to keep (0: keep everything).
     pub keep_snapshots: usize,
+    /// How often the store is listed for missing objects.
+    pub check_interval: Duration,
     pub metrics: ArchiverMetrics,
     /// When the snapshots were last listed for a waiting purge.
     pub last_snapshot_list: Mutex<Option<std::time::Instant>>,
+    /// What this node knows is in the store, to notice what goes missing.
+    pub known: Mutex<Known>,
+}
+
+/// The archived segments (first index → last index) and the snapshots (revisions) an
+/// archiver knows are in the object store.
+#[derive(Debug, Default)]
+pub struct Known {
+    segments: BTreeMap<u64, u64>,
+    snapshots: BTreeSet<u64>,
 }
 
 impl Archiver {
@@ -355,6 +408,7 @@ impl Archiver {
         let mut backoff = Duration::from_secs(1);
         let mut started = false;
         let mut passes = 0u32;
+        let mut last_audit = tokio::time::Instant::now();
         loop {
             let result = async {
                 if !started {
@@ -365,6 +419,10 @@ impl Archiver {
                 passes = passes.wrapping_add(1);
                 if passes % RETENTION_EVERY == 1 {
                     self.apply_retention().await?;
+                }
+                if last_audit.elapsed() >= self.check_interval {
+                    last_audit = tokio::time::Instant::now();
+                    self.audit().await?;
                 }
                 self.release_held_purge().await?;
                 anyhow::Ok(())
@@ -399,13 +457,163 @@ impl Archiver {
         }
     }
 
-    /// The newest archived index, from the newest object's header.
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest archived index, from the newest object's header; and what is archived
+    /// (each object up to the next one's first index, the last to its header's last).
     async fn find_archived_tip(&self) -> Result<()> {
-        if let Some((_, location, _)) = self.archive.keys().await?.pop() {
-            let (_, last) = self.archive.span_of(&location).await?;
+        let keys = self.archive.keys().await?;
+        if let Some((_, location, _)) = keys.last() {
+            let (_, last) = self.archive.span_of(location).await?;
             self.note_archived(last);
+            let mut known = self.known();
+            for (i, (id, _, _)) in keys.iter().enumerate() {
+                let end = keys.get(i + 1).map_or(last.0, |(next, _, _)| {
+                    next.first_index().0.saturating_sub(1)
+                });
+                known.segments.insert(id.first_index().0, end);
+            }
         }
+        let snapshots = self.snapshots.list().await?;
+        self.known().snapshots.extend(snapshots.iter().map(|r| r.0));
+        self.metrics
+            .holes
+            .set(i64::try_from(self.archive.holes().await?.len()).unwrap_or(i64::MAX));
         Ok(())
+    }
+
+    /// The indices this node's log can archive: its sealed segments up to the applied index.
+    fn local_range(&self) -> Option<RangeInclusive<u64>> {
+        let applied = (self.applied)();
+        let sealed = self.log.sealed_segments();
+        let first = sealed.first()?.id.first_index().0;
+        let last = sealed
+            .iter()
+            .take_while(|s| s.last.index.0 <= applied)
+            .last()?
+            .last
+            .index
+            .0;
+        Some(first..=last)
+    }
+
+    /// Lists the store and repairs what is missing from it (see the module docs).
+    async fn audit(&self) -> Result<()> {
+        let listed_snapshots: Vec<u64> = self.snapshots.list().await?.iter().map(|r| r.0).collect();
+        let oldest_snapshot = listed_snapshots.first().copied().unwrap_or(0);
+        let missing_snapshots: Vec<u64> = {
+            let mut known = self.known();
+            // The newest snapshot this node uploaded or learned of since the last listing.
+            match self.gate.newest_snapshot.load(Ordering::Acquire) {
+                0 => {}
+                newest => {
+                    known.snapshots.insert(newest);
+                }
+            }
+            let missing = known
+                .snapshots
+                .iter()
+                .filter(|r| **r >= oldest_snapshot && listed_snapshots.binary_search(r).is_err())
+                .copied()
+                .collect();
+            known.snapshots = listed_snapshots.iter().copied().collect();
+            missing
+        };
+        if !missing_snapshots.is_empty() {
+            self.metrics.missing.inc_by(missing_snapshots.len() as u64);
+            let newest = listed_snapshots.last().copied().unwrap_or(0);
+            tracing::warn!(revisions = ?missing_snapshots, newest_left = newest, "snapshots missing from the object store; a new one will be uploaded");
+            self.gate.forget_snapshots_after(newest);
+        }
+
+        let listed: Vec<u64> = self
+            .archive
+            .keys()
+            .await?
+            .iter()
+            .map(|(id, _, _)| id.first_index().0)
+            .collect();
+        let known: Vec<RangeInclusive<u64>> =
+            self.known().segments.iter().map(|(a, b)| *a..=*b).collect();
+        let plan = plan_repair(&known, &listed, oldest_snapshot, self.local_range());
+        if plan.missing_objects > 0 {
+            self.metrics.missing.inc_by(plan.missing_objects as u64);
+            tracing::warn!(
+                missing = plan.missing_objects,
+                upload_again = describe(&plan.reupload),
+                lost = describe(&plan.lost),
+                "archived segments missing from the object store"
+            );
+            self.known()
+                .segments
+                .retain(|first, _| listed.binary_search(first).is_ok());
+            let mut lost = plan.lost;
+            for range in plan.reupload {
+                lost.extend(self.upload_again(range).await?);
+            }
+            for range in &lost {
+                tracing::warn!(
+                    first = range.start(),
+                    last = range.end(),
+                    "hole in the archive: these indices are gone from the object store and this node's log no longer holds them"
+                );
+                let note = format!(
+                    "indices {}..={} went missing from the archive and could not be uploaded again; found at {}\n",
+                    range.start(),
+                    range.end(),
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                );
+                self.archive.record_hole(range, &note).await?;
+            }
+        }
+        self.metrics
+            .holes
+            .set(i64::try_from(self.archive.holes().await?.len()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Uploads `range` again from the local log; returns what the log no longer held.
+    async fn upload_again(&self, range: RangeInclusive<u64>) -> Result<Vec<RangeInclusive<u64>>> {
+        let mut lost = Vec::new();
+        let mut next = *range.start();
+        for sealed in self.log.sealed_segments() {
+            let (first, last) = (sealed.id.first_index().0, sealed.last.index.0);
+            if next > *range.end() || first > *range.end() {
+                break;
+            }
+            if last < next {
+                continue;
+            }
+            if first > next {
+                lost.push(next..=first - 1);
+            }
+            let start = LogIndex(next.max(first));
+            let path = sealed.path.clone();
+            let packed = tokio::task::spawn_blocking(move || pack_from(&path, start))
+                .await
+                .context("packing task")??;
+            let Some(packed) = packed else {
+                lost.push(start.0..=last.min(*range.end()));
+                next = last + 1;
+                continue;
+            };
+            let last = match self.archive.put(SegmentId(start), packed).await? {
+                Put::Written => {
+                    self.metrics.uploaded.inc();
+                    tracing::info!(first = %start, last, "missing segment uploaded again");
+                    last
+                }
+                Put::Present { last } => last.0,
+            };
+            self.known().segments.insert(start.0, last);
+            next = last + 1;
+        }
+        if next <= *range.end() {
+            lost.push(next..=*range.end());
+        }
+        Ok(lost)
     }
 
     /// Uploads every sealed segment holding entries past the archived index.
@@ -441,6 +649,7 @@ impl Archiver {
                     Put::Written => {
                         self.metrics.uploaded.inc();
                         tracing::info!(first = %start, last = %sealed.last.index, "segment archived");
+                        self.known().segments.insert(start.0, sealed.last.index.0);
                         self.note_archived(sealed.last.index);
                     }
                     Put::Present { last } => {
@@ -450,6 +659,7 @@ impl Archiver {
                                 "archive object at {start} ends at {last}, before the archived index"
                             );
                         }
+                        self.known().segments.insert(start.0, last.0);
                         self.note_archived(last);
                     }
                 }
@@ -481,6 +691,26 @@ impl Archiver {
         if due && let Some(newest) = self.snapshots.list().await?.last() {
             self.gate.note_snapshot(newest.0);
         }
+        // Before the log lets entries go, their archive objects must still be there: one
+        // gone since the last audit is uploaded again now, while the log still holds it.
+        let limit = purge_limit(
+            self.gate.archived(),
+            self.gate.newest_snapshot.load(Ordering::Acquire),
+        );
+        if let Some(to) = purge_to(held.index, limit, self.log.last_index()) {
+            let from = self.log.purged().map_or(0, |p| p.index.0.saturating_add(1));
+            let firsts = objects_holding(&self.known().segments, from, to.0);
+            for first in firsts {
+                if !self.archive.exists(SegmentId(LogIndex(first))).await? {
+                    tracing::warn!(
+                        first,
+                        "an archived segment the log is about to purge is gone from the object store; checking the archive first"
+                    );
+                    self.audit().await?;
+                    break;
+                }
+            }
+        }
         let log = self.log.clone();
         let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || gate.purge(&log, held))
@@ -507,12 +737,14 @@ impl Archiver {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {location}"))),
             }
+            self.known().snapshots.remove(&rev.0);
             self.metrics.deleted.inc();
             tracing::info!(revision = rev.0, "retention: snapshot deleted");
         }
         for i in plan.segments {
             let (id, location, _) = &keys[i];
             self.archive.delete(location).await?;
+            self.known().segments.remove(&id.first_index().0);
             self.metrics.deleted.inc();
             tracing::info!(first = %id, "retention: archived segment deleted");
         }
@@ -570,6 +802,16 @@ mod tests {
         assert_eq!(purge_to(i(100), Some(i(60)), Some(i(500))), Some(i(60)));
         // Archived ahead: the request.
         assert_eq!(purge_to(i(100), Some(i(300)), Some(i(500))), Some(i(100)));
+    }
+
+    #[test]
+    fn a_purge_confirms_the_objects_holding_what_it_lets_go() {
+        let known: BTreeMap<u64, u64> = [(0, 66), (67, 132), (133, 197)].into();
+        assert_eq!(objects_holding(&known, 0, 66), vec![0]);
+        assert_eq!(objects_holding(&known, 60, 140), vec![0, 67, 133]);
+        assert_eq!(objects_holding(&known, 67, 132), vec![67]);
+        assert!(objects_holding(&known, 198, 300).is_empty());
+        assert!(objects_holding(&BTreeMap::new(), 0, 10).is_empty());
     }
 
     #[test]

@@ -183,6 +183,11 @@ pub struct CoreArgs {
         default_value_t = 10
     )]
     pub keep_snapshots: usize,
+    /// How often the archiver lists the object store to find archived segments and
+    /// snapshots gone missing (it uploads again what its log holds and reports holes).
+    /// Besides, a purge checks the objects of the entries it drops.
+    #[arg(long = "object-store.check-interval", env = "REGATTA_OBJECT_STORE_CHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub archive_check_interval: Duration,
     /// How often an idle log-tail stream carries a heartbeat to edges.
     #[arg(long = "replication.heartbeat-interval", env = "REGATTA_REPLICATION_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub tail_heartbeat: Duration,
@@ -216,6 +221,7 @@ pub struct CoreSettings {
     pub object_store_flags: crate::objects::ObjectStoreFlags,
     pub upload: crate::core::uploader::UploadPolicy,
     pub keep_snapshots: usize,
+    pub archive_check_interval: Duration,
     pub tail_heartbeat: Duration,
     pub limits: Limits,
     pub tokens: Tokens,
@@ -316,6 +322,7 @@ impl CoreArgs {
                 interval: self.upload_interval,
             },
             keep_snapshots: self.keep_snapshots,
+            archive_check_interval: self.archive_check_interval,
             tail_heartbeat: self.tail_heartbeat,
             limits: Limits {
                 max_request_bytes: self.max_request_size,

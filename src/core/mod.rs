@@ -201,8 +201,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                 Arc::new(move || materializer.applied().0)
             },
             keep_snapshots: settings.keep_snapshots,
+            check_interval: settings.archive_check_interval,
             metrics: archiver::ArchiverMetrics::register(&registry)?,
             last_snapshot_list: std::sync::Mutex::new(None),
+            known: Default::default(),
         }
         .run(shutdown.clone()),
     );
