@@ -2,6 +2,8 @@
 //! leader is known, are never applied twice, and the connections between nodes survive the
 //! streams their clients gave up on.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{
@@ -216,6 +218,13 @@ async fn writes_through_a_follower_resume_soon_after_a_frozen_leader_is_replaced
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let attempts = log.lock().unwrap().clone();
+    check_applied_at_most_once(&cluster, follower, &attempts).await;
+}
+
+/// Checks, once every node has applied everything, that no attempt was applied twice, that
+/// the counter moved once per winning attempt, and that every answer told the truth and was
+/// one docs/api.md lists.
+async fn check_applied_at_most_once(cluster: &Cluster, follower: &Node, attempts: &[Attempt]) {
     let final_rev = put(follower, "t", "done", "yes").await.expect("put");
     for node in &cluster.nodes {
         wait_until(&format!("node {} applied every write", node.id), || async {
@@ -259,7 +268,7 @@ async fn writes_through_a_follower_resume_soon_after_a_frozen_leader_is_replaced
     let counter: usize = stored["counter"].0.parse().unwrap();
     assert_eq!(counter, won, "the counter moved once per winning attempt");
     let mut codes = BTreeMap::<String, usize>::new();
-    for a in &attempts {
+    for a in attempts {
         match a.outcome {
             Ok(true) => assert_eq!(
                 stored.get(&a.key).map(|s| s.0.as_str()),
@@ -290,6 +299,83 @@ async fn writes_through_a_follower_resume_soon_after_a_frozen_leader_is_replaced
         "{} attempts, counter {counter}, failures {codes:?}",
         attempts.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_an_edge_resume_soon_after_its_upstream_freezes() {
+    phase("start a three-node core and an edge that follows the leader first");
+    let cluster = Cluster::start(3);
+    let old = cluster.wait_for_leader().await;
+    let follower = cluster.nodes.iter().find(|n| n.id != old).unwrap();
+    create_table(follower, "t").await;
+    put(follower, "t", "counter", "0").await.expect("counter");
+    let mut edge = Edge::new(
+        "edge",
+        cluster.dir.path(),
+        vec![
+            node(&cluster, old).replication.clone(),
+            follower.replication.clone(),
+        ],
+    );
+    edge.start();
+    wait_until("the edge serves the counter", || async {
+        get(&edge.node, "t", "counter", false).await.ok().flatten() == Some("0".into())
+    })
+    .await;
+
+    phase("a writer runs compare-and-set steps through the edge");
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let writer = tokio::spawn(cas_writer(edge.node.api.clone(), stop.clone(), log.clone()));
+    let succeeded_since = |t: Instant| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.sent > t && a.outcome.is_ok())
+            .count()
+    };
+    let started = Instant::now();
+    wait_until("the writer has succeeded 20 times", || async {
+        succeeded_since(started) >= 20
+    })
+    .await;
+
+    phase(&format!(
+        "freeze the leader (node {old}), the edge's upstream"
+    ));
+    let frozen = Instant::now();
+    node(&cluster, old).pause();
+    let limit = frozen + LONG_DEADLINE * 2;
+    while succeeded_since(frozen) == 0 {
+        assert!(
+            Instant::now() < limit,
+            "no write through the edge succeeded within {:?} of the freeze",
+            LONG_DEADLINE * 2
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+    let gap = frozen.elapsed();
+    eprintln!(
+        "writes through the edge succeed again {:.2}s after the freeze",
+        gap.as_secs_f64()
+    );
+    assert!(
+        gap < LONG_DEADLINE / 2,
+        "writes through the edge resumed {gap:?} after the freeze: a write waited on the frozen \
+         upstream (deadline {LONG_DEADLINE:?})"
+    );
+
+    phase("resume the old leader; keep writing, then check every attempt");
+    node(&cluster, old).resume();
+    let resumed = Instant::now();
+    wait_until("20 writes succeed after the old leader resumed", || async {
+        succeeded_since(resumed) >= 20
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let attempts = log.lock().unwrap().clone();
+    check_applied_at_most_once(&cluster, follower, &attempts).await;
 }
 
 /// Every status a client saw, by code; statuses its own client library made when its
@@ -377,7 +463,7 @@ async fn clients_giving_up_on_a_frozen_leader_never_break_the_followers_connecti
     }
 
     phase("every status was one docs/api.md lists, and the follower still writes");
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     eprintln!("statuses seen: {seen:?}");
     assert!(
         cancelled > 20,
