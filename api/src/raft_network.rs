@@ -4,6 +4,8 @@
 //! `Unreachable` (back off) and any other failure `Network` (retry); a snapshot travels as
 //! one client stream of parts, so its transfer time is bounded by the stream, not by a
 //! per-chunk timeout.
+//!
+//! [`internal_server`] holds the HTTP/2 server settings of the ports only nodes use.
 
 use std::{future::Future, io::SeekFrom, time::Duration};
 
