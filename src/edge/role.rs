@@ -259,3 +259,49 @@ impl Role for EdgeRole {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status, metadata::MetadataValue};
+
+    #[test]
+    fn a_write_goes_elsewhere_only_when_it_certainly_was_not_taken() {
+        // No leader known there: nothing was proposed.
+        assert!(write_not_taken(&Status::unavailable("no leader")));
+        // The connection could not be made: nothing was sent.
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        assert!(write_not_taken(&refused));
+        // Sent, then the connection broke: it may have been applied.
+        let reset = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!write_not_taken(&reset));
+        // The core said the outcome is unknown, or named the leader.
+        let mut unknown = Status::unavailable("leader changed");
+        unknown
+            .metadata_mut()
+            .insert(OUTCOME_METADATA, MetadataValue::from_static("unknown"));
+        assert!(!write_not_taken(&unknown));
+        let mut leader = Status::unavailable("not the leader");
+        leader
+            .metadata_mut()
+            .insert("regatta-leader", MetadataValue::from_static("http://a:1"));
+        assert!(!write_not_taken(&leader));
+        // Answers about the request itself are final.
+        assert!(!write_not_taken(&Status::new(Code::NotFound, "table")));
+        assert!(!write_not_taken(&Status::deadline_exceeded("late")));
+    }
+
+    #[test]
+    fn a_read_index_is_asked_elsewhere_after_any_failed_call() {
+        let reset = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(read_not_answered(&reset));
+        assert!(read_not_answered(&Status::unavailable("no leader")));
+        assert!(!read_not_answered(&Status::deadline_exceeded("late")));
+    }
+}
