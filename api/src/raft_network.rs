@@ -4,6 +4,8 @@
 //! `Unreachable` (back off) and any other failure `Network` (retry); a snapshot travels as
 //! one client stream of parts, so its transfer time is bounded by the stream, not by a
 //! per-chunk timeout.
+//!
+//! [`internal_server`] holds the HTTP/2 server settings of the ports only nodes use.
 
 use std::{future::Future, io::SeekFrom, time::Duration};
 
@@ -31,6 +33,25 @@ const SNAPSHOT_PART_BYTES: usize = 1 << 20;
 const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest Raft message accepted or sent (batches of log entries can be large).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Streams a peer may open and reset before this node's HTTP/2 server has accepted them,
+/// on the Raft and replication ports (h2's default is 20).
+///
+/// That default guards public servers against "rapid reset" floods; between our own nodes
+/// it broke the connection at the worst moment: a node forwards every write to the leader
+/// on one connection and resets a stream when the write's client gives up. While the
+/// leader is frozen or cut off, those streams and their resets wait in its socket buffer;
+/// once it reads them in one go more than 20 are reset before being accepted, h2 answers
+/// GOAWAY `ENHANCE_YOUR_CALM`, and every call on that connection fails (Raft's own calls
+/// and forwarded writes alike). The buffers bound how many can arrive at once (a few tens
+/// of thousands of small requests); this limit sits above that.
+pub const INTERNAL_MAX_PENDING_ACCEPT_RESETS: usize = 65_536;
+
+/// The HTTP/2 server settings of the ports only nodes talk to (Raft, replication).
+pub fn internal_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
+}
 
 /// Creates a [`RaftPeer`] per target node.
 #[derive(Clone, Default)]

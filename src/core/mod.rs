@@ -224,7 +224,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
         let incoming = grpc_incoming(&settings.raft_address, Writes::Immediate)?;
         let token = shutdown.clone();
-        tonic::transport::Server::builder()
+        regatta_api::raft_network::internal_server()
             .layer(api_metrics.layer())
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
@@ -279,7 +279,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         );
         let incoming = grpc_incoming(&settings.replication_address, Writes::Immediate)?;
         let token = shutdown.clone();
-        tonic::transport::Server::builder()
+        regatta_api::raft_network::internal_server()
             .layer(api_metrics.layer())
             .add_service(
                 TailServer::new(service)

@@ -1,5 +1,17 @@
 //! The core node's [`Role`]: writes go through Raft on the leader and are forwarded to it
 //! from followers; linearizable reads use the leader's read index.
+//!
+//! A forwarded write waits for the leader's answer only while that node is the leader as far
+//! as this node knows: once this node learns of another leader (the old one froze, crashed
+//! or was cut off), the write's client is answered at once, `Unavailable` with the new
+//! leader and `regatta-outcome: unknown`, instead of waiting out its deadline. The write is
+//! not sent to the new leader in its place: the old leader may have appended it and
+//! replicated it before it stopped, in which case the new leader commits it, and a second
+//! copy would apply twice (a `Txn` or a `DeleteRange` is not idempotent). Whether to retry,
+//! and how to make a retry safe (a `Txn` comparing a value the write changes), is the
+//! client's decision, as with etcd. What is re-sent here is only what is known not to have
+//! been applied: a proposal openraft refused or truncated (`ForwardToLeader`), and read-index
+//! requests, which change nothing.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,6 +27,7 @@ use openraft::{
 };
 use regatta_api::{
     Error, Result,
+    error::PeerCall,
     node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
     raft_service::ForwardHandler,
 };
@@ -135,7 +148,7 @@ impl CoreRole {
                             leader_address: address,
                         });
                     }
-                    return self.forward(&address, request, hops + 1).await;
+                    return self.forward(leader_id, &address, request, hops + 1).await;
                 }
                 Err(Redirect::Unknown) if attempts < 3 => self.await_leader().await?,
                 Err(Redirect::Unknown) => {
@@ -148,20 +161,33 @@ impl CoreRole {
         }
     }
 
+    /// Sends `request` to `leader_id` at `address` and answers as it answered, or with
+    /// [`Error::Indeterminate`] as soon as this node learns of another leader.
     async fn forward(
         &self,
+        leader_id: u64,
         address: &str,
         request: WriteRequest,
         hops: u32,
     ) -> Result<WriteResponse> {
         let mut client = self.peer(address)?;
-        let response = client
-            .forward(ForwardRequest {
-                hops,
-                request: Some(request),
-            })
-            .await
-            .map_err(Error::Remote)?
+        let call = client.forward(ForwardRequest {
+            hops,
+            request: Some(request),
+        });
+        let answer = tokio::select! {
+            answer = call => answer,
+            leader = self.leader_other_than(leader_id) => {
+                return Err(Error::Indeterminate {
+                    reason: format!(
+                        "node {leader_id}, to which this write was forwarded, is no longer the leader"
+                    ),
+                    leader,
+                });
+            }
+        };
+        let response = answer
+            .map_err(|status| Error::from_peer(status, PeerCall::Write))?
             .into_inner()
             .response
             .ok_or_else(|| {
@@ -169,9 +195,35 @@ impl CoreRole {
             })?;
         // Answer once this node has applied the write too, so the client reads it here.
         if let Some(revision) = revision_of(&response) {
-            self.materializer.wait_applied(Revision(revision)).await?;
+            self.materializer
+                .wait_applied(Revision(revision))
+                .await
+                .map_err(|e| Error::Indeterminate {
+                    reason: format!(
+                        "the write was committed at revision {revision} but this node cannot apply it: {e}"
+                    ),
+                    leader: None,
+                })?;
         }
         Ok(response)
+    }
+
+    /// Completes once this node knows a leader other than `old`: its id and Raft URL (`None`
+    /// when Raft has stopped). Never completes while `old` is, or may still be, the leader.
+    async fn leader_other_than(&self, old: u64) -> Option<(u64, String)> {
+        let mut rx = self.raft.metrics();
+        let metrics = rx
+            .wait_for(|m| m.current_leader.is_some_and(|l| l != old))
+            .await
+            .ok()?;
+        let leader = metrics.current_leader?;
+        let address = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((leader, address))
     }
 
     async fn propose(&self, request: &WriteRequest) -> Result<WriteResponse, Redirect> {
@@ -337,11 +389,18 @@ impl CoreRole {
                     match f.leader_node {
                         Some(node) if hops < MAX_HOPS => {
                             let mut client = self.peer(&node.addr)?;
-                            let response = client
-                                .read_index(ReadIndexRequest { hops: hops + 1 })
-                                .await
-                                .map_err(Error::Remote)?;
-                            return Ok(response.into_inner().index);
+                            let call = client.read_index(ReadIndexRequest { hops: hops + 1 });
+                            let old = f.leader_id.unwrap_or_default();
+                            // A read index changes nothing: when the leader changes under it,
+                            // ask the new one.
+                            tokio::select! {
+                                answer = call => {
+                                    let response = answer
+                                        .map_err(|s| Error::from_peer(s, PeerCall::Read))?;
+                                    return Ok(response.into_inner().index);
+                                }
+                                _ = self.leader_other_than(old) => {}
+                            }
                         }
                         Some(node) => {
                             return Err(Error::NotLeader {
@@ -408,8 +467,10 @@ fn redirect_from_write(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> R
                 reason: e.to_string(),
             }),
         ),
-        RaftError::Fatal(e) => Redirect::Failed(Error::Unavailable {
+        // The proposal may have been appended (and replicated) before Raft stopped.
+        RaftError::Fatal(e) => Redirect::Failed(Error::Indeterminate {
             reason: format!("raft has stopped: {e}"),
+            leader: None,
         }),
     }
 }

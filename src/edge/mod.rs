@@ -184,7 +184,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         let incoming =
             crate::core::grpc_incoming(&settings.replication_address, Writes::Immediate)?;
         let token = shutdown.clone();
-        tonic::transport::Server::builder()
+        regatta_api::raft_network::internal_server()
             .layer(api_metrics.layer())
             .add_service(
                 TailServer::new(service)

@@ -1,5 +1,13 @@
 //! The edge's [`Role`]: writes and read-index requests go up to an upstream (which passes
 //! them on to the core); everything else is answered from the edge's own state.
+//!
+//! A write goes to the next upstream only when the previous one certainly did not take it:
+//! the connection could not be made, or the upstream answered `Unavailable` without a
+//! leader and without `regatta-outcome: unknown` (no leader known there, nothing proposed).
+//! A write whose call failed after it was sent, or whose upstream the tailer left while it
+//! waited (the upstream froze or was cut off), is answered [`Error::Indeterminate`] at once
+//! and not sent again: it may have been applied (see `crate::core::role`). Read-index
+//! requests change nothing and go to the next upstream on any failure.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -9,6 +17,7 @@ use std::{
 use dashmap::DashMap;
 use regatta_api::{
     Error, Result,
+    error::{OUTCOME_METADATA, PeerCall, call_failed, never_sent},
     node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
 };
 use regatta_materializer::{Materializer, Revision};
@@ -48,25 +57,55 @@ impl EdgeRole {
         Ok(client)
     }
 
-    /// Upstreams in the order to try them: the one followed now first.
-    fn upstream_order(&self) -> Vec<String> {
-        let first = self.state.upstream.load(Ordering::Relaxed) % self.upstreams.len().max(1);
+    /// Upstreams in the order to try them, with their index in the list: the one followed
+    /// now first.
+    fn upstream_order(&self) -> Vec<(usize, String)> {
+        let first = self.followed();
         self.upstreams
             .iter()
+            .cloned()
+            .enumerate()
             .cycle()
             .skip(first)
             .take(self.upstreams.len())
-            .cloned()
             .collect()
     }
 }
 
-/// An upstream that could not be reached: try the next one.
-fn unreachable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown
-    ) && !status.metadata().contains_key("regatta-leader")
+/// True when a write that failed with `status` certainly did not reach the core, so the
+/// next upstream may have it.
+fn write_not_taken(status: &tonic::Status) -> bool {
+    if call_failed(status) {
+        return never_sent(status);
+    }
+    status.code() == tonic::Code::Unavailable
+        && !status.metadata().contains_key("regatta-leader")
+        && !status.metadata().contains_key(OUTCOME_METADATA)
+}
+
+/// True when a read-index request that failed with `status` may be asked elsewhere.
+fn read_not_answered(status: &tonic::Status) -> bool {
+    (call_failed(status) || status.code() == tonic::Code::Unavailable)
+        && !status.metadata().contains_key("regatta-leader")
+}
+
+impl EdgeRole {
+    /// Completes when the tailer leaves the upstream at `index` (it froze, or was cut off).
+    async fn upstream_left(&self, index: usize) {
+        loop {
+            let moved = self.state.upstream_moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.followed() != index {
+                return;
+            }
+            moved.await;
+        }
+    }
+
+    fn followed(&self) -> usize {
+        self.state.upstream.load(Ordering::Relaxed) % self.upstreams.len().max(1)
+    }
 }
 
 fn revision_of(response: &WriteResponse) -> Option<u64> {
@@ -89,15 +128,25 @@ impl Role for EdgeRole {
 
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
         let mut last = None;
-        for upstream in self.upstream_order() {
+        for (index, upstream) in self.upstream_order() {
             let mut client = self.client(&upstream)?;
-            match client
-                .write(ForwardRequest {
-                    hops: 0,
-                    request: Some(request.clone()),
-                })
-                .await
-            {
+            let followed = self.followed() == index;
+            let call = client.write(ForwardRequest {
+                hops: 0,
+                request: Some(request.clone()),
+            });
+            let answer = tokio::select! {
+                answer = call => answer,
+                () = self.upstream_left(index), if followed => {
+                    return Err(Error::Indeterminate {
+                        reason: format!(
+                            "the edge left its upstream {upstream}, which had this write"
+                        ),
+                        leader: None,
+                    });
+                }
+            };
+            match answer {
                 Ok(response) => {
                     let response = response.into_inner().response.ok_or_else(|| {
                         Error::Internal("the core answered a write with nothing".into())
@@ -108,33 +157,33 @@ impl Role for EdgeRole {
                     }
                     return Ok(response);
                 }
-                Err(status) if unreachable(&status) => last = Some(status),
-                Err(status) => return Err(Error::Remote(status)),
+                Err(status) if write_not_taken(&status) => last = Some(status),
+                Err(status) => return Err(Error::from_peer(status, PeerCall::Write)),
             }
         }
         Err(last.map_or_else(
             || Error::Unavailable {
                 reason: "no upstream configured".into(),
             },
-            Error::Remote,
+            |status| Error::from_peer(status, PeerCall::Write),
         ))
     }
 
     async fn read_index(&self) -> Result<u64> {
         let mut last = None;
-        for upstream in self.upstream_order() {
+        for (_, upstream) in self.upstream_order() {
             let mut client = self.client(&upstream)?;
             match client.read_index(ReadIndexRequest { hops: 0 }).await {
                 Ok(r) => return Ok(r.into_inner().index),
-                Err(status) if unreachable(&status) => last = Some(status),
-                Err(status) => return Err(Error::Remote(status)),
+                Err(status) if read_not_answered(&status) => last = Some(status),
+                Err(status) => return Err(Error::from_peer(status, PeerCall::Read)),
             }
         }
         Err(last.map_or_else(
             || Error::Unavailable {
                 reason: "no upstream configured".into(),
             },
-            Error::Remote,
+            |status| Error::from_peer(status, PeerCall::Read),
         ))
     }
 
@@ -173,7 +222,12 @@ impl Role for EdgeRole {
     }
 
     fn status(&self) -> NodeStatus {
-        let upstream = self.upstream_order().into_iter().next().unwrap_or_default();
+        let upstream = self
+            .upstream_order()
+            .into_iter()
+            .next()
+            .map(|(_, u)| u)
+            .unwrap_or_default();
         let upstream_now = upstream.clone();
         let commit = self.state.upstream_commit.load(Ordering::Relaxed);
         let applied = self.materializer.applied().0;
@@ -203,5 +257,51 @@ impl Role for EdgeRole {
                 ),
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status, metadata::MetadataValue};
+
+    #[test]
+    fn a_write_goes_elsewhere_only_when_it_certainly_was_not_taken() {
+        // No leader known there: nothing was proposed.
+        assert!(write_not_taken(&Status::unavailable("no leader")));
+        // The connection could not be made: nothing was sent.
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        assert!(write_not_taken(&refused));
+        // Sent, then the connection broke: it may have been applied.
+        let reset = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!write_not_taken(&reset));
+        // The core said the outcome is unknown, or named the leader.
+        let mut unknown = Status::unavailable("leader changed");
+        unknown
+            .metadata_mut()
+            .insert(OUTCOME_METADATA, MetadataValue::from_static("unknown"));
+        assert!(!write_not_taken(&unknown));
+        let mut leader = Status::unavailable("not the leader");
+        leader
+            .metadata_mut()
+            .insert("regatta-leader", MetadataValue::from_static("http://a:1"));
+        assert!(!write_not_taken(&leader));
+        // Answers about the request itself are final.
+        assert!(!write_not_taken(&Status::new(Code::NotFound, "table")));
+        assert!(!write_not_taken(&Status::deadline_exceeded("late")));
+    }
+
+    #[test]
+    fn a_read_index_is_asked_elsewhere_after_any_failed_call() {
+        let reset = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(read_not_answered(&reset));
+        assert!(read_not_answered(&Status::unavailable("no leader")));
+        assert!(!read_not_answered(&Status::deadline_exceeded("late")));
     }
 }

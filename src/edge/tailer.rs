@@ -42,6 +42,8 @@ use crate::progress::{BYTES, Progress};
 pub struct ReplicationState {
     /// Index in the upstream list of the upstream followed now.
     pub upstream: AtomicUsize,
+    /// Woken whenever `upstream` changes (writes sent to the old one stop waiting).
+    pub upstream_moved: tokio::sync::Notify,
     /// The upstream's commit index as last heard.
     pub upstream_commit: AtomicU64,
     /// Set once the edge has heard from an upstream since it started.
@@ -175,7 +177,9 @@ impl Tailer {
         let mut current = 0;
         let mut failures_in_a_row = 0u32;
         loop {
-            self.state.upstream.store(current, Ordering::Relaxed);
+            if self.state.upstream.swap(current, Ordering::Relaxed) != current {
+                self.state.upstream_moved.notify_waiters();
+            }
             self.metrics
                 .upstream
                 .set(i64::try_from(current).unwrap_or(0));

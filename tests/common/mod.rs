@@ -157,6 +157,26 @@ impl Node {
         self.data_dir.join("node.log")
     }
 
+    /// SIGSTOP: the process keeps its sockets open but runs nothing (a frozen node).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("the node is running");
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} node {}", self.id);
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
