@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_only_copy_is_never_moved_without_force() {
-        let single = safe_to_reseed(1, &view(&[1], Some(1))).unwrap_err();
+        let single = safe_to_reseed(1, &view(&[1], Some(1))).expect_err("single node");
         assert!(single.contains("only member"), "{single}");
         assert!(safe_to_reseed(3, &view(&[1, 2, 3], None)).is_err());
         assert!(safe_to_reseed(3, &view(&[1, 2, 3], Some(3))).is_err());

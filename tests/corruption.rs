@@ -3,6 +3,11 @@
 //! nothing — and `regatta reseed` moves the data aside so that the node rejoins empty and is
 //! filled by the leader. A real torn write (the newest segment cut mid-frame) is still cut.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
