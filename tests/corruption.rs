@@ -273,6 +273,69 @@ async fn a_damaged_newest_segment_is_refused_and_the_node_is_reseeded_from_its_p
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_with_a_damaged_log_refuses_to_start_and_is_reseeded_from_upstream() {
+    phase("a one-node core with 200 keys and an edge that follows it");
+    let mut cluster = Cluster::start(1);
+    cluster.wait_for_leader().await;
+    create_table(&cluster.nodes[0], "t").await;
+    for i in 0..200 {
+        put(&cluster.nodes[0], "t", &format!("k{i:03}"), "v")
+            .await
+            .expect("put");
+    }
+    let core_replication = cluster.nodes[0].replication.clone();
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![core_replication]);
+    edge.start();
+    wait_converged(&cluster.nodes[0], &edge.node, "the edge has every key").await;
+
+    phase("stop the edge; flip a byte in the middle of its newest segment");
+    assert_eq!(edge.node.terminate(), Some(0));
+    let dir = edge.node.data_dir.clone();
+    let (first, path) = newest_segment(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let offsets = frame_offsets(&bytes, first.first_index());
+    let middle = offsets[0] + (bytes.len() - offsets[0]) / 2;
+    let frame = offsets.iter().rposition(|&o| o <= middle).unwrap();
+    assert!(
+        frame + 1 < offsets.len(),
+        "the middle is not in the last frame"
+    );
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    phase("start it: it refuses, naming file and offset, and cuts nothing");
+    edge.start();
+    assert_eq!(edge.node.wait_for_exit().await, Some(1));
+    let log = std::fs::read_to_string(edge.node.log_path()).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("corrupted log data")
+            && l.contains(name)
+            && l.contains(&format!("at byte {}", offsets[frame]))),
+        "the refusal names the file and offset {}:\n{log}",
+        offsets[frame]
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the segment is untouched"
+    );
+
+    phase("reseed --edge, start it: it bootstraps from upstream and has every key");
+    let (code, out) = regatta(&["reseed", "--edge", "--data-dir", &dir.display().to_string()]);
+    assert_eq!(code, 0, "reseed failed: {out}");
+    // The harness keeps the edge's output in its data directory.
+    std::fs::create_dir_all(&dir).unwrap();
+    edge.start();
+    wait_converged(
+        &cluster.nodes[0],
+        &edge.node,
+        "the re-seeded edge has every key",
+    )
+    .await;
+}
+
 /// Member ids of the cluster, through the CLI.
 fn dump_members(address: &str) -> Vec<u64> {
     let (code, out) = regatta(&["cluster", "members", "--address", address, "--json"]);
