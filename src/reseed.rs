@@ -113,11 +113,20 @@ pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
     let to = aside_path(dir, SystemTime::now())?;
     std::fs::rename(dir, &to).map_err(|e| Failure {
         code: 1,
-        message: format!(
-            "moving {} to {} failed: {e}; nothing was moved",
-            dir.display(),
-            to.display()
-        ),
+        message: match &rejoin {
+            Some((id, _)) => format!(
+                "moving {} to {} failed: {e}; node {id} was already removed from the cluster: \
+                 move the directory aside by hand, create an empty one holding a file named \
+                 {REJOIN_MARKER}, start the node and add it back",
+                dir.display(),
+                to.display()
+            ),
+            None => format!(
+                "moving {} to {} failed: {e}; nothing was moved",
+                dir.display(),
+                to.display()
+            ),
+        },
     })?;
     if let Some(parent) = to.parent() {
         let parent = if parent.as_os_str().is_empty() {

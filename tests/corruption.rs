@@ -276,7 +276,7 @@ async fn a_damaged_newest_segment_is_refused_and_the_node_is_reseeded_from_its_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_with_a_damaged_log_refuses_to_start_and_is_reseeded_from_upstream() {
     phase("a one-node core with 200 keys and an edge that follows it");
-    let mut cluster = Cluster::start(1);
+    let cluster = Cluster::start(1);
     cluster.wait_for_leader().await;
     create_table(&cluster.nodes[0], "t").await;
     for i in 0..200 {
