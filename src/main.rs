@@ -13,6 +13,7 @@ mod edge;
 mod metrics;
 mod objects;
 mod progress;
+mod reseed;
 mod rest;
 mod runtime;
 mod shutdown;
@@ -118,6 +119,15 @@ enum Command {
         #[command(subcommand)]
         command: audit::LogCommand,
     },
+    /// Move a node's damaged data directory aside (never deleting it) so that the node starts
+    /// empty and is re-seeded: a core node from the leader, an edge from its upstream. For a
+    /// core node, refused unless the member at `--address` shows another node holding the data.
+    Reseed {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        #[command(flatten)]
+        args: reseed::ReseedArgs,
+    },
     /// Inspect and change the cluster.
     Cluster {
         #[command(flatten)]
@@ -169,6 +179,7 @@ fn main() -> ExitCode {
             }
             Command::Log { command } => audit::run(command).await,
             Command::Cluster { options, command } => client::cluster::run(command, &options).await,
+            Command::Reseed { options, args } => reseed::run(args, &options).await,
         }
     });
     match result {

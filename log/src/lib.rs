@@ -21,6 +21,7 @@
 //! * [`policy`] — decisions without IO: when to roll, what a truncate or purge touches;
 //! * [`pointers`] — the order `purged ≤ … ≤ flushed ≤ written`, checked in debug builds;
 //! * [`state_file`] — small files written atomically, versioned and checksummed;
+//! * [`torn`] — telling a torn tail of the last segment from corruption (pure);
 //! * `recovery` — opening a directory: scan, cut torn tails, finish interrupted operations;
 //! * `log` — [`Log`]: open, the locks and pointers; `append` — the write path and segment
 //!   rolls; `sync` — group commit (the syncer thread and blocked appenders);
@@ -46,6 +47,7 @@ mod recovery;
 pub mod segment;
 pub mod state_file;
 mod sync;
+pub mod torn;
 mod truncate;
 
 pub use error::{Error, Result};

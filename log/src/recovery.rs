@@ -7,9 +7,10 @@
 //! 4. Scan every sealed segment completely: header, every frame's checksum, index contiguity
 //!    within and across segments, terms never decreasing. Any bad frame is corruption: the
 //!    error names the file and offset and the log does not open.
-//! 5. Scan the last segment the same way, but stop at the first torn frame and cut the file
-//!    there (a crash mid-append leaves such a tail; it was never acknowledged). A frame with a
-//!    good checksum and bad contents is corruption even here.
+//! 5. Scan the last segment the same way, but stop at the first torn-looking frame and cut
+//!    the file there if nothing valid follows it (a crash mid-append leaves such a tail; it was
+//!    never acknowledged). A bad frame followed by a valid one is damaged acknowledged data,
+//!    and a frame with a good checksum and bad contents is corruption even here (`torn`).
 //! 6. Finish an interrupted purge: delete segments wholly at or below the purged pointer.
 //! 7. Make sure an open segment exists.
 
@@ -27,6 +28,7 @@ use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId};
 use crate::record;
 use crate::segment::{self, HEADER_LEN, Sealed};
 use crate::state_file::{self, StateFile};
+use crate::torn::{self, TailVerdict};
 
 /// Name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -175,6 +177,20 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                     &path,
                     ByteOffset(offset),
                     stop.to_string(),
+                ));
+            }
+            let expected = LogIndex(id.first_index().0 + scan.offsets.len() as u64);
+            let term_floor = scan.last.map(|l| l.term).or(prev_term);
+            if let TailVerdict::Corrupt { next_frame, index } =
+                torn::judge_tail(&data, offset, expected, term_floor)
+            {
+                return Err(Error::corrupted(
+                    &path,
+                    ByteOffset(offset),
+                    format!(
+                        "{stop}, and a valid frame (index {index}) follows at byte {next_frame}: \
+                         acknowledged data is damaged, not a torn write"
+                    ),
                 ));
             }
             let cut = data.len() as u64 - offset;

@@ -90,7 +90,8 @@ fn every_cut_and_every_bit_flip_of_a_segment_recovers_a_prefix_or_reports_corrup
         }
         fs::remove_dir_all(&dir).unwrap();
     }
-    // Flips in the header are refused loudly; flips in frames look like torn tails.
+    // Flips in the header are refused loudly; flips in frames before the last are corruption
+    // (see the test below), flips in the last frame look like a torn tail.
     assert!(
         errors >= 32 * 8 - 8,
         "header flips must be errors, got {errors}"
@@ -132,6 +133,93 @@ fn any_bit_flip_in_a_sealed_segment_is_corruption_naming_file_and_offset() {
         }
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// The probe of issue 16: a flipped byte in any frame of the newest segment but its last one
+/// used to be "cut as a torn tail", silently dropping every acknowledged entry after it. It is
+/// corruption naming the file and the bad frame's offset, and the file is left untouched.
+#[test]
+fn a_flip_in_the_newest_segment_with_frames_after_it_is_refused_and_cuts_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let written: Vec<Record> = (0..8).map(|i| rec(i, 1 + i / 3, 6 + i as usize)).collect();
+    {
+        let log = Log::open(src.path(), Options::default()).unwrap();
+        for r in &written {
+            log.append_blocking(vec![r.clone()]).unwrap();
+        }
+    }
+    let segs = segment_files(src.path());
+    assert_eq!(segs.len(), 1);
+    let path = &segs[0].1;
+    let name = path.file_name().unwrap().to_owned();
+    let bytes = fs::read(path).unwrap();
+    let offsets = frame_offsets(&bytes);
+    assert_eq!(offsets.len(), written.len());
+    let last = *offsets.last().unwrap();
+
+    let scratch = tempfile::tempdir().unwrap();
+    for at in offsets[0]..last {
+        let frame = offsets.iter().rposition(|&o| o <= at).unwrap();
+        let dir = scratch.path().join(format!("flip-{at}"));
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        write_variant(&dir, &name, &bad);
+        match Log::open(&dir, Options::default()) {
+            Ok(log) => panic!(
+                "byte {at} flipped (frame {frame}) and the log opened with {} entries",
+                read_all(&log).len()
+            ),
+            Err(Error::Corrupted { path, offset, .. }) => {
+                assert_eq!(path.file_name(), Some(name.as_os_str()), "byte {at}");
+                assert_eq!(offset.0 as usize, offsets[frame], "byte {at}");
+            }
+            Err(e) => panic!("byte {at}: unexpected error {e}"),
+        }
+        assert_eq!(
+            fs::read(dir.join(&name)).unwrap(),
+            bad,
+            "byte {at}: file changed"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    // The same flip in the last frame is indistinguishable from a torn write: cut, and the
+    // log reopens with every entry before it.
+    for at in last..bytes.len() {
+        let dir = scratch.path().join(format!("last-{at}"));
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        write_variant(&dir, &name, &bad);
+        assert_eq!(
+            open_and_check(&dir, &written),
+            Some(written.len() - 1),
+            "byte {at}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    // A real torn write: the file cut mid-frame, then zeros (extended, never written).
+    for cut in [last + 1, last + 9, bytes.len() - 1] {
+        let dir = scratch.path().join(format!("torn-{cut}"));
+        let mut img = bytes[..cut].to_vec();
+        img.resize(cut + 4096, 0);
+        write_variant(&dir, &name, &img);
+        assert_eq!(
+            open_and_check(&dir, &written),
+            Some(written.len() - 1),
+            "cut {cut}"
+        );
+        assert_eq!(
+            fs::metadata(dir.join(&name)).unwrap().len(),
+            last as u64,
+            "cut {cut}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let scan = regatta_log::segment::scan(bytes, LogIndex(0), None);
+    assert!(scan.stop.is_none());
+    scan.offsets.iter().map(|&o| o as usize).collect()
 }
 
 #[test]

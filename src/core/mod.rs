@@ -99,9 +99,22 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     .await
     .context("starting raft")?;
 
-    if !settings.initial_members.is_empty()
-        && !raft.is_initialized().await.context("reading raft state")?
-    {
+    // A node re-seeded by `regatta reseed` was removed from its cluster: it waits to be
+    // added back rather than initialise one from --raft.initial-members.
+    let rejoin_marker = settings.data_dir.join(crate::reseed::REJOIN_MARKER);
+    let initialized = raft.is_initialized().await.context("reading raft state")?;
+    if rejoin_marker.exists() {
+        if initialized {
+            tracing::info!(marker = %rejoin_marker.display(), "re-seeded node has joined: removing its marker");
+            std::fs::remove_file(&rejoin_marker)
+                .with_context(|| format!("removing {}", rejoin_marker.display()))?;
+        } else {
+            tracing::warn!(
+                node_id = settings.node_id,
+                "re-seeded data directory: waiting to be added back with `regatta cluster add-member`"
+            );
+        }
+    } else if !settings.initial_members.is_empty() && !initialized {
         let members: BTreeMap<u64, BasicNode> = settings
             .initial_members
             .iter()

@@ -211,6 +211,24 @@ impl Node {
         }
     }
 
+    /// Waits for the process to exit on its own (a node that refuses to start) and returns
+    /// its exit code.
+    pub async fn wait_for_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} still running {WAIT:?} after it was expected to exit",
+                self.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(self.api.clone())
             .unwrap()
