@@ -4,6 +4,7 @@
 //! `NotFound` / `AlreadyExists` (tables: the honest codes, not Regatta's InvalidArgument),
 //! `Unavailable` (retry, maybe elsewhere; a "not leader" carries the leader in the
 //! `regatta-leader` metadata), `DeadlineExceeded`, `Unimplemented`, `Unauthenticated`,
+//! `ResourceExhausted` (a node's disk is full: writes wait for an operator to free space),
 //! `Internal` (this node has a problem and says so rather than answer wrongly).
 
 use regatta_materializer::{Error as MatError, Rejection};
@@ -33,6 +34,16 @@ pub enum Error {
     /// The node is starting, stopping, or its consensus module has stopped.
     #[error("node unavailable: {reason}")]
     Unavailable { reason: String },
+    /// The filesystem of this node's data directory has less free space than its reserve
+    /// (`--min-free-disk`): writes are refused until space is freed; reads go on.
+    #[error(
+        "the disk of node {node_id} is full: {free} bytes free, below the reserve of {reserve} bytes; writes resume once space is freed"
+    )]
+    DiskFull {
+        node_id: u64,
+        free: u64,
+        reserve: u64,
+    },
     /// Another node answered this status; it is passed on unchanged.
     #[error("{}", .0.message())]
     Remote(Status),
@@ -59,7 +70,8 @@ impl Error {
             Self::NotLeader { .. }
             | Self::NoLeader { .. }
             | Self::Timeout { .. }
-            | Self::Unavailable { .. } => true,
+            | Self::Unavailable { .. }
+            | Self::DiskFull { .. } => true,
             Self::Materializer(e) => e.is_retryable(),
             Self::Remote(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded),
             Self::Rejected(_)
@@ -115,6 +127,7 @@ impl From<Error> for Status {
             }
             Error::NoLeader { .. } | Error::Unavailable { .. } => Status::unavailable(message),
             Error::Timeout { .. } => Status::deadline_exceeded(message),
+            Error::DiskFull { .. } => Status::resource_exhausted(message),
             Error::Remote(status) => status,
             Error::TooLarge { .. } => Status::invalid_argument(message),
             Error::Unimplemented { .. } => Status::unimplemented(message),

@@ -83,6 +83,14 @@ pub enum Error {
     Stopped { reason: String },
 }
 
+/// Whether an I/O error says the filesystem is out of space or over a quota.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
@@ -125,6 +133,17 @@ impl Error {
             | Error::InvalidPayload { .. }
             | Error::InvalidOptions { .. }
             | Error::Stopped { .. } => false,
+        }
+    }
+
+    /// The filesystem had no room (`ENOSPC`, or a quota: `EDQUOT`). Neither retryable at once
+    /// nor fatal: nothing was made durable or visible by the failed call beyond what
+    /// [`crate::Log::next_index`] reports, and the same call succeeds once space is freed, so
+    /// callers wait and retry (see `docs/operations.md`, "A full disk").
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => is_disk_full(source),
+            _ => false,
         }
     }
 

@@ -120,6 +120,16 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let header = Arc::new(HeaderState::default());
     let shutdown = shutdown::token();
+    let disk = crate::disk::DiskGuard::new(
+        settings.node_id,
+        vec![
+            log.dir().to_path_buf(),
+            settings.data_dir.join("raft-snapshots"),
+        ],
+        settings.min_free_disk,
+        &registry,
+    )?;
+    tokio::spawn(disk.clone().run(shutdown.clone()));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
         log.clone(),
@@ -139,6 +149,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             replication_urls: vec![settings.replication_advertise.clone()],
         },
         log_bytes,
+        disk,
         batcher::Batcher::start(
             raft.clone(),
             settings.batch_limits,

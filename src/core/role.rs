@@ -53,6 +53,8 @@ pub struct CoreRole {
     peers: DashMap<String, RaftTransportClient<Channel>>,
     peer_info: DashMap<u64, NodeInfoResponse>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Refuses writes while this node's disk is below its reserve.
+    disk: Arc<crate::disk::DiskGuard>,
     batcher: Batcher,
 }
 
@@ -64,9 +66,11 @@ impl CoreRole {
         materializer: Arc<Materializer>,
         advertised: Advertised,
         log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+        disk: Arc<crate::disk::DiskGuard>,
         batcher: Batcher,
     ) -> Self {
         Self {
+            disk,
             node_id,
             cluster_name,
             batcher,
@@ -116,7 +120,12 @@ impl CoreRole {
     }
 
     /// Commits `request` here (leader) or at the leader, answering as the leader answered.
+    ///
+    /// Refused first while this node's disk is full: on the leader, the entry could not be
+    /// appended; on a follower, it could not be applied here before the answer (the client
+    /// reads its own write where it wrote). A forwarded write meets the leader's own check.
     async fn write_with_hops(&self, request: WriteRequest, hops: u32) -> Result<WriteResponse> {
+        self.disk.check()?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -491,6 +500,7 @@ impl Role for CoreRole {
         if let Err(e) = &metrics.running_state {
             errors.push(format!("raft stopped: {e}"));
         }
+        errors.extend(self.disk.status_error());
         NodeStatus {
             leader_id,
             leader_address,

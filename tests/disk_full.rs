@@ -1,0 +1,366 @@
+//! End-to-end: a node whose disk fills up keeps running and serving reads, refuses writes
+//! with `RESOURCE_EXHAUSTED` (or, with the guard off, lets them wait), and takes writes
+//! again once space is freed; nothing acknowledged is lost.
+//!
+//! The small disk is a tmpfs mounted for the test (root and mount rights needed; without
+//! them each test says so and passes without checking anything). The node's log and
+//! snapshot directories are symlinks into it; its own log file stays outside, so the node
+//! can still say what happened. A filler file beside the data takes the space, and deleting
+//! it frees it.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::*;
+
+/// A tmpfs of a given size, unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `mib` MiB at `dir`, or says why it cannot and returns None.
+    fn mount(dir: &Path, mib: u64) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self {
+                dir: dir.to_path_buf(),
+            }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a small tmpfs for the data directory (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn free(&self) -> u64 {
+        let st = rustix::fs::statvfs(&self.dir).unwrap();
+        st.f_bavail * st.f_frsize
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.dir.join("filler")
+    }
+
+    /// Writes a filler file leaving about `leave` bytes free.
+    fn fill(&self, leave: u64) {
+        use std::io::Write;
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.filler())
+            .unwrap();
+        let chunk = vec![0xa5u8; 64 << 10];
+        while self.free() > leave {
+            let n = (self.free() - leave).min(chunk.len() as u64) as usize;
+            if file.write_all(&chunk[..n.max(1)]).is_err() {
+                break;
+            }
+            file.sync_all().unwrap();
+        }
+    }
+
+    /// Frees the space the filler took.
+    fn free_up(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+
+    /// Puts the directories `names` of `data_dir` on this disk (as symlinks).
+    fn host(&self, data_dir: &Path, names: &[&str]) {
+        for name in names {
+            let owner = data_dir.file_name().unwrap().to_string_lossy();
+            let target = self.dir.join(format!("{owner}-{name}"));
+            std::fs::create_dir_all(&target).unwrap();
+            std::os::unix::fs::symlink(&target, data_dir.join(name)).unwrap();
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn value(i: usize, size: usize) -> String {
+    format!("{i:08}-{}", "x".repeat(size))
+}
+
+async fn metric(node: &Node, name: &str) -> Option<f64> {
+    let body = node.http_body("/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Every acknowledged key reads back with its value at `node`.
+async fn check_acked(node: &Node, table: &str, acked: &[(String, String)]) {
+    for (key, want) in acked {
+        let got = get(node, table, key, false).await.expect("read");
+        assert_eq!(
+            got.as_deref(),
+            Some(want.as_str()),
+            "acknowledged {key} lost"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&root.path().join("disk"), 24) else {
+        return;
+    };
+    phase("a core node with its log and snapshots on a 24 MiB disk, reserve 4 MiB");
+    let mut node = Node::core(1, root.path());
+    disk.host(&node.data_dir, &["log", "raft-snapshots"]);
+    node.args = vec!["--min-free-disk=4MiB".into()];
+    let members = format!("1={}", node.raft);
+    node.start(&members);
+    create_table(&node, "t").await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (k, v) = (format!("k{i:05}"), value(i, 100));
+        put(&node, "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+
+    phase("fill the disk to just above the reserve, then write until refused");
+    disk.fill(5 << 20);
+    let mut refused = None;
+    for i in 20..2000 {
+        let (k, v) = (format!("k{i:05}"), value(i, 16 << 10));
+        match put(&node, "t", &k, &v).await {
+            Ok(_) => acked.push((k, v)),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("writes were never refused on a full disk");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    assert!(
+        status.message().contains("disk of node 1 is full"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(metric(&node, "regatta_disk_full").await, Some(1.0));
+
+    phase("the node still runs and serves reads, serializable and linearizable");
+    assert_eq!(node.http_status("/healthz").await, Some(200));
+    check_acked(&node, "t", &acked).await;
+    let (k, v) = acked.last().unwrap();
+    assert_eq!(
+        get(&node, "t", k, true)
+            .await
+            .expect("linearizable read")
+            .as_deref(),
+        Some(v.as_str())
+    );
+    let again = put(&node, "t", "refused", "still")
+        .await
+        .expect_err("still full");
+    assert_eq!(again.code(), tonic::Code::ResourceExhausted);
+
+    phase("free the space: writes are taken again");
+    disk.free_up();
+    wait_until("writes are taken after space is freed", || async {
+        put(&node, "t", "after", "freed").await.is_ok()
+    })
+    .await;
+    acked.push(("after".into(), "freed".into()));
+    for i in 0..10 {
+        let (k, v) = (format!("z{i:05}"), value(i, 1000));
+        put(&node, "t", &k, &v).await.expect("put after freeing");
+        acked.push((k, v));
+    }
+    assert_eq!(metric(&node, "regatta_disk_full").await, Some(0.0));
+
+    phase("restart: every acknowledged write is still there");
+    assert_eq!(node.terminate(), Some(0), "clean exit");
+    node.start(&members);
+    wait_until("the restarted node serves", || async {
+        get(&node, "t", "after", false)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    check_acked(&node, "t", &acked).await;
+    drop(node);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_guard_off_an_append_that_hits_enospc_waits_instead_of_stopping_raft() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&root.path().join("disk"), 16) else {
+        return;
+    };
+    phase("a core node on a 16 MiB disk with no reserve (--min-free-disk=0)");
+    let mut node = Node::core(1, root.path());
+    disk.host(&node.data_dir, &["log", "raft-snapshots"]);
+    node.args = vec!["--min-free-disk=0".into()];
+    let members = format!("1={}", node.raft);
+    node.start(&members);
+    create_table(&node, "t").await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (k, v) = (format!("k{i:05}"), value(i, 100));
+        put(&node, "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+
+    phase("fill the disk, then write until a write cannot complete");
+    disk.fill(256 << 10);
+    let mut failed = None;
+    for i in 20..2000 {
+        let (k, v) = (format!("k{i:05}"), value(i, 32 << 10));
+        match put(&node, "t", &k, &v).await {
+            Ok(_) => acked.push((k, v)),
+            Err(status) => {
+                failed = Some(status);
+                break;
+            }
+        }
+    }
+    let status = failed.expect("writes kept succeeding on a full disk");
+    assert_eq!(
+        status.code(),
+        tonic::Code::DeadlineExceeded,
+        "the write waits for space: {status}"
+    );
+
+    phase("raft did not stop: the node runs and serves reads");
+    assert_eq!(node.http_status("/healthz").await, Some(200));
+    check_acked(&node, "t", &acked).await;
+    let log = std::fs::read_to_string(node.log_path()).unwrap();
+    assert!(
+        log.contains("disk full: waiting for free space to retry"),
+        "the wait is logged"
+    );
+    assert!(!log.contains("raft stopped"), "raft must not stop");
+
+    phase("free the space: the waiting append completes and writes are taken again");
+    disk.free_up();
+    wait_until("writes complete after space is freed", || async {
+        put(&node, "t", "after", "freed").await.is_ok()
+    })
+    .await;
+    acked.push(("after".into(), "freed".into()));
+
+    phase("restart: every acknowledged write is still there");
+    assert_eq!(node.terminate(), Some(0), "clean exit");
+    node.start(&members);
+    wait_until("the restarted node serves", || async {
+        get(&node, "t", "after", false)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    check_acked(&node, "t", &acked).await;
+    drop(node);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_with_a_full_disk_pauses_serves_reads_and_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&root.path().join("disk"), 16) else {
+        return;
+    };
+    phase("a core node (roomy disk) and an edge with its log on a 16 MiB disk");
+    let mut core = Node::core(1, root.path());
+    core.start(&format!("1={}", core.raft));
+    create_table(&core, "t").await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (k, v) = (format!("k{i:05}"), value(i, 100));
+        put(&core, "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+    let mut edge = Edge::new("edge", root.path(), vec![core.replication.clone()]);
+    disk.host(&edge.node.data_dir, &["log", "snapshots"]);
+    edge.node.args = vec!["--min-free-disk=1MiB".into()];
+    edge.start();
+    wait_converged(&core, &edge.node, "the edge serves the core's data").await;
+
+    phase("fill the edge's disk; the core keeps writing until the edge pauses");
+    disk.fill(256 << 10);
+    let mut paused = false;
+    for i in 20..2000 {
+        let (k, v) = (format!("k{i:05}"), value(i, 16 << 10));
+        put(&core, "t", &k, &v).await.expect("the core has room");
+        acked.push((k, v));
+        if i % 10 == 0 && metric(&edge.node, "regatta_edge_append_paused").await == Some(1.0) {
+            paused = true;
+            break;
+        }
+    }
+    assert!(paused, "the edge never reported a paused append");
+
+    phase("the paused edge runs, serves reads and refuses writes with the documented status");
+    assert_eq!(edge.node.http_status("/healthz").await, Some(200));
+    let (k, v) = &acked[5];
+    assert_eq!(
+        get(&edge.node, "t", k, false)
+            .await
+            .expect("edge read")
+            .as_deref(),
+        Some(v.as_str())
+    );
+    let refused = put(&edge.node, "t", "at-edge", "x")
+        .await
+        .expect_err("edge disk full");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(
+        refused.message().contains("is full"),
+        "{}",
+        refused.message()
+    );
+
+    phase("free the space: the edge resumes and catches up");
+    disk.free_up();
+    wait_until("the edge resumes", || async {
+        metric(&edge.node, "regatta_edge_append_paused").await == Some(0.0)
+    })
+    .await;
+    wait_converged(&core, &edge.node, "the edge caught up").await;
+    wait_until("the edge takes writes again", || async {
+        put(&edge.node, "t", "at-edge", "ok").await.is_ok()
+    })
+    .await;
+    acked.push(("at-edge".into(), "ok".into()));
+
+    phase("restart the edge: it still serves everything");
+    assert_eq!(edge.node.terminate(), Some(0), "clean exit");
+    edge.start();
+    wait_converged(
+        &core,
+        &edge.node,
+        "the restarted edge serves the core's data",
+    )
+    .await;
+    check_acked(&edge.node, "t", &acked).await;
+    drop(edge);
+    drop(core);
+    drop(disk);
+}
