@@ -8,6 +8,8 @@
 //! can still say what happened. A filler file beside the data takes the space, and deleting
 //! it frees it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{

@@ -148,8 +148,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             api_urls: vec![settings.api_advertise.clone()],
             replication_urls: vec![settings.replication_advertise.clone()],
         },
-        log_bytes,
-        disk,
+        role::LocalDisk {
+            log_bytes,
+            guard: disk,
+        },
         batcher::Batcher::start(
             raft.clone(),
             settings.batch_limits,

@@ -44,6 +44,14 @@ pub struct Advertised {
     pub replication_urls: Vec<String>,
 }
 
+/// What the role knows of this node's disk.
+pub struct LocalDisk {
+    /// Bytes of the log's files.
+    pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Refuses writes while the disk is below its reserve.
+    pub guard: Arc<crate::disk::DiskGuard>,
+}
+
 pub struct CoreRole {
     node_id: u64,
     cluster_name: String,
@@ -65,12 +73,12 @@ impl CoreRole {
         raft: Raft<TypeConfig>,
         materializer: Arc<Materializer>,
         advertised: Advertised,
-        log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
-        disk: Arc<crate::disk::DiskGuard>,
+        disk: LocalDisk,
         batcher: Batcher,
     ) -> Self {
+        let LocalDisk { log_bytes, guard } = disk;
         Self {
-            disk,
+            disk: guard,
             node_id,
             cluster_name,
             batcher,
