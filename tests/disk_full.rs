@@ -319,6 +319,11 @@ async fn an_edge_with_a_full_disk_pauses_serves_reads_and_catches_up() {
     }
     assert!(paused, "the edge never reported a paused append");
 
+    wait_until("the edge's guard sees its disk full", || async {
+        metric(&edge.node, "regatta_disk_full").await == Some(1.0)
+    })
+    .await;
+
     phase("the paused edge runs, serves reads and refuses writes with the documented status");
     assert_eq!(edge.node.http_status("/healthz").await, Some(200));
     let (k, v) = &acked[5];
@@ -365,4 +370,120 @@ async fn an_edge_with_a_full_disk_pauses_serves_reads_and_catches_up() {
     drop(edge);
     drop(core);
     drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_stays_up_while_the_others_carry_on() {
+    let root = tempfile::tempdir().unwrap();
+    phase("three core nodes, each with its log and snapshots on its own 24 MiB disk");
+    let mut disks = Vec::new();
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::core(id, root.path())).collect();
+    for node in &nodes {
+        let Some(disk) = SmallDisk::mount(&root.path().join(format!("disk-{}", node.id)), 24)
+        else {
+            return;
+        };
+        disk.host(&node.data_dir, &["log", "raft-snapshots"]);
+        disks.push(disk);
+    }
+    let members = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.raft))
+        .collect::<Vec<_>>()
+        .join(",");
+    for node in &mut nodes {
+        node.args = vec!["--min-free-disk=4MiB".into()];
+        node.start(&members);
+    }
+    let leader_id = wait_for_agreed_leader(&nodes).await;
+    let leader = nodes.iter().position(|n| n.id == leader_id).unwrap();
+    let follower = (leader + 1) % 3;
+    create_table(&nodes[leader], "t").await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (k, v) = (format!("k{i:05}"), value(i, 100));
+        put(&nodes[leader], "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+    wait_converged(
+        &nodes[leader],
+        &nodes[follower],
+        "the follower has the data",
+    )
+    .await;
+
+    phase("fill one follower's disk; the leader keeps taking writes");
+    disks[follower].fill(256 << 10);
+    for i in 20..120 {
+        let (k, v) = (format!("k{i:05}"), value(i, 16 << 10));
+        put(&nodes[leader], "t", &k, &v)
+            .await
+            .expect("the other two form the quorum");
+        acked.push((k, v));
+    }
+    wait_until("the full follower waits for space", || async {
+        std::fs::read_to_string(nodes[follower].log_path())
+            .unwrap_or_default()
+            .contains("disk full: waiting for free space to retry")
+    })
+    .await;
+
+    wait_until("the follower's guard sees its disk full", || async {
+        metric(&nodes[follower], "regatta_disk_full").await == Some(1.0)
+    })
+    .await;
+
+    phase("the full follower runs, serves reads and refuses writes sent to it");
+    assert_eq!(nodes[follower].http_status("/healthz").await, Some(200));
+    let (k, v) = &acked[3];
+    assert_eq!(
+        get(&nodes[follower], "t", k, false)
+            .await
+            .expect("follower read")
+            .as_deref(),
+        Some(v.as_str())
+    );
+    let refused = put(&nodes[follower], "t", "via-follower", "x")
+        .await
+        .expect_err("the follower's disk is full");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    let log = std::fs::read_to_string(nodes[follower].log_path()).unwrap();
+    assert!(!log.contains("raft stopped"), "raft must not stop");
+
+    phase("free the space: the follower catches up");
+    disks[follower].free_up();
+    wait_converged(&nodes[leader], &nodes[follower], "the follower caught up").await;
+
+    phase("restart the follower: every acknowledged write is there");
+    assert_eq!(nodes[follower].terminate(), Some(0), "clean exit");
+    nodes[follower].start(&members);
+    wait_converged(
+        &nodes[leader],
+        &nodes[follower],
+        "the restarted follower caught up",
+    )
+    .await;
+    check_acked(&nodes[follower], "t", &acked).await;
+    drop(nodes);
+    drop(disks);
+}
+
+/// A leader every node agrees on.
+async fn wait_for_agreed_leader(nodes: &[Node]) -> u64 {
+    let agreed = &std::sync::atomic::AtomicU64::new(0);
+    wait_until("the nodes agree on a leader", || async move {
+        let mut seen = Vec::new();
+        for n in nodes {
+            seen.push(leader_of(n).await);
+        }
+        match seen.first().copied().flatten() {
+            Some(l) if l != 0 && seen.iter().all(|s| *s == Some(l)) => {
+                agreed.store(l, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    agreed.load(std::sync::atomic::Ordering::Relaxed)
 }
