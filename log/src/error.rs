@@ -4,7 +4,9 @@
 //! [`Error::is_retryable`] (the same call may succeed later: transient I/O) and
 //! [`Error::must_stop`] (the node can no longer trust its log — corruption, an unknown format,
 //! a failed fsync — and must refuse to serve rather than serve wrong data). Everything else is
-//! "this request was wrong" (out of order, purged, too large) and is neither.
+//! "this request was wrong" (out of order, purged, too large) and is neither. A third,
+//! [`Error::is_disk_full`], names the one I/O failure callers wait out: the log stays open
+//! and the same call succeeds once space is freed.
 
 use std::io;
 use std::path::PathBuf;

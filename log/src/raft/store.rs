@@ -344,6 +344,8 @@ struct CommittedSaver {
 struct SaverState {
     pending: Option<Vec<u8>>,
     shutdown: bool,
+    /// The last write failed (warned once per streak: a full disk fails every one).
+    failing: bool,
 }
 
 impl CommittedSaver {
@@ -388,8 +390,17 @@ impl CommittedSaver {
                 s = self.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        if let Err(e) = state_file::write(&self.dir, StateFile::COMMITTED, &body) {
-            tracing::warn!(error = %e, "could not persist the committed pointer");
+        let outcome = state_file::write(&self.dir, StateFile::COMMITTED, &body);
+        {
+            let mut s = lock(&self.state);
+            match &outcome {
+                Err(e) if !s.failing => {
+                    tracing::warn!(error = %e, "could not persist the committed pointer (a stale one is safe; retried with the next)");
+                }
+                Ok(()) if s.failing => tracing::info!("committed pointer persisted again"),
+                _ => {}
+            }
+            s.failing = outcome.is_err();
         }
         // At most one write per interval: each costs two fsyncs on the log's disk, and a
         // pointer a little stale is as good as a fresh one. Shutdown cuts the wait short.
