@@ -218,7 +218,11 @@ async fn with_the_guard_off_an_append_that_hits_enospc_waits_instead_of_stopping
     phase("a core node on a 16 MiB disk with no reserve (--min-free-disk=0)");
     let mut node = Node::core(1, root.path());
     disk.host(&node.data_dir, &["log", "raft-snapshots"]);
-    node.args = vec!["--min-free-disk=0".into()];
+    // Raft snapshots fall due while the disk is full too.
+    node.args = vec![
+        "--min-free-disk=0".into(),
+        "--raft.snapshot-entries=30".into(),
+    ];
     let members = format!("1={}", node.raft);
     node.start(&members);
     create_table(&node, "t").await;
@@ -301,7 +305,11 @@ async fn an_edge_with_a_full_disk_pauses_serves_reads_and_catches_up() {
     }
     let mut edge = Edge::new("edge", root.path(), vec![core.replication.clone()]);
     disk.host(&edge.node.data_dir, &["log", "snapshots"]);
-    edge.node.args = vec!["--min-free-disk=1MiB".into()];
+    // Local snapshots fall due while the disk is full too.
+    edge.node.args = vec![
+        "--min-free-disk=1MiB".into(),
+        "--edge.snapshot-entries=30".into(),
+    ];
     edge.start();
     wait_converged(&core, &edge.node, "the edge serves the core's data").await;
 
@@ -392,7 +400,10 @@ async fn a_follower_with_a_full_disk_stays_up_while_the_others_carry_on() {
         .collect::<Vec<_>>()
         .join(",");
     for node in &mut nodes {
-        node.args = vec!["--min-free-disk=4MiB".into()];
+        node.args = vec![
+            "--min-free-disk=4MiB".into(),
+            "--raft.snapshot-entries=30".into(),
+        ];
         node.start(&members);
     }
     let leader_id = wait_for_agreed_leader(&nodes).await;
@@ -486,4 +497,90 @@ async fn wait_for_agreed_leader(nodes: &[Node]) -> u64 {
     })
     .await;
     agreed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A value that zstd cannot shrink much, so snapshots are as large as the data.
+fn noise(seed: usize, size: usize) -> String {
+    let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_snapshot_that_finds_the_disk_full_waits_instead_of_stopping_raft() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&root.path().join("disk"), 16) else {
+        return;
+    };
+    phase("a core node on a 16 MiB disk, a snapshot every 40 entries, a small reserve");
+    let mut node = Node::core(1, root.path());
+    disk.host(&node.data_dir, &["log", "raft-snapshots"]);
+    node.args = vec![
+        "--min-free-disk=64KiB".into(),
+        "--raft.snapshot-entries=40".into(),
+    ];
+    let members = format!("1={}", node.raft);
+    node.start(&members);
+    create_table(&node, "t").await;
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        let (k, v) = (format!("big{i:03}"), noise(i, 32 << 10));
+        put(&node, "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+
+    phase("leave room for small writes but not for a snapshot, and write until one is due");
+    disk.fill(400 << 10);
+    for i in 0..30 {
+        let (k, v) = (format!("small{i:03}"), format!("v{i}"));
+        wait_until("a small write is taken", || async {
+            put(&node, "t", &k, &v).await.is_ok()
+        })
+        .await;
+        acked.push((k, v));
+    }
+    wait_until("the snapshot waits for space", || async {
+        std::fs::read_to_string(node.log_path())
+            .unwrap_or_default()
+            .contains("what=\"writing a raft snapshot\"")
+    })
+    .await;
+
+    phase("raft did not stop: the node runs and serves reads");
+    assert_eq!(node.http_status("/healthz").await, Some(200));
+    check_acked(&node, "t", &acked).await;
+    let log = std::fs::read_to_string(node.log_path()).unwrap();
+    assert!(!log.contains("raft stopped"), "raft must not stop");
+
+    phase("free the space: the snapshot is written and writes go on");
+    disk.free_up();
+    wait_until("the snapshot is written", || async {
+        std::fs::read_to_string(node.log_path())
+            .unwrap_or_default()
+            .contains("disk has room again: written")
+    })
+    .await;
+    put(&node, "t", "after", "freed").await.expect("put");
+    acked.push(("after".into(), "freed".into()));
+
+    phase("restart: every acknowledged write is still there");
+    assert_eq!(node.terminate(), Some(0), "clean exit");
+    node.start(&members);
+    wait_until("the restarted node serves", || async {
+        get(&node, "t", "after", false)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    check_acked(&node, "t", &acked).await;
+    drop(node);
+    drop(disk);
 }
