@@ -584,3 +584,71 @@ async fn a_raft_snapshot_that_finds_the_disk_full_waits_instead_of_stopping_raft
     drop(node);
     drop(disk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_local_snapshot_finds_the_disk_full_keeps_replicating() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&root.path().join("disk"), 16) else {
+        return;
+    };
+    phase("a core node and an edge on a 16 MiB disk, a local snapshot every 40 entries");
+    let mut core = Node::core(1, root.path());
+    core.start(&format!("1={}", core.raft));
+    create_table(&core, "t").await;
+    let mut edge = Edge::new("edge", root.path(), vec![core.replication.clone()]);
+    disk.host(&edge.node.data_dir, &["log", "snapshots"]);
+    edge.node.args = vec![
+        "--min-free-disk=64KiB".into(),
+        "--edge.snapshot-entries=40".into(),
+    ];
+    edge.start();
+    for i in 0..30 {
+        put(&core, "t", &format!("big{i:03}"), &noise(i, 32 << 10))
+            .await
+            .expect("put");
+    }
+    wait_converged(&core, &edge.node, "the edge has the data").await;
+
+    phase("leave room for the log but not for a snapshot; write until one is due");
+    disk.fill(400 << 10);
+    for i in 0..30 {
+        put(&core, "t", &format!("small{i:03}"), "v")
+            .await
+            .expect("put");
+    }
+    wait_until("the edge's snapshot found the disk full", || async {
+        let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
+        log.contains("local snapshot: disk full") || log.contains("edge stops replicating")
+    })
+    .await;
+    let log = std::fs::read_to_string(edge.node.log_path()).unwrap();
+    assert!(
+        !log.contains("edge stops replicating"),
+        "a full disk stopped replication"
+    );
+    assert!(log.contains("local snapshot: disk full, retrying later"));
+
+    phase("the edge keeps replicating and serving");
+    put(&core, "t", "later", "v").await.expect("put");
+    wait_converged(&core, &edge.node, "the edge follows on").await;
+    assert_eq!(edge.node.http_status("/readyz").await, Some(200));
+
+    phase("free the space: the snapshot is written on a later try");
+    disk.free_up();
+    for i in 0..20 {
+        put(&core, "t", &format!("more{i:03}"), "v")
+            .await
+            .expect("put");
+    }
+    wait_until("a local snapshot is written", || async {
+        put(&core, "t", "tick", "v").await.expect("put");
+        std::fs::read_to_string(edge.node.log_path())
+            .unwrap_or_default()
+            .contains("local snapshot written")
+    })
+    .await;
+    wait_converged(&core, &edge.node, "the edge serves everything").await;
+    drop(edge);
+    drop(core);
+    drop(disk);
+}
