@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod core;
 mod dev;
+mod disk;
 mod edge;
 mod metrics;
 mod objects;

@@ -4,6 +4,7 @@
 //! `NotFound` / `AlreadyExists` (tables: the honest codes, not Regatta's InvalidArgument),
 //! `Unavailable` (retry, maybe elsewhere; a "not leader" carries the leader in the
 //! `regatta-leader` metadata), `DeadlineExceeded`, `Unimplemented`, `Unauthenticated`,
+//! `ResourceExhausted` (a node's disk is full: writes wait for an operator to free space),
 //! `Internal` (this node has a problem and says so rather than answer wrongly).
 //!
 //! Calls to other nodes (a forwarded write, a read index, an edge's write to its upstream)
@@ -44,6 +45,16 @@ pub enum Error {
     /// The node is starting, stopping, or its consensus module has stopped.
     #[error("node unavailable: {reason}")]
     Unavailable { reason: String },
+    /// The filesystem of this node's data directory has less free space than its reserve
+    /// (`--min-free-disk`): writes are refused until space is freed; reads go on.
+    #[error(
+        "the disk of node {node_id} is full: {free} bytes free, below the reserve of {reserve} bytes; writes resume once space is freed"
+    )]
+    DiskFull {
+        node_id: u64,
+        free: u64,
+        reserve: u64,
+    },
     /// Another node answered this status; it is passed on unchanged (if its code is one
     /// this API documents: see [`Error::from_peer`]).
     #[error("{}", .0.message())]
@@ -82,7 +93,8 @@ impl Error {
             Self::NotLeader { .. }
             | Self::NoLeader { .. }
             | Self::Timeout { .. }
-            | Self::Unavailable { .. } => true,
+            | Self::Unavailable { .. }
+            | Self::DiskFull { .. } => true,
             Self::Materializer(e) => e.is_retryable(),
             Self::Indeterminate { .. } => true,
             // A failed call is answered as Unavailable.
@@ -142,7 +154,16 @@ impl Error {
 pub fn call_failed(status: &Status) -> bool {
     // tonic keeps the transport error as the source of a status it built from one; a status
     // decoded from the peer's trailers has none.
-    std::error::Error::source(status).is_some() || !documented(status.code())
+    std::error::Error::source(status).is_some()
+        || !(documented(status.code()) || is_disk_full(status))
+}
+
+/// Metadata naming the node whose full disk refused a write ([`Error::DiskFull`]): the one
+/// `ResourceExhausted` a node answers, told apart from what tonic reports for a failed call.
+const DISK_FULL_METADATA: &str = "regatta-disk-full";
+
+fn is_disk_full(status: &Status) -> bool {
+    status.code() == Code::ResourceExhausted && status.metadata().contains_key(DISK_FULL_METADATA)
 }
 
 /// True when the call never left this node: the connection to the peer could not be made.
@@ -256,6 +277,13 @@ impl From<Error> for Status {
             }
             Error::NoLeader { .. } | Error::Unavailable { .. } => Status::unavailable(message),
             Error::Timeout { .. } => Status::deadline_exceeded(message),
+            Error::DiskFull { node_id, .. } => {
+                let mut status = Status::resource_exhausted(message);
+                if let Ok(v) = MetadataValue::try_from(node_id.to_string()) {
+                    status.metadata_mut().insert(DISK_FULL_METADATA, v);
+                }
+                status
+            }
             Error::Remote(status) => passed_on(status),
             Error::TooLarge { .. } => Status::invalid_argument(message),
             Error::Unimplemented { .. } => Status::unimplemented(message),
@@ -360,6 +388,26 @@ mod tests {
         let status: Status = Error::from_peer(refused, PeerCall::Write).into();
         assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(outcome(&status), None, "a write never sent has no doubt");
+    }
+
+    #[test]
+    fn a_peers_full_disk_is_passed_on_as_it_is() {
+        let full: Status = Error::DiskFull {
+            node_id: 2,
+            free: 10,
+            reserve: 64,
+        }
+        .into();
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        // As the forwarding node decodes it from the leader's trailers.
+        let decoded = Status::with_metadata(
+            full.code(),
+            full.message().to_owned(),
+            full.metadata().clone(),
+        );
+        let status: Status = Error::from_peer(decoded, PeerCall::Write).into();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("disk of node 2 is full"));
     }
 
     #[test]

@@ -56,7 +56,10 @@ pub(crate) fn validate_append(
 
 impl Log {
     /// Writes `records` (which must continue the log: first index = [`Log::next_index`],
-    /// terms not decreasing) and returns once they are readable. `on_durable` is called
+    /// terms not decreasing) and returns once they are readable. When the disk is full
+    /// ([`Error::is_disk_full`]) the log stays open and a prefix of the records (those before
+    /// a segment roll that found no room) may have been written: [`Log::next_index`] says
+    /// where a retry continues. `on_durable` is called
     /// exactly once after they are fsync'd — or with the error that stopped the log — from
     /// whichever thread completed that fsync (usually the log's syncer thread; inline if they
     /// already are durable), so it must be quick and must not block. Appends become durable
@@ -119,7 +122,11 @@ impl Log {
             self.inner.opts.max_record_bytes,
         )?;
         if let Err(e) = self.write_locked(&mut w, &records) {
-            self.inner.core.stop(&e);
+            // A full disk is no reason to distrust the log: the failed write left nothing
+            // visible (see `publish` and `roll`), so the log stays open for a retry.
+            if !e.is_disk_full() {
+                self.inner.core.stop(&e);
+            }
             return Err(e);
         }
         let mut s = lock(&self.inner.core.shared);
@@ -231,9 +238,14 @@ impl Log {
         let Some(last) = last.filter(|_| !offsets.is_empty()) else {
             return Ok(());
         };
-        w.file
-            .write_all_at(buf, w.len)
-            .map_err(|e| Error::io(&w.path, e))?;
+        if let Err(e) = w.file.write_all_at(buf, w.len) {
+            if crate::error::is_disk_full(&e) {
+                // Drop the part that did fit (shrinking needs no space), so the file ends
+                // where the log does; should this fail, recovery cuts it as a torn tail.
+                let _ = w.file.set_len(w.len);
+            }
+            return Err(Error::io(&w.path, e));
+        }
         w.len += buf.len() as u64;
         w.entries += offsets.len();
         w.next = last.index.next();

@@ -4,7 +4,9 @@
 //! [`Error::is_retryable`] (the same call may succeed later: transient I/O) and
 //! [`Error::must_stop`] (the node can no longer trust its log — corruption, an unknown format,
 //! a failed fsync — and must refuse to serve rather than serve wrong data). Everything else is
-//! "this request was wrong" (out of order, purged, too large) and is neither.
+//! "this request was wrong" (out of order, purged, too large) and is neither. A third,
+//! [`Error::is_disk_full`], names the one I/O failure callers wait out: the log stays open
+//! and the same call succeeds once space is freed.
 
 use std::io;
 use std::path::PathBuf;
@@ -83,6 +85,14 @@ pub enum Error {
     Stopped { reason: String },
 }
 
+/// Whether an I/O error says the filesystem is out of space or over a quota.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
@@ -125,6 +135,17 @@ impl Error {
             | Error::InvalidPayload { .. }
             | Error::InvalidOptions { .. }
             | Error::Stopped { .. } => false,
+        }
+    }
+
+    /// The filesystem had no room (`ENOSPC`, or a quota: `EDQUOT`). Neither retryable at once
+    /// nor fatal: nothing was made durable or visible by the failed call beyond what
+    /// [`crate::Log::next_index`] reports, and the same call succeeds once space is freed, so
+    /// callers wait and retry (see `docs/operations.md`, "A full disk").
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => is_disk_full(source),
+            _ => false,
         }
     }
 

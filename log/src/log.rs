@@ -252,8 +252,12 @@ pub(crate) fn create_segment(dir: &Path, id: SegmentId) -> Result<(PathBuf, File
         .truncate(true)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    file.write_all_at(&segment::encode_header(id), 0)
-        .map_err(|e| Error::io(&path, e))?;
+    if let Err(e) = file.write_all_at(&segment::encode_header(id), 0) {
+        // No room for the header: leave no headless segment behind for recovery to trip on.
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::io(&path, e));
+    }
     file.sync_all().map_err(|source| Error::SyncFailed {
         path: path.clone(),
         source,

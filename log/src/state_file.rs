@@ -136,7 +136,12 @@ pub fn write(dir: &Path, file: StateFile, body: &[u8]) -> Result<()> {
         .truncate(true)
         .open(&tmp)
         .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = f.write_all(&bytes) {
+        // A full disk: the current file is untouched; leave no partial temporary beside it.
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     f.sync_all().map_err(|source| Error::SyncFailed {
         path: tmp.clone(),
         source,

@@ -164,6 +164,8 @@ pub struct CoreArgs {
     pub object_store: Option<String>,
     #[command(flatten)]
     pub object_store_flags: crate::objects::ObjectStoreFlags,
+    #[command(flatten)]
+    pub disk: crate::disk::DiskArgs,
     /// Upload a snapshot to object storage after this many new entries (leader only).
     #[arg(
         long = "object-store.snapshot-entries",
@@ -217,6 +219,7 @@ pub struct CoreSettings {
     pub replication_advertise: String,
     pub rest_address: ListenAddress,
     pub data_dir: PathBuf,
+    pub min_free_disk: u64,
     pub object_store: String,
     pub object_store_flags: crate::objects::ObjectStoreFlags,
     pub upload: crate::core::uploader::UploadPolicy,
@@ -315,6 +318,7 @@ impl CoreArgs {
             replication_address,
             rest_address,
             data_dir: self.data_dir.clone(),
+            min_free_disk: self.disk.min_free_disk,
             object_store,
             object_store_flags: self.object_store_flags.clone(),
             upload: crate::core::uploader::UploadPolicy {

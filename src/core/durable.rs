@@ -13,7 +13,8 @@
 //! | data length u64 LE | data (the materializer's snapshot format) | CRC32C u32 LE of all before
 //! ```
 //!
-//! Written to a temporary file, fsync'd, renamed, directory fsync'd.
+//! Written to a temporary file, fsync'd, renamed, directory fsync'd. On a full disk the write
+//! waits for space and retries (a failure here would stop openraft for good).
 
 use std::{
     io::Cursor,
@@ -150,15 +151,23 @@ impl SnapshotFiles {
     }
 }
 
+/// Writes `bytes` as `path` through a temporary file. A failure (a full disk) leaves the
+/// current files as they were and no temporary behind.
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|mut file| {
+            file.write_all(bytes)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            file.sync_all()
+                .with_context(|| format!("syncing {}", tmp.display()))
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -202,9 +211,10 @@ impl DurableStateMachine {
     ) -> Result<(), StorageError<NodeId>> {
         let files = self.files.clone();
         let owned = meta.clone();
-        tokio::task::spawn_blocking(move || files.save(&owned, &data))
+        // openraft takes a failed snapshot write as fatal; a full disk only delays it (the
+        // log behind the snapshot is not purged until it is written).
+        crate::disk::retry_while_full("writing a raft snapshot", move || files.save(&owned, &data))
             .await
-            .map_err(|e| io_error(Some(meta), &anyhow::anyhow!("snapshot writer failed: {e}")))?
             .map_err(|e| io_error(Some(meta), &e))
     }
 }

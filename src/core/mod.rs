@@ -133,6 +133,16 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let header = Arc::new(HeaderState::default());
     let shutdown = shutdown::token();
+    let disk = crate::disk::DiskGuard::new(
+        settings.node_id,
+        vec![
+            log.dir().to_path_buf(),
+            settings.data_dir.join("raft-snapshots"),
+        ],
+        settings.min_free_disk,
+        &registry,
+    )?;
+    tokio::spawn(disk.clone().run(shutdown.clone()));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
         log.clone(),
@@ -151,7 +161,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             api_urls: vec![settings.api_advertise.clone()],
             replication_urls: vec![settings.replication_advertise.clone()],
         },
-        log_bytes,
+        role::LocalDisk {
+            log_bytes,
+            guard: disk,
+        },
         batcher::Batcher::start(
             raft.clone(),
             settings.batch_limits,

@@ -57,6 +57,14 @@ pub struct Advertised {
     pub replication_urls: Vec<String>,
 }
 
+/// What the role knows of this node's disk.
+pub struct LocalDisk {
+    /// Bytes of the log's files.
+    pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Refuses writes while the disk is below its reserve.
+    pub guard: Arc<crate::disk::DiskGuard>,
+}
+
 pub struct CoreRole {
     node_id: u64,
     cluster_name: String,
@@ -66,6 +74,8 @@ pub struct CoreRole {
     peers: DashMap<String, RaftTransportClient<Channel>>,
     peer_info: DashMap<u64, NodeInfoResponse>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Refuses writes while this node's disk is below its reserve.
+    disk: Arc<crate::disk::DiskGuard>,
     batcher: Batcher,
 }
 
@@ -76,10 +86,12 @@ impl CoreRole {
         raft: Raft<TypeConfig>,
         materializer: Arc<Materializer>,
         advertised: Advertised,
-        log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+        disk: LocalDisk,
         batcher: Batcher,
     ) -> Self {
+        let LocalDisk { log_bytes, guard } = disk;
         Self {
+            disk: guard,
             node_id,
             cluster_name,
             batcher,
@@ -129,7 +141,12 @@ impl CoreRole {
     }
 
     /// Commits `request` here (leader) or at the leader, answering as the leader answered.
+    ///
+    /// Refused first while this node's disk is full: on the leader, the entry could not be
+    /// appended; on a follower, it could not be applied here before the answer (the client
+    /// reads its own write where it wrote). A forwarded write meets the leader's own check.
     async fn write_with_hops(&self, request: WriteRequest, hops: u32) -> Result<WriteResponse> {
+        self.disk.check()?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -552,6 +569,7 @@ impl Role for CoreRole {
         if let Err(e) = &metrics.running_state {
             errors.push(format!("raft stopped: {e}"));
         }
+        errors.extend(self.disk.status_error());
         NodeStatus {
             leader_id,
             leader_address,

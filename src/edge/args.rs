@@ -121,6 +121,8 @@ pub struct EdgeArgs {
     pub object_store: Option<String>,
     #[command(flatten)]
     pub object_store_flags: crate::objects::ObjectStoreFlags,
+    #[command(flatten)]
+    pub disk: crate::disk::DiskArgs,
     /// Replica id reported in response headers.
     #[arg(long = "node-id", env = "REGATTA_NODE_ID", default_value_t = 0)]
     pub node_id: u64,

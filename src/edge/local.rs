@@ -68,12 +68,21 @@ impl LocalSnapshots {
     pub fn save(&self, state: &State) -> Result<()> {
         let path = self.path(state.revision());
         let tmp = path.with_extension("tmp");
-        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut writer = snapshot::write_snapshot(state, BufWriter::new(file))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        writer.flush()?;
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        self.publish(file, &tmp, state.revision())
+        let saved = (|| {
+            let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut writer = snapshot::write_snapshot(state, BufWriter::new(file))
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            writer
+                .flush()
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            self.publish(file, &tmp, state.revision())
+        })();
+        if saved.is_err() {
+            // A full disk, say: the older snapshots stay; no partial file is left behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        saved
     }
 
     /// Starts keeping a copy of a snapshot object as it is downloaded: its bytes are already
@@ -146,13 +155,19 @@ impl Receiving {
     /// waits for the copy and makes it the local snapshot of `revision`. Blocking.
     pub fn keep(mut self, revision: Revision) -> Result<()> {
         self.chunks = None;
-        let file = self
+        let kept = self
             .writer
             .take()
-            .context("snapshot copy already taken")?
-            .join()
-            .map_err(|_| anyhow::anyhow!("the snapshot copy thread panicked"))??;
-        self.local.publish(file, &self.tmp, revision)
+            .context("snapshot copy already taken")
+            .and_then(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("the snapshot copy thread panicked"))?
+            })
+            .and_then(|file| self.local.publish(file, &self.tmp, revision));
+        if kept.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        kept
     }
 }
 

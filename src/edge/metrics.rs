@@ -12,6 +12,7 @@ pub struct EdgeMetrics {
     pub bootstrap_seconds: Gauge,
     pub upstream: IntGauge,
     pub failovers: IntCounter,
+    pub append_paused: IntGauge,
 }
 
 impl EdgeMetrics {
@@ -56,6 +57,10 @@ impl EdgeMetrics {
                 registry,
                 "regatta_edge_upstream_changes_total",
                 "Times the edge left an upstream",
+            )?,
+            append_paused: int(
+                "regatta_edge_append_paused",
+                "1 while the local log's disk is full and replication waits for space",
             )?,
         })
     }

@@ -88,6 +88,13 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     };
     let replication = Arc::new(tailer::ReplicationState::default());
     let shutdown = shutdown::token();
+    let disk = crate::disk::DiskGuard::new(
+        args.node_id,
+        vec![log.dir().to_path_buf(), args.data_dir.join("snapshots")],
+        args.disk.min_free_disk,
+        &registry,
+    )?;
+    tokio::spawn(disk.clone().run(shutdown.clone()));
     let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
     let tailer = tailer::Tailer {
         resets: reset_rx,
@@ -105,6 +112,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         state: replication.clone(),
         metrics: edge_metrics,
         last_local_snapshot: snapshot_revision,
+        snapshot_not_before: None,
     };
     let tailer_task = tokio::spawn(tailer.run(shutdown.clone()));
 
@@ -123,6 +131,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         log_bytes,
         clients: DashMap::new(),
         resets: reset_tx,
+        disk,
     });
     let ctx = NodeContext {
         node_id: args.node_id,

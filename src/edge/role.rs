@@ -41,6 +41,9 @@ pub struct EdgeRole {
     pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub clients: DashMap<String, TailClient<Channel>>,
     pub resets: tokio::sync::mpsc::Sender<super::tailer::ResetRequest>,
+    /// Refuses writes while this edge's disk is below its reserve: it could not keep the
+    /// write in its local log to answer it.
+    pub disk: Arc<crate::disk::DiskGuard>,
 }
 
 impl EdgeRole {
@@ -127,6 +130,7 @@ impl Role for EdgeRole {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
+        self.disk.check()?;
         let mut last = None;
         for (index, upstream) in self.upstream_order() {
             let mut client = self.client(&upstream)?;
@@ -246,7 +250,18 @@ impl Role for EdgeRole {
             term: self.state.term.load(Ordering::Relaxed),
             commit_index: self.state.upstream_commit.load(Ordering::Relaxed),
             log_bytes: (self.log_bytes)(),
-            errors: self.state.fatal().into_iter().collect(),
+            errors: self
+                .state
+                .fatal()
+                .into_iter()
+                .chain(self.disk.status_error())
+                .chain(
+                    self.state
+                        .disk_full
+                        .load(Ordering::Relaxed)
+                        .then(|| "replication paused: the local log's disk is full".to_string()),
+                )
+                .collect(),
             details: vec![
                 ("upstream", upstream_now),
                 ("lag_entries", commit.saturating_sub(applied).to_string()),

@@ -58,6 +58,8 @@ pub struct ReplicationState {
     pub bootstraps: AtomicU64,
     /// Why the tailer stopped for good, if it did.
     pub fatal: Mutex<Option<String>>,
+    /// Set while appending to the local log waits for disk space.
+    pub disk_full: AtomicBool,
 }
 
 impl ReplicationState {
@@ -162,7 +164,14 @@ pub struct Tailer {
     pub state: Arc<ReplicationState>,
     pub metrics: EdgeMetrics,
     pub last_local_snapshot: u64,
+    /// No local snapshot is attempted before this (set after one found the disk full).
+    pub snapshot_not_before: Option<Instant>,
 }
+
+/// Longest pause between two attempts to append to a full disk.
+const DISK_FULL_MAX_PAUSE: Duration = Duration::from_secs(1);
+/// Pause after a local snapshot found the disk full.
+const SNAPSHOT_DISK_FULL_PAUSE: Duration = Duration::from_secs(10);
 
 fn now_micros() -> u64 {
     std::time::SystemTime::now()
@@ -337,10 +346,7 @@ impl Tailer {
                 e.payload,
             ));
         }
-        self.log
-            .append(records.clone())
-            .await
-            .map_err(|e| Stop::Fatal(format!("local log: {e}")))?;
+        self.append_locally(&records).await?;
         if let Some(at) = apply_records(&self.materializer, &records).map_err(Stop::Fatal)? {
             self.state.last_event_micros.store(at, Ordering::Relaxed);
         }
@@ -353,8 +359,44 @@ impl Tailer {
             applied,
             self.last_local_snapshot,
             self.settings.snapshot_entries,
-        ) {
+        ) && self.snapshot_not_before.is_none_or(|t| Instant::now() >= t)
+        {
             self.snapshot_locally().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `records` durable in the local log. While the disk is full it pauses and
+    /// retries (the stream is not read meanwhile; the edge keeps serving what it applied),
+    /// flagging it in `regatta_edge_append_paused`, the status and the log; any other
+    /// failure stops replication.
+    async fn append_locally(&mut self, records: &[Record]) -> Result<(), Stop> {
+        let mut pending = records.to_vec();
+        let mut since: Option<Instant> = None;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            // A failed attempt may have written a prefix (up to a segment roll).
+            let next = self.log.next_index();
+            pending.retain(|r| r.id.index >= next);
+            match self.log.append(pending.clone()).await {
+                Ok(()) => break,
+                Err(e) if e.is_disk_full() => {
+                    if since.is_none() {
+                        tracing::error!(error = %e, at = next.get(), "local log: disk full, replication paused until space is freed (reads go on)");
+                        self.metrics.append_paused.set(1);
+                        self.state.disk_full.store(true, Ordering::Relaxed);
+                        since = Some(Instant::now());
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(DISK_FULL_MAX_PAUSE);
+                }
+                Err(e) => return Err(Stop::Fatal(format!("local log: {e}"))),
+            }
+        }
+        if let Some(since) = since {
+            tracing::warn!(paused = ?since.elapsed(), "local log: disk has room again, replication resumed");
+            self.metrics.append_paused.set(0);
+            self.state.disk_full.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -364,10 +406,23 @@ impl Tailer {
         let view = self.materializer.view();
         let revision = view.revision().0;
         let local = self.local.clone();
-        tokio::task::spawn_blocking(move || local.save(&view))
+        let saved = tokio::task::spawn_blocking(move || local.save(&view))
             .await
-            .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?
-            .map_err(|e| Stop::Fatal(format!("local snapshot: {e:#}")))?;
+            .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?;
+        match saved {
+            Ok(()) => self.snapshot_not_before = None,
+            Err(e) if crate::disk::is_disk_full(&e) => {
+                // The log still holds everything since the last one: try again later.
+                tracing::error!(
+                    revision,
+                    error = format!("{e:#}"),
+                    "local snapshot: disk full, retrying later"
+                );
+                self.snapshot_not_before = Some(Instant::now() + SNAPSHOT_DISK_FULL_PAUSE);
+                return Ok(());
+            }
+            Err(e) => return Err(Stop::Fatal(format!("local snapshot: {e:#}"))),
+        }
         self.last_local_snapshot = revision;
         let cut = revision.saturating_sub(self.settings.keep_entries);
         if cut > 0 {
@@ -509,7 +564,14 @@ impl Tailer {
         })
         .await
         .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?
-        .map_err(|e| Stop::Fatal(format!("local snapshot: {e:#}")))?;
+        .map_err(|e| {
+            if crate::disk::is_disk_full(&e) {
+                // Nothing changed yet: the edge serves its old state and tries again.
+                Stop::Upstream(format!("local snapshot: disk full: {e:#}"))
+            } else {
+                Stop::Fatal(format!("local snapshot: {e:#}"))
+            }
+        })?;
         if self
             .log
             .last_index()

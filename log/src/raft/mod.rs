@@ -18,7 +18,10 @@
 //!   pointer is advice for a faster restart, a stale value is always safe (a value beyond the
 //!   log after a crash is ignored on open), and fsyncing twice per commit on the Raft core's
 //!   path would cost more than it saves;
-//! * `get_log_reader` hands out a clone of the log handle, usable concurrently with appends.
+//! * `get_log_reader` hands out a clone of the log handle, usable concurrently with appends;
+//! * a full disk is not an error openraft sees (it would stop Raft for good): `append`,
+//!   `save_vote`, `truncate` and `purge` wait for space and retry
+//!   ([`store::retry_while_disk_full`]); the failed attempt left the log as it was.
 //!
 //! [`Log`]: crate::Log
 

@@ -41,8 +41,50 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         })?
 }
 
+/// Longest pause between two attempts of a storage call while the disk is full.
+const DISK_FULL_MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs `call` until it succeeds or fails for another reason than a full disk, pausing
+/// between attempts (doubling from 50 ms up to [`DISK_FULL_MAX_PAUSE`]).
+///
+/// openraft 0.9 takes any error from the log storage as fatal: Raft stops, and the node
+/// with it. A full disk is not that kind of error — the failed call changed nothing, and
+/// it succeeds once space is freed — so the storage waits instead of failing. While it
+/// waits, this node's Raft makes no progress (the leader carries on with the others; the
+/// node keeps serving reads from what it applied); the free-space guard in front of the
+/// write path (`--min-free-disk`) keeps this wait the exception.
+pub async fn retry_while_disk_full<T, F, Fut>(what: &'static str, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut since: Option<Instant> = None;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(e) if e.is_disk_full() => {
+                if since.is_none() {
+                    tracing::error!(what, error = %e, "disk full: waiting for free space to retry");
+                    since = Some(Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(DISK_FULL_MAX_PAUSE);
+            }
+            outcome => {
+                if let Some(since) = since
+                    && outcome.is_ok()
+                {
+                    tracing::warn!(what, waited = ?since.elapsed(), "disk has room again: resumed");
+                }
+                return outcome;
+            }
+        }
+    }
+}
+
 /// openraft's log storage: the entries in a [`Log`], the vote and committed pointer in state
-/// files next to it.
+/// files next to it. Calls that find the disk full wait for space rather than fail (see
+/// [`retry_while_disk_full`]).
 pub struct RaftLogStore<C> {
     log: Log,
     vote: Option<Vote<u64>>,
@@ -195,12 +237,15 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        let log = self.log.clone();
         let body = codec::encode_vote(vote);
-        blocking(move || {
-            // I/O in submission order: earlier appends are durable before the vote is.
-            log.sync()?;
-            state_file::write(log.dir(), StateFile::VOTE, &body)
+        retry_while_disk_full("saving the vote", || {
+            let log = self.log.clone();
+            let body = body.clone();
+            blocking(move || {
+                // I/O in submission order: earlier appends are durable before the vote is.
+                log.sync()?;
+                state_file::write(log.dir(), StateFile::VOTE, &body)
+            })
         })
         .await
         .map_err(|e| vote_err(&e))?;
@@ -241,30 +286,45 @@ where
         // them is appending and purging at once, so they are dropped. (openraft's suite does
         // this after `get_initial_state` purges up to the state machine's applied id.)
         let purged = self.log.purged().map(|p| p.index.0);
-        let records: Vec<_> = entries
+        let mut records: Vec<_> = entries
             .into_iter()
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
             .map(|e| codec::to_record(&e))
             .collect();
-        self.log
-            .append_with(records, move |result| {
-                callback.log_io_completed(result.map_err(std::io::Error::other));
-            })
-            .map_err(|e| write_err(&e))
+        // The callback survives a failed attempt (the log drops the closure unrun), and a
+        // retry writes only what the failed attempt did not.
+        let callback = Arc::new(Mutex::new(Some(callback)));
+        retry_while_disk_full("appending to the log", || {
+            let next = self.log.next_index();
+            records.retain(|r| r.id.index >= next);
+            let callback = callback.clone();
+            let outcome = self.log.append_with(records.clone(), move |result| {
+                if let Some(callback) = lock(&callback).take() {
+                    callback.log_io_completed(result.map_err(std::io::Error::other));
+                }
+            });
+            std::future::ready(outcome)
+        })
+        .await
+        .map_err(|e| write_err(&e))
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let log = self.log.clone();
-        blocking(move || log.truncate(LogIndex(log_id.index)))
-            .await
-            .map_err(|e| write_err(&e))
+        retry_while_disk_full("truncating the log", || {
+            let log = self.log.clone();
+            blocking(move || log.truncate(LogIndex(log_id.index)))
+        })
+        .await
+        .map_err(|e| write_err(&e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let log = self.log.clone();
-        blocking(move || log.purge(codec::entry_id(&log_id)))
-            .await
-            .map_err(|e| write_err(&e))
+        retry_while_disk_full("purging the log", || {
+            let log = self.log.clone();
+            blocking(move || log.purge(codec::entry_id(&log_id)))
+        })
+        .await
+        .map_err(|e| write_err(&e))
     }
 }
 
@@ -284,6 +344,8 @@ struct CommittedSaver {
 struct SaverState {
     pending: Option<Vec<u8>>,
     shutdown: bool,
+    /// The last write failed (warned once per streak: a full disk fails every one).
+    failing: bool,
 }
 
 impl CommittedSaver {
@@ -328,8 +390,17 @@ impl CommittedSaver {
                 s = self.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        if let Err(e) = state_file::write(&self.dir, StateFile::COMMITTED, &body) {
-            tracing::warn!(error = %e, "could not persist the committed pointer");
+        let outcome = state_file::write(&self.dir, StateFile::COMMITTED, &body);
+        {
+            let mut s = lock(&self.state);
+            match &outcome {
+                Err(e) if !s.failing => {
+                    tracing::warn!(error = %e, "could not persist the committed pointer (a stale one is safe; retried with the next)");
+                }
+                Ok(()) if s.failing => tracing::info!("committed pointer persisted again"),
+                _ => {}
+            }
+            s.failing = outcome.is_err();
         }
         // At most one write per interval: each costs two fsyncs on the log's disk, and a
         // pointer a little stale is as good as a fresh one. Shutdown cuts the wait short.
