@@ -121,6 +121,19 @@ async fn check_acked(node: &Node, table: &str, acked: &[(String, String)]) {
     }
 }
 
+/// Stops `node` cleanly, starts it again and checks every acknowledged write of table `t`
+/// once it serves the last of them.
+async fn restart_and_check(node: &mut Node, members: &str, acked: &[(String, String)]) {
+    assert_eq!(node.terminate(), Some(0), "clean exit");
+    node.start(members);
+    let (last, _) = acked.last().expect("something was acknowledged");
+    wait_until("the restarted node serves", || async {
+        get(node, "t", last, false).await.ok().flatten().is_some()
+    })
+    .await;
+    check_acked(node, "t", acked).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let root = tempfile::tempdir().unwrap();
@@ -194,17 +207,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert_eq!(metric(&node, "regatta_disk_full").await, Some(0.0));
 
     phase("restart: every acknowledged write is still there");
-    assert_eq!(node.terminate(), Some(0), "clean exit");
-    node.start(&members);
-    wait_until("the restarted node serves", || async {
-        get(&node, "t", "after", false)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
-    check_acked(&node, "t", &acked).await;
+    restart_and_check(&mut node, &members, &acked).await;
     drop(node);
     drop(disk);
 }
@@ -272,17 +275,7 @@ async fn with_the_guard_off_an_append_that_hits_enospc_waits_instead_of_stopping
     acked.push(("after".into(), "freed".into()));
 
     phase("restart: every acknowledged write is still there");
-    assert_eq!(node.terminate(), Some(0), "clean exit");
-    node.start(&members);
-    wait_until("the restarted node serves", || async {
-        get(&node, "t", "after", false)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
-    check_acked(&node, "t", &acked).await;
+    restart_and_check(&mut node, &members, &acked).await;
     drop(node);
     drop(disk);
 }
@@ -570,17 +563,7 @@ async fn a_raft_snapshot_that_finds_the_disk_full_waits_instead_of_stopping_raft
     acked.push(("after".into(), "freed".into()));
 
     phase("restart: every acknowledged write is still there");
-    assert_eq!(node.terminate(), Some(0), "clean exit");
-    node.start(&members);
-    wait_until("the restarted node serves", || async {
-        get(&node, "t", "after", false)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
-    check_acked(&node, "t", &acked).await;
+    restart_and_check(&mut node, &members, &acked).await;
     drop(node);
     drop(disk);
 }

@@ -101,23 +101,7 @@ async fn requests_over_the_limits_are_refused_and_every_core_node_stays_up() {
         return;
     };
     phase("start three core nodes, each limited to 2 GiB of address space");
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::core(id, dir.path())).collect();
-    let members = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.raft))
-        .collect::<Vec<_>>()
-        .join(",");
-    for node in &mut nodes {
-        node.run_under = run_under.clone();
-        node.args = vec!["--runtime.worker-threads=2".into()];
-        node.start(&members);
-    }
-    let cluster = Cluster {
-        nodes,
-        members,
-        dir,
-    };
+    let cluster = Cluster::start_under(3, &["--runtime.worker-threads=2"], &run_under);
     let leader = cluster.wait_for_leader().await;
     let entry = &cluster.nodes[(leader as usize) % 3];
     create_table(entry, "t").await;

@@ -314,6 +314,11 @@ impl Cluster {
     }
 
     pub fn start_with(n: u64, args: &[&str]) -> Self {
+        Self::start_under(n, args, &[])
+    }
+
+    /// Starts `n` core nodes with `args`, each run under `run_under` (see [`Node::run_under`]).
+    pub fn start_under(n: u64, args: &[&str], run_under: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes: Vec<Node> = (1..=n).map(|id| Node::core(id, dir.path())).collect();
         let members = nodes
@@ -323,6 +328,7 @@ impl Cluster {
             .join(",");
         for node in &mut nodes {
             node.args = args.iter().map(|s| s.to_string()).collect();
+            node.run_under = run_under.to_vec();
             node.start(&members);
         }
         Self {
