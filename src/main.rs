@@ -10,6 +10,7 @@ mod config;
 mod core;
 mod dev;
 mod edge;
+mod limits;
 mod metrics;
 mod objects;
 mod progress;
