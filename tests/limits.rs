@@ -2,6 +2,8 @@
 //! (docs/operations.md, "Limits"). Timeouts are set short by flags; the tests wait on the
 //! node's metrics and on sockets closing, never on bare sleeps.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{

@@ -140,11 +140,10 @@ pub struct TrackedBody<B> {
 impl<S, B, R> tower::Service<http::Request<B>> for TrackedService<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<TrackedBody<R>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = TrackedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -155,14 +154,36 @@ where
             .extensions()
             .get::<ConnInfo>()
             .map(|info| info.activity.start());
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(response.map(|inner| TrackedBody {
-                inner,
-                _guard: guard,
-            }))
-        })
+        TrackedFuture {
+            inner: self.inner.call(request),
+            guard,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of a [`TrackedService`]: hands its request's guard to the body.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<F, R, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = Result<http::Response<TrackedBody<R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take();
+        Poll::Ready(Ok(response.map(|inner| TrackedBody {
+            inner,
+            _guard: guard,
+        })))
     }
 }
 
