@@ -118,6 +118,9 @@ pub fn bind(
 /// A connection's one timer: the handshake deadline, then the idle checks.
 struct Watch {
     timer: Pin<Box<Sleep>>,
+    /// The timer has been polled since it was last set, so it holds this connection's
+    /// waker and will wake it: until it has elapsed, a read need not poll it again.
+    armed: bool,
     /// `Some` until the handshake has arrived.
     handshake: Option<Handshake>,
     idle: Option<Duration>,
@@ -135,6 +138,7 @@ impl Watch {
         };
         Some(Self {
             timer: Box::pin(tokio::time::sleep(first)),
+            armed: false,
             handshake,
             idle: limits.idle_timeout,
             seen: 0,
@@ -149,6 +153,7 @@ impl Watch {
         };
         if handshake.feed(bytes) {
             self.handshake = None;
+            self.armed = false;
             if let Some(idle) = self.idle {
                 self.timer.as_mut().reset(Instant::now() + idle);
             } else {
@@ -167,10 +172,18 @@ impl Watch {
         cx: &mut Context<'_>,
         activity: &Activity,
     ) -> Option<io::Result<()>> {
+        // Polling the timer on every read that waits cost edge-read ~4% of its reads/s;
+        // checking whether it has elapsed costs an atomic load. (The connection's task,
+        // hence its waker, never changes.)
+        if self.armed && !self.timer.is_elapsed() {
+            return None;
+        }
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
+                self.armed = true;
                 return None;
             }
+            self.armed = false;
             if self.handshake.is_some() {
                 self.metrics.handshake_timeouts.inc();
                 return Some(Err(io::Error::new(
