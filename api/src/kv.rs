@@ -20,16 +20,27 @@ use tonic::{Request, Response, Status};
 use crate::{
     Error, Result,
     node::{NodeContext, WriteRequest, WriteResponse},
+    range_stream::{STREAM_CHUNK_BYTES, StreamLimits},
 };
 
 /// The KV service of one node.
 pub struct KvService {
     ctx: NodeContext,
+    streams: StreamLimits,
 }
 
 impl KvService {
     pub fn new(ctx: NodeContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            streams: StreamLimits::default(),
+        }
+    }
+
+    /// Holds `IterateRange` streams to `streams` (default: [`StreamLimits::default`]).
+    pub fn with_stream_limits(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
     }
 
     /// Before a linearizable read: wait until this node has applied the leader's commit index.
@@ -136,17 +147,26 @@ impl Kv for KvService {
         if range.linearizable {
             self.linearize(deadline).await?;
         }
+        let admitted = self.streams.admit()?;
         let view = self.ctx.materializer.view();
-        let chunks = view.iterate(&range).map_err(Error::from)?;
+        let chunks = view
+            .iterate(&range)
+            .map_err(Error::from)?
+            .with_max_bytes(STREAM_CHUNK_BYTES);
         let header = self.ctx.header(
             view.table(&range.table).map_or(0, |t| t.id().0),
             view.revision(),
         );
-        let stream = tokio_stream::iter(chunks.map(move |mut chunk| {
+        drop(view);
+        // Chunks are made by a task and handed over one at a time: a client that stops
+        // reading pins at most a few chunks, and its view only until the stall timeout.
+        let chunks = chunks.map(move |mut chunk| {
             chunk.header = Some(header);
-            Ok(chunk)
-        }));
-        Ok(Response::new(Box::pin(stream)))
+            chunk
+        });
+        Ok(Response::new(Box::pin(
+            self.streams.stream(chunks, admitted),
+        )))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -24,20 +24,39 @@
 //! an edge with one runtime worker 130–133k reads/s at p99 0.79–0.89 ms instead of
 //! 100–104k at p99 0.81–1.09 ms. Raft and replication listeners write at once
 //! ([`Writes::Immediate`]): their traffic is few streams, where waiting buys nothing.
+//!
+//! Limits ([`ListenLimits`]): a listener holds at most `max_connections` connections; one
+//! more is closed as soon as it is accepted (and counted), so a flood of connections costs
+//! an accept and a close each, never a queue. A new connection has `handshake_timeout` to
+//! send the HTTP/2 preface and its first SETTINGS frame, so a peer trickling bytes (or
+//! sending none) is closed; after that, hyper's keepalive pings drop a peer that stops
+//! answering. A connection with no request in flight and none started during a whole
+//! `idle_timeout` is closed (after between one and two idle periods): see
+//! [`crate::activity`] for how it learns of requests. Both timers cost a connection nothing
+//! while it has bytes to read: the one timer is polled only when a read would wait.
 
 use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep},
 };
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::{Connected, TcpIncoming};
+
+use crate::{
+    activity::{self, Activity, ConnInfo, Handshake},
+    metrics::ListenerMetrics,
+};
 
 /// How a connection writes what HTTP/2 hands it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +69,146 @@ pub enum Writes {
     Coalesced,
 }
 
+/// What a listener's connections are held to; see the module docs. `None` turns a limit
+/// off.
+#[derive(Debug, Clone, Default)]
+pub struct ListenLimits {
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
+    /// Time a new connection has to send the HTTP/2 preface and its first SETTINGS frame.
+    pub handshake_timeout: Option<Duration>,
+    /// A connection with nothing in flight and nothing started for this long is closed.
+    pub idle_timeout: Option<Duration>,
+}
+
 /// Binds `addr` now (so a port in use is reported at start-up) and yields its accepted
-/// connections with `TCP_NODELAY` set, as tonic's default listener does.
+/// connections with `TCP_NODELAY` set, as tonic's default listener does, each held to
+/// `limits`. A connection over `limits.max_connections` is closed at once and counted in
+/// `metrics.refused`. Servers on these connections add [`activity::TrackRequests`] as a
+/// layer, or the idle timeout sees every connection as idle.
 pub fn bind(
     addr: SocketAddr,
     writes: Writes,
+    limits: ListenLimits,
+    metrics: ListenerMetrics,
 ) -> io::Result<impl Stream<Item = io::Result<Connection>>> {
     let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
-    Ok(incoming.map(move |accepted| accepted.map(|stream| Connection::new(stream, writes))))
+    let slots = limits.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    Ok(incoming.filter_map(move |accepted| {
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => return Some(Err(e)),
+        };
+        let slot = match &slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    metrics.refused.inc();
+                    tracing::debug!(peer = ?stream.peer_addr().ok(), "connection refused: listener full");
+                    return None;
+                }
+            },
+        };
+        let watch = Watch::new(&limits, metrics.clone());
+        Some(Ok(Connection::new(stream, writes).held(slot, watch, metrics.open.clone())))
+    }))
+}
+
+/// A connection's one timer: the handshake deadline, then the idle checks.
+struct Watch {
+    timer: Pin<Box<Sleep>>,
+    /// The timer has been polled since it was last set, so it holds this connection's
+    /// waker and will wake it: until it has elapsed, a read need not poll it again.
+    armed: bool,
+    /// `Some` until the handshake has arrived.
+    handshake: Option<Handshake>,
+    idle: Option<Duration>,
+    /// Requests started at the previous idle check.
+    seen: u64,
+    metrics: ListenerMetrics,
+}
+
+impl Watch {
+    fn new(limits: &ListenLimits, metrics: ListenerMetrics) -> Option<Self> {
+        let (first, handshake) = match (limits.handshake_timeout, limits.idle_timeout) {
+            (Some(t), _) => (t, Some(Handshake::default())),
+            (None, Some(idle)) => (idle, None),
+            (None, None) => return None,
+        };
+        Some(Self {
+            timer: Box::pin(tokio::time::sleep(first)),
+            armed: false,
+            handshake,
+            idle: limits.idle_timeout,
+            seen: 0,
+            metrics,
+        })
+    }
+
+    /// The peer sent `bytes`; ends the handshake phase once it has all arrived.
+    fn read(&mut self, bytes: &[u8]) {
+        let Some(handshake) = &mut self.handshake else {
+            return;
+        };
+        if handshake.feed(bytes) {
+            self.handshake = None;
+            self.armed = false;
+            if let Some(idle) = self.idle {
+                self.timer.as_mut().reset(Instant::now() + idle);
+            } else {
+                // No idle checks: the timer is never due.
+                self.timer
+                    .as_mut()
+                    .reset(Instant::now() + Duration::from_secs(86_400 * 365));
+            }
+        }
+    }
+
+    /// Polls the timer; `Some` when the connection must close now (an error for a missed
+    /// handshake, end-of-file for an idle connection).
+    fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        activity: &Activity,
+    ) -> Option<io::Result<()>> {
+        // Polling the timer on every read that waits cost edge-read ~4% of its reads/s;
+        // checking whether it has elapsed costs an atomic load. (The connection's task,
+        // hence its waker, never changes.)
+        if self.armed && !self.timer.is_elapsed() {
+            return None;
+        }
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.armed = true;
+                return None;
+            }
+            self.armed = false;
+            if self.handshake.is_some() {
+                self.metrics.handshake_timeouts.inc();
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no HTTP/2 handshake within --api.handshake-timeout",
+                )));
+            }
+            let Some(idle) = self.idle else {
+                self.timer
+                    .as_mut()
+                    .reset(Instant::now() + Duration::from_secs(86_400 * 365));
+                continue;
+            };
+            match activity::idle_since(self.seen, activity.snapshot()) {
+                Ok(()) => {
+                    self.metrics.idle_closed.inc();
+                    return Some(Ok(()));
+                }
+                Err(started) => {
+                    self.seen = started;
+                    self.timer.as_mut().reset(Instant::now() + idle);
+                }
+            }
+        }
+    }
 }
 
 /// Most bytes a coalescing connection keeps before writing them out.
@@ -72,6 +223,14 @@ pub struct Connection<S = TcpStream> {
     pending: Vec<u8>,
     /// Whether this batch's flush has yielded once (it may then only wait on the socket).
     yielded: bool,
+    /// Requests on this connection, as its server's [`activity::TrackRequests`] counts them.
+    activity: Arc<Activity>,
+    /// Handshake and idle timers, when the listener has them.
+    watch: Option<Watch>,
+    /// Counted in the open-connections gauge until dropped.
+    open: Option<prometheus::IntGauge>,
+    /// This connection's place under the listener's connection limit.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<S: AsyncWrite + Unpin> Connection<S> {
@@ -81,7 +240,26 @@ impl<S: AsyncWrite + Unpin> Connection<S> {
             writes,
             pending: Vec::new(),
             yielded: false,
+            activity: Arc::default(),
+            watch: None,
+            open: None,
+            _slot: None,
         }
+    }
+
+    /// Holds this connection to `watch`'s timers and `slot` of its listener, counted in
+    /// `open` while it lives.
+    fn held(
+        mut self,
+        slot: Option<OwnedSemaphorePermit>,
+        watch: Option<Watch>,
+        open: prometheus::IntGauge,
+    ) -> Self {
+        open.inc();
+        self.open = Some(open);
+        self.watch = watch;
+        self._slot = slot;
+        self
     }
 
     /// Writes out every pending byte.
@@ -107,11 +285,22 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Connection<S> {
     }
 }
 
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.dec();
+        }
+    }
+}
+
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnInfo {
+            tcp: self.stream.connect_info(),
+            activity: self.activity.clone(),
+        }
     }
 }
 
@@ -121,7 +310,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for Connection<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if let Some(watch) = &mut this.watch {
+                    watch.read(&buf.filled()[before..]);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match &mut this.watch {
+                Some(watch) => match watch.poll_expired(cx, &this.activity) {
+                    Some(closed) => Poll::Ready(closed),
+                    None => Poll::Pending,
+                },
+                None => Poll::Pending,
+            },
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
     }
 }
 

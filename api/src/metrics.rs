@@ -11,7 +11,8 @@ use std::{
 };
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Metrics of the gRPC servers of one node.
@@ -115,6 +116,121 @@ impl ApiMetrics {
             .latency
             .get_or_init(|| self.latency.with_label_values(&[method_name(method)]))
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Connections of the gRPC listeners and the limits they met, by listener (`api`, `raft`,
+/// `replication`: a closed set given by the node).
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: IntGaugeVec,
+    refused: IntCounterVec,
+    closed: IntCounterVec,
+}
+
+/// The series of one listener; see [`ConnectionMetrics`].
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    /// Connections open now.
+    pub open: IntGauge,
+    /// Connections closed at once because the listener had as many as it may hold.
+    pub refused: IntCounter,
+    /// Connections closed for not sending the HTTP/2 handshake in time.
+    pub handshake_timeouts: IntCounter,
+    /// Connections closed after an idle period.
+    pub idle_closed: IntCounter,
+}
+
+impl ConnectionMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let open = IntGaugeVec::new(
+            Opts::new(
+                "regatta_grpc_connections_open",
+                "Connections open on a gRPC listener",
+            ),
+            &["listener"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "regatta_grpc_connections_refused_total",
+                "Connections closed on arrival because the listener held --api.max-concurrent-connections",
+            ),
+            &["listener"],
+        )?;
+        let closed = IntCounterVec::new(
+            Opts::new(
+                "regatta_grpc_connections_timed_out_total",
+                "Connections closed by the server: no HTTP/2 handshake in time, or idle",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(closed.clone()))?;
+        Ok(Self {
+            open,
+            refused,
+            closed,
+        })
+    }
+
+    /// The series of listener `name` (a fixed name, never an address).
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        ListenerMetrics {
+            open: self.open.with_label_values(&[name]),
+            refused: self.refused.with_label_values(&[name]),
+            handshake_timeouts: self.closed.with_label_values(&[name, "handshake"]),
+            idle_closed: self.closed.with_label_values(&[name, "idle"]),
+        }
+    }
+}
+
+impl ListenerMetrics {
+    /// Series registered nowhere (tests).
+    pub fn unregistered() -> Self {
+        ConnectionMetrics::register(&Registry::new())
+            .map(|m| m.listener("test"))
+            .unwrap_or_else(|_| unreachable!("a fresh registry takes every metric"))
+    }
+}
+
+/// IterateRange streams: refused at the limit, and cancelled because their client took
+/// nothing for too long.
+#[derive(Clone)]
+pub struct StreamMetrics {
+    pub refused: IntCounter,
+    pub stalled: IntCounter,
+    pub open: IntGauge,
+}
+
+impl StreamMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let refused = IntCounter::new(
+            "regatta_iterate_range_streams_refused_total",
+            "IterateRange calls refused because --api.max-iterate-streams were open",
+        )?;
+        let stalled = IntCounter::new(
+            "regatta_iterate_range_streams_stalled_total",
+            "IterateRange streams cancelled because the client read nothing for --api.stream-stall-timeout",
+        )?;
+        let open = IntGauge::new(
+            "regatta_iterate_range_streams_open",
+            "IterateRange streams open now",
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(stalled.clone()))?;
+        registry.register(Box::new(open.clone()))?;
+        Ok(Self {
+            refused,
+            stalled,
+            open,
+        })
+    }
+
+    /// Series registered nowhere (tests, and services built without a registry).
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new())
+            .unwrap_or_else(|_| unreachable!("a fresh registry takes every metric"))
     }
 }
 

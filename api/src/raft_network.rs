@@ -47,10 +47,10 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
 /// of thousands of small requests); this limit sits above that.
 pub const INTERNAL_MAX_PENDING_ACCEPT_RESETS: usize = 65_536;
 
-/// The HTTP/2 server settings of the ports only nodes talk to (Raft, replication).
-pub fn internal_server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
+/// `server` (a builder with the node's connection and stream limits) with the HTTP/2
+/// settings of the ports only nodes talk to (Raft, replication).
+pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Server {
+    server.http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
 }
 
 /// Creates a [`RaftPeer`] per target node.

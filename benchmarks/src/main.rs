@@ -4,6 +4,7 @@
 //! with the figures, so scripts can pick results up with `tail -n 1`. Settings and figures
 //! measured on the project's machines are recorded in `benchmarks/README.md`.
 
+mod abuse;
 mod backup;
 mod cluster;
 mod compare;
@@ -60,6 +61,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// A well-behaved client's read latency and the node's memory while other clients
+    /// misbehave (stalled streams, idle and slowloris connections, many streams).
+    Abuse(abuse::Args),
     /// Durable appends to the segmented log from concurrent writers (fsync on).
     LogAppend(log_append::Args),
     /// Sequential read of sealed log segments.
@@ -88,6 +92,7 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
+        Scenario::Abuse(args) => abuse::run(args),
         Scenario::LogAppend(args) => log_append::run(args),
         Scenario::LogRead(args) => log_read::run(args),
         Scenario::Materializer(args) => materializer::run(args),

@@ -196,6 +196,8 @@ pub struct CoreArgs {
     /// Name of this node in MemberList (default: `node-<id>`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub connection_limits: crate::limits::LimitArgs,
 }
 
 /// Validated settings of a core node.
@@ -228,6 +230,7 @@ pub struct CoreSettings {
     pub tail_heartbeat: Duration,
     pub limits: Limits,
     pub tokens: Tokens,
+    pub connection_limits: crate::limits::LimitArgs,
 }
 
 impl CoreArgs {
@@ -263,6 +266,7 @@ impl CoreArgs {
         if self.max_request_size < 1024 {
             bail!("--api.max-request-size must be at least 1024 bytes");
         }
+        self.connection_limits.validate()?;
         let raft_address = ListenAddress::parse("raft.address", &self.raft_address)?;
         let api_address = ListenAddress::parse("api.address", &self.api_address)?;
         let replication_address =
@@ -337,6 +341,7 @@ impl CoreArgs {
                 tables: self.tables_token.clone(),
                 maintenance: self.maintenance_token.clone(),
             },
+            connection_limits: self.connection_limits.clone(),
         })
     }
 }

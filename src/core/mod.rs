@@ -18,6 +18,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::{Context, Result, bail};
 use openraft::{BasicNode, Raft};
 use regatta_api::{
+    activity::TrackRequests,
     cluster::ClusterService,
     kv::KvService,
     listen::Writes,
@@ -59,6 +60,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     let registry = prometheus::Registry::new();
     crate::metrics::runtime_workers(&registry)?;
     let api_metrics = ApiMetrics::register(&registry)?;
+    let limits = settings.connection_limits.build(&registry)?;
 
     let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
         settings.data_dir.join("log"),
@@ -248,21 +250,23 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let service = RaftTransportServer::new(RaftService::new(raft.clone(), role.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let incoming = grpc_incoming(&settings.raft_address, Writes::Immediate)?;
+        let incoming = limits.incoming(&settings.raft_address, Writes::Immediate, "raft")?;
         let token = shutdown.clone();
-        regatta_api::raft_network::internal_server()
+        regatta_api::raft_network::internal_server(limits.server())
             .layer(api_metrics.layer())
+            .layer(TrackRequests)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
     let api_server = {
         let max = settings.limits.max_request_bytes;
-        let kv = KvServer::new(KvService::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(usize::MAX)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
+        let kv =
+            KvServer::new(KvService::new(ctx.clone()).with_stream_limits(limits.streams.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
         let tables = TablesServer::new(TablesService::new(ctx.clone()))
             .max_decoding_message_size(max)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -279,10 +283,12 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let incoming = grpc_incoming(&settings.api_address, Writes::Coalesced)?;
+        let incoming = limits.incoming(&settings.api_address, Writes::Coalesced, "api")?;
         let token = shutdown.clone();
-        tonic::transport::Server::builder()
+        limits
+            .server()
             .layer(api_metrics.layer())
+            .layer(TrackRequests)
             .add_service(kv)
             .add_service(tables)
             .add_service(cluster)
@@ -303,10 +309,15 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                 heartbeat: settings.tail_heartbeat,
             },
         );
-        let incoming = grpc_incoming(&settings.replication_address, Writes::Immediate)?;
+        let incoming = limits.incoming(
+            &settings.replication_address,
+            Writes::Immediate,
+            "replication",
+        )?;
         let token = shutdown.clone();
-        regatta_api::raft_network::internal_server()
+        regatta_api::raft_network::internal_server(limits.server())
             .layer(api_metrics.layer())
+            .layer(TrackRequests)
             .add_service(
                 TailServer::new(service)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
@@ -348,16 +359,6 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     served?;
     tracing::info!("core node stopped");
     Ok(())
-}
-
-/// Binds a gRPC server's listen address now, so a port in use fails start-up (accepted
-/// connections as `regatta_api::listen` hands them out).
-pub fn grpc_incoming(
-    addr: &ListenAddress,
-    writes: Writes,
-) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>>> {
-    let addr = tcp(addr)?;
-    regatta_api::listen::bind(addr, writes).with_context(|| format!("listening on {addr}"))
 }
 
 pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {

@@ -129,6 +129,8 @@ pub struct EdgeArgs {
     /// Name of this edge in logs and MemberList (default: `edge`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME", default_value = "edge")]
     pub node_name: String,
+    #[command(flatten)]
+    pub connection_limits: crate::limits::LimitArgs,
 }
 
 /// Validated edge settings.
@@ -161,6 +163,7 @@ impl EdgeArgs {
         if self.snapshot_entries == 0 {
             bail!("--edge.snapshot-entries must be positive");
         }
+        self.connection_limits.validate()?;
         let advertise = |flag: &str, given: &Option<String>, listen: &str| -> Result<String> {
             let url = given.clone().unwrap_or_else(|| listen.to_string());
             ListenAddress::check_peer_url(flag, &url)?;

@@ -20,6 +20,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dashmap::DashMap;
 use regatta_api::{
+    activity::TrackRequests,
     cluster::ClusterService,
     kv::KvService,
     listen::Writes,
@@ -54,6 +55,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let registry = prometheus::Registry::new();
     crate::metrics::runtime_workers(&registry)?;
     let api_metrics = ApiMetrics::register(&registry)?;
+    let limits = args.connection_limits.build(&registry)?;
     let edge_metrics = metrics::EdgeMetrics::register(&registry)?;
 
     let log = Log::open(
@@ -144,11 +146,12 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
 
     let api_server = {
         let max = settings.limits.max_request_bytes;
-        let kv = KvServer::new(KvService::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(usize::MAX)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
+        let kv =
+            KvServer::new(KvService::new(ctx.clone()).with_stream_limits(limits.streams.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
         let tables = TablesServer::new(TablesService::new(ctx.clone()))
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
@@ -168,10 +171,12 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let incoming = crate::core::grpc_incoming(&settings.api_address, Writes::Coalesced)?;
+        let incoming = limits.incoming(&settings.api_address, Writes::Coalesced, "api")?;
         let token = shutdown.clone();
-        tonic::transport::Server::builder()
+        limits
+            .server()
             .layer(api_metrics.layer())
+            .layer(TrackRequests)
             .add_service(kv)
             .add_service(tables)
             .add_service(cluster)
@@ -190,11 +195,15 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: args.tail_heartbeat,
             },
         );
-        let incoming =
-            crate::core::grpc_incoming(&settings.replication_address, Writes::Immediate)?;
+        let incoming = limits.incoming(
+            &settings.replication_address,
+            Writes::Immediate,
+            "replication",
+        )?;
         let token = shutdown.clone();
-        regatta_api::raft_network::internal_server()
+        regatta_api::raft_network::internal_server(limits.server())
             .layer(api_metrics.layer())
+            .layer(TrackRequests)
             .add_service(
                 TailServer::new(service)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
