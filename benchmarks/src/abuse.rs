@@ -15,6 +15,12 @@
 //! - `slowloris`: `--slowloris` connections trickling the preface one byte a second.
 //! - `streams`: one connection opening `--streams` Range calls whose request body never
 //!   comes (HEADERS without END_STREAM), as many as the server lets it.
+//! - `txn`: `--txn-attackers` clients sending, one after another, the requests whose
+//!   evaluation is bounded by the Txn budgets: a Txn of one put and 1,000 range ops over
+//!   the whole table (an answer of ~100 GB unbounded), a read-only Txn of 1,000 `count_only`
+//!   ranges over it (10^8 records stepped through), and a `DeleteRange` with `prev_kv` over
+//!   it (100 MB of previous pairs). Each is refused; the outcome counts them and their mean
+//!   time to be refused.
 
 use std::{
     sync::{
@@ -66,6 +72,9 @@ pub struct Args {
     /// Streams opened on one connection.
     #[arg(long, default_value_t = 10_000)]
     streams: usize,
+    /// Clients sending over-budget Txns and deletes.
+    #[arg(long, default_value_t = 2)]
+    txn_attackers: usize,
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -157,7 +166,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
         .set("in_flight", args.in_flight)
         .set("phase_s", args.phase.as_secs_f64())
         .set("server_args", args.cluster.server_args.join(" "));
-    for attack in ["baseline", "stalled", "idle", "slowloris", "streams"] {
+    for attack in ["baseline", "stalled", "idle", "slowloris", "streams", "txn"] {
         let (p50, p99, rate, errors, peak, outcome) = phase(args, cluster, attack).await?;
         eprintln!(
             "{attack:>9}: p50 {p50} us  p99 {p99} us  {rate:.0} reads/s  errors {errors}  peak RSS {} MiB  {outcome}",
@@ -188,14 +197,20 @@ async fn phase(
         let stop = stop.clone();
         let api = node.api.clone();
         let attack = attack.to_string();
-        let (stalled, idle, slowloris, streams) =
-            (args.stalled, args.idle, args.slowloris, args.streams);
+        let (stalled, idle, slowloris, streams, txn_attackers) = (
+            args.stalled,
+            args.idle,
+            args.slowloris,
+            args.streams,
+            args.txn_attackers,
+        );
         tokio::spawn(async move {
             match attack.as_str() {
                 "stalled" => stalled_streams(&api, stalled, &stop).await,
                 "idle" => idle_connections(&api, idle, &stop).await,
                 "slowloris" => slowloris_connections(&api, slowloris, &stop).await,
                 "streams" => many_streams(&api, streams, &stop).await,
+                "txn" => over_budget_requests(&api, txn_attackers, &stop).await,
                 _ => {
                     wait(&stop).await;
                     Ok(String::new())
@@ -407,5 +422,93 @@ async fn many_streams(api: &str, n: usize, stop: &AtomicBool) -> Result<Outcome>
         "{} of {n} calls sent on one connection; the server allows {} open at once",
         opened.load(Relaxed),
         client.current_max_send_streams()
+    ))
+}
+
+/// The three over-budget requests of the `txn` attack, by name.
+fn over_budget_request(which: usize) -> (&'static str, TxnRequest) {
+    let whole = |count_only| RequestOp {
+        request: Some(request_op::Request::RequestRange(request_op::Range {
+            key: Bytes::from_static(&[0]),
+            range_end: Bytes::from_static(&[0]),
+            count_only,
+            ..Default::default()
+        })),
+    };
+    let txn = |success| TxnRequest {
+        table: Bytes::from_static(b"bench"),
+        compare: vec![],
+        success,
+        failure: vec![],
+    };
+    match which % 3 {
+        0 => {
+            let mut ops = vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(request_op::Put {
+                    key: Bytes::from_static(b"bomb"),
+                    value: Bytes::from_static(b"applied"),
+                    prev_kv: false,
+                })),
+            }];
+            ops.extend(std::iter::repeat_n(whole(false), 1000));
+            ("write", txn(ops))
+        }
+        1 => (
+            "count",
+            txn(std::iter::repeat_n(whole(true), 1000).collect()),
+        ),
+        _ => ("delete", txn(vec![])),
+    }
+}
+
+async fn over_budget_requests(api: &str, attackers: usize, stop: &AtomicBool) -> Result<Outcome> {
+    let channel = tonic::transport::Endpoint::from_shared(api.to_string())?
+        .connect()
+        .await?;
+    let refused = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refusing_us = Arc::new(AtomicU64::new(0));
+    let mut attacks = Vec::new();
+    for id in 0..attackers.max(1) {
+        let mut kv = KvClient::new(channel.clone());
+        let (refused, accepted, refusing_us) =
+            (refused.clone(), accepted.clone(), refusing_us.clone());
+        attacks.push(async move {
+            let mut which = id;
+            while !stop.load(Relaxed) {
+                let (kind, request) = over_budget_request(which);
+                which += 1;
+                let started = Instant::now();
+                let answer = if kind == "delete" {
+                    kv.delete_range(regatta_proto::regatta::v1::DeleteRangeRequest {
+                        table: Bytes::from_static(b"bench"),
+                        key: Bytes::from_static(&[0]),
+                        range_end: Bytes::from_static(&[0]),
+                        prev_kv: true,
+                        count: false,
+                    })
+                    .await
+                    .map(drop)
+                } else {
+                    kv.txn(request).await.map(drop)
+                };
+                match answer {
+                    Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                        refused.fetch_add(1, Relaxed);
+                        refusing_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                    }
+                    _ => {
+                        accepted.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    futures::future::join_all(attacks).await;
+    let refused = refused.load(Relaxed);
+    Ok(format!(
+        "{refused} refused (InvalidArgument, mean {} ms to refuse), {} answered otherwise",
+        refusing_us.load(Relaxed) / refused.max(1) / 1000,
+        accepted.load(Relaxed)
     ))
 }
