@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Semaphore;
+
 use futures::Stream;
 use regatta_materializer::{Budget, Command, request::TableRange, request::Txn};
 use regatta_proto::regatta::v1::{
@@ -27,13 +29,19 @@ use crate::{
 pub struct KvService {
     ctx: NodeContext,
     streams: StreamLimits,
+    /// Read-only Txns that step through ranges run one per permit, on blocking threads:
+    /// half the CPUs (at least one), so that such work never takes every CPU from the
+    /// requests that cost a lookup.
+    scans: Arc<Semaphore>,
 }
 
 impl KvService {
     pub fn new(ctx: NodeContext) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             ctx,
             streams: StreamLimits::default(),
+            scans: Arc::new(Semaphore::new((cpus / 2).max(1))),
         }
     }
 
@@ -90,12 +98,21 @@ impl KvService {
         if !txn_scans {
             return evaluate(&AtomicBool::new(false));
         }
+        let permit = tokio::time::timeout_at(until.into(), Arc::clone(&self.scans).acquire_owned())
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "waiting for a turn to evaluate a transaction that scans ranges",
+            })?
+            .map_err(|_| Error::Internal("the scan permits were closed".into()))?;
         // Set when this future is dropped: the client reset the stream or went away.
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancelled));
-        tokio::task::spawn_blocking(move || evaluate(&cancelled))
-            .await
-            .map_err(|e| Error::Internal(format!("a read-only transaction failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            evaluate(&cancelled)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("a read-only transaction failed: {e}")))?
     }
 
     fn range_now(&self, range: &TableRange) -> Result<RangeResponse> {
