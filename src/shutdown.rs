@@ -31,3 +31,31 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// How long a stopping node waits for its servers' open connections and in-flight calls to
+/// finish once the stop signal came (a client that stopped reading would hold its
+/// connection open for ever).
+pub const SERVER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `servers` (a node's servers, joined) to completion, or until [`SERVER_GRACE`] after
+/// `token` is cancelled: then the connections still open are dropped with the runtime, and
+/// the node goes on shutting down.
+pub async fn serve_until_grace<F>(token: &CancellationToken, servers: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    tokio::pin!(servers);
+    tokio::select! {
+        served = &mut servers => served,
+        () = async {
+            token.cancelled().await;
+            tokio::time::sleep(SERVER_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace = ?SERVER_GRACE,
+                "connections still open after the grace period; closing them"
+            );
+            Ok(())
+        }
+    }
+}

@@ -434,3 +434,35 @@ async fn iterate_range_streams_nobody_reads_stay_small_are_cancelled_and_are_lim
     }
     assert_eq!(keys, 20_000);
 }
+
+/// A client that stopped reading keeps its connection open for as long as it likes; a node
+/// told to stop waits for such connections only for its grace period, then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_does_not_wait_for_a_client_that_stopped_reading() {
+    phase("a node holding 20,000 keys of 1 KiB, and an IterateRange stream nobody reads");
+    let mut cluster = node_with(&[]).await;
+    load(&cluster.nodes[0], 20_000, 1024).await;
+    let channel = client(&cluster.nodes[0]).await;
+    let mut kv = regatta_proto::regatta::v1::kv_client::KvClient::new(channel.clone());
+    let stalled = kv
+        .iterate_range(RangeRequest {
+            table: b"t".to_vec().into(),
+            key: vec![0].into(),
+            range_end: vec![0].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a stream");
+
+    phase("SIGTERM: the node exits cleanly within its grace period and Raft's shutdown");
+    let node = cluster.node(1);
+    let asked = std::time::Instant::now();
+    assert_eq!(node.terminate(), Some(0), "a clean exit");
+    eprintln!("exited {:?} after SIGTERM", asked.elapsed());
+    let log = std::fs::read_to_string(node.log_path()).unwrap();
+    assert!(
+        log.contains("connections still open after the grace period"),
+        "the node says why it stopped waiting"
+    );
+    drop(stalled);
+}

@@ -344,13 +344,17 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         api = %settings.api_advertise, raft = %settings.raft_advertise, rest = ?settings.rest_address.tcp(),
         "core node serving"
     );
-    let served = tokio::try_join!(
-        async { raft_server.await.context("raft transport server") },
-        async { api_server.await.context("API server") },
-        async { tail_server.await.context("log-tail server") },
-        rest_server,
-        raft_stopped(raft.clone(), shutdown.clone()),
-    );
+    let served = shutdown::serve_until_grace(&shutdown, async {
+        tokio::try_join!(
+            async { raft_server.await.context("raft transport server") },
+            async { api_server.await.context("API server") },
+            async { tail_server.await.context("log-tail server") },
+            rest_server,
+            raft_stopped(raft.clone(), shutdown.clone()),
+        )
+        .map(drop)
+    })
+    .await;
     shutdown.cancel();
     tracing::info!("shutting down raft");
     if let Err(e) = tokio::time::timeout(Duration::from_secs(10), raft.shutdown()).await {

@@ -242,11 +242,15 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     };
 
     tracing::info!(api = %settings.api_advertise, replication = %settings.replication_advertise, "edge node serving");
-    let served = tokio::try_join!(
-        async { api_server.await.context("API server") },
-        async { tail_server.await.context("log-tail server") },
-        rest_server,
-    );
+    let served = crate::shutdown::serve_until_grace(&shutdown, async {
+        tokio::try_join!(
+            async { api_server.await.context("API server") },
+            async { tail_server.await.context("log-tail server") },
+            rest_server,
+        )
+        .map(drop)
+    })
+    .await;
     shutdown.cancel();
     if tokio::time::timeout(Duration::from_secs(10), tailer_task)
         .await
