@@ -224,9 +224,13 @@ async fn an_edge_behind_the_compacted_log_bootstraps_from_object_storage() {
         "the edge bootstrapped and caught up",
     )
     .await;
-    assert_eq!(
-        edge.metric("regatta_edge_bootstraps_total").await,
-        Some(1.0)
+    // At least once. The core may still be compacting when the edge comes back (a purge
+    // that waited for its segments' archive lands a moment later), and an edge that finds
+    // the log moved past the snapshot it just loaded bootstraps again from a newer one.
+    let bootstraps = edge.metric("regatta_edge_bootstraps_total").await;
+    assert!(
+        bootstraps.is_some_and(|n| n >= 1.0),
+        "bootstrapped from the object store: {bootstraps:?}"
     );
     let log = std::fs::read_to_string(edge.node.log_path()).unwrap_or_default();
     assert!(
