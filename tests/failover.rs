@@ -443,10 +443,16 @@ async fn clients_giving_up_on_a_frozen_leader_never_break_the_followers_connecti
     })
     .await;
 
-    phase(&format!("freeze the leader (node {leader}) for 3 s"));
+    phase(&format!(
+        "freeze the leader (node {leader}) until its clients gave up on 30 writes"
+    ));
     node(&cluster, leader).pause();
     let before = seen.lock().unwrap().given_up();
-    tokio::time::sleep(Duration::from_secs(3)).await; // the length of the outage under test
+    wait_until(
+        "more than 30 writes were given up during the freeze",
+        || async { seen.lock().unwrap().given_up() - before > 30 },
+    )
+    .await;
     let cancelled = seen.lock().unwrap().given_up() - before;
     node(&cluster, leader).resume();
     phase(&format!(
