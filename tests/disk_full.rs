@@ -121,6 +121,34 @@ async fn check_acked(node: &Node, table: &str, acked: &[(String, String)]) {
     }
 }
 
+/// Writes keys `k00000`..`k00019` of 100 bytes to table `t` on `node`; returns them.
+async fn write_some(node: &Node) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (k, v) = (format!("k{i:05}"), value(i, 100));
+        put(node, "t", &k, &v).await.expect("put");
+        acked.push((k, v));
+    }
+    acked
+}
+
+/// Writes keys from `k00020` on, of `size` bytes, to table `t` on `node` until one fails
+/// (at most 1,980); pushes each acknowledged one to `acked` and returns the failure.
+async fn write_until_refused(
+    node: &Node,
+    size: usize,
+    acked: &mut Vec<(String, String)>,
+) -> Option<tonic::Status> {
+    for i in 20..2000 {
+        let (k, v) = (format!("k{i:05}"), value(i, size));
+        match put(node, "t", &k, &v).await {
+            Ok(_) => acked.push((k, v)),
+            Err(status) => return Some(status),
+        }
+    }
+    None
+}
+
 /// Stops `node` cleanly, starts it again and checks every acknowledged write of table `t`
 /// once it serves the last of them.
 async fn restart_and_check(node: &mut Node, members: &str, acked: &[(String, String)]) {
@@ -147,26 +175,11 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let members = format!("1={}", node.raft);
     node.start(&members);
     create_table(&node, "t").await;
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let (k, v) = (format!("k{i:05}"), value(i, 100));
-        put(&node, "t", &k, &v).await.expect("put");
-        acked.push((k, v));
-    }
+    let mut acked = write_some(&node).await;
 
     phase("fill the disk to just above the reserve, then write until refused");
     disk.fill(5 << 20);
-    let mut refused = None;
-    for i in 20..2000 {
-        let (k, v) = (format!("k{i:05}"), value(i, 16 << 10));
-        match put(&node, "t", &k, &v).await {
-            Ok(_) => acked.push((k, v)),
-            Err(status) => {
-                refused = Some(status);
-                break;
-            }
-        }
-    }
+    let refused = write_until_refused(&node, 16 << 10, &mut acked).await;
     let status = refused.expect("writes were never refused on a full disk");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(
@@ -229,26 +242,11 @@ async fn with_the_guard_off_an_append_that_hits_enospc_waits_instead_of_stopping
     let members = format!("1={}", node.raft);
     node.start(&members);
     create_table(&node, "t").await;
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let (k, v) = (format!("k{i:05}"), value(i, 100));
-        put(&node, "t", &k, &v).await.expect("put");
-        acked.push((k, v));
-    }
+    let mut acked = write_some(&node).await;
 
     phase("fill the disk, then write until a write cannot complete");
     disk.fill(256 << 10);
-    let mut failed = None;
-    for i in 20..2000 {
-        let (k, v) = (format!("k{i:05}"), value(i, 32 << 10));
-        match put(&node, "t", &k, &v).await {
-            Ok(_) => acked.push((k, v)),
-            Err(status) => {
-                failed = Some(status);
-                break;
-            }
-        }
-    }
+    let failed = write_until_refused(&node, 32 << 10, &mut acked).await;
     let status = failed.expect("writes kept succeeding on a full disk");
     assert_eq!(
         status.code(),
@@ -290,12 +288,7 @@ async fn an_edge_with_a_full_disk_pauses_serves_reads_and_catches_up() {
     let mut core = Node::core(1, root.path());
     core.start(&format!("1={}", core.raft));
     create_table(&core, "t").await;
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let (k, v) = (format!("k{i:05}"), value(i, 100));
-        put(&core, "t", &k, &v).await.expect("put");
-        acked.push((k, v));
-    }
+    let mut acked = write_some(&core).await;
     let mut edge = Edge::new("edge", root.path(), vec![core.replication.clone()]);
     disk.host(&edge.node.data_dir, &["log", "snapshots"]);
     // Local snapshots fall due while the disk is full too.
@@ -403,12 +396,7 @@ async fn a_follower_with_a_full_disk_stays_up_while_the_others_carry_on() {
     let leader = nodes.iter().position(|n| n.id == leader_id).unwrap();
     let follower = (leader + 1) % 3;
     create_table(&nodes[leader], "t").await;
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let (k, v) = (format!("k{i:05}"), value(i, 100));
-        put(&nodes[leader], "t", &k, &v).await.expect("put");
-        acked.push((k, v));
-    }
+    let mut acked = write_some(&nodes[leader]).await;
     wait_converged(
         &nodes[leader],
         &nodes[follower],

@@ -284,6 +284,16 @@ async fn idle_connections_are_closed_and_busy_ones_are_not() {
     get_ok(&idle, "k").await;
 }
 
+/// A range over every key of table `t`.
+fn whole_table() -> RangeRequest {
+    RangeRequest {
+        table: b"t".to_vec().into(),
+        key: vec![0].into(),
+        range_end: vec![0].into(),
+        ..Default::default()
+    }
+}
+
 /// Writes `n` keys of `value` bytes in transactions of 200 puts.
 async fn load(node: &Node, n: usize, value: usize) {
     let mut kv = node.kv().await;
@@ -360,12 +370,7 @@ async fn iterate_range_streams_nobody_reads_stay_small_are_cancelled_and_are_lim
         };
         let mut kv = regatta_proto::regatta::v1::kv_client::KvClient::new(channel.clone());
         let stream = kv
-            .iterate_range(RangeRequest {
-                table: b"t".to_vec().into(),
-                key: vec![0].into(),
-                range_end: vec![0].into(),
-                ..Default::default()
-            })
+            .iterate_range(whole_table())
             .await
             .expect("a stream within the limit");
         stalled.push((channel, stream));
@@ -374,12 +379,7 @@ async fn iterate_range_streams_nobody_reads_stay_small_are_cancelled_and_are_lim
     phase("one more is refused, naming the limit");
     let mut kv = regatta_proto::regatta::v1::kv_client::KvClient::new(good.clone());
     let refused = kv
-        .iterate_range(RangeRequest {
-            table: b"t".to_vec().into(),
-            key: vec![0].into(),
-            range_end: vec![0].into(),
-            ..Default::default()
-        })
+        .iterate_range(whole_table())
         .await
         .expect_err("over the limit");
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
@@ -421,12 +421,7 @@ async fn iterate_range_streams_nobody_reads_stay_small_are_cancelled_and_are_lim
     })
     .await;
     let mut stream = kv
-        .iterate_range(RangeRequest {
-            table: b"t".to_vec().into(),
-            key: vec![0].into(),
-            range_end: vec![0].into(),
-            ..Default::default()
-        })
+        .iterate_range(whole_table())
         .await
         .expect("a stream")
         .into_inner();
@@ -446,15 +441,7 @@ async fn a_stopping_node_does_not_wait_for_a_client_that_stopped_reading() {
     load(&cluster.nodes[0], 20_000, 1024).await;
     let channel = client(&cluster.nodes[0]).await;
     let mut kv = regatta_proto::regatta::v1::kv_client::KvClient::new(channel.clone());
-    let stalled = kv
-        .iterate_range(RangeRequest {
-            table: b"t".to_vec().into(),
-            key: vec![0].into(),
-            range_end: vec![0].into(),
-            ..Default::default()
-        })
-        .await
-        .expect("a stream");
+    let stalled = kv.iterate_range(whole_table()).await.expect("a stream");
 
     phase("SIGTERM: the node exits cleanly within its grace period and Raft's shutdown");
     let node = cluster.node(1);

@@ -385,12 +385,16 @@ impl Table {
     /// Deletes every key of `range`; returns the deleted records in key order.
     pub fn delete(&mut self, range: &KeyRange) -> Vec<Record> {
         let doomed: Vec<Record> = self.scan(range, None).cloned().collect();
-        for r in &doomed {
-            // Present: the scan just returned it.
+        self.remove_scanned(&doomed);
+        doomed
+    }
+
+    /// Removes `doomed`, records a scan of this table just returned (so each is present).
+    pub(crate) fn remove_scanned(&mut self, doomed: &[Record]) {
+        for r in doomed {
             self.data.remove_present(r.key());
             self.bytes -= record_bytes(r);
         }
-        doomed
     }
 
     /// Removes every key.

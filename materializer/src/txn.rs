@@ -96,24 +96,29 @@ pub fn delete(
     op: &DeleteOp,
     budget: &mut Budget<'_>,
 ) -> Result<response_op::DeleteRange> {
-    if op.prev_kv {
-        let left = budget.response_left();
-        let mut bytes = 0usize;
-        for r in table.scan(&op.range, None) {
-            bytes += pair_bytes(r);
-            if bytes > left {
-                return Err(response_limit());
-            }
-        }
-        budget.respond(bytes)?;
+    if !op.prev_kv {
+        let deleted = table.delete(&op.range).len() as i64;
+        return Ok(response_op::DeleteRange {
+            deleted,
+            prev_kvs: Vec::new(),
+        });
     }
-    let gone = table.delete(&op.range);
-    let deleted = gone.len() as i64;
-    let prev_kvs = if op.prev_kv {
-        gone.iter().map(|r| r.kv(false)).collect()
-    } else {
-        Vec::new()
-    };
+    // One scan both sizes the answer and collects what is deleted; nothing is removed
+    // unless the whole answer fits.
+    let left = budget.response_left();
+    let mut bytes = 0usize;
+    let mut doomed = Vec::new();
+    for r in table.scan(&op.range, None) {
+        bytes += pair_bytes(r);
+        if bytes > left {
+            return Err(response_limit());
+        }
+        doomed.push(r.clone());
+    }
+    budget.respond(bytes)?;
+    table.remove_scanned(&doomed);
+    let deleted = doomed.len() as i64;
+    let prev_kvs = doomed.iter().map(|r| r.kv(false)).collect();
     Ok(response_op::DeleteRange { deleted, prev_kvs })
 }
 
