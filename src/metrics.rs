@@ -3,6 +3,7 @@
 
 use openraft::{BasicNode, RaftMetrics};
 use prometheus::{IntCounter, IntGauge, Registry};
+pub use regatta_api::metrics::{counter, gauge, histogram};
 
 /// Raft's view of the node, refreshed on every change of openraft's metrics.
 pub struct RaftGauges {
@@ -93,13 +94,6 @@ impl RaftGauges {
     }
 }
 
-/// Registers a plain counter.
-pub fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let c = IntCounter::new(name, help)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
 /// Registers `regatta_runtime_worker_threads`, set once to the worker threads of the runtime
 /// this is called on (`--runtime.worker-threads`, or one per CPU).
 pub fn runtime_workers(registry: &Registry) -> prometheus::Result<()> {
@@ -111,27 +105,6 @@ pub fn runtime_workers(registry: &Registry) -> prometheus::Result<()> {
     )?
     .set(i64::try_from(workers).unwrap_or(i64::MAX));
     Ok(())
-}
-
-/// Registers a plain gauge.
-pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::new(name, help)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-/// Registers a histogram with the given bucket bounds.
-pub fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    buckets: Vec<f64>,
-) -> prometheus::Result<prometheus::Histogram> {
-    let h = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(name, help).buckets(buckets),
-    )?;
-    registry.register(Box::new(h.clone()))?;
-    Ok(h)
 }
 
 /// Registers `regatta_log_fsync_seconds`, a histogram of the local log's data fsyncs, and

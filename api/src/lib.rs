@@ -15,6 +15,7 @@
 //! - [`tables`] — `regatta.v1.Tables`.
 //! - [`cluster`] — `regatta.v1.Cluster`.
 //! - [`tail`] — `regatta.tail.v1.Tail`, the committed log served to edges.
+//! - [`disk`] — the free-space guard: writes refused while the data directory's disk is full.
 //! - [`metrics`] — request counts and latency of every gRPC method.
 //! - [`listen`] — the accepted connections every gRPC server is handed, and their limits.
 //! - [`activity`] — what a connection's watchdog knows of its handshake and requests.
@@ -25,6 +26,7 @@
 
 pub mod activity;
 pub mod cluster;
+pub mod disk;
 pub mod error;
 pub mod kv;
 pub mod listen;

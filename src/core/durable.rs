@@ -213,9 +213,19 @@ impl DurableStateMachine {
         let owned = meta.clone();
         // openraft takes a failed snapshot write as fatal; a full disk only delays it (the
         // log behind the snapshot is not purged until it is written).
-        crate::disk::retry_while_full("writing a raft snapshot", move || files.save(&owned, &data))
-            .await
-            .map_err(|e| io_error(Some(meta), &e))
+        regatta_api::disk::retry_while_full(
+            "writing a raft snapshot",
+            move || files.save(&owned, &data),
+            |e: &anyhow::Error| regatta_api::disk::is_disk_full(e.as_ref()),
+        )
+        .await
+        .map_err(|e| match e {
+            Some(e) => io_error(Some(meta), &e),
+            None => io_error(
+                Some(meta),
+                &anyhow::anyhow!("the snapshot writer task failed"),
+            ),
+        })
     }
 }
 

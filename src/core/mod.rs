@@ -135,7 +135,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let header = Arc::new(HeaderState::default());
     let shutdown = shutdown::token();
-    let disk = crate::disk::DiskGuard::new(
+    let disk = regatta_api::disk::DiskGuard::new(
         settings.node_id,
         vec![
             log.dir().to_path_buf(),

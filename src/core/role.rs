@@ -62,7 +62,7 @@ pub struct LocalDisk {
     /// Bytes of the log's files.
     pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Refuses writes while the disk is below its reserve.
-    pub guard: Arc<crate::disk::DiskGuard>,
+    pub guard: Arc<regatta_api::disk::DiskGuard>,
 }
 
 pub struct CoreRole {
@@ -75,7 +75,7 @@ pub struct CoreRole {
     peer_info: DashMap<u64, NodeInfoResponse>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Refuses writes while this node's disk is below its reserve.
-    disk: Arc<crate::disk::DiskGuard>,
+    disk: Arc<regatta_api::disk::DiskGuard>,
     batcher: Batcher,
 }
 

@@ -90,7 +90,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     };
     let replication = Arc::new(tailer::ReplicationState::default());
     let shutdown = shutdown::token();
-    let disk = crate::disk::DiskGuard::new(
+    let disk = regatta_api::disk::DiskGuard::new(
         args.node_id,
         vec![log.dir().to_path_buf(), args.data_dir.join("snapshots")],
         args.disk.min_free_disk,

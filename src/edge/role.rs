@@ -43,7 +43,7 @@ pub struct EdgeRole {
     pub resets: tokio::sync::mpsc::Sender<super::tailer::ResetRequest>,
     /// Refuses writes while this edge's disk is below its reserve: it could not keep the
     /// write in its local log to answer it.
-    pub disk: Arc<crate::disk::DiskGuard>,
+    pub disk: Arc<regatta_api::disk::DiskGuard>,
 }
 
 impl EdgeRole {

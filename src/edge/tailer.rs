@@ -411,7 +411,7 @@ impl Tailer {
             .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?;
         match saved {
             Ok(()) => self.snapshot_not_before = None,
-            Err(e) if crate::disk::is_disk_full(&e) => {
+            Err(e) if regatta_api::disk::is_disk_full(e.as_ref()) => {
                 // The log still holds everything since the last one: try again later.
                 tracing::error!(
                     revision,
@@ -565,7 +565,7 @@ impl Tailer {
         .await
         .map_err(|e| Stop::Fatal(format!("local snapshot writer: {e}")))?
         .map_err(|e| {
-            if crate::disk::is_disk_full(&e) {
+            if regatta_api::disk::is_disk_full(e.as_ref()) {
                 // Nothing changed yet: the edge serves its old state and tries again.
                 Stop::Upstream(format!("local snapshot: disk full: {e:#}"))
             } else {
