@@ -337,6 +337,34 @@ where
     }
 }
 
+/// Registers a plain counter.
+pub fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// Registers a plain gauge.
+pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Registers a histogram with the given bucket bounds.
+pub fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<prometheus::Histogram> {
+    let h = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(name, help).buckets(buckets),
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,32 +422,4 @@ mod tests {
             4
         );
     }
-}
-
-/// Registers a plain counter.
-pub fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let c = IntCounter::new(name, help)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-/// Registers a plain gauge.
-pub fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::new(name, help)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-/// Registers a histogram with the given bucket bounds.
-pub fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    buckets: Vec<f64>,
-) -> prometheus::Result<prometheus::Histogram> {
-    let h = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(name, help).buckets(buckets),
-    )?;
-    registry.register(Box::new(h.clone()))?;
-    Ok(h)
 }
