@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use regatta_api::{
     Error,
-    node::{NodeContext, NodeKind, WriteRequest, WriteResponse},
+    forward::MembershipChange,
+    node::{NodeContext, NodeKind},
 };
 use regatta_materializer::Revision;
 use regatta_proto::regatta::admin::v1::{
@@ -101,7 +102,7 @@ impl AdminService {
     async fn change(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-        request: WriteRequest,
+        request: MembershipChange,
     ) -> Result<MembershipResponse, Error> {
         self.ctx
             .check_token(&self.ctx.tokens.maintenance, metadata)?;
@@ -116,12 +117,8 @@ impl AdminService {
             .ctx
             .deadline(metadata)
             .max(std::time::Duration::from_secs(60));
-        match tokio::time::timeout(deadline, self.ctx.role.write(request)).await {
-            Ok(Ok(WriteResponse::Membership(m))) => Ok(m),
-            Ok(Ok(other)) => Err(Error::Internal(format!(
-                "membership change answered with {other:?}"
-            ))),
-            Ok(Err(e)) => Err(e),
+        match tokio::time::timeout(deadline, self.ctx.role.change_membership(request)).await {
+            Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 what: "changing the membership",
             }),
@@ -137,7 +134,7 @@ impl Admin for AdminService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         Ok(Response::new(
-            self.change(&metadata, WriteRequest::AddMember(message))
+            self.change(&metadata, MembershipChange::Add(message))
                 .await?,
         ))
     }
@@ -148,7 +145,7 @@ impl Admin for AdminService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
         Ok(Response::new(
-            self.change(&metadata, WriteRequest::RemoveMember(message))
+            self.change(&metadata, MembershipChange::Remove(message))
                 .await?,
         ))
     }

@@ -2,7 +2,8 @@
 //! [`Role`](crate::node::Role).
 //!
 //! Every request is validated into its domain type first (`TryFrom`), so a bad request is
-//! refused with `InvalidArgument` before it costs anything. Reads take one view and answer
+//! refused with `InvalidArgument` before it costs anything; a write goes on as that
+//! [`Command`], and its response is built here from what applying it answered. Reads take one view and answer
 //! entirely from it; the header's revision is that view's.
 
 use std::pin::Pin;
@@ -12,16 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
 use futures::Stream;
-use regatta_materializer::{Budget, Command, request::TableRange, request::Txn};
+use regatta_materializer::{ApplyResponse, Budget, Command, request::TableRange, request::Txn};
 use regatta_proto::regatta::v1::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    TxnRequest, TxnResponse, kv_server::Kv,
+    ResponseHeader, TxnRequest, TxnResponse, kv_server::Kv,
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
     Error, Result,
-    node::{NodeContext, WriteRequest, WriteResponse},
+    node::NodeContext,
     range_stream::{STREAM_CHUNK_BYTES, StreamLimits},
 };
 
@@ -65,16 +66,20 @@ impl KvService {
             .await
     }
 
+    /// Commits `command` (validated where the request entered) within `deadline`: the
+    /// response header for its table and what applying it answered.
     async fn write(
         &self,
-        request: WriteRequest,
+        command: Command,
         deadline: std::time::Duration,
-    ) -> Result<WriteResponse> {
-        tokio::time::timeout(deadline, self.ctx.role.write(request))
+    ) -> Result<(ResponseHeader, ApplyResponse)> {
+        let table = command.table().to_owned();
+        let (revision, response) = tokio::time::timeout(deadline, self.ctx.role.write(command))
             .await
             .map_err(|_| Error::Timeout {
                 what: "committing the write",
-            })?
+            })??;
+        Ok((self.ctx.write_header(&table, revision), response))
     }
 
     /// A read-only Txn from the current view, within the transaction budget and the
@@ -133,7 +138,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn unexpected(what: &str, got: &WriteResponse) -> Error {
+fn unexpected(what: &str, got: &ApplyResponse) -> Error {
     Error::Internal(format!("a {what} was answered with {got:?}"))
 }
 
@@ -188,11 +193,13 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let deadline = self.ctx.deadline(request.metadata());
-        let request = request.into_inner();
-        Command::try_from(&request).map_err(Error::from)?;
-        match self.write(WriteRequest::Put(request), deadline).await? {
-            WriteResponse::Put(response) => Ok(Response::new(response)),
-            other => Err(unexpected("put", &other).into()),
+        let command = Command::try_from(request.get_ref()).map_err(Error::from)?;
+        match self.write(command, deadline).await? {
+            (header, ApplyResponse::Put { prev_kv }) => Ok(Response::new(PutResponse {
+                header: Some(header),
+                prev_kv: prev_kv.map(|kv| *kv),
+            })),
+            (_, other) => Err(unexpected("put", &other).into()),
         }
     }
 
@@ -201,29 +208,30 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let deadline = self.ctx.deadline(request.metadata());
-        let request = request.into_inner();
-        Command::try_from(&request).map_err(Error::from)?;
-        match self
-            .write(WriteRequest::DeleteRange(request), deadline)
-            .await?
-        {
-            WriteResponse::DeleteRange(response) => Ok(Response::new(response)),
-            other => Err(unexpected("delete", &other).into()),
+        let command = Command::try_from(request.get_ref()).map_err(Error::from)?;
+        match self.write(command, deadline).await? {
+            (header, ApplyResponse::DeleteRange(mut response)) => {
+                response.header = Some(header);
+                Ok(Response::new(*response))
+            }
+            (_, other) => Err(unexpected("delete", &other).into()),
         }
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let deadline = self.ctx.deadline(request.metadata());
-        let request = request.into_inner();
-        let txn = Txn::try_from(&request).map_err(Error::from)?;
+        let txn = Txn::try_from(request.get_ref()).map_err(Error::from)?;
         txn.check_ops(self.ctx.limits.max_txn_ops)
             .map_err(Error::from)?;
         if txn.is_read_only() {
             return Ok(Response::new(self.read_txn(txn, deadline).await?));
         }
-        match self.write(WriteRequest::Txn(request), deadline).await? {
-            WriteResponse::Txn(response) => Ok(Response::new(response)),
-            other => Err(unexpected("txn", &other).into()),
+        match self.write(Command::Txn(txn), deadline).await? {
+            (header, ApplyResponse::Txn(mut response)) => {
+                response.header = Some(header);
+                Ok(Response::new(*response))
+            }
+            (_, other) => Err(unexpected("txn", &other).into()),
         }
     }
 }

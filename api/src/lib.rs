@@ -10,6 +10,7 @@
 //! Modules:
 //! - [`error`] — the crate's error and its one mapping to gRPC status codes.
 //! - [`node`] — what the services need from the node (materializer, role, limits, tokens).
+//! - [`forward`] — a write on its way to the leader or upstream, and its answer.
 //! - [`kv`] — `regatta.v1.KV`.
 //! - [`maintenance`] — `maintenance.v1.Maintenance` (backup, restore, reset).
 //! - [`tables`] — `regatta.v1.Tables`.
@@ -28,6 +29,7 @@ pub mod activity;
 pub mod cluster;
 pub mod disk;
 pub mod error;
+pub mod forward;
 pub mod kv;
 pub mod listen;
 pub mod maintenance;

@@ -11,20 +11,17 @@ use std::{pin::Pin, sync::Arc};
 use futures::Stream;
 use regatta_materializer::{Command, backup};
 use regatta_proto::{
-    event,
     maintenance::v1::{
         BackupRequest, ResetRequest, ResetResponse, RestoreMessage, RestoreResponse,
         maintenance_server::Maintenance, restore_message,
     },
-    mvcc::v1::KeyValue,
-    regatta::v1::CreateTableRequest,
     replication::v1::SnapshotChunk,
 };
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     Error,
-    node::{NodeContext, WriteRequest},
+    node::NodeContext,
 };
 
 /// Bytes per streamed backup chunk.
@@ -153,10 +150,10 @@ impl Maintenance for MaintenanceService {
         let role = Arc::clone(&self.ctx.role);
         let work = async move {
             match role
-                .write(WriteRequest::CreateTable(CreateTableRequest {
+                .write(Command::CreateTable {
                     name: name.clone(),
                     config: None,
-                }))
+                })
                 .await
             {
                 Ok(_) => {}
@@ -166,25 +163,15 @@ impl Maintenance for MaintenanceService {
             }
             let parts = commands.len();
             for (i, command) in commands.into_iter().enumerate() {
-                let Command::RestoreTable { name, clear, kvs } = command else {
+                let Command::RestoreTable { kvs, .. } = &command else {
                     return Err(Error::Internal(
                         "restore produced a command that is not a restore".into(),
                     ));
                 };
-                let kvs = kvs
-                    .into_iter()
-                    .map(|(key, value)| KeyValue {
-                        key,
-                        value,
-                        ..Default::default()
-                    })
-                    .collect();
-                role.write(WriteRequest::RestoreTable(event::RestoreTable {
-                    name,
-                    clear,
-                    kvs,
-                }))
-                .await?;
+                for (_, value) in kvs {
+                    regatta_materializer::request::check_value(value)?;
+                }
+                role.write(command).await?;
                 tracing::info!(part = i + 1, parts, "restore part written");
             }
             Ok(())

@@ -10,19 +10,26 @@ use std::{
     time::Duration,
 };
 
-use regatta_materializer::{Materializer, Revision};
+use regatta_materializer::{ApplyResponse, Command, Materializer, Revision};
 use regatta_proto::regatta::{
-    raft::v1::{forward_request, forward_response},
+    admin::v1::MembershipResponse,
     v1::{MemberListResponse, ResponseHeader},
 };
 use tonic::metadata::MetadataMap;
 
-use crate::{Error, Result};
+use crate::{Error, Result, forward::MembershipChange};
 
-/// A write as the public API received it; also what travels when it is forwarded.
-pub type WriteRequest = forward_request::Request;
-/// The answer to a [`WriteRequest`], header filled with the write's revision.
-pub type WriteResponse = forward_response::Response;
+/// A committed write: the revision of its log entry and what applying it answered (never
+/// [`ApplyResponse::Rejected`]: a rejection is returned as [`Error::Rejected`]).
+pub type Written = (Revision, ApplyResponse);
+
+/// `written`, or the error of its rejection.
+pub fn accepted(written: Written) -> Result<Written> {
+    match written {
+        (_, ApplyResponse::Rejected(rejection)) => Err(rejection.into()),
+        written => Ok(written),
+    }
+}
 
 /// Which kind of node this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +67,13 @@ pub struct NodeStatus {
 pub trait Role: Send + Sync + 'static {
     fn kind(&self) -> NodeKind;
 
-    /// Commits a write (here or wherever writes go) and answers once this node has applied it,
-    /// so the caller reads its own write here.
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse>;
+    /// Commits a validated write (here or wherever writes go) and answers once this node has
+    /// applied it, so the caller reads its own write here. Never called with a
+    /// [`Command::Batch`] (batches are made by the core's leader).
+    async fn write(&self, command: Command) -> Result<Written>;
+
+    /// Changes the core's membership (core only).
+    async fn change_membership(&self, change: MembershipChange) -> Result<MembershipResponse>;
 
     /// The revision this node must have applied before it may serve a linearizable read.
     async fn read_index(&self) -> Result<u64>;
@@ -132,6 +143,12 @@ impl NodeContext {
             raft_term: self.header.term.load(Ordering::Relaxed),
             raft_leader_id: self.header.leader_id.load(Ordering::Relaxed),
         }
+    }
+
+    /// The response header of a write to `table` at `revision`, once this node applied it.
+    pub fn write_header(&self, table: &str, revision: Revision) -> ResponseHeader {
+        let shard = crate::forward::shard_of(&self.materializer, table);
+        self.header(shard, revision)
     }
 
     /// The deadline of a request: the client's `grpc-timeout`, or the default.

@@ -1,7 +1,7 @@
 //! `regatta.v1.Tables`: create and delete are writes (core only, or forwarded by the core's
 //! role); listing reads this node's view.
 
-use regatta_materializer::Command;
+use regatta_materializer::{ApplyResponse, Command};
 use regatta_proto::regatta::v1::{
     CreateTableRequest, CreateTableResponse, DeleteTableRequest, DeleteTableResponse,
     ListTablesRequest, ListTablesResponse, tables_server::Tables,
@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     Error,
-    node::{NodeContext, NodeKind, WriteRequest, WriteResponse},
+    node::{NodeContext, NodeKind},
 };
 
 pub struct TablesService {
@@ -34,14 +34,15 @@ impl TablesService {
 
     async fn write(
         &self,
-        request: WriteRequest,
+        command: Command,
         deadline: std::time::Duration,
-    ) -> Result<WriteResponse, Error> {
-        tokio::time::timeout(deadline, self.ctx.role.write(request))
+    ) -> Result<ApplyResponse, Error> {
+        let (_, response) = tokio::time::timeout(deadline, self.ctx.role.write(command))
             .await
             .map_err(|_| Error::Timeout {
                 what: "committing the table change",
-            })?
+            })??;
+        Ok(response)
     }
 }
 
@@ -55,13 +56,11 @@ impl Tables for TablesService {
             .check_token(&self.ctx.tokens.tables, request.metadata())?;
         self.core_only("Tables.Create")?;
         let deadline = self.ctx.deadline(request.metadata());
-        let request = request.into_inner();
-        Command::try_from(&request).map_err(Error::from)?;
-        match self
-            .write(WriteRequest::CreateTable(request), deadline)
-            .await?
-        {
-            WriteResponse::CreateTable(response) => Ok(Response::new(response)),
+        let command = Command::try_from(request.get_ref()).map_err(Error::from)?;
+        match self.write(command, deadline).await? {
+            ApplyResponse::TableCreated { id } => {
+                Ok(Response::new(CreateTableResponse { id: id.to_string() }))
+            }
             other => Err(Error::Internal(format!("table create answered with {other:?}")).into()),
         }
     }
@@ -74,13 +73,9 @@ impl Tables for TablesService {
             .check_token(&self.ctx.tokens.tables, request.metadata())?;
         self.core_only("Tables.Delete")?;
         let deadline = self.ctx.deadline(request.metadata());
-        let request = request.into_inner();
-        Command::try_from(&request).map_err(Error::from)?;
-        match self
-            .write(WriteRequest::DeleteTable(request), deadline)
-            .await?
-        {
-            WriteResponse::DeleteTable(response) => Ok(Response::new(response)),
+        let command = Command::try_from(request.get_ref()).map_err(Error::from)?;
+        match self.write(command, deadline).await? {
+            ApplyResponse::TableDeleted => Ok(Response::new(DeleteTableResponse {})),
             other => Err(Error::Internal(format!("table delete answered with {other:?}")).into()),
         }
     }

@@ -268,14 +268,10 @@ impl Tail for TailService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
-        let inner = request
-            .into_inner()
-            .request
-            .ok_or_else(|| Status::invalid_argument("forwarded write is empty"))?;
-        let response = self.role.write(inner).await?;
-        Ok(Response::new(ForwardResponse {
-            response: Some(response),
-        }))
+        let forwarded = request.into_inner();
+        let answer =
+            crate::forward::take_forwarded(&*self.role, &self.materializer, forwarded).await?;
+        Ok(Response::new(answer))
     }
 
     async fn read_index(

@@ -10,33 +10,26 @@
 //! - a *fatal error* ([`Error::UnknownEvent`], [`Error::OutOfOrder`]): the state is left
 //!   untouched and the node must stop applying.
 
-use regatta_proto::event::Event;
+use regatta_proto::event::{self, Event, event::Kind};
 use regatta_proto::regatta::v1::DeleteRangeResponse;
 
 use crate::budget::Budget;
-use crate::command::Command;
+use crate::command::{Command, check_batched};
 use crate::key::Key;
 use crate::table::Table;
 use crate::tree::Prefix;
 use crate::{ApplyResponse, Error, Rejection, Result, Revision, State, TableId, txn};
 
-/// Applies the event at log `index` to `state`.
+/// Applies the event at log `index` to `state`: the path of [`BatchApply`], for one entry.
 pub fn apply(state: &mut State, index: Revision, event: &Event) -> Result<ApplyResponse> {
-    check_order(state, index)?;
-    let command = match Command::from_event(index.0, event) {
-        Ok(c) => c,
-        Err(e) if e.is_fatal() => return Err(e),
-        Err(e) => {
-            state.revision = index;
-            let rejection = e
-                .to_rejection()
-                .unwrap_or_else(|| Rejection::InvalidArgument {
-                    reason: e.to_string(),
-                });
-            return Ok(ApplyResponse::Rejected(rejection));
-        }
-    };
-    Ok(apply_command(state, index, &command))
+    let mut batch = BatchApply::with_capacity(state, 1);
+    let applied = batch.event(index, event);
+    let mut responses = batch.finish();
+    applied?;
+    responses.pop().ok_or_else(|| Error::UnknownEvent {
+        index: index.0,
+        reason: "applying the entry gave no response".into(),
+    })
 }
 
 /// Advances the revision without a command (openraft Blank and Membership entries).
@@ -152,20 +145,56 @@ struct QueuedPut<'e> {
     value: &'e [u8],
     prev_kv: bool,
     /// Its place among the responses.
-    slot: usize,
+    slot: Slot,
 }
 
-/// Applies a sequence of entries with the same result as [`apply`] one by one, faster.
+/// Where a write's response goes: an entry's own response, or one of a batch entry's.
+/// Ordered as the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    entry: usize,
+    /// The write's place in its batch entry; [`Slot::WHOLE`] for an entry of one write.
+    inner: u32,
+}
+
+impl Slot {
+    const WHOLE: u32 = u32::MAX;
+}
+
+/// One write of an entry, decoded once: a valid put read in place, or any other command.
+#[derive(Debug)]
+enum Write<'e> {
+    Put {
+        table: &'e str,
+        put: &'e event::Put,
+    },
+    Command(Command),
+}
+
+impl<'e> Write<'e> {
+    /// Decodes and validates one data event (on its own or in a batch) at log `index`.
+    fn decode(index: Revision, event: &'e Event) -> Result<Self> {
+        if let Some((table, put)) = Command::valid_put(event) {
+            return Ok(Self::Put { table, put });
+        }
+        Command::from_event(index.0, event).map(Self::Command)
+    }
+}
+
+/// Applies a sequence of entries: the one apply path of every entry, a batch entry's writes
+/// and an entry of a single write alike (one write is a batch of one).
 ///
-/// Consecutive valid puts to one table form a *run*, read in place from the events (no copy
-/// of the event, no table name per put). The run is applied in key order (a stable sort:
-/// puts of the same key keep their log order), so the tree is walked once from left to
-/// right instead of at random, and the records of neighbouring keys are allocated together
-/// (a later scan reads them from neighbouring memory). Every put still carries its own index
-/// as revision and gets its own response, in log order; puts to different keys commute and
-/// puts to the same key keep their order, so state and responses are exactly those of
-/// sequential apply (the model and batch-split property tests check this). Anything else
-/// (an invalid put included) ends the run and is applied as by [`apply`].
+/// Each entry is decoded once into its writes (a batch entry is checked whole first: one
+/// invalid write rejects the entry, and nothing of it applies). Consecutive valid puts to one
+/// table, across entries and within batches, form a *run*, read in place from the events
+/// (no copy of the event, no table name per put). The run is applied in key order (puts of
+/// the same key keep their log order), so the tree is walked once from left to right instead
+/// of at random, and the records of neighbouring keys are allocated together (a later scan
+/// reads them from neighbouring memory). Every put still carries its entry's index as
+/// revision and gets its own response, in log order; puts to different keys commute and puts
+/// to the same key keep their order, so state and responses are exactly those of applying
+/// each command in order with [`apply_command`] (the model and batch-split property tests
+/// check this). Any other write ends the run and is applied by [`apply_command`].
 #[derive(Debug)]
 pub struct BatchApply<'s, 'e> {
     state: &'s mut State,
@@ -215,29 +244,80 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             self.flush();
             return Err(e);
         }
-        if let Some((table, put)) = Command::valid_put(event) {
-            if self.run_table != table {
-                self.flush();
-                table.clone_into(&mut self.run_table);
+        let entry = self.responses.len();
+        let decoded = match &event.kind {
+            Some(Kind::Batch(b)) if event.version == regatta_proto::EVENT_VERSION => b
+                .events
+                .iter()
+                .map(|e| {
+                    check_batched(index.0, e)?;
+                    Write::decode(index, e)
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            _ => Write::decode(index, event).map(|write| {
+                self.responses.push(ApplyResponse::Empty);
+                self.write(index, write, Slot { entry, inner: Slot::WHOLE });
+                None
+            }),
+        };
+        match decoded {
+            Ok(None) => {}
+            Ok(Some(writes)) => {
+                self.responses
+                    .push(ApplyResponse::Batch(vec![ApplyResponse::Empty; writes.len()]));
+                if writes.is_empty() {
+                    self.flush();
+                    self.state.revision = index;
+                }
+                for (inner, write) in (0u32..).zip(writes) {
+                    self.write(index, write, Slot { entry, inner });
+                }
             }
-            self.run.push(QueuedPut {
-                index,
-                key: Key::from_slice(&put.key),
-                value: &put.value,
-                prev_kv: put.prev_kv,
-                slot: self.responses.len(),
-            });
-            // The answer of a put that wants no previous pair, written now, in log order:
-            // the run is applied in key order, and writing each answer then would land at
-            // random over the responses (a cache miss per put in a large batch).
-            self.responses.push(ApplyResponse::Put { prev_kv: None });
-            return Ok(());
+            Err(e) if e.is_fatal() => {
+                self.flush();
+                return Err(e);
+            }
+            Err(e) => {
+                self.flush();
+                self.state.revision = index;
+                self.responses.push(rejected(&e));
+            }
         }
-        // Anything else ends the run and is applied on its own.
-        self.flush();
-        let response = apply(self.state, index, event)?;
-        self.responses.push(response);
         Ok(())
+    }
+
+    /// Applies (or queues) one decoded write of the entry at `index`, answering at `slot`.
+    fn write(&mut self, index: Revision, write: Write<'e>, slot: Slot) {
+        match write {
+            Write::Put { table, put } => {
+                if self.run_table != table {
+                    self.flush();
+                    table.clone_into(&mut self.run_table);
+                }
+                self.run.push(QueuedPut {
+                    index,
+                    key: Key::from_slice(&put.key),
+                    value: &put.value,
+                    prev_kv: put.prev_kv,
+                    slot,
+                });
+                // The answer of a put that wants no previous pair, written now, in log
+                // order: the run is applied in key order, and writing each answer then
+                // would land at random over the responses (a cache miss per put in a large
+                // batch).
+                *self.answer(slot) = ApplyResponse::Put { prev_kv: None };
+            }
+            Write::Command(command) => {
+                // Anything else ends the run and is applied on its own.
+                self.flush();
+                *self.answer(slot) = apply_command(self.state, index, &command);
+            }
+        }
+    }
+
+    fn answer(&mut self, slot: Slot) -> &mut ApplyResponse {
+        answer(&mut self.responses, slot)
     }
 
     /// Advances to `index` without a command (openraft Blank and Membership entries).
@@ -281,12 +361,12 @@ impl<'s, 'e> BatchApply<'s, 'e> {
         let mut run = std::mem::take(&mut self.run);
         match self.state.tables.get_mut(&self.run_table) {
             None => {
-                for q in &run {
-                    self.responses[q.slot] = ApplyResponse::Rejected(Rejection::TableNotFound {
-                        table: self.run_table.clone(),
-                    });
+                let rejection = Rejection::TableNotFound {
+                    table: self.run_table.clone(),
+                };
+                for q in run.drain(..) {
+                    *self.answer(q.slot) = ApplyResponse::Rejected(rejection.clone());
                 }
-                run.clear();
             }
             Some(t) => {
                 // Sorted by the keys' first 16 bytes (read from the inline keys, no pointer
@@ -301,7 +381,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 for q in run.drain(..) {
                     let prev = t.put(q.key.as_slice(), q.value, q.index);
                     if let Some(prev) = prev.filter(|_| q.prev_kv) {
-                        self.responses[q.slot] = ApplyResponse::Put {
+                        *answer(&mut self.responses, q.slot) = ApplyResponse::Put {
                             prev_kv: Some(Box::new(prev.kv(false))),
                         };
                     }
@@ -311,6 +391,18 @@ impl<'s, 'e> BatchApply<'s, 'e> {
         // Keep the run's allocation for the next run.
         self.run = run;
         self.state.revision = last;
+    }
+}
+
+/// The response at `slot` (placed by [`BatchApply::event`] before the write is applied).
+fn answer(responses: &mut [ApplyResponse], slot: Slot) -> &mut ApplyResponse {
+    let whole = &mut responses[slot.entry];
+    if slot.inner == Slot::WHOLE {
+        return whole;
+    }
+    match whole {
+        ApplyResponse::Batch(inner) => &mut inner[slot.inner as usize],
+        other => other,
     }
 }
 
@@ -361,7 +453,11 @@ mod tests {
         let single_responses: Vec<ApplyResponse> = events
             .iter()
             .enumerate()
-            .map(|(i, e)| apply(&mut one_by_one, Revision(i as u64 + 2), e).expect("applies"))
+            .map(|(i, e)| {
+                let index = Revision(i as u64 + 2);
+                let command = Command::from_event(index.0, e).expect("valid event");
+                apply_command(&mut one_by_one, index, &command)
+            })
             .collect();
         assert_eq!(batch_responses, single_responses);
         // Records compare by key, revisions and value.
@@ -370,5 +466,93 @@ mod tests {
             table.iter().cloned().collect()
         };
         assert_eq!(dump(&batched), dump(&one_by_one));
+    }
+
+    fn put(table: &str, key: &[u8], value: &[u8]) -> Command {
+        Command::try_from(&wire::PutRequest {
+            table: Bytes::copy_from_slice(table.as_bytes()),
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+            prev_kv: true,
+        })
+        .expect("valid put")
+    }
+
+    /// A batch entry applies as its commands one after the other at the entry's index,
+    /// answered one by one, its puts joining the runs of single puts around it.
+    #[test]
+    fn a_batch_entry_applies_as_its_commands_in_order() {
+        let create = |name: &str| Command::CreateTable {
+            name: name.into(),
+            config: None,
+        };
+        let delete = Command::try_from(&wire::DeleteRangeRequest {
+            table: Bytes::from_static(b"t"),
+            key: Bytes::from_static(b"a"),
+            range_end: Bytes::from_static(b"c"),
+            prev_kv: true,
+            count: true,
+        })
+        .expect("valid delete");
+        let mut batch_of = |n: u8| {
+            let mut commands: Vec<Command> = (0..40u8)
+                .map(|k| put("t", &[b'a' + k % 5, k], &[n, k]))
+                .collect();
+            commands.insert(7, delete.clone());
+            commands.push(put("missing", b"k", b"v"));
+            commands.push(put("t", b"a", &[n]));
+            Command::Batch(commands)
+        };
+        let commands = vec![
+            create("t"),
+            put("t", b"b", b"single"),
+            batch_of(1),
+            put("t", b"a", b"single"),
+            batch_of(2),
+            Command::Batch(Vec::new()),
+            put("t", b"z", b"last"),
+        ];
+        let events: Vec<Event> = commands.iter().map(|c| c.to_event(0)).collect();
+        let mut batched = State::new();
+        let mut reference = State::new();
+        let mut batch = BatchApply::new(&mut batched);
+        for (i, e) in events.iter().enumerate() {
+            batch.event(Revision(i as u64 + 1), e).expect("applies");
+        }
+        let responses = batch.finish();
+        let expected: Vec<ApplyResponse> = commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| apply_command(&mut reference, Revision(i as u64 + 1), c))
+            .collect();
+        assert_eq!(responses, expected);
+        assert!(matches!(&responses[2], ApplyResponse::Batch(r) if r.len() == 43));
+        assert_eq!(batched.revision(), reference.revision());
+        let dump = |s: &State| -> Vec<crate::table::Record> {
+            s.table("t").expect("table").iter().cloned().collect()
+        };
+        assert_eq!(dump(&batched), dump(&reference));
+    }
+
+    /// One invalid write rejects its whole batch entry: nothing of it applies, the revision
+    /// advances.
+    #[test]
+    fn an_invalid_write_rejects_its_whole_batch() {
+        let mut state = State::new();
+        let create = Command::CreateTable {
+            name: "t".into(),
+            config: None,
+        };
+        apply_command(&mut state, Revision(1), &create);
+        let mut event = Command::Batch(vec![put("t", b"a", b"1"), put("t", b"b", b"2")]).to_event(0);
+        if let Some(Kind::Batch(b)) = &mut event.kind
+            && let Some(Kind::Put(p)) = &mut b.events[1].kind
+        {
+            p.key = Bytes::new();
+        }
+        let response = apply(&mut state, Revision(2), &event).expect("not fatal");
+        assert!(matches!(response, ApplyResponse::Rejected(Rejection::InvalidArgument { .. })));
+        assert_eq!(state.revision(), Revision(2));
+        assert_eq!(state.table("t").expect("table").iter().count(), 0);
     }
 }

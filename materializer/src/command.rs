@@ -1,9 +1,12 @@
 //! [`Command`]: a validated write, the domain form of a log [`Event`].
 //!
-//! The API layer builds a `Command` from a request (`Command::try_from(&PutRequest)` …) and
-//! turns it into the event it proposes with [`Command::to_event`]. Apply turns each event
-//! back with [`Command::from_event`]; an event of a version or kind this build does not know
-//! is a node-stopping [`Error::UnknownEvent`], never skipped.
+//! A request is validated into a `Command` once, where it enters the node
+//! (`Command::try_from(&PutRequest)` …); the node's write path carries the `Command` and
+//! proposes it as the event [`Command::to_event`] makes. A node forwarding a write to
+//! another turns it back into its request (`wire::PutRequest::from(&put)` …). Apply decodes
+//! each event once with [`Command::from_event`] (valid puts are read in place by
+//! `crate::apply`); an event of a version or kind this build does not know is a
+//! node-stopping [`Error::UnknownEvent`], never skipped.
 
 use bytes::Bytes;
 use regatta_proto::event::{self, Event, event::Kind};
@@ -111,20 +114,13 @@ impl Command {
             });
         };
         match kind {
-            Kind::Put(p) => Ok(Self::Put(Put::try_from(&wire::PutRequest {
-                table: p.table.clone(),
-                key: p.key.clone(),
-                value: p.value.clone(),
-                prev_kv: p.prev_kv,
-            })?)),
-            Kind::DeleteRange(d) => Ok(Self::DeleteRange(DeleteRange::try_from(
-                &wire::DeleteRangeRequest {
-                    table: d.table.clone(),
-                    key: d.key.clone(),
-                    range_end: d.range_end.clone(),
-                    prev_kv: d.prev_kv,
-                    count: d.count,
-                },
+            Kind::Put(p) => Ok(Self::Put(Put::new(&p.table, &p.key, &p.value, p.prev_kv)?)),
+            Kind::DeleteRange(d) => Ok(Self::DeleteRange(DeleteRange::new(
+                &d.table,
+                &d.key,
+                &d.range_end,
+                d.prev_kv,
+                d.count,
             )?)),
             Kind::Txn(t) => Ok(Self::Txn(txn_from_parts(
                 &t.table, &t.compare, &t.success, &t.failure,
@@ -146,35 +142,54 @@ impl Command {
                 let commands = b
                     .events
                     .iter()
-                    .map(|e| match &e.kind {
-                        Some(Kind::Put(_) | Kind::DeleteRange(_) | Kind::Txn(_)) => {
-                            Self::from_event(index, e)
-                        }
-                        _ => Err(Error::UnknownEvent {
-                            index,
-                            reason: "a batch may hold only put, delete_range and txn events".into(),
-                        }),
+                    .map(|e| {
+                        check_batched(index, e)?;
+                        Self::from_event(index, e)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Self::Batch(commands))
             }
-            Kind::RestoreTable(r) => {
-                check_table_name(&r.name)?;
-                let kvs = r
-                    .kvs
-                    .iter()
-                    .map(|kv| {
-                        check_key(&kv.key)?;
-                        check_value(&kv.value)?;
-                        Ok((kv.key.clone(), kv.value.clone()))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Self::RestoreTable {
-                    name: r.name.clone(),
-                    clear: r.clear,
-                    kvs,
-                })
+            Kind::RestoreTable(r) => Self::try_from(r),
+        }
+    }
+
+    /// About how many bytes this command takes in a log entry (keys, values and table
+    /// names; the batcher's size limit, not an exact encoded length).
+    pub fn size_hint(&self) -> usize {
+        const OP: usize = 16;
+        let range = |r: &crate::request::KeyRange| match r {
+            crate::request::KeyRange::Key(k) => k.len(),
+            crate::request::KeyRange::Span { start, end } => {
+                start.len() + end.as_ref().map_or(1, Bytes::len)
             }
+        };
+        let op = |op: &TxnOp| {
+            OP + match op {
+                TxnOp::Range(q) => range(&q.range),
+                TxnOp::Put(p) => p.key.len() + p.value.len(),
+                TxnOp::Delete(d) => range(&d.range),
+            }
+        };
+        match self {
+            Self::Put(p) => OP + p.table.len() + p.op.key.len() + p.op.value.len(),
+            Self::DeleteRange(d) => OP + d.table.len() + range(&d.op.range),
+            Self::Txn(t) => {
+                OP + t.table.len()
+                    + t.compare
+                        .iter()
+                        .map(|c| OP + range(&c.range) + c.value.as_ref().map_or(0, Bytes::len))
+                        .sum::<usize>()
+                    + t.success.iter().chain(&t.failure).map(op).sum::<usize>()
+            }
+            Self::CreateTable { name, .. } | Self::DeleteTable { name } => OP + name.len(),
+            Self::RestoreTable { name, kvs, .. } => {
+                OP + name.len()
+                    + kvs
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + crate::limits::KV_OVERHEAD_BYTES)
+                        .sum::<usize>()
+            }
+            Self::Batch(commands) => commands.iter().map(Command::size_hint).sum(),
         }
     }
 
@@ -228,18 +243,9 @@ impl Command {
             Self::DeleteTable { name } => {
                 Kind::DeleteTable(event::DeleteTable { name: name.clone() })
             }
-            Self::RestoreTable { name, clear, kvs } => Kind::RestoreTable(event::RestoreTable {
-                name: name.clone(),
-                clear: *clear,
-                kvs: kvs
-                    .iter()
-                    .map(|(k, v)| KeyValue {
-                        key: k.clone(),
-                        value: v.clone(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            }),
+            Self::RestoreTable { name, clear, kvs } => {
+                Kind::RestoreTable(restore_to_wire(name, *clear, kvs))
+            }
             Self::Batch(commands) => Kind::Batch(event::Batch {
                 events: commands
                     .iter()
@@ -252,6 +258,18 @@ impl Command {
             proposed_at_micros,
             kind: Some(kind),
         }
+    }
+}
+
+/// Fails (fatal) unless `event`, found inside a batch entry at log `index`, is a kind a
+/// batch may hold: put, delete range or txn.
+pub(crate) fn check_batched(index: u64, event: &Event) -> Result<()> {
+    match &event.kind {
+        Some(Kind::Put(_) | Kind::DeleteRange(_) | Kind::Txn(_)) => Ok(()),
+        _ => Err(Error::UnknownEvent {
+            index,
+            reason: "a batch may hold only put, delete_range and txn events".into(),
+        }),
     }
 }
 
@@ -353,6 +371,78 @@ impl TryFrom<&wire::DeleteTableRequest> for Command {
         Ok(Self::DeleteTable {
             name: r.name.clone(),
         })
+    }
+}
+
+impl TryFrom<&event::RestoreTable> for Command {
+    type Error = Error;
+    fn try_from(r: &event::RestoreTable) -> Result<Self> {
+        check_table_name(&r.name)?;
+        let kvs = r
+            .kvs
+            .iter()
+            .map(|kv| {
+                check_key(&kv.key)?;
+                check_value(&kv.value)?;
+                Ok((kv.key.clone(), kv.value.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::RestoreTable {
+            name: r.name.clone(),
+            clear: r.clear,
+            kvs,
+        })
+    }
+}
+
+impl From<&Put> for wire::PutRequest {
+    fn from(p: &Put) -> Self {
+        Self {
+            table: Bytes::from(p.table.clone()),
+            key: p.op.key.clone(),
+            value: p.op.value.clone(),
+            prev_kv: p.op.prev_kv,
+        }
+    }
+}
+
+impl From<&DeleteRange> for wire::DeleteRangeRequest {
+    fn from(d: &DeleteRange) -> Self {
+        let (key, range_end) = d.op.range.to_wire();
+        Self {
+            table: Bytes::from(d.table.clone()),
+            key,
+            range_end,
+            prev_kv: d.op.prev_kv,
+            count: d.op.count,
+        }
+    }
+}
+
+impl From<&Txn> for wire::TxnRequest {
+    fn from(t: &Txn) -> Self {
+        Self {
+            table: Bytes::from(t.table.clone()),
+            compare: t.compare.iter().map(compare_to_wire).collect(),
+            success: t.success.iter().map(op_to_wire).collect(),
+            failure: t.failure.iter().map(op_to_wire).collect(),
+        }
+    }
+}
+
+/// The restore event of a [`Command::RestoreTable`]'s parts.
+pub fn restore_to_wire(name: &str, clear: bool, kvs: &[(Bytes, Bytes)]) -> event::RestoreTable {
+    event::RestoreTable {
+        name: name.to_owned(),
+        clear,
+        kvs: kvs
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Strict domain types for reads and writes, converted once from the wire with `TryFrom`.
 //!
-//! The API layer calls these conversions on every incoming request; apply calls them on
-//! every event, so an invalid event in the log is rejected identically on every replica.
+//! The API layer calls these conversions once, where a request enters the node; apply
+//! builds the same types from a log event's fields (`Put::new`, `DeleteRange::new`,
+//! `txn_from_parts`) with the same checks, so an invalid event in the log is rejected
+//! identically on every replica.
 //! Validation order follows API.md: `limit < 0` and `keys_only && count_only` first, then
 //! empty table or key, then sizes. Too-large keys and values are InvalidArgument.
 
@@ -417,18 +419,25 @@ pub struct Put {
     pub op: PutOp,
 }
 
-impl TryFrom<&wire::PutRequest> for Put {
-    type Error = Error;
-    fn try_from(r: &wire::PutRequest) -> Result<Self> {
-        let table = check_put(&r.table, &r.key, &r.value)?.to_owned();
+impl Put {
+    /// Validates a put from its parts (a request's or a log event's fields).
+    pub fn new(table: &[u8], key: &Bytes, value: &Bytes, prev_kv: bool) -> Result<Self> {
+        let table = check_put(table, key, value)?.to_owned();
         Ok(Self {
             table,
             op: PutOp {
-                key: r.key.clone(),
-                value: r.value.clone(),
-                prev_kv: r.prev_kv,
+                key: key.clone(),
+                value: value.clone(),
+                prev_kv,
             },
         })
+    }
+}
+
+impl TryFrom<&wire::PutRequest> for Put {
+    type Error = Error;
+    fn try_from(r: &wire::PutRequest) -> Result<Self> {
+        Self::new(&r.table, &r.key, &r.value, r.prev_kv)
     }
 }
 
@@ -448,19 +457,32 @@ pub struct DeleteRange {
     pub op: DeleteOp,
 }
 
-impl TryFrom<&wire::DeleteRangeRequest> for DeleteRange {
-    type Error = Error;
-    fn try_from(r: &wire::DeleteRangeRequest) -> Result<Self> {
-        let table = table_name(&r.table)?;
-        let range = KeyRange::from_wire(&r.key, &r.range_end)?;
+impl DeleteRange {
+    /// Validates a delete from its parts (a request's or a log event's fields).
+    pub fn new(
+        table: &[u8],
+        key: &Bytes,
+        range_end: &Bytes,
+        prev_kv: bool,
+        count: bool,
+    ) -> Result<Self> {
+        let table = table_name(table)?;
+        let range = KeyRange::from_wire(key, range_end)?;
         Ok(Self {
             table,
             op: DeleteOp {
                 range,
-                prev_kv: r.prev_kv,
-                count: r.count,
+                prev_kv,
+                count,
             },
         })
+    }
+}
+
+impl TryFrom<&wire::DeleteRangeRequest> for DeleteRange {
+    type Error = Error;
+    fn try_from(r: &wire::DeleteRangeRequest) -> Result<Self> {
+        Self::new(&r.table, &r.key, &r.range_end, r.prev_kv, r.count)
     }
 }
 

@@ -32,7 +32,7 @@ pub type Outcome =
 pub struct BatchLimits {
     /// Most writes in one entry.
     pub max_writes: usize,
-    /// A batch stops taking writes once its requests add up to this many bytes.
+    /// A batch stops taking writes once their sizes add up to this many bytes.
     pub max_bytes: usize,
     /// Entries being proposed at the same time.
     pub in_flight: usize,
@@ -72,8 +72,8 @@ impl Batcher {
         Self { queue }
     }
 
-    /// Proposes `command` (of `bytes` request bytes) in the next batch and waits for its
-    /// outcome.
+    /// Proposes `command` (about `bytes` bytes: [`Command::size_hint`]) in the next batch and
+    /// waits for its outcome.
     pub async fn propose(&self, command: Command, bytes: usize) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {

@@ -28,18 +28,18 @@ use openraft::{
 use regatta_api::{
     Error, Result,
     error::PeerCall,
-    node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
+    forward::{self, MembershipChange, NodeWrite, NodeWritten},
+    node::{NodeKind, NodeStatus, Role, Written, accepted},
     raft_service::ForwardHandler,
 };
-use regatta_materializer::{ApplyResponse, Command, Materializer, Revision, raft::TypeConfig};
-use regatta_proto::maintenance::v1::RestoreResponse;
+use regatta_materializer::{Command, Materializer, Revision, raft::TypeConfig};
 use regatta_proto::regatta::{
     admin::v1::MembershipResponse,
     raft::v1::{
         ForwardRequest, NodeInfoRequest, NodeInfoResponse, ReadIndexRequest,
         raft_transport_client::RaftTransportClient,
     },
-    v1::{CreateTableResponse, DeleteTableResponse, Member, MemberListResponse, PutResponse},
+    v1::{Member, MemberListResponse},
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -140,24 +140,28 @@ impl CoreRole {
         }
     }
 
-    /// Commits `request` here (leader) or at the leader, answering as the leader answered.
+    /// Commits `write` here (leader) or at the leader, answering as the leader answered.
     ///
-    /// Refused first while this node's disk is full: on the leader, the entry could not be
-    /// appended; on a follower, it could not be applied here before the answer (the client
-    /// reads its own write where it wrote). A forwarded write meets the leader's own check.
-    async fn write_with_hops(&self, request: WriteRequest, hops: u32) -> Result<WriteResponse> {
+    /// A follower that knows its leader forwards at once: the batcher and openraft take only
+    /// what this node may propose. Refused first while this node's disk is full: on the
+    /// leader, the entry could not be appended; on a follower, it could not be applied here
+    /// before the answer (the client reads its own write where it wrote). A forwarded write
+    /// meets the leader's own check.
+    async fn write_with_hops(&self, write: NodeWrite, hops: u32) -> Result<NodeWritten> {
         self.disk.check()?;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let outcome = match &request {
-                WriteRequest::AddMember(_) | WriteRequest::RemoveMember(_) => {
-                    self.change_membership(&request).await
-                }
-                _ => self.propose(&request).await,
+            let outcome = match (self.leader_elsewhere(), &write) {
+                (Some((leader_id, address)), _) => Err(Redirect::To { leader_id, address }),
+                (None, NodeWrite::Membership(change)) => self.change_membership(change).await,
+                (None, NodeWrite::Data(command)) => self
+                    .propose(command.clone())
+                    .await
+                    .map(NodeWritten::Data),
             };
             match outcome {
-                Ok(response) => return Ok(response),
+                Ok(written) => return Ok(written),
                 Err(Redirect::To { leader_id, address }) => {
                     if hops >= MAX_HOPS {
                         return Err(Error::NotLeader {
@@ -165,7 +169,7 @@ impl CoreRole {
                             leader_address: address,
                         });
                     }
-                    return self.forward(leader_id, &address, request, hops + 1).await;
+                    return self.forward(leader_id, &address, &write, hops + 1).await;
                 }
                 Err(Redirect::Unknown) if attempts < 3 => self.await_leader().await?,
                 Err(Redirect::Unknown) => {
@@ -178,19 +182,28 @@ impl CoreRole {
         }
     }
 
-    /// Sends `request` to `leader_id` at `address` and answers as it answered, or with
+    /// The leader and its Raft URL when this node knows it is another node.
+    fn leader_elsewhere(&self) -> Option<(u64, String)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader.filter(|l| *l != self.node_id)?;
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    }
+
+    /// Sends `write` to `leader_id` at `address` and answers as it answered, or with
     /// [`Error::Indeterminate`] as soon as this node learns of another leader.
     async fn forward(
         &self,
         leader_id: u64,
         address: &str,
-        request: WriteRequest,
+        write: &NodeWrite,
         hops: u32,
-    ) -> Result<WriteResponse> {
+    ) -> Result<NodeWritten> {
         let mut client = self.peer(address)?;
         let call = client.forward(ForwardRequest {
             hops,
-            request: Some(request),
+            request: Some(forward::to_wire(write)?),
         });
         let answer = tokio::select! {
             answer = call => answer,
@@ -210,10 +223,15 @@ impl CoreRole {
             .ok_or_else(|| {
                 Error::Internal("the leader answered a forwarded write with nothing".into())
             })?;
+        let written = forward::answer_from_wire(response)?;
         // Answer once this node has applied the write too, so the client reads it here.
-        if let Some(revision) = revision_of(&response) {
+        let revision = match &written {
+            NodeWritten::Data((revision, _)) => *revision,
+            NodeWritten::Membership(m) => Revision(m.revision),
+        };
+        if revision > Revision(0) {
             self.materializer
-                .wait_applied(Revision(revision))
+                .wait_applied(revision)
                 .await
                 .map_err(|e| Error::Indeterminate {
                     reason: format!(
@@ -222,7 +240,7 @@ impl CoreRole {
                     leader: None,
                 })?;
         }
-        Ok(response)
+        Ok(written)
     }
 
     /// Completes once this node knows a leader other than `old`: its id and Raft URL (`None`
@@ -243,32 +261,13 @@ impl CoreRole {
         Some((leader, address))
     }
 
-    async fn propose(&self, request: &WriteRequest) -> Result<WriteResponse, Redirect> {
-        let command = match request {
-            WriteRequest::Put(r) => Command::try_from(r),
-            WriteRequest::DeleteRange(r) => Command::try_from(r),
-            WriteRequest::Txn(r) => Command::try_from(r),
-            WriteRequest::CreateTable(r) => Command::try_from(r),
-            WriteRequest::DeleteTable(r) => Command::try_from(r),
-            WriteRequest::RestoreTable(r) => {
-                let event = regatta_proto::event::Event {
-                    version: regatta_proto::EVENT_VERSION,
-                    proposed_at_micros: 0,
-                    kind: Some(regatta_proto::event::event::Kind::RestoreTable(r.clone())),
-                };
-                Command::from_event(0, &event)
-            }
-            WriteRequest::AddMember(_) | WriteRequest::RemoveMember(_) => {
-                return Err(Redirect::Failed(Error::Internal(
-                    "membership change proposed as data".into(),
-                )));
-            }
-        }
-        .map_err(|e| Redirect::Failed(e.into()))?;
-        let table = command.table().to_string();
+    /// Proposes `command` here: batchable writes through the batcher, the rest as entries of
+    /// their own.
+    async fn propose(&self, command: Command) -> Result<Written, Redirect> {
         let (log_id, data) = if command.batchable() {
+            let bytes = command.size_hint();
             self.batcher
-                .propose(command, request.encoded_len())
+                .propose(command, bytes)
                 .await
                 .map_err(redirect_from_write)?
         } else {
@@ -279,49 +278,15 @@ impl CoreRole {
                 .map_err(redirect_from_write)?;
             (written.log_id, written.data)
         };
-        let revision = log_id.index;
-        let header = |shard: u64| regatta_proto::regatta::v1::ResponseHeader {
-            shard_id: shard,
-            replica_id: self.node_id,
-            revision,
-            raft_term: log_id.leader_id.term,
-            raft_leader_id: self.node_id,
-        };
-        let shard = self
-            .materializer
-            .peek()
-            .table(&table)
-            .map_or(0, |t| t.id().0);
-        Ok(match data {
-            ApplyResponse::Put { prev_kv } => WriteResponse::Put(PutResponse {
-                header: Some(header(shard)),
-                prev_kv: prev_kv.map(|kv| *kv),
-            }),
-            ApplyResponse::DeleteRange(mut r) => {
-                r.header = Some(header(shard));
-                WriteResponse::DeleteRange(*r)
-            }
-            ApplyResponse::Txn(mut r) => {
-                r.header = Some(header(shard));
-                WriteResponse::Txn(*r)
-            }
-            ApplyResponse::TableCreated { id } => {
-                WriteResponse::CreateTable(CreateTableResponse { id: id.to_string() })
-            }
-            ApplyResponse::TableDeleted => WriteResponse::DeleteTable(DeleteTableResponse {}),
-            ApplyResponse::TableRestored { .. } => WriteResponse::RestoreTable(RestoreResponse {}),
-            ApplyResponse::Rejected(rejection) => return Err(Redirect::Failed(rejection.into())),
-            other @ (ApplyResponse::Empty | ApplyResponse::Batch(_)) => {
-                return Err(Redirect::Failed(Error::Internal(format!(
-                    "a write was answered with {other:?}"
-                ))));
-            }
-        })
+        accepted((Revision(log_id.index), data)).map_err(Redirect::Failed)
     }
 
-    async fn change_membership(&self, request: &WriteRequest) -> Result<WriteResponse, Redirect> {
-        let written = match request {
-            WriteRequest::AddMember(add) => {
+    async fn change_membership(
+        &self,
+        change: &MembershipChange,
+    ) -> Result<NodeWritten, Redirect> {
+        let written = match change {
+            MembershipChange::Add(add) => {
                 if add.id == 0 {
                     return Err(Redirect::Failed(Error::Materializer(
                         regatta_materializer::Error::InvalidArgument {
@@ -357,7 +322,7 @@ impl CoreRole {
                         .map_err(redirect_from_write)?
                 }
             }
-            WriteRequest::RemoveMember(remove) => {
+            MembershipChange::Remove(remove) => {
                 let metrics = self.metrics();
                 let membership = metrics.membership_config.membership();
                 let is_voter = membership.voter_ids().any(|id| id == remove.id);
@@ -379,16 +344,11 @@ impl CoreRole {
                     .await
                     .map_err(redirect_from_write)?
             }
-            _ => {
-                return Err(Redirect::Failed(Error::Internal(
-                    "data proposed as a membership change".into(),
-                )));
-            }
         };
         let membership = written
             .membership
             .unwrap_or_else(|| self.metrics().membership_config.membership().clone());
-        Ok(WriteResponse::Membership(MembershipResponse {
+        Ok(NodeWritten::Membership(MembershipResponse {
             revision: written.log_id.index,
             voters: membership.voter_ids().collect(),
             nodes: membership
@@ -492,27 +452,28 @@ fn redirect_from_write(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> R
     }
 }
 
-fn revision_of(response: &WriteResponse) -> Option<u64> {
-    let header = match response {
-        WriteResponse::Put(r) => r.header.as_ref(),
-        WriteResponse::DeleteRange(r) => r.header.as_ref(),
-        WriteResponse::Txn(r) => r.header.as_ref(),
-        WriteResponse::Membership(m) => return Some(m.revision),
-        WriteResponse::CreateTable(_)
-        | WriteResponse::DeleteTable(_)
-        | WriteResponse::RestoreTable(_) => None,
-    };
-    header.map(|h| h.revision)
-}
-
 #[tonic::async_trait]
 impl Role for CoreRole {
     fn kind(&self) -> NodeKind {
         NodeKind::Core
     }
 
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
-        self.write_with_hops(request, 0).await
+    async fn write(&self, command: Command) -> Result<Written> {
+        match self.write_with_hops(NodeWrite::Data(command), 0).await? {
+            NodeWritten::Data(written) => Ok(written),
+            other => Err(Error::Internal(format!(
+                "a write was answered with {other:?}"
+            ))),
+        }
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<MembershipResponse> {
+        match self.write_with_hops(NodeWrite::Membership(change), 0).await? {
+            NodeWritten::Membership(response) => Ok(response),
+            other => Err(Error::Internal(format!(
+                "a membership change was answered with {other:?}"
+            ))),
+        }
     }
 
     async fn read_index(&self) -> Result<u64> {
@@ -596,9 +557,16 @@ impl ForwardHandler for CoreRole {
             let inner = request
                 .request
                 .ok_or_else(|| tonic::Status::invalid_argument("forwarded request is empty"))?;
-            let response = self.write_with_hops(inner, hops).await?;
+            // A new entry into this node: validated here, once.
+            let write = NodeWrite::try_from(inner)?;
+            let shard = match &write {
+                NodeWrite::Data(command) => Some(command.table().to_owned()),
+                NodeWrite::Membership(_) => None,
+            };
+            let written = self.write_with_hops(write, hops).await?;
+            let shard = shard.map_or(0, |t| forward::shard_of(&self.materializer, &t));
             Ok(regatta_proto::regatta::raft::v1::ForwardResponse {
-                response: Some(response),
+                response: Some(forward::answer_to_wire(written, shard)?),
             })
         })
     }

@@ -18,10 +18,12 @@ use dashmap::DashMap;
 use regatta_api::{
     Error, Result,
     error::{OUTCOME_METADATA, PeerCall, call_failed, never_sent},
-    node::{NodeKind, NodeStatus, Role, WriteRequest, WriteResponse},
+    forward::{self, MembershipChange, NodeWrite, NodeWritten},
+    node::{NodeKind, NodeStatus, Role, Written},
 };
-use regatta_materializer::{Materializer, Revision};
+use regatta_materializer::{Command, Materializer, Revision};
 use regatta_proto::regatta::{
+    admin::v1::MembershipResponse,
     raft::v1::{ForwardRequest, ReadIndexRequest},
     tail::v1::tail_client::TailClient,
     v1::{Member, MemberListResponse},
@@ -111,26 +113,15 @@ impl EdgeRole {
     }
 }
 
-fn revision_of(response: &WriteResponse) -> Option<u64> {
-    match response {
-        WriteResponse::Put(r) => r.header.as_ref().map(|h| h.revision),
-        WriteResponse::DeleteRange(r) => r.header.as_ref().map(|h| h.revision),
-        WriteResponse::Txn(r) => r.header.as_ref().map(|h| h.revision),
-        WriteResponse::Membership(m) => Some(m.revision),
-        WriteResponse::CreateTable(_)
-        | WriteResponse::DeleteTable(_)
-        | WriteResponse::RestoreTable(_) => None,
-    }
-}
-
 #[tonic::async_trait]
 impl Role for EdgeRole {
     fn kind(&self) -> NodeKind {
         NodeKind::Edge
     }
 
-    async fn write(&self, request: WriteRequest) -> Result<WriteResponse> {
+    async fn write(&self, command: Command) -> Result<Written> {
         self.disk.check()?;
+        let request = forward::to_wire(&NodeWrite::Data(command))?;
         let mut last = None;
         for (index, upstream) in self.upstream_order() {
             let mut client = self.client(&upstream)?;
@@ -155,11 +146,16 @@ impl Role for EdgeRole {
                     let response = response.into_inner().response.ok_or_else(|| {
                         Error::Internal("the core answered a write with nothing".into())
                     })?;
+                    let NodeWritten::Data(written) = forward::answer_from_wire(response)? else {
+                        return Err(Error::Internal(
+                            "the core answered a write as a membership change".into(),
+                        ));
+                    };
                     // Read your writes: answer once this edge has applied it too.
-                    if let Some(revision) = revision_of(&response) {
-                        self.materializer.wait_applied(Revision(revision)).await?;
+                    if written.0 > Revision(0) {
+                        self.materializer.wait_applied(written.0).await?;
                     }
-                    return Ok(response);
+                    return Ok(written);
                 }
                 Err(status) if write_not_taken(&status) => last = Some(status),
                 Err(status) => return Err(Error::from_peer(status, PeerCall::Write)),
@@ -171,6 +167,13 @@ impl Role for EdgeRole {
             },
             |status| Error::from_peer(status, PeerCall::Write),
         ))
+    }
+
+    async fn change_membership(&self, _: MembershipChange) -> Result<MembershipResponse> {
+        Err(Error::Unimplemented {
+            what: "membership changes",
+            why: "edges have no membership",
+        })
     }
 
     async fn read_index(&self) -> Result<u64> {
