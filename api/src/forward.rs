@@ -98,11 +98,13 @@ pub fn to_wire(write: &NodeWrite) -> Result<forward_request::Request> {
                 R::RestoreTable(restore_to_wire(name, *clear, kvs))
             }
             Command::Batch(_) => {
-                return Err(Error::Internal("a batch of writes cannot be forwarded".into()));
+                return Err(Error::Internal(
+                    "a batch of writes cannot be forwarded".into(),
+                ));
             }
         },
         NodeWrite::Membership(MembershipChange::Add(r)) => R::AddMember(r.clone()),
-        NodeWrite::Membership(MembershipChange::Remove(r)) => R::RemoveMember(r.clone()),
+        NodeWrite::Membership(MembershipChange::Remove(r)) => R::RemoveMember(*r),
     })
 }
 
@@ -174,7 +176,10 @@ pub fn answer_from_wire(response: forward_response::Response) -> Result<NodeWrit
             let id = r.id.parse::<u64>().map_err(|_| {
                 Error::Internal(format!("the leader answered a table id {:?}", r.id))
             })?;
-            (Revision(id), ApplyResponse::TableCreated { id: TableId(id) })
+            (
+                Revision(id),
+                ApplyResponse::TableCreated { id: TableId(id) },
+            )
         }
         R::DeleteTable(DeleteTableResponse {}) => (Revision(0), ApplyResponse::TableDeleted),
         R::RestoreTable(RestoreResponse {}) => {
@@ -191,11 +196,11 @@ pub async fn take_forwarded(
     materializer: &regatta_materializer::Materializer,
     request: ForwardRequest,
 ) -> Result<ForwardResponse> {
-    let request = request.request.ok_or_else(|| Error::Materializer(
-        regatta_materializer::Error::InvalidArgument {
+    let request = request.request.ok_or_else(|| {
+        Error::Materializer(regatta_materializer::Error::InvalidArgument {
             reason: "forwarded write is empty".into(),
-        },
-    ))?;
+        })
+    })?;
     let answer = match NodeWrite::try_from(request)? {
         NodeWrite::Data(command) => {
             let table = command.table().to_owned();
@@ -203,9 +208,10 @@ pub async fn take_forwarded(
             let shard = shard_of(materializer, &table);
             answer_to_wire(NodeWritten::Data(written), shard)?
         }
-        NodeWrite::Membership(change) => {
-            answer_to_wire(NodeWritten::Membership(role.change_membership(change).await?), 0)?
-        }
+        NodeWrite::Membership(change) => answer_to_wire(
+            NodeWritten::Membership(role.change_membership(change).await?),
+            0,
+        )?,
     };
     Ok(ForwardResponse {
         response: Some(answer),
@@ -274,10 +280,8 @@ mod tests {
         ));
         let wire = answer_to_wire(put.clone(), 3).expect("answer");
         assert_eq!(answer_from_wire(wire).expect("answer"), put);
-        let created = NodeWritten::Data((
-            Revision(4),
-            ApplyResponse::TableCreated { id: TableId(4) },
-        ));
+        let created =
+            NodeWritten::Data((Revision(4), ApplyResponse::TableCreated { id: TableId(4) }));
         let wire = answer_to_wire(created.clone(), 0).expect("answer");
         assert_eq!(answer_from_wire(wire).expect("answer"), created);
     }

@@ -19,10 +19,7 @@ use regatta_proto::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{
-    Error,
-    node::NodeContext,
-};
+use crate::{Error, node::NodeContext};
 
 /// Bytes per streamed backup chunk.
 const CHUNK_BYTES: usize = 1 << 20;

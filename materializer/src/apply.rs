@@ -164,10 +164,7 @@ impl Slot {
 /// One write of an entry, decoded once: a valid put read in place, or any other command.
 #[derive(Debug)]
 enum Write<'e> {
-    Put {
-        table: &'e str,
-        put: &'e event::Put,
-    },
+    Put { table: &'e str, put: &'e event::Put },
     Command(Command),
 }
 
@@ -257,15 +254,24 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 .map(Some),
             _ => Write::decode(index, event).map(|write| {
                 self.responses.push(ApplyResponse::Empty);
-                self.write(index, write, Slot { entry, inner: Slot::WHOLE });
+                self.write(
+                    index,
+                    write,
+                    Slot {
+                        entry,
+                        inner: Slot::WHOLE,
+                    },
+                );
                 None
             }),
         };
         match decoded {
             Ok(None) => {}
             Ok(Some(writes)) => {
-                self.responses
-                    .push(ApplyResponse::Batch(vec![ApplyResponse::Empty; writes.len()]));
+                self.responses.push(ApplyResponse::Batch(vec![
+                    ApplyResponse::Empty;
+                    writes.len()
+                ]));
                 if writes.is_empty() {
                     self.flush();
                     self.state.revision = index;
@@ -494,7 +500,7 @@ mod tests {
             count: true,
         })
         .expect("valid delete");
-        let mut batch_of = |n: u8| {
+        let batch_of = |n: u8| {
             let mut commands: Vec<Command> = (0..40u8)
                 .map(|k| put("t", &[b'a' + k % 5, k], &[n, k]))
                 .collect();
@@ -503,7 +509,7 @@ mod tests {
             commands.push(put("t", b"a", &[n]));
             Command::Batch(commands)
         };
-        let commands = vec![
+        let commands = [
             create("t"),
             put("t", b"b", b"single"),
             batch_of(1),
@@ -544,14 +550,18 @@ mod tests {
             config: None,
         };
         apply_command(&mut state, Revision(1), &create);
-        let mut event = Command::Batch(vec![put("t", b"a", b"1"), put("t", b"b", b"2")]).to_event(0);
+        let mut event =
+            Command::Batch(vec![put("t", b"a", b"1"), put("t", b"b", b"2")]).to_event(0);
         if let Some(Kind::Batch(b)) = &mut event.kind
             && let Some(Kind::Put(p)) = &mut b.events[1].kind
         {
             p.key = Bytes::new();
         }
         let response = apply(&mut state, Revision(2), &event).expect("not fatal");
-        assert!(matches!(response, ApplyResponse::Rejected(Rejection::InvalidArgument { .. })));
+        assert!(matches!(
+            response,
+            ApplyResponse::Rejected(Rejection::InvalidArgument { .. })
+        ));
         assert_eq!(state.revision(), Revision(2));
         assert_eq!(state.table("t").expect("table").iter().count(), 0);
     }

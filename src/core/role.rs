@@ -155,10 +155,9 @@ impl CoreRole {
             let outcome = match (self.leader_elsewhere(), &write) {
                 (Some((leader_id, address)), _) => Err(Redirect::To { leader_id, address }),
                 (None, NodeWrite::Membership(change)) => self.change_membership(change).await,
-                (None, NodeWrite::Data(command)) => self
-                    .propose(command.clone())
-                    .await
-                    .map(NodeWritten::Data),
+                (None, NodeWrite::Data(command)) => {
+                    self.propose(command.clone()).await.map(NodeWritten::Data)
+                }
             };
             match outcome {
                 Ok(written) => return Ok(written),
@@ -281,10 +280,7 @@ impl CoreRole {
         accepted((Revision(log_id.index), data)).map_err(Redirect::Failed)
     }
 
-    async fn change_membership(
-        &self,
-        change: &MembershipChange,
-    ) -> Result<NodeWritten, Redirect> {
+    async fn change_membership(&self, change: &MembershipChange) -> Result<NodeWritten, Redirect> {
         let written = match change {
             MembershipChange::Add(add) => {
                 if add.id == 0 {
@@ -468,7 +464,10 @@ impl Role for CoreRole {
     }
 
     async fn change_membership(&self, change: MembershipChange) -> Result<MembershipResponse> {
-        match self.write_with_hops(NodeWrite::Membership(change), 0).await? {
+        match self
+            .write_with_hops(NodeWrite::Membership(change), 0)
+            .await?
+        {
             NodeWritten::Membership(response) => Ok(response),
             other => Err(Error::Internal(format!(
                 "a membership change was answered with {other:?}"
