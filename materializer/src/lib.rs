@@ -16,12 +16,13 @@
 //! [`snapshot::read_snapshot`] or downloaded by a [`snapshot::SnapshotStore`]). Whoever
 //! owns the committed log (openraft through [`raft`] on a core node, the tailer on an edge)
 //! hands it entries in index order with [`Materializer::apply_batch`] and gets one
-//! [`ApplyResponse`] per entry back; a write is first validated into a [`Command`] with
-//! `TryFrom` the wire request (once, where it enters the node) and encoded into the log entry's `Event` with
-//! `Command::to_event`. Readers call [`Materializer::view`] (or `peek`) and ask the
+//! [`ApplyResponse`] per entry back. A write enters the node as a wire request, is
+//! validated once into a [`Command`] (`TryFrom`), and reaches the log as the `Event`
+//! `Command::to_event` encodes. Readers call [`Materializer::view`] (or `peek`) and ask the
 //! returned [`State`] (`get`, `range`, `iterate`, `read_txn`); a reader that must see
 //! revision R first awaits [`Materializer::wait_applied`]. Bootstrap and restore build a
-//! whole `State` and install it with [`Materializer::replace`].
+//! whole `State` and install it with [`Materializer::replace`]. Backups in Regatta's
+//! format are written and read with [`backup`].
 //!
 //! `OVERVIEW.md` has the invariants and why the table structure is our own B+tree; the
 //! measurements behind it are in `benchmarks/README.md` ("Materializer: the history of

@@ -90,8 +90,8 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             backup::MANIFEST_FILE
         )));
     }
-    let mut dir = backup::BackupDir::create(&args.dir, now())
-        .map_err(|e| write_failure(&args.dir, e))?;
+    let mut dir =
+        backup::BackupDir::create(&args.dir, now()).map_err(|e| write_failure(&args.dir, e))?;
     let options = &long_operation(options);
     let channel = connect(options).await?;
     let tables = if args.tables.is_empty() {
@@ -150,8 +150,7 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             clock.elapsed()
         );
     }
-    dir.finish(now())
-        .map_err(|e| write_failure(&args.dir, e))?;
+    dir.finish(now()).map_err(|e| write_failure(&args.dir, e))?;
     if options.json {
         print_json(&json!({"dir": args.dir.display().to_string(), "tables": tables}));
     } else {
@@ -166,7 +165,8 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
 
 pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
     // A backup that cannot be read is the caller's to fix (a usage error).
-    let refused = |e: regatta_materializer::Error| Failure::usage(format!("{}: {e}", args.dir.display()));
+    let refused =
+        |e: regatta_materializer::Error| Failure::usage(format!("{}: {e}", args.dir.display()));
     let manifest = backup::read_manifest(&args.dir).map_err(refused)?;
     for wanted in &args.tables {
         if !manifest.tables.iter().any(|t| &t.name == wanted) {
