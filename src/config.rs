@@ -44,6 +44,19 @@ pub fn parse_with_config_file(
     command.try_get_matches_from(argv)
 }
 
+/// The config-file key that sets `arg` on a command that takes `--config`: its long name
+/// (dotted, or nested one map per dot). `--config` itself is never read from a file.
+pub fn config_key(arg: &clap::Arg) -> Option<&str> {
+    arg.get_long().filter(|long| *long != "config")
+}
+
+/// Whether `command` reads a config file (`--config`).
+pub fn takes_config_file(command: &Command) -> bool {
+    command
+        .get_arguments()
+        .any(|a| a.get_id().as_str() == CONFIG_FILE_ID)
+}
+
 /// The innermost subcommand that was invoked, with its matches.
 fn leaf<'a>(command: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'a ArgMatches) {
     match matches.subcommand() {
@@ -66,9 +79,15 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
     flatten("", &value, &mut flat).with_context(|| format!("in config file {}", path.display()))?;
     let mut args = Vec::new();
     for (key, values) in flat {
+        if key == "config" {
+            bail!(
+                "config file {}: `config` cannot be set from a config file",
+                path.display()
+            );
+        }
         let Some(arg) = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()))
+            .find(|a| config_key(a) == Some(key.as_str()))
         else {
             bail!(
                 "config file {}: unknown option `{key}` for `{}`",
@@ -76,12 +95,6 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
                 command.get_name()
             );
         };
-        if key == "config" {
-            bail!(
-                "config file {}: `config` cannot be set from a config file",
-                path.display()
-            );
-        }
         let given = matches!(
             matches.value_source(arg.get_id().as_str()),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)

@@ -11,6 +11,7 @@ mod core;
 mod dev;
 mod disk;
 mod edge;
+mod flags;
 mod limits;
 mod metrics;
 mod objects;
