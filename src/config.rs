@@ -24,6 +24,9 @@ pub fn parse_with_config_file(
 ) -> Result<ArgMatches, clap::Error> {
     let matches = command.clone().try_get_matches_from(&argv)?;
     let (leaf_command, leaf_matches) = leaf(&command, &matches);
+    if !takes_config_file(leaf_command) {
+        return Ok(matches);
+    }
     let Some(path) = leaf_matches
         .try_get_one::<String>(CONFIG_FILE_ID)
         .ok()

@@ -14,6 +14,7 @@ mod edge;
 mod flags;
 mod limits;
 mod metrics;
+mod node;
 mod objects;
 mod progress;
 mod reseed;
