@@ -6,6 +6,18 @@
 //! uses the same names, either dotted (`raft.node-id: 1`) or nested (`raft: {node-id: 1}`).
 //! A key the command does not know is an error, so a typo in a config file is never
 //! silently ignored.
+//!
+//! Why not a layered-configuration crate such as `figment`: here clap stays the one
+//! declaration of every option, and a config file's values enter as `--name=value`
+//! arguments for options given neither as a flag nor in the environment, so precedence is
+//! clap's own `ValueSource`, and parsing (durations, sizes, comma lists), validation, error
+//! messages and `--help` (`[env: …]`, `[default: …]`) are the same wherever a value came
+//! from. A figment layering would need serde on every flag group, defaults and environment
+//! names declared a second time outside clap (its `Env` provider cannot tell the `.` from
+//! the `-` in `REGATTA_RAFT_NODE_ID`), serde adapters for every value parser, and unknown
+//! keys rejected by hand (`deny_unknown_fields` does not work through flattened groups).
+//! Looking for a config file in default places (`/config`, `/etc/regatta`) is a few lines
+//! in front of [`parse_with_config_file`] either way: figment would not make it simpler.
 
 use std::{ffi::OsString, path::Path};
 
