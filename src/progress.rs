@@ -102,7 +102,13 @@ impl Progress {
     /// Leaves the bar drawn at its end (terminal) or reports the final count.
     pub fn finish(&mut self) {
         match &self.output {
-            Output::Terminal(bar) => bar.finish(),
+            Output::Terminal(bar) => {
+                bar.finish();
+                // indicatif leaves the cursor on the bar's line: end it.
+                if !bar.is_hidden() {
+                    eprintln!();
+                }
+            }
             Output::Plain | Output::Log => self.report(),
         }
     }
