@@ -13,8 +13,8 @@ use regatta_api::{
     range_stream::StreamLimits,
 };
 
-pub use crate::flags::api::LimitArgs;
 use crate::address::ListenAddress;
+pub use crate::flags::api::LimitArgs;
 
 /// Validated limits, and the metrics they report to.
 #[derive(Clone)]
@@ -76,7 +76,8 @@ impl Limits {
         addr: &ListenAddress,
         writes: Writes,
         name: &'static str,
-    ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>> + use<>> {
+    ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>> + use<>>
+    {
         let addr = addr.tcp_only()?;
         regatta_api::listen::bind(
             addr,

@@ -11,16 +11,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use futures::{FutureExt, future::BoxFuture};
 use regatta_api::{
-    activity::TrackRequests,
-    cluster::ClusterService,
-    kv::KvService,
-    listen::Writes,
-    maintenance::MaintenanceService,
-    metrics::ApiMetrics,
-    node::NodeContext,
-    raft_network::MAX_RAFT_MESSAGE_BYTES,
-    tables::TablesService,
-    tail::TailService,
+    activity::TrackRequests, cluster::ClusterService, kv::KvService, listen::Writes,
+    maintenance::MaintenanceService, metrics::ApiMetrics, node::NodeContext,
+    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService, tail::TailService,
 };
 use regatta_proto::{
     maintenance::v1::maintenance_server::MaintenanceServer,
@@ -105,9 +98,7 @@ impl NodeServer {
             routes = routes.add_service(AdminServer::new(admin));
         }
         let routes = routes.add_service(maintenance).add_service(reflection);
-        let incoming = self
-            .limits
-            .incoming(address, Writes::Coalesced, "api")?;
+        let incoming = self.limits.incoming(address, Writes::Coalesced, "api")?;
         let token = self.shutdown.clone();
         let server = self
             .limits

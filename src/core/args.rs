@@ -7,9 +7,7 @@ use clap::Args;
 
 use crate::{
     address::ListenAddress,
-    flags::{
-        advertised, api::ApiSettings, replication::ReplicationSettings, storage::StorageArgs,
-    },
+    flags::{advertised, api::ApiSettings, replication::ReplicationSettings, storage::StorageArgs},
 };
 
 /// Options of a core node. Each can also be set with the environment variable shown, or in
@@ -186,8 +184,8 @@ impl CoreArgs {
         let object_store = match &self.object_store.object_store {
             Some(url) => url.clone(),
             None => {
-                let dir = std::path::absolute(&self.storage.data_dir)
-                    .context("resolving --data-dir")?;
+                let dir =
+                    std::path::absolute(&self.storage.data_dir).context("resolving --data-dir")?;
                 format!("file://{}", dir.join("objects").display())
             }
         };
@@ -289,7 +287,10 @@ impl CoreSettings {
                 "replication.advertise-address".into(),
                 self.replication.advertise.clone(),
             ),
-            ("data-dir".into(), self.storage.data_dir.display().to_string()),
+            (
+                "data-dir".into(),
+                self.storage.data_dir.display().to_string(),
+            ),
             ("object-store".into(), self.object_store.clone()),
             (
                 "raft.snapshot-entries".into(),

@@ -58,12 +58,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         header: tasks.header.clone(),
     };
 
-    let raft_service = RaftTransportServer::new(RaftService::new(
-        parts.raft.clone(),
-        tasks.role.clone(),
-    ))
-    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let raft_service =
+        RaftTransportServer::new(RaftService::new(parts.raft.clone(), tasks.role.clone()))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
     let raft_server = node.internal_server(
         &settings.raft_address,
         "raft",
@@ -190,10 +188,7 @@ async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> 
 /// re-seeded by `regatta reseed` was removed from its cluster: it waits to be added back
 /// instead.
 async fn initialise_cluster(settings: &CoreSettings, raft: &Raft<TypeConfig>) -> Result<()> {
-    let rejoin_marker = settings
-        .storage
-        .data_dir
-        .join(crate::reseed::REJOIN_MARKER);
+    let rejoin_marker = settings.storage.data_dir.join(crate::reseed::REJOIN_MARKER);
     let initialized = raft.is_initialized().await.context("reading raft state")?;
     if rejoin_marker.exists() {
         if initialized {

@@ -117,9 +117,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     )?;
 
     tracing::info!(api = %settings.api.advertise, replication = %settings.replication.advertise, "edge node serving");
-    let served = node
-        .serve(vec![api_server, tail_server, rest_server])
-        .await;
+    let served = node.serve(vec![api_server, tail_server, rest_server]).await;
     if tokio::time::timeout(Duration::from_secs(10), tailer_task)
         .await
         .is_err()

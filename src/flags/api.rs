@@ -161,5 +161,4 @@ impl LimitArgs {
         }
         Ok(())
     }
-
 }

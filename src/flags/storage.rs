@@ -48,8 +48,7 @@ impl StorageArgs {
     /// Creates the data directory if it is missing.
     pub fn create_data_dir(&self) -> Result<()> {
         use anyhow::Context;
-        std::fs::create_dir_all(&self.data_dir).with_context(|| {
-            format!("creating the data directory {}", self.data_dir.display())
-        })
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))
     }
 }
