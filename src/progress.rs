@@ -1,11 +1,11 @@
-//! Progress of long operations a person waits on (backup, restore, replay, verify, an edge's
-//! bootstrap).
+//! Progress of long operations a person waits on at a terminal (backup, restore, replay,
+//! verify).
 //!
 //! On a terminal: one line on stderr redrawn in place, with a bar, the count, the rate and
 //! the time left. Otherwise (a pipe, a log file, CI): a plain line on stderr every few
 //! seconds, so logs stay readable. Standard output is never touched: it carries the
-//! command's result. A server ([`Progress::logged`]) reports through `tracing` instead, with
-//! the same figures as structured fields. Counts in bytes are shown in KiB, MiB, GiB.
+//! command's result. Counts in bytes are shown in KiB, MiB, GiB. (An edge's bootstrap
+//! progress is logged by `regatta-replication`.)
 
 use std::{
     io::{IsTerminal, Write},
@@ -26,8 +26,6 @@ enum Output {
     Terminal,
     /// A plain line on stderr every few seconds.
     Plain,
-    /// A `tracing` event every few seconds.
-    Log,
 }
 
 /// One operation's progress.
@@ -52,11 +50,6 @@ impl Progress {
             Output::Plain
         };
         Self::with_output(label.into(), unit, total, output)
-    }
-
-    /// Starts reporting `label` as log events (for servers), every few seconds.
-    pub fn logged(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
-        Self::with_output(label.into(), unit, total, Output::Log)
     }
 
     fn with_output(label: String, unit: &'static str, total: Option<u64>, output: Output) -> Self {
@@ -86,7 +79,7 @@ impl Progress {
         self.done = done;
         let every = match self.output {
             Output::Terminal => REDRAW,
-            Output::Plain | Output::Log => LOG_EVERY,
+            Output::Plain => LOG_EVERY,
         };
         if self.last.elapsed() >= every {
             self.last = Instant::now();
@@ -147,16 +140,6 @@ impl Progress {
             }
             Output::Plain => eprintln!(
                 "{}: {count} ({rate_text}{eta}, {elapsed:.1}s elapsed)",
-                self.label
-            ),
-            Output::Log => tracing::info!(
-                done = self.done,
-                total = self.total,
-                unit = self.unit,
-                rate = rate_text,
-                eta_seconds = left.map(|d| d.as_secs()),
-                elapsed_seconds = format!("{elapsed:.1}"),
-                "{}: {count}",
                 self.label
             ),
         }

@@ -11,13 +11,25 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
 use regatta_materializer::{Revision, State, snapshot};
+
+use crate::{Error, Result};
 
 const SUFFIX: &str = ".snap.zst";
 /// Local snapshots kept; older ones are deleted after a new one is written.
 const KEEP: usize = 2;
+
+/// An IO error on `path` while doing `what`.
+fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::LocalSnapshot { path, what, source }
+}
+
+fn format(path: &Path) -> impl FnOnce(regatta_materializer::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::LocalSnapshotFormat { path, source }
+}
 
 #[derive(Debug, Clone)]
 pub struct LocalSnapshots {
@@ -26,7 +38,7 @@ pub struct LocalSnapshots {
 
 impl LocalSnapshots {
     pub fn open(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir, "creating"))?;
         Ok(Self { dir })
     }
 
@@ -37,7 +49,7 @@ impl LocalSnapshots {
     /// Revisions present, newest first.
     pub fn list(&self) -> Result<Vec<Revision>> {
         let mut out: Vec<Revision> = std::fs::read_dir(&self.dir)
-            .with_context(|| format!("listing {}", self.dir.display()))?
+            .map_err(io(&self.dir, "listing"))?
             .filter_map(|e| {
                 let name = e.ok()?.file_name().into_string().ok()?;
                 let digits = name.strip_suffix(SUFFIX)?;
@@ -57,7 +69,7 @@ impl LocalSnapshots {
             match read(&path) {
                 Ok(state) => return Ok(Some(state)),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = format!("{e:#}"), "skipping a damaged local snapshot")
+                    tracing::warn!(path = %path.display(), error = %e, "skipping a damaged local snapshot");
                 }
             }
         }
@@ -69,13 +81,13 @@ impl LocalSnapshots {
         let path = self.path(state.revision());
         let tmp = path.with_extension("tmp");
         let saved = (|| {
-            let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let mut writer = snapshot::write_snapshot(state, BufWriter::new(file))
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            writer
-                .flush()
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            let file = File::create(&tmp).map_err(io(&tmp, "creating"))?;
+            let mut writer =
+                snapshot::write_snapshot(state, BufWriter::new(file)).map_err(format(&tmp))?;
+            writer.flush().map_err(io(&tmp, "writing"))?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| io(&tmp, "writing")(e.into_error()))?;
             self.publish(file, &tmp, state.revision())
         })();
         if saved.is_err() {
@@ -90,7 +102,7 @@ impl LocalSnapshots {
     /// again. The chunks go to a writer thread, so the download never waits for the disk.
     pub fn receive(&self) -> Result<Receiving> {
         let tmp = self.dir.join(format!("incoming{SUFFIX}.tmp"));
-        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file = File::create(&tmp).map_err(io(&tmp, "creating"))?;
         let (chunks, rx) = std::sync::mpsc::channel::<Bytes>();
         let path = tmp.clone();
         let writer = std::thread::Builder::new()
@@ -98,15 +110,12 @@ impl LocalSnapshots {
             .spawn(move || -> Result<File> {
                 let mut out = BufWriter::with_capacity(1 << 20, file);
                 for chunk in rx {
-                    out.write_all(&chunk)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    out.write_all(&chunk).map_err(io(&path, "writing"))?;
                 }
-                out.into_inner().map_err(|e| {
-                    anyhow::Error::new(e.into_error())
-                        .context(format!("writing {}", path.display()))
-                })
+                out.into_inner()
+                    .map_err(|e| io(&path, "writing")(e.into_error()))
             })
-            .context("starting the snapshot copy thread")?;
+            .map_err(io(&tmp, "starting the copy thread for"))?;
         Ok(Receiving {
             local: self.clone(),
             tmp,
@@ -118,13 +127,12 @@ impl LocalSnapshots {
     /// Makes a complete temporary file the snapshot of `revision`: fsync'd, renamed, the
     /// directory fsync'd, older snapshots beyond the newest few deleted.
     fn publish(&self, file: File, tmp: &Path, revision: Revision) -> Result<()> {
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
+        file.sync_all().map_err(io(tmp, "syncing"))?;
         let path = self.path(revision);
-        std::fs::rename(tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        std::fs::rename(tmp, &path).map_err(io(tmp, "renaming"))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
+            .map_err(io(&self.dir, "syncing"))?;
         for old in self.list()?.into_iter().skip(KEEP) {
             let _ = std::fs::remove_file(self.path(old));
         }
@@ -155,15 +163,14 @@ impl Receiving {
     /// waits for the copy and makes it the local snapshot of `revision`. Blocking.
     pub fn keep(mut self, revision: Revision) -> Result<()> {
         self.chunks = None;
-        let kept = self
-            .writer
-            .take()
-            .context("snapshot copy already taken")
-            .and_then(|w| {
-                w.join()
-                    .map_err(|_| anyhow::anyhow!("the snapshot copy thread panicked"))?
-            })
-            .and_then(|file| self.local.publish(file, &self.tmp, revision));
+        let kept = match self.writer.take() {
+            Some(writer) => writer
+                .join()
+                .map_err(|_| Error::task("the snapshot copy thread", "panicked"))
+                .and_then(|written| written)
+                .and_then(|file| self.local.publish(file, &self.tmp, revision)),
+            None => Err(Error::task("the snapshot copy", "already taken")),
+        };
         if kept.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
         }
@@ -182,6 +189,6 @@ impl Drop for Receiving {
 }
 
 fn read(path: &Path) -> Result<State> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(snapshot::read_snapshot(BufReader::new(file))?)
+    let file = File::open(path).map_err(io(path, "opening"))?;
+    snapshot::read_snapshot(BufReader::new(file)).map_err(format(path))
 }

@@ -1,4 +1,5 @@
-//! `regatta.tail.v1.Tail`: serves this node's committed log to edges.
+//! `regatta.tail.v1.Tail`: serves this node's committed log to edges, and [`serve`], the
+//! replication port of a node (core or edge) built in one place.
 //!
 //! Every core node and every edge serves it. What is served is what this node has applied
 //! (applied ≤ committed, so nothing uncommitted ever leaves), read from the node's own log.
@@ -6,23 +7,32 @@
 //! subscriber at once — and heartbeats while idle. A request for entries this node no longer
 //! keeps is answered with `SnapshotNeeded`.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
+use regatta_api::{
+    activity::TrackRequests,
+    listen::Connection,
+    metrics::ApiMetrics,
+    node::Role,
+    raft_network::{MAX_RAFT_MESSAGE_BYTES, internal_server},
+};
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::Materializer;
 use regatta_proto::regatta::{
     raft::v1::{ForwardRequest, ForwardResponse, ReadIndexRequest, ReadIndexResponse},
     tail::v1::{
         Entries, FetchSnapshotRequest, Heartbeat, SnapshotChunk, SnapshotNeeded, SubscribeRequest,
-        TailEntry, TailMessage, tail_message, tail_server::Tail,
+        TailEntry, TailMessage, tail_message,
+        tail_server::{Tail, TailServer},
     },
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{Error, node::Role};
+use crate::clock::now_micros;
 
 /// Entries per message at most; a subscriber far behind gets many messages.
 const MAX_ENTRIES_PER_MESSAGE: u64 = 1024;
@@ -66,6 +76,8 @@ impl Default for TailSettings {
 /// The newest snapshot revision in object storage (0: none), as the node knows it.
 pub type ObjectSnapshotRevision = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// The Tail service of one node: its log, what it applied, its role (for forwarded writes
+/// and read-index requests) and the newest snapshot in object storage.
 pub struct TailService {
     log: Log,
     materializer: Arc<Materializer>,
@@ -92,10 +104,28 @@ impl TailService {
     }
 }
 
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+/// Serves the Tail service on a node's replication port until `shutdown`: the internal
+/// server settings (`server` carries the node's connection limits), the request metrics,
+/// messages up to the Raft transport's size. `incoming` is the bound replication listener.
+pub fn serve<I>(
+    service: TailService,
+    server: tonic::transport::Server,
+    metrics: &ApiMetrics,
+    incoming: I,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + use<I>
+where
+    I: Stream<Item = std::io::Result<Connection>>,
+{
+    internal_server(server)
+        .layer(metrics.layer())
+        .layer(TrackRequests)
+        .add_service(
+            TailServer::new(service)
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
 }
 
 /// Converts log records to wire entries, checking they are exactly `next..` in order.
@@ -243,7 +273,7 @@ impl Tail for TailService {
             tokio::task::spawn_blocking(move || regatta_materializer::snapshot::encode(&view))
                 .await
                 .map_err(|e| Status::internal(format!("snapshot encoder failed: {e}")))?
-                .map_err(Error::from)?;
+                .map_err(regatta_api::Error::from)?;
         tracing::info!(
             revision,
             bytes = encoded.len(),

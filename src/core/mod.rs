@@ -28,16 +28,15 @@ use regatta_api::{
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
     tables::TablesService,
-    tail::{TailService, TailSettings},
 };
 use regatta_materializer::{Materializer, raft::TypeConfig};
 use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
 use regatta_proto::regatta::{
     admin::v1::admin_server::AdminServer,
     raft::v1::raft_transport_server::RaftTransportServer,
-    tail::v1::tail_server::TailServer,
     v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
 };
+use regatta_replication::{TailService, TailSettings};
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 
@@ -300,30 +299,25 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let tail_server = {
         let latest = latest_snapshot.clone();
-        let service = TailService::new(
-            log,
-            materializer.clone(),
-            role.clone(),
-            Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
-            TailSettings {
-                heartbeat: settings.tail_heartbeat,
-            },
-        );
-        let incoming = limits.incoming(
-            &settings.replication_address,
-            Writes::Immediate,
-            "replication",
-        )?;
-        let token = shutdown.clone();
-        regatta_api::raft_network::internal_server(limits.server())
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(
-                TailServer::new(service)
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
+        regatta_replication::serve(
+            TailService::new(
+                log,
+                materializer.clone(),
+                role.clone(),
+                Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
+                TailSettings {
+                    heartbeat: settings.tail_heartbeat,
+                },
+            ),
+            limits.server(),
+            &api_metrics,
+            limits.incoming(
+                &settings.replication_address,
+                Writes::Immediate,
+                "replication",
+            )?,
+            shutdown.clone(),
+        )
     };
 
     let rest_server = {

@@ -1,15 +1,11 @@
 //! `regatta edge`: a read-only replica that follows the core's committed log.
 //!
 //! Start-up: open the local log, load the newest local snapshot, replay the local log after
-//! it, then follow an upstream (see [`tailer`]). Reads (Range, IterateRange, read-only Txn,
+//! it, then follow an upstream (see [`regatta_replication::tailer`]). Reads (Range, IterateRange, read-only Txn,
 //! Tables.List) are answered locally; writes go up to the core and are answered once applied
 //! here. The edge serves the log tail itself, so edges can follow edges.
 
 pub mod args;
-pub mod local;
-pub mod metrics;
-pub mod role;
-pub mod tailer;
 
 use std::{
     collections::BTreeMap,
@@ -27,16 +23,17 @@ use regatta_api::{
     maintenance::MaintenanceService,
     metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
-    raft_network::MAX_RAFT_MESSAGE_BYTES,
     tables::TablesService,
-    tail::{TailService, TailSettings},
 };
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
 use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
-use regatta_proto::regatta::{
-    tail::v1::tail_server::TailServer,
-    v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
+use regatta_proto::regatta::v1::{
+    cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer,
+};
+use regatta_replication::{
+    EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
+    TailerSettings,
 };
 use tonic::codec::CompressionEncoding;
 
@@ -56,7 +53,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     crate::metrics::runtime_workers(&registry)?;
     let api_metrics = ApiMetrics::register(&registry)?;
     let limits = args.connection_limits.build(&registry)?;
-    let edge_metrics = metrics::EdgeMetrics::register(&registry)?;
+    let edge_metrics = EdgeMetrics::register(&registry)?;
 
     let log = Log::open(
         args.data_dir.join("log"),
@@ -67,7 +64,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         },
     )
     .context("opening the local log")?;
-    let local = local::LocalSnapshots::open(args.data_dir.join("snapshots"))?;
+    let local = LocalSnapshots::open(args.data_dir.join("snapshots"))?;
     let state = local.load_newest()?.unwrap_or_else(State::new);
     let snapshot_revision = state.revision().0;
     let materializer = Arc::new(Materializer::new(state));
@@ -77,9 +74,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         applied = materializer.applied().0,
         "local state restored"
     );
-    edge_metrics
-        .applied
-        .set(i64::try_from(materializer.applied().0).unwrap_or(i64::MAX));
+    edge_metrics.set_applied(materializer.applied().0);
 
     let objects = match &args.object_store {
         Some(url) => {
@@ -88,7 +83,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         }
         None => None,
     };
-    let replication = Arc::new(tailer::ReplicationState::default());
+    let replication = Arc::new(ReplicationState::default());
     let shutdown = shutdown::token();
     let disk = regatta_api::disk::DiskGuard::new(
         args.node_id,
@@ -98,9 +93,9 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     )?;
     tokio::spawn(disk.clone().run(shutdown.clone()));
     let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
-    let tailer = tailer::Tailer {
+    let tailer = Tailer {
         resets: reset_rx,
-        settings: tailer::TailerSettings {
+        settings: TailerSettings {
             name: args.node_name.clone(),
             upstreams: args.upstreams.clone(),
             staleness: args.staleness,
@@ -122,7 +117,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         let dir = log.dir().to_path_buf();
         Arc::new(move || crate::core::directory_bytes(&dir))
     };
-    let role = Arc::new(role::EdgeRole {
+    let role = Arc::new(EdgeRole {
         node_id: args.node_id,
         name: args.node_name.clone(),
         upstreams: args.upstreams.clone(),
@@ -185,8 +180,8 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
     };
 
-    let tail_server = {
-        let service = TailService::new(
+    let tail_server = regatta_replication::serve(
+        TailService::new(
             log.clone(),
             materializer.clone(),
             role.clone(),
@@ -194,23 +189,16 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             TailSettings {
                 heartbeat: args.tail_heartbeat,
             },
-        );
-        let incoming = limits.incoming(
+        ),
+        limits.server(),
+        &api_metrics,
+        limits.incoming(
             &settings.replication_address,
             Writes::Immediate,
             "replication",
-        )?;
-        let token = shutdown.clone();
-        regatta_api::raft_network::internal_server(limits.server())
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(
-                TailServer::new(service)
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
+        )?,
+        shutdown.clone(),
+    );
 
     let rest_server = {
         let replication = replication.clone();
@@ -223,9 +211,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             if !replication.connected.load(Ordering::Relaxed) {
                 return Err("not yet connected to an upstream".into());
             }
-            let commit = replication.upstream_commit.load(Ordering::Relaxed);
-            let applied = materializer.applied().0;
-            let lag = commit.saturating_sub(applied);
+            let lag = replication.lag(materializer.applied().0).entries;
             if lag > max_lag {
                 return Err(format!(
                     "{lag} entries behind the upstream (allowed {max_lag})"
@@ -287,7 +273,7 @@ fn replay(log: &Log, materializer: &Materializer, snapshot_revision: u64) -> Res
             .context("reading the local log")?;
         let Some(tail) = records.last() else { break };
         let after = tail.id.index.get() + 1;
-        tailer::apply_records(materializer, &records)
+        regatta_replication::apply_records(materializer, &records)
             .map_err(|e| anyhow::anyhow!("replaying the local log: {e}"))?;
         next = after;
     }
