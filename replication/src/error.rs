@@ -76,15 +76,19 @@ pub enum Error {
         what: &'static str,
         source: regatta_log::Error,
     },
-    /// Reading or writing a local snapshot file failed. A full disk here is retryable:
+    /// Saving, publishing or listing local snapshots failed. A full disk here is retryable:
     /// a snapshot is published whole or not at all, so nothing changed.
+    #[error("local snapshots: {0}")]
+    SnapshotDir(#[source] regatta_log::Error),
+    /// Opening a local snapshot file or copying a download into one failed (a full disk:
+    /// as above).
     #[error("local snapshot {}: {what}: {source}", path.display())]
     LocalSnapshot {
         path: PathBuf,
         what: &'static str,
         source: io::Error,
     },
-    /// Encoding or decoding a local snapshot file failed.
+    /// A local snapshot file does not decode.
     #[error("local snapshot {}: {source}", path.display())]
     LocalSnapshotFormat {
         path: PathBuf,
@@ -110,7 +114,9 @@ impl Error {
             | Self::SnapshotTooLong { .. }
             | Self::SnapshotCut { .. }
             | Self::SnapshotRejected(_) => true,
-            Self::LocalSnapshot { .. } | Self::LocalSnapshotFormat { .. } => self.is_disk_full(),
+            Self::SnapshotDir(_)
+            | Self::LocalSnapshot { .. }
+            | Self::LocalSnapshotFormat { .. } => self.is_disk_full(),
             Self::UnknownEntryKind { .. }
             | Self::UndecodableEvent { .. }
             | Self::Apply(_)
@@ -155,11 +161,15 @@ mod tests {
             source: io::Error::from(io::ErrorKind::PermissionDenied),
         };
         assert!(denied.must_stop());
-        let encode_full = Error::LocalSnapshotFormat {
-            path: "s".into(),
-            source: regatta_materializer::Error::Io(io::Error::from_raw_os_error(28)),
-        };
-        assert!(encode_full.is_retryable(), "seen through the source chain");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let refused = regatta_log::fs::write_atomic_with(&dir.path().join("s"), |_| {
+            Err(io::Error::from_raw_os_error(28))
+        })
+        .expect_err("the write fails");
+        assert!(
+            Error::SnapshotDir(refused).is_retryable(),
+            "seen through the source chain"
+        );
         assert!(
             Error::Gap {
                 expected: 5,
