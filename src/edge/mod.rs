@@ -1,9 +1,9 @@
 //! `regatta edge`: a read-only replica that follows the core's committed log.
 //!
 //! Start-up: open the local log, load the newest local snapshot, replay the local log after
-//! it, then follow an upstream (see [`regatta_replication::tailer`]). Reads (Range, IterateRange, read-only Txn,
-//! Tables.List) are answered locally; writes go up to the core and are answered once applied
-//! here. The edge serves the log tail itself, so edges can follow edges.
+//! it, then follow an upstream (see [`regatta_replication::tailer`]). Reads (Range,
+//! IterateRange, read-only Txn, Tables.List) are answered locally; writes go up to the core
+//! and are answered once applied here. The edge serves the log tail itself, so edges can follow edges.
 
 pub mod args;
 

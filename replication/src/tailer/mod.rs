@@ -11,7 +11,7 @@
 //! ```
 //!
 //! This file holds the upstream loop (which upstream, when to leave it) and the stream of
-//! one subscription; [`ingest`] makes entries durable and applies them, [`bootstrap`]
+//! one subscription; `ingest` makes entries durable and applies them, `bootstrap`
 //! replaces the state with a snapshot.
 
 mod bootstrap;
