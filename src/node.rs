@@ -13,7 +13,7 @@ use futures::{FutureExt, future::BoxFuture};
 use regatta_api::{
     activity::TrackRequests, cluster::ClusterService, kv::KvService, listen::Writes,
     maintenance::MaintenanceService, metrics::ApiMetrics, node::NodeContext,
-    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService, tail::TailService,
+    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService,
 };
 use regatta_proto::{
     maintenance::v1::maintenance_server::MaintenanceServer,
@@ -23,6 +23,7 @@ use regatta_proto::{
         v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
     },
 };
+use regatta_replication::TailService;
 use tokio_util::sync::CancellationToken;
 use tonic::{codec::CompressionEncoding, service::Routes};
 

@@ -1,11 +1,10 @@
-//! Progress of long operations a person waits on (backup, restore, replay, verify, an edge's
-//! bootstrap).
+//! Progress of long operations a person waits on at a terminal (backup, restore, replay,
+//! verify). An edge's bootstrap progress is logged by `regatta-replication`.
 //!
 //! On a terminal: an `indicatif` bar on stderr redrawn in place, with the count, the rate
 //! and the time left. Otherwise (a pipe, a log file, CI): a plain line on stderr every few
 //! seconds, so logs stay readable. Standard output is never touched: it carries the
-//! command's result. A server ([`Progress::logged`]) reports through `tracing` instead, with
-//! the same figures as structured fields. Counts in bytes are shown in KiB, MiB, GiB.
+//! command's result. Counts in bytes are shown in KiB, MiB, GiB.
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,6 @@ enum Output {
     Terminal(ProgressBar),
     /// A plain line on stderr every few seconds.
     Plain,
-    /// A `tracing` event every few seconds.
-    Log,
 }
 
 /// One operation's progress.
@@ -53,11 +50,6 @@ impl Progress {
             Output::Plain
         };
         Self::with_output(label, unit, total, output)
-    }
-
-    /// Starts reporting `label` as log events (for servers), every few seconds.
-    pub fn logged(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
-        Self::with_output(label.into(), unit, total, Output::Log)
     }
 
     fn with_output(label: String, unit: &'static str, total: Option<u64>, output: Output) -> Self {
@@ -109,11 +101,11 @@ impl Progress {
                     eprintln!();
                 }
             }
-            Output::Plain | Output::Log => self.report(),
+            Output::Plain => self.report(),
         }
     }
 
-    /// A plain line or a log event with the count, the rate and the time left.
+    /// A plain line with the count, the rate and the time left.
     fn report(&self) {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = self.done as f64 / elapsed;
@@ -143,16 +135,6 @@ impl Progress {
             Output::Terminal(_) => {}
             Output::Plain => eprintln!(
                 "{}: {count} ({rate_text}{eta}, {elapsed:.1}s elapsed)",
-                self.label
-            ),
-            Output::Log => tracing::info!(
-                done = self.done,
-                total = self.total,
-                unit = self.unit,
-                rate = rate_text,
-                eta_seconds = left.map(|d| d.as_secs()),
-                elapsed_seconds = format!("{elapsed:.1}"),
-                "{}: {count}",
                 self.label
             ),
         }

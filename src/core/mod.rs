@@ -22,10 +22,10 @@ use regatta_api::{
     node::{HeaderState, NodeContext},
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
-    tail::{TailService, TailSettings},
 };
 use regatta_materializer::{Materializer, raft::TypeConfig};
 use regatta_proto::regatta::raft::v1::raft_transport_server::RaftTransportServer;
+use regatta_replication::{TailService, TailSettings};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 

@@ -1,15 +1,12 @@
 //! `regatta edge`: a read-only replica that follows the core's committed log.
 //!
 //! Start-up: open the local log, load the newest local snapshot, replay the local log after
-//! it, then follow an upstream (see [`tailer`]). Reads (Range, IterateRange, read-only Txn,
-//! Tables.List) are answered locally; writes go up to the core and are answered once applied
-//! here. The edge serves the log tail itself, so edges can follow edges.
+//! it, then follow an upstream (see [`regatta_replication::tailer`]). Reads (Range,
+//! IterateRange, read-only Txn, Tables.List) are answered locally; writes go up to the core
+//! and are answered once applied here. The edge serves the log tail itself, so edges can
+//! follow edges.
 
 pub mod args;
-pub mod local;
-pub mod metrics;
-pub mod role;
-pub mod tailer;
 
 use std::{
     collections::BTreeMap,
@@ -19,12 +16,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use dashmap::DashMap;
-use regatta_api::{
-    node::{HeaderState, NodeContext},
-    tail::{TailService, TailSettings},
-};
+use regatta_api::node::{HeaderState, NodeContext};
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
+use regatta_replication::{
+    EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
+    TailerSettings,
+};
 
 pub use args::EdgeArgs;
 
@@ -40,9 +38,9 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     args.storage.create_data_dir()?;
     tracing::info!(upstreams = ?args.upstreams, data_dir = %args.storage.data_dir.display(), "starting edge node");
     let node = NodeServer::new(&settings.api.connection_limits)?;
-    let edge_metrics = metrics::EdgeMetrics::register(&node.registry)?;
+    let edge_metrics = EdgeMetrics::register(&node.registry)?;
     let local = open_local_state(args, &node.registry, &edge_metrics)?;
-    let replication = Arc::new(tailer::ReplicationState::default());
+    let replication = Arc::new(ReplicationState::default());
     let disk = regatta_api::disk::DiskGuard::new(
         args.node_id,
         vec![
@@ -63,7 +61,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         let dir = log.dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))
     };
-    let role = Arc::new(role::EdgeRole {
+    let role = Arc::new(EdgeRole {
         node_id: args.node_id,
         name: args.node_name.clone(),
         upstreams: args.upstreams.clone(),
@@ -134,7 +132,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
 /// them.
 struct LocalState {
     log: Log,
-    snapshots: local::LocalSnapshots,
+    snapshots: LocalSnapshots,
     materializer: Arc<Materializer>,
     snapshot_revision: u64,
 }
@@ -143,7 +141,7 @@ struct LocalState {
 fn open_local_state(
     args: &EdgeArgs,
     registry: &prometheus::Registry,
-    edge_metrics: &metrics::EdgeMetrics,
+    edge_metrics: &EdgeMetrics,
 ) -> Result<LocalState> {
     let data_dir = &args.storage.data_dir;
     let log = Log::open(
@@ -155,7 +153,7 @@ fn open_local_state(
         },
     )
     .context("opening the local log")?;
-    let snapshots = local::LocalSnapshots::open(data_dir.join("snapshots"))?;
+    let snapshots = LocalSnapshots::open(data_dir.join("snapshots"))?;
     let state = snapshots.load_newest()?.unwrap_or_else(State::new);
     let snapshot_revision = state.revision().0;
     let materializer = Arc::new(Materializer::new(state));
@@ -165,9 +163,7 @@ fn open_local_state(
         applied = materializer.applied().0,
         "local state restored"
     );
-    edge_metrics
-        .applied
-        .set(i64::try_from(materializer.applied().0).unwrap_or(i64::MAX));
+    edge_metrics.set_applied(materializer.applied().0);
     Ok(LocalState {
         log,
         snapshots,
@@ -181,10 +177,10 @@ fn open_local_state(
 fn start_tailer(
     args: &EdgeArgs,
     local: LocalState,
-    replication: Arc<tailer::ReplicationState>,
-    edge_metrics: metrics::EdgeMetrics,
-    resets: tokio::sync::mpsc::Receiver<tailer::ResetRequest>,
-) -> Result<tailer::Tailer> {
+    replication: Arc<ReplicationState>,
+    edge_metrics: EdgeMetrics,
+    resets: tokio::sync::mpsc::Receiver<regatta_replication::ResetRequest>,
+) -> Result<Tailer> {
     let objects = match &args.object_store.object_store {
         Some(url) => {
             let storage = crate::objects::open_with(url, &args.object_store.connection)?;
@@ -192,9 +188,9 @@ fn start_tailer(
         }
         None => None,
     };
-    Ok(tailer::Tailer {
+    Ok(Tailer {
         resets,
-        settings: tailer::TailerSettings {
+        settings: TailerSettings {
             name: args.node_name.clone(),
             upstreams: args.upstreams.clone(),
             staleness: args.staleness,
@@ -214,7 +210,7 @@ fn start_tailer(
 
 /// Ready while connected to an upstream and at most `max_lag` entries behind it.
 fn readiness(
-    replication: Arc<tailer::ReplicationState>,
+    replication: Arc<ReplicationState>,
     materializer: Arc<Materializer>,
     max_lag: u64,
 ) -> rest::Readiness {
@@ -225,9 +221,7 @@ fn readiness(
         if !replication.connected.load(Ordering::Relaxed) {
             return Err("not yet connected to an upstream".into());
         }
-        let commit = replication.upstream_commit.load(Ordering::Relaxed);
-        let applied = materializer.applied().0;
-        let lag = commit.saturating_sub(applied);
+        let lag = replication.lag(materializer.applied().0).entries;
         if lag > max_lag {
             return Err(format!(
                 "{lag} entries behind the upstream (allowed {max_lag})"
@@ -260,7 +254,7 @@ fn replay(log: &Log, materializer: &Materializer, snapshot_revision: u64) -> Res
             .context("reading the local log")?;
         let Some(tail) = records.last() else { break };
         let after = tail.id.index.get() + 1;
-        tailer::apply_records(materializer, &records)
+        regatta_replication::apply_records(materializer, &records)
             .map_err(|e| anyhow::anyhow!("replaying the local log: {e}"))?;
         next = after;
     }
