@@ -336,7 +336,11 @@ fn unhex(s: &str) -> Vec<u8> {
 fn a_version_1_snapshot_is_still_read_and_rewritten_as_version_2() {
     let bytes = unhex(V1_SNAPSHOT_51);
     let raw = zstd::decode_all(bytes.as_slice()).unwrap();
-    assert_eq!(raw[8..12], 1u32.to_le_bytes(), "the golden bytes are version 1");
+    assert_eq!(
+        raw[8..12],
+        1u32.to_le_bytes(),
+        "the golden bytes are version 1"
+    );
     let state = snapshot::decode(&bytes).unwrap();
     assert_eq!(state.revision(), Revision(51));
     let (_, tables) = dump(&state);

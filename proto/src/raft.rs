@@ -185,15 +185,13 @@ pub fn entry_from_pb<C: WireConfig>(entry: pb::Entry) -> Result<Entry<C>> {
     let log_id = log_id_from_pb(required(entry.log_id, "entry.log_id")?)?;
     let payload = match required(entry.payload, "entry.payload")? {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
-        pb::entry::Payload::Normal(bytes) => EntryPayload::Normal(
-            C::Payload::decode(bytes).map_err(|source| Error::Event {
+        pb::entry::Payload::Normal(bytes) => {
+            EntryPayload::Normal(C::Payload::decode(bytes).map_err(|source| Error::Event {
                 index: log_id.index,
                 source,
-            })?,
-        ),
-        pb::entry::Payload::Membership(m) => {
-            EntryPayload::Membership(membership_entry_from_pb(m)?)
+            })?)
         }
+        pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_entry_from_pb(m)?),
     };
     Ok(Entry { log_id, payload })
 }

@@ -55,7 +55,8 @@ fn joint() -> RaftMembership {
 /// replaced (`regatta-log` before the codec moved here): they must decode, and encoding
 /// must give them back, byte for byte.
 const GOLDEN_MEMBERSHIP_JOINT: &str = "0a040a0201020a040a0202031200121808011214687474703a2f2f31302e302e302e313a35303132121808021214687474703a2f2f31302e302e302e323a3530313212020803121708041213687474703a2f2f6c6561726e65723a35303132";
-const GOLDEN_MEMBERSHIP_SINGLE: &str = "0a030a0101121908011215687474703a2f2f3132372e302e302e313a35303132";
+const GOLDEN_MEMBERSHIP_SINGLE: &str =
+    "0a030a0101121908011215687474703a2f2f3132372e302e302e313a35303132";
 
 fn single() -> RaftMembership {
     Membership::new(
@@ -138,8 +139,7 @@ fn responses_round_trip() {
         AppendEntriesResponse::Conflict,
         AppendEntriesResponse::HigherVote(Vote::new(9, 3)),
     ] {
-        let back =
-            codec::append_response_from_pb(codec::append_response_to_pb(&resp)).unwrap();
+        let back = codec::append_response_from_pb(codec::append_response_to_pb(&resp)).unwrap();
         assert_eq!(resp, back);
     }
     let vote = VoteResponse {
@@ -155,7 +155,10 @@ fn responses_round_trip() {
 
 #[test]
 fn missing_fields_are_errors_not_panics() {
-    assert!(matches!(codec::vote_from_pb(None), Err(Error::Missing("vote"))));
+    assert!(matches!(
+        codec::vote_from_pb(None),
+        Err(Error::Missing("vote"))
+    ));
     let entry = pb::Entry {
         log_id: None,
         payload: None,
@@ -203,13 +206,16 @@ fn arb_stored() -> impl Strategy<Value = StoredMembership<u64, BasicNode>> {
 }
 
 fn arb_meta() -> impl Strategy<Value = SnapshotMeta<u64, BasicNode>> {
-    (prop::option::of(arb_log_id()), arb_stored(), "[0-9a-f-]{0,30}").prop_map(
-        |(last_log_id, last_membership, snapshot_id)| SnapshotMeta {
+    (
+        prop::option::of(arb_log_id()),
+        arb_stored(),
+        "[0-9a-f-]{0,30}",
+    )
+        .prop_map(|(last_log_id, last_membership, snapshot_id)| SnapshotMeta {
             last_log_id,
             last_membership,
             snapshot_id,
-        },
-    )
+        })
 }
 
 /// `decode` of damaged bytes: an error, or a value that encodes to valid bytes again.

@@ -27,11 +27,11 @@ use openraft::{
     StoredMembership,
     storage::{RaftStateMachine, Snapshot},
 };
-use regatta_proto::raft as raft_codec;
 use regatta_materializer::{
     ApplyResponse,
     raft::{SnapshotBuilder, StateMachine, TypeConfig},
 };
+use regatta_proto::raft as raft_codec;
 
 const MAGIC: &[u8; 8] = b"RGTRSNP\0";
 const VERSION: u32 = 1;

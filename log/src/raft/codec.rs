@@ -70,11 +70,9 @@ where
             })?)
         }
         RecordKind::Membership => EntryPayload::Membership(
-            raft_codec::decode_membership(&record.payload).map_err(|e| {
-                Error::InvalidPayload {
-                    index,
-                    reason: format!("membership: {e}"),
-                }
+            raft_codec::decode_membership(&record.payload).map_err(|e| Error::InvalidPayload {
+                index,
+                reason: format!("membership: {e}"),
             })?,
         ),
     };
