@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A field the message must carry is absent.
-    #[error("raft message field `{0}` is missing")]
+    #[error("required field `{0}` is missing")]
     Missing(&'static str),
     /// The bytes are not a valid encoding of the message.
     #[error("undecodable {what}: {source}")]

@@ -72,7 +72,7 @@ where
         RecordKind::Membership => EntryPayload::Membership(
             raft_codec::decode_membership(&record.payload).map_err(|e| Error::InvalidPayload {
                 index,
-                reason: format!("membership: {e}"),
+                reason: e.to_string(),
             })?,
         ),
     };
