@@ -19,7 +19,6 @@
 //! - [`metrics`] — request counts and latency of every gRPC method.
 //! - [`listen`] — the accepted connections every gRPC server is handed, and their limits.
 //! - [`activity`] — what a connection's watchdog knows of its handshake and requests.
-//! - [`raft_codec`] — openraft messages to and from their wire form.
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`] — the server side of the Raft transport.
 //! - [`range_stream`] — server streams with bounded memory and a limit (`IterateRange`).
@@ -33,7 +32,6 @@ pub mod listen;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;
-pub mod raft_codec;
 pub mod raft_network;
 pub mod raft_service;
 pub mod range_stream;

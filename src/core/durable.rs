@@ -27,12 +27,11 @@ use openraft::{
     StoredMembership,
     storage::{RaftStateMachine, Snapshot},
 };
-use prost::Message;
-use regatta_api::raft_codec;
 use regatta_materializer::{
     ApplyResponse,
     raft::{SnapshotBuilder, StateMachine, TypeConfig},
 };
+use regatta_proto::raft as raft_codec;
 
 const MAGIC: &[u8; 8] = b"RGTRSNP\0";
 const VERSION: u32 = 1;
@@ -47,7 +46,7 @@ type Loaded = (SnapshotMeta<NodeId, Node>, Vec<u8>);
 
 /// Encodes a snapshot file.
 pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
-    let meta = raft_codec::snapshot_meta_to_pb(meta).encode_to_vec();
+    let meta = raft_codec::encode_snapshot_meta(meta);
     let mut out = Vec::with_capacity(8 + 4 + 4 + meta.len() + 8 + data.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -86,9 +85,8 @@ pub fn decode(bytes: &[u8]) -> Result<Loaded> {
         bail!("raft snapshot file version {version} is not supported (this build reads {VERSION})");
     }
     let meta_len = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
-    let meta = regatta_proto::regatta::raft::v1::SnapshotMeta::decode(take(&mut at, meta_len)?)
-        .context("undecodable snapshot meta")?;
-    let meta = raft_codec::snapshot_meta_from_pb(Some(meta)).context("invalid snapshot meta")?;
+    let meta = raft_codec::decode_snapshot_meta(take(&mut at, meta_len)?)
+        .context("invalid snapshot meta")?;
     let data_len = usize::try_from(u64::from_le_bytes(take(&mut at, 8)?.try_into()?))?;
     let data = take(&mut at, data_len)?.to_vec();
     if at != body.len() {
