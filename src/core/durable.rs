@@ -16,10 +16,7 @@
 //! Written to a temporary file, fsync'd, renamed, directory fsync'd. On a full disk the write
 //! waits for space and retries (a failure here would stop openraft for good).
 
-use std::{
-    io::Cursor,
-    path::{Path, PathBuf},
-};
+use std::{io::Cursor, path::PathBuf};
 
 use anyhow::{Context, Result, bail};
 use openraft::{
@@ -29,6 +26,7 @@ use openraft::{
 };
 use prost::Message;
 use regatta_api::raft_codec;
+use regatta_log::SnapshotDir;
 use regatta_materializer::{
     ApplyResponse,
     raft::{SnapshotBuilder, StateMachine, TypeConfig},
@@ -97,82 +95,35 @@ pub fn decode(bytes: &[u8]) -> Result<Loaded> {
     Ok((meta, data))
 }
 
-/// The snapshot files of one node.
+/// The snapshot files of one node: `<last log index, 20 digits>.rsnap`, the newest few kept.
 #[derive(Debug, Clone)]
 pub struct SnapshotFiles {
-    dir: PathBuf,
+    dir: SnapshotDir,
 }
 
 impl SnapshotFiles {
     pub fn open(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self { dir })
-    }
-
-    fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
-        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
-            .with_context(|| format!("listing {}", self.dir.display()))?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name().into_string().ok()?;
-                let index = name.strip_suffix(SUFFIX)?.parse().ok()?;
-                Some((index, e.path()))
-            })
-            .collect();
-        out.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
-        Ok(out)
+        Ok(Self {
+            dir: SnapshotDir::open(dir, SUFFIX, KEEP)?,
+        })
     }
 
     /// Writes one snapshot durably, then deletes all but the newest few.
     pub fn save(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<()> {
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        let path = self.dir.join(format!("{index:020}{SUFFIX}"));
-        write_atomically(&self.dir, &path, &encode(meta, data))?;
-        for (_, old) in self.list()?.into_iter().skip(KEEP) {
-            let _ = std::fs::remove_file(old);
-        }
-        Ok(())
+        Ok(self.dir.save(index, &encode(meta, data))?)
     }
 
     /// The newest intact snapshot; damaged files are skipped with a warning.
     pub fn load_newest(&self) -> Result<Option<Loaded>> {
-        for (_, path) in self.list()? {
-            let loaded = std::fs::read(&path)
+        let loaded = self.dir.load_newest(|path| {
+            std::fs::read(path)
                 .map_err(anyhow::Error::from)
-                .and_then(|b| decode(&b));
-            match loaded {
-                Ok(found) => return Ok(Some(found)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = format!("{e:#}"), "skipping a damaged raft snapshot file")
-                }
-            }
-        }
-        Ok(None)
+                .and_then(|b| decode(&b))
+                .map_err(|e| format!("{e:#}"))
+        })?;
+        Ok(loaded.map(|(_, found)| found))
     }
-}
-
-/// Writes `bytes` as `path` through a temporary file. A failure (a full disk) leaves the
-/// current files as they were and no temporary behind.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))
-        .and_then(|mut file| {
-            file.write_all(bytes)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            file.sync_all()
-                .with_context(|| format!("syncing {}", tmp.display()))
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
 }
 
 fn io_error(meta: Option<&SnapshotMeta<NodeId, Node>>, e: &anyhow::Error) -> StorageError<NodeId> {
@@ -340,7 +291,7 @@ mod tests {
         files.save(&meta(20), b"twenty").expect("save");
         files.save(&meta(30), b"thirty").expect("save");
         assert_eq!(
-            files.list().expect("list").len(),
+            files.dir.list().expect("list").len(),
             KEEP,
             "older files are deleted"
         );
