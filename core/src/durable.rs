@@ -18,7 +18,6 @@
 
 use std::{io::Cursor, path::PathBuf};
 
-use anyhow::{Context, Result, bail};
 use openraft::{
     LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
@@ -31,6 +30,8 @@ use regatta_materializer::{
     ApplyResponse,
     raft::{SnapshotBuilder, StateMachine, TypeConfig},
 };
+
+use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"RGTRSNP\0";
 const VERSION: u32 = 1;
@@ -58,41 +59,56 @@ pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes and verifies a snapshot file.
+/// Decodes and verifies a snapshot file; [`Error::Corrupted`] names what is wrong.
 pub fn decode(bytes: &[u8]) -> Result<Loaded> {
+    let bad = |reason: String| Error::corrupted("raft snapshot file", reason);
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
-        bail!("shorter than a checksum")
+        return Err(bad("shorter than a checksum".into()));
     };
     if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
-        bail!("checksum mismatch");
+        return Err(bad("checksum mismatch".into()));
     }
-    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
         let end = at
             .checked_add(n)
             .filter(|e| *e <= body.len())
-            .context("truncated")?;
-        let slice = &body[*at..end];
-        *at = end;
+            .ok_or_else(|| bad("truncated".into()))?;
+        let slice = &body[at..end];
+        at = end;
         Ok(slice)
     };
-    let mut at = 0;
-    if take(&mut at, 8)? != MAGIC {
-        bail!("not a raft snapshot file (bad magic)");
+    if take(8)? != MAGIC {
+        return Err(bad("not a raft snapshot file (bad magic)".into()));
     }
-    let version = u32::from_le_bytes(take(&mut at, 4)?.try_into()?);
+    let version = u32::from_le_bytes(fixed(take(4)?)?);
     if version != VERSION {
-        bail!("raft snapshot file version {version} is not supported (this build reads {VERSION})");
+        return Err(bad(format!(
+            "raft snapshot file version {version} is not supported (this build reads {VERSION})"
+        )));
     }
-    let meta_len = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
-    let meta = regatta_proto::regatta::raft::v1::SnapshotMeta::decode(take(&mut at, meta_len)?)
-        .context("undecodable snapshot meta")?;
-    let meta = raft_codec::snapshot_meta_from_pb(Some(meta)).context("invalid snapshot meta")?;
-    let data_len = usize::try_from(u64::from_le_bytes(take(&mut at, 8)?.try_into()?))?;
-    let data = take(&mut at, data_len)?.to_vec();
+    let meta_len = u32::from_le_bytes(fixed(take(4)?)?) as usize;
+    let meta = regatta_proto::regatta::raft::v1::SnapshotMeta::decode(take(meta_len)?)
+        .map_err(|e| bad(format!("undecodable snapshot meta: {e}")))?;
+    let meta = raft_codec::snapshot_meta_from_pb(Some(meta))
+        .map_err(|e| bad(format!("invalid snapshot meta: {e}")))?;
+    let data_len = usize::try_from(u64::from_le_bytes(fixed(take(8)?)?))
+        .map_err(|_| bad("data length does not fit in memory".into()))?;
+    let data = take(data_len)?.to_vec();
     if at != body.len() {
-        bail!("{} unexpected bytes after the data", body.len() - at);
+        return Err(bad(format!(
+            "{} unexpected bytes after the data",
+            body.len() - at
+        )));
     }
     Ok((meta, data))
+}
+
+/// A slice of `N` bytes as an array (`take` returned exactly `N`).
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::corrupted("raft snapshot file", "truncated field"))
 }
 
 /// The snapshot files of one node: `<last log index, 20 digits>.rsnap`, the newest few kept.
@@ -118,16 +134,21 @@ impl SnapshotFiles {
     pub fn load_newest(&self) -> Result<Option<Loaded>> {
         let loaded = self.dir.load_newest(|path| {
             std::fs::read(path)
-                .map_err(anyhow::Error::from)
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
                 .and_then(|b| decode(&b))
-                .map_err(|e| format!("{e:#}"))
         })?;
         Ok(loaded.map(|(_, found)| found))
     }
 }
 
-fn io_error(meta: Option<&SnapshotMeta<NodeId, Node>>, e: &anyhow::Error) -> StorageError<NodeId> {
-    let e = std::io::Error::other(format!("{e:#}"));
+fn io_error(
+    meta: Option<&SnapshotMeta<NodeId, Node>>,
+    e: &dyn std::fmt::Display,
+) -> StorageError<NodeId> {
+    let e = std::io::Error::other(e.to_string());
     StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
 }
 
@@ -143,14 +164,16 @@ impl DurableStateMachine {
     pub async fn open(mut inner: StateMachine, files: SnapshotFiles) -> Result<Self> {
         let loaded = {
             let files = files.clone();
-            tokio::task::spawn_blocking(move || files.load_newest()).await??
+            tokio::task::spawn_blocking(move || files.load_newest())
+                .await
+                .map_err(Error::task("reading the raft snapshot files"))??
         };
         if let Some((meta, data)) = loaded {
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "restoring state from the raft snapshot on disk");
             inner
                 .install_snapshot(&meta, Box::new(Cursor::new(data)))
                 .await
-                .context("installing the snapshot on disk")?;
+                .map_err(Error::Install)?;
         }
         Ok(Self { inner, files })
     }
@@ -167,15 +190,12 @@ impl DurableStateMachine {
         regatta_api::disk::retry_while_full(
             "writing a raft snapshot",
             move || files.save(&owned, &data),
-            |e: &anyhow::Error| regatta_api::disk::is_disk_full(e.as_ref()),
+            |e: &Error| regatta_api::disk::is_disk_full(e),
         )
         .await
         .map_err(|e| match e {
             Some(e) => io_error(Some(meta), &e),
-            None => io_error(
-                Some(meta),
-                &anyhow::anyhow!("the snapshot writer task failed"),
-            ),
+            None => io_error(Some(meta), &"the snapshot writer task failed"),
         })
     }
 }

@@ -6,12 +6,9 @@
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
-pub mod archiver;
 pub mod args;
-pub mod batcher;
-pub mod durable;
-pub mod role;
-pub mod uploader;
+
+pub use regatta_core::{archiver, batcher, durable, role, uploader};
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -81,8 +78,8 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     // at it.
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Purges wait for the segment archive and the newest snapshot: see `archiver`.
-    let purge_gate = Arc::new(archiver::PurgeGate::new(latest_snapshot.clone()));
-    let log_store = archiver::GatedLogStore::new(log_store, purge_gate.clone());
+    let purge_gate = Arc::new(regatta_core::PurgeGate::new(latest_snapshot.clone()));
+    let log_store = regatta_core::GatedLogStore::new(log_store, purge_gate.clone());
     let materializer = Arc::new(Materializer::default());
     let state_machine = durable::DurableStateMachine::open(
         regatta_materializer::raft::StateMachine::new(materializer.clone()),
@@ -171,7 +168,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             raft.clone(),
             settings.batch_limits,
             Arc::new(
-                crate::metrics::ProposalMetrics::register(&registry)
+                regatta_core::metrics::ProposalMetrics::register(&registry)
                     .context("registering the proposal metrics")?,
             ),
         ),
@@ -218,7 +215,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     tokio::spawn(
         archiver::Archiver {
             log: log.clone(),
-            archive: crate::archive::SegmentArchive::new(objects.store.clone(), &objects.prefix),
+            archive: objects.segments(),
             snapshots: regatta_materializer::snapshot::SnapshotStore::new(
                 objects.store.clone(),
                 &objects.prefix,
@@ -426,7 +423,7 @@ async fn track_raft_metrics(
     registry: prometheus::Registry,
     shutdown: CancellationToken,
 ) {
-    let gauges = match crate::metrics::RaftGauges::register(&registry) {
+    let gauges = match regatta_core::metrics::RaftGauges::register(&registry) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "cannot register raft metrics");
