@@ -173,7 +173,7 @@ impl DurableStateMachine {
             inner
                 .install_snapshot(&meta, Box::new(Cursor::new(data)))
                 .await
-                .map_err(Error::Install)?;
+                .map_err(|e| Error::Install(Box::new(e)))?;
         }
         Ok(Self { inner, files })
     }

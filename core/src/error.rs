@@ -45,7 +45,7 @@ pub enum Error {
 
     /// Installing the snapshot found on disk into the state machine failed.
     #[error("installing the raft snapshot on disk: {0}")]
-    Install(#[source] openraft::StorageError<u64>),
+    Install(#[source] Box<openraft::StorageError<u64>>),
 
     /// A blocking task (packing a segment, purging, reading snapshot files) panicked or was
     /// cancelled.
