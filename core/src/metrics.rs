@@ -1,5 +1,5 @@
 //! Metric names of the core node, once: Raft's view of the node ([`RaftGauges`]) and group
-//! proposal ([`ProposalMetrics`]), the segment archive ([`ArchiverMetrics`]).
+//! proposal ([`ProposalMetrics`]), the segment archive ([`ArchiverMetrics`]), snapshot uploads ([`UploadMetrics`]).
 
 use openraft::{BasicNode, RaftMetrics};
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -176,6 +176,44 @@ impl ArchiverMetrics {
                 registry,
                 "regatta_archive_holes",
                 "Ranges of log indices missing from the archive that no log here holds (recorded under holes/ in the store)",
+            )?,
+        })
+    }
+}
+
+/// Snapshot uploads to the object store, on /metrics.
+#[derive(Debug, Clone)]
+pub struct UploadMetrics {
+    pub failures: IntCounter,
+    pub uploads: IntCounter,
+    /// Unix time of the last successful upload (snapshot age = now − this).
+    pub last_upload_time: IntGauge,
+    /// Revision of the newest snapshot in the store.
+    pub last_upload_revision: IntGauge,
+}
+
+impl UploadMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        Ok(Self {
+            failures: counter(
+                registry,
+                "regatta_snapshot_upload_failures_total",
+                "Snapshot uploads that failed",
+            )?,
+            uploads: counter(
+                registry,
+                "regatta_snapshot_uploads_total",
+                "Snapshots uploaded to object storage",
+            )?,
+            last_upload_time: gauge(
+                registry,
+                "regatta_snapshot_last_upload_timestamp_seconds",
+                "Unix time of the last snapshot uploaded to object storage",
+            )?,
+            last_upload_revision: gauge(
+                registry,
+                "regatta_snapshot_last_upload_revision",
+                "Revision of the newest snapshot uploaded to object storage",
             )?,
         })
     }

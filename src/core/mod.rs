@@ -173,34 +173,11 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             ),
         ),
     ));
-    let snapshot_uploads = Arc::new(uploader::SnapshotUploads {
-        store: regatta_materializer::snapshot::SnapshotStore::new(
-            objects.store.clone(),
-            &objects.prefix,
-        ),
-        latest: latest_snapshot.clone(),
-        failures: crate::metrics::counter(
-            &registry,
-            "regatta_snapshot_upload_failures_total",
-            "Snapshot uploads that failed",
-        )?,
-        uploads: crate::metrics::counter(
-            &registry,
-            "regatta_snapshot_uploads_total",
-            "Snapshots uploaded to object storage",
-        )?,
-        last_upload_time: crate::metrics::gauge(
-            &registry,
-            "regatta_snapshot_last_upload_timestamp_seconds",
-            "Unix time of the last snapshot uploaded to object storage",
-        )?,
-        last_upload_revision: crate::metrics::gauge(
-            &registry,
-            "regatta_snapshot_last_upload_revision",
-            "Revision of the newest snapshot uploaded to object storage",
-        )?,
-        running: tokio::sync::Mutex::new(()),
-    });
+    let snapshot_uploads = Arc::new(uploader::SnapshotUploads::new(
+        objects.snapshots(),
+        latest_snapshot.clone(),
+        regatta_core::metrics::UploadMetrics::register(&registry)?,
+    ));
     let uploader = uploader::Uploader {
         uploads: snapshot_uploads.clone(),
         policy: settings.upload.clone(),
@@ -216,10 +193,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         archiver::Archiver {
             log: log.clone(),
             archive: objects.segments(),
-            snapshots: regatta_materializer::snapshot::SnapshotStore::new(
-                objects.store.clone(),
-                &objects.prefix,
-            ),
+            snapshots: objects.snapshots(),
             gate: purge_gate,
             applied: {
                 let materializer = materializer.clone();
