@@ -46,6 +46,21 @@ impl ListenAddress {
         regatta_core::peer_url::check(flag, url).map_err(anyhow::Error::msg)
     }
 
+    /// The TCP address to bind, refusing what this build cannot serve yet (TLS, unix
+    /// sockets).
+    pub fn tcp_only(&self) -> Result<SocketAddr> {
+        match self {
+            Self::Tcp { addr, tls: false } => Ok(*addr),
+            Self::Tcp { tls: true, .. } => bail!(
+                "https:// listen addresses need TLS settings, which this build does not take yet"
+            ),
+            Self::Unix(path) => bail!(
+                "unix:// listen addresses ({}) are not supported for this port yet",
+                path.display()
+            ),
+        }
+    }
+
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
             Self::Tcp { addr, .. } => Some(*addr),

@@ -2,7 +2,7 @@
 //! exports request metrics, `regatta-core` the core node's (`regatta_core::metrics`).
 
 use prometheus::Registry;
-pub use regatta_api::metrics::{counter, gauge, histogram};
+use regatta_api::metrics::{gauge, histogram};
 
 /// Registers `regatta_runtime_worker_threads`, set once to the worker threads of the runtime
 /// this is called on (`--runtime.worker-threads`, or one per CPU).

@@ -63,13 +63,7 @@ fn sample(keys: usize) -> Materializer {
     let events: Vec<_> = (0..keys)
         .map(|i| put("t", &format!("key-{i:06}"), &format!("value-{i}")))
         .collect();
-    m.apply_events(
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (Revision(i as u64 + 3), e)),
-    )
-    .unwrap();
+    apply_from(&m, 3, &events);
     m
 }
 
