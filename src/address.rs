@@ -43,29 +43,7 @@ impl ListenAddress {
     /// `unix://path`) without resolving the host: peers' names may not resolve yet when a node
     /// starts (DNS of a starting Kubernetes StatefulSet).
     pub fn check_peer_url(flag: &str, url: &str) -> Result<()> {
-        if let Some(path) = url.strip_prefix("unix://") {
-            if path.is_empty() {
-                bail!("--{flag}: {url:?} names no socket path");
-            }
-            return Ok(());
-        }
-        let Some(rest) = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-        else {
-            bail!("--{flag}: {url:?} must start with http://, https:// or unix://");
-        };
-        let rest = rest.trim_end_matches('/');
-        let Some((host, port)) = rest.rsplit_once(':') else {
-            bail!("--{flag}: {url:?} needs host:port");
-        };
-        if host.is_empty() || host.contains('/') {
-            bail!("--{flag}: {url:?} has no valid host");
-        }
-        if port.parse::<u16>().is_err() {
-            bail!("--{flag}: {url:?} has no valid port");
-        }
-        Ok(())
+        regatta_core::peer_url::check(flag, url).map_err(anyhow::Error::msg)
     }
 
     /// The TCP address to bind, refusing what this build cannot serve yet (TLS, unix

@@ -3,7 +3,6 @@
 
 mod address;
 mod admin;
-mod archive;
 mod audit;
 mod client;
 mod config;

@@ -6,12 +6,9 @@
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
-pub mod archiver;
 pub mod args;
-pub mod batcher;
-pub mod durable;
-pub mod role;
-pub mod uploader;
+
+pub use regatta_core::{archiver, batcher, durable, role, uploader};
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -131,7 +128,7 @@ struct NodeParts {
     /// stop at it.
     latest_snapshot: Arc<std::sync::atomic::AtomicU64>,
     /// Purges wait for the segment archive and the newest snapshot: see `archiver`.
-    purge_gate: Arc<archiver::PurgeGate>,
+    purge_gate: Arc<regatta_core::PurgeGate>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -154,8 +151,9 @@ async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> 
         Arc::new(move || directory_bytes(&dir))
     };
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let purge_gate = Arc::new(archiver::PurgeGate::new(latest_snapshot.clone()));
-    let log_store = archiver::GatedLogStore::new(log_store, purge_gate.clone());
+    // Purges wait for the segment archive and the newest snapshot: see `regatta_core::purge_gate`.
+    let purge_gate = Arc::new(regatta_core::PurgeGate::new(latest_snapshot.clone()));
+    let log_store = regatta_core::GatedLogStore::new(log_store, purge_gate.clone());
     let materializer = Arc::new(Materializer::default());
     let state_machine = durable::DurableStateMachine::open(
         regatta_materializer::raft::StateMachine::new(materializer.clone()),
@@ -270,7 +268,7 @@ fn start_tasks(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts) ->
             raft.clone(),
             settings.batch_limits,
             Arc::new(
-                crate::metrics::ProposalMetrics::register(registry)
+                regatta_core::metrics::ProposalMetrics::register(registry)
                     .context("registering the proposal metrics")?,
             ),
         ),
@@ -290,36 +288,11 @@ fn start_uploads(
     node: &NodeServer,
     parts: &NodeParts,
 ) -> Result<Arc<uploader::SnapshotUploads>> {
-    let registry = &node.registry;
-    let objects = &parts.objects;
-    let snapshot_uploads = Arc::new(uploader::SnapshotUploads {
-        store: regatta_materializer::snapshot::SnapshotStore::new(
-            objects.store.clone(),
-            &objects.prefix,
-        ),
-        latest: parts.latest_snapshot.clone(),
-        failures: crate::metrics::counter(
-            registry,
-            "regatta_snapshot_upload_failures_total",
-            "Snapshot uploads that failed",
-        )?,
-        uploads: crate::metrics::counter(
-            registry,
-            "regatta_snapshot_uploads_total",
-            "Snapshots uploaded to object storage",
-        )?,
-        last_upload_time: crate::metrics::gauge(
-            registry,
-            "regatta_snapshot_last_upload_timestamp_seconds",
-            "Unix time of the last snapshot uploaded to object storage",
-        )?,
-        last_upload_revision: crate::metrics::gauge(
-            registry,
-            "regatta_snapshot_last_upload_revision",
-            "Revision of the newest snapshot uploaded to object storage",
-        )?,
-        running: tokio::sync::Mutex::new(()),
-    });
+    let snapshot_uploads = Arc::new(uploader::SnapshotUploads::new(
+        parts.objects.snapshots(),
+        parts.latest_snapshot.clone(),
+        regatta_core::metrics::UploadMetrics::register(&node.registry)?,
+    ));
     let uploader = uploader::Uploader {
         uploads: snapshot_uploads.clone(),
         policy: settings.upload.clone(),
@@ -339,11 +312,8 @@ fn start_archiver(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts)
     tokio::spawn(
         archiver::Archiver {
             log: parts.log.clone(),
-            archive: crate::archive::SegmentArchive::new(objects.store.clone(), &objects.prefix),
-            snapshots: regatta_materializer::snapshot::SnapshotStore::new(
-                objects.store.clone(),
-                &objects.prefix,
-            ),
+            archive: objects.segments(),
+            snapshots: objects.snapshots(),
             gate: parts.purge_gate.clone(),
             applied: {
                 let materializer = parts.materializer.clone();
@@ -407,7 +377,7 @@ async fn track_raft_metrics(
     registry: prometheus::Registry,
     shutdown: CancellationToken,
 ) {
-    let gauges = match crate::metrics::RaftGauges::register(&registry) {
+    let gauges = match regatta_core::metrics::RaftGauges::register(&registry) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "cannot register raft metrics");
