@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Ordered, so that a membership encodes to the same bytes every time: the log and
+    // snapshots store them (src/raft.rs).
+    config.btree_map([".regatta.raft.v1.Membership.nodes"]);
     let well_known = protoc_bin_vendored::include_path()?;
     let well_known = well_known
         .to_str()

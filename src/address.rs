@@ -43,29 +43,22 @@ impl ListenAddress {
     /// `unix://path`) without resolving the host: peers' names may not resolve yet when a node
     /// starts (DNS of a starting Kubernetes StatefulSet).
     pub fn check_peer_url(flag: &str, url: &str) -> Result<()> {
-        if let Some(path) = url.strip_prefix("unix://") {
-            if path.is_empty() {
-                bail!("--{flag}: {url:?} names no socket path");
-            }
-            return Ok(());
+        regatta_core::peer_url::check(flag, url).map_err(anyhow::Error::msg)
+    }
+
+    /// The TCP address to bind, refusing what this build cannot serve yet (TLS, unix
+    /// sockets).
+    pub fn tcp_only(&self) -> Result<SocketAddr> {
+        match self {
+            Self::Tcp { addr, tls: false } => Ok(*addr),
+            Self::Tcp { tls: true, .. } => bail!(
+                "https:// listen addresses need TLS settings, which this build does not take yet"
+            ),
+            Self::Unix(path) => bail!(
+                "unix:// listen addresses ({}) are not supported for this port yet",
+                path.display()
+            ),
         }
-        let Some(rest) = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-        else {
-            bail!("--{flag}: {url:?} must start with http://, https:// or unix://");
-        };
-        let rest = rest.trim_end_matches('/');
-        let Some((host, port)) = rest.rsplit_once(':') else {
-            bail!("--{flag}: {url:?} needs host:port");
-        };
-        if host.is_empty() || host.contains('/') {
-            bail!("--{flag}: {url:?} has no valid host");
-        }
-        if port.parse::<u16>().is_err() {
-            bail!("--{flag}: {url:?} has no valid port");
-        }
-        Ok(())
     }
 
     pub fn tcp(&self) -> Option<SocketAddr> {

@@ -6,6 +6,18 @@
 //! uses the same names, either dotted (`raft.node-id: 1`) or nested (`raft: {node-id: 1}`).
 //! A key the command does not know is an error, so a typo in a config file is never
 //! silently ignored.
+//!
+//! Why not a layered-configuration crate such as `figment`: here clap stays the one
+//! declaration of every option, and a config file's values enter as `--name=value`
+//! arguments for options given neither as a flag nor in the environment, so precedence is
+//! clap's own `ValueSource`, and parsing (durations, sizes, comma lists), validation, error
+//! messages and `--help` (`[env: …]`, `[default: …]`) are the same wherever a value came
+//! from. A figment layering would need serde on every flag group, defaults and environment
+//! names declared a second time outside clap (its `Env` provider cannot tell the `.` from
+//! the `-` in `REGATTA_RAFT_NODE_ID`), serde adapters for every value parser, and unknown
+//! keys rejected by hand (`deny_unknown_fields` does not work through flattened groups).
+//! Looking for a config file in default places (`/config`, `/etc/regatta`) is a few lines
+//! in front of [`parse_with_config_file`] either way: figment would not make it simpler.
 
 use std::{ffi::OsString, path::Path};
 
@@ -24,6 +36,9 @@ pub fn parse_with_config_file(
 ) -> Result<ArgMatches, clap::Error> {
     let matches = command.clone().try_get_matches_from(&argv)?;
     let (leaf_command, leaf_matches) = leaf(&command, &matches);
+    if !takes_config_file(leaf_command) {
+        return Ok(matches);
+    }
     let Some(path) = leaf_matches
         .try_get_one::<String>(CONFIG_FILE_ID)
         .ok()
@@ -42,6 +57,19 @@ pub fn parse_with_config_file(
     let mut argv = argv;
     argv.extend(extra);
     command.try_get_matches_from(argv)
+}
+
+/// The config-file key that sets `arg` on a command that takes `--config`: its long name
+/// (dotted, or nested one map per dot). `--config` itself is never read from a file.
+pub fn config_key(arg: &clap::Arg) -> Option<&str> {
+    arg.get_long().filter(|long| *long != "config")
+}
+
+/// Whether `command` reads a config file (`--config`).
+pub fn takes_config_file(command: &Command) -> bool {
+    command
+        .get_arguments()
+        .any(|a| a.get_id().as_str() == CONFIG_FILE_ID)
 }
 
 /// The innermost subcommand that was invoked, with its matches.
@@ -66,9 +94,15 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
     flatten("", &value, &mut flat).with_context(|| format!("in config file {}", path.display()))?;
     let mut args = Vec::new();
     for (key, values) in flat {
+        if key == "config" {
+            bail!(
+                "config file {}: `config` cannot be set from a config file",
+                path.display()
+            );
+        }
         let Some(arg) = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()))
+            .find(|a| config_key(a) == Some(key.as_str()))
         else {
             bail!(
                 "config file {}: unknown option `{key}` for `{}`",
@@ -76,12 +110,6 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
                 command.get_name()
             );
         };
-        if key == "config" {
-            bail!(
-                "config file {}: `config` cannot be set from a config file",
-                path.display()
-            );
-        }
         let given = matches!(
             matches.value_source(arg.get_id().as_str()),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)

@@ -12,6 +12,10 @@ use clap::{Args, Parser};
 use crate::{
     core::{self, CoreArgs},
     edge::{self, EdgeArgs},
+    flags::{
+        api::ApiAddressArg, raft::RaftAddressArg, replication::ReplicationAddressArg,
+        rest::RestArgs,
+    },
 };
 
 #[derive(Args, Debug, Clone)]
@@ -19,34 +23,18 @@ pub struct DevArgs {
     /// Folder for everything the store keeps (created if missing).
     #[arg(long, env = "REGATTA_DEV_DIR", default_value = "./regatta-dev")]
     pub dir: PathBuf,
-    /// Address of the core's public gRPC API.
-    #[arg(
-        long = "api.address",
-        env = "REGATTA_API_ADDRESS",
-        default_value = "http://127.0.0.1:8443"
-    )]
-    pub api_address: String,
-    /// Address of the core's HTTP port (/healthz, /readyz, /metrics).
-    #[arg(
-        long = "rest.address",
-        env = "REGATTA_REST_ADDRESS",
-        default_value = "http://127.0.0.1:8079"
-    )]
-    pub rest_address: String,
-    /// Address of the core's Raft transport.
-    #[arg(
-        long = "raft.address",
-        env = "REGATTA_RAFT_ADDRESS",
-        default_value = "http://127.0.0.1:5012"
-    )]
-    pub raft_address: String,
-    /// Address of the core's log-tail service.
-    #[arg(
-        long = "replication.address",
-        env = "REGATTA_REPLICATION_ADDRESS",
-        default_value = "http://127.0.0.1:8444"
-    )]
-    pub replication_address: String,
+    // The core's public gRPC API.
+    #[command(flatten)]
+    pub api: ApiAddressArg,
+    // The core's HTTP port.
+    #[command(flatten)]
+    pub rest: RestArgs,
+    // The core's Raft transport.
+    #[command(flatten)]
+    pub raft: RaftAddressArg,
+    // The core's log-tail service.
+    #[command(flatten)]
+    pub replication: ReplicationAddressArg,
     /// Address of the edge's public gRPC API.
     #[arg(
         long = "edge.api-address",
@@ -88,30 +76,34 @@ struct EdgeOptions {
 }
 
 pub async fn run(dev: DevArgs) -> Result<()> {
+    let api_address = &dev.api.api_address;
+    let rest_address = &dev.rest.rest_address;
+    let raft_address = &dev.raft.raft_address;
+    let replication_address = &dev.replication.replication_address;
     std::fs::create_dir_all(&dev.dir).with_context(|| format!("creating {}", dev.dir.display()))?;
     let dir = std::path::absolute(&dev.dir).context("resolving --dir")?;
     let objects = dir.join("objects");
     let core = CoreOptions::try_parse_from([
         "regatta-dev".to_string(),
         "--raft.node-id=1".into(),
-        format!("--raft.address={}", dev.raft_address),
-        format!("--raft.initial-members=1={}", dev.raft_address),
-        format!("--api.address={}", dev.api_address),
-        format!("--rest.address={}", dev.rest_address),
-        format!("--replication.address={}", dev.replication_address),
+        format!("--raft.address={}", raft_address),
+        format!("--raft.initial-members=1={}", raft_address),
+        format!("--api.address={}", api_address),
+        format!("--rest.address={}", rest_address),
+        format!("--replication.address={}", replication_address),
         format!("--data-dir={}", dir.join("core").display()),
         format!("--object-store=file://{}", objects.display()),
     ])
     .context("assembling the core's options")?
     .args;
     println!("Regatta dev: data under {}", dir.display());
-    println!("  core API (gRPC)   {}", dev.api_address);
+    println!("  core API (gRPC)   {}", api_address);
     println!(
         "  core HTTP         {} (/healthz /readyz /metrics)",
-        dev.rest_address
+        rest_address
     );
-    println!("  core Raft         {}", dev.raft_address);
-    println!("  core log tail     {}", dev.replication_address);
+    println!("  core Raft         {}", raft_address);
+    println!("  core log tail     {}", replication_address);
     println!("  object store      file://{}", objects.display());
     let try_it =
         "regatta table create demo && regatta kv put demo hello world && regatta kv get demo hello";
@@ -122,7 +114,7 @@ pub async fn run(dev: DevArgs) -> Result<()> {
     }
     let edge = EdgeOptions::try_parse_from([
         "regatta-dev".to_string(),
-        format!("--replication.leader-address={}", dev.replication_address),
+        format!("--replication.leader-address={}", replication_address),
         format!("--api.address={}", dev.edge_api_address),
         format!("--rest.address={}", dev.edge_rest_address),
         format!("--replication.address={}", dev.edge_replication_address),

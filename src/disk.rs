@@ -1,20 +1,4 @@
-//! `--min-free-disk`: the reserve the free-space guard keeps (the guard itself is
-//! [`regatta_api::disk`]).
-
-/// The flag of every node that writes to a data directory.
-#[derive(clap::Args, Debug, Clone)]
-pub struct DiskArgs {
-    /// Free space the data directory's filesystem must keep: below it, writes are refused
-    /// with RESOURCE_EXHAUSTED (reads go on) until space is freed. Bytes, or with a
-    /// KiB/MiB/GiB suffix; 0 disables the guard.
-    #[arg(
-        long = "min-free-disk",
-        env = "REGATTA_MIN_FREE_DISK",
-        default_value = "64MiB",
-        value_parser = parse_bytes
-    )]
-    pub min_free_disk: u64,
-}
+//! Sizes on the command line (`--min-free-disk`, declared in `flags/storage.rs`).
 
 /// Parses `123`, `64KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, binary multiples).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {

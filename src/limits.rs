@@ -1,15 +1,12 @@
 //! Limits on the connections and streams of every gRPC listener of a node (API, Raft,
-//! replication): one flag group, shared by `regatta core` and `regatta edge`.
+//! replication), set by the flag group [`LimitArgs`] (in `flags/api.rs`).
 //!
 //! The names of the first two come from Regatta (`--api.max-concurrent-connections`,
 //! `--api.max-concurrent-streams`, where 0 also means no limit); Regatta defaults both to
 //! no limit, which lets one client hold every file descriptor or open unbounded streams,
 //! so here they default to finite values (docs/operations.md, "Limits").
 
-use std::time::Duration;
-
-use anyhow::{Result, bail};
-use clap::Args;
+use anyhow::Result;
 use regatta_api::{
     listen::{ListenLimits, Writes},
     metrics::{ConnectionMetrics, StreamMetrics},
@@ -17,56 +14,7 @@ use regatta_api::{
 };
 
 use crate::address::ListenAddress;
-
-/// Connection and stream limits of the gRPC listeners.
-#[derive(Args, Debug, Clone)]
-pub struct LimitArgs {
-    /// Most connections each gRPC listener (API, Raft, replication) holds at once; one more
-    /// is closed as soon as it is accepted. 0: no limit. Keep it under the process's file
-    /// descriptor limit (`ulimit -n`).
-    #[arg(
-        long = "api.max-concurrent-connections",
-        env = "REGATTA_API_MAX_CONCURRENT_CONNECTIONS",
-        default_value_t = 10_000
-    )]
-    pub max_connections: usize,
-    /// Most HTTP/2 streams (calls) open at once on one connection, advertised to clients
-    /// in the server's SETTINGS (MAX_CONCURRENT_STREAMS); clients queue the calls beyond it.
-    /// 0: no limit.
-    #[arg(
-        long = "api.max-concurrent-streams",
-        env = "REGATTA_API_MAX_CONCURRENT_STREAMS",
-        default_value_t = 1024
-    )]
-    pub max_streams: u32,
-    /// How long a new connection has to send the HTTP/2 preface and first SETTINGS frame
-    /// before it is closed (slow or silent peers). 0: no limit.
-    #[arg(long = "api.handshake-timeout", env = "REGATTA_API_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub handshake_timeout: Duration,
-    /// A connection with no call in flight and none started for this long is closed
-    /// (after between one and two such periods). 0: never.
-    #[arg(long = "api.idle-timeout", env = "REGATTA_API_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub idle_timeout: Duration,
-    /// A connection the server has received nothing from for this long is sent an HTTP/2
-    /// PING. 0: no pings.
-    #[arg(long = "api.keepalive-interval", env = "REGATTA_API_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub keepalive_interval: Duration,
-    /// A peer that does not answer a PING within this long is disconnected.
-    #[arg(long = "api.keepalive-timeout", env = "REGATTA_API_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub keepalive_timeout: Duration,
-    /// Most IterateRange streams open at once on the node; one more is refused with
-    /// ResourceExhausted. 0: no limit.
-    #[arg(
-        long = "api.max-iterate-streams",
-        env = "REGATTA_API_MAX_ITERATE_STREAMS",
-        default_value_t = 512
-    )]
-    pub max_iterate_streams: usize,
-    /// An IterateRange stream whose client takes nothing for this long is cancelled
-    /// (DeadlineExceeded), releasing the read view it holds.
-    #[arg(long = "api.stream-stall-timeout", env = "REGATTA_API_STREAM_STALL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub stream_stall_timeout: Duration,
-}
+pub use crate::flags::api::LimitArgs;
 
 /// Validated limits, and the metrics they report to.
 #[derive(Clone)]
@@ -87,18 +35,6 @@ fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
 }
 
 impl LimitArgs {
-    /// Checks the values (the stall timeout must be positive, a keepalive timeout too when
-    /// pings are sent).
-    pub fn validate(&self) -> Result<()> {
-        if self.stream_stall_timeout.is_zero() {
-            bail!("--api.stream-stall-timeout must be positive");
-        }
-        if !self.keepalive_interval.is_zero() && self.keepalive_timeout.is_zero() {
-            bail!("--api.keepalive-timeout must be positive when --api.keepalive-interval is set");
-        }
-        Ok(())
-    }
-
     /// The limits, registering their metrics in `registry`.
     pub fn build(&self, registry: &prometheus::Registry) -> Result<Limits> {
         self.validate()?;
@@ -140,8 +76,9 @@ impl Limits {
         addr: &ListenAddress,
         writes: Writes,
         name: &'static str,
-    ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>>> {
-        let addr = crate::core::tcp(addr)?;
+    ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>> + use<>>
+    {
+        let addr = addr.tcp_only()?;
         regatta_api::listen::bind(
             addr,
             writes,
@@ -156,6 +93,7 @@ impl Limits {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
 
     #[derive(Parser)]
     struct Cli {

@@ -3,7 +3,6 @@
 
 mod address;
 mod admin;
-mod archive;
 mod audit;
 mod client;
 mod config;
@@ -11,8 +10,10 @@ mod core;
 mod dev;
 mod disk;
 mod edge;
+mod flags;
 mod limits;
 mod metrics;
+mod node;
 mod objects;
 mod progress;
 mod reseed;

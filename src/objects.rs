@@ -1,59 +1,12 @@
-//! Object storage named by a URL, opened once at startup.
-//!
-//! | URL | store |
-//! |---|---|
-//! | `file:///dir` | a local directory (the embedded default), created if missing |
-//! | `s3://bucket/prefix` | Amazon S3 or any S3-compatible server |
-//! | `gs://bucket/prefix` | Google Cloud Storage |
-//! | `az://container/prefix` | Azure Blob Storage |
-//! | `memory://` | in memory, for tests |
-//!
-//! The prefix is optional. Every key this cluster writes lives under it: the store returned
-//! is rooted there (a [`PrefixStore`] for remote stores, the directory itself for `file://`),
-//! so no caller can forget it.
-//!
-//! Remote stores take their connection settings from the standard environment variables of
-//! each cloud, read by `object_store`'s `from_env` builders:
-//!
-//! - S3: `AWS_ENDPOINT_URL` (an S3-compatible server, e.g. `http://minio:9000`),
-//!   `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//!   `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP=true` (plain HTTP), and the web-identity and
-//!   container-credential variables used on Kubernetes.
-//! - GCS: `GOOGLE_SERVICE_ACCOUNT` (path of a service-account key file) or
-//!   `GOOGLE_SERVICE_ACCOUNT_KEY`; without them, the instance's metadata server.
-//! - Azure: `AZURE_STORAGE_ACCOUNT_NAME` and `AZURE_STORAGE_ACCOUNT_KEY` (or a SAS token,
-//!   or workload identity variables).
-//!
-//! [`ObjectStoreFlags`] (`--object-store.endpoint`, `.region`, `.access-key-id`,
-//! `.secret-access-key`) override the S3 settings from the environment. An `http://`
-//! endpoint allows plain HTTP.
-//! `--object-store.timeout` bounds every request to a remote store, so a hanging store
-//! fails an upload instead of stalling it.
+//! The `--object-store.*` flags; opening a store from its URL is
+//! [`regatta_archive::objects`] (the URLs and environment variables it accepts are listed
+//! there).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use object_store::{
-    BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig,
-    aws::{AmazonS3Builder, AmazonS3ConfigKey},
-    azure::{AzureConfigKey, MicrosoftAzureBuilder},
-    gcp::{GoogleCloudStorageBuilder, GoogleConfigKey},
-    local::LocalFileSystem,
-    memory::InMemory,
-    path::Path,
-    prefix::PrefixStore,
-};
-
-/// An opened object store and the key prefix everything of this cluster lives under.
-///
-/// Stores opened by [`open`] are already rooted at the URL's prefix, so `prefix` is empty
-/// for them; it is there for callers that share one store between clusters.
-#[derive(Clone, Debug)]
-pub struct ObjectStorage {
-    pub store: Arc<dyn ObjectStore>,
-    pub prefix: String,
-}
+pub use regatta_archive::objects::ObjectStorage;
 
 /// Connection settings of a remote object store beyond its URL (shared by core and edge).
 #[derive(Args, Debug, Clone)]
@@ -97,251 +50,26 @@ impl Default for ObjectStoreFlags {
     }
 }
 
+impl ObjectStoreFlags {
+    /// The settings these flags give the object store client.
+    pub fn settings(&self) -> regatta_archive::objects::Settings {
+        regatta_archive::objects::Settings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// Opens the store a `--object-store` URL names with settings from the environment only
 /// (for commands that take a URL alone).
 pub fn open(url: &str) -> Result<ObjectStorage> {
-    open_with(url, &ObjectStoreFlags::default())
+    Ok(regatta_archive::objects::open(url)?)
 }
 
-/// Opens the store a `--object-store` URL names (see the module docs for the URLs and
-/// environment variables accepted), creating a local directory if needed. Nothing is sent
-/// over the network here: a wrong URL or missing setting fails now, an unreachable store
-/// fails its first request.
+/// Opens the store a `--object-store` URL names with the `--object-store.*` flags.
 pub fn open_with(url: &str, flags: &ObjectStoreFlags) -> Result<ObjectStorage> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!(
-            "--object-store {url:?}: not a URL (use file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix)"
-        );
-    };
-    let s3_flags = flags.endpoint.is_some()
-        || flags.region.is_some()
-        || flags.access_key_id.is_some()
-        || flags.secret_access_key.is_some();
-    if s3_flags && !matches!(scheme, "s3" | "s3a") {
-        bail!(
-            "--object-store.endpoint, .region, .access-key-id and .secret-access-key apply to s3:// URLs only"
-        );
-    }
-    let store: Arc<dyn ObjectStore> = match scheme {
-        "file" => return open_dir(url, rest),
-        "memory" if rest.is_empty() => Arc::new(InMemory::new()),
-        "s3" | "s3a" => {
-            let (bucket, prefix) = bucket_and_prefix(url, rest)?;
-            rooted(build_s3(url, bucket, flags)?, prefix)
-        }
-        "gs" => {
-            let (bucket, prefix) = bucket_and_prefix(url, rest)?;
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_config(
-                    GoogleConfigKey::Client(ClientConfigKey::Timeout),
-                    secs(flags.timeout),
-                )
-                .with_config(
-                    GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    secs(connect_timeout(flags.timeout)),
-                )
-                .with_retry(retry(flags.timeout))
-                .build()
-                .with_context(|| format!("--object-store {url:?}: Google Cloud Storage"))?;
-            rooted(store, prefix)
-        }
-        "az" | "azure" => {
-            let (container, prefix) = bucket_and_prefix(url, rest)?;
-            let store = MicrosoftAzureBuilder::from_env()
-                .with_container_name(container)
-                .with_config(
-                    AzureConfigKey::Client(ClientConfigKey::Timeout),
-                    secs(flags.timeout),
-                )
-                .with_config(
-                    AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    secs(connect_timeout(flags.timeout)),
-                )
-                .with_retry(retry(flags.timeout))
-                .build()
-                .with_context(|| format!("--object-store {url:?}: Azure Blob Storage"))?;
-            rooted(store, prefix)
-        }
-        _ => bail!(
-            "--object-store {url:?}: unsupported scheme {scheme:?} (use file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix)"
-        ),
-    };
-    Ok(ObjectStorage {
-        store,
-        prefix: String::new(),
-    })
-}
-
-fn open_dir(url: &str, path: &str) -> Result<ObjectStorage> {
-    if !path.starts_with('/') {
-        bail!(
-            "--object-store {url:?}: a file URL needs an absolute path (file:///var/lib/regatta/objects)"
-        );
-    }
-    std::fs::create_dir_all(path)
-        .with_context(|| format!("creating the object store directory {path}"))?;
-    let store = LocalFileSystem::new_with_prefix(path)
-        .with_context(|| format!("opening the object store directory {path}"))?;
-    Ok(ObjectStorage {
-        store: Arc::new(store),
-        prefix: String::new(),
-    })
-}
-
-/// Splits `bucket/some/prefix/` into the bucket and a checked key prefix (`some/prefix`).
-fn bucket_and_prefix<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Option<Path>)> {
-    if rest.contains(['?', '#']) {
-        bail!("--object-store {url:?}: query strings and fragments are not accepted");
-    }
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        bail!("--object-store {url:?}: no bucket (e.g. s3://my-bucket/regatta)");
-    }
-    let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() {
-        return Ok((bucket, None));
-    }
-    let path = Path::parse(prefix)
-        .with_context(|| format!("--object-store {url:?}: bad key prefix {prefix:?}"))?;
-    Ok((bucket, Some(path)))
-}
-
-fn rooted<T: ObjectStore>(store: T, prefix: Option<Path>) -> Arc<dyn ObjectStore> {
-    match prefix {
-        Some(prefix) => Arc::new(PrefixStore::new(store, prefix)),
-        None => Arc::new(store),
-    }
-}
-
-fn build_s3(url: &str, bucket: &str, flags: &ObjectStoreFlags) -> Result<impl ObjectStore> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Some(endpoint) = &flags.endpoint {
-        builder = builder.with_endpoint(endpoint);
-    }
-    if let Some(region) = &flags.region {
-        builder = builder.with_region(region);
-    }
-    if let Some(key) = &flags.access_key_id {
-        builder = builder.with_access_key_id(key);
-    }
-    if let Some(secret) = &flags.secret_access_key {
-        builder = builder.with_secret_access_key(secret);
-    }
-    // An operator who names an http:// endpoint means it (an S3-compatible server inside
-    // the cluster); anything else keeps TLS unless AWS_ALLOW_HTTP says otherwise.
-    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
-    if let Some(endpoint) = &endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            bail!("S3 endpoint {endpoint:?} must be an http:// or https:// URL");
-        }
-        if endpoint.starts_with("http://") {
-            builder = builder.with_allow_http(true);
-        }
-    }
-    builder
-        .with_config(
-            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-            secs(flags.timeout),
-        )
-        .with_config(
-            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            secs(connect_timeout(flags.timeout)),
-        )
-        .with_retry(retry(flags.timeout))
-        .build()
-        .with_context(|| format!("--object-store {url:?}: S3"))
-}
-
-fn secs(d: Duration) -> String {
-    format!("{}ms", d.as_millis().max(1))
-}
-
-fn connect_timeout(request: Duration) -> Duration {
-    request.min(Duration::from_secs(5))
-}
-
-/// A few retries inside one request, bounded in time; the callers retry further with their
-/// own backoff (the snapshot uploader does).
-fn retry(request: Duration) -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 3,
-        retry_timeout: (request * 2).max(Duration::from_secs(10)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("file://{}/objects", dir.path().display());
-        assert!(open(&url).is_ok());
-        assert!(dir.path().join("objects").is_dir());
-        assert!(open("memory://").is_ok());
-        for bad in [
-            "file://relative/dir",
-            "ftp://x",
-            "/plain/path",
-            "s3://",
-            "s3:///prefix",
-            "gs://",
-            "az://",
-            "s3://bucket/a/../b",
-            "s3://bucket/p?x=1",
-            "memory://x",
-        ] {
-            assert!(open(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn s3_urls_open_without_network() {
-        let flags = ObjectStoreFlags {
-            endpoint: Some("http://127.0.0.1:1".into()),
-            region: Some("us-east-1".into()),
-            ..ObjectStoreFlags::default()
-        };
-        for good in ["s3://bucket", "s3://bucket/", "s3://bucket/a/b/"] {
-            let opened = open_with(good, &flags).expect(good);
-            assert!(opened.prefix.is_empty());
-        }
-        let bad_endpoint = ObjectStoreFlags {
-            endpoint: Some("localhost:9000".into()),
-            ..ObjectStoreFlags::default()
-        };
-        assert!(open_with("s3://bucket", &bad_endpoint).is_err());
-        assert!(
-            open_with("file:///tmp/x", &flags).is_err(),
-            "S3 flags with a file URL"
-        );
-    }
-
-    #[test]
-    fn prefixes_are_parsed() {
-        let (bucket, prefix) = bucket_and_prefix("u", "b/one/two/").expect("parses");
-        assert_eq!(bucket, "b");
-        assert_eq!(prefix.expect("a prefix").as_ref(), "one/two");
-        assert!(bucket_and_prefix("u", "b").expect("parses").1.is_none());
-        assert!(bucket_and_prefix("u", "b//").expect("parses").1.is_none());
-        assert!(bucket_and_prefix("u", "b/x//y").is_err());
-    }
-
-    #[tokio::test]
-    async fn the_prefix_is_applied_to_every_key() {
-        use object_store::{ObjectStoreExt, PutPayload};
-        let inner = Arc::new(InMemory::new());
-        let rooted = rooted(inner.clone(), Some(Path::from("cluster/a")));
-        rooted
-            .put(&Path::from("snapshots/x"), PutPayload::from_static(b"1"))
-            .await
-            .expect("put");
-        inner
-            .head(&Path::from("cluster/a/snapshots/x"))
-            .await
-            .expect("written under the prefix");
-    }
+    Ok(regatta_archive::objects::open_with(url, &flags.settings())?)
 }

@@ -1,33 +1,27 @@
-//! Progress of long operations a person waits on (backup, restore, replay, verify, an edge's
-//! bootstrap).
+//! Progress of long operations a person waits on at a terminal (backup, restore, replay,
+//! verify). An edge's bootstrap progress is logged by `regatta-replication`.
 //!
-//! On a terminal: one line on stderr redrawn in place, with a bar, the count, the rate and
-//! the time left. Otherwise (a pipe, a log file, CI): a plain line on stderr every few
+//! On a terminal: an `indicatif` bar on stderr redrawn in place, with the count, the rate
+//! and the time left. Otherwise (a pipe, a log file, CI): a plain line on stderr every few
 //! seconds, so logs stay readable. Standard output is never touched: it carries the
-//! command's result. A server ([`Progress::logged`]) reports through `tracing` instead, with
-//! the same figures as structured fields. Counts in bytes are shown in KiB, MiB, GiB.
+//! command's result. Counts in bytes are shown in KiB, MiB, GiB.
 
-use std::{
-    io::{IsTerminal, Write},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-const REDRAW: Duration = Duration::from_millis(200);
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 const LOG_EVERY: Duration = Duration::from_secs(5);
-const BAR: usize = 24;
 
 /// The unit whose counts are shown as sizes.
 pub const BYTES: &str = "bytes";
 
 /// Where progress goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Output {
-    /// A line on stderr redrawn in place.
-    Terminal,
+    /// A bar on stderr redrawn in place (`indicatif`).
+    Terminal(ProgressBar),
     /// A plain line on stderr every few seconds.
     Plain,
-    /// A `tracing` event every few seconds.
-    Log,
 }
 
 /// One operation's progress.
@@ -40,23 +34,22 @@ pub struct Progress {
     started: Instant,
     last: Instant,
     output: Output,
-    drawn: bool,
 }
 
 impl Progress {
     /// Starts reporting `label` on stderr, counting `unit`s out of `total` if known.
     pub fn new(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
-        let output = if std::io::stderr().is_terminal() {
-            Output::Terminal
+        let label = label.into();
+        let output = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            bar.set_style(bar_style(unit, total));
+            bar.set_message(label.clone());
+            bar.set_prefix(unit);
+            Output::Terminal(bar)
         } else {
             Output::Plain
         };
-        Self::with_output(label.into(), unit, total, output)
-    }
-
-    /// Starts reporting `label` as log events (for servers), every few seconds.
-    pub fn logged(label: impl Into<String>, unit: &'static str, total: Option<u64>) -> Self {
-        Self::with_output(label.into(), unit, total, Output::Log)
+        Self::with_output(label, unit, total, output)
     }
 
     fn with_output(label: String, unit: &'static str, total: Option<u64>, output: Output) -> Self {
@@ -69,13 +62,19 @@ impl Progress {
             started: now,
             last: now,
             output,
-            drawn: false,
         }
     }
 
     /// Sets (or corrects) the total once it is known.
     pub fn set_total(&mut self, total: Option<u64>) {
         self.total = total;
+        if let Output::Terminal(bar) = &self.output {
+            match total {
+                Some(t) => bar.set_length(t),
+                None => bar.unset_length(),
+            }
+            bar.set_style(bar_style(self.unit, total));
+        }
     }
 
     pub fn inc(&mut self, n: u64) {
@@ -84,25 +83,30 @@ impl Progress {
 
     pub fn set(&mut self, done: u64) {
         self.done = done;
-        let every = match self.output {
-            Output::Terminal => REDRAW,
-            Output::Plain | Output::Log => LOG_EVERY,
-        };
-        if self.last.elapsed() >= every {
+        if let Output::Terminal(bar) = &self.output {
+            bar.set_position(done);
+        } else if self.last.elapsed() >= LOG_EVERY {
             self.last = Instant::now();
             self.report();
         }
     }
 
-    /// Ends the line (terminal) or logs the final count.
+    /// Leaves the bar drawn at its end (terminal) or reports the final count.
     pub fn finish(&mut self) {
-        self.report();
-        if self.output == Output::Terminal && self.drawn {
-            eprintln!();
+        match &self.output {
+            Output::Terminal(bar) => {
+                bar.finish();
+                // indicatif leaves the cursor on the bar's line: end it.
+                if !bar.is_hidden() {
+                    eprintln!();
+                }
+            }
+            Output::Plain => self.report(),
         }
     }
 
-    fn report(&mut self) {
+    /// A plain line with the count, the rate and the time left.
+    fn report(&self) {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = self.done as f64 / elapsed;
         let left = match self.total {
@@ -128,38 +132,31 @@ impl Progress {
             (count, format!("{rate:.0} {}/s", self.unit))
         };
         match self.output {
-            Output::Terminal => {
-                let bar = match self.total {
-                    Some(t) if t > 0 => {
-                        let filled = ((self.done.min(t) as f64 / t as f64) * BAR as f64) as usize;
-                        format!("[{}{}] ", "#".repeat(filled), "-".repeat(BAR - filled))
-                    }
-                    _ => String::new(),
-                };
-                let mut err = std::io::stderr().lock();
-                let _ = write!(
-                    err,
-                    "\r{}: {bar}{count} ({rate_text}{eta})\x1b[K",
-                    self.label
-                );
-                let _ = err.flush();
-                self.drawn = true;
-            }
+            Output::Terminal(_) => {}
             Output::Plain => eprintln!(
                 "{}: {count} ({rate_text}{eta}, {elapsed:.1}s elapsed)",
                 self.label
             ),
-            Output::Log => tracing::info!(
-                done = self.done,
-                total = self.total,
-                unit = self.unit,
-                rate = rate_text,
-                eta_seconds = left.map(|d| d.as_secs()),
-                elapsed_seconds = format!("{elapsed:.1}"),
-                "{}: {count}",
-                self.label
-            ),
         }
+    }
+}
+
+/// The terminal bar: `label: [####----] done/total (rate, ETA …)`, sizes in KiB, MiB, GiB;
+/// without a total, the count and the rate alone.
+fn bar_style(unit: &str, total: Option<u64>) -> ProgressStyle {
+    ProgressStyle::with_template(bar_template(unit, total))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#-")
+}
+
+fn bar_template(unit: &str, total: Option<u64>) -> &'static str {
+    match (unit == BYTES, total.is_some()) {
+        (true, true) => {
+            "{msg}: [{bar:24}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, ETA {eta})"
+        }
+        (true, false) => "{msg}: {binary_bytes} ({binary_bytes_per_sec})",
+        (false, true) => "{msg}: [{bar:24}] {pos}/{len} {prefix} ({per_sec} {prefix}, ETA {eta})",
+        (false, false) => "{msg}: {pos} {prefix} ({per_sec} {prefix})",
     }
 }
 
@@ -181,6 +178,16 @@ pub fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_terminal_bar_is_a_valid_template() {
+        for unit in [BYTES, "entries"] {
+            for total in [None, Some(10)] {
+                let template = bar_template(unit, total);
+                assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+            }
+        }
+    }
 
     #[test]
     fn sizes_read_like_sizes() {

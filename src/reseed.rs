@@ -128,31 +128,30 @@ pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
             ),
         },
     })?;
-    if let Some(parent) = to.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!(
-                    "moved {} to {}, but syncing {} failed: {e}",
-                    dir.display(),
-                    to.display(),
-                    parent.display()
-                ),
-            })?;
-    }
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    regatta_log::fs::sync_dir(parent).map_err(|e| Failure {
+        code: 1,
+        message: format!(
+            "moved {} to {}, but syncing {} failed: {e}",
+            dir.display(),
+            to.display(),
+            parent.display()
+        ),
+    })?;
     if rejoin.is_some() {
+        // Durable before the node may start: without the marker it initialises a new cluster.
         std::fs::create_dir(dir)
+            .map_err(|e| e.to_string())
             .and_then(|()| {
-                std::fs::write(
-                    dir.join(REJOIN_MARKER),
-                    format!("damaged data moved to {}\n", to.display()),
+                regatta_log::fs::write_atomic(
+                    &dir.join(REJOIN_MARKER),
+                    format!("damaged data moved to {}\n", to.display()).as_bytes(),
                 )
+                .and_then(|()| regatta_log::fs::sync_dir(parent))
+                .map_err(|e| e.to_string())
             })
             .map_err(|e| Failure {
                 code: 1,

@@ -5,7 +5,8 @@
 //! the Raft transport between core nodes (`regatta.raft.v1`), request limits and the mapping
 //! of every domain error to a `tonic::Status`. It deliberately holds no storage and no
 //! key-value semantics: those live in `regatta-log` and `regatta-materializer`; what differs
-//! between a core and an edge node sits behind [`node::Role`], implemented by the binary.
+//! between a core and an edge node sits behind [`node::Role`], implemented by the node crates.
+//! The log-tail service (`regatta.tail.v1`) lives in `regatta-replication`.
 //!
 //! Modules:
 //! - [`error`] — the crate's error and its one mapping to gRPC status codes.
@@ -15,12 +16,10 @@
 //! - [`maintenance`] — `maintenance.v1.Maintenance` (backup, restore, reset).
 //! - [`tables`] — `regatta.v1.Tables`.
 //! - [`cluster`] — `regatta.v1.Cluster`.
-//! - [`tail`] — `regatta.tail.v1.Tail`, the committed log served to edges.
 //! - [`disk`] — the free-space guard: writes refused while the data directory's disk is full.
 //! - [`metrics`] — request counts and latency of every gRPC method.
 //! - [`listen`] — the accepted connections every gRPC server is handed, and their limits.
 //! - [`activity`] — what a connection's watchdog knows of its handshake and requests.
-//! - [`raft_codec`] — openraft messages to and from their wire form.
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`] — the server side of the Raft transport.
 //! - [`range_stream`] — server streams with bounded memory and a limit (`IterateRange`).
@@ -35,11 +34,9 @@ pub mod listen;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;
-pub mod raft_codec;
 pub mod raft_network;
 pub mod raft_service;
 pub mod range_stream;
 pub mod tables;
-pub mod tail;
 
 pub use error::{Error, Result};

@@ -25,7 +25,7 @@ use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_client::RaftTr
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::raft_codec::{self as codec, WireConfig};
+use regatta_proto::raft::{self as codec, WireConfig};
 
 /// Bytes of snapshot data per streamed part.
 const SNAPSHOT_PART_BYTES: usize = 1 << 20;
@@ -103,7 +103,7 @@ enum TransportFailure {
     #[error("peer answered {0}")]
     Status(tonic::Status),
     #[error("peer sent an invalid message: {0}")]
-    Codec(#[from] codec::CodecError),
+    Codec(#[from] regatta_proto::Error),
     #[error("reading the local snapshot: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -11,7 +11,8 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::raft_codec::{self as codec, CodecError, WireConfig};
+use regatta_proto::Error as CodecError;
+use regatta_proto::raft::{self as codec, WireConfig};
 
 /// What the node does with requests peers send it beyond Raft itself: forwarded writes,
 /// read-index requests, and questions about who it is.

@@ -20,7 +20,10 @@
 //! * [`segment`] — segment header, frame scanning, sealed memory-mapped segments;
 //! * [`policy`] — decisions without IO: when to roll, what a truncate or purge touches;
 //! * [`pointers`] — the order `purged ≤ … ≤ flushed ≤ written`, checked in debug builds;
+//! * [`fs`] — the one atomic replace of a file (temporary, fsync, rename, directory fsync);
 //! * [`state_file`] — small files written atomically, versioned and checksummed;
+//! * [`snapshot_dir`] — a directory of local snapshot files named by position, the newest
+//!   few kept, the newest intact one loaded (the snapshot format is the caller's);
 //! * [`torn`] — telling a torn tail of the last segment from corruption (pure);
 //! * `recovery` — opening a directory: scan, cut torn tails, finish interrupted operations;
 //! * `log` — [`Log`]: open, the locks and pointers; `append` — the write path and segment
@@ -35,6 +38,7 @@
 mod append;
 pub mod archive;
 pub mod error;
+pub mod fs;
 mod log;
 pub mod pointers;
 pub mod policy;
@@ -45,6 +49,7 @@ pub mod reader;
 pub mod record;
 mod recovery;
 pub mod segment;
+pub mod snapshot_dir;
 pub mod state_file;
 mod sync;
 pub mod torn;
@@ -57,3 +62,4 @@ pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
 pub use read::ReadIter;
 pub use record::{Record, RecordKind};
 pub use recovery::LOCK_FILE;
+pub use snapshot_dir::SnapshotDir;

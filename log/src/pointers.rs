@@ -12,8 +12,12 @@
 //! * `purged` — the last entry compaction removed; reads at or below it fail.
 //!
 //! This crate owns `purged`, `flushed` and `written`, and checks their order in debug builds
-//! after every change (`check_log_pointers`). The full chain is checked by [`Pointers::check`]
-//! for crates that hold the middle pointers.
+//! after every change (`check_log_pointers`). [`Pointers::is_ordered`] states the whole
+//! chain; it is not asserted anywhere, because on one node the middle pointers may lawfully
+//! run ahead of this log for a while: a follower learns a commit index that covers entries
+//! it has written but not yet fsync'd, and after a torn tail is cut (or a data directory is
+//! wiped) `committed` and `applied` stand beyond `written` until the leader sends the lost
+//! entries again (openraft's `loosen-follower-log-revert`).
 
 use crate::position::LogIndex;
 
@@ -41,13 +45,6 @@ impl Pointers {
             self.written,
         ];
         chain.windows(2).all(|w| w[0] <= w[1])
-    }
-
-    /// Asserts the order in debug builds; returns it for use in release-mode checks.
-    pub fn check(&self) -> bool {
-        let ok = self.is_ordered();
-        debug_assert!(ok, "log pointers out of order: {self:?}");
-        ok
     }
 }
 

@@ -1,6 +1,7 @@
 //! Small state files (the purged pointer, the truncation marker, the Raft vote and committed
-//! pointer), each written atomically: write `<name>.tmp`, fsync it, rename it over `<name>`,
-//! fsync the directory. A reader sees the old file or the new one, never a mix.
+//! pointer), each written atomically through [`crate::fs::write_atomic`]: write `<name>.tmp`,
+//! fsync it, rename it over `<name>`, fsync the directory. A reader sees the old file or the
+//! new one, never a mix.
 //!
 //! ```text
 //! offset  size  field
@@ -12,8 +13,8 @@
 //!   20+N     4  CRC32C of bytes 0..20+N (u32 LE)
 //! ```
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ pub const MAGIC: [u8; 8] = *b"RGTASTA\n";
 pub const VERSION: u32 = 1;
 const PREFIX: usize = 20;
 /// Suffix of files being written; leftovers from a crash are deleted on open.
-pub const TMP_SUFFIX: &str = ".tmp";
+pub use crate::fs::{TMP_SUFFIX, sync_dir};
 
 /// Which state file: its name in the directory and its tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,30 +126,9 @@ pub fn decode(file: StateFile, path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(bytes[PREFIX..crc_at].to_vec())
 }
 
-/// Writes `body` atomically and durably.
+/// Writes `body` atomically and durably ([`crate::fs::write_atomic`]).
 pub fn write(dir: &Path, file: StateFile, body: &[u8]) -> Result<()> {
-    let path = file.path(dir);
-    let tmp = dir.join(format!("{}{TMP_SUFFIX}", file.name));
-    let bytes = encode(file, body);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    if let Err(e) = f.write_all(&bytes) {
-        // A full disk: the current file is untouched; leave no partial temporary beside it.
-        drop(f);
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    f.sync_all().map_err(|source| Error::SyncFailed {
-        path: tmp.clone(),
-        source,
-    })?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    sync_dir(dir)
+    crate::fs::write_atomic(&file.path(dir), &encode(file, body))
 }
 
 /// Reads and checks a state file; `None` if it does not exist.
@@ -163,21 +143,7 @@ pub fn read(dir: &Path, file: StateFile) -> Result<Option<Vec<u8>>> {
 
 /// Deletes a state file durably; deleting a missing file is fine.
 pub fn remove(dir: &Path, file: StateFile) -> Result<()> {
-    let path = file.path(dir);
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// fsyncs a directory, making creations, renames and deletions in it durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
-    d.sync_all().map_err(|source| Error::SyncFailed {
-        path: dir.to_path_buf(),
-        source,
-    })
+    crate::fs::remove(&file.path(dir))
 }
 
 /// Body of a state file holding an entry id (the purged and committed pointers).

@@ -13,10 +13,17 @@
 //! Round trips are bit-exact (export → import → export yields the same bytes). A broken
 //! Snappy frame (its CRC), a truncated record, a record that is not a PUT, or a file whose
 //! MD5 differs from the manifest is an [`Error::Corrupted`].
+//!
+//! This module is the one codec of that format: the node's `Maintenance.Backup`/`Restore`
+//! services encode and decode streams with it, and `regatta backup`/`restore --dir` write
+//! and read directories through [`BackupDir`], [`read_manifest`] and [`read_table_file`]
+//! (the command line only moves the streams over gRPC and shows progress). Files are
+//! written to a temporary name, fsync'd, renamed, and the directory fsync'd; the manifest
+//! is written last, so a directory without one is an incomplete backup.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -138,6 +145,9 @@ pub fn restore_from_stream(
     Ok(restore_events(into, pairs, max_event_bytes))
 }
 
+/// The name of a backup directory's manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
 /// `manifest.json` of a backup directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -146,12 +156,53 @@ pub struct Manifest {
     pub tables: Vec<ManifestTable>,
 }
 
+impl Manifest {
+    /// The manifest as written to `manifest.json` (indented JSON).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(|e| Error::Io(io::Error::other(e)))
+    }
+
+    /// Parses `manifest.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupted(WHAT, format!("{MANIFEST_FILE}: {e}")))
+    }
+}
+
 /// One table of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestTable {
     pub name: String,
     pub file_name: String,
     pub md5: String,
+}
+
+impl ManifestTable {
+    /// Refuses a file name that would leave the directory or hide in it.
+    fn checked_file_name(&self) -> Result<&str> {
+        if self.file_name.contains(['/', '\\']) || self.file_name.starts_with('.') {
+            return Err(Error::corrupted(
+                WHAT,
+                format!("file name {:?} leaves the directory", self.file_name),
+            ));
+        }
+        Ok(&self.file_name)
+    }
+
+    /// Checks `bytes` (the whole file) against the manifest's MD5.
+    fn check_md5(&self, bytes: &[u8]) -> Result<()> {
+        let md5 = hex::encode(Md5::digest(bytes));
+        if !md5.eq_ignore_ascii_case(&self.md5) {
+            return Err(Error::corrupted(
+                WHAT,
+                format!(
+                    "{}: md5 {md5}, manifest says {}; the backup is damaged",
+                    self.file_name, self.md5
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A writer that hashes what passes through.
@@ -193,7 +244,7 @@ pub fn backup_file_name(name: &str) -> String {
         }
     }
     if encoded.len() > MAX_ENCODED_NAME_BYTES {
-        let digest = hex(&Md5::digest(name.as_bytes()));
+        let digest = hex::encode(Md5::digest(name.as_bytes()));
         let mut cut = MAX_ENCODED_NAME_BYTES - 1 - digest.len();
         // Do not cut a `%XX` in half.
         while encoded.as_bytes()[cut - 2..cut].contains(&b'%') {
@@ -230,10 +281,6 @@ pub fn table_name_of_file(file_name: &str) -> Option<String> {
     (backup_file_name(&name) == file_name).then_some(name)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn write_then_rename(
     dir: &Path,
     name: &str,
@@ -248,6 +295,76 @@ fn write_then_rename(
     Ok(())
 }
 
+/// Whether `dir` holds a backup already (its manifest).
+pub fn holds_backup(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).exists()
+}
+
+/// A backup directory being written: one `<table>.bak` after another, then the manifest.
+#[derive(Debug)]
+pub struct BackupDir {
+    dir: PathBuf,
+    started: String,
+    tables: Vec<ManifestTable>,
+}
+
+impl BackupDir {
+    /// Starts a backup into `dir` (created if missing); `started` is the caller's
+    /// timestamp (RFC 3339, as Regatta writes it).
+    pub fn create(dir: &Path, started: impl Into<String>) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            started: started.into(),
+            tables: Vec::new(),
+        })
+    }
+
+    /// Writes table `name`'s file with what `write` puts into the writer it is given
+    /// (a backup stream), and records it for the manifest.
+    pub fn write_table(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<&ManifestTable> {
+        let file_name = backup_file_name(name);
+        let mut md5 = String::new();
+        write_then_rename(&self.dir, &file_name, |file| {
+            let mut hashed = Md5Writer {
+                inner: BufWriter::new(file),
+                hash: Md5::new(),
+            };
+            write(&mut hashed)?;
+            hashed.flush()?;
+            md5 = hex::encode(hashed.hash.finalize());
+            Ok(())
+        })?;
+        self.tables.push(ManifestTable {
+            name: name.into(),
+            file_name,
+            md5,
+        });
+        Ok(&self.tables[self.tables.len() - 1])
+    }
+
+    /// Writes table `name`'s file holding `stream`, a backup stream as a node sends it.
+    pub fn write_stream(&mut self, name: &str, stream: &[u8]) -> Result<&ManifestTable> {
+        self.write_table(name, |w| Ok(w.write_all(stream)?))
+    }
+
+    /// Writes the manifest, last; `finished` is the caller's timestamp.
+    pub fn finish(self, finished: impl Into<String>) -> Result<Manifest> {
+        let manifest = Manifest {
+            started: self.started,
+            finished: finished.into(),
+            tables: self.tables,
+        };
+        let json = manifest.to_json()?;
+        write_then_rename(&self.dir, MANIFEST_FILE, |file| Ok(file.write_all(&json)?))?;
+        Ok(manifest)
+    }
+}
+
 /// Writes a backup directory of `tables` from one consistent `view`: one `<table>.bak` per
 /// table, then `manifest.json` (last, so a directory without a manifest is incomplete).
 /// `started` and `finished` are the caller's timestamps (RFC 3339 as Regatta writes them).
@@ -258,68 +375,34 @@ pub fn write_backup_dir(
     started: &str,
     finished: impl FnOnce() -> String,
 ) -> Result<Manifest> {
-    fs::create_dir_all(dir)?;
-    let mut entries = Vec::new();
+    let mut backup = BackupDir::create(dir, started)?;
     for name in tables {
         let table = view.table(name).ok_or_else(|| Error::TableNotFound {
             table: (*name).into(),
         })?;
-        let file_name = backup_file_name(name);
-        let mut md5 = String::new();
-        write_then_rename(dir, &file_name, |file| {
-            let hashed = Md5Writer {
-                inner: BufWriter::new(file),
-                hash: Md5::new(),
-            };
-            let mut hashed = write_backup(name, table, hashed)?;
-            hashed.flush()?;
-            md5 = hex(&hashed.hash.finalize());
-            Ok(())
-        })?;
-        entries.push(ManifestTable {
-            name: (*name).into(),
-            file_name,
-            md5,
-        });
+        backup.write_table(name, |w| write_backup(name, table, w).map(drop))?;
     }
-    let manifest = Manifest {
-        started: started.into(),
-        finished: finished(),
-        tables: entries,
-    };
-    let json = serde_json::to_vec(&manifest).map_err(|e| Error::Io(io::Error::other(e)))?;
-    write_then_rename(dir, "manifest.json", |file| Ok(file.write_all(&json)?))?;
-    Ok(manifest)
+    backup.finish(finished())
 }
 
 /// Reads and parses `manifest.json` of a backup directory.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let bytes = fs::read(dir.join("manifest.json"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupted(WHAT, format!("manifest.json: {e}")))
+    Manifest::from_json(&fs::read(dir.join(MANIFEST_FILE))?)
+}
+
+/// Reads one table's backup file whole (its backup stream), verified against the
+/// manifest's MD5.
+pub fn read_table_file(dir: &Path, entry: &ManifestTable) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    BufReader::new(fs::File::open(dir.join(entry.checked_file_name()?))?)
+        .read_to_end(&mut bytes)?;
+    entry.check_md5(&bytes)?;
+    Ok(bytes)
 }
 
 /// Reads one table's backup file, verifying its MD5 against the manifest before decoding.
 pub fn read_table_backup(dir: &Path, entry: &ManifestTable) -> Result<Vec<(Bytes, Bytes)>> {
-    if entry.file_name.contains(['/', '\\']) || entry.file_name.starts_with('.') {
-        return Err(Error::corrupted(
-            WHAT,
-            format!("file name {:?} leaves the directory", entry.file_name),
-        ));
-    }
-    let mut bytes = Vec::new();
-    BufReader::new(fs::File::open(dir.join(&entry.file_name))?).read_to_end(&mut bytes)?;
-    let md5 = hex(&Md5::digest(&bytes));
-    if !md5.eq_ignore_ascii_case(&entry.md5) {
-        return Err(Error::corrupted(
-            WHAT,
-            format!(
-                "{}: md5 {md5}, manifest says {}",
-                entry.file_name, entry.md5
-            ),
-        ));
-    }
-    BackupReader::new(bytes.as_slice()).collect()
+    BackupReader::new(read_table_file(dir, entry)?.as_slice()).collect()
 }
 
 #[cfg(test)]

@@ -1,11 +1,18 @@
 //! [`RaftMeta`]: openraft's bookkeeping kept inside every [`crate::State`], so the last
 //! applied log id and membership travel atomically with the data (and in snapshots).
+//!
+//! Encoded by the workspace's one openraft codec ([`regatta_proto::raft::encode_applied`],
+//! message `regatta.raft.v1.AppliedState`) from snapshot format version 2 on;
+//! [`RaftMeta::decode_v1`] reads the little-endian layout that version 1 snapshots hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::{BasicNode, LogId, Membership, StoredMembership};
+use regatta_proto::raft as codec;
 
 use crate::{Error, Result};
+
+const WHAT: &str = "raft metadata";
 
 /// Last applied log id and last applied membership of a state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,28 +21,73 @@ pub struct RaftMeta {
     pub membership: StoredMembership<u64, BasicNode>,
 }
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
+impl RaftMeta {
+    /// The protobuf encoding embedded in snapshots (format version 2).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode_applied(self.last_applied.as_ref(), &self.membership)
+    }
 
-fn put_log_id(out: &mut Vec<u8>, id: &Option<LogId<u64>>) {
-    match id {
-        None => out.push(0),
-        Some(id) => {
-            out.push(1);
-            put_u64(out, id.leader_id.term);
-            put_u64(out, id.leader_id.node_id);
-            put_u64(out, id.index);
+    /// Decodes [`RaftMeta::encode`]'s output, rejecting anything malformed.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (last_applied, membership) =
+            codec::decode_applied(bytes).map_err(|e| Error::corrupted(WHAT, e.to_string()))?;
+        Ok(Self {
+            last_applied,
+            membership,
+        })
+    }
+
+    /// Decodes the layout of snapshot format version 1 (read only, never written):
+    ///
+    /// ```text
+    /// log id   := u8 0 (none) | u8 1, term u64, node u64, index u64
+    /// meta     := last applied log id, membership log id,
+    ///             configs u64, per config: count u64, ids u64…,
+    ///             nodes u64, per node: id u64, address length u64, UTF-8 bytes
+    /// ```
+    ///
+    /// all integers little-endian, nothing after the last node.
+    pub fn decode_v1(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader(bytes);
+        let last_applied = r.log_id()?;
+        let membership_log_id = r.log_id()?;
+        let n_configs = r.u64()?;
+        let mut configs = Vec::new();
+        for _ in 0..n_configs {
+            let n = r.u64()?;
+            let mut set = BTreeSet::new();
+            for _ in 0..n {
+                set.insert(r.u64()?);
+            }
+            configs.push(set);
         }
+        let n_nodes = r.u64()?;
+        let mut nodes = BTreeMap::new();
+        for _ in 0..n_nodes {
+            let id = r.u64()?;
+            let len = usize::try_from(r.u64()?).map_err(|_| Error::corrupted(WHAT, "length"))?;
+            let addr = String::from_utf8(r.take(len)?.to_vec())
+                .map_err(|_| Error::corrupted(WHAT, "node address not UTF-8"))?;
+            nodes.insert(id, BasicNode { addr });
+        }
+        if !r.0.is_empty() {
+            return Err(Error::corrupted(WHAT, "trailing bytes"));
+        }
+        let membership = Membership::new(configs, nodes);
+        Ok(Self {
+            last_applied,
+            membership: StoredMembership::new(membership_log_id, membership),
+        })
     }
 }
 
+/// The version 1 reader: bounds-checked little-endian fields.
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         if self.0.len() < n {
-            return Err(Error::corrupted("raft metadata", "truncated"));
+            return Err(Error::corrupted(WHAT, "truncated"));
         }
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
@@ -61,71 +113,7 @@ impl Reader<'_> {
                     index,
                 )))
             }
-            t => Err(Error::corrupted(
-                "raft metadata",
-                format!("bad log id tag {t}"),
-            )),
+            t => Err(Error::corrupted(WHAT, format!("bad log id tag {t}"))),
         }
-    }
-}
-
-impl RaftMeta {
-    /// Compact binary encoding (little-endian), embedded in snapshots.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_log_id(&mut out, &self.last_applied);
-        put_log_id(&mut out, self.membership.log_id());
-        let m = self.membership.membership();
-        let configs = m.get_joint_config();
-        put_u64(&mut out, configs.len() as u64);
-        for c in configs {
-            put_u64(&mut out, c.len() as u64);
-            for id in c {
-                put_u64(&mut out, *id);
-            }
-        }
-        let nodes: Vec<_> = m.nodes().collect();
-        put_u64(&mut out, nodes.len() as u64);
-        for (id, node) in nodes {
-            put_u64(&mut out, *id);
-            put_u64(&mut out, node.addr.len() as u64);
-            out.extend_from_slice(node.addr.as_bytes());
-        }
-        out
-    }
-
-    /// Decodes [`RaftMeta::encode`]'s output, rejecting anything malformed.
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader(bytes);
-        let last_applied = r.log_id()?;
-        let membership_log_id = r.log_id()?;
-        let n_configs = r.u64()?;
-        let mut configs = Vec::new();
-        for _ in 0..n_configs {
-            let n = r.u64()?;
-            let mut set = BTreeSet::new();
-            for _ in 0..n {
-                set.insert(r.u64()?);
-            }
-            configs.push(set);
-        }
-        let n_nodes = r.u64()?;
-        let mut nodes = BTreeMap::new();
-        for _ in 0..n_nodes {
-            let id = r.u64()?;
-            let len = usize::try_from(r.u64()?)
-                .map_err(|_| Error::corrupted("raft metadata", "length"))?;
-            let addr = String::from_utf8(r.take(len)?.to_vec())
-                .map_err(|_| Error::corrupted("raft metadata", "node address not UTF-8"))?;
-            nodes.insert(id, BasicNode { addr });
-        }
-        if !r.0.is_empty() {
-            return Err(Error::corrupted("raft metadata", "trailing bytes"));
-        }
-        let membership = Membership::new(configs, nodes);
-        Ok(Self {
-            last_applied,
-            membership: StoredMembership::new(membership_log_id, membership),
-        })
     }
 }

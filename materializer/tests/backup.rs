@@ -26,13 +26,7 @@ fn table_with(pairs: &[(Bytes, Bytes)]) -> Materializer {
             })
         })
         .collect();
-    m.apply_events(
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (Revision(i as u64 + 2), e)),
-    )
-    .unwrap();
+    apply_from(&m, 2, &events);
     m
 }
 
@@ -77,14 +71,7 @@ fn export_restore_export_is_bit_exact() {
         ])
         .unwrap();
     let events: Vec<_> = commands.iter().map(|c| c.to_event(0)).collect();
-    restored
-        .apply_events(
-            events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (Revision(i as u64 + 3), e)),
-        )
-        .unwrap();
+    apply_from(&restored, 3, &events);
     assert!(
         restored.view().table("t").unwrap().get(b"stale").is_none(),
         "restore replaces"

@@ -198,13 +198,7 @@ fn scans_walk_only_the_range() {
     let events: Vec<_> = (0..50_000)
         .map(|i| put("t", &format!("k{i:06}"), "v"))
         .collect();
-    m.apply_events(
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (Revision(i as u64 + 2), e)),
-    )
-    .unwrap();
+    apply_from(&m, 2, &events);
     let view = m.view();
     let table = view.table("t").unwrap();
     let range =

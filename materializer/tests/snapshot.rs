@@ -63,13 +63,7 @@ fn sample(keys: usize) -> Materializer {
     let events: Vec<_> = (0..keys)
         .map(|i| put("t", &format!("key-{i:06}"), &format!("value-{i}")))
         .collect();
-    m.apply_events(
-        events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (Revision(i as u64 + 3), e)),
-    )
-    .unwrap();
+    apply_from(&m, 3, &events);
     m
 }
 
@@ -306,4 +300,93 @@ async fn snapshot_does_not_hold_up_apply_or_readers() {
         dump(&view),
         "the snapshot is exactly the view it started from"
     );
+}
+
+/// A snapshot in format version 1 (Raft metadata in a little-endian layout), as the build
+/// before format 2 uploaded it: `objects/snapshots/00000000000000000051.snap.zst` of
+/// `tests/fixtures/v0-cluster` (a single-node core; tables `users` and `config`, then
+/// `users` keys `user/0000`… at revisions 4…).
+const V1_SNAPSHOT_51: &str = concat!(
+    "28b52ffd04485d0d0076134635204b271d000c000c000c00261680300b8fae35d2371080216e6448315fdb7b",
+    "efbde596126c90eaafbffefaebafbf2561bff81f71a73500360039006f68f080412cc282ff8ad77f44957476",
+    "8bb5d5569b8fb7ad25613673f0caddddddddddddfbeecefdaff0feef0eb80c2470bd0a2008ee8e3b78c1ecde",
+    "786379b13ca056019406981380948c181f205c742bde4b303b8765c1202888fd57ecee6e8cef11b209301985",
+    "ff8957dbdb2050ad9f0fa51ecf9c9d8e941c4e8c9b0d841a4d7726f31e06c37cb9ecdb67b1d45aa9504aa1cc",
+    "3999482991c41889400881743f1eef05182e58c840a07bcef7a4648e7117c26debd6b4f7582ce6d56ae14295",
+    "aad6548a52146aced3494a9329c652094212a97b347a4f24620e850280ada8917078518dc2b01bd04b5a0311",
+    "7848c5b4402490502892240f7e0e884228444114a2202af01b300aa210055108852888421444057e03464114",
+    "a2200aa11005518882a8c06fc028884214442114a2200aabe13c7f8558b4b529b4b6de73d5d1a45938c7e828",
+    "69269c333a94340bcb191d25998573468e4e4289ac1fc92224fa3534a8ebc02f6457d20ac7e93affeb243515",
+);
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_version_1_snapshot_is_still_read_and_rewritten_as_version_2() {
+    let bytes = unhex(V1_SNAPSHOT_51);
+    let raw = zstd::decode_all(bytes.as_slice()).unwrap();
+    assert_eq!(
+        raw[8..12],
+        1u32.to_le_bytes(),
+        "the golden bytes are version 1"
+    );
+    let state = snapshot::decode(&bytes).unwrap();
+    assert_eq!(state.revision(), Revision(51));
+    let (_, tables) = dump(&state);
+    let names: Vec<&str> = tables.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, ["config", "users"]);
+    assert!(tables[0].2.is_empty());
+    let users: Vec<_> = (0..48u64)
+        .map(|i| {
+            (
+                Bytes::from(format!("user/{i:04}")),
+                Bytes::from(format!("name-{i}")),
+                4 + i,
+                4 + i,
+                1,
+            )
+        })
+        .collect();
+    assert_eq!(tables[1].2, users);
+    let meta = state.raft_meta();
+    assert_eq!(meta.last_applied.map(|l| l.index), Some(51));
+    let membership = meta.membership.membership();
+    assert_eq!(membership.get_joint_config(), &vec![[1u64].into()]);
+    assert!(
+        membership
+            .get_node(&1)
+            .is_some_and(|n| n.addr.starts_with("http://127.0.0.1:")),
+        "{membership:?}"
+    );
+
+    let again = snapshot::encode(&state).unwrap();
+    let raw = zstd::decode_all(again.as_slice()).unwrap();
+    assert_eq!(raw[8..12], snapshot::SNAPSHOT_VERSION.to_le_bytes());
+    assert_eq!(snapshot::SNAPSHOT_VERSION, 2);
+    let back = snapshot::decode(&again).unwrap();
+    assert_eq!(dump(&back), dump(&state));
+    assert_eq!(back.raft_meta(), state.raft_meta());
+}
+
+#[test]
+fn version_1_raft_metadata_is_checked_as_before() {
+    use regatta_materializer::raft_meta::RaftMeta;
+    let raw = zstd::decode_all(unhex(V1_SNAPSHOT_51).as_slice()).unwrap();
+    // magic, version, revision, then the metadata's length and bytes.
+    let len = u32::from_le_bytes(raw[20..24].try_into().unwrap()) as usize;
+    let meta = &raw[24..24 + len];
+    let decoded = RaftMeta::decode_v1(meta).unwrap();
+    for cut in 0..meta.len() {
+        assert!(RaftMeta::decode_v1(&meta[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut trailing = meta.to_vec();
+    trailing.push(0);
+    assert!(RaftMeta::decode_v1(&trailing).is_err());
+    // The same metadata in format 2's encoding.
+    assert_eq!(RaftMeta::decode(&decoded.encode()).unwrap(), decoded);
 }

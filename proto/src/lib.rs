@@ -4,17 +4,31 @@
 //!
 //! - the public API, wire-compatible with existing Regatta clients: packages `mvcc.v1`,
 //!   `regatta.v1`, `maintenance.v1` and `replication.v1` (see `docs/api.md`);
-//! - the log event format, package `regatta.event.v1`: the payload of every log entry.
+//! - the log event format, package `regatta.event.v1`: the payload of every log entry;
+//! - the one codec between openraft's types and `regatta.raft.v1` ([`raft`]), used by the
+//!   Raft transport, the log's membership entries, the applied state in snapshots and the
+//!   core's Raft snapshot files.
 //!
-//! It deliberately holds no behaviour: validation and conversion into domain types happen in
-//! the crates that own those types (`regatta-materializer` for events and KV requests).
+//! Besides that codec it holds no behaviour: validation and conversion of the other messages
+//! into domain types happen in the crates that own those types (`regatta-materializer` for
+//! events and KV requests).
 //!
-//! Generated modules are re-exported under their package paths, e.g. [`regatta::v1`],
-//! [`mvcc::v1`], [`event`] for `regatta.event.v1`.
+//! Modules:
+//! - generated code, re-exported under the package paths, e.g. [`regatta::v1`],
+//!   [`mvcc::v1`], [`event`] for `regatta.event.v1`, `regatta::raft::v1`;
+//! - [`raft`]: openraft types ⇄ `regatta.raft.v1` messages and their stored bytes;
+//! - [`error`]: the crate's [`Error`].
 
-#![allow(clippy::all, missing_docs, rust_2018_idioms)]
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/generated.rs"));
+}
+pub use generated::*;
 
-include!(concat!(env!("OUT_DIR"), "/generated.rs"));
+pub mod error;
+pub mod raft;
+
+pub use error::{Error, Result};
 
 /// The log event format (`regatta.event.v1`).
 pub use regatta::event::v1 as event;

@@ -3,15 +3,16 @@
 //!
 //! All of these read a node's data directory without opening its log (no lock, no writes:
 //! safe beside a running node, see `regatta_log::reader`) and the object store the cluster
-//! archives to (see [`crate::archive`] for the layout). Faults are reported with the file
+//! archives to (see `regatta_archive` for the layout). Faults are reported with the file
 //! or object and the offset or index where they were found, and a non-zero exit.
 //!
-//! - `history`: local and archived segments as one committed sequence;
 //! - `replay`: formatting and filtering changes;
 //! - `verify`: checking every segment and snapshot;
-//! - `restore`: building the state at a revision, and the backup listing.
+//! - `restore`: restoring the state at a revision, and the backup listing.
+//!
+//! Reading history and rebuilding state are `regatta_archive`'s (`History`,
+//! `restore::state_at`); this module parses, prints and maps errors to exit codes.
 
-pub mod history;
 pub mod replay;
 pub mod restore;
 pub mod verify;
@@ -20,9 +21,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::archive::SegmentArchive;
 use crate::client::{CliResult, Failure};
 use crate::progress::Progress;
+use regatta_archive::SegmentArchive;
 
 /// Where to read history from.
 #[derive(Args, Debug, Clone)]
@@ -85,13 +86,13 @@ impl Sources {
 }
 
 pub fn archive_of(objects: &crate::objects::ObjectStorage) -> SegmentArchive {
-    SegmentArchive::new(objects.store.clone(), &objects.prefix)
+    objects.segments()
 }
 
 pub fn snapshots_of(
     objects: &crate::objects::ObjectStorage,
 ) -> regatta_materializer::snapshot::SnapshotStore {
-    regatta_materializer::snapshot::SnapshotStore::new(objects.store.clone(), &objects.prefix)
+    objects.snapshots()
 }
 
 /// A fault or a failure to read: exit code 1.
@@ -160,9 +161,10 @@ async fn replay(args: ReplayArgs) -> CliResult {
         return Err(Failure::usage(format!("--from {from} is after --to {to}")));
     }
     let (log_dir, objects) = args.sources.resolve()?;
-    let history = history::History::open(log_dir.as_deref(), objects.as_ref().map(archive_of))
-        .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+    let history =
+        regatta_archive::History::open(log_dir.as_deref(), objects.as_ref().map(archive_of))
+            .await
+            .map_err(|e| fault(format!("{e:#}")))?;
     let Some((first, last)) = history.bounds() else {
         return Err(Failure::not_found("no committed history found"));
     };

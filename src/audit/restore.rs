@@ -27,16 +27,17 @@ use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
 
 use clap::{Args, Subcommand};
 use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
-use prost::Message;
-use regatta_materializer::{Command, Materializer, Revision, State, apply, snapshot};
-use regatta_proto::event::Event;
+use regatta_materializer::{Command, State, apply, snapshot};
 use serde_json::json;
 
-use crate::archive::{ArchivedSegment, coverage};
 use crate::client::{CliResult, ClientOptions, Failure, output::print_json};
 use crate::progress::{BYTES, Progress};
+use regatta_archive::{
+    coverage,
+    restore::{Phase, restorable},
+};
 
-use super::{archive_of, fault, history::History, snapshots_of};
+use super::{archive_of, fault, snapshots_of};
 
 /// `regatta restore`: from a backup directory through the API (`--dir`), or to a point in
 /// time from object storage (`--from`) into the running cluster at `--address` or, with
@@ -171,29 +172,6 @@ pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bo
     }
 }
 
-/// Ranges of revisions that can be restored, ascending.
-pub fn restorable(snapshots: &[Revision], segments: &[ArchivedSegment]) -> Vec<(u64, u64)> {
-    let covered = coverage(segments);
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut push = |from: u64, to: u64| match out.last_mut() {
-        Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
-        _ => out.push((from, to)),
-    };
-    let mut bases: Vec<u64> = snapshots.iter().map(|r| r.0).collect();
-    if covered.first().is_some_and(|r| *r.start() <= 1) {
-        bases.push(0);
-    }
-    bases.sort_unstable();
-    for base in bases {
-        let end = covered
-            .iter()
-            .find(|r| *r.start() <= base + 1 && base < *r.end())
-            .map_or(base, |r| *r.end());
-        push(base, end);
-    }
-    out
-}
-
 async fn list(url: &str, options: &ClientOptions) -> CliResult {
     let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
     let snapshots = snapshots_of(&objects);
@@ -211,7 +189,7 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
         .holes()
         .await
         .map_err(|e| fault(format!("{e:#}")))?;
-    let holes = crate::archive::store_holes(revisions.first().map(|r| r.0), &segments, &markers);
+    let holes = regatta_archive::store_holes(revisions.first().map(|r| r.0), &segments, &markers);
     if options.json {
         print_json(&json!({
             "snapshots": revisions.iter().map(|r| json!({"revision": r.0, "key": snapshots.location(*r).to_string()})).collect::<Vec<_>>(),
@@ -236,7 +214,7 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
     } else {
         println!(
             "holes in the archive: indices {} are missing (history there is lost; see `regatta log verify`)",
-            crate::archive::describe(&holes)
+            regatta_archive::describe(&holes)
         );
     }
     println!("restorable revisions:");
@@ -259,100 +237,49 @@ struct PointInTime {
     json: bool,
 }
 
+/// Draws [`regatta_archive::restore::state_at`]'s progress as bars on stderr.
+#[derive(Default)]
+struct Bars(Option<Progress>);
+
+impl regatta_archive::restore::Progress for Bars {
+    fn start(&mut self, phase: Phase) {
+        self.0 = Some(match phase {
+            Phase::LoadingSnapshot { revision } => {
+                Progress::new(format!("restore: loading snapshot {revision}"), BYTES, None)
+            }
+            Phase::Applying { entries } => {
+                Progress::new("restore: applying", "entries", Some(entries))
+            }
+        });
+    }
+
+    fn advance(&mut self, done: u64, total: Option<u64>) {
+        if let Some(bar) = &mut self.0 {
+            if total.is_some() {
+                bar.set_total(total);
+            }
+            bar.set(done);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut bar) = self.0.take() {
+            bar.finish();
+        }
+    }
+}
+
 /// Builds the state at a revision from the object store (pure of the target directory).
 pub async fn state_at(
     objects: &crate::objects::ObjectStorage,
     revision: Option<u64>,
 ) -> Result<State, Failure> {
-    let snapshots = snapshots_of(objects);
-    let revisions = snapshots
-        .list()
+    regatta_archive::restore::state_at(objects, revision, &mut Bars::default())
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
-    let archive = archive_of(objects);
-    let segments = archive.list().await.map_err(|e| fault(format!("{e:#}")))?;
-    let ranges = restorable(&revisions, &segments);
-    let Some(newest) = ranges.last().map(|r| r.1) else {
-        return Err(Failure::not_found(
-            "nothing to restore: the object store holds no snapshot and no archive from the start of the log",
-        ));
-    };
-    let target = revision.unwrap_or(newest);
-    if !ranges.iter().any(|(a, b)| *a <= target && target <= *b) {
-        let shown: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}..={b}")).collect();
-        return Err(Failure::not_found(format!(
-            "revision {target} cannot be restored from this store; restorable: {}",
-            shown.join(", ")
-        )));
-    }
-    let base = revisions.iter().rev().find(|r| r.0 <= target).copied();
-    let state = match base {
-        Some(rev) => {
-            let mut progress =
-                Progress::new(format!("restore: loading snapshot {rev}"), BYTES, None);
-            let state = snapshots
-                .download_with_progress(rev, |done, total| {
-                    progress.set_total(Some(total));
-                    progress.set(done);
-                })
-                .await
-                .map_err(|e| fault(format!("{}: {e:#}", snapshots.location(rev))))?;
-            progress.finish();
-            state
-        }
-        None => State::new(),
-    };
-    let start = state.revision().0;
-    let materializer = Materializer::new(state);
-    if target > start {
-        let history = History::archived(archive, segments);
-        let mut progress = Progress::new("restore: applying", "entries", Some(target - start));
-        let mut batch: Vec<(Revision, Option<Event>)> = Vec::new();
-        let flush = |batch: &mut Vec<(Revision, Option<Event>)>| -> anyhow::Result<()> {
-            materializer.apply_batch(batch.iter().map(|(index, event)| {
-                regatta_materializer::Entry {
-                    index: *index,
-                    event: event.as_ref(),
-                }
-            }))?;
-            batch.clear();
-            Ok(())
-        };
-        let first = if start == 0 { 0 } else { start + 1 };
-        history
-            .walk(first, target, |record| {
-                progress.inc(1);
-                let index = record.id.index.0;
-                if index == 0 {
-                    return Ok(()); // openraft's initial membership: the empty state's revision
-                }
-                let event = match record.kind {
-                    regatta_log::RecordKind::Normal => {
-                        Some(Event::decode(record.payload.as_ref()).map_err(|e| {
-                            anyhow::anyhow!("entry {index} carries an undecodable event: {e}")
-                        })?)
-                    }
-                    _ => None,
-                };
-                batch.push((Revision(index), event));
-                if batch.len() >= 1024 {
-                    flush(&mut batch)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| fault(format!("{e:#}")))?;
-        flush(&mut batch).map_err(|e| fault(format!("{e:#}")))?;
-        progress.finish();
-    }
-    let view = materializer.view();
-    if view.revision().0 != target {
-        return Err(fault(format!(
-            "the archive ends at revision {}, before {target}",
-            view.revision()
-        )));
-    }
-    Ok(State::clone(&view))
+        .map_err(|e| match e {
+            regatta_archive::Error::NotRestorable { .. } => Failure::not_found(e.to_string()),
+            e => fault(e.to_string()),
+        })
 }
 
 /// The state at `revision` (default: the newest restorable) from the object store at `url`,
@@ -508,18 +435,10 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use object_store::path::Path;
-    use regatta_log::{LogIndex, SegmentId};
+    use regatta_materializer::{Materializer, Revision};
+    use regatta_proto::event::Event;
 
-    fn seg(first: u64, last: u64) -> ArchivedSegment {
-        ArchivedSegment {
-            location: Path::from("x"),
-            id: SegmentId(LogIndex(first)),
-            last: LogIndex(last),
-            size: 0,
-        }
-    }
+    use super::*;
 
     #[test]
     fn keeping_tables_drops_the_others_at_the_same_revision() {
@@ -542,26 +461,5 @@ mod tests {
         assert_eq!(names, ["b"]);
         assert_eq!(kept.revision(), Revision(2));
         assert!(keep_tables(state, &["missing".into()]).is_err());
-    }
-
-    #[test]
-    fn restorable_ranges_start_at_snapshots_and_follow_the_archive() {
-        let revs = |r: &[u64]| r.iter().map(|&x| Revision(x)).collect::<Vec<_>>();
-        // From the start of the log, with a snapshot inside.
-        assert_eq!(
-            restorable(&revs(&[50]), &[seg(0, 99), seg(100, 199)]),
-            vec![(0, 199)]
-        );
-        // Archive begins later (retention): only from the snapshot on.
-        assert_eq!(
-            restorable(&revs(&[150]), &[seg(100, 199), seg(200, 220)]),
-            vec![(150, 220)]
-        );
-        // A gap: the snapshot after it starts a new range; a snapshot alone is restorable.
-        assert_eq!(
-            restorable(&revs(&[10, 300]), &[seg(0, 99), seg(200, 250)]),
-            vec![(0, 99), (300, 300)]
-        );
-        assert!(restorable(&[], &[seg(5, 10)]).is_empty());
     }
 }

@@ -116,7 +116,7 @@ pub async fn run(sources: &Sources) -> CliResult {
                 )));
             }
             first.get_or_insert(id.first_index().0);
-            spans.push(crate::archive::ArchivedSegment {
+            spans.push(regatta_archive::ArchivedSegment {
                 location: location.clone(),
                 id: *id,
                 last: unpacked.last,
@@ -157,11 +157,11 @@ pub async fn run(sources: &Sources) -> CliResult {
         summary.push(format!("{} snapshot(s)", revisions.len()));
 
         let markers = archive.holes().await.map_err(|e| fault(format!("{e:#}")))?;
-        let holes = crate::archive::store_holes(revisions.first().map(|r| r.0), &spans, &markers);
+        let holes = regatta_archive::store_holes(revisions.first().map(|r| r.0), &spans, &markers);
         if !holes.is_empty() {
             return Err(fault(format!(
                 "fault: the archive has holes: indices {} are missing from it (they cannot be replayed, and no restore reaches past them without a later snapshot)",
-                crate::archive::describe(&holes)
+                regatta_archive::describe(&holes)
             )));
         }
     }

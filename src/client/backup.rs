@@ -3,23 +3,19 @@
 //! Regatta deployment. And `regatta backup create`: a snapshot to the object store now,
 //! through the Admin API.
 //!
-//! A backup directory holds one `<table>.bak` per table (the backup stream; a name that is
-//! not a plain file name is encoded, see `backup_file_name`: `a/b` is `a%2Fb.bak`) and
-//! `manifest.json` (`{"started","finished","tables":[{"name","file_name","md5"}]}`), written
-//! last: a directory without a manifest is an incomplete backup. Files are written to a
-//! temporary name, fsync'd and renamed. A restore checks every file's MD5 against the
-//! manifest before sending anything.
+//! The directory format (`<table>.bak` streams and `manifest.json`) is
+//! `regatta_materializer::backup`'s: this module moves the streams between the node and
+//! that codec, shows progress and prints the outcome. A restore reads and checks every
+//! file against the manifest before sending anything.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime},
 };
 
 use clap::Args;
 use futures::StreamExt;
-use md5::{Digest, Md5};
-use regatta_materializer::backup::{Manifest, ManifestTable, backup_file_name};
+use regatta_materializer::backup;
 use regatta_proto::{
     maintenance::v1::{
         BackupRequest, RestoreInfo, RestoreMessage, maintenance_client::MaintenanceClient,
@@ -73,42 +69,29 @@ pub struct RestoreArgs {
     pub tables: Vec<String>,
 }
 
-fn io_failure(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: 1,
-        message: format!("{what}: {e}"),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> CliResult {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io_failure(tmp.display(), e))?;
-    file.write_all(bytes)
-        .map_err(|e| io_failure(tmp.display(), e))?;
-    file.sync_all().map_err(|e| io_failure(tmp.display(), e))?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(|e| io_failure(dir.join(name).display(), e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_failure(dir.display(), e))
+/// A failure to write the backup directory `dir`.
+fn write_failure(dir: &Path, e: regatta_materializer::Error) -> Failure {
+    Failure {
+        code: 1,
+        message: format!("{}: {e}", dir.display()),
+    }
 }
 
 pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
     super::check_address(&options.address)?;
-    if args.dir.join("manifest.json").exists() {
+    if backup::holds_backup(&args.dir) {
         return Err(Failure::usage(format!(
-            "{} already holds a backup (manifest.json)",
-            args.dir.display()
+            "{} already holds a backup ({})",
+            args.dir.display(),
+            backup::MANIFEST_FILE
         )));
     }
-    std::fs::create_dir_all(&args.dir).map_err(|e| io_failure(args.dir.display(), e))?;
+    let mut dir =
+        backup::BackupDir::create(&args.dir, now()).map_err(|e| write_failure(&args.dir, e))?;
     let options = &long_operation(options);
     let channel = connect(options).await?;
     let tables = if args.tables.is_empty() {
@@ -133,9 +116,7 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
         Ok(status) => status.into_inner().tables,
         Err(_) => Default::default(),
     };
-    let started = now();
     let mut client = MaintenanceClient::new(channel);
-    let mut entries = Vec::new();
     for name in &tables {
         let clock = Instant::now();
         let mut stream = client
@@ -161,26 +142,15 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             progress.set(data.len() as u64);
         }
         progress.finish();
-        let file_name = backup_file_name(name);
-        write_atomically(&args.dir, &file_name, &data)?;
+        dir.write_stream(name, &data)
+            .map_err(|e| write_failure(&args.dir, e))?;
         eprintln!(
             "backed up {name}: {} in {:.1?}",
             size(data.len() as u64),
             clock.elapsed()
         );
-        entries.push(ManifestTable {
-            name: name.clone(),
-            file_name,
-            md5: hex(&Md5::digest(&data)),
-        });
     }
-    let manifest = Manifest {
-        started,
-        finished: now(),
-        tables: entries,
-    };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| io_failure("manifest", e))?;
-    write_atomically(&args.dir, "manifest.json", &json)?;
+    dir.finish(now()).map_err(|e| write_failure(&args.dir, e))?;
     if options.json {
         print_json(&json!({"dir": args.dir.display().to_string(), "tables": tables}));
     } else {
@@ -194,16 +164,10 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
 }
 
 pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
-    let manifest_path = args.dir.join("manifest.json");
-    let text = std::fs::read(&manifest_path)
-        .map_err(|e| Failure::usage(format!("{}: {e}", manifest_path.display())))?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Failure::usage(format!("{}: {e}", manifest_path.display())))?;
-    let chosen: Vec<&ManifestTable> = manifest
-        .tables
-        .iter()
-        .filter(|t| args.tables.is_empty() || args.tables.contains(&t.name))
-        .collect();
+    // A backup that cannot be read is the caller's to fix (a usage error).
+    let refused =
+        |e: regatta_materializer::Error| Failure::usage(format!("{}: {e}", args.dir.display()));
+    let manifest = backup::read_manifest(&args.dir).map_err(refused)?;
     for wanted in &args.tables {
         if !manifest.tables.iter().any(|t| &t.name == wanted) {
             return Err(Failure::not_found(format!(
@@ -213,25 +177,11 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
     }
     // Check every file before changing anything.
     let mut files = Vec::new();
-    for entry in &chosen {
-        if entry.file_name.contains(['/', '\\']) || entry.file_name.starts_with('.') {
-            return Err(Failure::usage(format!(
-                "manifest names file {:?} outside the directory",
-                entry.file_name
-            )));
+    for entry in &manifest.tables {
+        if args.tables.is_empty() || args.tables.contains(&entry.name) {
+            let data = backup::read_table_file(&args.dir, entry).map_err(refused)?;
+            files.push((entry.name.clone(), data));
         }
-        let path = args.dir.join(&entry.file_name);
-        let data =
-            std::fs::read(&path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-        let md5 = hex(&Md5::digest(&data));
-        if !md5.eq_ignore_ascii_case(&entry.md5) {
-            return Err(Failure::usage(format!(
-                "{}: md5 is {md5} but the manifest says {}; the backup is damaged",
-                path.display(),
-                entry.md5
-            )));
-        }
-        files.push((entry.name.clone(), data));
     }
     let mut client = maintenance(options).await?;
     restore_tables(&mut client, &files, options).await?;

@@ -12,15 +12,11 @@ pub fn text(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Inserts `name` (UTF-8) or `name_hex` (anything else) into a JSON object.
 pub fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(s) => object.insert(name.to_string(), Value::from(s)),
-        Err(_) => object.insert(format!("{name}_hex"), Value::from(hex(bytes))),
+        Err(_) => object.insert(format!("{name}_hex"), Value::from(hex::encode(bytes))),
     };
 }
 

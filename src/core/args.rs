@@ -1,31 +1,27 @@
 //! Options of `regatta core`, and their validation into [`CoreSettings`].
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use regatta_api::node::{Limits, Tokens};
 
-use crate::address::ListenAddress;
+use crate::{
+    address::ListenAddress,
+    flags::{advertised, api::ApiSettings, replication::ReplicationSettings, storage::StorageArgs},
+};
 
 /// Options of a core node. Each can also be set with the environment variable shown, or in
 /// the YAML file given with `--config` (same names, e.g. `raft.node-id: 1`).
 #[derive(Args, Debug, Clone)]
 pub struct CoreArgs {
-    /// YAML file with any of these options (flags and environment variables take precedence).
-    #[arg(long = "config", id = "config_file", env = "REGATTA_CONFIG")]
-    pub config: Option<String>,
+    #[command(flatten)]
+    pub config: crate::flags::ConfigFileArg,
 
     /// This node's id in the core cluster: a positive integer, unique and never reused.
     #[arg(long = "raft.node-id", env = "REGATTA_RAFT_NODE_ID")]
     pub node_id: Option<u64>,
-    /// Address the Raft transport listens on.
-    #[arg(
-        long = "raft.address",
-        env = "REGATTA_RAFT_ADDRESS",
-        default_value = "http://127.0.0.1:5012"
-    )]
-    pub raft_address: String,
+    #[command(flatten)]
+    pub raft_address: crate::flags::raft::RaftAddressArg,
     /// Raft address peers use to reach this node (default: --raft.address).
     #[arg(
         long = "raft.advertise-address",
@@ -88,84 +84,16 @@ pub struct CoreArgs {
         default_value_t = 1
     )]
     pub proposals_in_flight: usize,
-    /// Size at which the log rolls to a new segment file, in bytes.
-    #[arg(long = "log.segment-size", env = "REGATTA_LOG_SEGMENT_SIZE", default_value_t = 64 << 20)]
-    pub segment_size: u64,
-
-    /// Address the public gRPC API listens on.
-    #[arg(
-        long = "api.address",
-        env = "REGATTA_API_ADDRESS",
-        default_value = "http://127.0.0.1:8443"
-    )]
-    pub api_address: String,
-    /// API address clients should use to reach this node (default: --api.address).
-    #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
-    pub api_advertise: Option<String>,
-    /// Largest request message accepted, in bytes.
-    #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
-    pub max_request_size: usize,
-    /// Most ops one Txn may list in each branch and in its compares (checked where the
-    /// request enters a node; what evaluating a Txn may cost is bounded at apply anyway).
-    #[arg(long = "api.max-txn-ops", env = "REGATTA_API_MAX_TXN_OPS", default_value_t = regatta_materializer::limits::DEFAULT_MAX_TXN_OPS)]
-    pub max_txn_ops: usize,
-    /// Deadline for requests that carry none.
-    #[arg(long = "api.default-deadline", env = "REGATTA_API_DEFAULT_DEADLINE", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub default_deadline: Duration,
-    /// Bearer token required by the Tables service (unset: open).
-    #[arg(
-        long = "tables.token",
-        env = "REGATTA_TABLES_TOKEN",
-        hide_env_values = true
-    )]
-    pub tables_token: Option<String>,
-    /// Bearer token required by the Maintenance and Admin services (unset: open).
-    #[arg(
-        long = "maintenance.token",
-        env = "REGATTA_MAINTENANCE_TOKEN",
-        hide_env_values = true
-    )]
-    pub maintenance_token: Option<String>,
-
-    /// Address the log-tail service for edges listens on.
-    #[arg(
-        long = "replication.address",
-        env = "REGATTA_REPLICATION_ADDRESS",
-        default_value = "http://127.0.0.1:8444"
-    )]
-    pub replication_address: String,
-    /// Replication address edges should use (default: --replication.address).
-    #[arg(
-        long = "replication.advertise-address",
-        env = "REGATTA_REPLICATION_ADVERTISE_ADDRESS"
-    )]
-    pub replication_advertise: Option<String>,
-
-    /// Address of the HTTP port: /healthz, /readyz, /metrics.
-    #[arg(
-        long = "rest.address",
-        env = "REGATTA_REST_ADDRESS",
-        default_value = "http://127.0.0.1:8079"
-    )]
-    pub rest_address: String,
-
-    /// Directory for the log, snapshots and node state.
-    #[arg(
-        long = "data-dir",
-        env = "REGATTA_DATA_DIR",
-        default_value = "./regatta-data"
-    )]
-    pub data_dir: PathBuf,
-    /// Object storage for snapshots and archived segments, as a URL (`file:///dir`,
-    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`; credentials from
-    /// the cloud's usual environment variables, e.g. `AWS_ACCESS_KEY_ID`). Default:
-    /// `file://<data-dir>/objects`.
-    #[arg(long = "object-store", env = "REGATTA_OBJECT_STORE")]
-    pub object_store: Option<String>,
     #[command(flatten)]
-    pub object_store_flags: crate::objects::ObjectStoreFlags,
+    pub api: crate::flags::api::ApiArgs,
     #[command(flatten)]
-    pub disk: crate::disk::DiskArgs,
+    pub replication: crate::flags::replication::ReplicationArgs,
+    #[command(flatten)]
+    pub rest: crate::flags::rest::RestArgs,
+    #[command(flatten)]
+    pub storage: crate::flags::storage::StorageArgs,
+    #[command(flatten)]
+    pub object_store: crate::flags::object_store::ObjectStoreArgs,
     /// Upload a snapshot to object storage after this many new entries (leader only).
     #[arg(
         long = "object-store.snapshot-entries",
@@ -190,14 +118,9 @@ pub struct CoreArgs {
     /// Besides, a purge checks the objects of the entries it drops.
     #[arg(long = "object-store.check-interval", env = "REGATTA_OBJECT_STORE_CHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub archive_check_interval: Duration,
-    /// How often an idle log-tail stream carries a heartbeat to edges.
-    #[arg(long = "replication.heartbeat-interval", env = "REGATTA_REPLICATION_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
-    pub tail_heartbeat: Duration,
     /// Name of this node in MemberList (default: `node-<id>`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
     pub node_name: Option<String>,
-    #[command(flatten)]
-    pub connection_limits: crate::limits::LimitArgs,
 }
 
 /// Validated settings of a core node.
@@ -214,23 +137,15 @@ pub struct CoreSettings {
     pub snapshot_entries: u64,
     pub keep_entries: u64,
     pub batch_limits: super::batcher::BatchLimits,
-    pub segment_size: u64,
-    pub api_address: ListenAddress,
-    pub api_advertise: String,
-    pub replication_address: ListenAddress,
-    pub replication_advertise: String,
+    pub api: ApiSettings,
+    pub replication: ReplicationSettings,
     pub rest_address: ListenAddress,
-    pub data_dir: PathBuf,
-    pub min_free_disk: u64,
+    pub storage: StorageArgs,
     pub object_store: String,
     pub object_store_flags: crate::objects::ObjectStoreFlags,
     pub upload: crate::core::uploader::UploadPolicy,
     pub keep_snapshots: usize,
     pub archive_check_interval: Duration,
-    pub tail_heartbeat: Duration,
-    pub limits: Limits,
-    pub tokens: Tokens,
-    pub connection_limits: crate::limits::LimitArgs,
 }
 
 impl CoreArgs {
@@ -260,27 +175,17 @@ impl CoreArgs {
         if !(1..=64).contains(&self.proposals_in_flight) {
             bail!("--raft.proposals-in-flight must be between 1 and 64");
         }
-        if self.segment_size < 4096 {
-            bail!("--log.segment-size must be at least 4096 bytes");
-        }
-        if self.max_request_size < 1024 {
-            bail!("--api.max-request-size must be at least 1024 bytes");
-        }
-        self.connection_limits.validate()?;
-        let raft_address = ListenAddress::parse("raft.address", &self.raft_address)?;
-        let api_address = ListenAddress::parse("api.address", &self.api_address)?;
-        let replication_address =
-            ListenAddress::parse("replication.address", &self.replication_address)?;
-        let rest_address = ListenAddress::parse("rest.address", &self.rest_address)?;
-        let advertise = |flag: &str, given: &Option<String>, listen: &str| -> Result<String> {
-            let url = given.clone().unwrap_or_else(|| listen.to_string());
-            ListenAddress::check_peer_url(flag, &url)?;
-            Ok(url)
-        };
-        let object_store = match &self.object_store {
+        self.storage.validate()?;
+        let api = self.api.validate()?;
+        let raft_listen = &self.raft_address.raft_address;
+        let raft_address = ListenAddress::parse("raft.address", raft_listen)?;
+        let replication = self.replication.validate()?;
+        let rest_address = self.rest.address()?;
+        let object_store = match &self.object_store.object_store {
             Some(url) => url.clone(),
             None => {
-                let dir = std::path::absolute(&self.data_dir).context("resolving --data-dir")?;
+                let dir =
+                    std::path::absolute(&self.storage.data_dir).context("resolving --data-dir")?;
                 format!("file://{}", dir.join("objects").display())
             }
         };
@@ -291,10 +196,10 @@ impl CoreArgs {
                 .clone()
                 .unwrap_or_else(|| format!("node-{node_id}")),
             cluster_name: self.cluster_name.clone(),
-            raft_advertise: advertise(
+            raft_advertise: advertised(
                 "raft.advertise-address",
-                &self.raft_advertise,
-                &self.raft_address,
+                self.raft_advertise.as_ref(),
+                raft_listen,
             )?,
             raft_address,
             initial_members,
@@ -307,41 +212,18 @@ impl CoreArgs {
                 in_flight: self.proposals_in_flight,
                 ..Default::default()
             },
-            segment_size: self.segment_size,
-            api_advertise: advertise(
-                "api.advertise-address",
-                &self.api_advertise,
-                &self.api_address,
-            )?,
-            api_address,
-            replication_advertise: advertise(
-                "replication.advertise-address",
-                &self.replication_advertise,
-                &self.replication_address,
-            )?,
-            replication_address,
+            api,
+            replication,
             rest_address,
-            data_dir: self.data_dir.clone(),
-            min_free_disk: self.disk.min_free_disk,
+            storage: self.storage.clone(),
             object_store,
-            object_store_flags: self.object_store_flags.clone(),
+            object_store_flags: self.object_store.connection.clone(),
             upload: crate::core::uploader::UploadPolicy {
                 entries: self.upload_entries.max(1),
                 interval: self.upload_interval,
             },
             keep_snapshots: self.keep_snapshots,
             archive_check_interval: self.archive_check_interval,
-            tail_heartbeat: self.tail_heartbeat,
-            limits: Limits {
-                max_request_bytes: self.max_request_size,
-                max_txn_ops: self.max_txn_ops.max(1),
-                default_deadline: self.default_deadline,
-            },
-            tokens: Tokens {
-                tables: self.tables_token.clone(),
-                maintenance: self.maintenance_token.clone(),
-            },
-            connection_limits: self.connection_limits.clone(),
         })
     }
 }
@@ -389,7 +271,7 @@ impl CoreSettings {
 
     pub fn log_options(&self) -> regatta_log::Options {
         regatta_log::Options {
-            segment_bytes: self.segment_size,
+            segment_bytes: self.storage.segment_size,
             ..Default::default()
         }
     }
@@ -400,12 +282,15 @@ impl CoreSettings {
             ("raft.node-id".into(), self.node_id.to_string()),
             ("raft.cluster-name".into(), self.cluster_name.clone()),
             ("raft.advertise-address".into(), self.raft_advertise.clone()),
-            ("api.advertise-address".into(), self.api_advertise.clone()),
+            ("api.advertise-address".into(), self.api.advertise.clone()),
             (
                 "replication.advertise-address".into(),
-                self.replication_advertise.clone(),
+                self.replication.advertise.clone(),
             ),
-            ("data-dir".into(), self.data_dir.display().to_string()),
+            (
+                "data-dir".into(),
+                self.storage.data_dir.display().to_string(),
+            ),
             ("object-store".into(), self.object_store.clone()),
             (
                 "raft.snapshot-entries".into(),

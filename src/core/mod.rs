@@ -6,66 +6,140 @@
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
-pub mod archiver;
 pub mod args;
-pub mod batcher;
-pub mod durable;
-pub mod role;
-pub mod uploader;
+
+pub use regatta_core::{archiver, batcher, durable, role, uploader};
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
+use futures::FutureExt;
 use openraft::{BasicNode, Raft};
 use regatta_api::{
-    activity::TrackRequests,
-    cluster::ClusterService,
-    kv::KvService,
-    listen::Writes,
-    maintenance::MaintenanceService,
-    metrics::ApiMetrics,
     node::{HeaderState, NodeContext},
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
-    tables::TablesService,
-    tail::{TailService, TailSettings},
 };
 use regatta_materializer::{Materializer, raft::TypeConfig};
-use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
-use regatta_proto::regatta::{
-    admin::v1::admin_server::AdminServer,
-    raft::v1::raft_transport_server::RaftTransportServer,
-    tail::v1::tail_server::TailServer,
-    v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
-};
+use regatta_proto::regatta::raft::v1::raft_transport_server::RaftTransportServer;
+use regatta_replication::{TailService, TailSettings};
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
+use tonic::service::Routes;
 
 pub use args::CoreArgs;
+use args::CoreSettings;
 use role::{Advertised, CoreRole};
 
-use crate::{address::ListenAddress, admin::AdminService, rest, shutdown};
+use crate::{
+    admin::AdminService,
+    node::{NodeServer, directory_bytes},
+    rest,
+};
 
 /// Runs a core node until SIGTERM or Ctrl-C.
 pub async fn run(args: CoreArgs) -> Result<()> {
     let settings = args.validate()?;
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "creating the data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
-    tracing::info!(node_id = settings.node_id, data_dir = %settings.data_dir.display(), "starting core node");
+    settings.storage.create_data_dir()?;
+    let data_dir = &settings.storage.data_dir;
+    tracing::info!(node_id = settings.node_id, data_dir = %data_dir.display(), "starting core node");
+    let node = NodeServer::new(&settings.api.connection_limits)?;
+    let parts = open_node(&settings, &node.registry).await?;
+    initialise_cluster(&settings, &parts.raft).await?;
+    let tasks = start_tasks(&settings, &node, &parts)?;
+    let ctx = NodeContext {
+        node_id: settings.node_id,
+        materializer: parts.materializer.clone(),
+        role: tasks.role.clone(),
+        limits: settings.api.limits.clone(),
+        tokens: settings.api.tokens.clone(),
+        header: tasks.header.clone(),
+    };
 
-    let registry = prometheus::Registry::new();
-    crate::metrics::runtime_workers(&registry)?;
-    let api_metrics = ApiMetrics::register(&registry)?;
-    let limits = settings.connection_limits.build(&registry)?;
+    let raft_service =
+        RaftTransportServer::new(RaftService::new(parts.raft.clone(), tasks.role.clone()))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let raft_server = node.internal_server(
+        &settings.raft_address,
+        "raft",
+        "raft transport server",
+        Routes::new(raft_service),
+    )?;
+    let admin = AdminService::new(ctx.clone(), tasks.uploads.clone());
+    let api_server = node.api_server(
+        &settings.api.address,
+        &ctx,
+        settings.describe(),
+        Some(admin),
+    )?;
 
+    // The log-tail service the edges follow.
+    let tail_server = {
+        let latest = parts.latest_snapshot.clone();
+        node.tail_server(
+            &settings.replication.address,
+            TailService::new(
+                parts.log.clone(),
+                parts.materializer.clone(),
+                tasks.role.clone(),
+                Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
+                TailSettings {
+                    heartbeat: settings.replication.heartbeat,
+                },
+            ),
+        )?
+    };
+
+    let rest_server = node.rest_server(
+        &settings.rest_address,
+        readiness(parts.raft.clone(), parts.materializer.clone()),
+    )?;
+
+    tracing::info!(
+        api = %settings.api.advertise, raft = %settings.raft_advertise, rest = ?settings.rest_address.tcp(),
+        "core node serving"
+    );
+    let served = node
+        .serve(vec![
+            raft_server,
+            api_server,
+            tail_server,
+            rest_server,
+            raft_stopped(parts.raft.clone(), node.shutdown.clone()).boxed(),
+        ])
+        .await;
+    tracing::info!("shutting down raft");
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(10), parts.raft.shutdown()).await {
+        tracing::warn!(error = %e, "raft did not shut down in time");
+    }
+    served?;
+    tracing::info!("core node stopped");
+    Ok(())
+}
+
+/// What a core node opens at start: its log, state machine and Raft.
+struct NodeParts {
+    raft: Raft<TypeConfig>,
+    log: regatta_log::Log,
+    materializer: Arc<Materializer>,
+    objects: crate::objects::ObjectStorage,
+    /// Revision of the newest snapshot in the object store: the uploader raises it, the
+    /// archiver learns it from the store, the log-tail service tells edges, and purges
+    /// stop at it.
+    latest_snapshot: Arc<std::sync::atomic::AtomicU64>,
+    /// Purges wait for the segment archive and the newest snapshot: see `archiver`.
+    purge_gate: Arc<regatta_core::PurgeGate>,
+    log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// Opens the log (recovering a torn tail), the object store and the durable state
+/// machine, and starts Raft on them.
+async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> Result<NodeParts> {
+    let data_dir = &settings.storage.data_dir;
     let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
-        settings.data_dir.join("log"),
+        data_dir.join("log"),
         regatta_log::Options {
-            on_sync: Some(crate::metrics::fsync_observer(&registry)?),
+            on_sync: Some(crate::metrics::fsync_observer(registry)?),
             ..settings.log_options()
         },
     )
@@ -76,17 +150,14 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         let dir = log_store.log().dir().to_path_buf();
         Arc::new(move || directory_bytes(&dir))
     };
-    // Revision of the newest snapshot in the object store: the uploader raises it, the
-    // archiver learns it from the store, the log-tail service tells edges, and purges stop
-    // at it.
     let latest_snapshot = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // Purges wait for the segment archive and the newest snapshot: see `archiver`.
-    let purge_gate = Arc::new(archiver::PurgeGate::new(latest_snapshot.clone()));
-    let log_store = archiver::GatedLogStore::new(log_store, purge_gate.clone());
+    // Purges wait for the segment archive and the newest snapshot: see `regatta_core::purge_gate`.
+    let purge_gate = Arc::new(regatta_core::PurgeGate::new(latest_snapshot.clone()));
+    let log_store = regatta_core::GatedLogStore::new(log_store, purge_gate.clone());
     let materializer = Arc::new(Materializer::default());
     let state_machine = durable::DurableStateMachine::open(
         regatta_materializer::raft::StateMachine::new(materializer.clone()),
-        durable::SnapshotFiles::open(settings.data_dir.join("raft-snapshots"))?,
+        durable::SnapshotFiles::open(data_dir.join("raft-snapshots"))?,
     )
     .await?;
 
@@ -100,10 +171,22 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     )
     .await
     .context("starting raft")?;
+    Ok(NodeParts {
+        raft,
+        log,
+        materializer,
+        objects,
+        latest_snapshot,
+        purge_gate,
+        log_bytes,
+    })
+}
 
-    // A node re-seeded by `regatta reseed` was removed from its cluster: it waits to be
-    // added back rather than initialise one from --raft.initial-members.
-    let rejoin_marker = settings.data_dir.join(crate::reseed::REJOIN_MARKER);
+/// Initialises a new cluster from `--raft.initial-members` on its first start. A node
+/// re-seeded by `regatta reseed` was removed from its cluster: it waits to be added back
+/// instead.
+async fn initialise_cluster(settings: &CoreSettings, raft: &Raft<TypeConfig>) -> Result<()> {
+    let rejoin_marker = settings.storage.data_dir.join(crate::reseed::REJOIN_MARKER);
     let initialized = raft.is_initialized().await.context("reading raft state")?;
     if rejoin_marker.exists() {
         if initialized {
@@ -132,22 +215,36 @@ pub async fn run(args: CoreArgs) -> Result<()> {
             tracing::info!("not among the initial members: waiting to be added to the cluster");
         }
     }
+    Ok(())
+}
 
+/// The core's role and the tasks that run beside its servers.
+struct NodeTasks {
+    role: Arc<CoreRole>,
+    header: Arc<HeaderState>,
+    uploads: Arc<uploader::SnapshotUploads>,
+}
+
+/// Starts the free-space guard, the Raft metrics, the role with its batcher, the snapshot
+/// uploader and the archiver; each stops with `node.shutdown`.
+fn start_tasks(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts) -> Result<NodeTasks> {
+    let registry = &node.registry;
+    let shutdown = &node.shutdown;
+    let raft = &parts.raft;
     let header = Arc::new(HeaderState::default());
-    let shutdown = shutdown::token();
     let disk = regatta_api::disk::DiskGuard::new(
         settings.node_id,
         vec![
-            log.dir().to_path_buf(),
-            settings.data_dir.join("raft-snapshots"),
+            parts.log.dir().to_path_buf(),
+            settings.storage.data_dir.join("raft-snapshots"),
         ],
-        settings.min_free_disk,
-        &registry,
+        settings.storage.min_free_disk,
+        registry,
     )?;
     tokio::spawn(disk.clone().run(shutdown.clone()));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
-        log.clone(),
+        parts.log.clone(),
         header.clone(),
         registry.clone(),
         shutdown.clone(),
@@ -157,225 +254,80 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         settings.node_id,
         settings.cluster_name.clone(),
         raft.clone(),
-        materializer.clone(),
+        parts.materializer.clone(),
         Advertised {
             name: settings.name.clone(),
-            api_urls: vec![settings.api_advertise.clone()],
-            replication_urls: vec![settings.replication_advertise.clone()],
+            api_urls: vec![settings.api.advertise.clone()],
+            replication_urls: vec![settings.replication.advertise.clone()],
         },
         role::LocalDisk {
-            log_bytes,
+            log_bytes: parts.log_bytes.clone(),
             guard: disk,
         },
         batcher::Batcher::start(
             raft.clone(),
             settings.batch_limits,
             Arc::new(
-                crate::metrics::ProposalMetrics::register(&registry)
+                regatta_core::metrics::ProposalMetrics::register(registry)
                     .context("registering the proposal metrics")?,
             ),
         ),
     ));
-    let snapshot_uploads = Arc::new(uploader::SnapshotUploads {
-        store: regatta_materializer::snapshot::SnapshotStore::new(
-            objects.store.clone(),
-            &objects.prefix,
-        ),
-        latest: latest_snapshot.clone(),
-        failures: crate::metrics::counter(
-            &registry,
-            "regatta_snapshot_upload_failures_total",
-            "Snapshot uploads that failed",
-        )?,
-        uploads: crate::metrics::counter(
-            &registry,
-            "regatta_snapshot_uploads_total",
-            "Snapshots uploaded to object storage",
-        )?,
-        last_upload_time: crate::metrics::gauge(
-            &registry,
-            "regatta_snapshot_last_upload_timestamp_seconds",
-            "Unix time of the last snapshot uploaded to object storage",
-        )?,
-        last_upload_revision: crate::metrics::gauge(
-            &registry,
-            "regatta_snapshot_last_upload_revision",
-            "Revision of the newest snapshot uploaded to object storage",
-        )?,
-        running: tokio::sync::Mutex::new(()),
-    });
+    let uploads = start_uploads(settings, node, parts)?;
+    start_archiver(settings, node, parts)?;
+    Ok(NodeTasks {
+        role,
+        header,
+        uploads,
+    })
+}
+
+/// Starts the snapshot uploader (leader only; see `uploader`).
+fn start_uploads(
+    settings: &CoreSettings,
+    node: &NodeServer,
+    parts: &NodeParts,
+) -> Result<Arc<uploader::SnapshotUploads>> {
+    let snapshot_uploads = Arc::new(uploader::SnapshotUploads::new(
+        parts.objects.snapshots(),
+        parts.latest_snapshot.clone(),
+        regatta_core::metrics::UploadMetrics::register(&node.registry)?,
+    ));
     let uploader = uploader::Uploader {
         uploads: snapshot_uploads.clone(),
         policy: settings.upload.clone(),
     };
     tokio::spawn(uploader.run(
         settings.node_id,
-        raft.clone(),
-        materializer.clone(),
-        shutdown.clone(),
+        parts.raft.clone(),
+        parts.materializer.clone(),
+        node.shutdown.clone(),
     ));
+    Ok(snapshot_uploads)
+}
 
+/// Starts the archiver: sealed segments to the object store, retention, the purge gate.
+fn start_archiver(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts) -> Result<()> {
+    let objects = &parts.objects;
     tokio::spawn(
         archiver::Archiver {
-            log: log.clone(),
-            archive: crate::archive::SegmentArchive::new(objects.store.clone(), &objects.prefix),
-            snapshots: regatta_materializer::snapshot::SnapshotStore::new(
-                objects.store.clone(),
-                &objects.prefix,
-            ),
-            gate: purge_gate,
+            log: parts.log.clone(),
+            archive: objects.segments(),
+            snapshots: objects.snapshots(),
+            gate: parts.purge_gate.clone(),
             applied: {
-                let materializer = materializer.clone();
+                let materializer = parts.materializer.clone();
                 Arc::new(move || materializer.applied().0)
             },
             keep_snapshots: settings.keep_snapshots,
             check_interval: settings.archive_check_interval,
-            metrics: archiver::ArchiverMetrics::register(&registry)?,
+            metrics: archiver::ArchiverMetrics::register(&node.registry)?,
             last_snapshot_list: std::sync::Mutex::new(None),
             known: Default::default(),
         }
-        .run(shutdown.clone()),
+        .run(node.shutdown.clone()),
     );
-
-    let ctx = NodeContext {
-        node_id: settings.node_id,
-        materializer: materializer.clone(),
-        role: role.clone(),
-        limits: settings.limits.clone(),
-        tokens: settings.tokens.clone(),
-        header,
-    };
-
-    let raft_server = {
-        let service = RaftTransportServer::new(RaftService::new(raft.clone(), role.clone()))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let incoming = limits.incoming(&settings.raft_address, Writes::Immediate, "raft")?;
-        let token = shutdown.clone();
-        regatta_api::raft_network::internal_server(limits.server())
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
-
-    let api_server = {
-        let max = settings.limits.max_request_bytes;
-        let kv =
-            KvServer::new(KvService::new(ctx.clone()).with_stream_limits(limits.streams.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(usize::MAX)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd);
-        let tables = TablesServer::new(TablesService::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), settings.describe()))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let admin = AdminServer::new(AdminService::new(ctx.clone(), snapshot_uploads.clone()));
-        let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building the reflection service")?;
-        let incoming = limits.incoming(&settings.api_address, Writes::Coalesced, "api")?;
-        let token = shutdown.clone();
-        limits
-            .server()
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(kv)
-            .add_service(tables)
-            .add_service(cluster)
-            .add_service(admin)
-            .add_service(maintenance)
-            .add_service(reflection)
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
-
-    let tail_server = {
-        let latest = latest_snapshot.clone();
-        let service = TailService::new(
-            log,
-            materializer.clone(),
-            role.clone(),
-            Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
-            TailSettings {
-                heartbeat: settings.tail_heartbeat,
-            },
-        );
-        let incoming = limits.incoming(
-            &settings.replication_address,
-            Writes::Immediate,
-            "replication",
-        )?;
-        let token = shutdown.clone();
-        regatta_api::raft_network::internal_server(limits.server())
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(
-                TailServer::new(service)
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
-
-    let rest_server = {
-        let raft = raft.clone();
-        let materializer = materializer.clone();
-        let started_commit = Arc::new(std::sync::OnceLock::new());
-        let readiness: rest::Readiness =
-            Arc::new(move || readiness(&raft, &materializer, &started_commit));
-        rest::serve(
-            tcp(&settings.rest_address)?,
-            registry.clone(),
-            readiness,
-            shutdown.clone(),
-        )
-    };
-
-    tracing::info!(
-        api = %settings.api_advertise, raft = %settings.raft_advertise, rest = ?settings.rest_address.tcp(),
-        "core node serving"
-    );
-    let served = shutdown::serve_until_grace(&shutdown, async {
-        tokio::try_join!(
-            async { raft_server.await.context("raft transport server") },
-            async { api_server.await.context("API server") },
-            async { tail_server.await.context("log-tail server") },
-            rest_server,
-            raft_stopped(raft.clone(), shutdown.clone()),
-        )
-        .map(drop)
-    })
-    .await;
-    shutdown.cancel();
-    tracing::info!("shutting down raft");
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(10), raft.shutdown()).await {
-        tracing::warn!(error = %e, "raft did not shut down in time");
-    }
-    served?;
-    tracing::info!("core node stopped");
     Ok(())
-}
-
-pub fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
-    match addr {
-        ListenAddress::Tcp { addr, tls: false } => Ok(*addr),
-        ListenAddress::Tcp { tls: true, .. } => {
-            bail!("https:// listen addresses need TLS settings, which this build does not take yet")
-        }
-        ListenAddress::Unix(path) => bail!(
-            "unix:// listen addresses ({}) are not supported for this port yet",
-            path.display()
-        ),
-    }
 }
 
 /// Completes with an error when Raft stops by itself (a panic or a storage failure), so the
@@ -398,24 +350,23 @@ async fn raft_stopped(raft: Raft<TypeConfig>, shutdown: CancellationToken) -> Re
 
 /// Ready once a leader is known and this node has applied what was committed when it first
 /// saw one.
-fn readiness(
-    raft: &Raft<TypeConfig>,
-    materializer: &Materializer,
-    target: &std::sync::OnceLock<u64>,
-) -> Result<(), String> {
-    let metrics = raft.metrics().borrow().clone();
-    if let Err(e) = &metrics.running_state {
-        return Err(format!("raft stopped: {e}"));
-    }
-    if metrics.current_leader.is_none() {
-        return Err("no leader known".into());
-    }
-    let target = *target.get_or_init(|| metrics.last_log_index.unwrap_or(0));
-    let applied = materializer.applied().0;
-    if applied < target {
-        return Err(format!("catching up: applied {applied} of {target}"));
-    }
-    Ok(())
+fn readiness(raft: Raft<TypeConfig>, materializer: Arc<Materializer>) -> rest::Readiness {
+    let target = std::sync::OnceLock::new();
+    Arc::new(move || {
+        let metrics = raft.metrics().borrow().clone();
+        if let Err(e) = &metrics.running_state {
+            return Err(format!("raft stopped: {e}"));
+        }
+        if metrics.current_leader.is_none() {
+            return Err("no leader known".into());
+        }
+        let target = *target.get_or_init(|| metrics.last_log_index.unwrap_or(0));
+        let applied = materializer.applied().0;
+        if applied < target {
+            return Err(format!("catching up: applied {applied} of {target}"));
+        }
+        Ok(())
+    })
 }
 
 /// Keeps the response-header state and the raft gauges current.
@@ -426,7 +377,7 @@ async fn track_raft_metrics(
     registry: prometheus::Registry,
     shutdown: CancellationToken,
 ) {
-    let gauges = match crate::metrics::RaftGauges::register(&registry) {
+    let gauges = match regatta_core::metrics::RaftGauges::register(&registry) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "cannot register raft metrics");
@@ -456,17 +407,4 @@ async fn track_raft_metrics(
             () = shutdown.cancelled() => return,
         }
     }
-}
-
-/// Bytes of the files directly inside `dir` (the log's segments and state files).
-pub fn directory_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }

@@ -1,15 +1,12 @@
 //! `regatta edge`: a read-only replica that follows the core's committed log.
 //!
 //! Start-up: open the local log, load the newest local snapshot, replay the local log after
-//! it, then follow an upstream (see [`tailer`]). Reads (Range, IterateRange, read-only Txn,
-//! Tables.List) are answered locally; writes go up to the core and are answered once applied
-//! here. The edge serves the log tail itself, so edges can follow edges.
+//! it, then follow an upstream (see [`regatta_replication::tailer`]). Reads (Range,
+//! IterateRange, read-only Txn, Tables.List) are answered locally; writes go up to the core
+//! and are answered once applied here. The edge serves the log tail itself, so edges can
+//! follow edges.
 
 pub mod args;
-pub mod local;
-pub mod metrics;
-pub mod role;
-pub mod tailer;
 
 use std::{
     collections::BTreeMap,
@@ -19,115 +16,57 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use dashmap::DashMap;
-use regatta_api::{
-    activity::TrackRequests,
-    cluster::ClusterService,
-    kv::KvService,
-    listen::Writes,
-    maintenance::MaintenanceService,
-    metrics::ApiMetrics,
-    node::{HeaderState, NodeContext},
-    raft_network::MAX_RAFT_MESSAGE_BYTES,
-    tables::TablesService,
-    tail::{TailService, TailSettings},
-};
+use regatta_api::node::{HeaderState, NodeContext};
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
-use regatta_proto::maintenance::v1::maintenance_server::MaintenanceServer;
-use regatta_proto::regatta::{
-    tail::v1::tail_server::TailServer,
-    v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
+use regatta_replication::{
+    EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
+    TailerSettings,
 };
-use tonic::codec::CompressionEncoding;
 
 pub use args::EdgeArgs;
 
-use crate::{address::ListenAddress, rest, shutdown};
+use crate::{
+    node::{NodeServer, directory_bytes},
+    rest,
+};
 
 /// Runs an edge node until SIGTERM or Ctrl-C.
 pub async fn run(args: EdgeArgs) -> Result<()> {
     let settings = args.validate()?;
     let args = &settings.args;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    tracing::info!(upstreams = ?args.upstreams, data_dir = %args.data_dir.display(), "starting edge node");
-
-    let registry = prometheus::Registry::new();
-    crate::metrics::runtime_workers(&registry)?;
-    let api_metrics = ApiMetrics::register(&registry)?;
-    let limits = args.connection_limits.build(&registry)?;
-    let edge_metrics = metrics::EdgeMetrics::register(&registry)?;
-
-    let log = Log::open(
-        args.data_dir.join("log"),
-        regatta_log::Options {
-            segment_bytes: args.segment_size,
-            on_sync: Some(crate::metrics::fsync_observer(&registry)?),
-            ..Default::default()
-        },
-    )
-    .context("opening the local log")?;
-    let local = local::LocalSnapshots::open(args.data_dir.join("snapshots"))?;
-    let state = local.load_newest()?.unwrap_or_else(State::new);
-    let snapshot_revision = state.revision().0;
-    let materializer = Arc::new(Materializer::new(state));
-    replay(&log, &materializer, snapshot_revision)?;
-    tracing::info!(
-        snapshot_revision,
-        applied = materializer.applied().0,
-        "local state restored"
-    );
-    edge_metrics
-        .applied
-        .set(i64::try_from(materializer.applied().0).unwrap_or(i64::MAX));
-
-    let objects = match &args.object_store {
-        Some(url) => {
-            let storage = crate::objects::open_with(url, &args.object_store_flags)?;
-            Some(SnapshotStore::new(storage.store, &storage.prefix))
-        }
-        None => None,
-    };
-    let replication = Arc::new(tailer::ReplicationState::default());
-    let shutdown = shutdown::token();
+    args.storage.create_data_dir()?;
+    tracing::info!(upstreams = ?args.upstreams, data_dir = %args.storage.data_dir.display(), "starting edge node");
+    let node = NodeServer::new(&settings.api.connection_limits)?;
+    let edge_metrics = EdgeMetrics::register(&node.registry)?;
+    let local = open_local_state(args, &node.registry, &edge_metrics)?;
+    let replication = Arc::new(ReplicationState::default());
     let disk = regatta_api::disk::DiskGuard::new(
         args.node_id,
-        vec![log.dir().to_path_buf(), args.data_dir.join("snapshots")],
-        args.disk.min_free_disk,
-        &registry,
+        vec![
+            local.log.dir().to_path_buf(),
+            args.storage.data_dir.join("snapshots"),
+        ],
+        args.storage.min_free_disk,
+        &node.registry,
     )?;
-    tokio::spawn(disk.clone().run(shutdown.clone()));
+    tokio::spawn(disk.clone().run(node.shutdown.clone()));
     let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
-    let tailer = tailer::Tailer {
-        resets: reset_rx,
-        settings: tailer::TailerSettings {
-            name: args.node_name.clone(),
-            upstreams: args.upstreams.clone(),
-            staleness: args.staleness,
-            snapshot_entries: args.snapshot_entries,
-            keep_entries: args.keep_entries,
-        },
-        log: log.clone(),
-        materializer: materializer.clone(),
-        objects,
-        local,
-        state: replication.clone(),
-        metrics: edge_metrics,
-        last_local_snapshot: snapshot_revision,
-        snapshot_not_before: None,
-    };
-    let tailer_task = tokio::spawn(tailer.run(shutdown.clone()));
+    let log = local.log.clone();
+    let materializer = local.materializer.clone();
+    let tailer = start_tailer(args, local, replication.clone(), edge_metrics, reset_rx)?;
+    let tailer_task = tokio::spawn(tailer.run(node.shutdown.clone()));
 
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
         let dir = log.dir().to_path_buf();
-        Arc::new(move || crate::core::directory_bytes(&dir))
+        Arc::new(move || directory_bytes(&dir))
     };
-    let role = Arc::new(role::EdgeRole {
+    let role = Arc::new(EdgeRole {
         node_id: args.node_id,
         name: args.node_name.clone(),
         upstreams: args.upstreams.clone(),
-        api_advertise: settings.api_advertise.clone(),
-        replication_advertise: settings.replication_advertise.clone(),
+        api_advertise: settings.api.advertise.clone(),
+        replication_advertise: settings.replication.advertise.clone(),
         materializer: materializer.clone(),
         state: replication.clone(),
         log_bytes,
@@ -139,119 +78,44 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         node_id: args.node_id,
         materializer: materializer.clone(),
         role: role.clone(),
-        limits: settings.limits.clone(),
-        tokens: settings.tokens.clone(),
+        limits: settings.api.limits.clone(),
+        tokens: settings.api.tokens.clone(),
         header: Arc::new(HeaderState::default()),
     };
 
-    let api_server = {
-        let max = settings.limits.max_request_bytes;
-        let kv =
-            KvServer::new(KvService::new(ctx.clone()).with_stream_limits(limits.streams.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(usize::MAX)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd);
-        let tables = TablesServer::new(TablesService::new(ctx.clone()))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let config = BTreeMap::from([
-            (
-                "replication.leader-address".to_string(),
-                args.upstreams.join(","),
-            ),
-            ("data-dir".to_string(), args.data_dir.display().to_string()),
-        ]);
-        let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), config));
-        let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building the reflection service")?;
-        let incoming = limits.incoming(&settings.api_address, Writes::Coalesced, "api")?;
-        let token = shutdown.clone();
-        limits
-            .server()
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(kv)
-            .add_service(tables)
-            .add_service(cluster)
-            .add_service(maintenance)
-            .add_service(reflection)
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
+    let config = BTreeMap::from([
+        (
+            "replication.leader-address".to_string(),
+            args.upstreams.join(","),
+        ),
+        (
+            "data-dir".to_string(),
+            args.storage.data_dir.display().to_string(),
+        ),
+    ]);
+    let api_server = node.api_server(&settings.api.address, &ctx, config, None)?;
 
-    let tail_server = {
-        let service = TailService::new(
+    // The log-tail service downstream edges follow.
+    let tail_server = node.tail_server(
+        &settings.replication.address,
+        TailService::new(
             log.clone(),
             materializer.clone(),
             role.clone(),
             Arc::new(|| 0),
             TailSettings {
-                heartbeat: args.tail_heartbeat,
+                heartbeat: settings.replication.heartbeat,
             },
-        );
-        let incoming = limits.incoming(
-            &settings.replication_address,
-            Writes::Immediate,
-            "replication",
-        )?;
-        let token = shutdown.clone();
-        regatta_api::raft_network::internal_server(limits.server())
-            .layer(api_metrics.layer())
-            .layer(TrackRequests)
-            .add_service(
-                TailServer::new(service)
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
-    };
+        ),
+    )?;
 
-    let rest_server = {
-        let replication = replication.clone();
-        let materializer = materializer.clone();
-        let max_lag = args.max_lag;
-        let readiness: rest::Readiness = Arc::new(move || {
-            if let Some(fatal) = replication.fatal() {
-                return Err(format!("replication stopped: {fatal}"));
-            }
-            if !replication.connected.load(Ordering::Relaxed) {
-                return Err("not yet connected to an upstream".into());
-            }
-            let commit = replication.upstream_commit.load(Ordering::Relaxed);
-            let applied = materializer.applied().0;
-            let lag = commit.saturating_sub(applied);
-            if lag > max_lag {
-                return Err(format!(
-                    "{lag} entries behind the upstream (allowed {max_lag})"
-                ));
-            }
-            Ok(())
-        });
-        rest::serve(
-            tcp(&settings.rest_address)?,
-            registry.clone(),
-            readiness,
-            shutdown.clone(),
-        )
-    };
+    let rest_server = node.rest_server(
+        &settings.rest_address,
+        readiness(replication, materializer, args.max_lag),
+    )?;
 
-    tracing::info!(api = %settings.api_advertise, replication = %settings.replication_advertise, "edge node serving");
-    let served = crate::shutdown::serve_until_grace(&shutdown, async {
-        tokio::try_join!(
-            async { api_server.await.context("API server") },
-            async { tail_server.await.context("log-tail server") },
-            rest_server,
-        )
-        .map(drop)
-    })
-    .await;
-    shutdown.cancel();
+    tracing::info!(api = %settings.api.advertise, replication = %settings.replication.advertise, "edge node serving");
+    let served = node.serve(vec![api_server, tail_server, rest_server]).await;
     if tokio::time::timeout(Duration::from_secs(10), tailer_task)
         .await
         .is_err()
@@ -262,6 +126,109 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     served?;
     tracing::info!("edge node stopped");
     Ok(())
+}
+
+/// The edge's local state at start: its log, its snapshots, and the tables rebuilt from
+/// them.
+struct LocalState {
+    log: Log,
+    snapshots: LocalSnapshots,
+    materializer: Arc<Materializer>,
+    snapshot_revision: u64,
+}
+
+/// Opens the local log, loads the newest local snapshot and replays the log after it.
+fn open_local_state(
+    args: &EdgeArgs,
+    registry: &prometheus::Registry,
+    edge_metrics: &EdgeMetrics,
+) -> Result<LocalState> {
+    let data_dir = &args.storage.data_dir;
+    let log = Log::open(
+        data_dir.join("log"),
+        regatta_log::Options {
+            segment_bytes: args.storage.segment_size,
+            on_sync: Some(crate::metrics::fsync_observer(registry)?),
+            ..Default::default()
+        },
+    )
+    .context("opening the local log")?;
+    let snapshots = LocalSnapshots::open(data_dir.join("snapshots"))?;
+    let state = snapshots.load_newest()?.unwrap_or_else(State::new);
+    let snapshot_revision = state.revision().0;
+    let materializer = Arc::new(Materializer::new(state));
+    replay(&log, &materializer, snapshot_revision)?;
+    tracing::info!(
+        snapshot_revision,
+        applied = materializer.applied().0,
+        "local state restored"
+    );
+    edge_metrics.set_applied(materializer.applied().0);
+    Ok(LocalState {
+        log,
+        snapshots,
+        materializer,
+        snapshot_revision,
+    })
+}
+
+/// The tailer that follows the upstreams into `local`, bootstrapping from the object store
+/// when one is given.
+fn start_tailer(
+    args: &EdgeArgs,
+    local: LocalState,
+    replication: Arc<ReplicationState>,
+    edge_metrics: EdgeMetrics,
+    resets: tokio::sync::mpsc::Receiver<regatta_replication::ResetRequest>,
+) -> Result<Tailer> {
+    let objects = match &args.object_store.object_store {
+        Some(url) => {
+            let storage = crate::objects::open_with(url, &args.object_store.connection)?;
+            Some(SnapshotStore::new(storage.store, &storage.prefix))
+        }
+        None => None,
+    };
+    Ok(Tailer {
+        resets,
+        settings: TailerSettings {
+            name: args.node_name.clone(),
+            upstreams: args.upstreams.clone(),
+            staleness: args.staleness,
+            snapshot_entries: args.snapshot_entries,
+            keep_entries: args.keep_entries,
+        },
+        log: local.log,
+        materializer: local.materializer,
+        objects,
+        local: local.snapshots,
+        state: replication,
+        metrics: edge_metrics,
+        last_local_snapshot: local.snapshot_revision,
+        snapshot_not_before: None,
+    })
+}
+
+/// Ready while connected to an upstream and at most `max_lag` entries behind it.
+fn readiness(
+    replication: Arc<ReplicationState>,
+    materializer: Arc<Materializer>,
+    max_lag: u64,
+) -> rest::Readiness {
+    Arc::new(move || {
+        if let Some(fatal) = replication.fatal() {
+            return Err(format!("replication stopped: {fatal}"));
+        }
+        if !replication.connected.load(Ordering::Relaxed) {
+            return Err("not yet connected to an upstream".into());
+        }
+        let lag = replication.lag(materializer.applied().0).entries;
+        if lag > max_lag {
+            return Err(format!(
+                "{lag} entries behind the upstream (allowed {max_lag})"
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// Applies what the local log holds after the local snapshot.
@@ -287,13 +254,9 @@ fn replay(log: &Log, materializer: &Materializer, snapshot_revision: u64) -> Res
             .context("reading the local log")?;
         let Some(tail) = records.last() else { break };
         let after = tail.id.index.get() + 1;
-        tailer::apply_records(materializer, &records)
+        regatta_replication::apply_records(materializer, &records)
             .map_err(|e| anyhow::anyhow!("replaying the local log: {e}"))?;
         next = after;
     }
     Ok(())
-}
-
-fn tcp(addr: &ListenAddress) -> Result<std::net::SocketAddr> {
-    crate::core::tcp(addr)
 }

@@ -1,49 +1,21 @@
 //! openraft entries ⇄ log records, and the small encodings of the Raft state files.
 //!
-//! A membership entry's payload is a [`MembershipPb`]: the joint configuration (one voter set
-//! per config) and every node with its address. Field numbers are part of the log format:
-//! never reuse one.
+//! A membership entry's payload is a `regatta.raft.v1.Membership`, encoded and decoded by the
+//! workspace's one openraft codec ([`regatta_proto::raft`]): the joint configuration (one
+//! voter set per config) and every node with its address. The bytes are those this log has
+//! always stored (a golden test in regatta-proto keeps them so).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use bytes::Bytes;
-use openraft::{
-    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftTypeConfig, Vote,
-};
+use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, RaftTypeConfig, Vote};
 use prost::Message;
+use regatta_proto::raft as raft_codec;
 
 use crate::error::{Error, Result};
 use crate::position::{EntryId, LogIndex, NodeId, Term};
 use crate::record::{Record, RecordKind};
 use crate::state_file;
-
-/// A membership configuration as stored in a membership record.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MembershipPb {
-    /// The joint configuration: one voter set per config (two while changing membership).
-    #[prost(message, repeated, tag = "1")]
-    pub configs: Vec<VoterSetPb>,
-    /// Every node (voters and learners) with its address.
-    #[prost(message, repeated, tag = "2")]
-    pub nodes: Vec<NodePb>,
-}
-
-/// One voter set of a joint configuration.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct VoterSetPb {
-    #[prost(uint64, repeated, tag = "1")]
-    pub voters: Vec<u64>,
-}
-
-/// A node and its address.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct NodePb {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(string, tag = "2")]
-    pub addr: String,
-}
 
 /// openraft's log id → the log's entry id.
 pub fn entry_id(log_id: &LogId<u64>) -> EntryId {
@@ -59,50 +31,6 @@ pub fn log_id(id: EntryId) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(id.term.0, id.leader.0), id.index.0)
 }
 
-pub fn encode_membership(m: &Membership<u64, BasicNode>) -> Vec<u8> {
-    MembershipPb {
-        configs: m
-            .get_joint_config()
-            .iter()
-            .map(|set| VoterSetPb {
-                voters: set.iter().copied().collect(),
-            })
-            .collect(),
-        nodes: m
-            .nodes()
-            .map(|(id, n)| NodePb {
-                id: *id,
-                addr: n.addr.clone(),
-            })
-            .collect(),
-    }
-    .encode_to_vec()
-}
-
-pub fn decode_membership(index: LogIndex, payload: &[u8]) -> Result<Membership<u64, BasicNode>> {
-    let pb = MembershipPb::decode(payload).map_err(|e| Error::InvalidPayload {
-        index,
-        reason: format!("membership: {e}"),
-    })?;
-    if pb.configs.is_empty() {
-        return Err(Error::InvalidPayload {
-            index,
-            reason: "membership without a config".into(),
-        });
-    }
-    let configs: Vec<BTreeSet<u64>> = pb
-        .configs
-        .into_iter()
-        .map(|c| c.voters.into_iter().collect())
-        .collect();
-    let nodes: BTreeMap<u64, BasicNode> = pb
-        .nodes
-        .into_iter()
-        .map(|n| (n.id, BasicNode { addr: n.addr }))
-        .collect();
-    Ok(Membership::new(configs, nodes))
-}
-
 /// An openraft entry → a log record.
 pub fn to_record<C>(entry: &Entry<C>) -> Record
 where
@@ -112,7 +40,10 @@ where
     let (kind, payload) = match &entry.payload {
         EntryPayload::Blank => (RecordKind::Blank, Bytes::new()),
         EntryPayload::Normal(d) => (RecordKind::Normal, Bytes::from(d.encode_to_vec())),
-        EntryPayload::Membership(m) => (RecordKind::Membership, Bytes::from(encode_membership(m))),
+        EntryPayload::Membership(m) => (
+            RecordKind::Membership,
+            Bytes::from(raft_codec::encode_membership(m)),
+        ),
     };
     Record {
         id: entry_id(&entry.log_id),
@@ -138,9 +69,12 @@ where
                 }
             })?)
         }
-        RecordKind::Membership => {
-            EntryPayload::Membership(decode_membership(index, &record.payload)?)
-        }
+        RecordKind::Membership => EntryPayload::Membership(
+            raft_codec::decode_membership(&record.payload).map_err(|e| Error::InvalidPayload {
+                index,
+                reason: e.to_string(),
+            })?,
+        ),
     };
     Ok(Entry {
         log_id: log_id(record.id),
@@ -185,17 +119,38 @@ mod tests {
 
     use super::*;
 
+    openraft::declare_raft_types!(
+        TestConfig: D = regatta_proto::event::Event, R = (), NodeId = u64, Node = BasicNode,
+        Entry = Entry<TestConfig>, SnapshotData = std::io::Cursor<Vec<u8>>,
+    );
+
     #[test]
-    fn membership_round_trip() {
-        let nodes: BTreeMap<u64, BasicNode> = [
+    fn membership_record_round_trip() {
+        let nodes: std::collections::BTreeMap<u64, BasicNode> = [
             (1, BasicNode { addr: "a:1".into() }),
             (4, BasicNode { addr: "d:4".into() }),
         ]
         .into();
-        let m = Membership::new(vec![[1, 2].into(), [2, 3].into()], nodes);
-        let back = decode_membership(LogIndex(7), &encode_membership(&m)).unwrap();
-        assert_eq!(back, m);
-        assert!(decode_membership(LogIndex(7), &[0xff, 0xff]).is_err());
+        let m = openraft::Membership::new(vec![[1, 2].into(), [2, 3].into()], nodes);
+        let entry = Entry::<TestConfig> {
+            log_id: log_id(EntryId::new(LogIndex(7), Term(2), NodeId(1))),
+            payload: EntryPayload::Membership(m),
+        };
+        let record = to_record(&entry);
+        assert_eq!(record.kind, RecordKind::Membership);
+        let back: Entry<TestConfig> = from_record(&record).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{entry:?}"));
+        let bad = Record {
+            payload: Bytes::from_static(&[0xff, 0xff]),
+            ..record
+        };
+        assert!(matches!(
+            from_record::<TestConfig>(&bad),
+            Err(Error::InvalidPayload {
+                index: LogIndex(7),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! openraft 0.9's log storage (`RaftLogStorage` + `RaftLogReader`, storage-v2) over a [`Log`].
 //!
 //! * [`codec`] — openraft entries ⇄ log records: normal payloads with prost (`C::D` is a prost
-//!   message), membership with a small prost message of this crate, blank as an empty payload;
-//!   vote and log-id encodings for the state files.
+//!   message), membership through the workspace's openraft codec (`regatta_proto::raft`,
+//!   message `regatta.raft.v1.Membership`), blank as an empty payload; vote and log-id
+//!   encodings for the state files.
 //! * [`store`] — [`RaftLogStore`] and its concurrent reader [`RaftLogReaderHandle`].
 //!
 //! How the contract is honoured:

@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! magic    "RGTASNAP"                      8 bytes
-//! version  u32 = 1
+//! version  u32 = 2
 //! revision u64                              log index of the view
-//! raft     u32 len, bytes                   RaftMeta::encode (last applied, membership)
+//! raft     u32 len, bytes                   RaftMeta::encode: regatta.raft.v1.AppliedState
 //! tables   u32 count
 //!   per table, in name order:
 //!     'T'  u8
@@ -20,6 +20,9 @@
 //! 'E'      u8                                end marker
 //! crc32c   u32                               over every byte above, uncompressed
 //! ```
+//!
+//! Version 1 differs only in `raft`: a little-endian layout ([`RaftMeta::decode_v1`]).
+//! Version 2 is written; both are read.
 //!
 //! A reader rejects unknown magic or version, lengths over the limits, keys out of order,
 //! a missing end marker or checksum, a checksum mismatch and trailing bytes: a truncated or
@@ -38,8 +41,10 @@ use crate::{Error, Result, Revision, State, TableId};
 
 /// First bytes of every snapshot stream.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGTASNAP";
-/// The format version written and the only one read.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The format version written.
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The first version this build reads (up to [`SNAPSHOT_VERSION`]).
+pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 /// zstd level: fast enough to write a million keys well under a second.
 const ZSTD_LEVEL: i32 = 1;
 const MAX_META_BYTES: usize = 1 << 20;
@@ -332,14 +337,19 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
         return Err(Error::corrupted(WHAT, "bad magic: not a Regatta snapshot"));
     }
     let version = input.u32()?;
-    if version != SNAPSHOT_VERSION {
+    if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&version) {
         return Err(Error::corrupted(
             WHAT,
             format!("unknown format version {version}"),
         ));
     }
     let revision = Revision(input.u64()?);
-    let raft = RaftMeta::decode(input.bytes("raft metadata", MAX_META_BYTES)?)?;
+    let raft = input.bytes("raft metadata", MAX_META_BYTES)?;
+    let raft = if version == 1 {
+        RaftMeta::decode_v1(raft)?
+    } else {
+        RaftMeta::decode(raft)?
+    };
     let n_tables = input.u32()?;
     let mut tables = OrdMap::new();
     let mut last_name: Option<String> = None;

@@ -107,6 +107,17 @@ pub fn range_req(table: &str, k: &str, end: &str) -> wire::RangeRequest {
     }
 }
 
+/// Applies `events` to `m` at consecutive revisions from `first`.
+pub fn apply_from(m: &Materializer, first: u64, events: &[Event]) -> Vec<ApplyResponse> {
+    m.apply_events(
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Revision(first + i as u64), e)),
+    )
+    .expect("apply")
+}
+
 /// A materializer plus the next log index to apply at.
 pub struct Harness {
     pub m: Materializer,

@@ -1,9 +1,20 @@
-//! Conversions between openraft's message types and the `regatta.raft.v1` wire messages.
+//! The one codec between openraft's types and the `regatta.raft.v1` messages.
 //!
-//! Every function from the wire validates: a missing required field or an undecodable event
-//! is a [`CodecError`] naming the field, never a panic. The conversions are generic over the
-//! type config so that they do not depend on the state machine; the event payload travels
-//! as its protobuf encoding.
+//! Everything that encodes an openraft type goes through here: the Raft transport between
+//! core nodes (`regatta-api`), the membership entries stored in the log (`regatta-log`),
+//! the applied state kept in every snapshot (`regatta-materializer`) and the metadata of the
+//! core's local Raft snapshot files. The conversions are generic over the type config, so
+//! they do not depend on the state machine; an entry's event travels as its protobuf
+//! encoding.
+//!
+//! - `*_to_pb` never fails. `*_from_pb` validates: a missing required field, an undecodable
+//!   event or a membership entry without a voter set is an [`Error`], never a panic.
+//! - `encode_*` / `decode_*` are the byte forms stored on disk: [`encode_membership`] (a
+//!   membership log entry's payload), [`encode_snapshot_meta`] (a Raft snapshot file's
+//!   metadata) and [`encode_applied`] (the applied state inside a snapshot).
+//!
+//! Stored bytes outlive the build that wrote them: field numbers and types of these
+//! messages never change (proto/OVERVIEW.md, "Compatibility").
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,25 +27,12 @@ use openraft::{
     },
 };
 use prost::Message;
-use regatta_proto::regatta::raft::v1 as pb;
 
-/// A Raft message from the wire that cannot be understood.
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    #[error("raft message field `{0}` is missing")]
-    Missing(&'static str),
-    #[error("raft entry {index} carries an undecodable event: {source}")]
-    Event {
-        index: u64,
-        #[source]
-        source: prost::DecodeError,
-    },
-}
+use crate::regatta::raft::v1 as pb;
+use crate::{Error, Result};
 
-type Result<T, E = CodecError> = std::result::Result<T, E>;
-
-/// The type configs these conversions serve: node ids are `u64`, nodes are addressed by a
-/// Raft URL, entries are openraft's own and payloads are protobuf messages.
+/// The type configs this codec serves: node ids are `u64`, nodes are addressed by a Raft
+/// URL, entries are openraft's own and payloads are protobuf messages.
 pub trait WireConfig:
     RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, D = Self::Payload>
 {
@@ -50,9 +48,18 @@ where
     type Payload = C::D;
 }
 
+/// openraft's membership as this codec handles it.
+pub type RaftMembership = Membership<u64, BasicNode>;
+
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T> {
-    value.ok_or(CodecError::Missing(field))
+    value.ok_or(Error::Missing(field))
 }
+
+fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|source| Error::Decode { what, source })
+}
+
+// ---- positions and votes ----
 
 pub fn leader_id_to_pb(id: &LeaderId<u64>) -> pb::LeaderId {
     pb::LeaderId {
@@ -79,7 +86,8 @@ pub fn log_id_from_pb(id: pb::LogId) -> Result<LogId<u64>> {
     ))
 }
 
-fn opt_log_id_from_pb(id: Option<pb::LogId>) -> Result<Option<LogId<u64>>> {
+/// An optional log id (absent: none yet).
+pub fn opt_log_id_from_pb(id: Option<pb::LogId>) -> Result<Option<LogId<u64>>> {
     id.map(log_id_from_pb).transpose()
 }
 
@@ -98,7 +106,9 @@ pub fn vote_from_pb(vote: Option<pb::Vote>) -> Result<Vote<u64>> {
     Ok(out)
 }
 
-pub fn membership_to_pb(m: &Membership<u64, BasicNode>) -> pb::Membership {
+// ---- membership ----
+
+pub fn membership_to_pb(m: &RaftMembership) -> pb::Membership {
     pb::Membership {
         configs: m
             .get_joint_config()
@@ -114,7 +124,9 @@ pub fn membership_to_pb(m: &Membership<u64, BasicNode>) -> pb::Membership {
     }
 }
 
-pub fn membership_from_pb(m: pb::Membership) -> Membership<u64, BasicNode> {
+/// Any membership, the empty one of a node not yet initialized included (a snapshot's or
+/// a state's). A membership *entry* must have a voter set: see [`membership_entry_from_pb`].
+pub fn membership_from_pb(m: pb::Membership) -> RaftMembership {
     let configs: Vec<BTreeSet<u64>> = m
         .configs
         .into_iter()
@@ -127,6 +139,35 @@ pub fn membership_from_pb(m: pb::Membership) -> Membership<u64, BasicNode> {
         .collect();
     Membership::new(configs, nodes)
 }
+
+/// The membership of a membership entry: at least one voter set.
+pub fn membership_entry_from_pb(m: pb::Membership) -> Result<RaftMembership> {
+    if m.configs.is_empty() {
+        return Err(Error::EmptyMembership);
+    }
+    Ok(membership_from_pb(m))
+}
+
+/// A membership entry's payload as the log stores it (`regatta.raft.v1.Membership`).
+pub fn encode_membership(m: &RaftMembership) -> Vec<u8> {
+    membership_to_pb(m).encode_to_vec()
+}
+
+/// Decodes [`encode_membership`]'s bytes; a membership without a voter set is an error.
+pub fn decode_membership(bytes: &[u8]) -> Result<RaftMembership> {
+    membership_entry_from_pb(decode("membership", bytes)?)
+}
+
+pub fn stored_membership_to_pb(
+    m: &StoredMembership<u64, BasicNode>,
+) -> (Option<pb::LogId>, pb::Membership) {
+    (
+        m.log_id().as_ref().map(log_id_to_pb),
+        membership_to_pb(m.membership()),
+    )
+}
+
+// ---- entries ----
 
 pub fn entry_to_pb<C: WireConfig>(entry: &Entry<C>) -> pb::Entry {
     let payload = match &entry.payload {
@@ -144,16 +185,83 @@ pub fn entry_from_pb<C: WireConfig>(entry: pb::Entry) -> Result<Entry<C>> {
     let log_id = log_id_from_pb(required(entry.log_id, "entry.log_id")?)?;
     let payload = match required(entry.payload, "entry.payload")? {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
-        pb::entry::Payload::Normal(bytes) => EntryPayload::Normal(
-            C::Payload::decode(bytes).map_err(|source| CodecError::Event {
+        pb::entry::Payload::Normal(bytes) => {
+            EntryPayload::Normal(C::Payload::decode(bytes).map_err(|source| Error::Event {
                 index: log_id.index,
                 source,
-            })?,
-        ),
-        pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)),
+            })?)
+        }
+        pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_entry_from_pb(m)?),
     };
     Ok(Entry { log_id, payload })
 }
+
+// ---- snapshot metadata and the applied state ----
+
+pub fn snapshot_meta_to_pb(meta: &SnapshotMeta<u64, BasicNode>) -> pb::SnapshotMeta {
+    let (last_membership_log_id, last_membership) = stored_membership_to_pb(&meta.last_membership);
+    pb::SnapshotMeta {
+        last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
+        last_membership_log_id,
+        last_membership: Some(last_membership),
+        snapshot_id: meta.snapshot_id.clone(),
+    }
+}
+
+pub fn snapshot_meta_from_pb(
+    meta: Option<pb::SnapshotMeta>,
+) -> Result<SnapshotMeta<u64, BasicNode>> {
+    let meta = required(meta, "snapshot meta")?;
+    let membership = required(meta.last_membership, "snapshot meta.last_membership")?;
+    Ok(SnapshotMeta {
+        last_log_id: opt_log_id_from_pb(meta.last_log_id)?,
+        last_membership: StoredMembership::new(
+            opt_log_id_from_pb(meta.last_membership_log_id)?,
+            membership_from_pb(membership),
+        ),
+        snapshot_id: meta.snapshot_id,
+    })
+}
+
+/// A snapshot's metadata as a Raft snapshot file stores it (`regatta.raft.v1.SnapshotMeta`).
+pub fn encode_snapshot_meta(meta: &SnapshotMeta<u64, BasicNode>) -> Vec<u8> {
+    snapshot_meta_to_pb(meta).encode_to_vec()
+}
+
+pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta<u64, BasicNode>> {
+    snapshot_meta_from_pb(Some(decode("snapshot meta", bytes)?))
+}
+
+/// What a state machine has applied: openraft's `applied_state()`.
+pub type Applied = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>);
+
+/// The applied state as a snapshot stores it (`regatta.raft.v1.AppliedState`).
+pub fn encode_applied(
+    last_applied: Option<&LogId<u64>>,
+    membership: &StoredMembership<u64, BasicNode>,
+) -> Vec<u8> {
+    let (membership_log_id, membership) = stored_membership_to_pb(membership);
+    pb::AppliedState {
+        last_applied: last_applied.map(log_id_to_pb),
+        membership_log_id,
+        membership: Some(membership),
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_applied(bytes: &[u8]) -> Result<Applied> {
+    let pb: pb::AppliedState = decode("applied state", bytes)?;
+    let membership = required(pb.membership, "applied state.membership")?;
+    Ok((
+        opt_log_id_from_pb(pb.last_applied)?,
+        StoredMembership::new(
+            opt_log_id_from_pb(pb.membership_log_id)?,
+            membership_from_pb(membership),
+        ),
+    ))
+}
+
+// ---- Raft RPCs ----
 
 pub fn append_request_to_pb<C: WireConfig>(
     req: &AppendEntriesRequest<C>,
@@ -242,30 +350,6 @@ pub fn vote_response_from_pb(resp: pb::VoteResponse) -> Result<VoteResponse<u64>
     })
 }
 
-pub fn snapshot_meta_to_pb(meta: &SnapshotMeta<u64, BasicNode>) -> pb::SnapshotMeta {
-    pb::SnapshotMeta {
-        last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
-        last_membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
-        last_membership: Some(membership_to_pb(meta.last_membership.membership())),
-        snapshot_id: meta.snapshot_id.clone(),
-    }
-}
-
-pub fn snapshot_meta_from_pb(
-    meta: Option<pb::SnapshotMeta>,
-) -> Result<SnapshotMeta<u64, BasicNode>> {
-    let meta = required(meta, "snapshot meta")?;
-    let membership = required(meta.last_membership, "snapshot meta.last_membership")?;
-    Ok(SnapshotMeta {
-        last_log_id: opt_log_id_from_pb(meta.last_log_id)?,
-        last_membership: StoredMembership::new(
-            opt_log_id_from_pb(meta.last_membership_log_id)?,
-            membership_from_pb(membership),
-        ),
-        snapshot_id: meta.snapshot_id,
-    })
-}
-
 pub fn install_request_to_pb<C: WireConfig>(
     req: &InstallSnapshotRequest<C>,
 ) -> pb::InstallSnapshotRequest {
@@ -290,113 +374,16 @@ pub fn install_request_from_pb<C: WireConfig>(
     })
 }
 
+pub fn install_response_to_pb(resp: &InstallSnapshotResponse<u64>) -> pb::InstallSnapshotResponse {
+    pb::InstallSnapshotResponse {
+        vote: Some(vote_to_pb(&resp.vote)),
+    }
+}
+
 pub fn install_response_from_pb(
     resp: pb::InstallSnapshotResponse,
 ) -> Result<InstallSnapshotResponse<u64>> {
     Ok(InstallSnapshotResponse {
         vote: vote_from_pb(resp.vote)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    openraft::declare_raft_types!(
-        TestConfig: D = regatta_proto::event::Event, R = (), NodeId = u64, Node = BasicNode,
-        Entry = Entry<TestConfig>, SnapshotData = std::io::Cursor<Vec<u8>>,
-    );
-
-    fn lid(term: u64, node: u64, index: u64) -> LogId<u64> {
-        LogId::new(CommittedLeaderId::new(term, node), index)
-    }
-
-    #[test]
-    fn append_entries_round_trip() {
-        let membership = Membership::new(
-            vec![BTreeSet::from([1, 2, 3])],
-            BTreeMap::from([
-                (1, BasicNode::new("http://a:1")),
-                (2, BasicNode::new("http://b:1")),
-                (3, BasicNode::new("http://c:1")),
-                (4, BasicNode::new("http://d:1")),
-            ]),
-        );
-        let event = regatta_proto::event::Event {
-            version: 1,
-            proposed_at_micros: 7,
-            kind: None,
-        };
-        let req = AppendEntriesRequest::<TestConfig> {
-            vote: Vote::new_committed(3, 1),
-            prev_log_id: Some(lid(2, 2, 10)),
-            entries: vec![
-                Entry {
-                    log_id: lid(3, 1, 11),
-                    payload: EntryPayload::Blank,
-                },
-                Entry {
-                    log_id: lid(3, 1, 12),
-                    payload: EntryPayload::Normal(event),
-                },
-                Entry {
-                    log_id: lid(3, 1, 13),
-                    payload: EntryPayload::Membership(membership),
-                },
-            ],
-            leader_commit: None,
-        };
-        let wire = append_request_to_pb(&req);
-        let back = append_request_from_pb::<TestConfig>(
-            pb::AppendEntriesRequest::decode(wire.encode_to_vec().as_slice()).expect("decodes"),
-        )
-        .expect("converts");
-        assert_eq!(format!("{req:?}"), format!("{back:?}"));
-    }
-
-    #[test]
-    fn responses_round_trip() {
-        for resp in [
-            AppendEntriesResponse::Success,
-            AppendEntriesResponse::PartialSuccess(None),
-            AppendEntriesResponse::PartialSuccess(Some(lid(1, 2, 3))),
-            AppendEntriesResponse::Conflict,
-            AppendEntriesResponse::HigherVote(Vote::new(9, 3)),
-        ] {
-            let back = append_response_from_pb(append_response_to_pb(&resp)).expect("converts");
-            assert_eq!(resp, back);
-        }
-        let vote = VoteResponse {
-            vote: Vote::new(4, 2),
-            vote_granted: true,
-            last_log_id: Some(lid(3, 1, 8)),
-        };
-        assert_eq!(
-            vote,
-            vote_response_from_pb(vote_response_to_pb(&vote)).expect("converts")
-        );
-    }
-
-    #[test]
-    fn missing_fields_are_errors_not_panics() {
-        assert!(matches!(
-            vote_from_pb(None),
-            Err(CodecError::Missing("vote"))
-        ));
-        let entry = pb::Entry {
-            log_id: None,
-            payload: None,
-        };
-        assert!(entry_from_pb::<TestConfig>(entry).is_err());
-        let bad = pb::Entry {
-            log_id: Some(log_id_to_pb(&lid(1, 1, 5))),
-            payload: Some(pb::entry::Payload::Normal(bytes::Bytes::from_static(&[
-                0xff, 0xff,
-            ]))),
-        };
-        assert!(matches!(
-            entry_from_pb::<TestConfig>(bad),
-            Err(CodecError::Event { index: 5, .. })
-        ));
-    }
 }

@@ -1,7 +1,9 @@
-//! Metrics of an edge's replication. Names live here, once.
+//! Every metric this crate exports, in one place: the edge's replication. Label-free.
 
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
+use regatta_api::metrics::{counter, gauge};
 
+/// The tailer's metrics (`regatta_edge_*`).
 #[derive(Clone)]
 pub struct EdgeMetrics {
     pub applied: IntGauge,
@@ -17,7 +19,7 @@ pub struct EdgeMetrics {
 
 impl EdgeMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let int = |name: &str, help: &str| crate::metrics::gauge(registry, name, help);
+        let int = |name: &str, help: &str| gauge(registry, name, help);
         let float = |name: &str, help: &str| -> prometheus::Result<Gauge> {
             let g = Gauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -40,7 +42,7 @@ impl EdgeMetrics {
                 "regatta_edge_lag_seconds",
                 "Age of the newest applied write while behind (0 when caught up)",
             )?,
-            bootstraps: crate::metrics::counter(
+            bootstraps: counter(
                 registry,
                 "regatta_edge_bootstraps_total",
                 "Snapshot bootstraps",
@@ -53,7 +55,7 @@ impl EdgeMetrics {
                 "regatta_edge_upstream",
                 "Position in --replication.leader-address of the upstream followed",
             )?,
-            failovers: crate::metrics::counter(
+            failovers: counter(
                 registry,
                 "regatta_edge_upstream_changes_total",
                 "Times the edge left an upstream",
@@ -63,5 +65,10 @@ impl EdgeMetrics {
                 "1 while the local log's disk is full and replication waits for space",
             )?,
         })
+    }
+
+    /// Sets the applied index.
+    pub fn set_applied(&self, applied: u64) {
+        self.applied.set(i64::try_from(applied).unwrap_or(i64::MAX));
     }
 }

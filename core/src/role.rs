@@ -43,7 +43,7 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::batcher::{Batcher, now_micros};
+use crate::batcher::{Batcher, now_micros};
 
 /// A write or read-index request is forwarded at most this many times before the node
 /// gives up (leadership moving faster than requests travel).
@@ -293,14 +293,13 @@ impl CoreRole {
                 let node = BasicNode {
                     addr: add.raft_address.clone(),
                 };
-                crate::address::ListenAddress::check_peer_url("raft-address", &add.raft_address)
-                    .map_err(|e| {
-                        Redirect::Failed(Error::Materializer(
-                            regatta_materializer::Error::InvalidArgument {
-                                reason: e.to_string(),
-                            },
-                        ))
-                    })?;
+                crate::peer_url::check("raft-address", &add.raft_address).map_err(|e| {
+                    Redirect::Failed(Error::Materializer(
+                        regatta_materializer::Error::InvalidArgument {
+                            reason: e.to_string(),
+                        },
+                    ))
+                })?;
                 let learner = self
                     .raft
                     .add_learner(add.id, node, true)

@@ -1,4 +1,5 @@
-//! `regatta.tail.v1.Tail`: serves this node's committed log to edges.
+//! `regatta.tail.v1.Tail`: serves this node's committed log to edges, and [`serve`], the
+//! replication port of a node (core or edge) built in one place.
 //!
 //! Every core node and every edge serves it. What is served is what this node has applied
 //! (applied ≤ committed, so nothing uncommitted ever leaves), read from the node's own log.
@@ -9,6 +10,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
+use regatta_api::node::Role;
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::Materializer;
 use regatta_proto::regatta::{
@@ -22,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::{Error, node::Role};
+use crate::clock::now_micros;
 
 /// Entries per message at most; a subscriber far behind gets many messages.
 const MAX_ENTRIES_PER_MESSAGE: u64 = 1024;
@@ -66,6 +68,8 @@ impl Default for TailSettings {
 /// The newest snapshot revision in object storage (0: none), as the node knows it.
 pub type ObjectSnapshotRevision = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// The Tail service of one node: its log, what it applied, its role (for forwarded writes
+/// and read-index requests) and the newest snapshot in object storage.
 pub struct TailService {
     log: Log,
     materializer: Arc<Materializer>,
@@ -90,12 +94,6 @@ impl TailService {
             settings,
         }
     }
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Converts log records to wire entries, checking they are exactly `next..` in order.
@@ -243,7 +241,7 @@ impl Tail for TailService {
             tokio::task::spawn_blocking(move || regatta_materializer::snapshot::encode(&view))
                 .await
                 .map_err(|e| Status::internal(format!("snapshot encoder failed: {e}")))?
-                .map_err(Error::from)?;
+                .map_err(regatta_api::Error::from)?;
         tracing::info!(
             revision,
             bytes = encoded.len(),
@@ -270,7 +268,8 @@ impl Tail for TailService {
     ) -> Result<Response<ForwardResponse>, Status> {
         let forwarded = request.into_inner();
         let answer =
-            crate::forward::take_forwarded(&*self.role, &self.materializer, forwarded).await?;
+            regatta_api::forward::take_forwarded(&*self.role, &self.materializer, forwarded)
+                .await?;
         Ok(Response::new(answer))
     }
 

@@ -10,16 +10,16 @@
 //! read) and carry on after its last index. A node's segment that starts below what is
 //! archived is re-based (re-framed to start at the first index not archived yet), so the
 //! archive holds every index once, in objects that never overlap. The layout is documented
-//! on [`crate::archive::SegmentArchive`].
+//! on [`regatta_archive::SegmentArchive`].
 //!
 //! Off the write path: this task reads sealed (immutable) files and uploads them; a slow or
 //! failing store delays only the archive and, through the purge gate, local log purges.
 //! Failures are counted and retried with backoff.
 //!
-//! **Purge gate.** openraft asks the log to purge behind each snapshot. [`GatedLogStore`]
-//! wraps the log storage and lets a purge through only up to the archived index and no
-//! further than the newest snapshot known in the object store ([`purge_limit`],
-//! [`purge_to`]), so that an edge bootstrapping from that snapshot can continue from this
+//! **Purge gate** ([`crate::purge_gate`]). openraft asks the log to purge behind each
+//! snapshot. [`crate::GatedLogStore`] wraps the log storage and lets a purge through only up
+//! to the archived index and no further than the newest snapshot known in the object store
+//! ([`purge_limit`], [`purge_to`]), so that an edge bootstrapping from that snapshot can continue from this
 //! node's log; until a node knows of a snapshot it purges nothing. What the gate held back
 //! is remembered and purged here once the archive (or a newer snapshot, listed every
 //! couple of seconds while a purge waits) allows. A purge to the end of the log or beyond
@@ -27,50 +27,39 @@
 //! continue after it, and those entries are in the snapshot (and archived by the node that
 //! has them).
 //!
-//! **Missing objects** ([`crate::archive::plan_repair`]): every `--object-store.check-interval`
+//! **Missing objects** ([`regatta_archive::plan_repair`]): every `--object-store.check-interval`
 //! (30 s) the archiver
 //! lists the store and compares it with the segments it knows are archived and the
 //! snapshots it has seen. A segment gone from the store is uploaded again from this node's
 //! log as far as the log still holds it; what the log no longer holds is a hole, logged
-//! (warn), counted and recorded in the store (see [`crate::archive`]). A snapshot gone is
+//! (warn), counted and recorded in the store (see [`regatta_archive::segments`]). A snapshot gone is
 //! counted and logged, and forgotten as the newest known one, so purges wait and the
 //! leader's uploader writes a new one. A purge about to drop entries first checks that the
 //! objects holding them are still there ([`objects_holding`]). Both show on /metrics:
 //! `regatta_archive_missing_objects_total`, `regatta_archive_holes`.
 //!
-//! **Retention** ([`retention_plan`]): with `--object-store.keep-snapshots K` (0 keeps
+//! **Retention** ([`regatta_archive::retention`]): with `--object-store.keep-snapshots K` (0 keeps
 //! everything), once more than K snapshots exist the older ones are deleted, and with them
 //! every archived segment wholly at or below the oldest kept snapshot. Until K snapshots
 //! exist nothing is deleted, so a young cluster can be restored to any revision.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt::Debug,
-    ops::{RangeBounds, RangeInclusive},
+    ops::RangeInclusive,
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
-use openraft::{
-    LogId, OptionalSend, StorageError, Vote,
-    storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage},
-};
-use regatta_log::{
-    EntryId, Log, LogIndex, SegmentId,
-    raft::{RaftLogReaderHandle, RaftLogStore, codec},
-    reader::SegmentRecords,
-};
-use regatta_materializer::{Revision, raft::TypeConfig, snapshot::SnapshotStore};
+use regatta_archive::{Put, SegmentArchive, describe, plan_repair, retention::retention_plan};
+use regatta_log::{Log, LogIndex, SegmentId, reader::SegmentRecords};
+use regatta_materializer::snapshot::SnapshotStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::{Put, SegmentArchive, describe, plan_repair};
+use crate::error::{Error, Result};
+use crate::purge_gate::{PurgeGate, objects_holding, purge_limit, purge_to};
 
 /// zstd level for segment archives: fast, still about 3-5x on typical entries.
 const ZSTD_LEVEL: i32 = 3;
@@ -81,299 +70,7 @@ const SNAPSHOT_LIST_INTERVAL: Duration = Duration::from_secs(2);
 /// How often retention runs (every this many passes).
 const RETENTION_EVERY: u32 = 20;
 
-/// How far a purge may go: `requested`, unless entries up to it are not archived yet; then
-/// up to `archived` (or nothing). A purge reaching the log's last entry or beyond always goes
-/// through (snapshot install: the log must continue after it). Pure.
-pub fn purge_to(
-    requested: LogIndex,
-    archived: Option<LogIndex>,
-    last_local: Option<LogIndex>,
-) -> Option<LogIndex> {
-    if last_local.is_none_or(|last| requested >= last) {
-        return Some(requested);
-    }
-    archived.map(|a| a.min(requested))
-}
-
-/// What retention deletes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RetentionPlan {
-    pub snapshots: Vec<Revision>,
-    /// Indices into the segment listing.
-    pub segments: Vec<usize>,
-}
-
-/// Plans retention. `snapshots` ascending; `segments` the first index of each archived
-/// segment, ascending, non-overlapping (a segment's last index is below the next one's
-/// first; the newest is never deleted). Pure.
-pub fn retention_plan(keep: usize, snapshots: &[Revision], segments: &[u64]) -> RetentionPlan {
-    if keep == 0 || snapshots.len() <= keep {
-        return RetentionPlan::default();
-    }
-    let cut = snapshots.len() - keep;
-    let oldest_kept = snapshots[cut].0;
-    let segments = segments
-        .windows(2)
-        .enumerate()
-        .take_while(|(_, w)| w[1].saturating_sub(1) <= oldest_kept)
-        .map(|(i, _)| i)
-        .collect();
-    RetentionPlan {
-        snapshots: snapshots[..cut].to_vec(),
-        segments,
-    }
-}
-
-/// Where a purge may reach: up to what is archived, and no further than the newest snapshot
-/// known to be in the object store, so that an edge bootstrapping from that snapshot finds
-/// the entries after it in this node's log (instead of needing a snapshot streamed from the
-/// core). A node that knows of no snapshot purges nothing: a follower learns of the
-/// leader's uploads only by listing the store, and a purge up to the archive alone could
-/// pass a snapshot uploaded meanwhile. A snapshot known late only keeps more log: it is
-/// never newer than the store's newest. `None`: nothing may be purged yet. Pure.
-pub fn purge_limit(archived: Option<LogIndex>, newest_snapshot: u64) -> Option<LogIndex> {
-    match newest_snapshot {
-        0 => None,
-        s => archived.map(|a| a.min(LogIndex(s))),
-    }
-}
-
-/// The first indices of the archive objects in `known` (first → last index) holding
-/// entries in `from..=to`: what must still be in the store before the log lets those
-/// entries go. Pure.
-pub fn objects_holding(known: &BTreeMap<u64, u64>, from: u64, to: u64) -> Vec<u64> {
-    known
-        .range(..=to)
-        .filter(|(_, last)| **last >= from)
-        .map(|(first, _)| *first)
-        .collect()
-}
-
-/// What the purge gate and the archiver share.
-#[derive(Debug, Default)]
-pub struct PurgeGate {
-    /// Highest index known to be in the archive, plus one (0: nothing yet).
-    archived_next: AtomicU64,
-    /// Revision of the newest snapshot known to be in the object store (0: none), shared
-    /// with the uploader and the log-tail service.
-    newest_snapshot: Arc<AtomicU64>,
-    /// The furthest purge openraft asked for that was held back.
-    held: Mutex<Option<EntryId>>,
-}
-
-impl PurgeGate {
-    pub fn new(newest_snapshot: Arc<AtomicU64>) -> Self {
-        Self {
-            newest_snapshot,
-            ..Self::default()
-        }
-    }
-
-    pub fn archived(&self) -> Option<LogIndex> {
-        match self.archived_next.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(LogIndex(n - 1)),
-        }
-    }
-
-    fn note_snapshot(&self, revision: u64) {
-        self.newest_snapshot.fetch_max(revision, Ordering::AcqRel);
-    }
-
-    /// Forgets snapshots newer than `revision` (they are gone from the store): purges wait
-    /// for a new one, and the uploader, which shares this figure, writes one.
-    fn forget_snapshots_after(&self, revision: u64) {
-        self.newest_snapshot.fetch_min(revision, Ordering::AcqRel);
-    }
-
-    fn set_archived(&self, index: LogIndex) {
-        self.archived_next
-            .fetch_max(index.0.saturating_add(1), Ordering::AcqRel);
-    }
-
-    fn hold(&self, requested: EntryId) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.is_none_or(|h| h.index < requested.index) {
-            *held = Some(requested);
-        }
-    }
-
-    fn held(&self) -> Option<EntryId> {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Purges `log` as far as `requested` allows now (blocking IO).
-    fn purge(&self, log: &Log, requested: EntryId) -> regatta_log::Result<()> {
-        let limit = purge_limit(
-            self.archived(),
-            self.newest_snapshot.load(Ordering::Acquire),
-        );
-        let Some(to) = purge_to(requested.index, limit, log.last_index()) else {
-            self.hold(requested);
-            return Ok(());
-        };
-        if to < requested.index {
-            self.hold(requested);
-        }
-        if log.purged().is_some_and(|p| p.index >= to) {
-            return Ok(());
-        }
-        let id = if to == requested.index {
-            requested
-        } else {
-            match log.read(to..=to)?.first() {
-                Some(r) => r.id,
-                None => return Ok(()),
-            }
-        };
-        if to < requested.index {
-            tracing::debug!(requested = %requested.index, to = %to, "purge held back to the archived index or the newest object-store snapshot");
-        }
-        log.purge(id)
-    }
-}
-
-/// openraft's log storage with purges held back to the archived index (see the module docs).
-pub struct GatedLogStore {
-    inner: RaftLogStore<TypeConfig>,
-    gate: Arc<PurgeGate>,
-}
-
-impl GatedLogStore {
-    pub fn new(inner: RaftLogStore<TypeConfig>, gate: Arc<PurgeGate>) -> Self {
-        Self { inner, gate }
-    }
-}
-
-impl RaftLogReader<TypeConfig> for GatedLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<openraft::Entry<TypeConfig>>, StorageError<u64>> {
-        self.inner.try_get_log_entries(range).await
-    }
-}
-
-impl RaftLogStorage<TypeConfig> for GatedLogStore {
-    type LogReader = RaftLogReaderHandle<TypeConfig>;
-
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
-        self.inner.get_log_state().await
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.inner.get_log_reader().await
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.save_vote(vote).await
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.inner.read_vote().await
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<u64>>,
-    ) -> Result<(), StorageError<u64>> {
-        self.inner.save_committed(committed).await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        self.inner.read_committed().await
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<u64>>
-    where
-        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        self.inner.append(entries, callback).await
-    }
-
-    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.truncate(log_id).await
-    }
-
-    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let log = self.inner.log().clone();
-        let gate = self.gate.clone();
-        let requested = codec::entry_id(&log_id);
-        if log.last_index().is_some_and(|last| requested.index < last) {
-            // An ordinary purge behind a snapshot: left to the archiver, which first asks the
-            // object store for its newest snapshot (only the leader uploads them, so this
-            // node's own figure may be behind).
-            gate.hold(requested);
-            return Ok(());
-        }
-        tokio::task::spawn_blocking(move || gate.purge(&log, requested))
-            .await
-            .map_err(|e| {
-                StorageError::from(openraft::StorageIOError::write_logs(
-                    openraft::AnyError::new(&std::io::Error::other(e.to_string())),
-                ))
-            })?
-            .map_err(|e| {
-                StorageError::from(openraft::StorageIOError::write_logs(
-                    openraft::AnyError::new(&e),
-                ))
-            })
-    }
-}
-
-/// The archiver's counters, on /metrics.
-#[derive(Debug, Clone)]
-pub struct ArchiverMetrics {
-    pub uploaded: prometheus::IntCounter,
-    pub failures: prometheus::IntCounter,
-    pub archived_index: prometheus::IntGauge,
-    pub deleted: prometheus::IntCounter,
-    pub missing: prometheus::IntCounter,
-    pub holes: prometheus::IntGauge,
-}
-
-impl ArchiverMetrics {
-    pub fn register(registry: &prometheus::Registry) -> Result<Self> {
-        use crate::metrics::{counter, gauge};
-        Ok(Self {
-            uploaded: counter(
-                registry,
-                "regatta_archive_segments_uploaded_total",
-                "Sealed log segments uploaded to object storage",
-            )?,
-            failures: counter(
-                registry,
-                "regatta_archive_failures_total",
-                "Segment archive or retention attempts that failed (retried with backoff)",
-            )?,
-            archived_index: gauge(
-                registry,
-                "regatta_archive_last_index",
-                "Newest log index known to be archived in object storage",
-            )?,
-            deleted: counter(
-                registry,
-                "regatta_archive_retention_deleted_total",
-                "Snapshots and archived segments deleted by retention",
-            )?,
-            missing: counter(
-                registry,
-                "regatta_archive_missing_objects_total",
-                "Archived segments and snapshots found missing from object storage",
-            )?,
-            holes: gauge(
-                registry,
-                "regatta_archive_holes",
-                "Ranges of log indices missing from the archive that no log here holds (recorded under holes/ in the store)",
-            )?,
-        })
-    }
-}
+pub use crate::metrics::ArchiverMetrics;
 
 /// The archiver task of one core node.
 pub struct Archiver {
@@ -425,7 +122,7 @@ impl Archiver {
                     self.audit().await?;
                 }
                 self.release_held_purge().await?;
-                anyhow::Ok(())
+                Ok::<(), Error>(())
             }
             .await;
             let pause = match result {
@@ -435,7 +132,7 @@ impl Archiver {
                 }
                 Err(e) => {
                     self.metrics.failures.inc();
-                    tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "segment archive failed");
+                    tracing::warn!(error = %e, retry_in = ?backoff, "segment archive failed");
                     let pause = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     pause
@@ -593,7 +290,7 @@ impl Archiver {
             let path = sealed.path.clone();
             let packed = tokio::task::spawn_blocking(move || pack_from(&path, start))
                 .await
-                .context("packing task")??;
+                .map_err(Error::task("packing a segment"))??;
             let Some(packed) = packed else {
                 lost.push(start.0..=last.min(*range.end()));
                 next = last + 1;
@@ -641,7 +338,7 @@ impl Archiver {
                 let path = sealed.path.clone();
                 let packed = tokio::task::spawn_blocking(move || pack_from(&path, start))
                     .await
-                    .context("packing task")??;
+                    .map_err(Error::task("packing a segment"))??;
                 let Some(packed) = packed else {
                     break; // purged meanwhile (a snapshot install): nothing to archive
                 };
@@ -655,9 +352,10 @@ impl Archiver {
                     Put::Present { last } => {
                         tracing::debug!(first = %start, last = %last, "segment already archived");
                         if archived.is_some_and(|a| last <= a) {
-                            anyhow::bail!(
-                                "archive object at {start} ends at {last}, before the archived index"
-                            );
+                            return Err(Error::corrupted(
+                                format!("archive object at {start}"),
+                                format!("ends at {last}, before the archived index"),
+                            ));
                         }
                         self.known().segments.insert(start.0, last.0);
                         self.note_archived(last);
@@ -715,8 +413,8 @@ impl Archiver {
         let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || gate.purge(&log, held))
             .await
-            .context("purge task")?
-            .context("purging the log")
+            .map_err(Error::task("purging the log"))?
+            .map_err(Error::from)
     }
 
     async fn apply_retention(&self) -> Result<()> {
@@ -735,7 +433,12 @@ impl Archiver {
             let location = self.snapshots.location(*rev);
             match self.snapshots_store().delete(&location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {location}"))),
+                Err(source) => {
+                    return Err(Error::Store {
+                        what: format!("deleting {location}"),
+                        source,
+                    });
+                }
             }
             self.known().snapshots.remove(&rev.0);
             self.metrics.deleted.inc();
@@ -762,18 +465,26 @@ fn pack_from(path: &std::path::Path, start: LogIndex) -> Result<Option<Vec<u8>>>
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let id = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(SegmentId::parse_file_name)
-        .with_context(|| format!("{} is not a segment file", path.display()))?;
+        .ok_or_else(|| Error::corrupted(path.display().to_string(), "not a segment file"))?;
     let bytes = if start > id.first_index() {
         let records = SegmentRecords::check(path, id, Bytes::from(bytes), false)?;
-        records
-            .rebased(start)
-            .with_context(|| format!("{} holds no entry {start}", path.display()))?
+        records.rebased(start).ok_or_else(|| {
+            Error::corrupted(
+                path.display().to_string(),
+                format!("holds no entry {start}"),
+            )
+        })?
     } else {
         bytes
     };
@@ -784,81 +495,4 @@ fn pack_from(path: &std::path::Path, start: LogIndex) -> Result<Option<Vec<u8>>>
         &bytes,
         ZSTD_LEVEL,
     )?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn purges_wait_for_the_archive() {
-        let i = LogIndex;
-        // Nothing archived: nothing purged, unless the purge reaches the end of the log.
-        assert_eq!(purge_to(i(100), None, Some(i(500))), None);
-        assert_eq!(purge_to(i(500), None, Some(i(500))), Some(i(500)));
-        assert_eq!(purge_to(i(900), None, Some(i(500))), Some(i(900)));
-        assert_eq!(purge_to(i(900), None, None), Some(i(900)));
-        // Archived behind the request: up to the archive.
-        assert_eq!(purge_to(i(100), Some(i(60)), Some(i(500))), Some(i(60)));
-        // Archived ahead: the request.
-        assert_eq!(purge_to(i(100), Some(i(300)), Some(i(500))), Some(i(100)));
-    }
-
-    #[test]
-    fn a_purge_confirms_the_objects_holding_what_it_lets_go() {
-        let known: BTreeMap<u64, u64> = [(0, 66), (67, 132), (133, 197)].into();
-        assert_eq!(objects_holding(&known, 0, 66), vec![0]);
-        assert_eq!(objects_holding(&known, 60, 140), vec![0, 67, 133]);
-        assert_eq!(objects_holding(&known, 67, 132), vec![67]);
-        assert!(objects_holding(&known, 198, 300).is_empty());
-        assert!(objects_holding(&BTreeMap::new(), 0, 10).is_empty());
-    }
-
-    #[test]
-    fn purges_stop_at_the_newest_object_store_snapshot() {
-        let i = LogIndex;
-        // No snapshot known (none yet, or one this node has not listed): nothing purged.
-        assert_eq!(purge_limit(Some(i(500)), 0), None);
-        assert_eq!(purge_limit(None, 0), None);
-        // A snapshot older than the archive tip holds purges back to it.
-        assert_eq!(purge_limit(Some(i(500)), 300), Some(i(300)));
-        // A snapshot newer than the archive tip: the archive decides.
-        assert_eq!(purge_limit(Some(i(500)), 900), Some(i(500)));
-        // Nothing archived: nothing purged, whatever the snapshots.
-        assert_eq!(purge_limit(None, 300), None);
-    }
-
-    #[test]
-    fn retention_keeps_the_newest_snapshots_and_the_segments_they_need() {
-        let revs = |r: &[u64]| r.iter().map(|&x| Revision(x)).collect::<Vec<_>>();
-        let segments = [0, 100, 200, 300, 400];
-        // Window not full, or keep everything: nothing goes.
-        assert_eq!(
-            retention_plan(3, &revs(&[150, 250, 350]), &segments),
-            RetentionPlan::default()
-        );
-        assert_eq!(
-            retention_plan(0, &revs(&[50, 150, 250, 350]), &segments),
-            RetentionPlan::default()
-        );
-        // Keep two of four: the oldest kept is 250; segments [0,99] and [100,199] go, the one
-        // holding 200..=299 (needed to replay from 250) stays.
-        assert_eq!(
-            retention_plan(2, &revs(&[50, 150, 250, 350]), &segments),
-            RetentionPlan {
-                snapshots: revs(&[50, 150]),
-                segments: vec![0, 1]
-            }
-        );
-        // A snapshot exactly at a segment's last index frees that segment too.
-        assert_eq!(
-            retention_plan(1, &revs(&[50, 299]), &segments).segments,
-            vec![0, 1, 2]
-        );
-        // The newest segment is never deleted.
-        assert_eq!(
-            retention_plan(1, &revs(&[50, 10_000]), &segments).segments,
-            vec![0, 1, 2, 3]
-        );
-    }
 }

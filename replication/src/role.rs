@@ -6,7 +6,7 @@
 //! leader and without `regatta-outcome: unknown` (no leader known there, nothing proposed).
 //! A write whose call failed after it was sent, or whose upstream the tailer left while it
 //! waited (the upstream froze or was cut off), is answered [`Error::Indeterminate`] at once
-//! and not sent again: it may have been applied (see `crate::core::role`). Read-index
+//! and not sent again: it may have been applied (see the core node's role). Read-index
 //! requests change nothing and go to the next upstream on any failure.
 
 use std::{
@@ -30,7 +30,7 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::Channel;
 
-use super::tailer::ReplicationState;
+use crate::state::{ReplicationState, ResetRequest};
 
 pub struct EdgeRole {
     pub node_id: u64,
@@ -42,7 +42,7 @@ pub struct EdgeRole {
     pub state: Arc<ReplicationState>,
     pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub clients: DashMap<String, TailClient<Channel>>,
-    pub resets: tokio::sync::mpsc::Sender<super::tailer::ResetRequest>,
+    pub resets: tokio::sync::mpsc::Sender<ResetRequest>,
     /// Refuses writes while this edge's disk is below its reserve: it could not keep the
     /// write in its local log to answer it.
     pub disk: Arc<regatta_api::disk::DiskGuard>,
@@ -236,17 +236,7 @@ impl Role for EdgeRole {
             .map(|(_, u)| u)
             .unwrap_or_default();
         let upstream_now = upstream.clone();
-        let commit = self.state.upstream_commit.load(Ordering::Relaxed);
-        let applied = self.materializer.applied().0;
-        let event = self.state.last_event_micros.load(Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let lag_seconds = if commit <= applied || event == 0 {
-            0.0
-        } else {
-            now.saturating_sub(event) as f64 / 1e6
-        };
+        let lag = self.state.lag(self.materializer.applied().0);
         NodeStatus {
             leader_id: 0,
             leader_address: upstream,
@@ -267,8 +257,8 @@ impl Role for EdgeRole {
                 .collect(),
             details: vec![
                 ("upstream", upstream_now),
-                ("lag_entries", commit.saturating_sub(applied).to_string()),
-                ("lag_seconds", format!("{lag_seconds:.3}")),
+                ("lag_entries", lag.entries.to_string()),
+                ("lag_seconds", format!("{:.3}", lag.seconds)),
                 (
                     "bootstraps",
                     self.state.bootstraps.load(Ordering::Relaxed).to_string(),

@@ -16,23 +16,21 @@
 //! Written to a temporary file, fsync'd, renamed, directory fsync'd. On a full disk the write
 //! waits for space and retries (a failure here would stop openraft for good).
 
-use std::{
-    io::Cursor,
-    path::{Path, PathBuf},
-};
+use std::{io::Cursor, path::PathBuf};
 
-use anyhow::{Context, Result, bail};
 use openraft::{
     LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
     storage::{RaftStateMachine, Snapshot},
 };
-use prost::Message;
-use regatta_api::raft_codec;
+use regatta_log::SnapshotDir;
 use regatta_materializer::{
     ApplyResponse,
     raft::{SnapshotBuilder, StateMachine, TypeConfig},
 };
+use regatta_proto::raft as raft_codec;
+
+use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"RGTRSNP\0";
 const VERSION: u32 = 1;
@@ -47,7 +45,7 @@ type Loaded = (SnapshotMeta<NodeId, Node>, Vec<u8>);
 
 /// Encodes a snapshot file.
 pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
-    let meta = raft_codec::snapshot_meta_to_pb(meta).encode_to_vec();
+    let meta = raft_codec::encode_snapshot_meta(meta);
     let mut out = Vec::with_capacity(8 + 4 + 4 + meta.len() + 8 + data.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -60,123 +58,94 @@ pub fn encode(meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes and verifies a snapshot file.
+/// Decodes and verifies a snapshot file; [`Error::Corrupted`] names what is wrong.
 pub fn decode(bytes: &[u8]) -> Result<Loaded> {
+    let bad = |reason: String| Error::corrupted("raft snapshot file", reason);
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
-        bail!("shorter than a checksum")
+        return Err(bad("shorter than a checksum".into()));
     };
     if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
-        bail!("checksum mismatch");
+        return Err(bad("checksum mismatch".into()));
     }
-    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
         let end = at
             .checked_add(n)
             .filter(|e| *e <= body.len())
-            .context("truncated")?;
-        let slice = &body[*at..end];
-        *at = end;
+            .ok_or_else(|| bad("truncated".into()))?;
+        let slice = &body[at..end];
+        at = end;
         Ok(slice)
     };
-    let mut at = 0;
-    if take(&mut at, 8)? != MAGIC {
-        bail!("not a raft snapshot file (bad magic)");
+    if take(8)? != MAGIC {
+        return Err(bad("not a raft snapshot file (bad magic)".into()));
     }
-    let version = u32::from_le_bytes(take(&mut at, 4)?.try_into()?);
+    let version = u32::from_le_bytes(fixed(take(4)?)?);
     if version != VERSION {
-        bail!("raft snapshot file version {version} is not supported (this build reads {VERSION})");
+        return Err(bad(format!(
+            "raft snapshot file version {version} is not supported (this build reads {VERSION})"
+        )));
     }
-    let meta_len = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
-    let meta = regatta_proto::regatta::raft::v1::SnapshotMeta::decode(take(&mut at, meta_len)?)
-        .context("undecodable snapshot meta")?;
-    let meta = raft_codec::snapshot_meta_from_pb(Some(meta)).context("invalid snapshot meta")?;
-    let data_len = usize::try_from(u64::from_le_bytes(take(&mut at, 8)?.try_into()?))?;
-    let data = take(&mut at, data_len)?.to_vec();
+    let meta_len = u32::from_le_bytes(fixed(take(4)?)?) as usize;
+    let meta = raft_codec::decode_snapshot_meta(take(meta_len)?)
+        .map_err(|e| bad(format!("invalid snapshot meta: {e}")))?;
+    let data_len = usize::try_from(u64::from_le_bytes(fixed(take(8)?)?))
+        .map_err(|_| bad("data length does not fit in memory".into()))?;
+    let data = take(data_len)?.to_vec();
     if at != body.len() {
-        bail!("{} unexpected bytes after the data", body.len() - at);
+        return Err(bad(format!(
+            "{} unexpected bytes after the data",
+            body.len() - at
+        )));
     }
     Ok((meta, data))
 }
 
-/// The snapshot files of one node.
+/// A slice of `N` bytes as an array (`take` returned exactly `N`).
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::corrupted("raft snapshot file", "truncated field"))
+}
+
+/// The snapshot files of one node: `<last log index, 20 digits>.rsnap`, the newest few kept.
 #[derive(Debug, Clone)]
 pub struct SnapshotFiles {
-    dir: PathBuf,
+    dir: SnapshotDir,
 }
 
 impl SnapshotFiles {
     pub fn open(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self { dir })
-    }
-
-    fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
-        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
-            .with_context(|| format!("listing {}", self.dir.display()))?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name().into_string().ok()?;
-                let index = name.strip_suffix(SUFFIX)?.parse().ok()?;
-                Some((index, e.path()))
-            })
-            .collect();
-        out.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
-        Ok(out)
+        Ok(Self {
+            dir: SnapshotDir::open(dir, SUFFIX, KEEP)?,
+        })
     }
 
     /// Writes one snapshot durably, then deletes all but the newest few.
     pub fn save(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<()> {
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        let path = self.dir.join(format!("{index:020}{SUFFIX}"));
-        write_atomically(&self.dir, &path, &encode(meta, data))?;
-        for (_, old) in self.list()?.into_iter().skip(KEEP) {
-            let _ = std::fs::remove_file(old);
-        }
-        Ok(())
+        Ok(self.dir.save(index, &encode(meta, data))?)
     }
 
     /// The newest intact snapshot; damaged files are skipped with a warning.
     pub fn load_newest(&self) -> Result<Option<Loaded>> {
-        for (_, path) in self.list()? {
-            let loaded = std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| decode(&b));
-            match loaded {
-                Ok(found) => return Ok(Some(found)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = format!("{e:#}"), "skipping a damaged raft snapshot file")
-                }
-            }
-        }
-        Ok(None)
+        let loaded = self.dir.load_newest(|path| {
+            std::fs::read(path)
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+                .and_then(|b| decode(&b))
+        })?;
+        Ok(loaded.map(|(_, found)| found))
     }
 }
 
-/// Writes `bytes` as `path` through a temporary file. A failure (a full disk) leaves the
-/// current files as they were and no temporary behind.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))
-        .and_then(|mut file| {
-            file.write_all(bytes)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            file.sync_all()
-                .with_context(|| format!("syncing {}", tmp.display()))
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
-}
-
-fn io_error(meta: Option<&SnapshotMeta<NodeId, Node>>, e: &anyhow::Error) -> StorageError<NodeId> {
-    let e = std::io::Error::other(format!("{e:#}"));
+fn io_error(
+    meta: Option<&SnapshotMeta<NodeId, Node>>,
+    e: &dyn std::fmt::Display,
+) -> StorageError<NodeId> {
+    let e = std::io::Error::other(e.to_string());
     StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
 }
 
@@ -192,14 +161,16 @@ impl DurableStateMachine {
     pub async fn open(mut inner: StateMachine, files: SnapshotFiles) -> Result<Self> {
         let loaded = {
             let files = files.clone();
-            tokio::task::spawn_blocking(move || files.load_newest()).await??
+            tokio::task::spawn_blocking(move || files.load_newest())
+                .await
+                .map_err(Error::task("reading the raft snapshot files"))??
         };
         if let Some((meta, data)) = loaded {
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "restoring state from the raft snapshot on disk");
             inner
                 .install_snapshot(&meta, Box::new(Cursor::new(data)))
                 .await
-                .context("installing the snapshot on disk")?;
+                .map_err(|e| Error::Install(Box::new(e)))?;
         }
         Ok(Self { inner, files })
     }
@@ -216,15 +187,12 @@ impl DurableStateMachine {
         regatta_api::disk::retry_while_full(
             "writing a raft snapshot",
             move || files.save(&owned, &data),
-            |e: &anyhow::Error| regatta_api::disk::is_disk_full(e.as_ref()),
+            |e: &Error| regatta_api::disk::is_disk_full(e),
         )
         .await
         .map_err(|e| match e {
             Some(e) => io_error(Some(meta), &e),
-            None => io_error(
-                Some(meta),
-                &anyhow::anyhow!("the snapshot writer task failed"),
-            ),
+            None => io_error(Some(meta), &"the snapshot writer task failed"),
         })
     }
 }
@@ -340,7 +308,7 @@ mod tests {
         files.save(&meta(20), b"twenty").expect("save");
         files.save(&meta(30), b"thirty").expect("save");
         assert_eq!(
-            files.list().expect("list").len(),
+            files.dir.list().expect("list").len(),
             KEEP,
             "older files are deleted"
         );

@@ -21,6 +21,8 @@ use regatta_materializer::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::UploadMetrics;
+
 #[derive(Debug, Clone)]
 pub struct UploadPolicy {
     pub entries: u64,
@@ -40,14 +42,9 @@ pub struct SnapshotUploads {
     pub store: SnapshotStore,
     /// Revision of the newest snapshot known to be in the store (0: none).
     pub latest: Arc<AtomicU64>,
-    pub failures: prometheus::IntCounter,
-    pub uploads: prometheus::IntCounter,
-    /// Unix time of the last successful upload (snapshot age = now − this).
-    pub last_upload_time: prometheus::IntGauge,
-    /// Revision of the newest snapshot in the store.
-    pub last_upload_revision: prometheus::IntGauge,
+    pub metrics: UploadMetrics,
     /// Serialises uploads, so an upload on demand and a periodic one never race.
-    pub running: tokio::sync::Mutex<()>,
+    running: tokio::sync::Mutex<()>,
 }
 
 /// What an upload on demand did.
@@ -60,6 +57,15 @@ pub enum Uploaded {
 }
 
 impl SnapshotUploads {
+    pub fn new(store: SnapshotStore, latest: Arc<AtomicU64>, metrics: UploadMetrics) -> Self {
+        Self {
+            store,
+            latest,
+            metrics,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Streams `view` to the store and records the outcome. Run it in a task of its own
     /// when the caller may go away: a dropped upload leaves its multipart parts behind.
     pub async fn upload(&self, view: Arc<State>) -> regatta_materializer::Result<SnapshotInfo> {
@@ -67,16 +73,18 @@ impl SnapshotUploads {
         match self.store.upload(view).await {
             Ok(info) => {
                 self.latest.fetch_max(info.revision.0, Ordering::Relaxed);
-                self.uploads.inc();
-                self.last_upload_revision
+                self.metrics.uploads.inc();
+                self.metrics
+                    .last_upload_revision
                     .set(i64::try_from(self.latest.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                self.last_upload_time
+                self.metrics
+                    .last_upload_time
                     .set(now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)));
                 Ok(info)
             }
             Err(e) => {
-                self.failures.inc();
+                self.metrics.failures.inc();
                 Err(e)
             }
         }

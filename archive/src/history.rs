@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use regatta_log::{LogIndex, Record, reader::DirReader};
 
-use crate::archive::{ArchivedSegment, SegmentArchive};
+use crate::error::{Error, Result};
+use crate::segments::{ArchivedSegment, SegmentArchive};
 
 /// Where history is read from.
 pub struct History {
@@ -19,10 +19,7 @@ impl History {
     /// `log_dir` and `archive` are each optional; at least one must be given.
     pub async fn open(log_dir: Option<&Path>, archive: Option<SegmentArchive>) -> Result<Self> {
         let local = match log_dir {
-            Some(dir) => Some(
-                DirReader::open(dir)
-                    .with_context(|| format!("reading the log directory {}", dir.display()))?,
-            ),
+            Some(dir) => Some(DirReader::open(dir)?),
             None => None,
         };
         let archive = match archive {
@@ -78,12 +75,13 @@ impl History {
 
     /// Calls `each` for every committed record `from..=to`, in order, each index once.
     /// Stops early (without error) where history ends; returns the last index delivered.
-    pub async fn walk(
+    /// An error from `each` stops the walk and is returned as it is.
+    pub async fn walk<E: From<Error>>(
         &self,
         from: u64,
         to: u64,
-        mut each: impl FnMut(&Record) -> Result<()>,
-    ) -> Result<Option<u64>> {
+        mut each: impl FnMut(&Record) -> Result<(), E>,
+    ) -> Result<Option<u64>, E> {
         let mut next = from;
         let mut delivered = None;
         let mut local_failed_below = 0u64;
@@ -97,7 +95,7 @@ impl History {
                     Ok(seg) => {
                         let before = next;
                         for record in seg.records(LogIndex(next), LogIndex(to.min(committed))) {
-                            let record = record?;
+                            let record = record.map_err(Error::from)?;
                             each(&record)?;
                             next = record.id.index.0 + 1;
                             delivered = Some(record.id.index.0);
@@ -116,7 +114,7 @@ impl History {
                         local_failed_below = next + 1;
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(Error::from(e).into()),
                 }
             }
             let Some((archive, listed)) = &self.archive else {
@@ -131,17 +129,20 @@ impl History {
             }
             let seg = archive.records(segment).await?;
             for record in seg.records(LogIndex(next), LogIndex(to)) {
-                let record = record?;
+                let record = record.map_err(Error::from)?;
                 each(&record)?;
                 next = record.id.index.0 + 1;
                 delivered = Some(record.id.index.0);
             }
             if next <= segment.last.0.min(to) {
-                bail!(
-                    "{}: ends before index {next} although its header says {}",
-                    segment.location,
-                    segment.last
-                );
+                return Err(Error::Corrupted {
+                    location: segment.location.to_string(),
+                    reason: format!(
+                        "ends before index {next} although its header says {}",
+                        segment.last
+                    ),
+                }
+                .into());
             }
         }
         Ok(delivered)

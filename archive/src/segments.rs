@@ -37,7 +37,7 @@
 
 use std::{ops::RangeInclusive, path::PathBuf, sync::Arc};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path};
@@ -101,7 +101,7 @@ impl SegmentArchive {
         self.store
             .put(&location, PutPayload::from(note.as_bytes().to_vec()))
             .await
-            .with_context(|| format!("writing {location}"))?;
+            .map_err(|e| Error::store(format!("writing {location}"), e))?;
         Ok(())
     }
 
@@ -111,7 +111,7 @@ impl SegmentArchive {
         let mut listing = self.store.list(Some(&self.holes));
         let mut out = Vec::new();
         while let Some(meta) = listing.next().await {
-            let meta = meta.with_context(|| format!("listing {}", self.holes))?;
+            let meta = meta.map_err(|e| Error::store(format!("listing {}", self.holes), e))?;
             let parsed = meta.location.filename().and_then(|name| {
                 let (a, b) = name.split_once('-')?;
                 let digits = |d: &str| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit());
@@ -147,7 +147,7 @@ impl SegmentArchive {
         let mut listing = self.store.list(Some(&self.dir));
         let mut out = Vec::new();
         while let Some(meta) = listing.next().await {
-            let meta = meta.with_context(|| format!("listing {}", self.dir))?;
+            let meta = meta.map_err(|e| Error::store(format!("listing {}", self.dir), e))?;
             if let Some(id) = Self::parse(&meta.location) {
                 out.push((id, meta.location, meta.size));
             }
@@ -162,7 +162,7 @@ impl SegmentArchive {
         match self.store.head(&location).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("looking for {location}"))),
+            Err(e) => Err(Error::store(format!("looking for {location}"), e)),
         }
     }
 
@@ -172,7 +172,7 @@ impl SegmentArchive {
             .store
             .get_range(location, 0..ARCHIVE_HEADER_LEN as u64)
             .await
-            .with_context(|| format!("reading the header of {location}"))?;
+            .map_err(|e| Error::store(format!("reading the header of {location}"), e))?;
         Ok(archive_span(&PathBuf::from(location.to_string()), &header)?)
     }
 
@@ -182,11 +182,14 @@ impl SegmentArchive {
         for (id, location, size) in self.keys().await? {
             let (header_id, last) = self.span_of(&location).await?;
             if header_id != id {
-                anyhow::bail!(
-                    "{location}: the header says the segment starts at {}, the key says {}",
-                    header_id.first_index(),
-                    id.first_index()
-                );
+                return Err(Error::Corrupted {
+                    location: location.to_string(),
+                    reason: format!(
+                        "the header says the segment starts at {}, the key says {}",
+                        header_id.first_index(),
+                        id.first_index()
+                    ),
+                });
             }
             out.push(ArchivedSegment {
                 location,
@@ -226,10 +229,10 @@ impl SegmentArchive {
                 self.store
                     .put(&location, payload)
                     .await
-                    .with_context(|| format!("uploading {location}"))?;
+                    .map_err(|e| Error::store(format!("uploading {location}"), e))?;
                 Ok(Put::Written)
             }
-            Err(e) => Err(anyhow::Error::new(e).context(format!("uploading {location}"))),
+            Err(e) => Err(Error::store(format!("uploading {location}"), e)),
         }
     }
 
@@ -239,15 +242,17 @@ impl SegmentArchive {
             .store
             .get(location)
             .await
-            .with_context(|| format!("downloading {location}"))?
+            .map_err(|e| Error::store(format!("downloading {location}"), e))?
             .bytes()
             .await
-            .with_context(|| format!("downloading {location}"))?;
+            .map_err(|e| Error::store(format!("downloading {location}"), e))?;
         let origin = PathBuf::from(location.to_string());
-        tokio::task::spawn_blocking(move || unpack(&origin, &bytes))
+        Ok(tokio::task::spawn_blocking(move || unpack(&origin, &bytes))
             .await
-            .context("unpacking task")?
-            .with_context(|| format!("checking {location}"))
+            .map_err(|source| Error::Task {
+                what: "unpacking a segment",
+                source,
+            })??)
     }
 
     /// Downloads one archived segment and indexes its records.
@@ -266,7 +271,7 @@ impl SegmentArchive {
     pub async fn delete(&self, location: &Path) -> Result<()> {
         match self.store.delete(location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("deleting {location}"))),
+            Err(e) => Err(Error::store(format!("deleting {location}"), e)),
         }
     }
 }

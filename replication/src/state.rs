@@ -1,0 +1,57 @@
+//! What an edge knows about its replication: written by the tailer, read by the edge's
+//! role (status, write forwarding), its readiness probe and its metrics.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+};
+
+use crate::clock::{Lag, lag, now_micros};
+
+/// Shared between the tailer and everything that reports on it.
+#[derive(Debug, Default)]
+pub struct ReplicationState {
+    /// Index in the upstream list of the upstream followed now.
+    pub upstream: AtomicUsize,
+    /// Woken whenever `upstream` changes (writes sent to the old one stop waiting).
+    pub upstream_moved: tokio::sync::Notify,
+    /// The upstream's commit index as last heard.
+    pub upstream_commit: AtomicU64,
+    /// Set once the edge has heard from an upstream since it started.
+    pub connected: AtomicBool,
+    /// Unix micros of the last message from the upstream.
+    pub last_heard_micros: AtomicU64,
+    /// Proposal time of the last applied event (Unix micros), for lag in seconds.
+    pub last_event_micros: AtomicU64,
+    /// Term of the last applied entry.
+    pub term: AtomicU64,
+    /// Bootstraps from a snapshot since start.
+    pub bootstraps: AtomicU64,
+    /// Why the tailer stopped for good, if it did.
+    pub fatal: Mutex<Option<String>>,
+    /// Set while appending to the local log waits for disk space.
+    pub disk_full: AtomicBool,
+}
+
+impl ReplicationState {
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// How far behind the upstream this node is, now that it has applied `applied`.
+    pub fn lag(&self, applied: u64) -> Lag {
+        lag(
+            self.upstream_commit.load(Ordering::Relaxed),
+            applied,
+            self.last_event_micros.load(Ordering::Relaxed),
+            now_micros(),
+        )
+    }
+}
+
+/// A Maintenance.Reset waiting for the tailer: answered once the upstream's state is in
+/// place, or with why it is not (for the client).
+pub type ResetRequest = tokio::sync::oneshot::Sender<Result<(), String>>;

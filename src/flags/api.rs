@@ -1,0 +1,164 @@
+//! The public gRPC API: where it listens, what one request may cost, the tokens of the
+//! guarded services, and the connection and stream limits of every gRPC listener.
+//!
+//! The names of `--api.max-concurrent-connections` and `--api.max-concurrent-streams` come
+//! from Regatta (where 0 also means no limit); Regatta defaults both to no limit, which lets
+//! one client hold every file descriptor or open unbounded streams, so here they default to
+//! finite values (docs/operations.md, "Limits").
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use regatta_api::node::{Limits, Tokens};
+
+use crate::address::ListenAddress;
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiAddressArg {
+    /// Address the public gRPC API listens on.
+    #[arg(
+        long = "api.address",
+        env = "REGATTA_API_ADDRESS",
+        default_value = "http://127.0.0.1:8443"
+    )]
+    pub api_address: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub address: ApiAddressArg,
+    /// API address clients should use to reach this node (default: --api.address).
+    #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
+    pub api_advertise: Option<String>,
+    /// Largest request message accepted, in bytes.
+    #[arg(long = "api.max-request-size", env = "REGATTA_API_MAX_REQUEST_SIZE", default_value_t = 4 << 20)]
+    pub max_request_size: usize,
+    /// Most ops one Txn may list in each branch and in its compares (checked where the
+    /// request enters a node; what evaluating a Txn may cost is bounded at apply anyway).
+    #[arg(long = "api.max-txn-ops", env = "REGATTA_API_MAX_TXN_OPS", default_value_t = regatta_materializer::limits::DEFAULT_MAX_TXN_OPS)]
+    pub max_txn_ops: usize,
+    /// Deadline for requests that carry none.
+    #[arg(long = "api.default-deadline", env = "REGATTA_API_DEFAULT_DEADLINE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub default_deadline: Duration,
+    /// Bearer token required by the Tables service (unset: open).
+    #[arg(
+        long = "tables.token",
+        env = "REGATTA_TABLES_TOKEN",
+        hide_env_values = true
+    )]
+    pub tables_token: Option<String>,
+    /// Bearer token required by the Maintenance and Admin services (unset: open).
+    #[arg(
+        long = "maintenance.token",
+        env = "REGATTA_MAINTENANCE_TOKEN",
+        hide_env_values = true
+    )]
+    pub maintenance_token: Option<String>,
+    #[command(flatten)]
+    pub connection_limits: LimitArgs,
+}
+
+/// Checked API settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub address: ListenAddress,
+    pub advertise: String,
+    pub limits: Limits,
+    pub tokens: Tokens,
+    pub connection_limits: LimitArgs,
+}
+
+impl ApiArgs {
+    /// Checks every option and returns the settings, or an error naming the option.
+    pub fn validate(&self) -> Result<ApiSettings> {
+        if self.max_request_size < 1024 {
+            bail!("--api.max-request-size must be at least 1024 bytes");
+        }
+        self.connection_limits.validate()?;
+        let listen = &self.address.api_address;
+        Ok(ApiSettings {
+            address: ListenAddress::parse("api.address", listen)?,
+            advertise: super::advertised(
+                "api.advertise-address",
+                self.api_advertise.as_ref(),
+                listen,
+            )?,
+            limits: Limits {
+                max_request_bytes: self.max_request_size,
+                max_txn_ops: self.max_txn_ops.max(1),
+                default_deadline: self.default_deadline,
+            },
+            tokens: Tokens {
+                tables: self.tables_token.clone(),
+                maintenance: self.maintenance_token.clone(),
+            },
+            connection_limits: self.connection_limits.clone(),
+        })
+    }
+}
+
+/// Connection and stream limits of the gRPC listeners.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Most connections each gRPC listener (API, Raft, replication) holds at once; one more
+    /// is closed as soon as it is accepted. 0: no limit. Keep it under the process's file
+    /// descriptor limit (`ulimit -n`).
+    #[arg(
+        long = "api.max-concurrent-connections",
+        env = "REGATTA_API_MAX_CONCURRENT_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+    /// Most HTTP/2 streams (calls) open at once on one connection, advertised to clients
+    /// in the server's SETTINGS (MAX_CONCURRENT_STREAMS); clients queue the calls beyond it.
+    /// 0: no limit.
+    #[arg(
+        long = "api.max-concurrent-streams",
+        env = "REGATTA_API_MAX_CONCURRENT_STREAMS",
+        default_value_t = 1024
+    )]
+    pub max_streams: u32,
+    /// How long a new connection has to send the HTTP/2 preface and first SETTINGS frame
+    /// before it is closed (slow or silent peers). 0: no limit.
+    #[arg(long = "api.handshake-timeout", env = "REGATTA_API_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection with no call in flight and none started for this long is closed
+    /// (after between one and two such periods). 0: never.
+    #[arg(long = "api.idle-timeout", env = "REGATTA_API_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// A connection the server has received nothing from for this long is sent an HTTP/2
+    /// PING. 0: no pings.
+    #[arg(long = "api.keepalive-interval", env = "REGATTA_API_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+    /// A peer that does not answer a PING within this long is disconnected.
+    #[arg(long = "api.keepalive-timeout", env = "REGATTA_API_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// Most IterateRange streams open at once on the node; one more is refused with
+    /// ResourceExhausted. 0: no limit.
+    #[arg(
+        long = "api.max-iterate-streams",
+        env = "REGATTA_API_MAX_ITERATE_STREAMS",
+        default_value_t = 512
+    )]
+    pub max_iterate_streams: usize,
+    /// An IterateRange stream whose client takes nothing for this long is cancelled
+    /// (DeadlineExceeded), releasing the read view it holds.
+    #[arg(long = "api.stream-stall-timeout", env = "REGATTA_API_STREAM_STALL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub stream_stall_timeout: Duration,
+}
+
+impl LimitArgs {
+    /// Checks the values (the stall timeout must be positive, a keepalive timeout too when
+    /// pings are sent).
+    pub fn validate(&self) -> Result<()> {
+        if self.stream_stall_timeout.is_zero() {
+            bail!("--api.stream-stall-timeout must be positive");
+        }
+        if !self.keepalive_interval.is_zero() && self.keepalive_timeout.is_zero() {
+            bail!("--api.keepalive-timeout must be positive when --api.keepalive-interval is set");
+        }
+        Ok(())
+    }
+}

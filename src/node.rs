@@ -1,0 +1,180 @@
+//! What every node serves the same way, assembled once for `regatta core` and
+//! `regatta edge`: the metrics registry and the connection limits of its listeners, the
+//! public gRPC API (KV, Tables, Cluster, Maintenance, Admin on a core, and server
+//! reflection) with its request limits, the internal gRPC ports (Raft, log tail), the HTTP
+//! port (health, readiness, metrics), and the stop: on SIGTERM or Ctrl-C every server stops
+//! accepting, in-flight calls get [`shutdown::SERVER_GRACE`] to finish, and the node's `run`
+//! shuts the rest down in order.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use futures::{FutureExt, future::BoxFuture};
+use regatta_api::{
+    activity::TrackRequests, cluster::ClusterService, kv::KvService, listen::Writes,
+    maintenance::MaintenanceService, metrics::ApiMetrics, node::NodeContext,
+    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService,
+};
+use regatta_proto::{
+    maintenance::v1::maintenance_server::MaintenanceServer,
+    regatta::{
+        admin::v1::admin_server::AdminServer,
+        tail::v1::tail_server::TailServer,
+        v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
+    },
+};
+use regatta_replication::TailService;
+use tokio_util::sync::CancellationToken;
+use tonic::{codec::CompressionEncoding, service::Routes};
+
+use crate::{
+    address::ListenAddress, admin::AdminService, flags::api::LimitArgs, limits::Limits, rest,
+    shutdown,
+};
+
+/// A server (or anything else the node runs until it stops), bound and ready to be run.
+pub type Served = BoxFuture<'static, Result<()>>;
+
+/// The parts every node's servers share.
+pub struct NodeServer {
+    /// Every metric of the node, served at `/metrics`.
+    pub registry: prometheus::Registry,
+    /// Cancelled on the stop signal.
+    pub shutdown: CancellationToken,
+    api_metrics: ApiMetrics,
+    limits: Limits,
+}
+
+impl NodeServer {
+    /// Registers the metrics every node has and sets the connection limits of its
+    /// listeners.
+    pub fn new(connection_limits: &LimitArgs) -> Result<Self> {
+        let registry = prometheus::Registry::new();
+        crate::metrics::runtime_workers(&registry)?;
+        let api_metrics = ApiMetrics::register(&registry)?;
+        let limits = connection_limits.build(&registry)?;
+        Ok(Self {
+            registry,
+            shutdown: shutdown::token(),
+            api_metrics,
+            limits,
+        })
+    }
+
+    /// The public API on `address`: KV (with the stream limits), Tables, Cluster (showing
+    /// `config`), Maintenance, `admin` when given, and server reflection. Requests are held
+    /// to `ctx.limits`.
+    pub fn api_server(
+        &self,
+        address: &ListenAddress,
+        ctx: &NodeContext,
+        config: BTreeMap<String, String>,
+        admin: Option<AdminService>,
+    ) -> Result<Served> {
+        let max = ctx.limits.max_request_bytes;
+        let kv = KvServer::new(
+            KvService::new(ctx.clone()).with_stream_limits(self.limits.streams.clone()),
+        )
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+        let tables = TablesServer::new(TablesService::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let cluster = ClusterServer::new(ClusterService::new(ctx.clone(), config))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let maintenance = MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
+        let mut routes = Routes::new(kv).add_service(tables).add_service(cluster);
+        if let Some(admin) = admin {
+            routes = routes.add_service(AdminServer::new(admin));
+        }
+        let routes = routes.add_service(maintenance).add_service(reflection);
+        let incoming = self.limits.incoming(address, Writes::Coalesced, "api")?;
+        let token = self.shutdown.clone();
+        let server = self
+            .limits
+            .server()
+            .layer(self.api_metrics.layer())
+            .layer(TrackRequests)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
+        Ok(async move { server.await.context("API server") }.boxed())
+    }
+
+    /// A port only nodes talk to (`name`: `raft` or `replication`), serving `routes`;
+    /// `what` names it in errors.
+    pub fn internal_server(
+        &self,
+        address: &ListenAddress,
+        name: &'static str,
+        what: &'static str,
+        routes: Routes,
+    ) -> Result<Served> {
+        let incoming = self.limits.incoming(address, Writes::Immediate, name)?;
+        let token = self.shutdown.clone();
+        let server = regatta_api::raft_network::internal_server(self.limits.server())
+            .layer(self.api_metrics.layer())
+            .layer(TrackRequests)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
+        Ok(async move { server.await.context(what) }.boxed())
+    }
+
+    /// The log-tail service on `address`, for the edges that follow this node.
+    pub fn tail_server(&self, address: &ListenAddress, service: TailService) -> Result<Served> {
+        let tail = TailServer::new(service)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        self.internal_server(address, "replication", "log-tail server", Routes::new(tail))
+    }
+
+    /// The HTTP port: `/healthz`, `/readyz` (answered by `readiness`), `/metrics`.
+    pub fn rest_server(
+        &self,
+        address: &ListenAddress,
+        readiness: rest::Readiness,
+    ) -> Result<Served> {
+        Ok(rest::serve(
+            address.tcp_only()?,
+            self.registry.clone(),
+            readiness,
+            self.shutdown.clone(),
+        )
+        .boxed())
+    }
+
+    /// Runs `servers` until one fails, all stop, or the grace period after the stop signal
+    /// ends; then cancels the shutdown token, so the node's other tasks stop too.
+    pub async fn serve(&self, servers: Vec<Served>) -> Result<()> {
+        let served = shutdown::serve_until_grace(
+            &self.shutdown,
+            futures::future::try_join_all(servers).map(|r| r.map(drop)),
+        )
+        .await;
+        self.shutdown.cancel();
+        served
+    }
+}
+
+/// Bytes of the files directly inside `dir` (a log's segments and state files).
+pub fn directory_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
