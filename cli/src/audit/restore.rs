@@ -14,7 +14,7 @@
 //! existing one keeps its own, and a difference is said on stderr.
 //!
 //! Into a data directory, it is written as the Raft snapshot a core node starts from
-//! (`raft-snapshots/<R>.rsnap`, see [`crate::core::durable`]), whose membership is one
+//! (`raft-snapshots/<R>.rsnap`, see [`regatta_core::durable`]), whose membership is one
 //! voter: the node id and Raft address given here. `regatta core --data-dir D` with that id
 //! and address then starts a single-node cluster serving exactly the state at R, with its
 //! log continuing at R+1; add members with `regatta cluster add-member` as usual. With
@@ -173,7 +173,7 @@ pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bo
 }
 
 async fn list(url: &str, options: &ClientOptions) -> CliResult {
-    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let objects = super::open_store(url)?;
     let snapshots = snapshots_of(&objects);
     let revisions = snapshots
         .list()
@@ -271,7 +271,7 @@ impl regatta_archive::restore::Progress for Bars {
 
 /// Builds the state at a revision from the object store (pure of the target directory).
 pub async fn state_at(
-    objects: &crate::objects::ObjectStorage,
+    objects: &regatta_archive::objects::ObjectStorage,
     revision: Option<u64>,
 ) -> Result<State, Failure> {
     regatta_archive::restore::state_at(objects, revision, &mut Bars::default())
@@ -289,7 +289,7 @@ async fn restored_state(
     revision: Option<u64>,
     tables: &[String],
 ) -> Result<State, Failure> {
-    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let objects = super::open_store(url)?;
     let state = state_at(&objects, revision).await?;
     keep_tables(state, tables)
 }
@@ -334,8 +334,7 @@ async fn point_in_time(p: PointInTime) -> CliResult {
     if p.node_id == 0 {
         return Err(Failure::usage("--raft.node-id must be positive"));
     }
-    crate::address::ListenAddress::check_peer_url("raft.address", &p.raft_address)
-        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    regatta_core::peer_url::check("raft.address", &p.raft_address).map_err(Failure::usage)?;
     let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;
     let state = Arc::new(state);
@@ -363,7 +362,7 @@ async fn point_in_time(p: PointInTime) -> CliResult {
         last_membership: StoredMembership::new(Some(log_id), membership),
         snapshot_id: format!("restore-{revision:020}"),
     };
-    let files = crate::core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
+    let files = regatta_core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
         .map_err(|e| fault(format!("{e:#}")))?;
     files
         .save(&meta, &data)
@@ -396,7 +395,7 @@ struct IntoCluster {
 /// a backup stream through `Maintenance.Restore`, the way `restore --dir` sends a backup.
 async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
     // Check the URL and reach the node before the (possibly long) download and replay.
-    crate::objects::open(&p.from).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    super::open_store(&p.from)?;
     let mut client = crate::client::backup::maintenance(options).await?;
     let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;

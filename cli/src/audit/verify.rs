@@ -74,7 +74,7 @@ pub async fn run(sources: &Sources) -> CliResult {
             for path in entries {
                 let bytes =
                     std::fs::read(&path).map_err(|e| fault(format!("{}: {e}", path.display())))?;
-                crate::core::durable::decode(&bytes)
+                regatta_core::durable::decode(&bytes)
                     .map_err(|e| fault(format!("fault: {}: {e:#}", path.display())))?;
                 n += 1;
             }
