@@ -97,11 +97,6 @@ pub fn open_store(url: &str) -> CliResult<ObjectStorage> {
     regatta_archive::objects::open(url).map_err(|e| Failure::usage(crate::error::chain(&e)))
 }
 
-/// A fault or a failure to read: exit code 1.
-pub fn fault(e: impl std::fmt::Display) -> Failure {
-    Failure::fault(e)
-}
-
 #[derive(Subcommand, Debug)]
 pub enum LogCommand {
     /// Print every committed change in a range of revisions, with its term and commit time,
@@ -198,7 +193,7 @@ async fn replay(args: ReplayArgs) -> CliResult {
             progress.inc(1);
             for change in replay::decode(record)? {
                 let Some(kind) = &change.event.kind else {
-                    return Err(fault(format!(
+                    return Err(Failure::fault(format!(
                         "entry {} carries an event of unknown kind",
                         change.revision
                     )));
@@ -210,17 +205,17 @@ async fn replay(args: ReplayArgs) -> CliResult {
                     Format::Text => writeln!(out, "{}", replay::to_text(&change)),
                     Format::Json => writeln!(out, "{}", replay::to_json(&change)),
                 }
-                .map_err(fault)?;
+                .map_err(Failure::fault)?;
             }
             Ok(())
         })
         .await?;
     use std::io::Write;
-    out.flush().map_err(fault)?;
+    out.flush().map_err(Failure::fault)?;
     progress.finish();
     match walked {
         Some(l) if l >= to => Ok(()),
-        reached => Err(fault(format!(
+        reached => Err(Failure::fault(format!(
             "history has a gap: replay stopped after revision {} of {from}..={to} (the rest is neither in the local log nor in the archive)",
             reached.map_or("none".into(), |r| r.to_string())
         ))),

@@ -37,7 +37,7 @@ use regatta_archive::{
     restore::{Phase, restorable},
 };
 
-use super::{archive_of, fault, snapshots_of};
+use super::{archive_of, snapshots_of};
 
 /// `regatta restore`: from a backup directory through the API (`--dir`), or to a point in
 /// time from object storage (`--from`) into the running cluster at `--address` or, with
@@ -178,17 +178,17 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
     let revisions = snapshots
         .list()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let segments = archive_of(&objects)
         .list()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let covered = coverage(&segments);
     let ranges = restorable(&revisions, &segments);
     let markers = archive_of(&objects)
         .holes()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let holes = regatta_archive::store_holes(revisions.first().map(|r| r.0), &segments, &markers);
     if options.json {
         print_json(&json!({
@@ -278,7 +278,7 @@ pub async fn state_at(
         .await
         .map_err(|e| match e {
             regatta_archive::Error::NotRestorable { .. } => Failure::not_found(e.to_string()),
-            e => fault(e.to_string()),
+            e => Failure::fault(e.to_string()),
         })
 }
 
@@ -342,8 +342,8 @@ async fn point_in_time(p: PointInTime) -> CliResult {
         let state = state.clone();
         tokio::task::spawn_blocking(move || snapshot::encode(&state))
             .await
-            .map_err(fault)?
-            .map_err(|e| fault(format!("encoding the snapshot: {e}")))?
+            .map_err(Failure::fault)?
+            .map_err(|e| Failure::fault(format!("encoding the snapshot: {e}")))?
     };
     // The log of the restored node starts after `revision`; term 0 lets its first election
     // (term 1) append above it.
@@ -363,10 +363,10 @@ async fn point_in_time(p: PointInTime) -> CliResult {
         snapshot_id: format!("restore-{revision:020}"),
     };
     let files = regatta_core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     files
         .save(&meta, &data)
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let tables: Vec<&String> = state.tables().map(|(n, _)| n).collect();
     if p.json {
         print_json(
@@ -415,8 +415,8 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(fault)?
-    .map_err(|e| fault(format!("encoding the backup stream: {e}")))?;
+    .map_err(Failure::fault)?
+    .map_err(|e| Failure::fault(format!("encoding the backup stream: {e}")))?;
     crate::client::backup::create_configured_tables(options, &configs).await?;
     crate::client::backup::restore_tables(&mut client, &streams, options).await?;
     let tables: Vec<&String> = streams.iter().map(|(n, _)| n).collect();

@@ -22,7 +22,7 @@ use regatta_materializer::Revision;
 use crate::client::{CliResult, Failure};
 use crate::progress::Progress;
 
-use super::{Sources, archive_of, fault, snapshots_of};
+use super::{Sources, archive_of, snapshots_of};
 
 pub async fn run(sources: &Sources) -> CliResult {
     let (log_dir, objects) = sources.resolve()?;
@@ -43,10 +43,13 @@ pub async fn run(sources: &Sources) -> CliResult {
         summary.push(archived);
         let (revisions, snapshots) = object_snapshots(objects).await?;
         summary.push(snapshots);
-        let markers = archive.holes().await.map_err(|e| fault(format!("{e:#}")))?;
+        let markers = archive
+            .holes()
+            .await
+            .map_err(|e| Failure::fault(format!("{e:#}")))?;
         let holes = regatta_archive::store_holes(revisions.first().map(|r| r.0), &spans, &markers);
         if !holes.is_empty() {
-            return Err(fault(format!(
+            return Err(Failure::fault(format!(
                 "fault: the archive has holes: indices {} are missing from it (they cannot be replayed, and no restore reaches past them without a later snapshot)",
                 regatta_archive::describe(&holes)
             )));
@@ -66,8 +69,8 @@ fn indices(first: Option<u64>, last: Option<u64>) -> String {
 
 /// Every local segment: frames, contiguity inside and across files, terms. The summary.
 fn local_segments(dir: &Path) -> CliResult<String> {
-    let reader =
-        regatta_log::reader::DirReader::open(dir).map_err(|e| fault(format!("fault: {e}")))?;
+    let reader = regatta_log::reader::DirReader::open(dir)
+        .map_err(|e| Failure::fault(format!("fault: {e}")))?;
     let mut progress = Progress::new(
         "verify local segments",
         "segments",
@@ -78,11 +81,11 @@ fn local_segments(dir: &Path) -> CliResult<String> {
     for id in reader.segments() {
         let seg = reader
             .read_segment(*id)
-            .map_err(|e| fault(format!("fault: {e}")))?;
+            .map_err(|e| Failure::fault(format!("fault: {e}")))?;
         if let (Some((prev_id, prev_last)), Some(_)) = (prev, seg.last)
             && id.first_index().0 != prev_last + 1
         {
-            return Err(fault(format!(
+            return Err(Failure::fault(format!(
                 "fault: {}: starts at index {}, but {} ends at {prev_last}",
                 dir.join(id.file_name()).display(),
                 id.first_index(),
@@ -106,15 +109,16 @@ fn local_segments(dir: &Path) -> CliResult<String> {
 /// Every `.rsnap` file in `raft-snapshots/`, decoded completely. The summary.
 fn raft_snapshot_files(snap_dir: &Path) -> CliResult<String> {
     let mut entries: Vec<_> = std::fs::read_dir(snap_dir)
-        .map_err(|e| fault(format!("{}: {e}", snap_dir.display())))?
+        .map_err(|e| Failure::fault(format!("{}: {e}", snap_dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "rsnap"))
         .collect();
     entries.sort();
     for path in &entries {
-        let bytes = std::fs::read(path).map_err(|e| fault(format!("{}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Failure::fault(format!("{}: {e}", path.display())))?;
         regatta_core::durable::decode(&bytes)
-            .map_err(|e| fault(format!("fault: {}: {e:#}", path.display())))?;
+            .map_err(|e| Failure::fault(format!("fault: {}: {e:#}", path.display())))?;
     }
     Ok(format!("{} local raft snapshot file(s)", entries.len()))
 }
@@ -124,7 +128,10 @@ fn raft_snapshot_files(snap_dir: &Path) -> CliResult<String> {
 async fn archived_segments(
     archive: &SegmentArchive,
 ) -> CliResult<(Vec<regatta_archive::ArchivedSegment>, String)> {
-    let keys = archive.keys().await.map_err(|e| fault(format!("{e:#}")))?;
+    let keys = archive
+        .keys()
+        .await
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let mut progress = Progress::new(
         "verify archived segments",
         "segments",
@@ -137,9 +144,9 @@ async fn archived_segments(
         let unpacked = archive
             .get(location)
             .await
-            .map_err(|e| fault(format!("fault: {location}: {e:#}")))?;
+            .map_err(|e| Failure::fault(format!("fault: {location}: {e:#}")))?;
         if unpacked.id != *id {
-            return Err(fault(format!(
+            return Err(Failure::fault(format!(
                 "fault: {location}: holds a segment starting at {}, the key says {}",
                 unpacked.id.first_index(),
                 id.first_index()
@@ -148,7 +155,7 @@ async fn archived_segments(
         if let Some((prev_location, prev_last)) = &prev
             && id.first_index().0 > prev_last + 1
         {
-            return Err(fault(format!(
+            return Err(Failure::fault(format!(
                 "fault: {location}: starts at index {}, but {prev_location} ends at {prev_last}: indices {}..={} are missing from the archive",
                 id.first_index(),
                 prev_last + 1,
@@ -182,7 +189,7 @@ async fn object_snapshots(objects: &ObjectStorage) -> CliResult<(Vec<Revision>, 
     let revisions = snapshots
         .list()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let mut progress = Progress::new(
         "verify snapshots",
         "snapshots",
@@ -192,7 +199,7 @@ async fn object_snapshots(objects: &ObjectStorage) -> CliResult<(Vec<Revision>, 
         snapshots
             .download(*rev)
             .await
-            .map_err(|e| fault(format!("fault: {}: {e:#}", snapshots.location(*rev))))?;
+            .map_err(|e| Failure::fault(format!("fault: {}: {e:#}", snapshots.location(*rev))))?;
         progress.inc(1);
     }
     progress.finish();
