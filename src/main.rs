@@ -1,10 +1,8 @@
-//! The `regatta` binary: core and edge nodes, the single-machine `dev` mode, and the client
-//! command line.
+//! The `regatta` binary: core and edge nodes, the single-machine `dev` mode, and the
+//! operator's tools (`regatta-cli`).
 
 mod address;
 mod admin;
-mod audit;
-mod client;
 mod config;
 mod core;
 mod dev;
@@ -15,8 +13,6 @@ mod limits;
 mod metrics;
 mod node;
 mod objects;
-mod progress;
-mod reseed;
 mod rest;
 mod runtime;
 mod shutdown;
@@ -84,60 +80,9 @@ enum Command {
         #[command(flatten)]
         runtime: runtime::RuntimeArgs,
     },
-    /// Manage tables.
-    Table {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(subcommand)]
-        command: client::table::TableCommand,
-    },
-    /// Read and write keys.
-    Kv {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(subcommand)]
-        command: client::kv::KvCommand,
-    },
-    /// Back up tables into a directory in Regatta's backup format (`--dir`, through the
-    /// API), or list what the object store can restore (`backup list`).
-    #[command(args_conflicts_with_subcommands = true)]
-    Backup {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(flatten)]
-        args: audit::restore::BackupCli,
-    },
-    /// Restore tables from a backup directory in Regatta's format (`--dir`, checks every MD5
-    /// first), or restore to a point in time from object storage (`--from URL [--revision
-    /// R]`) into the running cluster at `--address` or into a fresh data directory
-    /// (`--data-dir D`).
-    Restore {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(flatten)]
-        args: audit::restore::RestoreCli,
-    },
-    /// Audit the log: replay committed changes, verify segments and snapshots.
-    Log {
-        #[command(subcommand)]
-        command: audit::LogCommand,
-    },
-    /// Move a node's damaged data directory aside (never deleting it) so that the node starts
-    /// empty and is re-seeded: a core node from the leader, an edge from its upstream. For a
-    /// core node, refused unless the member at `--address` shows another node holding the data.
-    Reseed {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(flatten)]
-        args: reseed::ReseedArgs,
-    },
-    /// Inspect and change the cluster.
-    Cluster {
-        #[command(flatten)]
-        options: client::ClientOptions,
-        #[command(subcommand)]
-        command: client::cluster::ClusterCommand,
-    },
+    /// The operator's tools: every subcommand that is not a node.
+    #[command(flatten)]
+    Tool(regatta_cli::Tool),
 }
 
 fn main() -> ExitCode {
@@ -169,27 +114,14 @@ fn main() -> ExitCode {
             Command::Core { args, logging, .. } => server(logging, core::run(args)).await,
             Command::Edge { args, logging, .. } => server(logging, edge::run(args)).await,
             Command::Dev { args, logging, .. } => server(logging, dev::run(args)).await,
-            Command::Table { options, command } => client::table::run(command, &options).await,
-            Command::Kv { options, command } => client::kv::run(command, &options).await,
-            Command::Backup { options, args } => audit::restore::backup(args, &options).await,
-            Command::Restore { options, args } => {
-                // `--address` typed on the command line conflicts with `--data-dir`.
-                let address_given = matches
-                    .subcommand_matches("restore")
-                    .and_then(|m| m.value_source("address"))
-                    == Some(clap::parser::ValueSource::CommandLine);
-                audit::restore::restore(args, &options, address_given).await
-            }
-            Command::Log { command } => audit::run(command).await,
-            Command::Cluster { options, command } => client::cluster::run(command, &options).await,
-            Command::Reseed { options, args } => reseed::run(args, &options).await,
+            Command::Tool(tool) => tool.run(&matches).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.code)
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.code())
         }
     }
 }
@@ -198,18 +130,13 @@ fn main() -> ExitCode {
 async fn server(
     logging: telemetry::LogArgs,
     run: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> client::CliResult {
+) -> regatta_cli::CliResult {
+    use regatta_cli::{Failure, error};
     if let Err(e) = telemetry::init(&logging) {
-        return Err(client::Failure {
-            code: 2,
-            message: format!("{e:#}"),
-        });
+        return Err(Failure::new(error::USAGE, format!("{e:#}")));
     }
     run.await.map_err(|e| {
         tracing::error!(error = format!("{e:#}"), "node stopped with an error");
-        client::Failure {
-            code: 1,
-            message: format!("{e:#}"),
-        }
+        Failure::new(error::FAILED, format!("{e:#}"))
     })
 }

@@ -63,12 +63,6 @@ impl ObjectStoreFlags {
     }
 }
 
-/// Opens the store a `--object-store` URL names with settings from the environment only
-/// (for commands that take a URL alone).
-pub fn open(url: &str) -> Result<ObjectStorage> {
-    Ok(regatta_archive::objects::open(url)?)
-}
-
 /// Opens the store a `--object-store` URL names with the `--object-store.*` flags.
 pub fn open_with(url: &str, flags: &ObjectStoreFlags) -> Result<ObjectStorage> {
     Ok(regatta_archive::objects::open_with(url, &flags.settings())?)

@@ -186,7 +186,10 @@ async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> 
 /// re-seeded by `regatta reseed` was removed from its cluster: it waits to be added back
 /// instead.
 async fn initialise_cluster(settings: &CoreSettings, raft: &Raft<TypeConfig>) -> Result<()> {
-    let rejoin_marker = settings.storage.data_dir.join(crate::reseed::REJOIN_MARKER);
+    let rejoin_marker = settings
+        .storage
+        .data_dir
+        .join(regatta_cli::reseed::REJOIN_MARKER);
     let initialized = raft.is_initialized().await.context("reading raft state")?;
     if rejoin_marker.exists() {
         if initialized {

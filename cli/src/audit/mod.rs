@@ -23,7 +23,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::client::{CliResult, Failure};
 use crate::progress::Progress;
-use regatta_archive::SegmentArchive;
+use regatta_archive::{SegmentArchive, objects::ObjectStorage};
 
 /// Where to read history from.
 #[derive(Args, Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct Sources {
 
 impl Sources {
     /// The log directory (if a data dir was given) and the archive (if any).
-    pub fn resolve(&self) -> CliResult<(Option<PathBuf>, Option<crate::objects::ObjectStorage>)> {
+    pub fn resolve(&self) -> CliResult<(Option<PathBuf>, Option<ObjectStorage>)> {
         let log_dir = match &self.data_dir {
             Some(dir) => {
                 if !dir.is_dir() {
@@ -76,31 +76,25 @@ impl Sources {
             }
         };
         let objects = match url {
-            Some(url) => {
-                Some(crate::objects::open(&url).map_err(|e| Failure::usage(format!("{e:#}")))?)
-            }
+            Some(url) => Some(open_store(&url)?),
             None => None,
         };
         Ok((log_dir, objects))
     }
 }
 
-pub fn archive_of(objects: &crate::objects::ObjectStorage) -> SegmentArchive {
+pub fn archive_of(objects: &ObjectStorage) -> SegmentArchive {
     objects.segments()
 }
 
-pub fn snapshots_of(
-    objects: &crate::objects::ObjectStorage,
-) -> regatta_materializer::snapshot::SnapshotStore {
+pub fn snapshots_of(objects: &ObjectStorage) -> regatta_materializer::snapshot::SnapshotStore {
     objects.snapshots()
 }
 
-/// A fault or a failure to read: exit code 1.
-pub fn fault(e: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: 1,
-        message: e.to_string(),
-    }
+/// Opens the store a `--object-store` URL names, with settings from the environment only;
+/// a URL that cannot be opened is bad usage.
+pub fn open_store(url: &str) -> CliResult<ObjectStorage> {
+    regatta_archive::objects::open(url).map_err(|e| Failure::usage(crate::error::chain(&e)))
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,8 +157,7 @@ async fn replay(args: ReplayArgs) -> CliResult {
     let (log_dir, objects) = args.sources.resolve()?;
     let history =
         regatta_archive::History::open(log_dir.as_deref(), objects.as_ref().map(archive_of))
-            .await
-            .map_err(|e| fault(format!("{e:#}")))?;
+            .await?;
     let Some((first, last)) = history.bounds() else {
         return Err(Failure::not_found("no committed history found"));
     };
@@ -200,26 +193,29 @@ async fn replay(args: ReplayArgs) -> CliResult {
             progress.inc(1);
             for change in replay::decode(record)? {
                 let Some(kind) = &change.event.kind else {
-                    anyhow::bail!("entry {} carries an event of unknown kind", change.revision);
+                    return Err(Failure::fault(format!(
+                        "entry {} carries an event of unknown kind",
+                        change.revision
+                    )));
                 };
                 if !filter.keeps(kind) {
                     continue;
                 }
                 match format {
-                    Format::Text => writeln!(out, "{}", replay::to_text(&change))?,
-                    Format::Json => writeln!(out, "{}", replay::to_json(&change))?,
+                    Format::Text => writeln!(out, "{}", replay::to_text(&change)),
+                    Format::Json => writeln!(out, "{}", replay::to_json(&change)),
                 }
+                .map_err(Failure::fault)?;
             }
             Ok(())
         })
-        .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .await?;
     use std::io::Write;
-    out.flush().map_err(fault)?;
+    out.flush().map_err(Failure::fault)?;
     progress.finish();
     match walked {
         Some(l) if l >= to => Ok(()),
-        reached => Err(fault(format!(
+        reached => Err(Failure::fault(format!(
             "history has a gap: replay stopped after revision {} of {from}..={to} (the rest is neither in the local log nor in the archive)",
             reached.map_or("none".into(), |r| r.to_string())
         ))),

@@ -17,6 +17,7 @@ use regatta_proto::mvcc::v1::{Compare, RequestOp, request_op::Request};
 use serde_json::{Map, Value, json};
 
 use crate::client::output::{put_bytes, text};
+use crate::error::{CliResult, Failure};
 
 /// What to show.
 #[derive(Debug, Clone, Default)]
@@ -77,15 +78,15 @@ pub struct Change {
 
 /// Decodes a record into its changes: none for Raft's own entries, one per write of a
 /// batch entry (all at the entry's revision, in the order they were applied), else one.
-pub fn decode(record: &Record) -> anyhow::Result<Vec<Change>> {
+pub fn decode(record: &Record) -> CliResult<Vec<Change>> {
     if record.kind != RecordKind::Normal {
         return Ok(Vec::new());
     }
     let event = Event::decode(record.payload.as_ref()).map_err(|e| {
-        anyhow::anyhow!(
+        Failure::fault(format!(
             "entry {} carries an undecodable event: {e}",
             record.id.index
-        )
+        ))
     })?;
     let events = match event.kind {
         Some(Kind::Batch(batch)) => batch.events,

@@ -62,58 +62,84 @@ fn refused(message: impl Into<String>) -> Failure {
     }
 }
 
+/// A core node removed from its cluster, to be added back once started empty: its id and
+/// its Raft address as the membership held it.
+type Rejoin = Option<(u64, Option<String>)>;
+
 pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
     let dir = &args.data_dir;
     check_data_dir(dir)?;
-    // Set when the node was removed from its cluster and must be added back.
-    let mut rejoin = None;
-    if args.edge {
-        if args.node_id.is_some() {
-            return Err(Failure::usage(
-                "--raft.node-id is for core nodes, not with --edge",
-            ));
-        }
-    } else {
-        let Some(node_id) = args.node_id else {
-            return Err(Failure::usage(
-                "--raft.node-id is required for a core node (or pass --edge)",
-            ));
-        };
-        if args.force {
+    let rejoin = match core_node_id(&args)? {
+        None => None,
+        Some(node_id) if args.force => {
             eprintln!(
                 "warning: --force: not checking that another member holds node {node_id}'s data"
             );
-        } else {
-            let view = cluster_view(options).await.map_err(|f| {
-                refused(format!(
-                    "cannot confirm through {} that another member holds the data ({}); \
-                     pass the API address of a running member, or --force",
-                    options.address, f.message
-                ))
-            })?;
-            safe_to_reseed(node_id, &view).map_err(refused)?;
-            let channel = connect(options).await?;
-            AdminClient::new(channel)
-                .remove_member(request(options, RemoveMemberRequest { id: node_id })?)
-                .await
-                .map_err(|status| {
-                    let f = Failure::from(status);
-                    Failure {
-                        code: f.code,
-                        message: format!(
-                            "removing node {node_id} from the cluster failed: {}; nothing was moved",
-                            f.message
-                        ),
-                    }
-                })?;
-            eprintln!("removed node {node_id} from the cluster");
-            rejoin = Some((node_id, view.raft_address_of(node_id)));
+            None
         }
+        Some(node_id) => Some(remove_from_cluster(node_id, options).await?),
+    };
+    let (to, parent) = move_aside(dir, &rejoin)?;
+    if rejoin.is_some() {
+        write_rejoin_marker(dir, &to, &parent)?;
     }
+    report(dir, &to, &rejoin, args.edge, options);
+    Ok(())
+}
+
+/// The core node's id (`None` for an edge), checking the flags agree with `--edge`.
+fn core_node_id(args: &ReseedArgs) -> CliResult<Option<u64>> {
+    match (args.edge, args.node_id) {
+        (true, Some(_)) => Err(Failure::usage(
+            "--raft.node-id is for core nodes, not with --edge",
+        )),
+        (true, None) => Ok(None),
+        (false, Some(id)) => Ok(Some(id)),
+        (false, None) => Err(Failure::usage(
+            "--raft.node-id is required for a core node (or pass --edge)",
+        )),
+    }
+}
+
+/// Checks through the member at `--address` that another node holds the data, then removes
+/// `node_id` from the cluster. What is needed to add it back.
+async fn remove_from_cluster(
+    node_id: u64,
+    options: &ClientOptions,
+) -> CliResult<(u64, Option<String>)> {
+    let view = cluster_view(options).await.map_err(|f| {
+        refused(format!(
+            "cannot confirm through {} that another member holds the data ({}); \
+             pass the API address of a running member, or --force",
+            options.address, f.message
+        ))
+    })?;
+    safe_to_reseed(node_id, &view).map_err(refused)?;
+    let channel = connect(options).await?;
+    AdminClient::new(channel)
+        .remove_member(request(options, RemoveMemberRequest { id: node_id })?)
+        .await
+        .map_err(|status| {
+            let f = Failure::from(status);
+            Failure {
+                code: f.code,
+                message: format!(
+                    "removing node {node_id} from the cluster failed: {}; nothing was moved",
+                    f.message
+                ),
+            }
+        })?;
+    eprintln!("removed node {node_id} from the cluster");
+    Ok((node_id, view.raft_address_of(node_id)))
+}
+
+/// Renames the directory to its aside path and syncs the parent. The new path and the
+/// parent directory.
+fn move_aside(dir: &Path, rejoin: &Rejoin) -> CliResult<(PathBuf, PathBuf)> {
     let to = aside_path(dir, SystemTime::now())?;
     std::fs::rename(dir, &to).map_err(|e| Failure {
         code: 1,
-        message: match &rejoin {
+        message: match rejoin {
             Some((id, _)) => format!(
                 "moving {} to {} failed: {e}; node {id} was already removed from the cluster: \
                  move the directory aside by hand, create an empty one holding a file named \
@@ -129,10 +155,10 @@ pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
         },
     })?;
     let parent = match to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    regatta_log::fs::sync_dir(parent).map_err(|e| Failure {
+    regatta_log::fs::sync_dir(&parent).map_err(|e| Failure {
         code: 1,
         message: format!(
             "moved {} to {}, but syncing {} failed: {e}",
@@ -141,31 +167,38 @@ pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
             parent.display()
         ),
     })?;
-    if rejoin.is_some() {
-        // Durable before the node may start: without the marker it initialises a new cluster.
-        std::fs::create_dir(dir)
+    Ok((to, parent))
+}
+
+/// A fresh `dir` holding the [`REJOIN_MARKER`], durable before the node may start: without
+/// the marker it initialises a new cluster.
+fn write_rejoin_marker(dir: &Path, to: &Path, parent: &Path) -> CliResult {
+    std::fs::create_dir(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            regatta_log::fs::write_atomic(
+                &dir.join(REJOIN_MARKER),
+                format!("damaged data moved to {}\n", to.display()).as_bytes(),
+            )
+            .and_then(|()| regatta_log::fs::sync_dir(parent))
             .map_err(|e| e.to_string())
-            .and_then(|()| {
-                regatta_log::fs::write_atomic(
-                    &dir.join(REJOIN_MARKER),
-                    format!("damaged data moved to {}\n", to.display()).as_bytes(),
-                )
-                .and_then(|()| regatta_log::fs::sync_dir(parent))
-                .map_err(|e| e.to_string())
-            })
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!(
-                    "moved {} to {}, but writing {} in a fresh {} failed: {e}; create it \
-                     before starting the node, or it initialises a new cluster",
-                    dir.display(),
-                    to.display(),
-                    REJOIN_MARKER,
-                    dir.display()
-                ),
-            })?;
-    }
-    let next = match (&rejoin, args.edge) {
+        })
+        .map_err(|e| Failure {
+            code: 1,
+            message: format!(
+                "moved {} to {}, but writing {} in a fresh {} failed: {e}; create it \
+                 before starting the node, or it initialises a new cluster",
+                dir.display(),
+                to.display(),
+                REJOIN_MARKER,
+                dir.display()
+            ),
+        })
+}
+
+/// Prints both paths and what to do next.
+fn report(dir: &Path, to: &Path, rejoin: &Rejoin, edge: bool, options: &ClientOptions) {
+    let next = match (rejoin, edge) {
         (_, true) => {
             "start the edge as before: it starts empty and bootstraps from its upstream".to_string()
         }
@@ -189,7 +222,6 @@ pub async fn run(args: ReseedArgs, options: &ClientOptions) -> CliResult {
         );
         println!("{next}; delete the moved directory once it is no longer needed");
     }
-    Ok(())
 }
 
 /// The directory must exist, look like a Regatta data directory, and not be in use.

@@ -14,7 +14,7 @@
 //! existing one keeps its own, and a difference is said on stderr.
 //!
 //! Into a data directory, it is written as the Raft snapshot a core node starts from
-//! (`raft-snapshots/<R>.rsnap`, see [`crate::core::durable`]), whose membership is one
+//! (`raft-snapshots/<R>.rsnap`, see [`regatta_core::durable`]), whose membership is one
 //! voter: the node id and Raft address given here. `regatta core --data-dir D` with that id
 //! and address then starts a single-node cluster serving exactly the state at R, with its
 //! log continuing at R+1; add members with `regatta cluster add-member` as usual. With
@@ -37,7 +37,7 @@ use regatta_archive::{
     restore::{Phase, restorable},
 };
 
-use super::{archive_of, fault, snapshots_of};
+use super::{archive_of, snapshots_of};
 
 /// `regatta restore`: from a backup directory through the API (`--dir`), or to a point in
 /// time from object storage (`--from`) into the running cluster at `--address` or, with
@@ -173,22 +173,22 @@ pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bo
 }
 
 async fn list(url: &str, options: &ClientOptions) -> CliResult {
-    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let objects = super::open_store(url)?;
     let snapshots = snapshots_of(&objects);
     let revisions = snapshots
         .list()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let segments = archive_of(&objects)
         .list()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let covered = coverage(&segments);
     let ranges = restorable(&revisions, &segments);
     let markers = archive_of(&objects)
         .holes()
         .await
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let holes = regatta_archive::store_holes(revisions.first().map(|r| r.0), &segments, &markers);
     if options.json {
         print_json(&json!({
@@ -271,14 +271,14 @@ impl regatta_archive::restore::Progress for Bars {
 
 /// Builds the state at a revision from the object store (pure of the target directory).
 pub async fn state_at(
-    objects: &crate::objects::ObjectStorage,
+    objects: &regatta_archive::objects::ObjectStorage,
     revision: Option<u64>,
 ) -> Result<State, Failure> {
     regatta_archive::restore::state_at(objects, revision, &mut Bars::default())
         .await
         .map_err(|e| match e {
             regatta_archive::Error::NotRestorable { .. } => Failure::not_found(e.to_string()),
-            e => fault(e.to_string()),
+            e => Failure::fault(e.to_string()),
         })
 }
 
@@ -289,7 +289,7 @@ async fn restored_state(
     revision: Option<u64>,
     tables: &[String],
 ) -> Result<State, Failure> {
-    let objects = crate::objects::open(url).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let objects = super::open_store(url)?;
     let state = state_at(&objects, revision).await?;
     keep_tables(state, tables)
 }
@@ -334,8 +334,7 @@ async fn point_in_time(p: PointInTime) -> CliResult {
     if p.node_id == 0 {
         return Err(Failure::usage("--raft.node-id must be positive"));
     }
-    crate::address::ListenAddress::check_peer_url("raft.address", &p.raft_address)
-        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    regatta_core::peer_url::check("raft.address", &p.raft_address).map_err(Failure::usage)?;
     let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;
     let state = Arc::new(state);
@@ -343,8 +342,8 @@ async fn point_in_time(p: PointInTime) -> CliResult {
         let state = state.clone();
         tokio::task::spawn_blocking(move || snapshot::encode(&state))
             .await
-            .map_err(fault)?
-            .map_err(|e| fault(format!("encoding the snapshot: {e}")))?
+            .map_err(Failure::fault)?
+            .map_err(|e| Failure::fault(format!("encoding the snapshot: {e}")))?
     };
     // The log of the restored node starts after `revision`; term 0 lets its first election
     // (term 1) append above it.
@@ -363,11 +362,11 @@ async fn point_in_time(p: PointInTime) -> CliResult {
         last_membership: StoredMembership::new(Some(log_id), membership),
         snapshot_id: format!("restore-{revision:020}"),
     };
-    let files = crate::core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
-        .map_err(|e| fault(format!("{e:#}")))?;
+    let files = regatta_core::durable::SnapshotFiles::open(p.data_dir.join("raft-snapshots"))
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     files
         .save(&meta, &data)
-        .map_err(|e| fault(format!("{e:#}")))?;
+        .map_err(|e| Failure::fault(format!("{e:#}")))?;
     let tables: Vec<&String> = state.tables().map(|(n, _)| n).collect();
     if p.json {
         print_json(
@@ -396,7 +395,7 @@ struct IntoCluster {
 /// a backup stream through `Maintenance.Restore`, the way `restore --dir` sends a backup.
 async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
     // Check the URL and reach the node before the (possibly long) download and replay.
-    crate::objects::open(&p.from).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    super::open_store(&p.from)?;
     let mut client = crate::client::backup::maintenance(options).await?;
     let state = restored_state(&p.from, p.revision, &p.tables).await?;
     let revision = state.revision().0;
@@ -416,8 +415,8 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(fault)?
-    .map_err(|e| fault(format!("encoding the backup stream: {e}")))?;
+    .map_err(Failure::fault)?
+    .map_err(|e| Failure::fault(format!("encoding the backup stream: {e}")))?;
     crate::client::backup::create_configured_tables(options, &configs).await?;
     crate::client::backup::restore_tables(&mut client, &streams, options).await?;
     let tables: Vec<&String> = streams.iter().map(|(n, _)| n).collect();

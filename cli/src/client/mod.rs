@@ -1,17 +1,9 @@
-//! The client command line (`regatta table|kv|cluster …`), as etcdctl is to etcd.
+//! The client command line (`regatta table|kv|cluster|backup --dir|restore --dir`), as
+//! etcdctl is to etcd: connection options, requests with deadline and token, and the
+//! commands that speak to a node's public API.
 //!
-//! Output is human-readable by default and one JSON document with `--json`. Exit codes
-//! are stable so scripts can rely on them:
-//!
-//! | code | meaning |
-//! |---|---|
-//! | 0 | success |
-//! | 1 | any other failure (internal error, unexpected answer) |
-//! | 2 | bad usage or invalid argument (the request can never succeed as written) |
-//! | 3 | unavailable or timed out: retrying later may succeed |
-//! | 4 | not found (table, or the key of `kv get`) |
-//! | 5 | already exists, or a precondition failed |
-//! | 6 | unauthenticated or permission denied |
+//! Output is human-readable by default and one JSON document with `--json`; exit codes are
+//! the crate's (see the crate docs and [`crate::error`]).
 
 pub mod backup;
 pub mod cluster;
@@ -23,10 +15,11 @@ use std::time::Duration;
 
 use clap::Args;
 use tonic::{
-    Code, Status,
     metadata::MetadataValue,
     transport::{Channel, Endpoint},
 };
+
+pub use crate::error::{CliResult, Failure};
 
 /// Options every client command takes.
 #[derive(Args, Debug, Clone)]
@@ -49,63 +42,6 @@ pub struct ClientOptions {
     #[arg(long, global = true, env = "REGATTA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
-
-/// A failed client command: its message and its exit code.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            code: 4,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<Status> for Failure {
-    fn from(status: Status) -> Self {
-        let code = match status.code() {
-            Code::Ok => 0,
-            Code::InvalidArgument | Code::OutOfRange | Code::Unimplemented => 2,
-            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled => 3,
-            Code::NotFound => 4,
-            Code::AlreadyExists | Code::FailedPrecondition => 5,
-            Code::Unauthenticated | Code::PermissionDenied => 6,
-            Code::Unknown | Code::ResourceExhausted | Code::Internal | Code::DataLoss => 1,
-        };
-        let mut message = format!("{:?}: {}", status.code(), status.message());
-        if let Some(leader) = status
-            .metadata()
-            .get("regatta-leader")
-            .and_then(|v| v.to_str().ok())
-        {
-            message.push_str(&format!(" (leader: {leader})"));
-        }
-        Self { code, message }
-    }
-}
-
-impl From<tonic::transport::Error> for Failure {
-    fn from(e: tonic::transport::Error) -> Self {
-        Self {
-            code: 3,
-            message: format!("cannot connect: {e}"),
-        }
-    }
-}
-
-pub type CliResult<T = ()> = Result<T, Failure>;
 
 /// Refuses an `--address` this client would not speak securely to. The client has no TLS
 /// yet, so an `https://` address is refused rather than sent plaintext (with the bearer
