@@ -2,7 +2,6 @@
 //! operator's tools (`regatta-cli`).
 
 mod address;
-mod admin;
 mod config;
 mod core;
 mod dev;

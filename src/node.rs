@@ -15,6 +15,7 @@ use regatta_api::{
     maintenance::MaintenanceService, metrics::ApiMetrics, node::NodeContext,
     raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService,
 };
+use regatta_core::admin::AdminService;
 use regatta_proto::{
     maintenance::v1::maintenance_server::MaintenanceServer,
     regatta::{
@@ -27,10 +28,7 @@ use regatta_replication::TailService;
 use tokio_util::sync::CancellationToken;
 use tonic::{codec::CompressionEncoding, service::Routes};
 
-use crate::{
-    address::ListenAddress, admin::AdminService, flags::api::LimitArgs, limits::Limits, rest,
-    shutdown,
-};
+use crate::{address::ListenAddress, flags::api::LimitArgs, limits::Limits, rest, shutdown};
 
 /// A server (or anything else the node runs until it stops), bound and ready to be run.
 pub type Served = BoxFuture<'static, Result<()>>;

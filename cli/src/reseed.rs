@@ -48,9 +48,7 @@ pub struct ReseedArgs {
     pub force: bool,
 }
 
-/// File in a re-seeded core node's fresh data directory: start without initialising a
-/// cluster, and wait to be added back. Removed once the node has joined.
-pub const REJOIN_MARKER: &str = "REJOIN";
+pub use regatta_core::REJOIN_MARKER;
 
 /// Exit code of a refused re-seed (the same as a failed precondition of a client command).
 const REFUSED: u8 = 5;

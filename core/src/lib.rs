@@ -15,6 +15,7 @@
 //!
 //! Modules:
 //!
+//! * [`admin`] — `regatta.admin.v1.Admin`: membership changes and snapshots on demand;
 //! * [`error`] — the one [`Error`] type and [`Error::is_retryable`];
 //! * [`role`] — [`CoreRole`]: the API's [`regatta_api::node::Role`] over openraft;
 //! * [`batcher`] — [`batcher::Batcher`]: group proposal on the leader;
@@ -28,6 +29,7 @@
 //!
 //! `OVERVIEW.md` next to `Cargo.toml` lists the invariants and who calls what.
 
+pub mod admin;
 pub mod archiver;
 pub mod batcher;
 pub mod durable;
@@ -42,3 +44,7 @@ pub use durable::DurableStateMachine;
 pub use error::{Error, Result};
 pub use purge_gate::{GatedLogStore, PurgeGate};
 pub use role::CoreRole;
+
+/// File in a re-seeded core node's fresh data directory (`regatta reseed`): start without
+/// initialising a cluster, and wait to be added back. Removed once the node has joined.
+pub const REJOIN_MARKER: &str = "REJOIN";

@@ -20,6 +20,7 @@ use regatta_api::{
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
 };
+use regatta_core::admin::AdminService;
 use regatta_materializer::{Materializer, raft::TypeConfig};
 use regatta_proto::regatta::raft::v1::raft_transport_server::RaftTransportServer;
 use regatta_replication::{TailService, TailSettings};
@@ -31,7 +32,6 @@ use args::CoreSettings;
 use role::{Advertised, CoreRole};
 
 use crate::{
-    admin::AdminService,
     node::{NodeServer, directory_bytes},
     rest,
 };
@@ -186,10 +186,7 @@ async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> 
 /// re-seeded by `regatta reseed` was removed from its cluster: it waits to be added back
 /// instead.
 async fn initialise_cluster(settings: &CoreSettings, raft: &Raft<TypeConfig>) -> Result<()> {
-    let rejoin_marker = settings
-        .storage
-        .data_dir
-        .join(regatta_cli::reseed::REJOIN_MARKER);
+    let rejoin_marker = settings.storage.data_dir.join(regatta_core::REJOIN_MARKER);
     let initialized = raft.is_initialized().await.context("reading raft state")?;
     if rejoin_marker.exists() {
         if initialized {

@@ -15,7 +15,7 @@ use regatta_proto::regatta::admin::v1::{
     RemoveMemberRequest, admin_server::Admin,
 };
 
-use crate::core::uploader::{SnapshotUploads, Uploaded};
+use crate::uploader::{SnapshotUploads, Uploaded};
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
