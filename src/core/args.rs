@@ -136,14 +136,14 @@ pub struct CoreSettings {
     pub election_timeout: Duration,
     pub snapshot_entries: u64,
     pub keep_entries: u64,
-    pub batch_limits: super::batcher::BatchLimits,
+    pub batch_limits: regatta_core::batcher::BatchLimits,
     pub api: ApiSettings,
     pub replication: ReplicationSettings,
     pub rest_address: ListenAddress,
     pub storage: StorageArgs,
     pub object_store: String,
     pub object_store_flags: crate::objects::ObjectStoreFlags,
-    pub upload: crate::core::uploader::UploadPolicy,
+    pub upload: regatta_core::uploader::UploadPolicy,
     pub keep_snapshots: usize,
     pub archive_check_interval: Duration,
 }
@@ -207,7 +207,7 @@ impl CoreArgs {
             election_timeout: self.election_timeout,
             snapshot_entries: self.snapshot_entries,
             keep_entries: self.keep_entries,
-            batch_limits: super::batcher::BatchLimits {
+            batch_limits: regatta_core::batcher::BatchLimits {
                 max_writes: self.max_batch_writes,
                 in_flight: self.proposals_in_flight,
                 ..Default::default()
@@ -218,7 +218,7 @@ impl CoreArgs {
             storage: self.storage.clone(),
             object_store,
             object_store_flags: self.object_store.connection.clone(),
-            upload: crate::core::uploader::UploadPolicy {
+            upload: regatta_core::uploader::UploadPolicy {
                 entries: self.upload_entries.max(1),
                 interval: self.upload_interval,
             },

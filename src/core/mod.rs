@@ -8,7 +8,7 @@
 
 pub mod args;
 
-pub use regatta_core::{archiver, batcher, durable, role, uploader};
+use regatta_core::{archiver, batcher, durable, role, uploader};
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
