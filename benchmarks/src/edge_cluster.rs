@@ -98,6 +98,22 @@ pub fn run_with_scratch<T>(
     outcome
 }
 
+/// Runs `scenario` on a 3-node core and one edge following it; the edge's last log lines
+/// are printed if the scenario fails.
+pub fn run_with_edge<T>(
+    args: &ClusterArgs,
+    scenario: impl AsyncFnOnce(&Cluster, &Edge) -> Result<T>,
+) -> Result<T> {
+    run_with_scratch(
+        args,
+        |_| Vec::new(),
+        async |cluster, scratch| {
+            let edge = Edge::follow(args, cluster, scratch)?;
+            with_edge_log(&edge, async || scenario(cluster, &edge).await).await
+        },
+    )
+}
+
 /// Replication URLs of the core nodes, the leader's first (the edge's upstreams).
 pub fn upstreams(cluster: &Cluster) -> Vec<String> {
     let leader = cluster.leader();

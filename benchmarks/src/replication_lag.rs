@@ -139,14 +139,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.rate == 0 || args.writers == 0 {
         bail!("--rate and --writers must be at least 1");
     }
-    let report = edge_cluster::run_with_scratch(
-        &args.cluster,
-        |_| Vec::new(),
-        async |cluster, scratch| {
-            let edge = Edge::follow(&args.cluster, cluster, scratch)?;
-            edge_cluster::with_edge_log(&edge, async || scenario(&args, cluster, &edge).await).await
-        },
-    )?;
+    let report = edge_cluster::run_with_edge(&args.cluster, async |cluster, edge| {
+        scenario(&args, cluster, edge).await
+    })?;
     // Printed once every process has stopped, so that the JSON object is the last line.
     report.print();
     Ok(())
