@@ -77,6 +77,9 @@ fn list_dir(dir: &Path) -> Result<Vec<SegmentId>> {
     Ok(ids)
 }
 
+/// The sealed segments by first index.
+type SealedMap = BTreeMap<LogIndex, Arc<Sealed>>;
+
 /// A scanned segment before it becomes sealed or open.
 struct Scanned {
     id: SegmentId,
@@ -405,7 +408,7 @@ fn open_segment(
 
 /// The segments before the open one become sealed; returns them by first index and the
 /// last entry among them.
-fn seal(scanned: Vec<Scanned>) -> Result<(BTreeMap<LogIndex, Arc<Sealed>>, Option<EntryId>)> {
+fn seal(scanned: Vec<Scanned>) -> Result<(SealedMap, Option<EntryId>)> {
     let mut sealed = BTreeMap::new();
     let mut physical_last = None;
     for s in scanned {
@@ -434,7 +437,7 @@ fn seal(scanned: Vec<Scanned>) -> Result<(BTreeMap<LogIndex, Arc<Sealed>>, Optio
 /// The log's shared state and writer over the recovered segments.
 fn assemble(
     dir: &Path,
-    sealed: BTreeMap<LogIndex, Arc<Sealed>>,
+    sealed: SealedMap,
     sealed_last: Option<EntryId>,
     open_scan: Scanned,
     open_file: File,
