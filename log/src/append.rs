@@ -157,13 +157,7 @@ impl Log {
 
     /// Appends `records` and waits until they are durable.
     pub async fn append(&self, records: Vec<Record>) -> Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.append_with(records, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.await.map_err(|_| Error::Stopped {
-            reason: "log closed during append".into(),
-        })?
+        self.append_next(|_| records).await
     }
 
     /// Appends `records` and blocks the thread until they are durable. Not for async contexts.
