@@ -447,11 +447,7 @@ impl Cluster {
     pub fn stop(&mut self) {
         for node in &self.nodes {
             if let Some(child) = lock(&node.child).as_ref() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .stderr(Stdio::null())
-                    .status();
+                sigterm(child);
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
@@ -521,6 +517,15 @@ pub(crate) async fn channel(url: &str) -> Result<Channel> {
         .connect_timeout(CONTROL_TIMEOUT)
         .connect()
         .await?)
+}
+
+/// Asks `child` to stop (SIGTERM); it may take its time.
+pub(crate) fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The guarded value even if a thread panicked while holding the lock.

@@ -305,11 +305,7 @@ impl Edge {
             return;
         };
         eprintln!("stopping the edge");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
+        cluster::sigterm(&child);
         match wait_until_exit(&mut child, std::time::Instant::now() + STOP_GRACE) {
             Some(status) if !status.success() => eprintln!("the edge exited with {status}"),
             Some(_) => {}

@@ -105,11 +105,7 @@ impl Process {
         let Some(mut child) = lock(&self.child).take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
+        cluster::sigterm(&child);
         match wait_until_exit(&mut child, std::time::Instant::now() + STOP_GRACE) {
             Some(_) => {}
             None => {

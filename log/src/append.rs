@@ -263,13 +263,7 @@ impl Log {
         let (path, file) = create_segment(&self.inner.core.dir, id)?;
         let file = Arc::new(file);
         let mut s = lock(&self.inner.core.shared);
-        s.open = OpenView {
-            id,
-            path: path.clone(),
-            file: Arc::clone(&file),
-            offsets: Vec::new(),
-            end: HEADER_LEN as u64,
-        };
+        s.open = OpenView::empty(id, path.clone(), Arc::clone(&file));
         s.written_next = start;
         s.durable_next = start;
         s.epoch += 1;
@@ -311,13 +305,7 @@ impl Log {
                 last,
             };
             s.sealed.insert(w.id.first_index(), Arc::new(sealed));
-            s.open = OpenView {
-                id,
-                path: path.clone(),
-                file: Arc::clone(&file),
-                offsets: Vec::new(),
-                end: HEADER_LEN as u64,
-            };
+            s.open = OpenView::empty(id, path.clone(), Arc::clone(&file));
         }
         tracing::debug!(sealed = %w.id, opened = %id, "rolled segment");
         w.id = id;

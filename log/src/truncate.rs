@@ -309,13 +309,7 @@ impl Log {
                 s.sealed.remove(&id.first_index());
             }
             if let Some((id, path, file)) = &new_open {
-                s.open = OpenView {
-                    id: *id,
-                    path: path.clone(),
-                    file: Arc::clone(file),
-                    offsets: Vec::new(),
-                    end: HEADER_LEN as u64,
-                };
+                s.open = OpenView::empty(*id, path.clone(), Arc::clone(file));
             }
             s.check();
         }
