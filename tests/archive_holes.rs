@@ -11,16 +11,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use common::*;
-
-fn regatta(args: &[&str]) -> Output {
-    std::process::Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run regatta")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

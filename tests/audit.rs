@@ -17,14 +17,6 @@ use std::process::Output;
 use common::*;
 use regatta_proto::regatta::v1::{CreateTableRequest, ListTablesRequest};
 
-/// Runs the `regatta` CLI and returns its output.
-fn regatta(args: &[&str]) -> Output {
-    std::process::Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run regatta")
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -87,13 +87,6 @@ fn expected() -> Expected {
 }
 
 /// Runs the `regatta` CLI and returns its output.
-fn regatta(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run regatta")
-}
-
 fn succeeded(out: &Output) -> bool {
     if !out.status.success() {
         eprintln!(

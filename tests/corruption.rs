@@ -125,15 +125,21 @@ async fn a_damaged_newest_segment_is_refused_and_the_node_is_reseeded_from_its_p
     let leader_api = cluster.node(leader).api.clone();
     let id = victim.to_string();
     let dir_arg = dir.display().to_string();
-    let (code, out) = regatta(&[
-        "reseed",
-        "--data-dir",
-        &dir_arg,
-        "--raft.node-id",
-        &id,
-        "--address",
-        &leader_api,
-    ]);
+    // `regatta reseed` of the victim's directory, asking the member at `address`.
+    let reseed = |address: &str, more: &[&str]| {
+        let mut args = vec![
+            "reseed",
+            "--data-dir",
+            &dir_arg,
+            "--raft.node-id",
+            &id,
+            "--address",
+            address,
+        ];
+        args.extend_from_slice(more);
+        regatta(&args)
+    };
+    let (code, out) = reseed(&leader_api, &[]);
     assert_eq!(code, 5, "refused while running: {out}");
     assert!(out.contains("stop it first"), "{out}");
 
@@ -178,32 +184,13 @@ async fn a_damaged_newest_segment_is_refused_and_the_node_is_reseeded_from_its_p
 
     phase("reseed is refused when no running member confirms another copy");
     let own_api = cluster.node(victim).api.clone();
-    let (code, out) = regatta(&[
-        "reseed",
-        "--data-dir",
-        &dir_arg,
-        "--raft.node-id",
-        &id,
-        "--address",
-        &own_api,
-        "--timeout",
-        "2s",
-    ]);
+    let (code, out) = reseed(&own_api, &["--timeout", "2s"]);
     assert_eq!(code, 5, "refused without a member to ask: {out}");
     assert!(out.contains("nothing was moved"), "{out}");
     assert!(path.exists(), "the data directory stays");
 
     phase("reseed through the leader: the directory is moved aside, not deleted");
-    let (code, out) = regatta(&[
-        "reseed",
-        "--data-dir",
-        &dir_arg,
-        "--raft.node-id",
-        &id,
-        "--address",
-        &leader_api,
-        "--json",
-    ]);
+    let (code, out) = reseed(&leader_api, &["--json"]);
     assert_eq!(code, 0, "reseed failed: {out}");
     let json = out
         .lines()

@@ -380,11 +380,7 @@ async fn a_follower_with_a_full_disk_stays_up_while_the_others_carry_on() {
         disk.host(&node.data_dir, &["log", "raft-snapshots"]);
         disks.push(disk);
     }
-    let members = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.raft))
-        .collect::<Vec<_>>()
-        .join(",");
+    let members = initial_members(&nodes);
     for node in &mut nodes {
         node.args = vec![
             "--min-free-disk=4MiB".into(),

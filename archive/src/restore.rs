@@ -182,19 +182,8 @@ async fn replay(
 
 #[cfg(test)]
 mod tests {
-    use object_store::path::Path;
-    use regatta_log::{LogIndex, SegmentId};
-
     use super::*;
-
-    fn seg(first: u64, last: u64) -> ArchivedSegment {
-        ArchivedSegment {
-            location: Path::from("x"),
-            id: SegmentId(LogIndex(first)),
-            last: LogIndex(last),
-            size: 0,
-        }
-    }
+    use crate::segments::tests::seg;
 
     #[test]
     fn restorable_ranges_start_at_snapshots_and_follow_the_archive() {

@@ -418,14 +418,15 @@ pub fn describe(ranges: &[RangeInclusive<u64>]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
     use object_store::memory::InMemory;
     use regatta_log::{EntryId, Log, NodeId, Options, Record, RecordKind, Term};
 
-    fn seg(first: u64, last: u64) -> ArchivedSegment {
+    /// An archived segment of entries `first..=last` (location and size do not matter).
+    pub(crate) fn seg(first: u64, last: u64) -> ArchivedSegment {
         ArchivedSegment {
             location: Path::from("x"),
             id: SegmentId(LogIndex(first)),

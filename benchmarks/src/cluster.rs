@@ -29,7 +29,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A request made while setting up or checking the cluster (not a measured one).
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options shared by every scenario that starts servers.
 #[derive(clap::Args, Debug, Clone)]
@@ -173,11 +173,7 @@ impl Node {
 
     /// A new gRPC channel (one HTTP/2 connection) to this node's public API.
     pub async fn connect(&self) -> Result<Channel> {
-        Endpoint::from_shared(self.api.clone())
-            .context("api address")?
-            .tcp_nodelay(true)
-            .connect_timeout(CONTROL_TIMEOUT)
-            .connect()
+        channel(&self.api)
             .await
             .with_context(|| format!("connecting to node {} at {}", self.id, self.api))
     }
@@ -379,13 +375,7 @@ impl Cluster {
     /// An error naming the node if any process has exited.
     pub fn check_running(&self) -> Result<()> {
         for node in &self.nodes {
-            let mut child = lock(&node.child);
-            let exited = match child.as_mut().map(Child::try_wait) {
-                Some(Ok(Some(status))) => Some(status.to_string()),
-                Some(Err(e)) => Some(format!("an unknown status ({e})")),
-                Some(Ok(None)) | None => None,
-            };
-            if let Some(status) = exited {
+            if let Some(status) = exit_status(&node.child) {
                 bail!(
                     "node {} exited with {status}; its log ({}) ends with:\n{}",
                     node.id,
@@ -457,11 +447,7 @@ impl Cluster {
     pub fn stop(&mut self) {
         for node in &self.nodes {
             if let Some(child) = lock(&node.child).as_ref() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .stderr(Stdio::null())
-                    .status();
+                sigterm(child);
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
@@ -512,6 +498,34 @@ pub(crate) fn wait_until_exit(child: &mut Child, deadline: Instant) -> Option<Ex
             Ok(None) | Err(_) => return None,
         }
     }
+}
+
+/// How the process in `child` ended, if it has (`None` while it runs or before it starts).
+pub(crate) fn exit_status(child: &Mutex<Option<Child>>) -> Option<String> {
+    match lock(child).as_mut().map(Child::try_wait) {
+        Some(Ok(Some(status))) => Some(status.to_string()),
+        Some(Err(e)) => Some(format!("an unknown status ({e})")),
+        Some(Ok(None)) | None => None,
+    }
+}
+
+/// A new gRPC channel (one HTTP/2 connection) to `url`; callers add what they connect to.
+pub(crate) async fn channel(url: &str) -> Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .context("address")?
+        .tcp_nodelay(true)
+        .connect_timeout(CONTROL_TIMEOUT)
+        .connect()
+        .await?)
+}
+
+/// Asks `child` to stop (SIGTERM); it may take its time.
+pub(crate) fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The guarded value even if a thread panicked while holding the lock.

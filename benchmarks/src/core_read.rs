@@ -12,17 +12,14 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::Bytes;
-use regatta_proto::{
-    mvcc::v1::{RequestOp, request_op},
-    regatta::v1::{TxnRequest, kv_client::KvClient},
-};
 use tokio::time::Instant;
 
 use crate::{
     cluster::{self, Cluster, ClusterArgs, Counters, Target},
     core_write::describe,
+    edge_cluster,
     reads::{self, ClientKind, RangeClient, ReadLoad},
     report::Report,
 };
@@ -187,55 +184,16 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
 
 /// Writes every key through the leader in Txn batches; returns the highest revision.
 async fn preload(args: &Args, cluster: &Cluster, table: &str) -> Result<u64> {
-    let leader = cluster.node(cluster.leader())?;
-    let connections = args.preload_concurrency.clamp(1, 8);
-    let pool = cluster::connect_pool(&[leader], connections).await?;
     let value = Bytes::from(vec![b'v'; args.value_size]);
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut loaders = tokio::task::JoinSet::new();
-    for i in 0..args.preload_concurrency.max(1) {
-        let (_, channel) = &pool[i % pool.len()];
-        let mut kv = KvClient::new(channel.clone());
-        let (next, value, table) = (next.clone(), value.clone(), Bytes::from(table.to_string()));
-        let (keys, batch, timeout) = (args.keys, args.preload_batch, args.timeout);
-        loaders.spawn(async move {
-            let mut revision = 0;
-            loop {
-                let first = next.fetch_add(batch, Relaxed);
-                if first >= keys {
-                    return anyhow::Ok(revision);
-                }
-                let success = (first..(first + batch).min(keys))
-                    .map(|i| RequestOp {
-                        request: Some(request_op::Request::RequestPut(request_op::Put {
-                            key: key(i),
-                            value: value.clone(),
-                            prev_kv: false,
-                        })),
-                    })
-                    .collect();
-                let mut request = tonic::Request::new(TxnRequest {
-                    table: table.clone(),
-                    compare: Vec::new(),
-                    success,
-                    failure: Vec::new(),
-                });
-                request.set_timeout(timeout);
-                let response = kv
-                    .txn(request)
-                    .await
-                    .with_context(|| format!("preloading keys {first}.."))?
-                    .into_inner();
-                if !response.succeeded {
-                    bail!("a preload Txn without compares did not succeed");
-                }
-                revision = revision.max(response.header.map_or(0, |h| h.revision));
-            }
-        });
-    }
-    let mut revision = 0;
-    while let Some(result) = loaders.join_next().await {
-        revision = revision.max(result.context("a preload task panicked")??);
-    }
-    Ok(revision)
+    edge_cluster::preload(
+        cluster.node(cluster.leader())?,
+        table,
+        args.keys,
+        args.preload_batch,
+        args.preload_concurrency,
+        key,
+        move |_| value.clone(),
+        args.timeout,
+    )
+    .await
 }

@@ -15,7 +15,7 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, Stdio},
     sync::{Arc, Mutex, atomic::AtomicU64, atomic::Ordering::Relaxed},
     time::Duration,
 };
@@ -27,14 +27,12 @@ use regatta_proto::{
     regatta::v1::{StatusRequest, TxnRequest, cluster_client::ClusterClient, kv_client::KvClient},
 };
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::cluster::{self, Cluster, ClusterArgs, Node};
+use crate::cluster::{self, CONTROL_TIMEOUT, Cluster, ClusterArgs, Node, lock, wait_until_exit};
 
 /// How long a node gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// A request made while setting up or checking (not a measured one).
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A scratch directory beside the cluster's: the edge's data dir and the object store.
 pub struct Scratch {
@@ -98,6 +96,22 @@ pub fn run_with_scratch<T>(
     });
     drop(scratch);
     outcome
+}
+
+/// Runs `scenario` on a 3-node core and one edge following it; the edge's last log lines
+/// are printed if the scenario fails.
+pub fn run_with_edge<T>(
+    args: &ClusterArgs,
+    scenario: impl AsyncFnOnce(&Cluster, &Edge) -> Result<T>,
+) -> Result<T> {
+    run_with_scratch(
+        args,
+        |_| Vec::new(),
+        async |cluster, scratch| {
+            let edge = Edge::follow(args, cluster, scratch)?;
+            with_edge_log(&edge, async || scenario(cluster, &edge).await).await
+        },
+    )
 }
 
 /// Replication URLs of the core nodes, the leader's first (the edge's upstreams).
@@ -183,11 +197,7 @@ impl Edge {
 
     /// A new gRPC channel (one HTTP/2 connection) to the edge's public API.
     pub async fn connect(&self) -> Result<Channel> {
-        Endpoint::from_shared(self.api.clone())
-            .context("api address")?
-            .tcp_nodelay(true)
-            .connect_timeout(CONTROL_TIMEOUT)
-            .connect()
+        cluster::channel(&self.api)
             .await
             .with_context(|| format!("connecting to the edge at {}", self.api))
     }
@@ -273,13 +283,7 @@ impl Edge {
 
     /// An error if the edge process has exited.
     pub fn check_running(&self) -> Result<()> {
-        let mut child = lock(&self.child);
-        let exited = match child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(status))) => Some(status.to_string()),
-            Some(Err(e)) => Some(format!("an unknown status ({e})")),
-            Some(Ok(None)) | None => None,
-        };
-        if let Some(status) = exited {
+        if let Some(status) = cluster::exit_status(&self.child) {
             bail!(
                 "the edge exited with {status}; its log ({}) ends with:\n{}",
                 self.log_path().display(),
@@ -301,11 +305,7 @@ impl Edge {
             return;
         };
         eprintln!("stopping the edge");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
+        cluster::sigterm(&child);
         match wait_until_exit(&mut child, std::time::Instant::now() + STOP_GRACE) {
             Some(status) if !status.success() => eprintln!("the edge exited with {status}"),
             Some(_) => {}
@@ -471,26 +471,6 @@ pub async fn preload(
 pub fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
-}
-
-/// Waits for `child` to exit until `deadline`; its status, or None if it still runs.
-fn wait_until_exit(child: &mut Child, deadline: std::time::Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20)); // poll interval
-            }
-            Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// The guarded value even if a thread panicked while holding the lock.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// GET `path` on an HTTP port (`http://host:port`) with HTTP/1.0: status code and body.

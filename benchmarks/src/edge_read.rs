@@ -94,14 +94,9 @@ pub fn run(mut args: Args) -> Result<()> {
             .edge_args
             .push(format!("--runtime.worker-threads={}", args.edge_threads));
     }
-    let report = edge_cluster::run_with_scratch(
-        &args.cluster,
-        |_| Vec::new(),
-        async |cluster, scratch| {
-            let edge = Edge::follow(&args.cluster, cluster, scratch)?;
-            edge_cluster::with_edge_log(&edge, async || scenario(&args, cluster, &edge).await).await
-        },
-    )?;
+    let report = edge_cluster::run_with_edge(&args.cluster, async |cluster, edge| {
+        scenario(&args, cluster, edge).await
+    })?;
     // Printed once every process has stopped, so that the JSON object is the last line.
     report.print();
     Ok(())

@@ -75,6 +75,19 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of `writers` writers whose appends took `lat` µs each over `secs`.
+    fn new(writers: usize, mut lat: Vec<u64>, secs: f64) -> Self {
+        lat.sort_unstable();
+        Outcome {
+            writers,
+            entries: lat.len(),
+            secs,
+            p50_us: percentile(&lat, 50.0),
+            p99_us: percentile(&lat, 99.0),
+            mean_us: mean(&lat),
+        }
+    }
+
     fn entries_per_sec(&self) -> f64 {
         self.entries as f64 / self.secs
     }
@@ -161,15 +174,7 @@ fn run_one(
         }
         drop(log);
         std::fs::remove_dir_all(&dir).ok();
-        lat.sort_unstable();
-        return Ok(Outcome {
-            writers,
-            entries: lat.len(),
-            secs: busy.as_secs_f64(),
-            p50_us: percentile(&lat, 50.0),
-            p99_us: percentile(&lat, 99.0),
-            mean_us: mean(&lat),
-        });
+        return Ok(Outcome::new(writers, lat, busy.as_secs_f64()));
     }
     if args.wait == Wait::Async {
         return run_async(log, dir, args, writers, payload);
@@ -225,15 +230,7 @@ fn run_one(
     );
     drop(log);
     std::fs::remove_dir_all(&dir).ok();
-    lat.sort_unstable();
-    Ok(Outcome {
-        writers,
-        entries: lat.len(),
-        secs,
-        p50_us: percentile(&lat, 50.0),
-        p99_us: percentile(&lat, 99.0),
-        mean_us: mean(&lat),
-    })
+    Ok(Outcome::new(writers, lat, secs))
 }
 
 /// Writers as tokio tasks on two worker threads (as many as the machine has cores).
@@ -249,7 +246,7 @@ fn run_async(
         .enable_all()
         .build()?;
     let n = args.entries;
-    let (secs, mut lat) = rt.block_on(async {
+    let (secs, lat) = rt.block_on(async {
         let t0 = Instant::now();
         let tasks: Vec<_> = (0..writers)
             .map(|w| {
@@ -282,15 +279,7 @@ fn run_async(
     );
     drop(log);
     std::fs::remove_dir_all(&dir).ok();
-    lat.sort_unstable();
-    Ok(Outcome {
-        writers,
-        entries: lat.len(),
-        secs,
-        p50_us: percentile(&lat, 50.0),
-        p99_us: percentile(&lat, 99.0),
-        mean_us: mean(&lat),
-    })
+    Ok(Outcome::new(writers, lat, secs))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -17,10 +17,10 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{
-    cluster::{lock, loopback_url, wait_until_exit},
+    cluster::{self, CONTROL_TIMEOUT, lock, loopback_url, wait_until_exit},
     wire::{
         etcd::{StatusRequest, maintenance_client::MaintenanceClient},
         noop::{Nothing, noop_client::NoopClient},
@@ -31,8 +31,6 @@ use crate::{
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a peer may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// A request made while setting up or checking (not a measured one).
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The peer binary named by `flag`, else `name` on `PATH`; a clear error if it is missing.
 pub fn binary(flag: Option<&Path>, name: &str) -> Result<PathBuf> {
@@ -85,13 +83,7 @@ impl Process {
 
     /// An error naming the process and showing its last output if it has exited.
     pub fn check_running(&self) -> Result<()> {
-        let mut child = lock(&self.child);
-        let exited = match child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(status))) => Some(status.to_string()),
-            Some(Err(e)) => Some(format!("an unknown status ({e})")),
-            Some(Ok(None)) | None => None,
-        };
-        if let Some(status) = exited {
+        if let Some(status) = cluster::exit_status(&self.child) {
             bail!(
                 "{} exited with {status}; its log ({}) ends with:\n{}",
                 self.name,
@@ -113,11 +105,7 @@ impl Process {
         let Some(mut child) = lock(&self.child).take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
+        cluster::sigterm(&child);
         match wait_until_exit(&mut child, std::time::Instant::now() + STOP_GRACE) {
             Some(_) => {}
             None => {
@@ -145,11 +133,7 @@ fn host_port(url: &str) -> &str {
 
 /// A gRPC channel to `url` (one HTTP/2 connection).
 pub async fn connect(url: &str) -> Result<Channel> {
-    Endpoint::from_shared(url.to_string())
-        .context("peer address")?
-        .tcp_nodelay(true)
-        .connect_timeout(CONTROL_TIMEOUT)
-        .connect()
+    cluster::channel(url)
         .await
         .with_context(|| format!("connecting to {url}"))
 }

@@ -96,6 +96,29 @@ struct Schedule {
 }
 
 impl Schedule {
+    fn new(args: &Args, table: &'static str, start: Instant, total: u64) -> Self {
+        Schedule {
+            table: Bytes::from(table),
+            value: Bytes::from(vec![b'v'; args.value_size]),
+            start,
+            interval_nanos: 1_000_000_000 / args.rate,
+            total,
+            next: AtomicU64::new(0),
+            measure_from: start + args.warm_up,
+            timeout: args.timeout,
+            errors: AtomicU64::new(0),
+            first_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The first write error, if any.
+    fn first_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn due(&self, n: u64) -> Instant {
         self.start + Duration::from_nanos(n.saturating_mul(self.interval_nanos))
     }
@@ -116,14 +139,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.rate == 0 || args.writers == 0 {
         bail!("--rate and --writers must be at least 1");
     }
-    let report = edge_cluster::run_with_scratch(
-        &args.cluster,
-        |_| Vec::new(),
-        async |cluster, scratch| {
-            let edge = Edge::follow(&args.cluster, cluster, scratch)?;
-            edge_cluster::with_edge_log(&edge, async || scenario(&args, cluster, &edge).await).await
-        },
-    )?;
+    let report = edge_cluster::run_with_edge(&args.cluster, async |cluster, edge| {
+        scenario(&args, cluster, edge).await
+    })?;
     // Printed once every process has stopped, so that the JSON object is the last line.
     report.print();
     Ok(())
@@ -162,18 +180,57 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
     tokio::time::sleep(Duration::from_millis(200)).await; // let the watcher's first reads land
 
     let start = Instant::now() + Duration::from_millis(10);
-    let schedule = Arc::new(Schedule {
-        table: Bytes::from(table),
-        value: Bytes::from(vec![b'v'; args.value_size]),
-        start,
-        interval_nanos: 1_000_000_000 / args.rate,
-        total,
-        next: AtomicU64::new(0),
-        measure_from: start + args.warm_up,
-        timeout: args.timeout,
-        errors: AtomicU64::new(0),
-        first_error: std::sync::Mutex::new(None),
-    });
+    let schedule = Arc::new(Schedule::new(args, table, start, total));
+    let acks = write_all(args, &schedule, &pool, cluster, edge).await?;
+    let writing_ended = Instant::now();
+    let last_revision = acks.iter().map(|a| a.revision).max().unwrap_or(0);
+
+    let seen = wait_visible(edge, last_revision, args.visible_timeout).await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // one more watcher round
+    stop.store(true, Relaxed);
+    let watched = watcher.await.context("the watcher panicked")??;
+    edge.check_running()?;
+
+    let errors = schedule.errors.load(Relaxed);
+    let measured: Vec<Ack> = acks
+        .iter()
+        .copied()
+        .filter(|a| a.due >= schedule.measure_from)
+        .collect();
+    if measured.is_empty() {
+        bail!(
+            "no measured write was acknowledged; first error: {}",
+            schedule.first_error().unwrap_or_else(|| "none".into())
+        );
+    }
+    let outcome = lags(&measured, &watched.seen)?;
+    let first_due = measured.iter().map(|a| a.due).min().unwrap_or(start);
+    let last_ack = measured.iter().map(|a| a.at).max().unwrap_or(writing_ended);
+    let span = last_ack.saturating_duration_since(first_due).as_secs_f64();
+    let report = build_report(args, cluster, &measured, errors, span, &watched, &outcome)?;
+    if outcome.never_visible > 0 {
+        eprintln!(
+            "{} writes were not visible at the edge {:?} after the last acknowledgment \
+             (edge applied {seen} of {last_revision})",
+            outcome.never_visible, args.visible_timeout
+        );
+    }
+    if let Some(error) = schedule.first_error() {
+        eprintln!("first write error: {error}");
+    }
+    Ok(report)
+}
+
+/// Runs `args.writers` writers over `pool` until the schedule is done, printing progress
+/// once a second; returns every acknowledged write.
+async fn write_all(
+    args: &Args,
+    schedule: &Arc<Schedule>,
+    pool: &[(u64, Channel)],
+    cluster: &Cluster,
+    edge: &Edge,
+) -> Result<Vec<Ack>> {
+    let total = schedule.total;
     let mut writers = tokio::task::JoinSet::new();
     for i in 0..args.writers {
         let channel = pool[i % pool.len()].1.clone();
@@ -196,7 +253,7 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
                 let behind = Instant::now().saturating_duration_since(schedule.due(sent));
                 eprintln!(
                     "[{:>6.1}s] writes started {sent} of {total}, behind schedule {:.1} ms, errors {}",
-                    start.elapsed().as_secs_f64(),
+                    schedule.start.elapsed().as_secs_f64(),
                     if sent >= total { 0.0 } else { behind.as_secs_f64() * 1000.0 },
                     schedule.errors.load(Relaxed),
                 );
@@ -205,48 +262,35 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
             }
         }
     }
-    let writing_ended = Instant::now();
-    let last_revision = acks.iter().map(|a| a.revision).max().unwrap_or(0);
+    Ok(acks)
+}
 
-    // Wait (bounded) until the watcher has seen the last acknowledged revision.
-    let deadline = Instant::now() + args.visible_timeout;
-    let seen = loop {
+/// Waits (bounded by `timeout`) until the edge has applied `last_revision`; returns what it
+/// applied last.
+async fn wait_visible(edge: &Edge, last_revision: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
         let seen = edge.applied().await.unwrap_or(0);
         if seen >= last_revision || Instant::now() > deadline {
             break seen;
         }
         tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await; // one more watcher round
-    stop.store(true, Relaxed);
-    let watched = watcher.await.context("the watcher panicked")??;
-    edge.check_running()?;
-
-    let errors = schedule.errors.load(Relaxed);
-    let measured: Vec<Ack> = acks
-        .iter()
-        .copied()
-        .filter(|a| a.due >= schedule.measure_from)
-        .collect();
-    if measured.is_empty() {
-        bail!(
-            "no measured write was acknowledged; first error: {}",
-            schedule
-                .first_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-                .unwrap_or_else(|| "none".into())
-        );
     }
-    let outcome = lags(&measured, &watched.seen)?;
-    let first_due = measured.iter().map(|a| a.due).min().unwrap_or(start);
-    let last_ack = measured.iter().map(|a| a.at).max().unwrap_or(writing_ended);
-    let span = last_ack.saturating_duration_since(first_due).as_secs_f64();
+}
 
+/// The scenario's report over the measured writes and their lags.
+fn build_report(
+    args: &Args,
+    cluster: &Cluster,
+    measured: &[Ack],
+    errors: u64,
+    span: f64,
+    watched: &Watched,
+    outcome: &Lags,
+) -> Result<Report> {
     let mut write_latency = cluster::latency_histogram()?;
     let mut schedule_latency = cluster::latency_histogram()?;
-    for ack in &measured {
+    for ack in measured {
         write_latency
             .saturating_record(ack.at.saturating_duration_since(ack.sent).as_micros() as u64);
         schedule_latency
@@ -286,21 +330,6 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
         .set("lag_p999_ms", ms(lag.value_at_quantile(0.999)))
         .set("lag_max_ms", ms(lag.max()))
         .set("lag_mean_ms", round(lag.mean() / 1000.0, 3));
-    if outcome.never_visible > 0 {
-        eprintln!(
-            "{} writes were not visible at the edge {:?} after the last acknowledgment \
-             (edge applied {seen} of {last_revision})",
-            outcome.never_visible, args.visible_timeout
-        );
-    }
-    if let Some(error) = schedule
-        .first_error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-    {
-        eprintln!("first write error: {error}");
-    }
     Ok(report)
 }
 

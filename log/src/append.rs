@@ -157,13 +157,7 @@ impl Log {
 
     /// Appends `records` and waits until they are durable.
     pub async fn append(&self, records: Vec<Record>) -> Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.append_with(records, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.await.map_err(|_| Error::Stopped {
-            reason: "log closed during append".into(),
-        })?
+        self.append_next(|_| records).await
     }
 
     /// Appends `records` and blocks the thread until they are durable. Not for async contexts.
@@ -269,13 +263,7 @@ impl Log {
         let (path, file) = create_segment(&self.inner.core.dir, id)?;
         let file = Arc::new(file);
         let mut s = lock(&self.inner.core.shared);
-        s.open = OpenView {
-            id,
-            path: path.clone(),
-            file: Arc::clone(&file),
-            offsets: Vec::new(),
-            end: HEADER_LEN as u64,
-        };
+        s.open = OpenView::empty(id, path.clone(), Arc::clone(&file));
         s.written_next = start;
         s.durable_next = start;
         s.epoch += 1;
@@ -317,13 +305,7 @@ impl Log {
                 last,
             };
             s.sealed.insert(w.id.first_index(), Arc::new(sealed));
-            s.open = OpenView {
-                id,
-                path: path.clone(),
-                file: Arc::clone(&file),
-                offsets: Vec::new(),
-                end: HEADER_LEN as u64,
-            };
+            s.open = OpenView::empty(id, path.clone(), Arc::clone(&file));
         }
         tracing::debug!(sealed = %w.id, opened = %id, "rolled segment");
         w.id = id;

@@ -4,6 +4,8 @@
 //!
 //! A failed write (a full disk, say) leaves the current file as it was and no temporary file
 //! behind. Every writer of state files, local snapshots and reseed markers goes through here.
+//!
+//! Also the two plain file operations segments need: deleting one and cutting one short.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -78,6 +80,29 @@ pub fn remove(path: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),
     }
+}
+
+/// Deletes `path` if it exists, without syncing its directory: for segment files, whose
+/// deletions the caller makes durable (or finishes again on the next open).
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Shortens a file to `len` bytes, durably.
+pub fn cut_file(path: &Path, len: u64) -> Result<()> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.set_len(len).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|source| Error::SyncFailed {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// fsyncs a directory, making creations, renames and deletions in it durable.

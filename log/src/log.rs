@@ -144,6 +144,19 @@ pub(crate) struct OpenView {
     pub(crate) end: u64,
 }
 
+impl OpenView {
+    /// A segment just created: its header and no frames.
+    pub(crate) fn empty(id: SegmentId, path: PathBuf, file: Arc<File>) -> Self {
+        OpenView {
+            id,
+            path,
+            file,
+            offsets: Vec::new(),
+            end: HEADER_LEN as u64,
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) sealed: BTreeMap<LogIndex, Arc<Sealed>>,
     pub(crate) open: OpenView,

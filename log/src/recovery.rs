@@ -22,11 +22,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::fs::{cut_file, remove_if_exists};
 use crate::log::{OpenView, Shared, Writer, create_segment};
 use crate::policy;
-use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId};
+use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId, Term};
 use crate::record;
-use crate::segment::{self, HEADER_LEN, Sealed};
+use crate::segment::{self, HEADER_LEN, ScanStop, Sealed};
 use crate::state_file::{self, StateFile};
 use crate::torn::{self, TailVerdict};
 
@@ -67,7 +68,7 @@ fn list_dir(dir: &Path) -> Result<Vec<SegmentId>> {
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(state_file::TMP_SUFFIX) {
             tracing::info!(file = %entry.path().display(), "deleting leftover temporary file");
-            remove(&entry.path())?;
+            remove_if_exists(&entry.path())?;
         } else if let Some(id) = SegmentId::parse_file_name(name) {
             ids.push(id);
         }
@@ -76,13 +77,8 @@ fn list_dir(dir: &Path) -> Result<Vec<SegmentId>> {
     Ok(ids)
 }
 
-fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
+/// The sealed segments by first index.
+type SealedMap = BTreeMap<LogIndex, Arc<Sealed>>;
 
 /// A scanned segment before it becomes sealed or open.
 struct Scanned {
@@ -105,43 +101,91 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     let (lock, lock_path) = lock_dir(&dir)?;
     let mut ids = list_dir(&dir)?;
-
-    let purged = match state_file::read(&dir, StateFile::PURGED)? {
-        Some(body) => Some(state_file::decode_entry_id(
-            &StateFile::PURGED.path(&dir),
-            &body,
-        )?),
-        None => None,
-    };
-    let truncating = match state_file::read(&dir, StateFile::TRUNCATING)? {
-        Some(body) => {
-            let path = StateFile::TRUNCATING.path(&dir);
-            Some(LogIndex(state_file::body_u64(&path, &body, 0)?))
-        }
-        None => None,
-    };
+    let purged = read_purged(&dir)?;
+    let truncating = read_truncating(&dir)?;
 
     if let Some(from) = truncating {
-        while let Some(id) = ids.last().copied().filter(|id| id.first_index() >= from) {
-            tracing::info!(segment = %id, from = %from, "finishing interrupted truncation: deleting segment");
-            remove(&dir.join(id.file_name()))?;
-            ids.pop();
-        }
+        delete_segments_from(&dir, &mut ids, from)?;
     }
+    drop_torn_header(&dir, &mut ids)?;
+    let mut scanned = scan_segments(&dir, ids)?;
+    if let Some(from) = truncating {
+        finish_truncation_cut(&mut scanned, from)?;
+        state_file::remove(&dir, StateFile::TRUNCATING)?;
+    }
+    let mut create = match purged {
+        Some(p) => finish_purge(&dir, &mut scanned, p)?,
+        None => None,
+    };
+    if scanned.is_empty() && create.is_none() {
+        create = Some(SegmentId(empty_log_start(purged, truncating)));
+    }
+    check_start(&scanned, purged)?;
 
-    // A crash while creating a segment can leave a file holding at most a torn header: the
-    // header is fsync'd before any frame is written, and the previous segment before that, so
-    // nothing is lost. A bad header on a longer file is corruption (found by the scan below).
+    let (open_scan, open_file) = open_segment(&dir, &mut scanned, create)?;
+    let (sealed, sealed_last) = seal(scanned)?;
+    let (shared, writer) = assemble(&dir, sealed, sealed_last, open_scan, open_file, purged);
+    Ok(Recovered {
+        dir,
+        lock,
+        lock_path,
+        shared,
+        writer,
+    })
+}
+
+/// The purged pointer, if a purge ever happened.
+fn read_purged(dir: &Path) -> Result<Option<EntryId>> {
+    match state_file::read(dir, StateFile::PURGED)? {
+        Some(body) => Ok(Some(state_file::decode_entry_id(
+            &StateFile::PURGED.path(dir),
+            &body,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// The truncation marker: the index an interrupted truncation was deleting from.
+fn read_truncating(dir: &Path) -> Result<Option<LogIndex>> {
+    match state_file::read(dir, StateFile::TRUNCATING)? {
+        Some(body) => {
+            let path = StateFile::TRUNCATING.path(dir);
+            Ok(Some(LogIndex(state_file::body_u64(&path, &body, 0)?)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Step 3: an interrupted truncation deletes the segments starting at or after `from`,
+/// newest first.
+fn delete_segments_from(dir: &Path, ids: &mut Vec<SegmentId>, from: LogIndex) -> Result<()> {
+    while let Some(id) = ids.last().copied().filter(|id| id.first_index() >= from) {
+        tracing::info!(segment = %id, from = %from, "finishing interrupted truncation: deleting segment");
+        remove_if_exists(&dir.join(id.file_name()))?;
+        ids.pop();
+    }
+    Ok(())
+}
+
+/// A crash while creating a segment can leave a file holding at most a torn header: the
+/// header is fsync'd before any frame is written, and the previous segment before that, so
+/// nothing is lost. A bad header on a longer file is corruption (found by the scan).
+fn drop_torn_header(dir: &Path, ids: &mut Vec<SegmentId>) -> Result<()> {
     if let Some(&id) = ids.last() {
         let path = dir.join(id.file_name());
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if bytes.len() <= HEADER_LEN && segment::check_header(&path, &bytes, id).is_err() {
             tracing::warn!(file = %path.display(), len = bytes.len(), "deleting segment with a torn header");
-            remove(&path)?;
+            remove_if_exists(&path)?;
             ids.pop();
         }
     }
+    Ok(())
+}
 
+/// Steps 4 and 5: scans every segment in order, checking contiguity across them; only the
+/// last may lose a torn tail.
+fn scan_segments(dir: &Path, ids: Vec<SegmentId>) -> Result<Vec<Scanned>> {
     let mut scanned: Vec<Scanned> = Vec::with_capacity(ids.len());
     let count = ids.len();
     for (i, id) in ids.into_iter().enumerate() {
@@ -162,114 +206,154 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             ));
         }
         let prev_term = prev.and_then(|p| p.last).map(|l| l.term);
-        let data = if is_last {
-            Bytes::from(fs::read(&path).map_err(|e| Error::io(&path, e))?)
-        } else {
-            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            segment::map_file(&path, &file)?
-        };
-        segment::check_header(&path, &data, id)?;
-        let scan = segment::scan(&data, id.first_index(), prev_term);
-        let mut end = scan.end;
-        if let Some((offset, stop)) = scan.stop {
-            if !is_last || !stop.is_torn() {
-                return Err(Error::corrupted(
-                    &path,
-                    ByteOffset(offset),
-                    stop.to_string(),
-                ));
-            }
-            let expected = LogIndex(id.first_index().0 + scan.offsets.len() as u64);
-            let term_floor = scan.last.map(|l| l.term).or(prev_term);
-            if let TailVerdict::Corrupt { next_frame, index } =
-                torn::judge_tail(&data, offset, expected, term_floor)
-            {
-                return Err(Error::corrupted(
-                    &path,
-                    ByteOffset(offset),
-                    format!(
-                        "{stop}, and a valid frame (index {index}) follows at byte {next_frame}: \
-                         acknowledged data is damaged, not a torn write"
-                    ),
-                ));
-            }
-            let cut = data.len() as u64 - offset;
-            tracing::warn!(
-                file = %path.display(),
-                offset,
-                cut_bytes = cut,
-                kept_entries = scan.offsets.len(),
-                reason = %stop,
-                "cutting torn tail of the last segment"
-            );
-            cut_file(&path, offset)?;
-            end = offset;
-        } else if !is_last && scan.offsets.is_empty() {
+        scanned.push(scan_segment(id, path, is_last, prev_term)?);
+    }
+    Ok(scanned)
+}
+
+/// Reads and scans one segment (mapped if sealed, read whole if last); a bad frame is
+/// corruption unless it begins a torn tail of the last segment, which is cut off.
+fn scan_segment(
+    id: SegmentId,
+    path: PathBuf,
+    is_last: bool,
+    prev_term: Option<Term>,
+) -> Result<Scanned> {
+    let data = if is_last {
+        Bytes::from(std::fs::read(&path).map_err(|e| Error::io(&path, e))?)
+    } else {
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        segment::map_file(&path, &file)?
+    };
+    segment::check_header(&path, &data, id)?;
+    let scan = segment::scan(&data, id.first_index(), prev_term);
+    let mut end = scan.end;
+    if let Some((offset, stop)) = scan.stop {
+        if !is_last || !stop.is_torn() {
             return Err(Error::corrupted(
                 &path,
-                ByteOffset(HEADER_LEN as u64),
-                "sealed segment holds no entries",
+                ByteOffset(offset),
+                stop.to_string(),
             ));
         }
-        scanned.push(Scanned {
-            id,
+        let expected = LogIndex(id.first_index().0 + scan.offsets.len() as u64);
+        let term_floor = scan.last.map(|l| l.term).or(prev_term);
+        cut_torn_tail(
+            &path,
+            &data,
+            offset,
+            &stop,
+            expected,
+            term_floor,
+            scan.offsets.len(),
+        )?;
+        end = offset;
+    } else if !is_last && scan.offsets.is_empty() {
+        return Err(Error::corrupted(
+            &path,
+            ByteOffset(HEADER_LEN as u64),
+            "sealed segment holds no entries",
+        ));
+    }
+    Ok(Scanned {
+        id,
+        path,
+        data,
+        offsets: scan.offsets,
+        end,
+        last: scan.last,
+    })
+}
+
+/// The last segment stops at a torn-looking frame at `offset`: `torn` judges whether a valid
+/// frame follows (damaged acknowledged data: an error) or not (a crash mid-append: cut).
+fn cut_torn_tail(
+    path: &Path,
+    data: &[u8],
+    offset: u64,
+    stop: &ScanStop,
+    expected: LogIndex,
+    term_floor: Option<Term>,
+    kept_entries: usize,
+) -> Result<()> {
+    if let TailVerdict::Corrupt { next_frame, index } =
+        torn::judge_tail(data, offset, expected, term_floor)
+    {
+        return Err(Error::corrupted(
             path,
-            data,
-            offsets: scan.offsets,
-            end,
-            last: scan.last,
-        });
+            ByteOffset(offset),
+            format!(
+                "{stop}, and a valid frame (index {index}) follows at byte {next_frame}: \
+                 acknowledged data is damaged, not a torn write"
+            ),
+        ));
     }
+    let cut = data.len() as u64 - offset;
+    tracing::warn!(
+        file = %path.display(),
+        offset,
+        cut_bytes = cut,
+        kept_entries,
+        reason = %stop,
+        "cutting torn tail of the last segment"
+    );
+    cut_file(path, offset)
+}
 
-    // The cut of an interrupted truncation: the segment holding `from` is the last one now.
-    if let Some(from) = truncating {
-        if let Some(last) = scanned.last_mut()
-            && last.next() > from
-        {
-            let keep = (from.0 - last.id.first_index().0) as usize;
-            let offset = last.offsets[keep];
-            tracing::info!(segment = %last.id, from = %from, offset, "finishing interrupted truncation: cutting segment");
-            cut_file(&last.path, offset)?;
-            last.offsets.truncate(keep);
-            last.end = offset;
-            last.last = match keep.checked_sub(1) {
-                Some(k) => Some(frame_id(&last.path, &last.data, last.offsets[k])?),
-                None => None,
-            };
-        }
-        state_file::remove(&dir, StateFile::TRUNCATING)?;
-    }
-
-    // An interrupted purge: segments wholly at or below the purged pointer go.
-    let mut create = None;
-    if let Some(p) = purged {
-        let spans: Vec<policy::Span> = scanned
-            .iter()
-            .map(|s| policy::Span {
-                id: s.id,
-                next: s.next(),
-            })
-            .collect();
-        let plan = policy::purge_plan(&spans, p.index);
-        for id in &plan.delete {
-            tracing::info!(segment = %id, purged = %p.index, "finishing interrupted purge: deleting segment");
-            remove(&dir.join(id.file_name()))?;
-        }
-        scanned.drain(..plan.delete.len());
-        create = plan.create;
-    }
-    if scanned.is_empty() && create.is_none() {
-        // An empty log continues after the purged pointer, or where a truncation left it.
-        let start = match (purged, truncating) {
-            (Some(p), Some(from)) => p.index.next().max(from),
-            (Some(p), None) => p.index.next(),
-            (None, Some(from)) => from,
-            (None, None) => LogIndex(0),
+/// The cut of an interrupted truncation: the segment holding `from` is the last one now.
+fn finish_truncation_cut(scanned: &mut [Scanned], from: LogIndex) -> Result<()> {
+    if let Some(last) = scanned.last_mut()
+        && last.next() > from
+    {
+        let keep = (from.0 - last.id.first_index().0) as usize;
+        let offset = last.offsets[keep];
+        tracing::info!(segment = %last.id, from = %from, offset, "finishing interrupted truncation: cutting segment");
+        cut_file(&last.path, offset)?;
+        last.offsets.truncate(keep);
+        last.end = offset;
+        last.last = match keep.checked_sub(1) {
+            Some(k) => Some(frame_id(&last.path, &last.data, last.offsets[k])?),
+            None => None,
         };
-        create = Some(SegmentId(start));
     }
+    Ok(())
+}
 
-    // After a purge the log starts at or before purged+1 (else files are missing).
+/// Step 6, an interrupted purge: segments wholly at or below the purged pointer go. Returns
+/// the segment to create when nothing is left above the pointer.
+fn finish_purge(
+    dir: &Path,
+    scanned: &mut Vec<Scanned>,
+    purged: EntryId,
+) -> Result<Option<SegmentId>> {
+    let spans: Vec<policy::Span> = scanned
+        .iter()
+        .map(|s| policy::Span {
+            id: s.id,
+            next: s.next(),
+        })
+        .collect();
+    let plan = policy::purge_plan(&spans, purged.index);
+    for id in &plan.delete {
+        tracing::info!(segment = %id, purged = %purged.index, "finishing interrupted purge: deleting segment");
+        remove_if_exists(&dir.join(id.file_name()))?;
+    }
+    scanned.drain(..plan.delete.len());
+    Ok(plan.create)
+}
+
+/// An empty log continues after the purged pointer, or where a truncation left it.
+fn empty_log_start(purged: Option<EntryId>, truncating: Option<LogIndex>) -> LogIndex {
+    match (purged, truncating) {
+        (Some(p), Some(from)) => p.index.next().max(from),
+        (Some(p), None) => p.index.next(),
+        (None, Some(from)) => from,
+        (None, None) => LogIndex(0),
+    }
+}
+
+/// After a purge the log starts at or before purged+1 (else files are missing).
+fn check_start(scanned: &[Scanned], purged: Option<EntryId>) -> Result<()> {
     if let Some(first) = scanned.first() {
         let start_ok = purged.is_none_or(|p| first.id.first_index() <= p.index.next());
         if !start_ok {
@@ -284,10 +368,19 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             ));
         }
     }
+    Ok(())
+}
 
-    let (open_scan, open_file) = match create {
+/// Step 7: the open segment is a new one (`create`) or the last scanned one, opened for
+/// writing.
+fn open_segment(
+    dir: &Path,
+    scanned: &mut Vec<Scanned>,
+    create: Option<SegmentId>,
+) -> Result<(Scanned, File)> {
+    match create {
         Some(id) => {
-            let (path, file) = create_segment(&dir, id)?;
+            let (path, file) = create_segment(dir, id)?;
             let data = Bytes::new();
             let s = Scanned {
                 id,
@@ -297,21 +390,25 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 end: HEADER_LEN as u64,
                 last: None,
             };
-            (s, file)
+            Ok((s, file))
         }
         None => {
             let Some(s) = scanned.pop() else {
-                return Err(Error::corrupted(&dir, ByteOffset(0), "no segment to open"));
+                return Err(Error::corrupted(dir, ByteOffset(0), "no segment to open"));
             };
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&s.path)
                 .map_err(|e| Error::io(&s.path, e))?;
-            (s, file)
+            Ok((s, file))
         }
-    };
+    }
+}
 
+/// The segments before the open one become sealed; returns them by first index and the
+/// last entry among them.
+fn seal(scanned: Vec<Scanned>) -> Result<(SealedMap, Option<EntryId>)> {
     let mut sealed = BTreeMap::new();
     let mut physical_last = None;
     for s in scanned {
@@ -334,9 +431,19 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             }),
         );
     }
-    if open_scan.last.is_some() {
-        physical_last = open_scan.last;
-    }
+    Ok((sealed, physical_last))
+}
+
+/// The log's shared state and writer over the recovered segments.
+fn assemble(
+    dir: &Path,
+    sealed: SealedMap,
+    sealed_last: Option<EntryId>,
+    open_scan: Scanned,
+    open_file: File,
+    purged: Option<EntryId>,
+) -> (Shared, Writer) {
+    let physical_last = open_scan.last.or(sealed_last);
     let next = open_scan.next();
     let logical_last = physical_last.filter(|l| purged.is_none_or(|p| l.index > p.index));
     let term_floor = physical_last.map(|l| l.term).max(purged.map(|p| p.term));
@@ -378,13 +485,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         last: physical_last,
         buf: Vec::new(),
     };
-    Ok(Recovered {
-        dir,
-        lock,
-        lock_path,
-        shared,
-        writer,
-    })
+    (shared, writer)
 }
 
 /// The id of the frame at `offset` (already validated by a scan).
@@ -395,17 +496,4 @@ fn frame_id(path: &Path, data: &[u8], offset: u64) -> Result<EntryId> {
     record::decode(&data[at..])
         .map(|f| f.id)
         .map_err(|e| Error::corrupted(path, ByteOffset(offset), e.to_string()))
-}
-
-/// Shortens a file to `len` bytes, durably.
-pub(crate) fn cut_file(path: &Path, len: u64) -> Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.set_len(len).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|source| Error::SyncFailed {
-        path: path.to_path_buf(),
-        source,
-    })
 }

@@ -11,25 +11,27 @@
 //!   and reads below it fail; then delete whole segments at or below it, oldest first.
 //!   Recovery deletes any such segments it still finds.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::fs::{cut_file, remove_if_exists};
 use crate::log::{Log, OpenView, Writer, create_segment, lock};
 use crate::policy::{self, TruncateThen};
 use crate::position::{ByteOffset, EntryId, LogIndex, SegmentId};
-use crate::recovery::cut_file;
 use crate::segment::{self, HEADER_LEN};
 use crate::state_file::{self, StateFile, TMP_SUFFIX};
 
-fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
+/// The segment that is open after a truncation, before it is installed.
+struct NewOpen {
+    id: SegmentId,
+    path: PathBuf,
+    file: Arc<File>,
+    len: u64,
+    offsets: Vec<u64>,
+    last: Option<EntryId>,
 }
 
 impl Log {
@@ -72,86 +74,118 @@ impl Log {
         };
         let plan = policy::truncate_plan(&spans, from);
         for id in &plan.delete {
-            remove(&dir.join(id.file_name()))?;
+            remove_if_exists(&dir.join(id.file_name()))?;
         }
-        let (id, path, file, len, offsets, last) = match plan.then {
+        let open = match plan.then {
             TruncateThen::Create { id } => {
                 let (path, file) = create_segment(&dir, id)?;
-                (
+                NewOpen {
                     id,
                     path,
-                    Arc::new(file),
-                    HEADER_LEN as u64,
-                    Vec::new(),
-                    None,
-                )
-            }
-            TruncateThen::Cut { id, keep } if id == w.id => {
-                let keep = keep as usize;
-                let (offsets, cut_at) = {
-                    let s = lock(&self.inner.core.shared);
-                    (s.open.offsets[..keep].to_vec(), s.open.offsets[keep])
-                };
-                cut_file(&w.path, cut_at)?;
-                let last = match offsets.last() {
-                    Some(&at) => Some(self.read_frame_id(w, at)?),
-                    None => None,
-                };
-                (
-                    id,
-                    w.path.clone(),
-                    Arc::clone(&w.file),
-                    cut_at,
-                    offsets,
-                    last,
-                )
-            }
-            TruncateThen::Cut { id, keep } => {
-                let seg = self.sealed(id)?;
-                let keep = keep as usize;
-                let cut_at = seg.offsets[keep];
-                let tmp = dir.join(format!("{}{TMP_SUFFIX}", id.file_name()));
-                {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .open(&tmp)
-                        .map_err(|e| Error::io(&tmp, e))?;
-                    f.write_all_at(&seg.data[..cut_at as usize], 0)
-                        .map_err(|e| Error::io(&tmp, e))?;
-                    f.sync_all().map_err(|source| Error::SyncFailed {
-                        path: tmp.clone(),
-                        source,
-                    })?;
+                    file: Arc::new(file),
+                    len: HEADER_LEN as u64,
+                    offsets: Vec::new(),
+                    last: None,
                 }
-                fs::rename(&tmp, &seg.path).map_err(|e| Error::io(&seg.path, e))?;
-                let file = open_rw(&seg.path)?;
-                let last = seg.record(from.0.checked_sub(1).map_or(from, LogIndex))?.id;
-                (
-                    id,
-                    seg.path.clone(),
-                    Arc::new(file),
-                    cut_at,
-                    seg.offsets[..keep].to_vec(),
-                    Some(last),
-                )
             }
+            TruncateThen::Cut { id, keep } if id == w.id => self.cut_open(w, id, keep as usize)?,
+            TruncateThen::Cut { id, keep } => self.cut_sealed(&dir, id, keep as usize, from)?,
             TruncateThen::Reopen { id } => {
                 let seg = self.sealed(id)?;
                 let file = open_rw(&seg.path)?;
-                (
+                NewOpen {
                     id,
-                    seg.path.clone(),
-                    Arc::new(file),
-                    seg.data.len() as u64,
-                    seg.offsets.clone(),
-                    Some(seg.last),
-                )
+                    path: seg.path.clone(),
+                    file: Arc::new(file),
+                    len: seg.data.len() as u64,
+                    offsets: seg.offsets.clone(),
+                    last: Some(seg.last),
+                }
             }
         };
         state_file::sync_dir(&dir)?;
+        self.install_truncated(w, &plan.delete, open, from, purged);
+        Ok(())
+    }
 
+    /// Cuts the open segment in place after its first `keep` entries.
+    fn cut_open(&self, w: &Writer, id: SegmentId, keep: usize) -> Result<NewOpen> {
+        let (offsets, cut_at) = {
+            let s = lock(&self.inner.core.shared);
+            (s.open.offsets[..keep].to_vec(), s.open.offsets[keep])
+        };
+        cut_file(&w.path, cut_at)?;
+        let last = match offsets.last() {
+            Some(&at) => Some(self.read_frame_id(w, at)?),
+            None => None,
+        };
+        Ok(NewOpen {
+            id,
+            path: w.path.clone(),
+            file: Arc::clone(&w.file),
+            len: cut_at,
+            offsets,
+            last,
+        })
+    }
+
+    /// Replaces a sealed segment by a copy of its first `keep` entries (renamed over it, so
+    /// live maps of the old file stay valid) and opens that copy for appending.
+    fn cut_sealed(
+        &self,
+        dir: &Path,
+        id: SegmentId,
+        keep: usize,
+        from: LogIndex,
+    ) -> Result<NewOpen> {
+        let seg = self.sealed(id)?;
+        let cut_at = seg.offsets[keep];
+        let tmp = dir.join(format!("{}{TMP_SUFFIX}", id.file_name()));
+        {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(|e| Error::io(&tmp, e))?;
+            f.write_all_at(&seg.data[..cut_at as usize], 0)
+                .map_err(|e| Error::io(&tmp, e))?;
+            f.sync_all().map_err(|source| Error::SyncFailed {
+                path: tmp.clone(),
+                source,
+            })?;
+        }
+        fs::rename(&tmp, &seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        let file = open_rw(&seg.path)?;
+        let last = seg.record(from.0.checked_sub(1).map_or(from, LogIndex))?.id;
+        Ok(NewOpen {
+            id,
+            path: seg.path.clone(),
+            file: Arc::new(file),
+            len: cut_at,
+            offsets: seg.offsets[..keep].to_vec(),
+            last: Some(last),
+        })
+    }
+
+    /// Makes `open` the open segment in the shared view and the writer, with the log ending
+    /// before `from`.
+    fn install_truncated(
+        &self,
+        w: &mut Writer,
+        deleted: &[SegmentId],
+        open: NewOpen,
+        from: LogIndex,
+        purged: Option<EntryId>,
+    ) {
+        let NewOpen {
+            id,
+            path,
+            file,
+            len,
+            offsets,
+            last,
+        } = open;
         // Before the cut point, the previous segment's last entry is the log's last one.
         let physical_last = match last {
             Some(l) => Some(l),
@@ -164,7 +198,7 @@ impl Log {
             }
         };
         let mut s = lock(&self.inner.core.shared);
-        for d in &plan.delete {
+        for d in deleted {
             s.sealed.remove(&d.first_index());
         }
         s.sealed.remove(&id.first_index());
@@ -189,7 +223,6 @@ impl Log {
         w.next = from;
         w.last = physical_last;
         w.term_floor = physical_last.map(|l| l.term).max(purged.map(|p| p.term));
-        Ok(())
     }
 
     fn sealed(&self, id: SegmentId) -> Result<Arc<segment::Sealed>> {
@@ -263,7 +296,7 @@ impl Log {
         // Delete before creating: a crash in between leaves no segment at all, which recovery
         // turns into an empty one at `up_to + 1`; the other order could leave a gap.
         for id in &plan.delete {
-            remove(&dir.join(id.file_name()))?;
+            remove_if_exists(&dir.join(id.file_name()))?;
         }
         let mut new_open = None;
         if let Some(id) = plan.create {
@@ -276,13 +309,7 @@ impl Log {
                 s.sealed.remove(&id.first_index());
             }
             if let Some((id, path, file)) = &new_open {
-                s.open = OpenView {
-                    id: *id,
-                    path: path.clone(),
-                    file: Arc::clone(file),
-                    offsets: Vec::new(),
-                    end: HEADER_LEN as u64,
-                };
+                s.open = OpenView::empty(*id, path.clone(), Arc::clone(file));
             }
             s.check();
         }

@@ -284,12 +284,9 @@ impl Drop for Node {
     }
 }
 
-/// A minimal HTTP/1.0 GET, enough for the health and metrics endpoints.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+/// Reads an HTTP/1.0 response to its end: the status code and body.
+fn read_response(mut stream: std::net::TcpStream) -> Option<(u16, String)> {
+    use std::io::Read;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -298,6 +295,15 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
+}
+
+/// A minimal HTTP/1.0 GET, enough for the health and metrics endpoints.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    read_response(stream)
 }
 
 /// A core cluster of real processes in a temporary directory.
@@ -321,11 +327,7 @@ impl Cluster {
     pub fn start_under(n: u64, args: &[&str], run_under: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes: Vec<Node> = (1..=n).map(|id| Node::core(id, dir.path())).collect();
-        let members = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.raft))
-            .collect::<Vec<_>>()
-            .join(",");
+        let members = initial_members(&nodes);
         for node in &mut nodes {
             node.args = args.iter().map(|s| s.to_string()).collect();
             node.run_under = run_under.to_vec();
@@ -712,7 +714,7 @@ impl Drop for S3Server {
 
 /// A minimal HTTP/1.0 request without a body; the status code and body.
 fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -720,12 +722,22 @@ fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
         "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
     )
     .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
+    read_response(stream)
+}
+
+/// The initial members of a cluster of `nodes`: `id=raft-address,…`.
+pub fn initial_members(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.raft))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs the `regatta` binary with `args` to completion.
+pub fn regatta(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run regatta")
 }

@@ -100,16 +100,7 @@ impl Tailer {
         let mut progress = Progress::start(format!("bootstrap: downloading snapshot {revision}"));
         // The object is already a snapshot in the local format: keep its bytes as they
         // arrive rather than encode the state again after loading it.
-        let copy = self
-            .local
-            .receive()
-            .inspect_err(|e| {
-                tracing::warn!(
-                    error = %e,
-                    "cannot copy the snapshot while downloading; it will be written after loading"
-                );
-            })
-            .ok();
+        let copy = self.start_copy("downloading");
         let downloaded = store
             .download_observed(Revision(revision), |chunk, done, total| {
                 if let Some(copy) = &copy {
@@ -130,6 +121,20 @@ impl Tailer {
         }
     }
 
+    /// Starts the copy of a snapshot arriving (`while_` names how) into the local snapshot;
+    /// `None` (logged) if it cannot start: the state is then written after loading.
+    fn start_copy(&self, while_: &str) -> Option<Receiving> {
+        self.local
+            .receive()
+            .inspect_err(|e| {
+                tracing::warn!(
+                    error = %e,
+                    "cannot copy the snapshot while {while_}; it will be written after loading"
+                );
+            })
+            .ok()
+    }
+
     /// The upstream's snapshot, decoded, with a copy of its bytes on the way to becoming the
     /// local snapshot (when the copy could be started).
     pub(super) async fn fetch_from_upstream(
@@ -144,16 +149,7 @@ impl Tailer {
                 status,
             })?
             .into_inner();
-        let copy = self
-            .local
-            .receive()
-            .inspect_err(|e| {
-                tracing::warn!(
-                    error = %e,
-                    "cannot copy the snapshot while fetching; it will be written after loading"
-                );
-            })
-            .ok();
+        let copy = self.start_copy("fetching");
         let mut data = Vec::new();
         let mut announced = 0;
         let mut progress = Progress::start("bootstrap: fetching the upstream's snapshot");
