@@ -39,13 +39,21 @@ pub struct ObjectStoreFlags {
 }
 
 impl Default for ObjectStoreFlags {
+    /// The client's own defaults (the flags' `default_value`s say the same).
     fn default() -> Self {
+        let regatta_archive::objects::Settings {
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            timeout,
+        } = regatta_archive::objects::Settings::default();
         Self {
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            timeout: Duration::from_secs(30),
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            timeout,
         }
     }
 }

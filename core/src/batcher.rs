@@ -128,7 +128,7 @@ async fn run(
 }
 
 async fn commit(raft: &Raft<TypeConfig>, mut batch: Vec<Pending>) {
-    let now = now_micros();
+    let now = regatta_proto::now_micros();
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
         let outcome = raft
@@ -173,13 +173,6 @@ pub fn split(response: ApplyResponse, count: usize) -> Vec<ApplyResponse> {
             count
         ],
     }
-}
-
-/// Wall-clock microseconds since the Unix epoch (the informational proposal time of events).
-pub(crate) fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

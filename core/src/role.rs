@@ -43,7 +43,8 @@ use regatta_proto::regatta::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::batcher::{Batcher, now_micros};
+use crate::batcher::Batcher;
+use regatta_proto::now_micros;
 
 /// A write or read-index request is forwarded at most this many times before the node
 /// gives up (leadership moving faster than requests travel).

@@ -38,3 +38,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// The current version of [`event::Event`]; readers reject any other.
 pub const EVENT_VERSION: u32 = 1;
+
+/// Now, in the unit every timestamp of these protocols is in: microseconds since the Unix
+/// epoch (an event's `proposed_at_micros`, a tail heartbeat's `now_micros`); 0 if the clock
+/// is before the epoch.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

@@ -1,12 +1,7 @@
 //! Wall-clock time in the one unit replication carries it in (Unix microseconds: the
 //! heartbeat's `now_micros`, an event's `proposed_at_micros`), and the lag derived from it.
 
-/// Now, in microseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
+pub use regatta_proto::now_micros;
 
 /// How far a replica is behind its upstream.
 #[derive(Debug, Clone, Copy, PartialEq)]
