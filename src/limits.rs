@@ -87,6 +87,32 @@ impl Limits {
         )
         .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))
     }
+
+    /// As [`Self::incoming`] for an `https://` address, serving TLS under `tls`.
+    pub fn incoming_tls(
+        &self,
+        addr: std::net::SocketAddr,
+        writes: Writes,
+        name: &'static str,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<
+        impl futures::Stream<
+            Item = std::io::Result<
+                regatta_api::listen::Connection<
+                    regatta_api::listen::TlsStream<tokio::net::TcpStream>,
+                >,
+            >,
+        > + use<>,
+    > {
+        regatta_api::listen::bind_tls(
+            addr,
+            writes,
+            self.args.listen(),
+            self.metrics.listener(name),
+            tls,
+        )
+        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))
+    }
 }
 
 #[cfg(test)]

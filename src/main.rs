@@ -16,6 +16,7 @@ mod rest;
 mod runtime;
 mod shutdown;
 mod telemetry;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@
 //! accepting, in-flight calls get [`shutdown::SERVER_GRACE`] to finish, and the node's `run`
 //! shuts the rest down in order.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
 use futures::{FutureExt, future::BoxFuture};
@@ -68,6 +68,7 @@ impl NodeServer {
         ctx: &NodeContext,
         config: BTreeMap<String, String>,
         admin: Option<AdminService>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Served> {
         let max = ctx.limits.max_request_bytes;
         let kv = KvServer::new(
@@ -97,15 +98,26 @@ impl NodeServer {
             routes = routes.add_service(AdminServer::new(admin));
         }
         let routes = routes.add_service(maintenance).add_service(reflection);
-        let incoming = self.limits.incoming(address, Writes::Coalesced, "api")?;
         let token = self.shutdown.clone();
-        let server = self
+        let stop = async move { token.cancelled().await };
+        let router = self
             .limits
             .server()
             .layer(self.api_metrics.layer())
             .layer(TrackRequests)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
+            .add_routes(routes);
+        let server = match (tls, address.tcp()) {
+            (Some(tls), Some(addr)) => {
+                let incoming = self
+                    .limits
+                    .incoming_tls(addr, Writes::Coalesced, "api", tls)?;
+                router.serve_with_incoming_shutdown(incoming, stop).boxed()
+            }
+            _ => {
+                let incoming = self.limits.incoming(address, Writes::Coalesced, "api")?;
+                router.serve_with_incoming_shutdown(incoming, stop).boxed()
+            }
+        };
         Ok(async move { server.await.context("API server") }.boxed())
     }
 

@@ -50,6 +50,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
 };
+pub use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpIncoming};
 
@@ -99,20 +100,94 @@ pub fn bind(
             Ok(stream) => stream,
             Err(e) => return Some(Err(e)),
         };
-        let slot = match &slots {
-            None => None,
-            Some(slots) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => Some(slot),
-                Err(_) => {
-                    metrics.refused.inc();
-                    tracing::debug!(peer = ?stream.peer_addr().ok(), "connection refused: listener full");
-                    return None;
-                }
-            },
-        };
+        let slot = admit(&slots, &metrics, &stream)?;
         let watch = Watch::new(&limits, metrics.clone());
-        Some(Ok(Connection::new(stream, writes).held(slot, watch, metrics.open.clone())))
+        Some(Ok(Connection::new(stream, writes).held(
+            slot,
+            watch,
+            metrics.open.clone(),
+        )))
     }))
+}
+
+/// As [`bind`], with every accepted connection speaking TLS under `tls` (a server
+/// configuration announcing ALPN `h2`). The TLS handshake runs in a task of its own, so a
+/// slow peer holds up no other; it must end within `limits.handshake_timeout`, which then
+/// still covers the HTTP/2 preface after it. A failed handshake closes the connection and
+/// is logged at debug level.
+pub fn bind_tls(
+    addr: SocketAddr,
+    writes: Writes,
+    limits: ListenLimits,
+    metrics: ListenerMetrics,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> io::Result<impl Stream<Item = io::Result<Connection<TlsStream<TcpStream>>>>> {
+    let mut incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+    let slots = limits.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = incoming.next() => accepted,
+                () = tx.closed() => return,
+            };
+            let stream = match accepted {
+                None => return,
+                Some(Ok(stream)) => stream,
+                Some(Err(e)) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(slot) = admit(&slots, &metrics, &stream) else {
+                continue;
+            };
+            let watch = Watch::new(&limits, metrics.clone());
+            let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
+            let deadline = limits.handshake_timeout;
+            tokio::spawn(async move {
+                let peer = stream.peer_addr().ok();
+                let handshake = acceptor.accept(stream);
+                let tls = match deadline {
+                    Some(d) => tokio::time::timeout(d, handshake)
+                        .await
+                        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+                    None => handshake.await,
+                };
+                match tls {
+                    Ok(tls) => {
+                        let conn = Connection::new(tls, writes).held(slot, watch, metrics.open);
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Err(e) => tracing::debug!(?peer, "TLS handshake failed: {e}"),
+                }
+            });
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// A place under the connection limit for `stream`: `Some(None)` without a limit, `None`
+/// (counted as refused) when the listener is full.
+fn admit(
+    slots: &Option<Arc<Semaphore>>,
+    metrics: &ListenerMetrics,
+    stream: &TcpStream,
+) -> Option<Option<OwnedSemaphorePermit>> {
+    match slots {
+        None => Some(None),
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(Some(slot)),
+            Err(_) => {
+                metrics.refused.inc();
+                tracing::debug!(peer = ?stream.peer_addr().ok(), "connection refused: listener full");
+                None
+            }
+        },
+    }
 }
 
 /// A connection's one timer: the handshake deadline, then the idle checks.
@@ -299,6 +374,17 @@ impl Connected for Connection {
     fn connect_info(&self) -> Self::ConnectInfo {
         ConnInfo {
             tcp: self.stream.connect_info(),
+            activity: self.activity.clone(),
+        }
+    }
+}
+
+impl Connected for Connection<TlsStream<TcpStream>> {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        ConnInfo {
+            tcp: self.stream.get_ref().0.connect_info(),
             activity: self.activity.clone(),
         }
     }

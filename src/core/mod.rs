@@ -71,6 +71,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         &ctx,
         settings.describe(),
         Some(admin),
+        settings.api.tls.clone(),
     )?;
 
     // The log-tail service the edges follow.

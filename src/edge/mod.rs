@@ -93,7 +93,13 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
             args.storage.data_dir.display().to_string(),
         ),
     ]);
-    let api_server = node.api_server(&settings.api.address, &ctx, config, None)?;
+    let api_server = node.api_server(
+        &settings.api.address,
+        &ctx,
+        config,
+        None,
+        settings.api.tls.clone(),
+    )?;
 
     // The log-tail service downstream edges follow.
     let tail_server = node.tail_server(

@@ -6,7 +6,7 @@
 //! one client hold every file descriptor or open unbounded streams, so here they default to
 //! finite values (docs/operations.md, "Limits").
 
-use std::time::Duration;
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -56,6 +56,14 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub maintenance_token: Option<String>,
+    /// Path to the API server certificate (PEM, the chain from the server's certificate
+    /// up). Required when --api.address is https://.
+    #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
+    pub cert_filename: Option<PathBuf>,
+    /// Path to the API server private key file (PEM). Required when --api.address is
+    /// https://.
+    #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
+    pub key_filename: Option<PathBuf>,
     #[command(flatten)]
     pub connection_limits: LimitArgs,
 }
@@ -68,6 +76,8 @@ pub struct ApiSettings {
     pub limits: Limits,
     pub tokens: Tokens,
     pub connection_limits: LimitArgs,
+    /// The TLS configuration when the address is `https://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ApiArgs {
@@ -78,8 +88,10 @@ impl ApiArgs {
         }
         self.connection_limits.validate()?;
         let listen = &self.address.api_address;
+        let address = ListenAddress::parse("api.address", listen)?;
         Ok(ApiSettings {
-            address: ListenAddress::parse("api.address", listen)?,
+            tls: self.tls(&address)?,
+            address,
             advertise: super::advertised(
                 "api.advertise-address",
                 self.api_advertise.as_ref(),
@@ -96,6 +108,22 @@ impl ApiArgs {
             },
             connection_limits: self.connection_limits.clone(),
         })
+    }
+}
+
+impl ApiArgs {
+    /// Loads the certificate and key when `address` is `https://`.
+    fn tls(&self, address: &ListenAddress) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        if !matches!(address, ListenAddress::Tcp { tls: true, .. }) {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.cert_filename, &self.key_filename) else {
+            bail!(
+                "--api.address {:?} is https:// and needs --api.cert-filename and --api.key-filename",
+                self.address.api_address
+            );
+        };
+        crate::tls::server_config("api", cert, key).map(Some)
     }
 }
 
