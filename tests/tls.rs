@@ -115,7 +115,7 @@ fn start_fails(args: &[String]) -> (i32, String) {
 
 #[test]
 fn the_api_serves_tls_and_the_cli_reaches_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let certs = make_certs(dir.path());
 
     phase("a single-node core with an https:// API");
@@ -185,7 +185,7 @@ fn the_api_serves_tls_and_the_cli_reaches_it() {
 
 #[test]
 fn bad_tls_configuration_fails_start_up_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let certs = make_certs(dir.path());
     let base = |extra: &[String]| {
         let node = Node::core(1, dir.path());
