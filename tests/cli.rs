@@ -285,25 +285,44 @@ async fn table_names_follow_the_rule_and_any_allowed_name_survives_a_backup_dire
 }
 
 #[test]
-fn an_https_address_is_refused_rather_than_spoken_to_in_plaintext() {
+fn an_unknown_scheme_is_refused_and_https_is_never_spoken_to_in_plaintext() {
     // Nothing listens there: the refusal comes before any connection.
     let (code, _, err) = run(
-        "https://127.0.0.1:1",
+        "grpc://127.0.0.1:1",
         &["kv", "get", "t", "k", "--token", "secret"],
         None,
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("TLS"), "{err}");
+    assert!(err.contains("scheme"), "{err}");
     let dir = tempfile::tempdir().expect("tempdir");
     let backup_dir = dir.path().join("b").display().to_string();
     for args in [&["table", "list"][..], &["backup", "--dir", &backup_dir]] {
-        let (code, _, err) = run("https://127.0.0.1:1", args, None);
+        let (code, _, err) = run("grpc://127.0.0.1:1", args, None);
         assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains("TLS"), "{args:?}: {err}");
+        assert!(err.contains("scheme"), "{args:?}: {err}");
     }
     assert!(
         !dir.path().join("b").exists(),
         "the refused backup created nothing"
+    );
+    // An https:// address is reached over TLS (tests/tls.rs); against a plaintext server
+    // the handshake fails and nothing is sent in clear.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("https://{}", plain.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = plain.accept().expect("accept");
+        let mut first = [0u8; 5];
+        conn.read_exact(&mut first).expect("read");
+        let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        first
+    });
+    let (code, _, err) = run(&addr, &["kv", "get", "t", "k", "--token", "secret"], None);
+    assert_eq!(code, 3, "{err}");
+    let first = server.join().expect("server");
+    assert_eq!(
+        first[0], 0x16,
+        "the client's first bytes are not a TLS handshake"
     );
 }
 
