@@ -1,5 +1,7 @@
 //! The listening side of every gRPC server a node runs: accepted TCP connections, handed to
-//! tonic through [`bind`].
+//! tonic through [`bind`], or through [`bind_tls`] after a TLS handshake (the public API on
+//! an `https://` address). TLS sits under [`Connection`], so the handshake and idle timers
+//! and the write coalescing below see the HTTP/2 bytes, not the encrypted ones.
 //!
 //! Why not tonic's own listener: HTTP/2 (the `h2` crate) sends a DATA frame larger than a
 //! small threshold — 256 bytes when the socket says it supports vectored writes, as a TCP
