@@ -46,13 +46,14 @@ impl ListenAddress {
         regatta_core::peer_url::check(flag, url).map_err(anyhow::Error::msg)
     }
 
-    /// The TCP address to bind, refusing what this build cannot serve yet (TLS, unix
-    /// sockets).
-    pub fn tcp_only(&self) -> Result<SocketAddr> {
+    /// The TCP address to bind for the `port` (`raft`, `replication`, `rest`), refusing
+    /// what this build cannot serve there yet (TLS, unix sockets).
+    pub fn tcp_only(&self, port: &str) -> Result<SocketAddr> {
         match self {
             Self::Tcp { addr, tls: false } => Ok(*addr),
             Self::Tcp { tls: true, .. } => bail!(
-                "https:// listen addresses need TLS settings, which this build does not take yet"
+                "an https:// address for the {port} port: this build serves TLS only on the \
+                 public API (--api.address with --api.cert-filename and --api.key-filename)"
             ),
             Self::Unix(path) => bail!(
                 "unix:// listen addresses ({}) are not supported for this port yet",
@@ -96,5 +97,18 @@ mod tests {
                 .to_string();
             assert!(err.contains("--api.address"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_port_without_tls_names_itself_and_where_tls_is_served() {
+        let https = ListenAddress::parse("raft.address", "https://127.0.0.1:5012").expect("valid");
+        let err = https.tcp_only("raft").expect_err("refused").to_string();
+        assert!(err.contains("raft port"), "{err}");
+        assert!(err.contains("--api.cert-filename"), "{err}");
+        let http = ListenAddress::parse("raft.address", "http://127.0.0.1:5012").expect("valid");
+        assert_eq!(
+            http.tcp_only("raft").expect("plain"),
+            "127.0.0.1:5012".parse().expect("addr")
+        );
     }
 }

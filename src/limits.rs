@@ -78,7 +78,7 @@ impl Limits {
         name: &'static str,
     ) -> Result<impl futures::Stream<Item = std::io::Result<regatta_api::listen::Connection>> + use<>>
     {
-        let addr = addr.tcp_only()?;
+        let addr = addr.tcp_only(name)?;
         regatta_api::listen::bind(
             addr,
             writes,

@@ -155,7 +155,7 @@ impl NodeServer {
         readiness: rest::Readiness,
     ) -> Result<Served> {
         Ok(rest::serve(
-            address.tcp_only()?,
+            address.tcp_only("rest")?,
             self.registry.clone(),
             readiness,
             self.shutdown.clone(),
