@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -80,18 +77,9 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 /// Waits until `regatta table list` succeeds over TLS at `address`.
 fn wait_serving(address: &str, ca: &Path) {
     let ca = format!("--ca={}", ca.display());
-    let start = Instant::now();
-    loop {
-        let (code, _, err) = cli(&["table", "list", "--address", address, &ca]);
-        if code == 0 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{address} never served over TLS: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_blocking(&format!("{address} serves over TLS"), || {
+        cli(&["table", "list", "--address", address, &ca]).0 == 0
+    });
 }
 
 /// Starts `regatta args…` and waits for it to exit; its exit code and output.
@@ -169,18 +157,10 @@ fn the_api_serves_tls_and_the_cli_reaches_it() {
     edge.node.args = tls_args(&certs);
     edge.start();
     let edge_address = edge.node.api.clone();
-    let start = Instant::now();
-    loop {
+    wait_until_blocking("the edge serves the value over TLS", || {
         let (code, out, _) = cli(&["kv", "get", "t", "k", "--address", &edge_address, &ca]);
-        if code == 0 && out.contains("over-tls") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the edge never served the value over TLS"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        code == 0 && out.contains("over-tls")
+    });
 }
 
 #[test]

@@ -86,6 +86,21 @@ where
     }
 }
 
+/// [`wait_until`] for tests without a runtime: polls `check` on this thread until it returns
+/// true, failing the test with `reason` after [`WAIT`].
+pub fn wait_until_blocking(reason: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    let mut pause = Duration::from_millis(5);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until {reason}"
+        );
+        std::thread::sleep(pause); // poll backoff
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// One core node process and everything needed to restart it as it was.
 pub struct Node {
     pub id: u64,
