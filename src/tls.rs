@@ -31,8 +31,12 @@ pub fn server_config(flag: &str, cert: &Path, key: &Path) -> Result<Arc<ServerCo
     Ok(Arc::new(config))
 }
 
+/// Largest certificate or key file read (a PEM chain is a few KiB).
+const MAX_PEM_BYTES: u64 = 4 << 20;
+
 fn read(flag: &str, what: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow!("--{flag}.{what} {}: cannot read: {e}", path.display()))
+    regatta_log::fs::read_capped(path, MAX_PEM_BYTES)
+        .map_err(|e| anyhow!("--{flag}.{what} {}: cannot read: {e}", path.display()))
 }
 
 fn certificates(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {

@@ -8,13 +8,30 @@
 //! Also the two plain file operations segments need: deleting one and cutting one short.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Suffix of files being written; a leftover from a crash is garbage its owner may delete.
 pub const TMP_SUFFIX: &str = ".tmp";
+
+/// Reads a whole small file (a certificate, a key, a CA bundle named by a flag), refusing
+/// one larger than `limit` bytes before holding more than that in memory: a flag pointing
+/// at a device or a huge file fails instead of filling memory.
+pub fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// The temporary file [`write_atomic`] writes `path` through: `<path>.tmp`.
 pub fn tmp_path(path: &Path) -> PathBuf {
@@ -130,6 +147,19 @@ mod tests {
     )]
 
     use super::*;
+
+    #[test]
+    fn a_capped_read_takes_a_file_up_to_the_limit_and_refuses_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_capped(&path, 10).unwrap(), b"0123456789");
+        let err = read_capped(&path, 9).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("larger than 9 bytes"), "{err}");
+        // A device never ends: the cap is what stops the read.
+        assert!(read_capped(Path::new("/dev/zero"), 1 << 16).is_err());
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporary() {

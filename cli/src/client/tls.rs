@@ -39,8 +39,11 @@ pub fn client_config(options: &ClientOptions) -> Result<ClientConfig, Failure> {
     Ok(config)
 }
 
+/// Largest `--ca` file read (a system CA bundle is a few hundred KiB).
+const MAX_CA_BYTES: u64 = 4 << 20;
+
 fn ca_roots(path: &Path) -> Result<RootCertStore, Failure> {
-    let pem = std::fs::read(path)
+    let pem = regatta_log::fs::read_capped(path, MAX_CA_BYTES)
         .map_err(|e| Failure::usage(format!("--ca {}: cannot read: {e}", path.display())))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
