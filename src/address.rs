@@ -46,17 +46,14 @@ impl ListenAddress {
         regatta_core::peer_url::check(flag, url).map_err(anyhow::Error::msg)
     }
 
-    /// The TCP address to bind for the `port` (`raft`, `replication`, `rest`), refusing
-    /// what this build cannot serve there yet (TLS, unix sockets).
+    /// The TCP address to bind for the `port` (`api`, `raft`, `replication`, `rest`),
+    /// refusing unix sockets, which only the public API's listener could serve. The caller
+    /// decides about TLS (`https://`).
     pub fn tcp_only(&self, port: &str) -> Result<SocketAddr> {
         match self {
-            Self::Tcp { addr, tls: false } => Ok(*addr),
-            Self::Tcp { tls: true, .. } => bail!(
-                "an https:// address for the {port} port: this build serves TLS only on the \
-                 public API (--api.address with --api.cert-filename and --api.key-filename)"
-            ),
+            Self::Tcp { addr, .. } => Ok(*addr),
             Self::Unix(path) => bail!(
-                "unix:// listen addresses ({}) are not supported for this port yet",
+                "unix:// listen addresses ({}) are not supported for the {port} port",
                 path.display()
             ),
         }
@@ -100,15 +97,14 @@ mod tests {
     }
 
     #[test]
-    fn a_port_without_tls_names_itself_and_where_tls_is_served() {
+    fn only_tcp_addresses_bind_a_tcp_port() {
         let https = ListenAddress::parse("raft.address", "https://127.0.0.1:5012").expect("valid");
-        let err = https.tcp_only("raft").expect_err("refused").to_string();
-        assert!(err.contains("raft port"), "{err}");
-        assert!(err.contains("--api.cert-filename"), "{err}");
-        let http = ListenAddress::parse("raft.address", "http://127.0.0.1:5012").expect("valid");
         assert_eq!(
-            http.tcp_only("raft").expect("plain"),
+            https.tcp_only("raft").expect("TLS is the caller's"),
             "127.0.0.1:5012".parse().expect("addr")
         );
+        let unix = ListenAddress::parse("raft.address", "unix:///tmp/r.sock").expect("valid");
+        let err = unix.tcp_only("raft").expect_err("refused").to_string();
+        assert!(err.contains("unix://"), "{err}");
     }
 }

@@ -25,6 +25,7 @@ use regatta_proto::{
     },
 };
 use regatta_replication::TailService;
+use regatta_tls::TlsMetrics;
 use tokio_util::sync::CancellationToken;
 use tonic::{codec::CompressionEncoding, service::Routes};
 
@@ -40,6 +41,7 @@ pub struct NodeServer {
     /// Cancelled on the stop signal.
     pub shutdown: CancellationToken,
     api_metrics: ApiMetrics,
+    tls_metrics: TlsMetrics,
     limits: Limits,
 }
 
@@ -50,11 +52,13 @@ impl NodeServer {
         let registry = prometheus::Registry::new();
         crate::metrics::runtime_workers(&registry)?;
         let api_metrics = ApiMetrics::register(&registry)?;
+        let tls_metrics = TlsMetrics::register(&registry)?;
         let limits = connection_limits.build(&registry)?;
         Ok(Self {
             registry,
             shutdown: shutdown::token(),
             api_metrics,
+            tls_metrics,
             limits,
         })
     }
@@ -106,14 +110,14 @@ impl NodeServer {
             .layer(self.api_metrics.layer())
             .layer(TrackRequests)
             .add_routes(routes);
-        let server = match (tls, address.tcp()) {
-            (Some(tls), Some(addr)) => {
+        let server = match serves_tls(address, "api", tls)? {
+            Some((addr, tls)) => {
                 let incoming = self
                     .limits
                     .incoming_tls(addr, Writes::Coalesced, "api", tls)?;
                 router.serve_with_incoming_shutdown(incoming, stop).boxed()
             }
-            _ => {
+            None => {
                 let incoming = self.limits.incoming(address, Writes::Coalesced, "api")?;
                 router.serve_with_incoming_shutdown(incoming, stop).boxed()
             }
@@ -123,29 +127,82 @@ impl NodeServer {
 
     /// A port only nodes talk to (`name`: `raft` or `replication`), serving `routes`;
     /// `what` names it in errors.
+    /// `what` names it in errors. An `https://` address serves TLS under `tls`.
     pub fn internal_server(
         &self,
         address: &ListenAddress,
         name: &'static str,
         what: &'static str,
         routes: Routes,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Served> {
-        let incoming = self.limits.incoming(address, Writes::Immediate, name)?;
         let token = self.shutdown.clone();
-        let server = regatta_api::raft_network::internal_server(self.limits.server())
+        let stop = async move { token.cancelled().await };
+        let router = regatta_api::raft_network::internal_server(self.limits.server())
             .layer(self.api_metrics.layer())
             .layer(TrackRequests)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
+            .add_routes(routes);
+        let server = match serves_tls(address, name, tls)? {
+            Some((addr, tls)) => {
+                let incoming = self
+                    .limits
+                    .incoming_tls(addr, Writes::Immediate, name, tls)?;
+                router.serve_with_incoming_shutdown(incoming, stop).boxed()
+            }
+            None => {
+                let incoming = self.limits.incoming(address, Writes::Immediate, name)?;
+                router.serve_with_incoming_shutdown(incoming, stop).boxed()
+            }
+        };
         Ok(async move { server.await.context(what) }.boxed())
     }
 
-    /// The log-tail service on `address`, for the edges that follow this node.
-    pub fn tail_server(&self, address: &ListenAddress, service: TailService) -> Result<Served> {
+    /// The log-tail service on `address`, for the edges that follow this node; TLS under
+    /// `tls` when the address is `https://`.
+    pub fn tail_server(
+        &self,
+        address: &ListenAddress,
+        service: TailService,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Served> {
         let tail = TailServer::new(service)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        self.internal_server(address, "replication", "log-tail server", Routes::new(tail))
+        self.internal_server(
+            address,
+            "replication",
+            "log-tail server",
+            Routes::new(tail),
+            tls,
+        )
+    }
+
+    /// The TLS configuration of the `port` (`api`, `raft`, `replication`, `rest`) from its
+    /// flag group's `settings`, its certificate's expiry exported; every file is read and
+    /// checked now, so bad files fail start-up naming the flag and the file.
+    pub fn server_tls(
+        &self,
+        settings: Option<&regatta_tls::ServerSettings>,
+        port: &str,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        settings
+            .map(|s| regatta_tls::server_config(s, port, Some(&self.tls_metrics)))
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+
+    /// The TLS client configuration the node dials `port` with (Raft peers, an edge's
+    /// upstream), its client certificate's expiry exported.
+    pub fn client_tls(
+        &self,
+        settings: &regatta_tls::ClientSettings,
+        port: &str,
+    ) -> Result<Arc<rustls::ClientConfig>> {
+        Ok(regatta_tls::client_config(
+            settings,
+            port,
+            Some(&self.tls_metrics),
+        )?)
     }
 
     /// The HTTP port: `/healthz`, `/readyz` (answered by `readiness`), `/metrics`.
@@ -154,6 +211,8 @@ impl NodeServer {
         address: &ListenAddress,
         readiness: rest::Readiness,
     ) -> Result<Served> {
+        // TLS on the REST port is not served yet: an https:// address is refused.
+        serves_tls(address, "rest", None)?;
         Ok(rest::serve(
             address.tcp_only("rest")?,
             self.registry.clone(),
@@ -173,6 +232,23 @@ impl NodeServer {
         .await;
         self.shutdown.cancel();
         served
+    }
+}
+
+/// Where a server on `address` serves TLS: an `https://` address, with `tls` the
+/// configuration its flag group built (`--{port}.cert-filename` and `--{port}.key-filename`).
+/// `None`: plaintext.
+fn serves_tls(
+    address: &ListenAddress,
+    port: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Option<(std::net::SocketAddr, Arc<rustls::ServerConfig>)>> {
+    match (address, tls) {
+        (ListenAddress::Tcp { addr, tls: true }, Some(tls)) => Ok(Some((*addr, tls))),
+        (ListenAddress::Tcp { tls: true, .. }, None) => anyhow::bail!(
+            "an https:// address for the {port} port needs --{port}.cert-filename and --{port}.key-filename"
+        ),
+        _ => Ok(None),
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         "raft",
         "raft transport server",
         Routes::new(raft_service),
+        None,
     )?;
     let admin = AdminService::new(ctx.clone(), tasks.uploads.clone());
     let api_server = node.api_server(
@@ -88,6 +89,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                     heartbeat: settings.replication.heartbeat,
                 },
             ),
+            None,
         )?
     };
 

@@ -113,6 +113,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: settings.replication.heartbeat,
             },
         ),
+        None,
     )?;
 
     let rest_server = node.rest_server(

@@ -164,7 +164,9 @@ fn load_pair(files: &IdentityFiles) -> Result<CertifiedKey, Error> {
         .load_private_key(key)
         .map_err(|e| mismatch(format!("unusable key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| mismatch(e.to_string()))?;
+    certified
+        .keys_match()
+        .map_err(|e| mismatch(e.to_string()))?;
     Ok(certified)
 }
 

@@ -46,9 +46,7 @@ pub enum Error {
         path: PathBuf,
         reason: String,
     },
-    #[error(
-        "{key_flag} {key} does not match the certificate in {cert_flag} {cert}: {reason}"
-    )]
+    #[error("{key_flag} {key} does not match the certificate in {cert_flag} {cert}: {reason}")]
     KeyMismatch {
         cert_flag: String,
         cert: PathBuf,
