@@ -1,8 +1,25 @@
-//! Metrics of the process as a whole (the runtime, the local log's fsyncs). The API crate
-//! exports request metrics, `regatta-core` the core node's (`regatta_core::metrics`).
+//! Metrics of the process as a whole (the process collector, the runtime, the local log's
+//! fsyncs). The API crate exports request metrics, `regatta-core` the core node's
+//! (`regatta_core::metrics`). docs/metrics.md lists them all, with the Regatta series each
+//! one stands for.
 
 use prometheus::Registry;
 use regatta_api::metrics::{gauge, histogram};
+
+/// Registers the standard process collector: `process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`,
+/// `process_max_fds`, `process_start_time_seconds` and `process_threads`, read from `/proc`
+/// at every scrape. Linux only: elsewhere there is no such collector and nothing is
+/// registered.
+pub fn process(registry: &Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+    Ok(())
+}
 
 /// Registers `regatta_runtime_worker_threads`, set once to the worker threads of the runtime
 /// this is called on (`--runtime.worker-threads`, or one per CPU).

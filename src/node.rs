@@ -49,6 +49,7 @@ impl NodeServer {
     pub fn new(connection_limits: &LimitArgs) -> Result<Self> {
         let registry = prometheus::Registry::new();
         crate::metrics::runtime_workers(&registry)?;
+        crate::metrics::process(&registry)?;
         let api_metrics = ApiMetrics::register(&registry)?;
         let limits = connection_limits.build(&registry)?;
         Ok(Self {
@@ -89,15 +90,24 @@ impl NodeServer {
             .max_decoding_message_size(max)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
+        // Reflection in both versions: v1, and v1alpha for the clients that speak only it
+        // (grpcurl before 1.9, Python's grpcio-reflection, many GUI clients).
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building the reflection service (v1alpha)")?;
         let mut routes = Routes::new(kv).add_service(tables).add_service(cluster);
         if let Some(admin) = admin {
             routes = routes.add_service(AdminServer::new(admin));
         }
-        let routes = routes.add_service(maintenance).add_service(reflection);
+        let routes = routes
+            .add_service(maintenance)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha);
         let token = self.shutdown.clone();
         let stop = async move { token.cancelled().await };
         let router = self
