@@ -62,7 +62,7 @@ impl NodeServer {
 
     /// The public API on `address`: KV (with the stream limits), Tables, Cluster (showing
     /// `config`), Maintenance, `admin` when given, and server reflection. Requests are held
-    /// to `ctx.limits`.
+    /// to `ctx.limits`. Registers Regatta's per-table series of the node's state.
     pub fn api_server(
         &self,
         address: &ListenAddress,
@@ -71,6 +71,11 @@ impl NodeServer {
         admin: Option<AdminService>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Served> {
+        crate::metrics::regatta_table_series(
+            &self.registry,
+            ctx.materializer.clone(),
+            ctx.role.clone(),
+        )?;
         let max = ctx.limits.max_request_bytes;
         let kv = KvServer::new(
             KvService::new(ctx.clone()).with_stream_limits(self.limits.streams.clone()),

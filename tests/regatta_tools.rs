@@ -274,6 +274,39 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         ("grpc_method", "ServerReflectionInfo"),
     ];
     assert_eq!(sample(&text, "grpc_server_started_total", &v1), Some(1.0));
+
+    phase("Regatta's per-table series on the core and on an edge");
+    let core_applied = sample(&text, "regatta_applied_index", &[("table", "regatta-test")])
+        .expect("regatta_applied_index on the core");
+    assert!(core_applied > 0.0);
+    assert!(
+        sample(
+            &text,
+            "regatta_replication_index",
+            &[("role", "leader"), ("table", "regatta-test")]
+        )
+        .is_some_and(|i| i > 0.0)
+    );
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![node.replication.clone()]);
+    edge.start();
+    wait_converged(node, &edge.node, "the edge caught up").await;
+    wait_until("the edge's series show it caught up", || async {
+        let Some(text) = edge.node.http_body("/metrics").await else {
+            return false;
+        };
+        let index = |role| {
+            sample(
+                &text,
+                "regatta_replication_index",
+                &[("role", role), ("table", "regatta-test")],
+            )
+        };
+        let applied = sample(&text, "regatta_applied_index", &[("table", "regatta-test")]);
+        index("follower") == applied
+            && applied.is_some_and(|a| a >= core_applied)
+            && index("leader").is_some_and(|l| l >= core_applied)
+    })
+    .await;
 }
 
 /// A self-signed certificate for 127.0.0.1 (grpcurl `-insecure` does not verify it).
