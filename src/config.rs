@@ -449,14 +449,18 @@ mod tests {
         )
         .expect("write");
         let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
-        let m = parse_with_config_search(command(), argv(&["regatta", "core"]), &[dir.clone()])
-            .expect("parses");
+        let m = parse_with_config_search(
+            command(),
+            argv(&["regatta", "core"]),
+            std::slice::from_ref(&dir),
+        )
+        .expect("parses");
         assert_eq!(core_node(&m).as_deref(), Some("4"));
         assert_eq!(core_value(&m, "api").as_deref(), Some("http://0.0.0.0:2"));
         let m = parse_with_config_search(
             command(),
             argv(&["regatta", "core", "--raft.node-id=9"]),
-            &[dir.clone()],
+            std::slice::from_ref(&dir),
         )
         .expect("parses");
         assert_eq!(core_node(&m).as_deref(), Some("9"), "a flag wins");
@@ -465,7 +469,8 @@ mod tests {
         std::fs::write(&given, "[raft]\nnode-id = 5\n").expect("write");
         let mut args = argv(&["regatta", "core", "--config"]);
         args.push(given.into_os_string());
-        let m = parse_with_config_search(command(), args, &[dir.clone()]).expect("parses");
+        let m =
+            parse_with_config_search(command(), args, std::slice::from_ref(&dir)).expect("parses");
         assert_eq!(core_node(&m).as_deref(), Some("5"));
         assert_eq!(
             core_value(&m, "api").as_deref(),
@@ -474,8 +479,12 @@ mod tests {
         );
         // Found but invalid: an error naming the file.
         std::fs::write(dir.join("config.json"), "{not json").expect("write");
-        let err = parse_with_config_search(command(), argv(&["regatta", "core"]), &[dir.clone()])
-            .expect_err("invalid file");
+        let err = parse_with_config_search(
+            command(),
+            argv(&["regatta", "core"]),
+            std::slice::from_ref(&dir),
+        )
+        .expect_err("invalid file");
         let text = err.to_string();
         assert!(
             text.contains("config.json") && text.contains("not valid JSON"),
@@ -486,8 +495,14 @@ mod tests {
     #[test]
     fn toml_and_json_files_read_like_yaml() {
         for (name, text) in [
-            ("c.toml", "\"raft.node-id\" = 3\n[raft]\ninitial-members = [\"1=a\", \"2=b\"]\n"),
-            ("c.json", r#"{"raft.node-id": 3, "raft": {"initial-members": ["1=a", "2=b"]}}"#),
+            (
+                "c.toml",
+                "\"raft.node-id\" = 3\n[raft]\ninitial-members = [\"1=a\", \"2=b\"]\n",
+            ),
+            (
+                "c.json",
+                r#"{"raft.node-id": 3, "raft": {"initial-members": ["1=a", "2=b"]}}"#,
+            ),
         ] {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join(name);
@@ -521,7 +536,11 @@ mod tests {
         let probe = std::fs::metadata(locked.join("config.json"));
         let result = discover(std::slice::from_ref(&locked));
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        if probe.is_ok() || probe.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        if probe.is_ok()
+            || probe
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
             // Running as root: permissions do not stop the search.
             return;
         }

@@ -122,7 +122,9 @@ impl prometheus::core::Collector for TableSeries {
         let view = self.materializer.view();
         for (name, table) in view.tables() {
             let shard = table.id().0.to_string();
-            self.applied.with_label_values(&[name.as_str(), &shard]).set(applied);
+            self.applied
+                .with_label_values(&[name.as_str(), &shard])
+                .set(applied);
             self.replication
                 .with_label_values(&["leader", name.as_str()])
                 .set(upstream);

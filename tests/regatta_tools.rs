@@ -98,8 +98,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// Regatta's quickstart: create the table.
-const QUICKSTART_CREATE: &str =
-    r#"grpcurl -plaintext -d "{\"name\": \"regatta-test\"}" 127.0.0.1:8443 regatta.v1.Tables/Create"#;
+const QUICKSTART_CREATE: &str = r#"grpcurl -plaintext -d "{\"name\": \"regatta-test\"}" 127.0.0.1:8443 regatta.v1.Tables/Create"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
@@ -120,13 +119,28 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         "regatta.v1.Cluster",
         "maintenance.v1.Maintenance",
     ] {
-        assert!(listed.lines().any(|l| l == service), "{service} in:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l == service),
+            "{service} in:\n{listed}"
+        );
     }
-    let described = run_doc_line("grpcurl -plaintext 127.0.0.1:8443 describe regatta.v1.KV", &address);
-    for rpc in ["rpc Put", "rpc Range", "rpc IterateRange", "rpc Txn", "rpc DeleteRange"] {
+    let described = run_doc_line(
+        "grpcurl -plaintext 127.0.0.1:8443 describe regatta.v1.KV",
+        &address,
+    );
+    for rpc in [
+        "rpc Put",
+        "rpc Range",
+        "rpc IterateRange",
+        "rpc Txn",
+        "rpc DeleteRange",
+    ] {
         assert!(described.contains(rpc), "{rpc} in:\n{described}");
     }
-    let tables = run_doc_line("grpcurl -plaintext 127.0.0.1:8443 regatta.v1.Tables/List", &address);
+    let tables = run_doc_line(
+        "grpcurl -plaintext 127.0.0.1:8443 regatta.v1.Tables/List",
+        &address,
+    );
     assert!(tables.contains("regatta-test"), "{tables}");
 
     phase("the same creation again is refused, a stream is read");
@@ -149,7 +163,9 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    put(node, "regatta-test", "key_1", "value").await.expect("put");
+    put(node, "regatta-test", "key_1", "value")
+        .await
+        .expect("put");
     let streamed = run_doc_line(
         r#"grpcurl -plaintext -d "{\"table\": \"$(echo -n "regatta-test" | base64)\", \"key\": \"$(echo -n "\0" | base64)\", \"range_end\": \"$(echo -n "\0" | base64)\"}" 127.0.0.1:8443 regatta.v1.KV/IterateRange"#,
         &address,
@@ -210,9 +226,16 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         labels.extend_from_slice(extra);
         labels
     };
-    assert_eq!(sample(&text, "grpc_server_started_total", &create), Some(2.0));
     assert_eq!(
-        sample(&text, "grpc_server_handled_total", &with(&[("grpc_code", "OK")])),
+        sample(&text, "grpc_server_started_total", &create),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &with(&[("grpc_code", "OK")])
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -223,13 +246,19 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         ),
         Some(1.0)
     );
-    assert_eq!(sample(&text, "grpc_server_msg_received_total", &create), Some(2.0));
+    assert_eq!(
+        sample(&text, "grpc_server_msg_received_total", &create),
+        Some(2.0)
+    );
     assert_eq!(
         sample(&text, "grpc_server_msg_sent_total", &create),
         Some(1.0),
         "the refused call sent no message"
     );
-    assert_eq!(sample(&text, "grpc_server_handling_seconds_count", &create), Some(2.0));
+    assert_eq!(
+        sample(&text, "grpc_server_handling_seconds_count", &create),
+        Some(2.0)
+    );
     assert_eq!(
         sample(
             &text,
@@ -255,7 +284,10 @@ async fn quickstart_grpcurl_lines_and_the_metrics_they_leave() {
         ("grpc_service", "regatta.v1.KV"),
         ("grpc_method", "IterateRange"),
     ];
-    assert_eq!(sample(&text, "grpc_server_started_total", &iterate), Some(1.0));
+    assert_eq!(
+        sample(&text, "grpc_server_started_total", &iterate),
+        Some(1.0)
+    );
     assert!(
         sample(&text, "grpc_server_msg_sent_total", &iterate).is_some_and(|n| n >= 1.0),
         "the stream's messages are counted"
@@ -382,7 +414,10 @@ async fn user_guide_grpcurl_lines_run_as_written_over_tls() {
     127.0.0.1:8443 regatta.v1.KV/Range"#,
         &address,
     );
-    assert!(exact.contains("a2V5XzE=") && exact.contains("dmFsdWU="), "{exact}");
+    assert!(
+        exact.contains("a2V5XzE=") && exact.contains("dmFsdWU="),
+        "{exact}"
+    );
     let prefix = run_doc_line(
         r#"grpcurl -insecure "-d={
     \"table\": \"$(echo -n "regatta-test" | base64)\",
@@ -400,7 +435,11 @@ async fn user_guide_grpcurl_lines_run_as_written_over_tls() {
     127.0.0.1:8443 regatta.v1.KV/Range"#,
         &address,
     );
-    assert_eq!(from_key.matches(r#""key":"#).count(), 2, "key_1, key_2:\n{from_key}");
+    assert_eq!(
+        from_key.matches(r#""key":"#).count(),
+        2,
+        "key_1, key_2:\n{from_key}"
+    );
     let all = run_doc_line(
         r#"grpcurl -insecure "-d={
     \"table\": \"$(echo -n "regatta-test" | base64)\",
@@ -515,7 +554,9 @@ async fn config_files_are_found_where_regatta_looks_and_flags_and_environment_wi
     std::fs::create_dir_all(home.join(".regatta")).expect("mkdir");
     std::fs::create_dir_all(&work).expect("mkdir");
 
-    phase("$HOME/.regatta/config.yaml wins over ./config.toml; environment over file; flag over both");
+    phase(
+        "$HOME/.regatta/config.yaml wins over ./config.toml; environment over file; flag over both",
+    );
     let from_home = Node::core(1, &root.path().join("a"));
     let from_cwd = Node::core(1, &root.path().join("b"));
     std::fs::write(home.join(".regatta/config.yaml"), node_yaml(&from_home)).expect("write");
@@ -539,13 +580,20 @@ async fn config_files_are_found_where_regatta_looks_and_flags_and_environment_wi
             ("REGATTA_REPLICATION_ADDRESS", env_replication.clone()),
         ],
     );
-    wait_until("the node configured from $HOME/.regatta is ready", || async {
-        from_home.http_status("/readyz").await == Some(200)
-    })
+    wait_until(
+        "the node configured from $HOME/.regatta is ready",
+        || async { from_home.http_status("/readyz").await == Some(200) },
+    )
     .await;
-    assert!(listening(&env_api), "the API listens where the environment says");
+    assert!(
+        listening(&env_api),
+        "the API listens where the environment says"
+    );
     assert!(!listening(&from_home.api), "not where the file says");
-    assert!(listening(&flag_replication), "replication listens where the flag says");
+    assert!(
+        listening(&flag_replication),
+        "replication listens where the flag says"
+    );
     assert!(!listening(&env_replication) && !listening(&from_home.replication));
     assert!(!listening(&from_cwd.rest), "./config.toml was not read");
     drop(process);
@@ -563,9 +611,10 @@ async fn config_files_are_found_where_regatta_looks_and_flags_and_environment_wi
     );
     std::fs::write(work.join("config.toml"), yaml_as_toml).expect("write");
     let process = start_core(&bare_home, &work, &[], &[]);
-    wait_until("the node configured from ./config.toml is ready", || async {
-        from_cwd.http_status("/readyz").await == Some(200)
-    })
+    wait_until(
+        "the node configured from ./config.toml is ready",
+        || async { from_cwd.http_status("/readyz").await == Some(200) },
+    )
     .await;
     drop(process);
 

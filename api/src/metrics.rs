@@ -317,10 +317,7 @@ pub struct MetricsService<S> {
 
 impl<S, B, R> tower::Service<http::Request<B>> for MetricsService<S>
 where
-    S: tower::Service<
-            http::Request<grpc_server::ReceivedBody<B>>,
-            Response = http::Response<R>,
-        >,
+    S: tower::Service<http::Request<grpc_server::ReceivedBody<B>>, Response = http::Response<R>>,
     S::Future: Send + 'static,
 {
     type Response = http::Response<grpc_server::SentBody<R>>;

@@ -30,7 +30,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 use prost::Message;
 
 use super::CODES;
@@ -44,7 +46,10 @@ const HANDLING_BUCKETS: &[f64] = &[
 const INTERNAL_PACKAGES: &[&str] = &["regatta.raft.v1", "regatta.tail.v1"];
 
 /// Server reflection, served beside the protos of [`regatta_proto::FILE_DESCRIPTOR_SET`].
-const REFLECTION: &[&str] = &["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+const REFLECTION: &[&str] = &[
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// How a method streams, as the `grpc_type` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,9 +160,9 @@ impl MethodTable {
     }
 
     fn labels(&self, index: usize) -> [&str; 3] {
-        self.methods
-            .get(index)
-            .map_or(["", "", ""], |m| [m.call_type.label(), &m.service, &m.method])
+        self.methods.get(index).map_or(["", "", ""], |m| {
+            [m.call_type.label(), &m.service, &m.method]
+        })
     }
 }
 
@@ -299,15 +304,27 @@ impl GrpcServerMetrics {
             metrics: self.clone(),
             method,
             started: Instant::now(),
+            finished: false,
         }
     }
 }
 
-/// One call in flight: hands the counters to the request and response bodies.
+/// One call in flight: hands the counters to the request and response bodies. Dropped
+/// before [`Call::finish`] (the client went away before the answer), it ends as
+/// `Canceled`.
 pub struct Call {
     metrics: Arc<GrpcServerMetrics>,
     method: usize,
     started: Instant,
+    finished: bool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(tonic::Code::Cancelled);
+        }
+    }
 }
 
 impl Call {
@@ -322,7 +339,12 @@ impl Call {
     }
 
     /// Records the end of the call with status `code`.
-    pub fn finish(self, code: tonic::Code) {
+    pub fn finish(mut self, code: tonic::Code) {
+        self.record(code);
+        self.finished = true;
+    }
+
+    fn record(&self, code: tonic::Code) {
         self.metrics
             .handling(self.method)
             .observe(self.started.elapsed().as_secs_f64());
@@ -567,8 +589,14 @@ mod tests {
                 .map(|m| m.call_type)
         };
         assert_eq!(kind("/regatta.v1.KV/Put"), Some(CallType::Unary));
-        assert_eq!(kind("/regatta.v1.KV/IterateRange"), Some(CallType::ServerStream));
-        assert_eq!(kind("/maintenance.v1.Maintenance/Restore"), Some(CallType::ClientStream));
+        assert_eq!(
+            kind("/regatta.v1.KV/IterateRange"),
+            Some(CallType::ServerStream)
+        );
+        assert_eq!(
+            kind("/maintenance.v1.Maintenance/Restore"),
+            Some(CallType::ClientStream)
+        );
         assert_eq!(
             kind("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
             Some(CallType::BidiStream)
@@ -578,7 +606,10 @@ mod tests {
             .index("/regatta.v1.KV/Put")
             .and_then(|i| table.get(i))
             .expect("Put");
-        assert_eq!((put.service.as_str(), put.method.as_str()), ("regatta.v1.KV", "Put"));
+        assert_eq!(
+            (put.service.as_str(), put.method.as_str()),
+            ("regatta.v1.KV", "Put")
+        );
         let append = table
             .index("/regatta.raft.v1.RaftTransport/AppendEntries")
             .and_then(|i| table.get(i))
@@ -608,13 +639,25 @@ mod tests {
         assert!(before.contains(
             "grpc_server_handled_total grpc_code=Canceled,grpc_method=Range,grpc_service=regatta.v1.KV,grpc_type=unary"
         ), "{before}");
-        assert!(!before.contains("RaftTransport"), "internal series appear on use");
+        assert!(
+            !before.contains("RaftTransport"),
+            "internal series appear on use"
+        );
         let put = metrics.method("/regatta.v1.KV/Put").expect("Put");
         let call = metrics.start(put);
         call.received().inc();
         call.finish(tonic::Code::NotFound);
         assert_eq!(metrics.started(put).get(), 1);
-        assert_eq!(metrics.handled(put, tonic::Code::NotFound as usize).get(), 1);
+        assert_eq!(
+            metrics.handled(put, tonic::Code::NotFound as usize).get(),
+            1
+        );
         assert_eq!(metrics.handling(put).get_sample_count(), 1);
+        drop(metrics.start(put));
+        assert_eq!(
+            metrics.handled(put, tonic::Code::Cancelled as usize).get(),
+            1,
+            "a call dropped unanswered ends as Canceled"
+        );
     }
 }
