@@ -17,7 +17,9 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "chart")
-GOLDEN = os.path.join(ROOT, "tests", "fixtures", "flags.golden")
+GOLDEN = os.environ.get(
+    "CHART_FLAGS_GOLDEN", os.path.join(ROOT, "tests", "fixtures", "flags.golden")
+)
 NAMESPACE = "regatta"
 VALUE_SETS = sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml")))
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest whose
@@ -67,7 +69,8 @@ def load_golden():
             command, {"flags": {}, "env": set(), "config": set(), "positionals": []}
         )
         if flag.startswith("<"):
-            entry["positionals"].append(flag)
+            if flag not in entry["positionals"]:
+                entry["positionals"].append(flag)
         else:
             entry["flags"][flag] = ("global" in marks, attrs["action"])
         if attrs["env"] != "-":
