@@ -8,7 +8,7 @@ Kubernetes expands in the arguments ($(POD_NAME)).
 {{- $core := include "regatta.isCore" . -}}
 {{- $host := .Values.listenHost -}}
 - {{ ternary "core" "edge" (not (empty $core)) }}
-- --data-dir=/data
+- --data-dir=/data/regatta
 - --api.address={{ include "regatta.scheme" .Values.api.tls }}://{{ $host }}:{{ .Values.api.port }}
 - --rest.address=http://{{ $host }}:{{ .Values.metricsPort }}
 - --replication.address={{ include "regatta.scheme" .Values.replication.tls }}://{{ ternary $host "127.0.0.1" .Values.replication.server.enabled }}:{{ .Values.replication.server.port }}

@@ -354,6 +354,15 @@ def test_pdb_keeps_a_quorum(rendered):
         assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable")
 
 
+def test_data_dir_is_inside_the_volume(rendered):
+    """`regatta reseed` renames the data directory aside: it must not be the mount point."""
+    _, container = server(rendered["docs"])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    data_dir = arg_value(container, "--data-dir")
+    parent = os.path.dirname(data_dir)
+    assert mounts.get(parent) == "data" and data_dir not in mounts, (data_dir, mounts)
+
+
 def test_containers_run_locked_down(rendered):
     for name, spec in pod_specs(rendered["docs"]):
         assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 65532
