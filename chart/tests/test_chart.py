@@ -184,6 +184,26 @@ def test_defaults_render_and_lint():
     assert not [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
 
 
+def test_long_release_names_fit_kubernetes_limits():
+    values = yaml.safe_load(open(os.path.join(CHART, "ci", "core-grow.yaml")))
+    values["maintenance"]["backup"] = {"enabled": True}
+    _, docs = render(values, name="a-release-name-that-is-much-longer-than-anyone-would-choose")
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        limit = {"CronJob": 52, "Service": 63, "Job": 63}.get(doc["kind"], 253)
+        assert len(name) <= limit, (doc["kind"], name)
+    sts, _ = server(docs)
+    last_pod = f"{sts['metadata']['name']}-{sts['spec']['replicas']}"
+    assert len(last_pod) <= 63
+
+
+def test_regatta_mode_names_are_aliases():
+    _, leader = render({"mode": "leader"}, name="core")
+    assert server(leader)[1]["args"][0] == "core"
+    _, follower = render({"mode": "follower", "replication": {"leaderAddress": "http://core:8444"}})
+    assert server(follower)[1]["args"][0] == "edge"
+
+
 @pytest.mark.parametrize(
     "values, message",
     [
