@@ -74,9 +74,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-%s-cert" (include "regatta.fullname" .root) .port) .tls.secretName }}
 {{- end }}
 
-{{/* Members the cluster is created with: raft.initialReplicas, or replicas. */}}
+{{/*
+Members the cluster was created with: raft.initialReplicas when set; otherwise what the
+StatefulSet already in the cluster recorded at its first install (its annotation
+regatta/initial-replicas, read with `lookup` on install and upgrade); otherwise replicas.
+Offline rendering (helm template, GitOps tools) has no lookup: set raft.initialReplicas there
+before changing replicas.
+*/}}
 {{- define "regatta.initialReplicas" -}}
-{{- if .Values.raft.initialReplicas }}{{ int .Values.raft.initialReplicas }}{{ else }}{{ int .Values.replicas }}{{ end }}
+{{- if .Values.raft.initialReplicas }}
+{{- int .Values.raft.initialReplicas }}
+{{- else }}
+{{- $existing := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "regatta.fullname" .) }}
+{{- $recorded := "" }}
+{{- if $existing }}
+{{- $recorded = index ($existing.metadata.annotations | default dict) "regatta/initial-replicas" | default "" }}
+{{- end }}
+{{- if $recorded }}{{ int $recorded }}{{ else }}{{ int .Values.replicas }}{{ end }}
+{{- end }}
 {{- end }}
 
 {{/* Raft URL of core node `id` (pod <fullname>-<id>). Takes (dict "root" $ "id" N). */}}

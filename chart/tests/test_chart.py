@@ -289,6 +289,7 @@ def test_core_members_match_replicas(rendered):
     replicas = merged["replicas"]
     initial = merged["raft"].get("initialReplicas") or replicas
     assert sts["spec"]["replicas"] == replicas
+    assert sts["metadata"]["annotations"]["regatta/initial-replicas"] == str(initial)
     assert sts["spec"]["ordinals"]["start"] == 1, "pod ordinals are node ids: they start at 1"
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     headless = sts["spec"]["serviceName"]
