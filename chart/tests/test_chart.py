@@ -12,6 +12,7 @@ import re
 
 import helm_python as helm
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
@@ -570,6 +571,10 @@ def check_metrics(exprs):
         assert "regatta_raft_is_leader" in EXPORTED, "no metric names found in the sources"
     used = set()
     for expr in exprs:
+        try:
+            promql_parser.parse(expr)
+        except Exception as e:  # the parser raises its own error types
+            pytest.fail(f"not PromQL: {expr}: {e}")
         found = metrics_in(expr)
         assert found, expr
         used |= found
@@ -620,3 +625,10 @@ def test_readme_lists_every_value():
         defaults = chart.values
     missing = [k for k in leaves("", defaults) if f"`{k}`" not in readme]
     assert not missing, f"chart/README.md does not list {missing}"
+
+
+def test_the_metric_checks_catch_mistakes():
+    with pytest.raises(pytest.fail.Exception):
+        check_metrics(["sum(regatta_raft_is_leader"])
+    with pytest.raises(AssertionError):
+        check_metrics(["regatta_raft_has_leader > 0"])
