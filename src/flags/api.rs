@@ -6,11 +6,12 @@
 //! one client hold every file descriptor or open unbounded streams, so here they default to
 //! finite values (docs/operations.md, "Limits").
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::Args;
 use regatta_api::node::{Limits, Tokens};
+use regatta_tls::{AllowedPeer, ClientAuth, IdentityFiles, PemFile, ServerSettings};
 
 use crate::address::ListenAddress;
 
@@ -56,14 +57,8 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub maintenance_token: Option<String>,
-    /// Path to the API server certificate (PEM, the chain from the server's certificate
-    /// up). Required when --api.address is https://.
-    #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
-    pub cert_filename: Option<PathBuf>,
-    /// Path to the API server private key file (PEM). Required when --api.address is
-    /// https://.
-    #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
-    pub key_filename: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ApiTlsArgs,
     #[command(flatten)]
     pub connection_limits: LimitArgs,
 }
@@ -76,8 +71,9 @@ pub struct ApiSettings {
     pub limits: Limits,
     pub tokens: Tokens,
     pub connection_limits: LimitArgs,
-    /// The TLS configuration when the address is `https://`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS settings when the address is `https://` (the node builds the server
+    /// configuration from them, with its metrics).
+    pub tls: Option<ServerSettings>,
 }
 
 impl ApiArgs {
@@ -90,7 +86,7 @@ impl ApiArgs {
         let listen = &self.address.api_address;
         let address = ListenAddress::parse("api.address", listen)?;
         Ok(ApiSettings {
-            tls: self.tls(&address)?,
+            tls: self.tls.settings(&self.address.api_address, &address)?,
             address,
             advertise: super::advertised(
                 "api.advertise-address",
@@ -111,19 +107,99 @@ impl ApiArgs {
     }
 }
 
-impl ApiArgs {
-    /// Loads the certificate and key when `address` is `https://`.
-    fn tls(&self, address: &ListenAddress) -> Result<Option<Arc<rustls::ServerConfig>>> {
-        if !matches!(address, ListenAddress::Tcp { tls: true, .. }) {
+/// TLS of the public API (Regatta's flag names). An `https://` `--api.address` needs the
+/// certificate and key; a CA file makes every client present a certificate signed by it
+/// (mTLS), optionally of one common name or host name.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ApiTlsArgs {
+    /// Path to the API server certificate (PEM, the chain from the server's certificate
+    /// up). Required when --api.address is https://. Re-read when the file changes.
+    #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
+    pub cert_filename: Option<PathBuf>,
+    /// Path to the API server private key file (PEM). Required when --api.address is
+    /// https://. Re-read when the file changes.
+    #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
+    pub key_filename: Option<PathBuf>,
+    /// Path to the CA certificate (PEM) that signs API clients' certificates. Given, every
+    /// client must present a certificate signed by it (as with --api.client-cert-auth).
+    #[arg(long = "api.ca-filename", env = "REGATTA_API_CA_FILENAME")]
+    pub ca_filename: Option<PathBuf>,
+    /// Require API clients to present a certificate signed by the CA in --api.ca-filename,
+    /// which must then be given too.
+    #[arg(long = "api.client-cert-auth", env = "REGATTA_API_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+    /// Admit only client certificates whose subject common name is exactly this (needs
+    /// --api.ca-filename; excludes --api.allowed-hostname).
+    #[arg(long = "api.allowed-cn", env = "REGATTA_API_ALLOWED_CN")]
+    pub allowed_cn: Option<String>,
+    /// Admit only client certificates valid for this DNS name or IP address (needs
+    /// --api.ca-filename; excludes --api.allowed-cn).
+    #[arg(long = "api.allowed-hostname", env = "REGATTA_API_ALLOWED_HOSTNAME")]
+    pub allowed_hostname: Option<String>,
+}
+
+impl ApiTlsArgs {
+    /// The TLS settings for `address` (`listen` as given): `None` for a plaintext address.
+    /// Files are not read here: the node reads and checks them when it builds the server
+    /// configuration, before serving.
+    pub fn settings(
+        &self,
+        listen: &str,
+        address: &ListenAddress,
+    ) -> Result<Option<ServerSettings>> {
+        let tls = matches!(address, ListenAddress::Tcp { tls: true, .. });
+        if !tls {
+            let given: Vec<&str> = [
+                (self.cert_filename.is_some(), "--api.cert-filename"),
+                (self.key_filename.is_some(), "--api.key-filename"),
+                (self.ca_filename.is_some(), "--api.ca-filename"),
+                (self.client_cert_auth, "--api.client-cert-auth"),
+                (self.allowed_cn.is_some(), "--api.allowed-cn"),
+                (self.allowed_hostname.is_some(), "--api.allowed-hostname"),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                bail!(
+                    "--api.address {listen:?} is not https://, so {} would be unused: serve TLS with an https:// address, or drop them",
+                    given.join(", ")
+                );
+            }
             return Ok(None);
         }
         let (Some(cert), Some(key)) = (&self.cert_filename, &self.key_filename) else {
             bail!(
-                "--api.address {:?} is https:// and needs --api.cert-filename and --api.key-filename",
-                self.address.api_address
+                "--api.address {listen:?} is https:// and needs --api.cert-filename and --api.key-filename"
             );
         };
-        crate::tls::server_config("api", cert, key).map(Some)
+        let allowed = AllowedPeer::from_flags(
+            self.allowed_cn.as_deref(),
+            self.allowed_hostname.as_deref(),
+            ("--api.allowed-cn", "--api.allowed-hostname"),
+        )?;
+        let client_auth = match (&self.ca_filename, self.client_cert_auth, allowed.is_some()) {
+            (Some(ca), _, _) => Some(ClientAuth {
+                ca: PemFile::new("--api.ca-filename", ca),
+                allowed,
+            }),
+            (None, true, _) => {
+                bail!(
+                    "--api.client-cert-auth needs --api.ca-filename, the CA that signs the clients' certificates"
+                )
+            }
+            (None, false, true) => bail!(
+                "--api.allowed-cn and --api.allowed-hostname check client certificates and need --api.ca-filename"
+            ),
+            (None, false, false) => None,
+        };
+        Ok(Some(ServerSettings {
+            identity: IdentityFiles {
+                cert: PemFile::new("--api.cert-filename", cert),
+                key: PemFile::new("--api.key-filename", key),
+            },
+            client_auth,
+        }))
     }
 }
 
