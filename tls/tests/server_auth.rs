@@ -283,7 +283,7 @@ fn a_changed_pair_is_served_and_a_broken_one_keeps_the_old() {
             f.get_metric()
                 .iter()
                 .filter(|m| m.get_label().iter().any(|l| l.value() == "failed"))
-                .map(|m| m.get_counter().value())
+                .map(|m| m.get_counter().get_value())
                 .sum::<f64>()
         })
         .unwrap_or(0.0);
