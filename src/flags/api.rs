@@ -115,27 +115,27 @@ pub struct ApiTlsArgs {
     /// Path to the API server certificate (PEM, the chain from the server's certificate
     /// up). Required when --api.address is https://. Re-read when the file changes.
     #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
-    pub cert_filename: Option<PathBuf>,
+    pub api_cert_filename: Option<PathBuf>,
     /// Path to the API server private key file (PEM). Required when --api.address is
     /// https://. Re-read when the file changes.
     #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
-    pub key_filename: Option<PathBuf>,
+    pub api_key_filename: Option<PathBuf>,
     /// Path to the CA certificate (PEM) that signs API clients' certificates. Given, every
     /// client must present a certificate signed by it (as with --api.client-cert-auth).
     #[arg(long = "api.ca-filename", env = "REGATTA_API_CA_FILENAME")]
-    pub ca_filename: Option<PathBuf>,
+    pub api_ca_filename: Option<PathBuf>,
     /// Require API clients to present a certificate signed by the CA in --api.ca-filename,
     /// which must then be given too.
     #[arg(long = "api.client-cert-auth", env = "REGATTA_API_CLIENT_CERT_AUTH")]
-    pub client_cert_auth: bool,
+    pub api_client_cert_auth: bool,
     /// Admit only client certificates whose subject common name is exactly this (needs
     /// --api.ca-filename; excludes --api.allowed-hostname).
     #[arg(long = "api.allowed-cn", env = "REGATTA_API_ALLOWED_CN")]
-    pub allowed_cn: Option<String>,
+    pub api_allowed_cn: Option<String>,
     /// Admit only client certificates valid for this DNS name or IP address (needs
     /// --api.ca-filename; excludes --api.allowed-cn).
     #[arg(long = "api.allowed-hostname", env = "REGATTA_API_ALLOWED_HOSTNAME")]
-    pub allowed_hostname: Option<String>,
+    pub api_allowed_hostname: Option<String>,
 }
 
 impl ApiTlsArgs {
@@ -150,12 +150,15 @@ impl ApiTlsArgs {
         let tls = matches!(address, ListenAddress::Tcp { tls: true, .. });
         if !tls {
             let given: Vec<&str> = [
-                (self.cert_filename.is_some(), "--api.cert-filename"),
-                (self.key_filename.is_some(), "--api.key-filename"),
-                (self.ca_filename.is_some(), "--api.ca-filename"),
-                (self.client_cert_auth, "--api.client-cert-auth"),
-                (self.allowed_cn.is_some(), "--api.allowed-cn"),
-                (self.allowed_hostname.is_some(), "--api.allowed-hostname"),
+                (self.api_cert_filename.is_some(), "--api.cert-filename"),
+                (self.api_key_filename.is_some(), "--api.key-filename"),
+                (self.api_ca_filename.is_some(), "--api.ca-filename"),
+                (self.api_client_cert_auth, "--api.client-cert-auth"),
+                (self.api_allowed_cn.is_some(), "--api.allowed-cn"),
+                (
+                    self.api_allowed_hostname.is_some(),
+                    "--api.allowed-hostname",
+                ),
             ]
             .into_iter()
             .filter_map(|(set, flag)| set.then_some(flag))
@@ -168,17 +171,21 @@ impl ApiTlsArgs {
             }
             return Ok(None);
         }
-        let (Some(cert), Some(key)) = (&self.cert_filename, &self.key_filename) else {
+        let (Some(cert), Some(key)) = (&self.api_cert_filename, &self.api_key_filename) else {
             bail!(
                 "--api.address {listen:?} is https:// and needs --api.cert-filename and --api.key-filename"
             );
         };
         let allowed = AllowedPeer::from_flags(
-            self.allowed_cn.as_deref(),
-            self.allowed_hostname.as_deref(),
+            self.api_allowed_cn.as_deref(),
+            self.api_allowed_hostname.as_deref(),
             ("--api.allowed-cn", "--api.allowed-hostname"),
         )?;
-        let client_auth = match (&self.ca_filename, self.client_cert_auth, allowed.is_some()) {
+        let client_auth = match (
+            &self.api_ca_filename,
+            self.api_client_cert_auth,
+            allowed.is_some(),
+        ) {
             (Some(ca), _, _) => Some(ClientAuth {
                 ca: PemFile::new("--api.ca-filename", ca),
                 allowed,
@@ -264,5 +271,104 @@ impl LimitArgs {
             bail!("--api.keepalive-timeout must be positive when --api.keepalive-interval is set");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ApiTlsArgs {
+        #[derive(clap::Parser)]
+        struct Parse {
+            #[command(flatten)]
+            tls: ApiTlsArgs,
+        }
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        <Parse as clap::Parser>::try_parse_from(argv)
+            .expect("parses")
+            .tls
+    }
+
+    fn settings(address: &str, extra: &[&str]) -> Result<Option<ServerSettings>> {
+        let parsed = ListenAddress::parse("api.address", address).expect("address");
+        args(extra).settings(address, &parsed)
+    }
+
+    const PAIR: [&str; 2] = ["--api.cert-filename=c.pem", "--api.key-filename=k.pem"];
+
+    #[test]
+    fn a_ca_alone_requires_client_certificates() {
+        let tls = settings(
+            "https://127.0.0.1:1",
+            &[PAIR[0], PAIR[1], "--api.ca-filename=ca.pem"],
+        )
+        .expect("valid")
+        .expect("TLS");
+        let auth = tls.client_auth.expect("client auth");
+        assert_eq!(auth.ca.path, PathBuf::from("ca.pem"));
+        assert_eq!(auth.allowed, None);
+        let plain = settings("https://127.0.0.1:1", &PAIR)
+            .expect("valid")
+            .expect("TLS");
+        assert_eq!(plain.client_auth, None);
+    }
+
+    #[test]
+    fn allowed_peers_need_the_ca_and_exclude_each_other() {
+        let tls = settings(
+            "https://127.0.0.1:1",
+            &[
+                PAIR[0],
+                PAIR[1],
+                "--api.ca-filename=ca.pem",
+                "--api.client-cert-auth",
+                "--api.allowed-cn=a",
+            ],
+        )
+        .expect("valid")
+        .expect("TLS");
+        assert_eq!(
+            tls.client_auth.expect("auth").allowed,
+            Some(AllowedPeer::CommonName("a".into()))
+        );
+        let err = |extra: &[&str]| {
+            let mut all = PAIR.to_vec();
+            all.extend_from_slice(extra);
+            settings("https://127.0.0.1:1", &all)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(err(&["--api.client-cert-auth"]).contains("needs --api.ca-filename"));
+        assert!(err(&["--api.allowed-hostname=h.example"]).contains("need --api.ca-filename"));
+        assert!(
+            err(&[
+                "--api.ca-filename=ca.pem",
+                "--api.allowed-cn=a",
+                "--api.allowed-hostname=h"
+            ])
+            .contains("exclude each other")
+        );
+    }
+
+    #[test]
+    fn the_scheme_and_the_files_go_together() {
+        let missing = settings("https://127.0.0.1:1", &[PAIR[0]]).expect_err("no key");
+        assert!(
+            missing.to_string().contains("--api.key-filename"),
+            "{missing}"
+        );
+        let unused = settings("http://127.0.0.1:1", &PAIR).expect_err("unused");
+        assert!(unused.to_string().contains("is not https://"), "{unused}");
+        let unused = settings("unix:///tmp/s", &["--api.client-cert-auth"]).expect_err("unused");
+        assert!(
+            unused.to_string().contains("--api.client-cert-auth"),
+            "{unused}"
+        );
+        assert_eq!(
+            settings("http://127.0.0.1:1", &[]).expect("plaintext"),
+            None
+        );
     }
 }

@@ -27,11 +27,11 @@ pub struct RestArgs {
     /// Path to the HTTP port's certificate (PEM, the chain from the server's certificate
     /// up). Required when --rest.address is https://. Re-read when the file changes.
     #[arg(long = "rest.cert-filename", env = "REGATTA_REST_CERT_FILENAME")]
-    pub cert_filename: Option<PathBuf>,
+    pub rest_cert_filename: Option<PathBuf>,
     /// Path to the HTTP port's private key (PEM). Required when --rest.address is
     /// https://. Re-read when the file changes.
     #[arg(long = "rest.key-filename", env = "REGATTA_REST_KEY_FILENAME")]
-    pub key_filename: Option<PathBuf>,
+    pub rest_key_filename: Option<PathBuf>,
 }
 
 /// Where the HTTP port listens, and its TLS settings when the address is `https://`.
@@ -55,7 +55,7 @@ impl RestArgs {
         let listen = &self.address.rest_address;
         let address = ListenAddress::parse("rest.address", listen)?;
         let https = matches!(address, ListenAddress::Tcp { tls: true, .. });
-        let tls = match (&self.cert_filename, &self.key_filename) {
+        let tls = match (&self.rest_cert_filename, &self.rest_key_filename) {
             (Some(cert), Some(key)) if https => Some(ServerSettings {
                 identity: IdentityFiles {
                     cert: PemFile::new("--rest.cert-filename", cert),
