@@ -53,11 +53,11 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// Client certificate (PEM) presented to a node that requires one on an https://
     /// --address (mTLS); needs --key.
-    #[arg(long, global = true, env = "REGATTA_CERT")]
-    pub cert: Option<std::path::PathBuf>,
+    #[arg(long = "cert", global = true, env = "REGATTA_CERT")]
+    pub client_cert: Option<std::path::PathBuf>,
     /// Private key (PEM) of --cert; needs --cert.
-    #[arg(long, global = true, env = "REGATTA_KEY")]
-    pub key: Option<std::path::PathBuf>,
+    #[arg(long = "key", global = true, env = "REGATTA_KEY")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Whether `--address` asks for TLS (`https://`), refusing any scheme but `http` and

@@ -12,7 +12,7 @@ use super::{ClientOptions, Failure};
 /// The TLS client settings `options` ask for: `--cert` and `--key` come together or not
 /// at all.
 pub fn settings(options: &ClientOptions) -> Result<ClientSettings, Failure> {
-    let identity = match (&options.cert, &options.key) {
+    let identity = match (&options.client_cert, &options.client_key) {
         (Some(cert), Some(key)) => Some(IdentityFiles {
             cert: PemFile::new("--cert", cert),
             key: PemFile::new("--key", key),
