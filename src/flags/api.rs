@@ -1,5 +1,7 @@
-//! The public gRPC API: where it listens, what one request may cost, the tokens of the
-//! guarded services, and the connection and stream limits of every gRPC listener.
+//! The public gRPC API: where it listens, its TLS (server certificate, and client
+//! certificates required through a CA, optionally of one CN or host name: [`ApiTlsArgs`]),
+//! what one request may cost, the tokens of the guarded services, and the connection and
+//! stream limits of every gRPC listener.
 //!
 //! The names of `--api.max-concurrent-connections` and `--api.max-concurrent-streams` come
 //! from Regatta (where 0 also means no limit); Regatta defaults both to no limit, which lets
