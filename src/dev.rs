@@ -14,7 +14,7 @@ use crate::{
     edge::{self, EdgeArgs},
     flags::{
         api::ApiAddressArg, raft::RaftAddressArg, replication::ReplicationAddressArg,
-        rest::RestArgs,
+        rest::RestAddressArg,
     },
 };
 
@@ -28,7 +28,7 @@ pub struct DevArgs {
     pub api: ApiAddressArg,
     // The core's HTTP port.
     #[command(flatten)]
-    pub rest: RestArgs,
+    pub rest: RestAddressArg,
     // The core's Raft transport.
     #[command(flatten)]
     pub raft: RaftAddressArg,

@@ -16,7 +16,6 @@ mod rest;
 mod runtime;
 mod shutdown;
 mod telemetry;
-mod tls;
 
 use std::process::ExitCode;
 

@@ -220,19 +220,25 @@ impl NodeServer {
         )?)
     }
 
-    /// The HTTP port: `/healthz`, `/readyz` (answered by `readiness`), `/metrics`.
+    /// The HTTP port: `/healthz`, `/readyz` (answered by `readiness`), `/metrics`; over TLS
+    /// on an `https://` address (its certificate's expiry exported like the gRPC ports').
     pub fn rest_server(
         &self,
-        address: &ListenAddress,
+        settings: &crate::flags::rest::RestSettings,
         readiness: rest::Readiness,
     ) -> Result<Served> {
-        // TLS on the REST port is not served yet: an https:// address is refused.
-        serves_tls(address, "rest", None)?;
+        let tls = serves_tls(
+            &settings.address,
+            "rest",
+            self.server_tls(settings.tls.as_ref(), "rest")?,
+        )?
+        .map(|(_, tls)| tls);
         Ok(rest::serve(
-            address.tcp_only("rest")?,
+            settings.address.tcp_only("rest")?,
             self.registry.clone(),
             readiness,
             self.shutdown.clone(),
+            tls,
         )
         .boxed())
     }

@@ -75,8 +75,14 @@ impl From<regatta_archive::Error> for Failure {
 
 impl From<Status> for Failure {
     fn from(status: Status) -> Self {
+        // tonic reports a connection that failed under a call (closed by the server, a TLS
+        // alert such as a refused client certificate) as Unknown with the transport error as
+        // its source: that is the server being unreachable, not a fault of the request.
+        let transport = std::error::Error::source(&status)
+            .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some());
         let code = match status.code() {
             Code::Ok => 0,
+            Code::Unknown if transport => UNAVAILABLE,
             Code::InvalidArgument | Code::OutOfRange | Code::Unimplemented => USAGE,
             Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled => {
                 UNAVAILABLE
@@ -87,6 +93,15 @@ impl From<Status> for Failure {
             Code::Unknown | Code::ResourceExhausted | Code::Internal | Code::DataLoss => FAILED,
         };
         let mut message = format!("{:?}: {}", status.code(), status.message());
+        // A transport failure (a connection the server closed, a TLS alert) carries its
+        // cause as the status's source.
+        if let Some(cause) = std::error::Error::source(&status) {
+            let cause = chain(cause);
+            if !message.contains(&cause) {
+                message.push_str(": ");
+                message.push_str(&cause);
+            }
+        }
         if let Some(leader) = status
             .metadata()
             .get("regatta-leader")

@@ -139,7 +139,7 @@ pub struct CoreSettings {
     pub batch_limits: regatta_core::batcher::BatchLimits,
     pub api: ApiSettings,
     pub replication: ReplicationSettings,
-    pub rest_address: ListenAddress,
+    pub rest_address: crate::flags::rest::RestSettings,
     pub storage: StorageArgs,
     pub object_store: String,
     pub object_store_flags: crate::objects::ObjectStoreFlags,

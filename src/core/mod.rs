@@ -72,7 +72,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         &ctx,
         settings.describe(),
         Some(admin),
-        settings.api.tls.clone(),
+        node.server_tls(settings.api.tls.as_ref(), "api")?,
     )?;
 
     // The log-tail service the edges follow.

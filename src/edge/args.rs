@@ -82,7 +82,7 @@ pub struct EdgeSettings {
     pub args: EdgeArgs,
     pub api: ApiSettings,
     pub replication: ReplicationSettings,
-    pub rest_address: ListenAddress,
+    pub rest_address: crate::flags::rest::RestSettings,
 }
 
 impl EdgeArgs {

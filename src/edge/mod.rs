@@ -98,7 +98,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         &ctx,
         config,
         None,
-        settings.api.tls.clone(),
+        node.server_tls(settings.api.tls.as_ref(), "api")?,
     )?;
 
     // The log-tail service downstream edges follow.

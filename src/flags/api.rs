@@ -1,16 +1,19 @@
-//! The public gRPC API: where it listens, what one request may cost, the tokens of the
-//! guarded services, and the connection and stream limits of every gRPC listener.
+//! The public gRPC API: where it listens, its TLS (server certificate, and client
+//! certificates required through a CA, optionally of one CN or host name: [`ApiTlsArgs`]),
+//! what one request may cost, the tokens of the guarded services, and the connection and
+//! stream limits of every gRPC listener.
 //!
 //! The names of `--api.max-concurrent-connections` and `--api.max-concurrent-streams` come
 //! from Regatta (where 0 also means no limit); Regatta defaults both to no limit, which lets
 //! one client hold every file descriptor or open unbounded streams, so here they default to
 //! finite values (docs/operations.md, "Limits").
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::Args;
 use regatta_api::node::{Limits, Tokens};
+use regatta_tls::{AllowedPeer, ClientAuth, IdentityFiles, PemFile, ServerSettings};
 
 use crate::address::ListenAddress;
 
@@ -56,14 +59,8 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub maintenance_token: Option<String>,
-    /// Path to the API server certificate (PEM, the chain from the server's certificate
-    /// up). Required when --api.address is https://.
-    #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
-    pub cert_filename: Option<PathBuf>,
-    /// Path to the API server private key file (PEM). Required when --api.address is
-    /// https://.
-    #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
-    pub key_filename: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ApiTlsArgs,
     #[command(flatten)]
     pub connection_limits: LimitArgs,
 }
@@ -76,8 +73,9 @@ pub struct ApiSettings {
     pub limits: Limits,
     pub tokens: Tokens,
     pub connection_limits: LimitArgs,
-    /// The TLS configuration when the address is `https://`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS settings when the address is `https://` (the node builds the server
+    /// configuration from them, with its metrics).
+    pub tls: Option<ServerSettings>,
 }
 
 impl ApiArgs {
@@ -90,7 +88,7 @@ impl ApiArgs {
         let listen = &self.address.api_address;
         let address = ListenAddress::parse("api.address", listen)?;
         Ok(ApiSettings {
-            tls: self.tls(&address)?,
+            tls: self.tls.settings(&self.address.api_address, &address)?,
             address,
             advertise: super::advertised(
                 "api.advertise-address",
@@ -111,19 +109,106 @@ impl ApiArgs {
     }
 }
 
-impl ApiArgs {
-    /// Loads the certificate and key when `address` is `https://`.
-    fn tls(&self, address: &ListenAddress) -> Result<Option<Arc<rustls::ServerConfig>>> {
-        if !matches!(address, ListenAddress::Tcp { tls: true, .. }) {
+/// TLS of the public API (Regatta's flag names). An `https://` `--api.address` needs the
+/// certificate and key; a CA file makes every client present a certificate signed by it
+/// (mTLS), optionally of one common name or host name.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ApiTlsArgs {
+    /// Path to the API server certificate (PEM, the chain from the server's certificate
+    /// up). Required when --api.address is https://. Re-read when the file changes.
+    #[arg(long = "api.cert-filename", env = "REGATTA_API_CERT_FILENAME")]
+    pub api_cert_filename: Option<PathBuf>,
+    /// Path to the API server private key file (PEM). Required when --api.address is
+    /// https://. Re-read when the file changes.
+    #[arg(long = "api.key-filename", env = "REGATTA_API_KEY_FILENAME")]
+    pub api_key_filename: Option<PathBuf>,
+    /// Path to the CA certificate (PEM) that signs API clients' certificates. Given, every
+    /// client must present a certificate signed by it (as with --api.client-cert-auth).
+    #[arg(long = "api.ca-filename", env = "REGATTA_API_CA_FILENAME")]
+    pub api_ca_filename: Option<PathBuf>,
+    /// Require API clients to present a certificate signed by the CA in --api.ca-filename,
+    /// which must then be given too.
+    #[arg(long = "api.client-cert-auth", env = "REGATTA_API_CLIENT_CERT_AUTH")]
+    pub api_client_cert_auth: bool,
+    /// Admit only client certificates whose subject common name is exactly this (needs
+    /// --api.ca-filename; excludes --api.allowed-hostname).
+    #[arg(long = "api.allowed-cn", env = "REGATTA_API_ALLOWED_CN")]
+    pub api_allowed_cn: Option<String>,
+    /// Admit only client certificates valid for this DNS name or IP address (needs
+    /// --api.ca-filename; excludes --api.allowed-cn).
+    #[arg(long = "api.allowed-hostname", env = "REGATTA_API_ALLOWED_HOSTNAME")]
+    pub api_allowed_hostname: Option<String>,
+}
+
+impl ApiTlsArgs {
+    /// The TLS settings for `address` (`listen` as given): `None` for a plaintext address.
+    /// Files are not read here: the node reads and checks them when it builds the server
+    /// configuration, before serving.
+    pub fn settings(
+        &self,
+        listen: &str,
+        address: &ListenAddress,
+    ) -> Result<Option<ServerSettings>> {
+        let tls = matches!(address, ListenAddress::Tcp { tls: true, .. });
+        if !tls {
+            let given: Vec<&str> = [
+                (self.api_cert_filename.is_some(), "--api.cert-filename"),
+                (self.api_key_filename.is_some(), "--api.key-filename"),
+                (self.api_ca_filename.is_some(), "--api.ca-filename"),
+                (self.api_client_cert_auth, "--api.client-cert-auth"),
+                (self.api_allowed_cn.is_some(), "--api.allowed-cn"),
+                (
+                    self.api_allowed_hostname.is_some(),
+                    "--api.allowed-hostname",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                bail!(
+                    "--api.address {listen:?} is not https://, so {} would be unused: serve TLS with an https:// address, or drop them",
+                    given.join(", ")
+                );
+            }
             return Ok(None);
         }
-        let (Some(cert), Some(key)) = (&self.cert_filename, &self.key_filename) else {
+        let (Some(cert), Some(key)) = (&self.api_cert_filename, &self.api_key_filename) else {
             bail!(
-                "--api.address {:?} is https:// and needs --api.cert-filename and --api.key-filename",
-                self.address.api_address
+                "--api.address {listen:?} is https:// and needs --api.cert-filename and --api.key-filename"
             );
         };
-        crate::tls::server_config("api", cert, key).map(Some)
+        let allowed = AllowedPeer::from_flags(
+            self.api_allowed_cn.as_deref(),
+            self.api_allowed_hostname.as_deref(),
+            ("--api.allowed-cn", "--api.allowed-hostname"),
+        )?;
+        let client_auth = match (
+            &self.api_ca_filename,
+            self.api_client_cert_auth,
+            allowed.is_some(),
+        ) {
+            (Some(ca), _, _) => Some(ClientAuth {
+                ca: PemFile::new("--api.ca-filename", ca),
+                allowed,
+            }),
+            (None, true, _) => {
+                bail!(
+                    "--api.client-cert-auth needs --api.ca-filename, the CA that signs the clients' certificates"
+                )
+            }
+            (None, false, true) => bail!(
+                "--api.allowed-cn and --api.allowed-hostname check client certificates and need --api.ca-filename"
+            ),
+            (None, false, false) => None,
+        };
+        Ok(Some(ServerSettings {
+            identity: IdentityFiles {
+                cert: PemFile::new("--api.cert-filename", cert),
+                key: PemFile::new("--api.key-filename", key),
+            },
+            client_auth,
+        }))
     }
 }
 
@@ -188,5 +273,104 @@ impl LimitArgs {
             bail!("--api.keepalive-timeout must be positive when --api.keepalive-interval is set");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ApiTlsArgs {
+        #[derive(clap::Parser)]
+        struct Parse {
+            #[command(flatten)]
+            tls: ApiTlsArgs,
+        }
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        <Parse as clap::Parser>::try_parse_from(argv)
+            .expect("parses")
+            .tls
+    }
+
+    fn settings(address: &str, extra: &[&str]) -> Result<Option<ServerSettings>> {
+        let parsed = ListenAddress::parse("api.address", address).expect("address");
+        args(extra).settings(address, &parsed)
+    }
+
+    const PAIR: [&str; 2] = ["--api.cert-filename=c.pem", "--api.key-filename=k.pem"];
+
+    #[test]
+    fn a_ca_alone_requires_client_certificates() {
+        let tls = settings(
+            "https://127.0.0.1:1",
+            &[PAIR[0], PAIR[1], "--api.ca-filename=ca.pem"],
+        )
+        .expect("valid")
+        .expect("TLS");
+        let auth = tls.client_auth.expect("client auth");
+        assert_eq!(auth.ca.path, PathBuf::from("ca.pem"));
+        assert_eq!(auth.allowed, None);
+        let plain = settings("https://127.0.0.1:1", &PAIR)
+            .expect("valid")
+            .expect("TLS");
+        assert_eq!(plain.client_auth, None);
+    }
+
+    #[test]
+    fn allowed_peers_need_the_ca_and_exclude_each_other() {
+        let tls = settings(
+            "https://127.0.0.1:1",
+            &[
+                PAIR[0],
+                PAIR[1],
+                "--api.ca-filename=ca.pem",
+                "--api.client-cert-auth",
+                "--api.allowed-cn=a",
+            ],
+        )
+        .expect("valid")
+        .expect("TLS");
+        assert_eq!(
+            tls.client_auth.expect("auth").allowed,
+            Some(AllowedPeer::CommonName("a".into()))
+        );
+        let err = |extra: &[&str]| {
+            let mut all = PAIR.to_vec();
+            all.extend_from_slice(extra);
+            settings("https://127.0.0.1:1", &all)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(err(&["--api.client-cert-auth"]).contains("needs --api.ca-filename"));
+        assert!(err(&["--api.allowed-hostname=h.example"]).contains("need --api.ca-filename"));
+        assert!(
+            err(&[
+                "--api.ca-filename=ca.pem",
+                "--api.allowed-cn=a",
+                "--api.allowed-hostname=h"
+            ])
+            .contains("exclude each other")
+        );
+    }
+
+    #[test]
+    fn the_scheme_and_the_files_go_together() {
+        let missing = settings("https://127.0.0.1:1", &[PAIR[0]]).expect_err("no key");
+        assert!(
+            missing.to_string().contains("--api.key-filename"),
+            "{missing}"
+        );
+        let unused = settings("http://127.0.0.1:1", &PAIR).expect_err("unused");
+        assert!(unused.to_string().contains("is not https://"), "{unused}");
+        let unused = settings("unix:///tmp/s", &["--api.client-cert-auth"]).expect_err("unused");
+        assert!(
+            unused.to_string().contains("--api.client-cert-auth"),
+            "{unused}"
+        );
+        assert_eq!(
+            settings("http://127.0.0.1:1", &[]).expect("plaintext"),
+            None
+        );
     }
 }

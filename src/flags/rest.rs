@@ -1,12 +1,17 @@
-//! The HTTP port: `--rest.address`.
+//! The HTTP port: `--rest.address`, and its TLS (`--rest.cert-filename`,
+//! `--rest.key-filename`) when the address is `https://`.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use regatta_tls::{IdentityFiles, PemFile, ServerSettings};
 
 use crate::address::ListenAddress;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct RestArgs {
-    /// Address of the HTTP port: /healthz, /readyz, /metrics.
+pub struct RestAddressArg {
+    /// Address of the HTTP port: /healthz, /readyz, /metrics. https:// serves them over
+    /// TLS (--rest.cert-filename, --rest.key-filename).
     #[arg(
         long = "rest.address",
         env = "REGATTA_REST_ADDRESS",
@@ -15,8 +20,57 @@ pub struct RestArgs {
     pub rest_address: String,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestArgs {
+    #[command(flatten)]
+    pub address: RestAddressArg,
+    /// Path to the HTTP port's certificate (PEM, the chain from the server's certificate
+    /// up). Required when --rest.address is https://. Re-read when the file changes.
+    #[arg(long = "rest.cert-filename", env = "REGATTA_REST_CERT_FILENAME")]
+    pub rest_cert_filename: Option<PathBuf>,
+    /// Path to the HTTP port's private key (PEM). Required when --rest.address is
+    /// https://. Re-read when the file changes.
+    #[arg(long = "rest.key-filename", env = "REGATTA_REST_KEY_FILENAME")]
+    pub rest_key_filename: Option<PathBuf>,
+}
+
+/// Where the HTTP port listens, and its TLS settings when the address is `https://`.
+#[derive(Debug, Clone)]
+pub struct RestSettings {
+    pub address: ListenAddress,
+    pub tls: Option<ServerSettings>,
+}
+
+impl RestSettings {
+    /// The TCP address, when the port listens on one.
+    pub fn tcp(&self) -> Option<std::net::SocketAddr> {
+        self.address.tcp()
+    }
+}
+
 impl RestArgs {
-    pub fn address(&self) -> Result<ListenAddress> {
-        ListenAddress::parse("rest.address", &self.rest_address)
+    /// Checks the address and its TLS flags: an `https://` address needs both files, and
+    /// the files with a plaintext address are refused (they would be unused).
+    pub fn address(&self) -> Result<RestSettings> {
+        let listen = &self.address.rest_address;
+        let address = ListenAddress::parse("rest.address", listen)?;
+        let https = matches!(address, ListenAddress::Tcp { tls: true, .. });
+        let tls = match (&self.rest_cert_filename, &self.rest_key_filename) {
+            (Some(cert), Some(key)) if https => Some(ServerSettings {
+                identity: IdentityFiles {
+                    cert: PemFile::new("--rest.cert-filename", cert),
+                    key: PemFile::new("--rest.key-filename", key),
+                },
+                client_auth: None,
+            }),
+            (None, None) if !https => None,
+            _ if https => bail!(
+                "--rest.address {listen:?} is https:// and needs --rest.cert-filename and --rest.key-filename"
+            ),
+            _ => bail!(
+                "--rest.address {listen:?} is not https://, so --rest.cert-filename and --rest.key-filename would be unused: serve TLS with an https:// address, or drop them"
+            ),
+        };
+        Ok(RestSettings { address, tls })
     }
 }

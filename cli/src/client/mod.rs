@@ -15,6 +15,7 @@ pub mod tls;
 use std::time::Duration;
 
 use clap::Args;
+use regatta_tls::{DialError, Dialer};
 use tonic::{
     metadata::MetadataValue,
     transport::{Channel, Endpoint},
@@ -50,6 +51,13 @@ pub struct ClientOptions {
     /// testing only: anyone on the path can read the requests and the token).
     #[arg(long, global = true, env = "REGATTA_INSECURE")]
     pub insecure: bool,
+    /// Client certificate (PEM) presented to a node that requires one on an https://
+    /// --address (mTLS); needs --key.
+    #[arg(long = "cert", global = true, env = "REGATTA_CERT")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert; needs --cert.
+    #[arg(long = "key", global = true, env = "REGATTA_KEY")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Whether `--address` asks for TLS (`https://`), refusing any scheme but `http` and
@@ -69,24 +77,30 @@ pub fn check_address(address: &str) -> CliResult<bool> {
     }
 }
 
-/// Connects to the node named by `--address`.
+/// Connects to the node named by `--address`: plaintext for `http://`, TLS for `https://`
+/// (`--ca`, `--insecure`, `--cert` and `--key`; they are not used on a plaintext address).
 pub async fn connect(options: &ClientOptions) -> CliResult<Channel> {
     let tls = check_address(&options.address)?;
+    // Checked on every address, so a half-given pair is reported even before it matters.
+    tls::settings(options)?;
     let endpoint = Endpoint::from_shared(options.address.clone())
         .map_err(|e| Failure::usage(format!("invalid --address {:?}: {e}", options.address)))?
         .connect_timeout(options.timeout.min(Duration::from_secs(5)))
         .timeout(options.timeout);
-    if tls {
-        let config = tls::client_config(options)?;
-        return tls::connect(endpoint, config).await.map_err(|mut failure| {
-            failure.message = format!("{} ({})", failure.message, options.address);
-            failure
-        });
-    }
-    endpoint.connect().await.map_err(|e| {
-        let mut failure = Failure::from(e);
-        failure.message = format!("{} ({})", failure.message, options.address);
-        failure
+    let dialer = if tls {
+        tls::dialer(options)?
+    } else {
+        Dialer::plaintext()
+    };
+    dialer.connect(endpoint).await.map_err(|e| {
+        let message = match &e {
+            DialError::Transport(e) => format!("cannot connect: {}", regatta_tls::describe(e)),
+            DialError::NoTls { .. } => e.to_string(),
+        };
+        Failure::new(
+            crate::error::UNAVAILABLE,
+            format!("{message} ({})", options.address),
+        )
     })
 }
 
