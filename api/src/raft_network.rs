@@ -1,13 +1,24 @@
 //! The client side of the Raft transport: openraft's `RaftNetwork` over tonic.
 //!
-//! One lazily connected channel per peer. Transport failures become openraft's
-//! `Unreachable` (back off) and any other failure `Network` (retry); a snapshot travels as
-//! one client stream of parts, so its transfer time is bounded by the stream, not by a
-//! per-chunk timeout.
+//! One lazily connected channel per peer, opened through the node's
+//! [`regatta_tls::Dialer`]: TLS (with this node's client certificate) to `https://` peers,
+//! plaintext to `http://` ones. Transport failures become openraft's `Unreachable` (back
+//! off) and any other failure `Network` (retry); a snapshot travels as one client stream of
+//! parts, so its transfer time is bounded by the stream, not by a per-chunk timeout.
+//!
+//! A peer that stops answering is logged once, when the reason changes, and again when it
+//! answers: a TLS handshake a peer refused (this node's certificate not signed by its CA)
+//! or one this node refused (the peer's certificate) says so in the log line.
 //!
 //! [`internal_server`] holds the HTTP/2 server settings of the ports only nodes use.
 
-use std::{future::Future, io::SeekFrom, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    io::SeekFrom,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use openraft::{
     BasicNode, Snapshot, Vote,
@@ -22,6 +33,7 @@ use openraft::{
     },
 };
 use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_client::RaftTransportClient};
+use regatta_tls::Dialer;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::{Channel, Endpoint};
 
@@ -53,15 +65,28 @@ pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Se
     server.http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
 }
 
-/// Creates a [`RaftPeer`] per target node.
+/// Creates a [`RaftPeer`] per target node, dialing through one [`Dialer`].
 #[derive(Clone, Default)]
-pub struct RaftNetworkFactoryImpl;
+pub struct RaftNetworkFactoryImpl {
+    dialer: Dialer,
+    failures: PeerFailures,
+}
+
+impl RaftNetworkFactoryImpl {
+    /// Peers are dialed through `dialer`: TLS to `https://` addresses.
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            failures: PeerFailures::default(),
+        }
+    }
+}
 
 impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        RaftPeer::new(target, &node.addr)
+        RaftPeer::new(target, &node.addr, &self.dialer, self.failures.clone())
     }
 }
 
@@ -69,27 +94,132 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
 pub struct RaftPeer {
     target: u64,
     client: Result<RaftTransportClient<Channel>, String>,
+    failures: PeerFailures,
 }
 
 impl RaftPeer {
-    fn new(target: u64, addr: &str) -> Self {
+    fn new(target: u64, addr: &str, dialer: &Dialer, failures: PeerFailures) -> Self {
         let client = Endpoint::from_shared(addr.to_string())
-            .map(|endpoint| {
-                let channel = endpoint
+            .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
+            .and_then(|endpoint| {
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_secs(2))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .connect_lazy();
+                    .http2_keep_alive_interval(Duration::from_secs(10));
+                dialer
+                    .connect_lazy(endpoint)
+                    .map_err(|e| format!("raft address {addr:?} of node {target}: {e}"))
+            })
+            .map(|channel| {
                 RaftTransportClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            })
-            .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"));
-        Self { target, client }
+            });
+        Self {
+            target,
+            client,
+            failures,
+        }
     }
 
     fn client(&self) -> Result<RaftTransportClient<Channel>, TransportFailure> {
         self.client.clone().map_err(TransportFailure::BadAddress)
+    }
+
+    /// Notes how a call ended, for the log: see [`PeerFailures`].
+    fn observe<T>(&self, result: &Result<T, TransportFailure>) {
+        match result {
+            Ok(_) => self.failures.answered(self.target),
+            Err(failure) => self.failures.failed(self.target, failure),
+        }
+    }
+}
+
+/// What was last logged of each peer's failures, shared by every [`RaftPeer`] of a node,
+/// so that a peer failing on every heartbeat is logged once, when its reason changes,
+/// and once more when it answers again.
+#[derive(Clone, Default)]
+struct PeerFailures(Arc<Mutex<HashMap<u64, String>>>);
+
+impl PeerFailures {
+    fn failed(&self, target: u64, failure: &TransportFailure) {
+        let reason = failure.to_string();
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(&target) == Some(&reason) {
+            return;
+        }
+        match failure.tls_refusal() {
+            Some(refusal) => tracing::warn!(
+                target_node = target,
+                tls = refusal.describe(),
+                error = %reason,
+                "raft peer unreachable: TLS certificate refused"
+            ),
+            None => tracing::warn!(target_node = target, error = %reason, "raft peer unreachable"),
+        }
+        last.insert(target, reason);
+    }
+
+    fn answered(&self, target: u64) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.remove(&target).is_some() {
+            tracing::info!(target_node = target, "raft peer answers again");
+        }
+    }
+}
+
+/// Which side of a TLS handshake refused a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// The peer refused this node's certificate (it answered with a certificate alert).
+    ByPeer,
+    /// This node refused the peer's certificate.
+    ByThisNode,
+}
+
+impl TlsRefusal {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::ByPeer => "the peer refused this node's certificate (not signed by its CA?)",
+            Self::ByThisNode => "this node refused the peer's certificate",
+        }
+    }
+
+    /// The refusal a failed call's error chain carries, if any: a rustls error anywhere in
+    /// the chain (also inside an `io::Error`), a certificate alert received or a
+    /// certificate that did not verify.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(refusal) = Self::of_one(e) {
+                return Some(refusal);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && let Some(refusal) = io.get_ref().and_then(|inner| Self::of_one(inner))
+            {
+                return Some(refusal);
+            }
+            next = e.source();
+        }
+        None
+    }
+
+    fn of_one(e: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        use tokio_rustls::rustls::{AlertDescription as A, Error as E};
+        match e.downcast_ref::<E>()? {
+            E::InvalidCertificate(_) => Some(Self::ByThisNode),
+            E::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::AccessDenied,
+            ) => Some(Self::ByPeer),
+            _ => None,
+        }
     }
 }
 
@@ -120,6 +250,13 @@ impl From<tonic::Status> for TransportFailure {
 }
 
 impl TransportFailure {
+    fn tls_refusal(&self) -> Option<TlsRefusal> {
+        match self {
+            Self::Unreachable(status) | Self::Status(status) => TlsRefusal::of(status),
+            _ => None,
+        }
+    }
+
     fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
         match self {
             Self::Unreachable(_) | Self::BadAddress(_) => {
@@ -149,7 +286,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::append_response_from_pb(resp.into_inner())?)
         };
-        call.await.map_err(TransportFailure::into_rpc)
+        let result = call.await;
+        self.observe(&result);
+        result.map_err(TransportFailure::into_rpc)
     }
 
     async fn vote(
@@ -164,7 +303,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::vote_response_from_pb(resp.into_inner())?)
         };
-        call.await.map_err(TransportFailure::into_rpc)
+        let result = call.await;
+        self.observe(&result);
+        result.map_err(TransportFailure::into_rpc)
     }
 
     async fn install_snapshot(
@@ -182,7 +323,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::install_response_from_pb(resp.into_inner())?)
         };
-        call.await.map_err(TransportFailure::into_rpc)
+        let result = call.await;
+        self.observe(&result);
+        result.map_err(TransportFailure::into_rpc)
     }
 
     async fn full_snapshot(
@@ -242,12 +385,14 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = send => result.map_err(|failure| match failure {
+            result = send => {
+                self.observe(&result);
+                result.map_err(|failure| match failure {
                 TransportFailure::Unreachable(_) | TransportFailure::BadAddress(_) => {
                     StreamingError::Unreachable(Unreachable::new(&failure))
                 }
                 _ => StreamingError::Network(NetworkError::new(&failure)),
-            }),
+            })},
         }
     }
 }
