@@ -143,7 +143,7 @@ struct PeerFailures(Arc<Mutex<HashMap<u64, String>>>);
 
 impl PeerFailures {
     fn failed(&self, target: u64, failure: &TransportFailure) {
-        let reason = failure.to_string();
+        let reason = regatta_tls::describe(failure);
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if last.get(&target) == Some(&reason) {
             return;
@@ -229,9 +229,9 @@ enum TransportFailure {
     #[error("{0}")]
     BadAddress(String),
     #[error("peer unreachable: {0}")]
-    Unreachable(tonic::Status),
+    Unreachable(#[source] tonic::Status),
     #[error("peer answered {0}")]
-    Status(tonic::Status),
+    Status(#[source] tonic::Status),
     #[error("peer sent an invalid message: {0}")]
     Codec(#[from] regatta_proto::Error),
     #[error("reading the local snapshot: {0}")]

@@ -126,8 +126,8 @@ impl CoreRole {
             .connect_lazy(endpoint.connect_timeout(Duration::from_secs(2)))
             .map_err(|e| Error::Internal(format!("peer address {addr:?}: {e}")))?;
         let client = RaftTransportClient::new(channel)
-        .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES);
+            .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES);
         self.peers.insert(addr.to_string(), client.clone());
         Ok(client)
     }

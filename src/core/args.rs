@@ -354,8 +354,8 @@ mod tests {
 
     #[test]
     fn raft_urls_fit_the_transport() {
-        let members = parse_members(&["1=https://a:1".into(), "2=http://b:2".into()])
-            .expect("valid");
+        let members =
+            parse_members(&["1=https://a:1".into(), "2=http://b:2".into()]).expect("valid");
         let err = check_raft_transport(true, "https://a:1", "https://a:1", &members)
             .expect_err("an http:// member with TLS");
         let text = err.to_string();
@@ -368,7 +368,10 @@ mod tests {
         assert!(err.to_string().contains("--raft.address"), "{err}");
         let err = check_raft_transport(true, "https://a:1", "http://a:1", &BTreeMap::new())
             .expect_err("an http:// advertise address with TLS");
-        assert!(err.to_string().contains("--raft.advertise-address"), "{err}");
+        assert!(
+            err.to_string().contains("--raft.advertise-address"),
+            "{err}"
+        );
         let err = check_raft_transport(false, "https://a:1", "https://a:1", &BTreeMap::new())
             .expect_err("https:// without TLS");
         assert!(err.to_string().contains("--raft.cert-filename"), "{err}");

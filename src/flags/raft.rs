@@ -27,14 +27,14 @@ pub struct RaftTlsArgs {
     /// dials them. Valid for the host of its Raft advertise address. With
     /// --raft.key-filename and --raft.ca-filename: every Raft address must be https://.
     #[arg(long = "raft.cert-filename", env = "REGATTA_RAFT_CERT_FILENAME")]
-    pub cert_filename: Option<PathBuf>,
+    pub raft_cert_filename: Option<PathBuf>,
     /// The private key of --raft.cert-filename (PEM).
     #[arg(long = "raft.key-filename", env = "REGATTA_RAFT_KEY_FILENAME")]
-    pub key_filename: Option<PathBuf>,
+    pub raft_key_filename: Option<PathBuf>,
     /// The CA that signs every core node's Raft certificate (PEM): a peer's certificate,
     /// as a server or as a client, is accepted only when this CA signed it.
     #[arg(long = "raft.ca-filename", env = "REGATTA_RAFT_CA_FILENAME")]
-    pub ca_filename: Option<PathBuf>,
+    pub raft_ca_filename: Option<PathBuf>,
 }
 
 /// The two sides of mutual TLS on the Raft port, from [`RaftTlsArgs`].
@@ -52,9 +52,9 @@ impl RaftTlsArgs {
     /// configurations.
     pub fn validate(&self) -> Result<Option<RaftTls>> {
         let flags = [
-            ("--raft.cert-filename", &self.cert_filename),
-            ("--raft.key-filename", &self.key_filename),
-            ("--raft.ca-filename", &self.ca_filename),
+            ("--raft.cert-filename", &self.raft_cert_filename),
+            ("--raft.key-filename", &self.raft_key_filename),
+            ("--raft.ca-filename", &self.raft_ca_filename),
         ];
         let file = |flag: &str, path: &Option<PathBuf>| {
             path.as_ref()
@@ -82,10 +82,11 @@ impl RaftTlsArgs {
                 }))
             }
             (cert, key, ca) => {
-                let (set, missing): (Vec<_>, Vec<_>) = [cert.is_some(), key.is_some(), ca.is_some()]
-                    .into_iter()
-                    .zip(flags.map(|(flag, _)| flag))
-                    .partition(|(given, _)| *given);
+                let (set, missing): (Vec<_>, Vec<_>) =
+                    [cert.is_some(), key.is_some(), ca.is_some()]
+                        .into_iter()
+                        .zip(flags.map(|(flag, _)| flag))
+                        .partition(|(given, _)| *given);
                 let names = |v: Vec<(bool, &str)>| {
                     v.into_iter().map(|(_, f)| f).collect::<Vec<_>>().join(", ")
                 };
@@ -107,9 +108,9 @@ mod tests {
     fn args(cert: bool, key: bool, ca: bool) -> RaftTlsArgs {
         let path = |on: bool, name: &str| on.then(|| PathBuf::from(name));
         RaftTlsArgs {
-            cert_filename: path(cert, "node.pem"),
-            key_filename: path(key, "node.key"),
-            ca_filename: path(ca, "ca.pem"),
+            raft_cert_filename: path(cert, "node.pem"),
+            raft_key_filename: path(key, "node.key"),
+            raft_ca_filename: path(ca, "ca.pem"),
         }
     }
 
@@ -121,7 +122,10 @@ mod tests {
             .expect("all three")
             .expect("TLS");
         assert_eq!(tls.client.identity.as_ref(), Some(&tls.server.identity));
-        let auth = tls.server.client_auth.expect("client certificates required");
+        let auth = tls
+            .server
+            .client_auth
+            .expect("client certificates required");
         assert_eq!(auth.ca.flag, "--raft.ca-filename");
         assert_eq!(tls.client.ca, Some(auth.ca));
         assert!(!tls.client.insecure_skip_verify);
