@@ -5,20 +5,13 @@
 //! plaintext to `http://` ones. Transport failures become openraft's `Unreachable` (back
 //! off) and any other failure `Network` (retry); a snapshot travels as one client stream of
 //! parts, so its transfer time is bounded by the stream, not by a per-chunk timeout.
-//!
-//! A peer that stops answering is logged once, when the reason changes, and again when it
-//! answers: a TLS handshake a peer refused (this node's certificate not signed by its CA)
-//! or one this node refused (the peer's certificate) says so in the log line.
+//! A TLS handshake that fails (a peer refusing this node's certificate, or this node the
+//! peer's) fails the call like any transport error; its cause is in the error openraft
+//! logs (`received fatal alert: UnknownCA`, `invalid peer certificate: UnknownIssuer`).
 //!
 //! [`internal_server`] holds the HTTP/2 server settings of the ports only nodes use.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    io::SeekFrom,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{future::Future, io::SeekFrom, time::Duration};
 
 use openraft::{
     BasicNode, Snapshot, Vote,
@@ -69,16 +62,12 @@ pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Se
 #[derive(Clone, Default)]
 pub struct RaftNetworkFactoryImpl {
     dialer: Dialer,
-    failures: PeerFailures,
 }
 
 impl RaftNetworkFactoryImpl {
     /// Peers are dialed through `dialer`: TLS to `https://` addresses.
     pub fn new(dialer: Dialer) -> Self {
-        Self {
-            dialer,
-            failures: PeerFailures::default(),
-        }
+        Self { dialer }
     }
 }
 
@@ -86,7 +75,7 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        RaftPeer::new(target, &node.addr, &self.dialer, self.failures.clone())
+        RaftPeer::new(target, &node.addr, &self.dialer)
     }
 }
 
@@ -94,11 +83,10 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
 pub struct RaftPeer {
     target: u64,
     client: Result<RaftTransportClient<Channel>, String>,
-    failures: PeerFailures,
 }
 
 impl RaftPeer {
-    fn new(target: u64, addr: &str, dialer: &Dialer, failures: PeerFailures) -> Self {
+    fn new(target: u64, addr: &str, dialer: &Dialer) -> Self {
         let client = Endpoint::from_shared(addr.to_string())
             .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
             .and_then(|endpoint| {
@@ -115,111 +103,11 @@ impl RaftPeer {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             });
-        Self {
-            target,
-            client,
-            failures,
-        }
+        Self { target, client }
     }
 
     fn client(&self) -> Result<RaftTransportClient<Channel>, TransportFailure> {
         self.client.clone().map_err(TransportFailure::BadAddress)
-    }
-
-    /// Notes how a call ended, for the log: see [`PeerFailures`].
-    fn observe<T>(&self, result: &Result<T, TransportFailure>) {
-        match result {
-            Ok(_) => self.failures.answered(self.target),
-            Err(failure) => self.failures.failed(self.target, failure),
-        }
-    }
-}
-
-/// What was last logged of each peer's failures, shared by every [`RaftPeer`] of a node,
-/// so that a peer failing on every heartbeat is logged once, when its reason changes,
-/// and once more when it answers again.
-#[derive(Clone, Default)]
-struct PeerFailures(Arc<Mutex<HashMap<u64, String>>>);
-
-impl PeerFailures {
-    fn failed(&self, target: u64, failure: &TransportFailure) {
-        let reason = regatta_tls::describe(failure);
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if last.get(&target) == Some(&reason) {
-            return;
-        }
-        match failure.tls_refusal() {
-            Some(refusal) => tracing::warn!(
-                target_node = target,
-                tls = refusal.describe(),
-                error = %reason,
-                "raft peer unreachable: TLS certificate refused"
-            ),
-            None => tracing::warn!(target_node = target, error = %reason, "raft peer unreachable"),
-        }
-        last.insert(target, reason);
-    }
-
-    fn answered(&self, target: u64) {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if last.remove(&target).is_some() {
-            tracing::info!(target_node = target, "raft peer answers again");
-        }
-    }
-}
-
-/// Which side of a TLS handshake refused a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsRefusal {
-    /// The peer refused this node's certificate (it answered with a certificate alert).
-    ByPeer,
-    /// This node refused the peer's certificate.
-    ByThisNode,
-}
-
-impl TlsRefusal {
-    fn describe(self) -> &'static str {
-        match self {
-            Self::ByPeer => "the peer refused this node's certificate (not signed by its CA?)",
-            Self::ByThisNode => "this node refused the peer's certificate",
-        }
-    }
-
-    /// The refusal a failed call's error chain carries, if any: a rustls error anywhere in
-    /// the chain (also inside an `io::Error`), a certificate alert received or a
-    /// certificate that did not verify.
-    pub fn of(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(refusal) = Self::of_one(e) {
-                return Some(refusal);
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && let Some(refusal) = io.get_ref().and_then(|inner| Self::of_one(inner))
-            {
-                return Some(refusal);
-            }
-            next = e.source();
-        }
-        None
-    }
-
-    fn of_one(e: &(dyn std::error::Error + 'static)) -> Option<Self> {
-        use tokio_rustls::rustls::{AlertDescription as A, Error as E};
-        match e.downcast_ref::<E>()? {
-            E::InvalidCertificate(_) => Some(Self::ByThisNode),
-            E::AlertReceived(
-                A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-                | A::CertificateRequired
-                | A::AccessDenied,
-            ) => Some(Self::ByPeer),
-            _ => None,
-        }
     }
 }
 
@@ -229,9 +117,9 @@ enum TransportFailure {
     #[error("{0}")]
     BadAddress(String),
     #[error("peer unreachable: {0}")]
-    Unreachable(#[source] tonic::Status),
+    Unreachable(tonic::Status),
     #[error("peer answered {0}")]
-    Status(#[source] tonic::Status),
+    Status(tonic::Status),
     #[error("peer sent an invalid message: {0}")]
     Codec(#[from] regatta_proto::Error),
     #[error("reading the local snapshot: {0}")]
@@ -250,13 +138,6 @@ impl From<tonic::Status> for TransportFailure {
 }
 
 impl TransportFailure {
-    fn tls_refusal(&self) -> Option<TlsRefusal> {
-        match self {
-            Self::Unreachable(status) | Self::Status(status) => TlsRefusal::of(status),
-            _ => None,
-        }
-    }
-
     fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
         match self {
             Self::Unreachable(_) | Self::BadAddress(_) => {
@@ -286,9 +167,7 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::append_response_from_pb(resp.into_inner())?)
         };
-        let result = call.await;
-        self.observe(&result);
-        result.map_err(TransportFailure::into_rpc)
+        call.await.map_err(TransportFailure::into_rpc)
     }
 
     async fn vote(
@@ -303,9 +182,7 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::vote_response_from_pb(resp.into_inner())?)
         };
-        let result = call.await;
-        self.observe(&result);
-        result.map_err(TransportFailure::into_rpc)
+        call.await.map_err(TransportFailure::into_rpc)
     }
 
     async fn install_snapshot(
@@ -323,9 +200,7 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                 .await?;
             Ok::<_, TransportFailure>(codec::install_response_from_pb(resp.into_inner())?)
         };
-        let result = call.await;
-        self.observe(&result);
-        result.map_err(TransportFailure::into_rpc)
+        call.await.map_err(TransportFailure::into_rpc)
     }
 
     async fn full_snapshot(
@@ -385,14 +260,12 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = send => {
-                self.observe(&result);
-                result.map_err(|failure| match failure {
+            result = send => result.map_err(|failure| match failure {
                 TransportFailure::Unreachable(_) | TransportFailure::BadAddress(_) => {
                     StreamingError::Unreachable(Unreachable::new(&failure))
                 }
                 _ => StreamingError::Network(NetworkError::new(&failure)),
-            })},
+            }),
         }
     }
 }
