@@ -59,6 +59,15 @@ pub struct Advertised {
     pub replication_urls: Vec<String>,
 }
 
+/// This node as a member of its cluster: its id, the cluster's name, and how it dials the
+/// other members.
+pub struct ClusterMember {
+    pub node_id: u64,
+    pub cluster_name: String,
+    /// TLS to `https://` Raft addresses, with this node's client certificate.
+    pub dialer: Dialer,
+}
+
 /// What the role knows of this node's disk.
 pub struct LocalDisk {
     /// Bytes of the log's files.
@@ -86,16 +95,19 @@ pub struct CoreRole {
 
 impl CoreRole {
     pub fn new(
-        node_id: u64,
-        cluster_name: String,
+        member: ClusterMember,
         raft: Raft<TypeConfig>,
         materializer: Arc<Materializer>,
         advertised: Advertised,
         disk: LocalDisk,
         batcher: Batcher,
-        dialer: Dialer,
     ) -> Self {
         let LocalDisk { log_bytes, guard } = disk;
+        let ClusterMember {
+            node_id,
+            cluster_name,
+            dialer,
+        } = member;
         Self {
             disk: guard,
             node_id,

@@ -31,8 +31,9 @@ pub struct CoreArgs {
         env = "REGATTA_RAFT_ADVERTISE_ADDRESS"
     )]
     pub raft_advertise: Option<String>,
+    // Boxed: three paths, most often unset, kept out of the command's size.
     #[command(flatten)]
-    pub raft_tls: crate::flags::raft::RaftTlsArgs,
+    pub raft_tls: Box<crate::flags::raft::RaftTlsArgs>,
     /// The cluster's first members as `id=raft-url` pairs, comma-separated
     /// (`1=http://10.0.0.1:5012,2=…`). Used once, on the first start of a new cluster; a node
     /// not listed waits to be added with `regatta cluster add-member`.

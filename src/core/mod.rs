@@ -299,8 +299,11 @@ fn start_tasks(
     ));
 
     let role = Arc::new(CoreRole::new(
-        settings.node_id,
-        settings.cluster_name.clone(),
+        role::ClusterMember {
+            node_id: settings.node_id,
+            cluster_name: settings.cluster_name.clone(),
+            dialer,
+        },
         raft.clone(),
         parts.materializer.clone(),
         Advertised {
@@ -320,7 +323,6 @@ fn start_tasks(
                     .context("registering the proposal metrics")?,
             ),
         ),
-        dialer,
     ));
     let uploads = start_uploads(settings, node, parts)?;
     start_archiver(settings, node, parts)?;
