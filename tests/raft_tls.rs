@@ -81,6 +81,9 @@ fn tls_node(id: u64, root: &Path, ca: &Ca, trust: &Path) -> Node {
     node.raft = format!("https://127.0.0.1:{}", free_port());
     let (cert, key) = ca.node(root, &format!("node-{id}"));
     node.args = raft_tls_args(&cert, &key, trust);
+    // Longer than the default, so that a loaded machine does not move the leadership the
+    // test checks is unchanged.
+    node.args.push("--raft.election-timeout=2s".into());
     node
 }
 
