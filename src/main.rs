@@ -80,9 +80,20 @@ enum Command {
         #[command(flatten)]
         runtime: runtime::RuntimeArgs,
     },
+    /// Print the version of this build and the git revision it was built from.
+    Version,
     /// The operator's tools: every subcommand that is not a node.
     #[command(flatten)]
     Tool(regatta_cli::Tool),
+}
+
+/// What `regatta version` prints: the version, and the git revision when the build knew it.
+fn version_text() -> String {
+    let mut text = format!("Regatta\nVersion: {}\n", env!("CARGO_PKG_VERSION"));
+    if let Some(revision) = option_env!("REGATTA_GIT_REVISION") {
+        text.push_str(&format!("Git revision: {revision}\n"));
+    }
+    text
 }
 
 fn main() -> ExitCode {
@@ -95,6 +106,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Command::Version = cli.command {
+        print!("{}", version_text());
+        return ExitCode::SUCCESS;
+    }
     // Server commands may size the runtime; client commands take the default.
     let runtime = match &cli.command {
         Command::Core { runtime, .. }
@@ -115,6 +130,7 @@ fn main() -> ExitCode {
             Command::Edge { args, logging, .. } => server(logging, edge::run(args)).await,
             Command::Dev { args, logging, .. } => server(logging, dev::run(args)).await,
             Command::Tool(tool) => tool.run(&matches).await,
+            Command::Version => Ok(()),
         }
     });
     match result {

@@ -51,6 +51,7 @@ impl NodeServer {
     pub fn new(connection_limits: &LimitArgs) -> Result<Self> {
         let registry = prometheus::Registry::new();
         crate::metrics::runtime_workers(&registry)?;
+        crate::metrics::process(&registry)?;
         let api_metrics = ApiMetrics::register(&registry)?;
         let tls_metrics = TlsMetrics::register(&registry)?;
         let limits = connection_limits.build(&registry)?;
@@ -65,7 +66,7 @@ impl NodeServer {
 
     /// The public API on `address`: KV (with the stream limits), Tables, Cluster (showing
     /// `config`), Maintenance, `admin` when given, and server reflection. Requests are held
-    /// to `ctx.limits`.
+    /// to `ctx.limits`. Registers Regatta's per-table series of the node's state.
     pub fn api_server(
         &self,
         address: &ListenAddress,
@@ -74,6 +75,11 @@ impl NodeServer {
         admin: Option<AdminService>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Served> {
+        crate::metrics::regatta_table_series(
+            &self.registry,
+            ctx.materializer.clone(),
+            ctx.role.clone(),
+        )?;
         let max = ctx.limits.max_request_bytes;
         let kv = KvServer::new(
             KvService::new(ctx.clone()).with_stream_limits(self.limits.streams.clone()),
@@ -93,15 +99,24 @@ impl NodeServer {
             .max_decoding_message_size(max)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
+        // Reflection in both versions: v1, and v1alpha for the clients that speak only it
+        // (grpcurl before 1.9, Python's grpcio-reflection, many GUI clients).
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building the reflection service (v1alpha)")?;
         let mut routes = Routes::new(kv).add_service(tables).add_service(cluster);
         if let Some(admin) = admin {
             routes = routes.add_service(AdminServer::new(admin));
         }
-        let routes = routes.add_service(maintenance).add_service(reflection);
+        let routes = routes
+            .add_service(maintenance)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha);
         let token = self.shutdown.clone();
         let stop = async move { token.cancelled().await };
         let router = self

@@ -17,7 +17,8 @@
 //! - [`tables`] — `regatta.v1.Tables`.
 //! - [`cluster`] — `regatta.v1.Cluster`.
 //! - [`disk`] — the free-space guard: writes refused while the data directory's disk is full.
-//! - [`metrics`] — request counts and latency of every gRPC method.
+//! - [`metrics`] — request counts and latency of every gRPC method, also under the names
+//!   Regatta exports (`grpc_server_*`).
 //! - [`listen`] — the accepted connections every gRPC server is handed, and their limits.
 //! - [`activity`] — what a connection's watchdog knows of its handshake and requests.
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).

@@ -1,6 +1,11 @@
 //! Every metric this crate exports, in one place. Label values come from closed sets: the
 //! method label is one of the known gRPC method paths (anything else is `other`), the code
-//! label one of the gRPC status code names.
+//! label one of the gRPC status code names. The same calls are also counted under the
+//! names Regatta exports (`grpc_server_*`, [`grpc_server`]).
+
+mod grpc_server;
+
+pub use grpc_server::{CallType, GrpcServerMetrics, Method, MethodTable};
 
 use std::{
     future::Future,
@@ -18,6 +23,8 @@ use prometheus::{
 /// Metrics of the gRPC servers of one node.
 #[derive(Clone)]
 pub struct ApiMetrics {
+    /// The `grpc_server_*` series.
+    grpc: Arc<GrpcServerMetrics>,
     requests: IntCounterVec,
     latency: HistogramVec,
     /// Per method (the index of its label in `KNOWN_METHODS`, then `other`), the series
@@ -89,6 +96,7 @@ impl ApiMetrics {
             .map(|_| MethodSeries::default())
             .collect();
         Ok(Self {
+            grpc: Arc::new(GrpcServerMetrics::register(registry)?),
             requests,
             latency,
             series,
@@ -309,10 +317,10 @@ pub struct MetricsService<S> {
 
 impl<S, B, R> tower::Service<http::Request<B>> for MetricsService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S: tower::Service<http::Request<grpc_server::ReceivedBody<B>>, Response = http::Response<R>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<grpc_server::SentBody<R>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -321,18 +329,37 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_index(request.uri().path());
+        let path = request.uri().path();
+        let method = method_index(path);
+        let call = self
+            .metrics
+            .grpc
+            .method(path)
+            .map(|m| self.metrics.grpc.start(m));
+        let received = call.as_ref().map(grpc_server::Call::received);
+        let request = request.map(|body| grpc_server::ReceivedBody::new(body, received));
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
-            let code = match &result {
-                Ok(response) => response_code(response.headers().get("grpc-status")),
-                Err(_) => tonic::Code::Unavailable,
-            };
-            metrics.record(method, code, started);
-            result
+            match result {
+                Ok(response) => {
+                    let header_code = response
+                        .headers()
+                        .get("grpc-status")
+                        .map(|c| response_code(Some(c)));
+                    metrics.record(method, header_code.unwrap_or(tonic::Code::Ok), started);
+                    Ok(response.map(|body| grpc_server::SentBody::new(body, call, header_code)))
+                }
+                Err(e) => {
+                    metrics.record(method, tonic::Code::Unavailable, started);
+                    if let Some(call) = call {
+                        call.finish(tonic::Code::Unavailable);
+                    }
+                    Err(e)
+                }
+            }
         })
     }
 }

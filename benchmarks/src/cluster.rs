@@ -59,6 +59,11 @@ pub struct ClusterArgs {
     /// CPU). The servers run on the same CPUs.
     #[arg(long)]
     pub loader_threads: Option<usize>,
+    /// Serve every node's public API (core and edge) over TLS, with a certificate made for
+    /// the run, and speak TLS from the load generator: the cost of TLS beside a plaintext
+    /// run.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Which nodes the clients of a scenario send their requests to.
@@ -242,7 +247,7 @@ impl Cluster {
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             nodes.push(Node {
                 id,
-                api: loopback_url()?,
+                api: loopback_url()?.replacen("http", crate::tls::api_scheme(args.tls), 1),
                 raft: loopback_url()?,
                 rest: loopback_url()?,
                 replication: loopback_url()?,
@@ -278,6 +283,7 @@ impl Cluster {
                 .arg(format!("--rest.address={}", node.rest))
                 .arg(format!("--replication.address={}", node.replication))
                 .arg(format!("--data-dir={}", node.data_dir.display()))
+                .args(crate::tls::api_args(args.tls, &node.data_dir)?)
                 .args(&args.server_args)
                 .env("RUST_LOG", &args.server_log)
                 .stdin(Stdio::null())
@@ -511,12 +517,11 @@ pub(crate) fn exit_status(child: &Mutex<Option<Child>>) -> Option<String> {
 
 /// A new gRPC channel (one HTTP/2 connection) to `url`; callers add what they connect to.
 pub(crate) async fn channel(url: &str) -> Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())
+    let endpoint = Endpoint::from_shared(url.to_string())
         .context("address")?
         .tcp_nodelay(true)
-        .connect_timeout(CONTROL_TIMEOUT)
-        .connect()
-        .await?)
+        .connect_timeout(CONTROL_TIMEOUT);
+    Ok(crate::tls::dialer(url)?.connect(endpoint).await?)
 }
 
 /// Asks `child` to stop (SIGTERM); it may take its time.

@@ -132,6 +132,7 @@ async fn scenario(args: &Args, cluster: &Cluster) -> Result<Report> {
     report
         .set("target", args.target.as_str())
         .set("nodes", cluster.nodes().len())
+        .set("tls", args.cluster.tls)
         .set("clients", args.clients)
         .set("connections", pool.len())
         .set("value_size", args.value_size)

@@ -150,7 +150,7 @@ impl Edge {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let edge = Self {
-            api: loopback_url()?,
+            api: loopback_url()?.replacen("http", crate::tls::api_scheme(args.tls), 1),
             rest: loopback_url()?,
             replication: loopback_url()?,
             data_dir,
@@ -168,7 +168,8 @@ impl Edge {
             .arg(format!("--api.address={}", edge.api))
             .arg(format!("--rest.address={}", edge.rest))
             .arg(format!("--replication.address={}", edge.replication))
-            .arg(format!("--data-dir={}", edge.data_dir.display()));
+            .arg(format!("--data-dir={}", edge.data_dir.display()))
+            .args(crate::tls::api_args(args.tls, &edge.data_dir)?);
         if let Some(dir) = object_store {
             command.arg(format!("--object-store=file://{}", dir.display()));
         }

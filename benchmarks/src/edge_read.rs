@@ -173,6 +173,7 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
         .set("connections", connections)
         .set("edge_threads", args.edge_threads)
         .set("client", args.client.as_str())
+        .set("tls", args.cluster.tls)
         .set("preload_seconds", round(preload_seconds, 2))
         .set("seconds", round(measured.as_secs_f64(), 2))
         .set("reads", reads)

@@ -23,6 +23,7 @@ mod raw_grpc;
 mod reads;
 mod replication_lag;
 mod report;
+mod tls;
 mod wire;
 
 use clap::{Parser, Subcommand};

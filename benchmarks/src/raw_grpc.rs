@@ -43,6 +43,26 @@ impl From<h2::Error> for CallError {
 pub struct RawChannel {
     send: h2::client::SendRequest<Bytes>,
     authority: http::uri::Authority,
+    scheme: &'static str,
+}
+
+/// The HTTP/2 handshake over `io`; the connection runs in a task of its own.
+async fn handshake<T>(io: T, address: &str) -> Result<h2::client::SendRequest<Bytes>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .handshake::<_, Bytes>(io)
+        .await
+        .with_context(|| format!("HTTP/2 handshake with {address}"))?;
+    tokio::spawn(async move {
+        // Ends when the server closes the connection or every handle is dropped; calls in
+        // flight then fail with the transport error.
+        let _ = connection.await;
+    });
+    Ok(send)
 }
 
 /// A method path on a channel: the request URI is built once.
@@ -52,10 +72,13 @@ pub struct GrpcMethod {
 }
 
 impl RawChannel {
-    /// Connects to `address` (`http://host:port` or `host:port`).
+    /// Connects to `address` (`http://host:port`, `host:port`, or `https://host:port`
+    /// over TLS trusting the run's CA, see [`crate::tls`]).
     pub async fn connect(address: &str) -> Result<Self> {
+        let tls = address.starts_with("https://");
         let host_port = address
             .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"))
             .unwrap_or(address)
             .trim_end_matches('/');
         let socket: SocketAddr = host_port
@@ -69,27 +92,28 @@ impl RawChannel {
         .with_context(|| format!("connecting to {address}: timed out"))?
         .with_context(|| format!("connecting to {address}"))?;
         tcp.set_nodelay(true)?;
-        let (send, connection) = h2::client::Builder::new()
-            .initial_window_size(1 << 20)
-            .initial_connection_window_size(8 << 20)
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .with_context(|| format!("HTTP/2 handshake with {address}"))?;
-        tokio::spawn(async move {
-            // Ends when the server closes the connection or every handle is dropped; calls in
-            // flight then fail with the transport error.
-            let _ = connection.await;
-        });
+        let send = if tls {
+            let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config()?);
+            let name = rustls_pki_types::ServerName::IpAddress(socket.ip().into());
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .with_context(|| format!("TLS handshake with {address}"))?;
+            handshake(stream, address).await?
+        } else {
+            handshake(tcp, address).await?
+        };
         Ok(Self {
             send,
             authority: host_port.parse().context("authority")?,
+            scheme: if tls { "https" } else { "http" },
         })
     }
 
     /// The method at `path` (`/package.Service/Method`) on this channel.
     pub fn method(&self, path: &'static str) -> Result<GrpcMethod> {
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(self.scheme)
             .authority(self.authority.clone())
             .path_and_query(path)
             .build()

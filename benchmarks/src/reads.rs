@@ -58,11 +58,10 @@ impl RangeClient {
             let address = addresses[i % addresses.len()];
             pool.push(match kind {
                 ClientKind::Tonic => {
-                    let channel = Endpoint::from_shared(address.to_string())?
+                    let endpoint = Endpoint::from_shared(address.to_string())?
                         .tcp_nodelay(true)
-                        .connect_timeout(Duration::from_secs(10))
-                        .connect()
-                        .await?;
+                        .connect_timeout(Duration::from_secs(10));
+                    let channel = crate::tls::dialer(address)?.connect(endpoint).await?;
                     RangeClient::Tonic(KvClient::new(channel))
                 }
                 ClientKind::Raw => {

@@ -33,10 +33,13 @@ use anyhow::Result;
 
 use crate::address::ListenAddress;
 
-/// `--config`: the YAML file the other options can also come from.
+/// `--config`: the file the other options can also come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigFileArg {
-    /// YAML file with any of these options (flags and environment variables take precedence).
+    /// Config file with any of these options, YAML, JSON or TOML by its extension (flags and
+    /// environment variables take precedence). Without it, the first of config.json,
+    /// config.toml, config.yaml, config.yml in /etc/regatta, /config, $HOME/.regatta, . is
+    /// read.
     #[arg(long = "config", id = "config_file", env = "REGATTA_CONFIG")]
     pub config: Option<String>,
 }
