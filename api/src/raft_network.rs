@@ -1,9 +1,13 @@
 //! The client side of the Raft transport: openraft's `RaftNetwork` over tonic.
 //!
-//! One lazily connected channel per peer. Transport failures become openraft's
-//! `Unreachable` (back off) and any other failure `Network` (retry); a snapshot travels as
-//! one client stream of parts, so its transfer time is bounded by the stream, not by a
-//! per-chunk timeout.
+//! One lazily connected channel per peer, opened through the node's
+//! [`regatta_tls::Dialer`]: TLS (with this node's client certificate) to `https://` peers,
+//! plaintext to `http://` ones. Transport failures become openraft's `Unreachable` (back
+//! off) and any other failure `Network` (retry); a snapshot travels as one client stream of
+//! parts, so its transfer time is bounded by the stream, not by a per-chunk timeout.
+//! A TLS handshake that fails (a peer refusing this node's certificate, or this node the
+//! peer's) fails the call like any transport error; its cause is in the error openraft
+//! logs (`received fatal alert: UnknownCA`, `invalid peer certificate: UnknownIssuer`).
 //!
 //! [`internal_server`] holds the HTTP/2 server settings of the ports only nodes use.
 
@@ -22,6 +26,7 @@ use openraft::{
     },
 };
 use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_client::RaftTransportClient};
+use regatta_tls::Dialer;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::{Channel, Endpoint};
 
@@ -53,15 +58,24 @@ pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Se
     server.http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
 }
 
-/// Creates a [`RaftPeer`] per target node.
+/// Creates a [`RaftPeer`] per target node, dialing through one [`Dialer`].
 #[derive(Clone, Default)]
-pub struct RaftNetworkFactoryImpl;
+pub struct RaftNetworkFactoryImpl {
+    dialer: Dialer,
+}
+
+impl RaftNetworkFactoryImpl {
+    /// Peers are dialed through `dialer`: TLS to `https://` addresses.
+    pub fn new(dialer: Dialer) -> Self {
+        Self { dialer }
+    }
+}
 
 impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        RaftPeer::new(target, &node.addr)
+        RaftPeer::new(target, &node.addr, &self.dialer)
     }
 }
 
@@ -72,19 +86,23 @@ pub struct RaftPeer {
 }
 
 impl RaftPeer {
-    fn new(target: u64, addr: &str) -> Self {
+    fn new(target: u64, addr: &str, dialer: &Dialer) -> Self {
         let client = Endpoint::from_shared(addr.to_string())
-            .map(|endpoint| {
-                let channel = endpoint
+            .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
+            .and_then(|endpoint| {
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_secs(2))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .connect_lazy();
+                    .http2_keep_alive_interval(Duration::from_secs(10));
+                dialer
+                    .connect_lazy(endpoint)
+                    .map_err(|e| format!("raft address {addr:?} of node {target}: {e}"))
+            })
+            .map(|channel| {
                 RaftTransportClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            })
-            .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"));
+            });
         Self { target, client }
     }
 

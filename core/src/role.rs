@@ -41,6 +41,7 @@ use regatta_proto::regatta::{
     },
     v1::{Member, MemberListResponse},
 };
+use regatta_tls::Dialer;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::batcher::Batcher;
@@ -58,6 +59,15 @@ pub struct Advertised {
     pub replication_urls: Vec<String>,
 }
 
+/// This node as a member of its cluster: its id, the cluster's name, and how it dials the
+/// other members.
+pub struct ClusterMember {
+    pub node_id: u64,
+    pub cluster_name: String,
+    /// TLS to `https://` Raft addresses, with this node's client certificate.
+    pub dialer: Dialer,
+}
+
 /// What the role knows of this node's disk.
 pub struct LocalDisk {
     /// Bytes of the log's files.
@@ -72,6 +82,9 @@ pub struct CoreRole {
     raft: Raft<TypeConfig>,
     materializer: Arc<Materializer>,
     advertised: Advertised,
+    /// Opens the channels to peers (forwarded writes, read index, node info): TLS to
+    /// `https://` Raft addresses, with this node's client certificate.
+    dialer: Dialer,
     peers: DashMap<String, RaftTransportClient<Channel>>,
     peer_info: DashMap<u64, NodeInfoResponse>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -82,8 +95,7 @@ pub struct CoreRole {
 
 impl CoreRole {
     pub fn new(
-        node_id: u64,
-        cluster_name: String,
+        member: ClusterMember,
         raft: Raft<TypeConfig>,
         materializer: Arc<Materializer>,
         advertised: Advertised,
@@ -91,6 +103,11 @@ impl CoreRole {
         batcher: Batcher,
     ) -> Self {
         let LocalDisk { log_bytes, guard } = disk;
+        let ClusterMember {
+            node_id,
+            cluster_name,
+            dialer,
+        } = member;
         Self {
             disk: guard,
             node_id,
@@ -99,6 +116,7 @@ impl CoreRole {
             raft,
             materializer,
             advertised,
+            dialer,
             peers: DashMap::new(),
             peer_info: DashMap::new(),
             log_bytes,
@@ -115,15 +133,35 @@ impl CoreRole {
         }
         let endpoint = Endpoint::from_shared(addr.to_string())
             .map_err(|e| Error::Internal(format!("peer address {addr:?} is invalid: {e}")))?;
-        let client = RaftTransportClient::new(
-            endpoint
-                .connect_timeout(Duration::from_secs(2))
-                .connect_lazy(),
-        )
-        .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES);
+        let channel = self
+            .dialer
+            .connect_lazy(endpoint.connect_timeout(Duration::from_secs(2)))
+            .map_err(|e| Error::Internal(format!("peer address {addr:?}: {e}")))?;
+        let client = RaftTransportClient::new(channel)
+            .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES);
         self.peers.insert(addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// Refuses a member to add whose Raft address is not of a valid shape, or does not fit
+    /// this cluster's transport (`https://` when the nodes speak TLS to each other):
+    /// `InvalidArgument`, checked where the change enters and again on the leader.
+    fn check_new_member(&self, change: &MembershipChange) -> Result<()> {
+        let MembershipChange::Add(add) = change else {
+            return Ok(());
+        };
+        crate::peer_url::check("raft-address", &add.raft_address)
+            .and_then(|()| {
+                crate::peer_url::check_transport(
+                    "raft-address",
+                    &add.raft_address,
+                    self.dialer.has_tls(),
+                )
+            })
+            .map_err(|reason| {
+                Error::Materializer(regatta_materializer::Error::InvalidArgument { reason })
+            })
     }
 
     /// Waits until some leader is known, for at most an election's worth of time.
@@ -294,13 +332,7 @@ impl CoreRole {
                 let node = BasicNode {
                     addr: add.raft_address.clone(),
                 };
-                crate::peer_url::check("raft-address", &add.raft_address).map_err(|e| {
-                    Redirect::Failed(Error::Materializer(
-                        regatta_materializer::Error::InvalidArgument {
-                            reason: e.to_string(),
-                        },
-                    ))
-                })?;
+                self.check_new_member(change).map_err(Redirect::Failed)?;
                 let learner = self
                     .raft
                     .add_learner(add.id, node, true)
@@ -464,6 +496,7 @@ impl Role for CoreRole {
     }
 
     async fn change_membership(&self, change: MembershipChange) -> Result<MembershipResponse> {
+        self.check_new_member(&change)?;
         match self
             .write_with_hops(NodeWrite::Membership(change), 0)
             .await?

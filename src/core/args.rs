@@ -7,7 +7,10 @@ use clap::Args;
 
 use crate::{
     address::ListenAddress,
-    flags::{advertised, api::ApiSettings, replication::ReplicationSettings, storage::StorageArgs},
+    flags::{
+        advertised, api::ApiSettings, raft::RaftTls, replication::ReplicationSettings,
+        storage::StorageArgs,
+    },
 };
 
 /// Options of a core node. Each can also be set with the environment variable shown, or in
@@ -28,6 +31,9 @@ pub struct CoreArgs {
         env = "REGATTA_RAFT_ADVERTISE_ADDRESS"
     )]
     pub raft_advertise: Option<String>,
+    // Boxed: three paths, most often unset, kept out of the command's size.
+    #[command(flatten)]
+    pub raft_tls: Box<crate::flags::raft::RaftTlsArgs>,
     /// The cluster's first members as `id=raft-url` pairs, comma-separated
     /// (`1=http://10.0.0.1:5012,2=…`). Used once, on the first start of a new cluster; a node
     /// not listed waits to be added with `regatta cluster add-member`.
@@ -131,6 +137,8 @@ pub struct CoreSettings {
     pub cluster_name: String,
     pub raft_address: ListenAddress,
     pub raft_advertise: String,
+    /// TLS with mutual authentication on the Raft port and to peers; `None`: plaintext.
+    pub raft_tls: Option<RaftTls>,
     pub initial_members: BTreeMap<u64, String>,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
@@ -189,6 +197,18 @@ impl CoreArgs {
                 format!("file://{}", dir.join("objects").display())
             }
         };
+        let raft_tls = self.raft_tls.validate()?;
+        let raft_advertise = advertised(
+            "raft.advertise-address",
+            self.raft_advertise.as_ref(),
+            raft_listen,
+        )?;
+        check_raft_transport(
+            raft_tls.is_some(),
+            raft_listen,
+            &raft_advertise,
+            &initial_members,
+        )?;
         Ok(CoreSettings {
             node_id,
             name: self
@@ -196,12 +216,9 @@ impl CoreArgs {
                 .clone()
                 .unwrap_or_else(|| format!("node-{node_id}")),
             cluster_name: self.cluster_name.clone(),
-            raft_advertise: advertised(
-                "raft.advertise-address",
-                self.raft_advertise.as_ref(),
-                raft_listen,
-            )?,
+            raft_advertise,
             raft_address,
+            raft_tls,
             initial_members,
             heartbeat_interval: self.heartbeat_interval,
             election_timeout: self.election_timeout,
@@ -248,6 +265,26 @@ pub fn parse_members(pairs: &[String]) -> Result<BTreeMap<u64, String>> {
         }
     }
     Ok(members)
+}
+
+/// Every Raft URL of the node's flags fits its transport: `https://` with the
+/// `--raft.*-filename` flags, not `https://` without them (an error naming the flag, the
+/// URL and the flags).
+fn check_raft_transport(
+    tls: bool,
+    listen: &str,
+    advertise: &str,
+    members: &BTreeMap<u64, String>,
+) -> Result<()> {
+    let check = |flag: &str, url: &str| {
+        regatta_core::peer_url::check_transport(flag, url, tls).map_err(anyhow::Error::msg)
+    };
+    check("raft.address", listen)?;
+    check("raft.advertise-address", advertise)?;
+    for (id, url) in members {
+        check(&format!("raft.initial-members (node {id})"), url)?;
+    }
+    Ok(())
 }
 
 impl CoreSettings {
@@ -314,5 +351,32 @@ mod tests {
             assert!(parse_members(&[bad.into()]).is_err(), "{bad} accepted");
         }
         assert!(parse_members(&["1=http://a:1".into(), "1=http://b:1".into()]).is_err());
+    }
+
+    #[test]
+    fn raft_urls_fit_the_transport() {
+        let members =
+            parse_members(&["1=https://a:1".into(), "2=http://b:2".into()]).expect("valid");
+        let err = check_raft_transport(true, "https://a:1", "https://a:1", &members)
+            .expect_err("an http:// member with TLS");
+        let text = err.to_string();
+        assert!(
+            text.contains("--raft.initial-members (node 2)") && text.contains("http://b:2"),
+            "{text}"
+        );
+        let err = check_raft_transport(true, "http://a:1", "https://a:1", &BTreeMap::new())
+            .expect_err("an http:// listen address with TLS");
+        assert!(err.to_string().contains("--raft.address"), "{err}");
+        let err = check_raft_transport(true, "https://a:1", "http://a:1", &BTreeMap::new())
+            .expect_err("an http:// advertise address with TLS");
+        assert!(
+            err.to_string().contains("--raft.advertise-address"),
+            "{err}"
+        );
+        let err = check_raft_transport(false, "https://a:1", "https://a:1", &BTreeMap::new())
+            .expect_err("https:// without TLS");
+        assert!(err.to_string().contains("--raft.cert-filename"), "{err}");
+        check_raft_transport(false, "http://a:1", "http://a:1", &BTreeMap::new())
+            .expect("plaintext");
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Assembly, in order: open the log (recovering a torn tail), build the materializer and
 //! its state machine, start openraft, initialise the cluster on first start, then serve the
-//! Raft transport, the public API and the HTTP port. SIGTERM (or Ctrl-C) stops accepting,
+//! Raft transport, the public API and the HTTP port. With `--raft.cert-filename`,
+//! `--raft.key-filename` and `--raft.ca-filename` the Raft port serves TLS requiring a
+//! client certificate signed by the CA, and every channel to a peer (Raft, forwarded
+//! writes, read index, node info) goes through one [`regatta_tls::Dialer`] presenting this
+//! node's certificate. SIGTERM (or Ctrl-C) stops accepting,
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
@@ -43,9 +47,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     let data_dir = &settings.storage.data_dir;
     tracing::info!(node_id = settings.node_id, data_dir = %data_dir.display(), "starting core node");
     let node = NodeServer::new(&settings.api.connection_limits)?;
-    let parts = open_node(&settings, &node.registry).await?;
+    let raft_tls = RaftTransport::build(&settings, &node)?;
+    let parts = open_node(&settings, &node.registry, raft_tls.dialer.clone()).await?;
     initialise_cluster(&settings, &parts.raft).await?;
-    let tasks = start_tasks(&settings, &node, &parts)?;
+    let tasks = start_tasks(&settings, &node, &parts, raft_tls.dialer.clone())?;
     let ctx = NodeContext {
         node_id: settings.node_id,
         materializer: parts.materializer.clone(),
@@ -64,7 +69,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         "raft",
         "raft transport server",
         Routes::new(raft_service),
-        None,
+        raft_tls.server,
     )?;
     let admin = AdminService::new(ctx.clone(), tasks.uploads.clone());
     let api_server = node.api_server(
@@ -120,6 +125,36 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// The TLS of the Raft transport, built once at start: the Raft port's configuration and
+/// the dialer every channel to a peer opens through.
+struct RaftTransport {
+    /// `None`: the Raft port is plaintext.
+    server: Option<Arc<rustls::ServerConfig>>,
+    dialer: regatta_tls::Dialer,
+}
+
+impl RaftTransport {
+    /// Reads and checks the `--raft.*-filename` files (an error names the flag and the
+    /// file); their expiry is exported with the node's TLS metrics (`port="raft"`). Peers'
+    /// certificates must be valid for the host of the address they are dialed at.
+    fn build(settings: &CoreSettings, node: &NodeServer) -> Result<Self> {
+        let Some(tls) = &settings.raft_tls else {
+            return Ok(Self {
+                server: None,
+                dialer: regatta_tls::Dialer::plaintext(),
+            });
+        };
+        let server = node.server_tls(Some(&tls.server), "raft")?;
+        let client = node.client_tls(&tls.client, "raft")?;
+        let dialer = regatta_tls::Dialer::tls(client, None)?;
+        tracing::info!(
+            cert = %tls.server.identity.cert.path.display(),
+            "raft transport: mutual TLS between core nodes"
+        );
+        Ok(Self { server, dialer })
+    }
+}
+
 /// What a core node opens at start: its log, state machine and Raft.
 struct NodeParts {
     raft: Raft<TypeConfig>,
@@ -137,7 +172,11 @@ struct NodeParts {
 
 /// Opens the log (recovering a torn tail), the object store and the durable state
 /// machine, and starts Raft on them.
-async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> Result<NodeParts> {
+async fn open_node(
+    settings: &CoreSettings,
+    registry: &prometheus::Registry,
+    dialer: regatta_tls::Dialer,
+) -> Result<NodeParts> {
     let data_dir = &settings.storage.data_dir;
     let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
         data_dir.join("log"),
@@ -168,7 +207,7 @@ async fn open_node(settings: &CoreSettings, registry: &prometheus::Registry) -> 
     let raft = Raft::new(
         settings.node_id,
         raft_config,
-        RaftNetworkFactoryImpl,
+        RaftNetworkFactoryImpl::new(dialer),
         log_store,
         state_machine,
     )
@@ -228,9 +267,15 @@ struct NodeTasks {
     uploads: Arc<uploader::SnapshotUploads>,
 }
 
-/// Starts the free-space guard, the Raft metrics, the role with its batcher, the snapshot
-/// uploader and the archiver; each stops with `node.shutdown`.
-fn start_tasks(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts) -> Result<NodeTasks> {
+/// Starts the free-space guard, the Raft metrics, the role with its batcher (dialing peers
+/// through `dialer`), the snapshot uploader and the archiver; each stops with
+/// `node.shutdown`.
+fn start_tasks(
+    settings: &CoreSettings,
+    node: &NodeServer,
+    parts: &NodeParts,
+    dialer: regatta_tls::Dialer,
+) -> Result<NodeTasks> {
     let registry = &node.registry;
     let shutdown = &node.shutdown;
     let raft = &parts.raft;
@@ -254,8 +299,11 @@ fn start_tasks(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts) ->
     ));
 
     let role = Arc::new(CoreRole::new(
-        settings.node_id,
-        settings.cluster_name.clone(),
+        role::ClusterMember {
+            node_id: settings.node_id,
+            cluster_name: settings.cluster_name.clone(),
+            dialer,
+        },
         raft.clone(),
         parts.materializer.clone(),
         Advertised {
