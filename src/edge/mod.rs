@@ -19,6 +19,7 @@ use dashmap::DashMap;
 use regatta_api::node::{HeaderState, NodeContext};
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
+use regatta_tls::Dialer;
 use regatta_replication::{
     EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
     TailerSettings,
@@ -54,7 +55,15 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
     let log = local.log.clone();
     let materializer = local.materializer.clone();
-    let tailer = start_tailer(args, local, replication.clone(), edge_metrics, reset_rx)?;
+    let dialer = upstream_dialer(&node, &settings)?;
+    let tailer = start_tailer(
+        args,
+        local,
+        replication.clone(),
+        edge_metrics,
+        reset_rx,
+        dialer.clone(),
+    )?;
     let tailer_task = tokio::spawn(tailer.run(node.shutdown.clone()));
 
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
@@ -71,6 +80,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         state: replication.clone(),
         log_bytes,
         clients: DashMap::new(),
+        dialer,
         resets: reset_tx,
         disk,
     });
@@ -113,7 +123,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: settings.replication.heartbeat,
             },
         ),
-        None,
+        node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
     )?;
 
     let rest_server = node.rest_server(
@@ -179,6 +189,18 @@ fn open_local_state(
     })
 }
 
+/// How the edge reaches its upstreams (the tailer and the writes and read-index requests it
+/// sends up): TLS for `https://` upstreams, trusting `--replication.ca-filename` (else the
+/// system's roots) and presenting `--replication.cert-filename` when asked. Every file is
+/// read and checked now.
+fn upstream_dialer(node: &NodeServer, settings: &args::EdgeSettings) -> Result<Dialer> {
+    let Some(tls) = &settings.upstream_tls else {
+        return Ok(Dialer::plaintext());
+    };
+    let config = node.client_tls(&tls.client, "replication")?;
+    Ok(Dialer::tls(config, tls.server_name.as_deref())?)
+}
+
 /// The tailer that follows the upstreams into `local`, bootstrapping from the object store
 /// when one is given.
 fn start_tailer(
@@ -187,6 +209,7 @@ fn start_tailer(
     replication: Arc<ReplicationState>,
     edge_metrics: EdgeMetrics,
     resets: tokio::sync::mpsc::Receiver<regatta_replication::ResetRequest>,
+    dialer: Dialer,
 ) -> Result<Tailer> {
     let objects = match &args.object_store.object_store {
         Some(url) => {
@@ -203,6 +226,7 @@ fn start_tailer(
             staleness: args.staleness,
             snapshot_entries: args.snapshot_entries,
             keep_entries: args.keep_entries,
+            dialer,
         },
         log: local.log,
         materializer: local.materializer,
@@ -226,7 +250,10 @@ fn readiness(
             return Err(format!("replication stopped: {fatal}"));
         }
         if !replication.connected.load(Ordering::Relaxed) {
-            return Err("not yet connected to an upstream".into());
+            return Err(match replication.upstream_error() {
+                Some(why) => format!("not yet connected to an upstream: {why}"),
+                None => "not yet connected to an upstream".into(),
+            });
         }
         let lag = replication.lag(materializer.applied().0).entries;
         if lag > max_lag {
