@@ -142,7 +142,7 @@ async fn assert_refused(edge: &mut Edge, what: &str, reason: &[&str]) {
     let log = std::fs::read_to_string(edge.node.log_path()).expect("edge log");
     let line = log
         .lines()
-        .find(|l| l.contains("leaving upstream") && l.contains("tls"))
+        .find(|l| l.contains("leaving upstream") && l.contains("kind=\"tls\""))
         .unwrap_or_else(|| panic!("{what}: no TLS failure in the log:\n{log}"));
     eprintln!("{what}: log: {line}");
     for part in reason {

@@ -29,7 +29,7 @@ use regatta_proto::regatta::{
     v1::{Member, MemberListResponse},
 };
 use regatta_tls::Dialer;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::state::{ReplicationState, ResetRequest};
 
@@ -56,7 +56,7 @@ impl EdgeRole {
         if let Some(c) = self.clients.get(upstream) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(upstream.to_string())
+        let endpoint = Channel::from_shared(upstream.to_string())
             .map_err(|e| Error::Internal(format!("invalid upstream {upstream:?}: {e}")))?
             .connect_timeout(Duration::from_secs(2));
         let channel = self

@@ -27,7 +27,7 @@ use regatta_materializer::{Materializer, snapshot::SnapshotStore};
 use regatta_proto::regatta::tail::v1::{SubscribeRequest, tail_client::TailClient, tail_message};
 use regatta_tls::Dialer;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use bootstrap::{SnapshotSource, check_snapshot_length, choose_source};
 pub use ingest::{apply_records, check_gap_free, snapshot_due};
@@ -261,7 +261,7 @@ pub async fn connect(
     upstream: &str,
     timeout: Duration,
 ) -> Result<TailClient<Channel>, Error> {
-    let endpoint = Endpoint::from_shared(upstream.to_string())
+    let endpoint = Channel::from_shared(upstream.to_string())
         .map_err(|source| Error::InvalidUpstream {
             upstream: upstream.to_string(),
             source,
