@@ -47,12 +47,12 @@ pub struct EdgeArgs {
         default_value = "false",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
-    pub insecure_skip_verify: bool,
+    pub replication_insecure_skip_verify: bool,
     /// Name (DNS name or IP address) an https:// upstream's certificate must be valid for,
     /// instead of the host in --replication.leader-address (an upstream reached by another
     /// name: a proxy, a load balancer, an IP address).
     #[arg(long = "replication.server-name", env = "REGATTA_REPLICATION_SERVER_NAME")]
-    pub server_name: Option<String>,
+    pub replication_server_name: Option<String>,
     /// Move to the next upstream after hearing nothing from the current one for this long.
     #[arg(long = "replication.staleness", env = "REGATTA_REPLICATION_STALENESS", default_value = "3s", value_parser = humantime::parse_duration)]
     pub staleness: Duration,
@@ -143,13 +143,13 @@ impl EdgeArgs {
     /// naming a CA to verify with contradict each other: refused rather than one silently
     /// winning.
     fn upstream_tls(&self, replication: &ReplicationSettings) -> Result<Option<UpstreamTls>> {
-        if self.insecure_skip_verify && replication.tls.ca.is_some() {
+        if self.replication_insecure_skip_verify && replication.tls.ca.is_some() {
             bail!(
                 "--replication.insecure-skip-verify and --replication.ca-filename exclude each \
                  other: verify the upstream with the CA, or (testing only) skip verification"
             );
         }
-        let server_name = self.server_name.clone().filter(|n| !n.is_empty());
+        let server_name = self.replication_server_name.clone().filter(|n| !n.is_empty());
         if let Some(name) = &server_name {
             rustls_pki_types::ServerName::try_from(name.as_str()).map_err(|e| {
                 anyhow::anyhow!(
@@ -165,7 +165,7 @@ impl EdgeArgs {
             return Ok(None);
         }
         Ok(Some(UpstreamTls {
-            client: replication.tls.client(self.insecure_skip_verify),
+            client: replication.tls.client(self.replication_insecure_skip_verify),
             server_name,
         }))
     }

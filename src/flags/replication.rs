@@ -66,19 +66,19 @@ pub struct ReplicationTlsArgs {
         long = "replication.cert-filename",
         env = "REGATTA_REPLICATION_CERT_FILENAME"
     )]
-    pub cert_filename: Option<PathBuf>,
+    pub replication_cert_filename: Option<PathBuf>,
     /// Private key (PEM) of --replication.cert-filename.
     #[arg(
         long = "replication.key-filename",
         env = "REGATTA_REPLICATION_KEY_FILENAME"
     )]
-    pub key_filename: Option<PathBuf>,
+    pub replication_key_filename: Option<PathBuf>,
     /// CA certificates (PEM). On a core: edges must present a certificate one of them
     /// signed. On an edge: the upstream's certificate must be signed by one of them (unset:
     /// by a root the system trusts) and, with --replication.client-cert-auth, so must the
     /// certificates of downstream edges.
     #[arg(long = "replication.ca-filename", env = "REGATTA_REPLICATION_CA_FILENAME")]
-    pub ca_filename: Option<PathBuf>,
+    pub replication_ca_filename: Option<PathBuf>,
     /// Edges following this node must present a certificate signed by
     /// --replication.ca-filename (needs an https:// --replication.address).
     #[arg(
@@ -90,7 +90,7 @@ pub struct ReplicationTlsArgs {
         default_value = "false",
         value_parser = BoolishValueParser::new()
     )]
-    pub client_cert_auth: bool,
+    pub replication_client_cert_auth: bool,
 }
 
 /// Checked log-tail settings.
@@ -157,7 +157,7 @@ impl ReplicationArgs {
 
 impl ReplicationTlsArgs {
     fn validate(&self) -> Result<ReplicationTls> {
-        let identity = match (&self.cert_filename, &self.key_filename) {
+        let identity = match (&self.replication_cert_filename, &self.replication_key_filename) {
             (Some(cert), Some(key)) => Some(IdentityFiles {
                 cert: PemFile::new(CERT_FLAG, cert),
                 key: PemFile::new(KEY_FLAG, key),
@@ -168,8 +168,8 @@ impl ReplicationTlsArgs {
         };
         Ok(ReplicationTls {
             identity,
-            ca: self.ca_filename.as_ref().map(|ca| PemFile::new(CA_FLAG, ca)),
-            client_cert_auth: self.client_cert_auth,
+            ca: self.replication_ca_filename.as_ref().map(|ca| PemFile::new(CA_FLAG, ca)),
+            client_cert_auth: self.replication_client_cert_auth,
         })
     }
 }
@@ -270,6 +270,13 @@ mod tests {
             .server_tls
             .expect("TLS");
         assert!(served.client_auth.is_none());
+    }
+
+    #[test]
+    fn every_command_taking_these_flags_builds() {
+        // Argument ids are unique per command: these flags share commands with the API's.
+        use clap::CommandFactory;
+        crate::Cli::command().debug_assert();
     }
 
     #[test]
