@@ -10,9 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// A certificate and its key, written to files.
 struct Pair {
@@ -72,7 +70,12 @@ impl Ca {
                 .expect("params");
         params.distinguished_name.push(DnType::CommonName, who);
         let cert = params.signed_by(&key, &self.issuer).expect("certificate");
-        write_pair(&self.dir, &format!("{}-{who}", self.name), &cert.pem(), &key)
+        write_pair(
+            &self.dir,
+            &format!("{}-{who}", self.name),
+            &cert.pem(),
+            &key,
+        )
     }
 
     fn ca_arg(&self) -> String {
@@ -126,9 +129,10 @@ async fn wait_value(edge: &Node, key: &str, value: &str) {
 /// connected and why, the log says why it left the upstream, nothing was applied.
 async fn assert_refused(edge: &mut Edge, what: &str, reason: &[&str]) {
     let metric = "regatta_edge_upstream_errors_total{reason=\"tls\"}";
-    wait_until(&format!("{what}: the edge retried after TLS failures"), || async {
-        edge.metric(metric).await.unwrap_or(0.0) >= 2.0
-    })
+    wait_until(
+        &format!("{what}: the edge retried after TLS failures"),
+        || async { edge.metric(metric).await.unwrap_or(0.0) >= 2.0 },
+    )
     .await;
     assert!(edge.node.is_running(), "{what}: the edge exited");
     assert_eq!(edge.metric("regatta_edge_applied_index").await, Some(0.0));
@@ -230,7 +234,12 @@ async fn edges_the_core_refuses_or_that_refuse_the_core_get_nothing_and_say_why(
     let mut wrong_ca = start_edge("wrong-ca", dir.path(), &core.replication, wrong_ca_args);
 
     phase("the edge without a certificate is refused");
-    assert_refused(&mut no_cert, "no client certificate", &["CertificateRequired"]).await;
+    assert_refused(
+        &mut no_cert,
+        "no client certificate",
+        &["CertificateRequired"],
+    )
+    .await;
     phase("the edge with another CA's certificate is refused");
     assert_refused(&mut stranger, "another CA's certificate", &["UnknownCA"]).await;
     phase("the edge trusting another CA refuses the core's certificate");
@@ -249,8 +258,7 @@ async fn a_self_signed_core_is_followed_by_its_name_or_without_verification() {
 
     phase("a core with a self-signed certificate for core.regatta.test only");
     let key = KeyPair::generate().expect("key");
-    let mut params =
-        CertificateParams::new(vec!["core.regatta.test".to_string()]).expect("params");
+    let mut params = CertificateParams::new(vec!["core.regatta.test".to_string()]).expect("params");
     params
         .distinguished_name
         .push(DnType::CommonName, "core.regatta.test");
@@ -283,7 +291,12 @@ async fn a_self_signed_core_is_followed_by_its_name_or_without_verification() {
     phase("--replication.insecure-skip-verify follows without verifying");
     wait_value(&insecure.node, "k", "v").await;
     phase("without either, the certificate is not valid for 127.0.0.1");
-    assert_refused(&mut by_address, "the address's host", &["NotValidForName"]).await;
+    assert_refused(
+        &mut by_address,
+        "the address's host",
+        &["not valid for name"],
+    )
+    .await;
 }
 
 /// Starts `regatta args…` and waits for it to exit; its exit code and output.
@@ -374,7 +387,10 @@ fn bad_replication_tls_configuration_fails_start_up_with_a_clear_message() {
         ),
         (
             "a CA file that is not PEM",
-            edge(&[upstream, &format!("--replication.ca-filename={}", pair.key.display())]),
+            edge(&[
+                upstream,
+                &format!("--replication.ca-filename={}", pair.key.display()),
+            ]),
             vec!["--replication.ca-filename", "not a usable CA certificate"],
         ),
     ];

@@ -51,7 +51,10 @@ pub struct EdgeArgs {
     /// Name (DNS name or IP address) an https:// upstream's certificate must be valid for,
     /// instead of the host in --replication.leader-address (an upstream reached by another
     /// name: a proxy, a load balancer, an IP address).
-    #[arg(long = "replication.server-name", env = "REGATTA_REPLICATION_SERVER_NAME")]
+    #[arg(
+        long = "replication.server-name",
+        env = "REGATTA_REPLICATION_SERVER_NAME"
+    )]
     pub replication_server_name: Option<String>,
     /// Move to the next upstream after hearing nothing from the current one for this long.
     #[arg(long = "replication.staleness", env = "REGATTA_REPLICATION_STALENESS", default_value = "3s", value_parser = humantime::parse_duration)]
@@ -149,7 +152,10 @@ impl EdgeArgs {
                  other: verify the upstream with the CA, or (testing only) skip verification"
             );
         }
-        let server_name = self.replication_server_name.clone().filter(|n| !n.is_empty());
+        let server_name = self
+            .replication_server_name
+            .clone()
+            .filter(|n| !n.is_empty());
         if let Some(name) = &server_name {
             rustls_pki_types::ServerName::try_from(name.as_str()).map_err(|e| {
                 anyhow::anyhow!(
@@ -157,15 +163,17 @@ impl EdgeArgs {
                 )
             })?;
         }
-        let any_https = self
-            .upstreams
-            .iter()
-            .any(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+        let any_https = self.upstreams.iter().any(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
         if !any_https {
             return Ok(None);
         }
         Ok(Some(UpstreamTls {
-            client: replication.tls.client(self.replication_insecure_skip_verify),
+            client: replication
+                .tls
+                .client(self.replication_insecure_skip_verify),
             server_name,
         }))
     }

@@ -19,11 +19,11 @@ use dashmap::DashMap;
 use regatta_api::node::{HeaderState, NodeContext};
 use regatta_log::{Log, LogIndex};
 use regatta_materializer::{Materializer, State, snapshot::SnapshotStore};
-use regatta_tls::Dialer;
 use regatta_replication::{
     EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
     TailerSettings,
 };
+use regatta_tls::Dialer;
 
 pub use args::EdgeArgs;
 

@@ -77,7 +77,10 @@ pub struct ReplicationTlsArgs {
     /// signed. On an edge: the upstream's certificate must be signed by one of them (unset:
     /// by a root the system trusts) and, with --replication.client-cert-auth, so must the
     /// certificates of downstream edges.
-    #[arg(long = "replication.ca-filename", env = "REGATTA_REPLICATION_CA_FILENAME")]
+    #[arg(
+        long = "replication.ca-filename",
+        env = "REGATTA_REPLICATION_CA_FILENAME"
+    )]
     pub replication_ca_filename: Option<PathBuf>,
     /// Edges following this node must present a certificate signed by
     /// --replication.ca-filename (needs an https:// --replication.address).
@@ -157,7 +160,10 @@ impl ReplicationArgs {
 
 impl ReplicationTlsArgs {
     fn validate(&self) -> Result<ReplicationTls> {
-        let identity = match (&self.replication_cert_filename, &self.replication_key_filename) {
+        let identity = match (
+            &self.replication_cert_filename,
+            &self.replication_key_filename,
+        ) {
             (Some(cert), Some(key)) => Some(IdentityFiles {
                 cert: PemFile::new(CERT_FLAG, cert),
                 key: PemFile::new(KEY_FLAG, key),
@@ -168,7 +174,10 @@ impl ReplicationTlsArgs {
         };
         Ok(ReplicationTls {
             identity,
-            ca: self.replication_ca_filename.as_ref().map(|ca| PemFile::new(CA_FLAG, ca)),
+            ca: self
+                .replication_ca_filename
+                .as_ref()
+                .map(|ca| PemFile::new(CA_FLAG, ca)),
             client_cert_auth: self.replication_client_cert_auth,
         })
     }
