@@ -5,6 +5,10 @@
 //! IterateRange, read-only Txn, Tables.List) are answered locally; writes go up to the core
 //! and are answered once applied here. The edge serves the log tail itself, so edges can
 //! follow edges.
+//!
+//! TLS: `https://` upstreams are dialed over TLS (the tail, writes and read index alike)
+//! with `--replication.ca-filename` and the `--replication.cert-filename` pair, which also
+//! serve an `https://` `--replication.address` to downstream edges (`flags/replication.rs`).
 
 pub mod args;
 
@@ -195,6 +199,13 @@ fn open_local_state(
 /// read and checked now.
 fn upstream_dialer(node: &NodeServer, settings: &args::EdgeSettings) -> Result<Dialer> {
     let Some(tls) = &settings.upstream_tls else {
+        let args = &settings.args;
+        if args.replication_insecure_skip_verify || args.replication_server_name.is_some() {
+            tracing::warn!(
+                "--replication.insecure-skip-verify and --replication.server-name apply to \
+                 https:// upstreams only; every --replication.leader-address is plaintext"
+            );
+        }
         return Ok(Dialer::plaintext());
     };
     let config = node.client_tls(&tls.client, "replication")?;
