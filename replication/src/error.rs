@@ -23,11 +23,13 @@ pub enum Error {
         upstream: String,
         source: InvalidUri,
     },
-    /// No connection could be made.
+    /// No connection could be made (refused, unreachable, or a TLS handshake that failed:
+    /// the upstream's certificate not trusted, not valid for its name, or this edge's own
+    /// certificate refused).
     #[error("cannot connect to {upstream}: {source}")]
     Connect {
         upstream: String,
-        source: tonic::transport::Error,
+        source: regatta_tls::DialError,
     },
     /// A call to the upstream failed or its stream broke.
     #[error("{call}: {status}")]
@@ -135,12 +137,60 @@ impl Error {
         regatta_api::disk::is_disk_full(self)
     }
 
+    /// Why following an upstream failed, in one word from a closed set (the `reason` label
+    /// of `regatta_edge_upstream_errors_total`): `tls` when a TLS handshake failed or a TLS
+    /// alert ended the connection, `connect`, `refused` (a call answered with an error),
+    /// `silent`, `stream` (ended or broke), `protocol` (an unknown message, a gap),
+    /// `snapshot`, `local` (this node).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { source, .. } if tls_failure(source) => "tls",
+            Self::Upstream { status, .. } if tls_failure(status) => "tls",
+            Self::InvalidUpstream { .. } | Self::Connect { .. } => "connect",
+            Self::Upstream { call, .. } if *call == "stream failed" => "stream",
+            Self::Upstream { .. } => "refused",
+            Self::Silent { .. } => "silent",
+            Self::StreamEnded => "stream",
+            Self::UnknownMessage | Self::Gap { .. } => "protocol",
+            Self::SnapshotTooLong { .. } | Self::SnapshotCut { .. } | Self::SnapshotRejected(_) => {
+                "snapshot"
+            }
+            Self::UnknownEntryKind { .. }
+            | Self::UndecodableEvent { .. }
+            | Self::Apply(_)
+            | Self::LocalLog { .. }
+            | Self::SnapshotDir(_)
+            | Self::LocalSnapshot { .. }
+            | Self::LocalSnapshotFormat { .. }
+            | Self::Task { .. } => "local",
+        }
+    }
+
     pub(crate) fn task(task: &'static str, e: impl std::fmt::Display) -> Self {
         Self::Task {
             task,
             reason: e.to_string(),
         }
     }
+}
+
+/// Whether a TLS error (a failed handshake, a certificate refused, an alert from the peer) is
+/// somewhere in `e`'s source chain, including inside I/O errors, which do not list what they
+/// wrap as their source.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(error) = next {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && io.get_ref().is_some_and(|inner| tls_failure(inner))
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -178,5 +228,34 @@ mod tests {
             .is_retryable()
         );
         assert!(Error::UnknownEntryKind { index: 5, kind: 9 }.must_stop());
+    }
+
+    #[test]
+    fn a_tls_failure_is_told_apart_from_other_upstream_failures() {
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        );
+        let tls = Error::Upstream {
+            call: "stream failed",
+            status: tonic::Status::from_error(Box::new(alert)),
+        };
+        assert_eq!(tls.kind(), "tls");
+        assert!(tls.is_retryable());
+        let reset = Error::Upstream {
+            call: "stream failed",
+            status: tonic::Status::from_error(Box::new(io::Error::from(
+                io::ErrorKind::ConnectionReset,
+            ))),
+        };
+        assert_eq!(reset.kind(), "stream");
+        assert_eq!(
+            Error::Silent {
+                call: "subscribe",
+                after: Duration::from_secs(1)
+            }
+            .kind(),
+            "silent"
+        );
     }
 }

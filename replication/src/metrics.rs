@@ -1,6 +1,8 @@
-//! Every metric this crate exports, in one place: the edge's replication. Label-free.
+//! Every metric this crate exports, in one place: the edge's replication. Label-free but
+//! for `regatta_edge_upstream_errors_total{reason}`, whose reasons are the closed set of
+//! [`Error::kind`](crate::Error::kind).
 
-use prometheus::{Gauge, IntCounter, IntGauge, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use regatta_api::metrics::{counter, gauge};
 
 /// The tailer's metrics (`regatta_edge_*`).
@@ -14,6 +16,8 @@ pub struct EdgeMetrics {
     pub bootstrap_seconds: Gauge,
     pub upstream: IntGauge,
     pub failovers: IntCounter,
+    /// Failures to follow an upstream, by [`Error::kind`](crate::Error::kind).
+    pub upstream_errors: IntCounterVec,
     pub append_paused: IntGauge,
 }
 
@@ -25,7 +29,16 @@ impl EdgeMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "regatta_edge_upstream_errors_total",
+                "Failures to follow an upstream, by reason (tls, connect, refused, silent, stream, protocol, snapshot, local)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(upstream_errors.clone()))?;
         Ok(Self {
+            upstream_errors,
             applied: int(
                 "regatta_edge_applied_index",
                 "Last log index applied at this edge",

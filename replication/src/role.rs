@@ -28,6 +28,7 @@ use regatta_proto::regatta::{
     tail::v1::tail_client::TailClient,
     v1::{Member, MemberListResponse},
 };
+use regatta_tls::Dialer;
 use tonic::transport::Channel;
 
 use crate::state::{ReplicationState, ResetRequest};
@@ -42,6 +43,8 @@ pub struct EdgeRole {
     pub state: Arc<ReplicationState>,
     pub log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub clients: DashMap<String, TailClient<Channel>>,
+    /// How upstreams are dialed (TLS for `https://` ones), as the tailer does.
+    pub dialer: Dialer,
     pub resets: tokio::sync::mpsc::Sender<ResetRequest>,
     /// Refuses writes while this edge's disk is below its reserve: it could not keep the
     /// write in its local log to answer it.
@@ -53,10 +56,15 @@ impl EdgeRole {
         if let Some(c) = self.clients.get(upstream) {
             return Ok(c.clone());
         }
-        let channel = Channel::from_shared(upstream.to_string())
+        let endpoint = Channel::from_shared(upstream.to_string())
             .map_err(|e| Error::Internal(format!("invalid upstream {upstream:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+            .connect_timeout(Duration::from_secs(2));
+        let channel = self
+            .dialer
+            .connect_lazy(endpoint)
+            .map_err(|e| Error::Unavailable {
+                reason: format!("upstream {upstream}: {e}"),
+            })?;
         let client = TailClient::new(channel);
         self.clients.insert(upstream.to_string(), client.clone());
         Ok(client)
@@ -248,6 +256,11 @@ impl Role for EdgeRole {
                 .fatal()
                 .into_iter()
                 .chain(self.disk.status_error())
+                .chain(
+                    self.state
+                        .upstream_error()
+                        .map(|e| format!("cannot follow the upstream: {e}")),
+                )
                 .chain(
                     self.state
                         .disk_full

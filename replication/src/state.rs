@@ -31,6 +31,9 @@ pub struct ReplicationState {
     pub fatal: Mutex<Option<String>>,
     /// Set while appending to the local log waits for disk space.
     pub disk_full: AtomicBool,
+    /// Why the last attempt to follow an upstream failed (a refused connection, a TLS
+    /// handshake that failed); cleared when an upstream is heard from.
+    pub upstream_error: Mutex<Option<String>>,
 }
 
 impl ReplicationState {
@@ -39,6 +42,22 @@ impl ReplicationState {
             .lock()
             .map(|f| f.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Why following the upstream failed last, unless one was heard from since.
+    pub fn upstream_error(&self) -> Option<String> {
+        self.upstream_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Records (`Some`) or clears (`None`) why following the upstream failed.
+    pub fn set_upstream_error(&self, error: Option<String>) {
+        match self.upstream_error.lock() {
+            Ok(mut e) => *e = error,
+            Err(p) => *p.into_inner() = error,
+        }
     }
 
     /// How far behind the upstream this node is, now that it has applied `applied`.

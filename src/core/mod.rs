@@ -94,7 +94,7 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                     heartbeat: settings.replication.heartbeat,
                 },
             ),
-            None,
+            node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
         )?
     };
 

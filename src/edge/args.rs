@@ -10,7 +10,7 @@ use crate::{
     flags::{
         api::{ApiArgs, ApiSettings},
         object_store::ObjectStoreArgs,
-        replication::{ReplicationArgs, ReplicationSettings},
+        replication::{ReplicationArgs, ReplicationSettings, Serving},
         rest::RestArgs,
         storage::{DATA_DIR_ID, StorageArgs},
     },
@@ -34,6 +34,28 @@ pub struct EdgeArgs {
         required = true
     )]
     pub upstreams: Vec<String>,
+    /// Accept whatever certificate an https:// upstream presents, whoever signed it and
+    /// whatever name it is for (self-signed testing only: the connection is encrypted, but
+    /// anyone on the path can pose as the upstream). Refused together with
+    /// --replication.ca-filename.
+    #[arg(
+        long = "replication.insecure-skip-verify",
+        env = "REGATTA_REPLICATION_INSECURE_SKIP_VERIFY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub replication_insecure_skip_verify: bool,
+    /// Name (DNS name or IP address) an https:// upstream's certificate must be valid for,
+    /// instead of the host in --replication.leader-address (an upstream reached by another
+    /// name: a proxy, a load balancer, an IP address).
+    #[arg(
+        long = "replication.server-name",
+        env = "REGATTA_REPLICATION_SERVER_NAME"
+    )]
+    pub replication_server_name: Option<String>,
     /// Move to the next upstream after hearing nothing from the current one for this long.
     #[arg(long = "replication.staleness", env = "REGATTA_REPLICATION_STALENESS", default_value = "3s", value_parser = humantime::parse_duration)]
     pub staleness: Duration,
@@ -83,6 +105,16 @@ pub struct EdgeSettings {
     pub api: ApiSettings,
     pub replication: ReplicationSettings,
     pub rest_address: crate::flags::rest::RestSettings,
+    /// How https:// upstreams are reached; `None` when every upstream is http://.
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// What an edge trusts of and presents to its https:// upstreams.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub client: regatta_tls::ClientSettings,
+    /// The name the upstreams' certificates must be valid for, instead of their hosts.
+    pub server_name: Option<String>,
 }
 
 impl EdgeArgs {
@@ -100,11 +132,49 @@ impl EdgeArgs {
             bail!("--edge.snapshot-entries must be positive");
         }
         self.storage.validate()?;
+        let replication = self.replication.validate_for(Serving::Edge)?;
         Ok(EdgeSettings {
             api: self.api.validate()?,
-            replication: self.replication.validate()?,
+            upstream_tls: self.upstream_tls(&replication)?,
+            replication,
             rest_address: self.rest.address()?,
             args: self.clone(),
         })
+    }
+
+    /// The client side of TLS when an upstream is `https://`. Skipping verification and
+    /// naming a CA to verify with contradict each other: refused rather than one silently
+    /// winning.
+    fn upstream_tls(&self, replication: &ReplicationSettings) -> Result<Option<UpstreamTls>> {
+        if self.replication_insecure_skip_verify && replication.tls.ca.is_some() {
+            bail!(
+                "--replication.insecure-skip-verify and --replication.ca-filename exclude each \
+                 other: verify the upstream with the CA, or (testing only) skip verification"
+            );
+        }
+        let server_name = self
+            .replication_server_name
+            .clone()
+            .filter(|n| !n.is_empty());
+        if let Some(name) = &server_name {
+            rustls_pki_types::ServerName::try_from(name.as_str()).map_err(|e| {
+                anyhow::anyhow!(
+                    "--replication.server-name {name:?}: not a DNS name or IP address: {e}"
+                )
+            })?;
+        }
+        let any_https = self.upstreams.iter().any(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        if !any_https {
+            return Ok(None);
+        }
+        Ok(Some(UpstreamTls {
+            client: replication
+                .tls
+                .client(self.replication_insecure_skip_verify),
+            server_name,
+        }))
     }
 }

@@ -5,6 +5,10 @@
 //! IterateRange, read-only Txn, Tables.List) are answered locally; writes go up to the core
 //! and are answered once applied here. The edge serves the log tail itself, so edges can
 //! follow edges.
+//!
+//! TLS: `https://` upstreams are dialed over TLS (the tail, writes and read index alike)
+//! with `--replication.ca-filename` and the `--replication.cert-filename` pair, which also
+//! serve an `https://` `--replication.address` to downstream edges (`flags/replication.rs`).
 
 pub mod args;
 
@@ -23,6 +27,7 @@ use regatta_replication::{
     EdgeMetrics, EdgeRole, LocalSnapshots, ReplicationState, TailService, TailSettings, Tailer,
     TailerSettings,
 };
+use regatta_tls::Dialer;
 
 pub use args::EdgeArgs;
 
@@ -54,7 +59,15 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     let (reset_tx, reset_rx) = tokio::sync::mpsc::channel(4);
     let log = local.log.clone();
     let materializer = local.materializer.clone();
-    let tailer = start_tailer(args, local, replication.clone(), edge_metrics, reset_rx)?;
+    let dialer = upstream_dialer(&node, &settings)?;
+    let tailer = start_tailer(
+        args,
+        local,
+        replication.clone(),
+        edge_metrics,
+        reset_rx,
+        dialer.clone(),
+    )?;
     let tailer_task = tokio::spawn(tailer.run(node.shutdown.clone()));
 
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
@@ -71,6 +84,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         state: replication.clone(),
         log_bytes,
         clients: DashMap::new(),
+        dialer,
         resets: reset_tx,
         disk,
     });
@@ -113,7 +127,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 heartbeat: settings.replication.heartbeat,
             },
         ),
-        None,
+        node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
     )?;
 
     let rest_server = node.rest_server(
@@ -179,6 +193,25 @@ fn open_local_state(
     })
 }
 
+/// How the edge reaches its upstreams (the tailer and the writes and read-index requests it
+/// sends up): TLS for `https://` upstreams, trusting `--replication.ca-filename` (else the
+/// system's roots) and presenting `--replication.cert-filename` when asked. Every file is
+/// read and checked now.
+fn upstream_dialer(node: &NodeServer, settings: &args::EdgeSettings) -> Result<Dialer> {
+    let Some(tls) = &settings.upstream_tls else {
+        let args = &settings.args;
+        if args.replication_insecure_skip_verify || args.replication_server_name.is_some() {
+            tracing::warn!(
+                "--replication.insecure-skip-verify and --replication.server-name apply to \
+                 https:// upstreams only; every --replication.leader-address is plaintext"
+            );
+        }
+        return Ok(Dialer::plaintext());
+    };
+    let config = node.client_tls(&tls.client, "replication")?;
+    Ok(Dialer::tls(config, tls.server_name.as_deref())?)
+}
+
 /// The tailer that follows the upstreams into `local`, bootstrapping from the object store
 /// when one is given.
 fn start_tailer(
@@ -187,6 +220,7 @@ fn start_tailer(
     replication: Arc<ReplicationState>,
     edge_metrics: EdgeMetrics,
     resets: tokio::sync::mpsc::Receiver<regatta_replication::ResetRequest>,
+    dialer: Dialer,
 ) -> Result<Tailer> {
     let objects = match &args.object_store.object_store {
         Some(url) => {
@@ -203,6 +237,7 @@ fn start_tailer(
             staleness: args.staleness,
             snapshot_entries: args.snapshot_entries,
             keep_entries: args.keep_entries,
+            dialer,
         },
         log: local.log,
         materializer: local.materializer,
@@ -226,7 +261,10 @@ fn readiness(
             return Err(format!("replication stopped: {fatal}"));
         }
         if !replication.connected.load(Ordering::Relaxed) {
-            return Err("not yet connected to an upstream".into());
+            return Err(match replication.upstream_error() {
+                Some(why) => format!("not yet connected to an upstream: {why}"),
+                None => "not yet connected to an upstream".into(),
+            });
         }
         let lag = replication.lag(materializer.applied().0).entries;
         if lag > max_lag {

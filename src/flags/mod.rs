@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`api`] | `--api.*` (addresses, request and connection limits), `--tables.token`, `--maintenance.token` | core, edge; dev: the address |
 //! | [`rest`] | `--rest.address` | core, edge, dev |
-//! | [`replication`] | `--replication.address`, `.advertise-address`, `.heartbeat-interval` | core, edge; dev: the address |
+//! | [`replication`] | `--replication.address`, `.advertise-address`, `.heartbeat-interval`, TLS (`.cert-filename`, `.key-filename`, `.ca-filename`, `.client-cert-auth`) | core, edge; dev: the address |
 //! | [`raft`] | `--raft.address`; `--raft.cert-filename`, `.key-filename`, `.ca-filename` (mutual TLS) | core, dev; the TLS flags: core |
 //! | [`storage`] | `--data-dir`, `--min-free-disk`, `--log.segment-size` | core, edge |
 //! | [`object_store`] | `--object-store` and its connection settings | core, edge |

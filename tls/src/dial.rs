@@ -108,12 +108,13 @@ impl Dialer {
     }
 }
 
-/// A TCP connection (no Nagle) with a TLS session over it.
+/// A TCP connection (no Nagle) with a TLS session over it, handed over once the server
+/// accepted the client (see `verdict`).
 fn connector(
     tls: Tls,
 ) -> impl tower::Service<
     Uri,
-    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Response = TokioIo<crate::verdict::ReadAhead<tokio_rustls::client::TlsStream<TcpStream>>>,
     Error = std::io::Error,
     Future = impl Send,
 > + Clone
@@ -137,7 +138,7 @@ fn connector(
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
             };
             let stream = tls.connector.connect(name, tcp).await?;
-            Ok(TokioIo::new(stream))
+            Ok(TokioIo::new(crate::verdict::await_verdict(stream).await?))
         }
     })
 }

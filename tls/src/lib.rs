@@ -15,6 +15,7 @@ mod files;
 mod identity;
 mod metrics;
 mod server;
+mod verdict;
 
 use std::path::PathBuf;
 

@@ -25,6 +25,7 @@ use std::{
 use regatta_log::Log;
 use regatta_materializer::{Materializer, snapshot::SnapshotStore};
 use regatta_proto::regatta::tail::v1::{SubscribeRequest, tail_client::TailClient, tail_message};
+use regatta_tls::Dialer;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -46,6 +47,8 @@ pub struct TailerSettings {
     pub snapshot_entries: u64,
     /// Entries kept in the local log behind the local snapshot, for downstream edges.
     pub keep_entries: u64,
+    /// How upstreams are dialed: plaintext for `http://`, TLS for `https://`.
+    pub dialer: Dialer,
 }
 
 /// Why following one upstream ended.
@@ -115,8 +118,14 @@ impl Tailer {
                 Stop::Failed(e) => {
                     failures_in_a_row += 1;
                     let next = (current + 1) % count;
-                    tracing::warn!(%upstream, reason = %e, next = %self.settings.upstreams[next], "leaving upstream");
+                    tracing::warn!(%upstream, kind = e.kind(), reason = %e, next = %self.settings.upstreams[next], "leaving upstream");
                     self.metrics.failovers.inc();
+                    self.metrics
+                        .upstream_errors
+                        .with_label_values(&[e.kind()])
+                        .inc();
+                    self.state
+                        .set_upstream_error(Some(format!("{upstream}: {e}")));
                     current = next;
                     if failures_in_a_row as usize >= count {
                         // Every upstream failed in turn: back off before the next round.
@@ -136,7 +145,7 @@ impl Tailer {
     /// bootstrap, or a reset is requested.
     async fn follow(&mut self, upstream: &str) -> Stop {
         let staleness = self.settings.staleness;
-        let mut client = match connect(upstream, staleness).await {
+        let mut client = match connect(&self.settings.dialer, upstream, staleness).await {
             Ok(c) => c,
             Err(e) => return e.into(),
         };
@@ -162,6 +171,7 @@ impl Tailer {
                 .into();
             }
         };
+        self.state.set_upstream_error(None);
         tracing::info!(%upstream, from, "following upstream");
         loop {
             let next = tokio::select! {
@@ -244,18 +254,23 @@ impl Tailer {
     }
 }
 
-/// Opens a channel to an upstream's replication port.
-pub async fn connect(upstream: &str, timeout: Duration) -> Result<TailClient<Channel>, Error> {
-    let endpoint =
-        Channel::from_shared(upstream.to_string()).map_err(|source| Error::InvalidUpstream {
+/// Opens a channel to an upstream's replication port through `dialer` (TLS for an
+/// `https://` upstream).
+pub async fn connect(
+    dialer: &Dialer,
+    upstream: &str,
+    timeout: Duration,
+) -> Result<TailClient<Channel>, Error> {
+    let endpoint = Channel::from_shared(upstream.to_string())
+        .map_err(|source| Error::InvalidUpstream {
             upstream: upstream.to_string(),
             source,
-        })?;
-    let channel = endpoint
+        })?
         .connect_timeout(timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .connect()
+        .http2_keep_alive_interval(Duration::from_secs(5));
+    let channel = dialer
+        .connect(endpoint)
         .await
         .map_err(|source| Error::Connect {
             upstream: upstream.to_string(),
