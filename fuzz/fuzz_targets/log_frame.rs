@@ -7,6 +7,13 @@ use libfuzzer_sys::fuzz_target;
 use regatta_log::record;
 
 fuzz_target!(|data: &[u8]| {
+    let mut fixed = data.to_vec();
+    regatta_fuzz::fixup::frames(&mut fixed, 0);
+    check(data);
+    check(&fixed);
+});
+
+fn check(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     match record::decode_record(&bytes) {
         Ok((rec, len)) => {
@@ -19,4 +26,4 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
         }
     }
-});
+}

@@ -2,7 +2,8 @@
 //! Raft state files openraft's log store reads). The input is a set of files in chunks
 //! (`regatta_fuzz::chunks`): tag 0 a segment named by the first index its header claims,
 //! tag 1 a segment named by the chunk's first 8 bytes (the rest is the file), 2 `purged.state`,
-//! 3 `truncating.state`, 4 `vote.state`, 5 `committed.state`. Opening either fails with an
+//! 3 `truncating.state`, 4 `vote.state`, 5 `committed.state` (tag modulo 6; with the high
+//! bit set, the file's checksums are recomputed first). Opening either fails with an
 //! error or yields a log whose every record reads back and decodes as an openraft entry.
 #![no_main]
 
@@ -22,7 +23,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 fuzz_target!(|data: &[u8]| {
     let dir = regatta_fuzz::fresh_dir("log");
     for (tag, bytes) in regatta_fuzz::chunks(data).into_iter().take(8) {
-        let (name, contents) = match tag % 6 {
+        let kind = (tag & 0x7f) % 6;
+        let (name, contents) = match kind {
             0 => (SegmentId(LogIndex(u64_at(bytes, 16))).file_name(), bytes),
             1 => (
                 SegmentId(LogIndex(u64_at(bytes, 0))).file_name(),
@@ -33,6 +35,14 @@ fuzz_target!(|data: &[u8]| {
             4 => (StateFile::VOTE.name.to_string(), bytes),
             _ => (StateFile::COMMITTED.name.to_string(), bytes),
         };
+        // A tag with the high bit set has its checksums recomputed (regatta_fuzz::fixup).
+        let mut contents = contents.to_vec();
+        if tag & 0x80 != 0 {
+            match kind {
+                0 | 1 => regatta_fuzz::fixup::segment(&mut contents),
+                _ => regatta_fuzz::fixup::trailing(&mut contents),
+            }
+        }
         std::fs::write(dir.join(name), contents).expect("write scratch file");
     }
 

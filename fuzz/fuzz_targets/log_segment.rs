@@ -11,6 +11,13 @@ use regatta_log::position::{LogIndex, SegmentId, Term};
 use regatta_log::{segment, torn};
 
 fuzz_target!(|data: &[u8]| {
+    let mut fixed = data.to_vec();
+    regatta_fuzz::fixup::segment(&mut fixed);
+    check(data);
+    check(&fixed);
+});
+
+fn check(data: &[u8]) {
     // The file is named by the first index its header claims, so a header can pass.
     let first = data
         .get(16..24)
@@ -39,4 +46,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}

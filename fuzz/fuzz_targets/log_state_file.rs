@@ -9,6 +9,13 @@ use regatta_log::raft::codec;
 use regatta_log::state_file::{self, StateFile};
 
 fuzz_target!(|data: &[u8]| {
+    let mut fixed = data.to_vec();
+    regatta_fuzz::fixup::trailing(&mut fixed);
+    check(data);
+    check(&fixed);
+});
+
+fn check(data: &[u8]) {
     let path = Path::new("fuzz.state");
     for file in [
         StateFile::PURGED,
@@ -28,4 +35,4 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(vote) = codec::decode_vote(path, data) {
         assert_eq!(codec::encode_vote(&vote), &data[..17]);
     }
-});
+}

@@ -166,3 +166,48 @@ pub fn config_command() -> clap::Command {
             ),
     )
 }
+
+/// Checksums keep random mutations from ever reaching the fields behind them. Targets run
+/// each input twice: as it is, and with the checksums recomputed by these helpers, so the
+/// fuzzer explores the decoders past them too.
+pub mod fixup {
+    /// Recomputes the CRC32C of every log frame (`len u32 | crc u32 | body`) from byte
+    /// `start` on, as long as the lengths stay inside `bytes`.
+    pub fn frames(bytes: &mut [u8], start: usize) {
+        let mut at = start;
+        while let Some(len) = bytes.get(at..at + 4) {
+            let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+            let Some(end) = (at + 8).checked_add(len).filter(|e| *e <= bytes.len()) else {
+                break;
+            };
+            let crc = crc32c::crc32c(&bytes[at + 8..end]);
+            bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+            at = end;
+        }
+    }
+
+    /// Recomputes a segment file's header checksum and every frame's.
+    pub fn segment(bytes: &mut [u8]) {
+        if bytes.len() >= 32 {
+            let crc = crc32c::crc32c(&bytes[..28]);
+            bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        }
+        frames(bytes, 32);
+    }
+
+    /// Recomputes a trailing CRC32C over everything before it.
+    pub fn trailing(bytes: &mut [u8]) {
+        if let Some(at) = bytes.len().checked_sub(4) {
+            let crc = crc32c::crc32c(&bytes[..at]);
+            bytes[at..].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+
+    /// Recomputes the checksum at `at..at + 4` over the bytes `..at` (a header's own).
+    pub fn header(bytes: &mut [u8], at: usize) {
+        if bytes.len() >= at + 4 {
+            let crc = crc32c::crc32c(&bytes[..at]);
+            bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+}

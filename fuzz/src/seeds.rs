@@ -155,6 +155,11 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
     let seg2 = segment_file(1 + records(1).len() as u64);
     out.push(("log_recovery", "one-segment", chunked(&[(0, seg.clone())])));
+    out.push((
+        "log_recovery",
+        "one-segment-checksums-fixed",
+        chunked(&[(0x80, seg.clone())]),
+    ));
     let mut torn = seg2.clone();
     torn.truncate(seg2.len() - 3);
     out.push((
@@ -321,7 +326,11 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.push(("raft_codec", "entry", rpc(6, codec::entry_to_pb(&append.entries[2]).encode_to_vec())));
     out.push(("raft_codec", "membership", rpc(7, codec::encode_membership(&membership()))));
     out.push(("raft_codec", "snapshot-meta", rpc(8, codec::encode_snapshot_meta(&meta))));
-    out.push(("raft_codec", "applied", rpc(9, state().raft_meta().encode())));
+    let applied = regatta_materializer::raft_meta::RaftMeta {
+        last_applied: Some(log_id(2, 1, 6)),
+        membership: StoredMembership::new(Some(log_id(1, 1, 1)), membership()),
+    };
+    out.push(("raft_codec", "applied", rpc(9, applied.encode())));
     out.push(("raft_codec", "applied-v1", rpc(10, applied_v1())));
 
     out.push((
