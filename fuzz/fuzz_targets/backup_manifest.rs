@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         && !name.is_empty()
     {
         let file = backup::backup_file_name(name);
-        assert!(!file.contains(['/', '\\', '\0']) && !file.starts_with('.'), "{file:?}");
+        assert!(
+            !file.contains(['/', '\\', '\0']) && !file.starts_with('.'),
+            "{file:?}"
+        );
         if !file.contains('~') {
             assert_eq!(backup::table_name_of_file(&file).as_deref(), Some(name));
         }

@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             index: Revision(i as u64 + 1),
             event: Some(e),
         });
-        m.apply_batch(entries).expect("a restore that decoded applies");
+        m.apply_batch(entries)
+            .expect("a restore that decoded applies");
     }
 });

@@ -4,7 +4,10 @@
 //! error or a parse, never a panic.
 #![no_main]
 
-#[allow(dead_code, reason = "the binary's module; this target calls one function of it")]
+#[allow(
+    dead_code,
+    reason = "the binary's module; this target calls one function of it"
+)]
 #[path = "../../src/config.rs"]
 mod config;
 
@@ -16,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let dir = regatta_fuzz::fresh_dir("config");
     let path = dir.join("regatta.yaml");
     std::fs::write(&path, data).expect("write config file");
-    for flags in [&[][..], &["--raft.node-id", "7", "--log.segment-size", "1024"][..]] {
+    for flags in [
+        &[][..],
+        &["--raft.node-id", "7", "--log.segment-size", "1024"][..],
+    ] {
         let mut argv: Vec<OsString> = ["regatta", "core"].iter().map(OsString::from).collect();
         argv.extend(flags.iter().map(OsString::from));
         argv.push("--config".into());

@@ -20,7 +20,11 @@ fn check(data: &[u8]) {
             assert!(len <= data.len());
             let mut again = Vec::new();
             record::encode_into(&rec, &mut again);
-            assert_eq!(again, &data[..len], "a decoded frame encodes to other bytes");
+            assert_eq!(
+                again,
+                &data[..len],
+                "a decoded frame encodes to other bytes"
+            );
         }
         Err(e) => {
             let _ = e.to_string();

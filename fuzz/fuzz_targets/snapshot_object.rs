@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
 use regatta_fuzz::same_state;
 use regatta_materializer::Revision;
 use regatta_materializer::snapshot::{self, SnapshotStore};

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         let object = zstd::bulk::compress(stream, 1).expect("zstd compresses");
         if let Ok(state) = snapshot::decode(&object) {
             let again = snapshot::encode(&state).expect("a loaded state encodes");
-            same_state(&state, &snapshot::decode(&again).expect("an encoded state loads"));
+            same_state(
+                &state,
+                &snapshot::decode(&again).expect("an encoded state loads"),
+            );
         }
     }
 });

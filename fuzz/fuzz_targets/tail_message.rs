@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use regatta_materializer::{Materializer, State};
 use regatta_proto::regatta::tail::v1::{SnapshotChunk, TailMessage, tail_message};
-use regatta_replication::tailer::{apply_records, check_gap_free, check_snapshot_length, to_records};
+use regatta_replication::tailer::{
+    apply_records, check_gap_free, check_snapshot_length, to_records,
+};
 
 fuzz_target!(|data: &[u8]| {
     let materializer = Materializer::new(State::new());

@@ -42,8 +42,13 @@ fn membership() -> Membership<u64, BasicNode> {
 pub fn events() -> Vec<Event> {
     let put = |k: &str, v: &str| {
         Command::Put(
-            Put::new(b"t", &Bytes::from(k.to_owned()), &Bytes::from(v.to_owned()), false)
-                .expect("valid put"),
+            Put::new(
+                b"t",
+                &Bytes::from(k.to_owned()),
+                &Bytes::from(v.to_owned()),
+                false,
+            )
+            .expect("valid put"),
         )
     };
     let mut commands = vec![
@@ -146,7 +151,10 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let vote = regatta_log::raft::codec::encode_vote(&Vote::new(2, 1));
     let purged = state_file::encode(StateFile::PURGED, &entry_id);
     let committed = state_file::encode(StateFile::COMMITTED, &entry_id);
-    let truncating = state_file::encode(StateFile::TRUNCATING, &state_file::encode_index(LogIndex(4)));
+    let truncating = state_file::encode(
+        StateFile::TRUNCATING,
+        &state_file::encode_index(LogIndex(4)),
+    );
     let vote_file = state_file::encode(StateFile::VOTE, &vote);
     out.push(("log_state_file", "purged", purged.clone()));
     out.push(("log_state_file", "truncating", truncating.clone()));
@@ -207,20 +215,21 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.push(("backup_stream", "records", inner));
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let manifest = backup::write_backup_dir(
-        tmp.path(),
-        &state(),
-        &["t"],
-        "2026-01-01T00:00:00Z",
-        || "2026-01-01T00:00:01Z".into(),
-    )
-    .expect("seed backup directory");
+    let manifest =
+        backup::write_backup_dir(tmp.path(), &state(), &["t"], "2026-01-01T00:00:00Z", || {
+            "2026-01-01T00:00:01Z".into()
+        })
+        .expect("seed backup directory");
     out.push((
         "backup_manifest",
         "manifest",
         manifest.to_json().expect("manifest json"),
     ));
-    out.push(("backup_manifest", "table-name", "a/b ümlaut".as_bytes().to_vec()));
+    out.push((
+        "backup_manifest",
+        "table-name",
+        "a/b ümlaut".as_bytes().to_vec(),
+    ));
 
     let entries = events()
         .iter()
@@ -282,18 +291,28 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         v.extend(bytes);
         v
     };
-    out.push(("raft_codec", "append", rpc(0, codec::append_request_to_pb(&append).encode_to_vec())));
+    out.push((
+        "raft_codec",
+        "append",
+        rpc(0, codec::append_request_to_pb(&append).encode_to_vec()),
+    ));
     out.push((
         "raft_codec",
         "append-response",
         rpc(
             1,
-            codec::append_response_to_pb(&AppendEntriesResponse::PartialSuccess(Some(log_id(1, 1, 1))))
-                .encode_to_vec(),
+            codec::append_response_to_pb(&AppendEntriesResponse::PartialSuccess(Some(log_id(
+                1, 1, 1,
+            ))))
+            .encode_to_vec(),
         ),
     ));
     let vote_req = VoteRequest::new(Vote::new(3, 2), Some(log_id(2, 1, 4)));
-    out.push(("raft_codec", "vote", rpc(2, codec::vote_request_to_pb(&vote_req).encode_to_vec())));
+    out.push((
+        "raft_codec",
+        "vote",
+        rpc(2, codec::vote_request_to_pb(&vote_req).encode_to_vec()),
+    ));
     let vote_resp = VoteResponse::new(Vote::new(3, 2), Some(log_id(2, 1, 4)), true);
     out.push((
         "raft_codec",
@@ -323,9 +342,21 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             .encode_to_vec(),
         ),
     ));
-    out.push(("raft_codec", "entry", rpc(6, codec::entry_to_pb(&append.entries[2]).encode_to_vec())));
-    out.push(("raft_codec", "membership", rpc(7, codec::encode_membership(&membership()))));
-    out.push(("raft_codec", "snapshot-meta", rpc(8, codec::encode_snapshot_meta(&meta))));
+    out.push((
+        "raft_codec",
+        "entry",
+        rpc(6, codec::entry_to_pb(&append.entries[2]).encode_to_vec()),
+    ));
+    out.push((
+        "raft_codec",
+        "membership",
+        rpc(7, codec::encode_membership(&membership())),
+    ));
+    out.push((
+        "raft_codec",
+        "snapshot-meta",
+        rpc(8, codec::encode_snapshot_meta(&meta)),
+    ));
     let applied = regatta_materializer::raft_meta::RaftMeta {
         last_applied: Some(log_id(2, 1, 6)),
         membership: StoredMembership::new(Some(log_id(1, 1, 1)), membership()),
