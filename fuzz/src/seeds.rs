@@ -365,14 +365,24 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.push(("raft_codec", "applied-v1", rpc(10, applied_v1())));
 
     out.push((
-        "config_yaml",
+        "config_file",
         "nested",
-        b"raft:\n  node-id: 3\n  initial-members: [\"1=http://a:5012\", \"2=http://b:5012\"]\napi:\n  address: http://0.0.0.0:8443\n  client-cert-auth: true\n".to_vec(),
+        b"\0raft:\n  node-id: 3\n  initial-members: [\"1=http://a:5012\", \"2=http://b:5012\"]\napi:\n  address: http://0.0.0.0:8443\n  client-cert-auth: true\n".to_vec(),
     ));
     out.push((
-        "config_yaml",
+        "config_file",
         "dotted",
-        b"log.segment-size: 65536\ntables.mode: strict\nraft.initial-members: 1=a,2=b\n".to_vec(),
+        b"\0log.segment-size: 65536\ntables.mode: strict\nraft.initial-members: 1=a,2=b\n".to_vec(),
+    ));
+    out.push((
+        "config_file",
+        "json",
+        b"\x01{\"raft\": {\"node-id\": 3, \"initial-members\": [\"1=a\", \"2=b\"]}, \"api.client-cert-auth\": true}\n".to_vec(),
+    ));
+    out.push((
+        "config_file",
+        "toml",
+        b"\x02[raft]\nnode-id = 3\ninitial-members = [\"1=a\", \"2=b\"]\n[log]\nsegment-size = 65536\n".to_vec(),
     ));
     out
 }

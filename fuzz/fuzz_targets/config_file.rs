@@ -1,7 +1,9 @@
-//! A YAML config file (`--config`, `src/config.rs` of the `regatta` binary, compiled in
-//! here as it is): parsed, flattened to `--name=value` arguments and handed to clap, against
-//! a command shaped like the node commands (`regatta_fuzz::config_command`). Any file is an
-//! error or a parse, never a panic.
+//! A config file (`--config`, `src/config.rs` of the `regatta` binary, compiled in here as
+//! it is): parsed, flattened to `--name=value` arguments and handed to clap, against a
+//! command shaped like the node commands (`regatta_fuzz::config_command`). The first input
+//! byte picks the file's extension, which picks its format where the binary reads several
+//! (`.yaml`, `.json`, `.toml`); the rest is the file. Any file is an error or a parse, never
+//! a panic.
 #![no_main]
 
 #[allow(
@@ -16,8 +18,11 @@ use std::ffi::OsString;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
     let dir = regatta_fuzz::fresh_dir("config");
-    let path = dir.join("regatta.yaml");
+    let path = dir.join(["config.yaml", "config.json", "config.toml"][usize::from(pick % 3)]);
     std::fs::write(&path, data).expect("write config file");
     for flags in [
         &[][..],
