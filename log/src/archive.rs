@@ -128,9 +128,9 @@ pub fn unpack(origin: &Path, archive: &[u8]) -> Result<Unpacked> {
     let last = LogIndex(u64_at(20));
     let len = u64_at(28);
     let crc = u32_at(36);
-    let capacity =
+    let len_usize =
         usize::try_from(len).map_err(|_| bad(28, "segment length does not fit in memory"))?;
-    let segment = zstd::bulk::decompress(&archive[HEADER_LEN..], capacity)
+    let segment = decompress(&archive[HEADER_LEN..], len_usize)
         .map_err(|e| bad(HEADER_LEN, &format!("zstd: {e}")))?;
     if segment.len() as u64 != len || crc32c::crc32c(&segment) != crc {
         return Err(bad(
@@ -151,6 +151,37 @@ pub fn unpack(origin: &Path, archive: &[u8]) -> Result<Unpacked> {
         return Err(bad(20, "archive's last index does not match its segment"));
     }
     Ok(Unpacked { id, last, segment })
+}
+
+/// Most memory reserved up front for a decompressed segment; beyond it the buffer grows
+/// with the bytes the frame really holds.
+const INITIAL_CAPACITY: usize = 64 << 20;
+
+/// Decompresses `frame`, which must be exactly one zstd frame, into at most `len + 1` bytes
+/// (one more than the header claims, so that a longer segment is seen). Memory follows what
+/// the frame holds, never the header's `len` alone: a header claiming a huge segment over a
+/// small frame is a mismatch, not an allocation of that size.
+fn decompress(frame: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let size = zstd::zstd_safe::find_frame_compressed_size(frame)
+        .map_err(|code| std::io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+    if size != frame.len() {
+        return Err(std::io::Error::other(format!(
+            "{} bytes after the zstd frame",
+            frame.len() - size
+        )));
+    }
+    let declared = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(len);
+    let mut out = Vec::with_capacity(len.min(declared).min(INITIAL_CAPACITY));
+    zstd::stream::read::Decoder::with_buffer(frame)?
+        .single_frame()
+        .take((len as u64).saturating_add(1))
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -201,5 +232,33 @@ mod tests {
         assert!(unpack(p, &archive[..archive.len() - 3]).is_err());
         // A torn segment is never archived.
         assert!(pack(p, SegmentId(LogIndex(7)), &seg[..seg.len() - 1], 3).is_err());
+    }
+
+    /// Found with the fuzz target `log_archive` (`fuzz/`): the segment length in the header
+    /// was handed to zstd as the capacity to reserve, so an archive claiming a segment of
+    /// 2^50 bytes over a small frame aborted the process on a failed allocation, and one
+    /// claiming `u64::MAX` bytes panicked (capacity overflow; then, in a first fix, an
+    /// overflow adding one to it).
+    #[test]
+    fn a_header_claiming_a_huge_segment_is_an_error_not_an_allocation() {
+        let p = Path::new("00000000000000000007.seg");
+        let seg = segment(7, 3);
+        for len in [1u64 << 50, u64::MAX, u64::MAX >> 1, seg.len() as u64 + 1, 0] {
+            let mut archive = pack(p, SegmentId(LogIndex(7)), &seg, 3).unwrap();
+            archive[28..36].copy_from_slice(&len.to_le_bytes());
+            let crc = crc32c::crc32c(&archive[..40]);
+            archive[40..44].copy_from_slice(&crc.to_le_bytes());
+            let err = unpack(p, &archive).unwrap_err();
+            assert!(err.to_string().contains("length"), "{len}: {err}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_zstd_frame_are_refused() {
+        let p = Path::new("00000000000000000007.seg");
+        let mut archive = pack(p, SegmentId(LogIndex(7)), &segment(7, 3), 3).unwrap();
+        archive.push(0);
+        let err = unpack(p, &archive).unwrap_err();
+        assert!(err.to_string().contains("after the zstd frame"), "{err}");
     }
 }

@@ -115,6 +115,9 @@ pub enum ScanStop {
         term: Term,
         previous: Term,
     },
+    /// A frame carries the largest index there is (`u64::MAX`): the log never writes it, and
+    /// no entry could follow it.
+    IndexSpaceEnd,
 }
 
 impl ScanStop {
@@ -122,7 +125,9 @@ impl ScanStop {
     pub fn is_torn(&self) -> bool {
         match self {
             ScanStop::Frame(e) => e.is_torn(),
-            ScanStop::Index { .. } | ScanStop::TermRegressed { .. } => false,
+            ScanStop::Index { .. } | ScanStop::TermRegressed { .. } | ScanStop::IndexSpaceEnd => {
+                false
+            }
         }
     }
 }
@@ -131,6 +136,13 @@ impl std::fmt::Display for ScanStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ScanStop::Frame(e) => e.fmt(f),
+            ScanStop::IndexSpaceEnd => {
+                write!(
+                    f,
+                    "frame carries index {}, past the last one the log writes",
+                    u64::MAX
+                )
+            }
             ScanStop::Index { expected, found } => {
                 write!(f, "frame carries index {found}, expected {expected}")
             }
@@ -185,6 +197,9 @@ pub fn scan(bytes: &[u8], first: LogIndex, prev_term: Option<Term>) -> Scan {
                     found: frame.id.index,
                 },
             ));
+        }
+        if frame.id.index == LogIndex(u64::MAX) {
+            break Some((at as u64, ScanStop::IndexSpaceEnd));
         }
         if let Some(previous) = prev_term
             && frame.id.term < previous
@@ -276,4 +291,37 @@ pub fn decode_at(path: &Path, data: &Bytes, offset: u64, index: LogIndex) -> Res
         ));
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a panic is the failure report"
+    )]
+
+    use super::*;
+    use crate::position::NodeId;
+    use crate::record::RecordKind;
+
+    /// Found with the fuzz target `log_segment` (`fuzz/`): a segment named by the last index
+    /// there is, holding a valid frame at that index, overflowed the index the scan expects
+    /// next (a panic in builds with overflow checks, a wrap to 0 without).
+    #[test]
+    fn a_frame_at_the_last_index_there_is_stops_the_scan() {
+        let first = LogIndex(u64::MAX);
+        let mut bytes = encode_header(SegmentId(first)).to_vec();
+        let id = EntryId::new(first, Term(1), NodeId(1));
+        record::encode_into(&Record::new(id, RecordKind::Blank, vec![]), &mut bytes);
+        let scan = scan(&bytes, first, None);
+        assert_eq!(
+            scan.stop,
+            Some((HEADER_LEN as u64, ScanStop::IndexSpaceEnd))
+        );
+        assert!(scan.offsets.is_empty() && scan.last.is_none());
+        assert!(
+            !ScanStop::IndexSpaceEnd.is_torn(),
+            "corruption, not a torn write"
+        );
+    }
 }

@@ -39,7 +39,7 @@ pub fn snapshot_due(applied: u64, last_snapshot: u64, every: u64) -> bool {
 }
 
 /// Wire entries as log records; a kind this build does not know stops replication.
-fn to_records(entries: Vec<TailEntry>) -> Result<Vec<Record>> {
+pub fn to_records(entries: Vec<TailEntry>) -> Result<Vec<Record>> {
     entries
         .into_iter()
         .map(|e| {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub use bootstrap::{SnapshotSource, check_snapshot_length, choose_source};
-pub use ingest::{apply_records, check_gap_free, snapshot_due};
+pub use ingest::{apply_records, check_gap_free, snapshot_due, to_records};
 
 use crate::{
     EdgeMetrics, Error, LocalSnapshots, ReplicationState, clock::now_micros, state::ResetRequest,
