@@ -27,21 +27,6 @@ VALUE_SETS = sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml")))
 # schemas kubernetes-validate ships.
 KUBE_VERSIONS = ["1.28.0", kubernetes_validate.utils.latest_version() + ".0"]
 
-# Options of the TLS work under way on other branches (Raft, replication and API client
-# certificates). They are accepted here while tests/fixtures/flags.golden does not list them
-# yet, and reported; once the golden lists them this set has no effect.
-PENDING_FLAGS = {
-    ("core", "--api.ca-filename"), ("core", "--api.client-cert-auth"),
-    ("edge", "--api.ca-filename"), ("edge", "--api.client-cert-auth"),
-    ("core", "--raft.cert-filename"), ("core", "--raft.key-filename"),
-    ("core", "--raft.ca-filename"),
-    ("core", "--replication.cert-filename"), ("core", "--replication.key-filename"),
-    ("core", "--replication.ca-filename"), ("core", "--replication.client-cert-auth"),
-    ("edge", "--replication.cert-filename"), ("edge", "--replication.key-filename"),
-    ("edge", "--replication.ca-filename"), ("edge", "--replication.client-cert-auth"),
-    ("edge", "--replication.server-name"),
-    ("cluster", "--cert"), ("cluster", "--key"), ("backup", "--cert"), ("backup", "--key"),
-}
 # Subcommands that take no option of their own, so the golden file has no line for them.
 SUBCOMMANDS_WITHOUT_OPTIONS = {"backup create", "cluster members", "cluster status"}
 CUSTOM_KINDS = {"Certificate", "ServiceMonitor", "PrometheusRule"}
@@ -472,7 +457,6 @@ def command_of(args):
 
 
 def test_args_are_options(rendered):
-    pending_used = set()
     for name, spec in pod_specs(rendered["docs"]):
         for c in containers(spec):
             if "regatta" not in c["image"]:
@@ -487,11 +471,7 @@ def test_args_are_options(rendered):
                     continue
                 flag, _, value = arg.partition("=")
                 entry = option_of(command, flag)
-                if entry is None:
-                    base = command.split()[0]
-                    assert (base, flag) in PENDING_FLAGS, f"{name}/{c['name']}: `regatta {command}` has no option {flag}"
-                    pending_used.add((base, flag))
-                    continue
+                assert entry is not None, f"{name}/{c['name']}: `regatta {command}` has no option {flag}"
                 if entry[1] == "set-true":
                     assert not value, f"{flag} takes no value"
                 else:
@@ -503,8 +483,6 @@ def test_args_are_options(rendered):
                     for n in range(len(words), 0, -1):
                         envs |= GOLDEN_COMMANDS.get(" ".join(words[:n]), {}).get("env", set())
                     assert e["name"] in envs, f"`regatta {command}` reads no {e['name']}"
-    if pending_used:
-        print("options not yet in flags.golden (TLS work under way):", sorted(pending_used))
 
 
 def test_urls_are_well_formed(rendered):
