@@ -304,14 +304,18 @@ async fn wait_for_serial(
     client: &impl Fn() -> Arc<rustls::ClientConfig>,
     serial: u8,
 ) -> Vec<u8> {
-    for _ in 0..100 {
-        let got = exchange(addr, client()).await.expect("served");
-        if got == vec![serial] {
-            return got;
+    let wait = async {
+        loop {
+            let got = exchange(addr, client()).await.expect("served");
+            if got == vec![serial] {
+                return got;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the replaced certificate was never served");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("the replaced certificate was never served")
 }
 
 /// Runs `poke` until `done` holds (each handshake is what makes the server look at its
@@ -321,14 +325,15 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for _ in 0..100 {
-        if done() {
-            return;
+    let wait = async {
+        while !done() {
+            poke().await;
+            tokio::task::yield_now().await;
         }
-        poke().await;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("condition never held");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("condition never held");
 }
 
 fn gauge(registry: &prometheus::Registry, name: &str) -> i64 {
