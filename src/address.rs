@@ -1,9 +1,32 @@
 //! Listen and advertise addresses are URLs: `http://host:port`, `https://host:port` (TLS),
 //! `unix:///path/to/socket`. This module parses and checks them once, at start-up.
+//!
+//! Regatta's older command lines give bare `host:port` or `:port`; [`with_scheme`] turns
+//! those into the URL they mean before anything else sees them.
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Result, bail};
+
+/// The URL a flag's value means: a URL (`scheme://…`) unchanged; a bare `host:port` or
+/// `:port` (all interfaces), as Regatta's flags take them, becomes `https://` when the
+/// port's TLS flags are given (`tls`) and `http://` otherwise. `flag` names the option in
+/// errors. The result is not checked further: callers parse or check it as a URL.
+pub fn with_scheme(flag: &str, value: &str, tls: bool) -> Result<String> {
+    let value = value.trim();
+    if value.contains("://") {
+        return Ok(value.to_string());
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        bail!("--{flag}: {value:?} is neither a URL (http://, https://, unix://) nor host:port");
+    };
+    if port.parse::<u16>().is_err() || host.contains('/') {
+        bail!("--{flag}: {value:?} is not host:port");
+    }
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{host}:{port}"))
+}
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +113,35 @@ mod tests {
         );
         for bad in ["127.0.0.1:1", "ftp://x:1", "http://nohost", "unix://"] {
             let err = ListenAddress::parse("api.address", bad)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--api.address"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bare_host_port_takes_the_scheme_of_the_ports_tls() {
+        assert_eq!(
+            with_scheme("api.address", "127.0.0.1:8443", false).expect("bare"),
+            "http://127.0.0.1:8443"
+        );
+        assert_eq!(
+            with_scheme("api.address", "node-1.example:8443", true).expect("bare"),
+            "https://node-1.example:8443"
+        );
+        assert_eq!(
+            with_scheme("api.address", ":8443", false).expect("port only"),
+            "http://0.0.0.0:8443"
+        );
+        assert_eq!(
+            with_scheme("api.address", "[::1]:8443", false).expect("IPv6"),
+            "http://[::1]:8443"
+        );
+        for url in ["https://a:1", "unix:///tmp/s.sock", "http://a:1"] {
+            assert_eq!(with_scheme("api.address", url, false).expect(url), url);
+        }
+        for bad in ["localhost", "a:b", "a/b:1", ""] {
+            let err = with_scheme("api.address", bad, false)
                 .expect_err(bad)
                 .to_string();
             assert!(err.contains("--api.address"), "{err}");
