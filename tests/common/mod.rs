@@ -7,6 +7,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod regatta_flags;
+
 use std::{
     fs::File,
     future::Future,
