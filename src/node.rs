@@ -124,6 +124,7 @@ impl NodeServer {
             .server()
             .layer(self.api_metrics.layer())
             .layer(TrackRequests)
+            .layer(regatta_api::snappy::SnappyLayer::new(max))
             .add_routes(routes);
         let server = match serves_tls(address, "api", tls)? {
             Some((addr, tls)) => {

@@ -24,6 +24,8 @@
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`] — the server side of the Raft transport.
 //! - [`range_stream`] — server streams with bounded memory and a limit (`IterateRange`).
+//! - [`snappy`] — requests compressed with snappy (`grpc-encoding: snappy`), as Regatta
+//!   accepts them, made readable by tonic.
 
 pub mod activity;
 pub mod cluster;
@@ -38,6 +40,7 @@ pub mod node;
 pub mod raft_network;
 pub mod raft_service;
 pub mod range_stream;
+pub mod snappy;
 pub mod tables;
 
 pub use error::{Error, Result};
