@@ -33,6 +33,7 @@ pub struct LogArgs {
     #[arg(
         long = "log.level",
         id = LOG_LEVEL_ID,
+        value_name = "LEVEL",
         env = "REGATTA_LOG_LEVEL",
         default_value = DEFAULT_FILTER
     )]

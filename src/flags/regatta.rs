@@ -23,6 +23,9 @@ use std::{
 
 use clap::{builder::BoolishValueParser, parser::ValueSource};
 
+/// The `--help` section of these flags.
+const HEADING: &str = "Regatta compatibility";
+
 /// One Regatta flag given that this build does not honour as Regatta does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -59,26 +62,25 @@ const PUSHED: &str = "ignored: the core pushes the log on one stream; no polling
 /// Regatta's flags, core and edge, that this build accepts and warns about (see the
 /// module docs).
 #[derive(clap::Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Regatta compatibility")]
 pub struct RegattaArgs {
     /// Regatta's gossip address. Ignored: no gossip here; core membership is Raft's (Admin
     /// API), edges find the core through --replication.leader-address.
     #[arg(
-        long = "memberlist.address",
+        long = "memberlist.address", help_heading = HEADING,
         value_name = "ADDRESS",
         env = "REGATTA_MEMBERLIST_ADDRESS"
     )]
     pub memberlist_address: Option<String>,
     /// Regatta's gossip advertise address. Ignored, as --memberlist.address.
     #[arg(
-        long = "memberlist.advertise-address",
+        long = "memberlist.advertise-address", help_heading = HEADING,
         value_name = "ADDRESS",
         env = "REGATTA_MEMBERLIST_ADVERTISE_ADDRESS"
     )]
     pub memberlist_advertise_address: Option<String>,
     /// Regatta's gossip seeds, comma-separated. Ignored, as --memberlist.address.
     #[arg(
-        long = "memberlist.members",
+        long = "memberlist.members", help_heading = HEADING,
         value_name = "LIST",
         env = "REGATTA_MEMBERLIST_MEMBERS",
         value_delimiter = ','
@@ -87,7 +89,7 @@ pub struct RegattaArgs {
     /// Regatta's gossip cluster name. Ignored, as --memberlist.address (the name MemberList
     /// reports is --raft.cluster-name).
     #[arg(
-        long = "memberlist.cluster-name",
+        long = "memberlist.cluster-name", help_heading = HEADING,
         value_name = "VALUE",
         env = "REGATTA_MEMBERLIST_CLUSTER_NAME"
     )]
@@ -95,7 +97,7 @@ pub struct RegattaArgs {
     /// Regatta's name of the node in gossip: here the same as --node-name (give one of the
     /// two).
     #[arg(
-        long = "memberlist.node-name",
+        long = "memberlist.node-name", help_heading = HEADING,
         value_name = "NAME",
         env = "REGATTA_MEMBERLIST_NODE_NAME",
         conflicts_with = "node_name"
@@ -104,14 +106,14 @@ pub struct RegattaArgs {
     /// Regatta's Pebble block cache, bytes. Ignored: tables are held in memory, no block or
     /// table cache.
     #[arg(
-        long = "storage.block-cache-size",
+        long = "storage.block-cache-size", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_STORAGE_BLOCK_CACHE_SIZE"
     )]
     pub storage_block_cache_size: Option<u64>,
     /// Regatta's Pebble table cache, entries. Ignored, as --storage.block-cache-size.
     #[arg(
-        long = "storage.table-cache-size",
+        long = "storage.table-cache-size", help_heading = HEADING,
         value_name = "N",
         env = "REGATTA_STORAGE_TABLE_CACHE_SIZE"
     )]
@@ -119,7 +121,7 @@ pub struct RegattaArgs {
     /// Regatta's experimental Raft log database. Ignored (true or false): one log format
     /// here, the segment log under --data-dir.
     #[arg(
-        long = "experimental.tanlogdb", value_name = "BOOL",
+        long = "experimental.tanlogdb", help_heading = HEADING, value_name = "BOOL",
         env = "REGATTA_EXPERIMENTAL_TANLOGDB",
         num_args = 0..=1,
         require_equals = true,
@@ -130,21 +132,21 @@ pub struct RegattaArgs {
     /// Regatta's separate Maintenance port. Ignored: the Maintenance service is served on
     /// the API port (--api.address and its TLS).
     #[arg(
-        long = "maintenance.address",
+        long = "maintenance.address", help_heading = HEADING,
         value_name = "ADDRESS",
         env = "REGATTA_MAINTENANCE_ADDRESS"
     )]
     pub maintenance_address: Option<String>,
     /// Certificate of Regatta's Maintenance port. Ignored, as --maintenance.address.
     #[arg(
-        long = "maintenance.cert-filename",
+        long = "maintenance.cert-filename", help_heading = HEADING,
         value_name = "FILE",
         env = "REGATTA_MAINTENANCE_CERT_FILENAME"
     )]
     pub maintenance_cert_filename: Option<PathBuf>,
     /// Key of Regatta's Maintenance port. Ignored, as --maintenance.address.
     #[arg(
-        long = "maintenance.key-filename",
+        long = "maintenance.key-filename", help_heading = HEADING,
         value_name = "FILE",
         env = "REGATTA_MAINTENANCE_KEY_FILENAME"
     )]
@@ -152,7 +154,7 @@ pub struct RegattaArgs {
     /// Regatta's switch for gRPC reflection. Ignored (true or false): reflection v1 and
     /// v1alpha are always served.
     #[arg(
-        long = "api.reflection-api", value_name = "BOOL",
+        long = "api.reflection-api", help_heading = HEADING, value_name = "BOOL",
         env = "REGATTA_API_REFLECTION_API",
         num_args = 0..=1,
         require_equals = true,
@@ -163,19 +165,19 @@ pub struct RegattaArgs {
     /// Regatta's gRPC stream workers. Ignored: requests run on the async runtime; size it
     /// with --runtime.worker-threads.
     #[arg(
-        long = "api.stream-workers",
+        long = "api.stream-workers", help_heading = HEADING,
         value_name = "N",
         env = "REGATTA_API_STREAM_WORKERS"
     )]
     pub api_stream_workers: Option<u64>,
     /// Regatta's HTTP read timeout. Ignored: the HTTP port bounds TLS handshakes (10s), not
     /// the reading of request headers.
-    #[arg(long = "rest.read-timeout", value_name = "DURATION", env = "REGATTA_REST_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "rest.read-timeout", help_heading = HEADING, value_name = "DURATION", env = "REGATTA_REST_READ_TIMEOUT", value_parser = humantime::parse_duration)]
     pub rest_read_timeout: Option<Duration>,
     /// Regatta's cache of log entries for followers. Ignored: the tail reads the mmapped log
     /// segments, no separate cache.
     #[arg(
-        long = "replication.log-cache-size",
+        long = "replication.log-cache-size", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_REPLICATION_LOG_CACHE_SIZE"
     )]
@@ -183,7 +185,7 @@ pub struct RegattaArgs {
     /// Regatta's largest replication message sent. Ignored: the tail caps each message at
     /// 4 MiB of entries (or 1024 entries); edges accept messages up to 64 MiB.
     #[arg(
-        long = "replication.max-send-message-size-bytes",
+        long = "replication.max-send-message-size-bytes", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_REPLICATION_MAX_SEND_MESSAGE_SIZE_BYTES"
     )]
@@ -191,40 +193,40 @@ pub struct RegattaArgs {
     /// Regatta's Raft directory. Without --data-dir (flag, environment or config file) it
     /// is the data directory; with it, ignored.
     #[arg(
-        long = "raft.node-host-dir",
+        long = "raft.node-host-dir", help_heading = HEADING,
         value_name = "DIR",
         env = "REGATTA_RAFT_NODE_HOST_DIR"
     )]
     pub raft_node_host_dir: Option<PathBuf>,
     /// Regatta's Raft WAL directory. Ignored: the log and state live under --data-dir.
     #[arg(
-        long = "raft.wal-dir",
+        long = "raft.wal-dir", help_heading = HEADING,
         value_name = "DIR",
         env = "REGATTA_RAFT_WAL_DIR"
     )]
     pub raft_wal_dir: Option<PathBuf>,
     /// Regatta's state machine directory. Ignored, as --raft.wal-dir.
     #[arg(
-        long = "raft.state-machine-dir",
+        long = "raft.state-machine-dir", help_heading = HEADING,
         value_name = "DIR",
         env = "REGATTA_RAFT_STATE_MACHINE_DIR"
     )]
     pub raft_state_machine_dir: Option<PathBuf>,
     /// Regatta's state machine WAL directory. Ignored, as --raft.wal-dir.
     #[arg(
-        long = "raft.state-machine-wal-dir",
+        long = "raft.state-machine-wal-dir", help_heading = HEADING,
         value_name = "DIR",
         env = "REGATTA_RAFT_STATE_MACHINE_WAL_DIR"
     )]
     pub raft_state_machine_wal_dir: Option<PathBuf>,
     /// Regatta's Raft log database. Ignored: one log format here, the segment log under
     /// --data-dir.
-    #[arg(long = "raft.logdb", value_name = "VALUE", env = "REGATTA_RAFT_LOGDB")]
+    #[arg(long = "raft.logdb", help_heading = HEADING, value_name = "VALUE", env = "REGATTA_RAFT_LOGDB")]
     pub raft_logdb: Option<String>,
     /// Regatta's bound on the in-memory Raft log, bytes. Ignored: the Raft log lives in
     /// segment files under --data-dir (--log.segment-size), not in an in-memory log.
     #[arg(
-        long = "raft.max-in-mem-log-size",
+        long = "raft.max-in-mem-log-size", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_RAFT_MAX_IN_MEM_LOG_SIZE"
     )]
@@ -232,14 +234,14 @@ pub struct RegattaArgs {
     /// Regatta's Raft receive queue, bytes. Ignored: no message queues; proposals are
     /// bounded by --raft.max-batch-writes and --raft.proposals-in-flight.
     #[arg(
-        long = "raft.max-recv-queue-size",
+        long = "raft.max-recv-queue-size", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_RAFT_MAX_RECV_QUEUE_SIZE"
     )]
     pub raft_max_recv_queue_size: Option<u64>,
     /// Regatta's Raft send queue, bytes. Ignored, as --raft.max-recv-queue-size.
     #[arg(
-        long = "raft.max-send-queue-size",
+        long = "raft.max-send-queue-size", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_RAFT_MAX_SEND_QUEUE_SIZE"
     )]
@@ -247,7 +249,7 @@ pub struct RegattaArgs {
     /// Regatta's snapshot receive rate limit. Ignored: snapshots stream as one call, without
     /// a rate limit.
     #[arg(
-        long = "raft.max-snapshot-recv-bytes-per-second",
+        long = "raft.max-snapshot-recv-bytes-per-second", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_RAFT_MAX_SNAPSHOT_RECV_BYTES_PER_SECOND"
     )]
@@ -255,7 +257,7 @@ pub struct RegattaArgs {
     /// Regatta's snapshot send rate limit. Ignored, as
     /// --raft.max-snapshot-recv-bytes-per-second.
     #[arg(
-        long = "raft.max-snapshot-send-bytes-per-second",
+        long = "raft.max-snapshot-send-bytes-per-second", help_heading = HEADING,
         value_name = "BYTES",
         env = "REGATTA_RAFT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND"
     )]
@@ -264,7 +266,7 @@ pub struct RegattaArgs {
     /// a snapshot streamed from the leader (or read from the object store) replaces the
     /// state.
     #[arg(
-        long = "raft.snapshot-recovery-type",
+        long = "raft.snapshot-recovery-type", help_heading = HEADING,
         value_name = "VALUE",
         env = "REGATTA_RAFT_SNAPSHOT_RECOVERY_TYPE"
     )]
@@ -277,12 +279,11 @@ pub struct RegattaArgs {
 /// Regatta's follower flags that an edge accepts and warns about, and `--raft.node-id`,
 /// the edge's `--node-id`.
 #[derive(clap::Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Regatta compatibility")]
 pub struct FollowerArgs {
     /// Regatta follower's Raft address. Ignored: an edge is not a Raft member; it follows
     /// --replication.leader-address.
     #[arg(
-        long = "raft.address",
+        long = "raft.address", help_heading = HEADING,
         value_name = "ADDRESS",
         id = "follower_raft_address",
         env = "REGATTA_RAFT_ADDRESS"
@@ -290,7 +291,7 @@ pub struct FollowerArgs {
     pub raft_address: Option<String>,
     /// Regatta follower's Raft listen address. Ignored, as --raft.address.
     #[arg(
-        long = "raft.listen-address",
+        long = "raft.listen-address", help_heading = HEADING,
         value_name = "ADDRESS",
         id = "follower_raft_listen_address",
         env = "REGATTA_RAFT_LISTEN_ADDRESS"
@@ -298,7 +299,7 @@ pub struct FollowerArgs {
     pub raft_listen_address: Option<String>,
     /// Regatta follower's Raft members. Ignored, as --raft.address.
     #[arg(
-        long = "raft.initial-members",
+        long = "raft.initial-members", help_heading = HEADING,
         value_name = "LIST",
         id = "follower_raft_initial_members",
         env = "REGATTA_RAFT_INITIAL_MEMBERS",
@@ -306,11 +307,11 @@ pub struct FollowerArgs {
     )]
     pub raft_initial_members: Vec<String>,
     /// Regatta follower's Raft round trip time. Ignored, as --raft.address.
-    #[arg(long = "raft.rtt", value_name = "DURATION", id = "follower_raft_rtt", env = "REGATTA_RAFT_RTT", value_parser = humantime::parse_duration)]
+    #[arg(long = "raft.rtt", help_heading = HEADING, value_name = "DURATION", id = "follower_raft_rtt", env = "REGATTA_RAFT_RTT", value_parser = humantime::parse_duration)]
     pub raft_rtt: Option<Duration>,
     /// Regatta follower's heartbeat, in round trips. Ignored, as --raft.address.
     #[arg(
-        long = "raft.heartbeat-rtt",
+        long = "raft.heartbeat-rtt", help_heading = HEADING,
         value_name = "N",
         id = "follower_raft_heartbeat_rtt",
         env = "REGATTA_RAFT_HEARTBEAT_RTT"
@@ -318,7 +319,7 @@ pub struct FollowerArgs {
     pub raft_heartbeat_rtt: Option<u64>,
     /// Regatta follower's election timeout, in round trips. Ignored, as --raft.address.
     #[arg(
-        long = "raft.election-rtt",
+        long = "raft.election-rtt", help_heading = HEADING,
         value_name = "N",
         id = "follower_raft_election_rtt",
         env = "REGATTA_RAFT_ELECTION_RTT"
@@ -327,7 +328,7 @@ pub struct FollowerArgs {
     /// Regatta follower's snapshot interval, entries. Ignored, as --raft.address (an edge's
     /// local snapshots: --edge.snapshot-entries).
     #[arg(
-        long = "raft.snapshot-entries",
+        long = "raft.snapshot-entries", help_heading = HEADING,
         value_name = "N",
         id = "follower_raft_snapshot_entries",
         env = "REGATTA_RAFT_SNAPSHOT_ENTRIES"
@@ -336,7 +337,7 @@ pub struct FollowerArgs {
     /// Regatta follower's entries kept behind a snapshot. Ignored, as --raft.address (an
     /// edge's: --edge.keep-entries).
     #[arg(
-        long = "raft.compaction-overhead",
+        long = "raft.compaction-overhead", help_heading = HEADING,
         value_name = "N",
         id = "follower_raft_compaction_overhead",
         env = "REGATTA_RAFT_COMPACTION_OVERHEAD"
@@ -344,7 +345,7 @@ pub struct FollowerArgs {
     pub raft_compaction_overhead: Option<u64>,
     /// Regatta follower's node id: here the same as --node-id (give one of the two).
     #[arg(
-        long = "raft.node-id",
+        long = "raft.node-id", help_heading = HEADING,
         value_name = "ID",
         id = "follower_raft_node_id",
         env = "REGATTA_RAFT_NODE_ID",
@@ -354,15 +355,15 @@ pub struct FollowerArgs {
     /// Regatta follower's keepalive to the leader. Ignored: the upstream channel sends an
     /// HTTP/2 ping every 5s, and an upstream heard nothing from for --replication.staleness
     /// is left for the next.
-    #[arg(long = "replication.keepalive-time", value_name = "DURATION", id = "follower_replication_keepalive_time", env = "REGATTA_REPLICATION_KEEPALIVE_TIME", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.keepalive-time", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_keepalive_time", env = "REGATTA_REPLICATION_KEEPALIVE_TIME", value_parser = humantime::parse_duration)]
     pub keepalive_time: Option<Duration>,
     /// Regatta follower's keepalive timeout. Ignored, as --replication.keepalive-time.
-    #[arg(long = "replication.keepalive-timeout", value_name = "DURATION", id = "follower_replication_keepalive_timeout", env = "REGATTA_REPLICATION_KEEPALIVE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.keepalive-timeout", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_keepalive_timeout", env = "REGATTA_REPLICATION_KEEPALIVE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub keepalive_timeout: Option<Duration>,
     /// Regatta follower's largest message from the leader. Ignored: an edge accepts
     /// upstream messages up to 64 MiB (the core sends at most 4 MiB of entries in one).
     #[arg(
-        long = "replication.max-recv-message-size-bytes",
+        long = "replication.max-recv-message-size-bytes", help_heading = HEADING,
         value_name = "BYTES",
         id = "follower_replication_max_recv_message_size_bytes",
         env = "REGATTA_REPLICATION_MAX_RECV_MESSAGE_SIZE_BYTES"
@@ -370,25 +371,25 @@ pub struct FollowerArgs {
     pub max_recv_message_size_bytes: Option<u64>,
     /// Regatta follower's log polling interval. Ignored: the core pushes the log on one
     /// stream; no polling, leases or per-table workers.
-    #[arg(long = "replication.poll-interval", value_name = "DURATION", id = "follower_replication_poll_interval", env = "REGATTA_REPLICATION_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.poll-interval", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_poll_interval", env = "REGATTA_REPLICATION_POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
     /// Regatta follower's table reconciliation interval. Ignored, as
     /// --replication.poll-interval.
-    #[arg(long = "replication.reconcile-interval", value_name = "DURATION", id = "follower_replication_reconcile_interval", env = "REGATTA_REPLICATION_RECONCILE_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.reconcile-interval", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_reconcile_interval", env = "REGATTA_REPLICATION_RECONCILE_INTERVAL", value_parser = humantime::parse_duration)]
     pub reconcile_interval: Option<Duration>,
     /// Regatta follower's worker lease interval. Ignored, as --replication.poll-interval.
-    #[arg(long = "replication.lease-interval", value_name = "DURATION", id = "follower_replication_lease_interval", env = "REGATTA_REPLICATION_LEASE_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.lease-interval", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_lease_interval", env = "REGATTA_REPLICATION_LEASE_INTERVAL", value_parser = humantime::parse_duration)]
     pub lease_interval: Option<Duration>,
     /// Regatta follower's log RPC timeout. Ignored, as --replication.poll-interval.
-    #[arg(long = "replication.log-rpc-timeout", value_name = "DURATION", id = "follower_replication_log_rpc_timeout", env = "REGATTA_REPLICATION_LOG_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.log-rpc-timeout", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_log_rpc_timeout", env = "REGATTA_REPLICATION_LOG_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
     pub log_rpc_timeout: Option<Duration>,
     /// Regatta follower's snapshot RPC timeout. Ignored, as --replication.poll-interval.
-    #[arg(long = "replication.snapshot-rpc-timeout", value_name = "DURATION", id = "follower_replication_snapshot_rpc_timeout", env = "REGATTA_REPLICATION_SNAPSHOT_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "replication.snapshot-rpc-timeout", help_heading = HEADING, value_name = "DURATION", id = "follower_replication_snapshot_rpc_timeout", env = "REGATTA_REPLICATION_SNAPSHOT_RPC_TIMEOUT", value_parser = humantime::parse_duration)]
     pub snapshot_rpc_timeout: Option<Duration>,
     /// Regatta follower's concurrent table recoveries. Ignored, as
     /// --replication.poll-interval.
     #[arg(
-        long = "replication.max-recovery-in-flight",
+        long = "replication.max-recovery-in-flight", help_heading = HEADING,
         value_name = "N",
         id = "follower_replication_max_recovery_in_flight",
         env = "REGATTA_REPLICATION_MAX_RECOVERY_IN_FLIGHT"
@@ -397,7 +398,7 @@ pub struct FollowerArgs {
     /// Regatta follower's snapshot receive rate limit. Ignored, as
     /// --replication.poll-interval.
     #[arg(
-        long = "replication.max-snapshot-recv-bytes-per-second",
+        long = "replication.max-snapshot-recv-bytes-per-second", help_heading = HEADING,
         value_name = "BYTES",
         id = "follower_replication_max_snapshot_recv_bytes_per_second",
         env = "REGATTA_REPLICATION_MAX_SNAPSHOT_RECV_BYTES_PER_SECOND"
