@@ -4,14 +4,16 @@ use anyhow::{Result, anyhow};
 
 pub use crate::flags::log::{LogArgs, LogFormat};
 
-/// Installs the global subscriber. RUST_LOG, when set, wins over `--log.level`.
-pub fn init(args: &LogArgs) -> Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => from_env,
-        _ => args.level.clone(),
+/// Installs the global subscriber. RUST_LOG, when set, wins over the options (see
+/// [`crate::flags::log`] for which option wins among them); `level_given`: --log.level was
+/// given, not its default.
+pub fn init(args: &LogArgs, level_given: bool) -> Result<()> {
+    let (filter, flag) = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => (from_env, "RUST_LOG"),
+        _ => args.filter(level_given),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|e| anyhow!("--log.level {filter:?}: {e}"))?;
+        .map_err(|e| anyhow!("{flag} {filter:?}: {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

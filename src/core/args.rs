@@ -127,6 +127,8 @@ pub struct CoreArgs {
     /// Name of this node in MemberList (default: `node-<id>`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub regatta: crate::flags::regatta::RegattaArgs,
 }
 
 /// Validated settings of a core node.

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::{
-    address::ListenAddress,
+    address::{ListenAddress, with_scheme},
     flags::{
         api::{ApiArgs, ApiSettings},
         object_store::ObjectStoreArgs,
@@ -26,7 +26,8 @@ pub struct EdgeArgs {
     #[command(flatten)]
     pub config: crate::flags::ConfigFileArg,
     /// Upstreams to follow, in order of preference: replication URLs of core nodes or of
-    /// other edges, comma-separated.
+    /// other edges, comma-separated. A bare host:port (Regatta's form) is https:// when
+    /// --replication.ca-filename or --replication.cert-filename is given, else http://.
     #[arg(
         long = "replication.leader-address",
         env = "REGATTA_REPLICATION_LEADER_ADDRESS",
@@ -96,6 +97,10 @@ pub struct EdgeArgs {
     /// Name of this edge in logs and MemberList (default: `edge`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME", default_value = "edge")]
     pub node_name: String,
+    #[command(flatten)]
+    pub regatta: crate::flags::regatta::RegattaArgs,
+    #[command(flatten)]
+    pub follower: crate::flags::regatta::FollowerArgs,
 }
 
 /// Validated edge settings.
@@ -118,13 +123,40 @@ pub struct UpstreamTls {
 }
 
 impl EdgeArgs {
+    /// Checks every option and returns the settings, with Regatta's forms resolved in
+    /// `args`: bare host:port upstreams as URLs, `--raft.node-id` as `--node-id`,
+    /// `--memberlist.node-name` as `--node-name`.
     pub fn validate(&self) -> Result<EdgeSettings> {
+        let mut args = self.clone();
+        args.upstreams = self.upstream_urls()?;
+        if let Some(id) = self.follower.raft_node_id {
+            args.node_id = id;
+        }
+        if let Some(name) = &self.regatta.memberlist_node_name {
+            args.node_name = name.clone();
+        }
+        args.checked()
+    }
+
+    /// The upstreams as URLs: a bare host:port is `https://` when the edge has TLS files
+    /// for its upstream (a CA to verify it, or a certificate to present).
+    fn upstream_urls(&self) -> Result<Vec<String>> {
         if self.upstreams.is_empty() {
             bail!("--replication.leader-address needs at least one upstream URL");
         }
-        for upstream in &self.upstreams {
-            ListenAddress::check_peer_url("replication.leader-address", upstream)?;
-        }
+        let tls = self.replication.tls.replication_ca_filename.is_some()
+            || self.replication.tls.replication_cert_filename.is_some();
+        self.upstreams
+            .iter()
+            .map(|upstream| {
+                let url = with_scheme("replication.leader-address", upstream, tls)?;
+                ListenAddress::check_peer_url("replication.leader-address", &url)?;
+                Ok(url)
+            })
+            .collect()
+    }
+
+    fn checked(self) -> Result<EdgeSettings> {
         if self.staleness < Duration::from_millis(100) {
             bail!("--replication.staleness must be at least 100ms");
         }
@@ -138,7 +170,7 @@ impl EdgeArgs {
             upstream_tls: self.upstream_tls(&replication)?,
             replication,
             rest_address: self.rest.address()?,
-            args: self.clone(),
+            args: self,
         })
     }
 
@@ -176,5 +208,83 @@ impl EdgeArgs {
                 .client(self.replication_insecure_skip_verify),
             server_name,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        edge: EdgeArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<EdgeSettings> {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        Command::try_parse_from(argv)?.edge.validate()
+    }
+
+    #[test]
+    fn bare_upstreams_are_https_with_the_upstream_tls_files() {
+        let plain = settings(&["--replication.leader-address=127.0.0.1:8444,:8445"])
+            .expect("bare upstreams");
+        assert_eq!(
+            plain.args.upstreams,
+            ["http://127.0.0.1:8444", "http://0.0.0.0:8445"]
+        );
+        assert!(plain.upstream_tls.is_none());
+        let tls = settings(&[
+            "--replication.leader-address=core:8444",
+            "--replication.ca-filename=ca.pem",
+        ])
+        .expect("bare with a CA");
+        assert_eq!(tls.args.upstreams, ["https://core:8444"]);
+        assert!(tls.upstream_tls.is_some());
+        let tls = settings(&[
+            "--replication.leader-address=core:8444",
+            "--replication.cert-filename=c.pem",
+            "--replication.key-filename=k.pem",
+        ])
+        .expect("bare with a certificate");
+        assert_eq!(tls.args.upstreams, ["https://core:8444"]);
+        let err = settings(&["--replication.leader-address=core"])
+            .expect_err("no port")
+            .to_string();
+        assert!(err.contains("--replication.leader-address"), "{err}");
+    }
+
+    #[test]
+    fn regatta_follower_names_stand_for_the_edges_own() {
+        let edge = settings(&[
+            "--replication.leader-address=http://core:8444",
+            "--raft.node-id=3",
+            "--memberlist.node-name=follower-3",
+            "--raft.address=127.0.0.1:5012",
+            "--replication.poll-interval=1s",
+        ])
+        .expect("Regatta follower flags");
+        assert_eq!(edge.args.node_id, 3);
+        assert_eq!(edge.args.node_name, "follower-3");
+        assert_eq!(edge.args.follower.warnings().len(), 2);
+        let defaults =
+            settings(&["--replication.leader-address=http://core:8444"]).expect("defaults");
+        assert_eq!(defaults.args.node_id, 0);
+        assert_eq!(defaults.args.node_name, "edge");
+        let err = settings(&[
+            "--replication.leader-address=http://core:8444",
+            "--raft.node-id=3",
+            "--node-id=4",
+        ])
+        .expect_err("both ids")
+        .to_string();
+        assert!(
+            err.contains("--raft.node-id") && err.contains("--node-id"),
+            "{err}"
+        );
     }
 }

@@ -15,11 +15,13 @@ use clap::Args;
 use regatta_api::node::{Limits, Tokens};
 use regatta_tls::{AllowedPeer, ClientAuth, IdentityFiles, PemFile, ServerSettings};
 
-use crate::address::ListenAddress;
+use crate::address::{ListenAddress, with_scheme};
 
 #[derive(Args, Debug, Clone)]
 pub struct ApiAddressArg {
-    /// Address the public gRPC API listens on.
+    /// Address the public gRPC API listens on: a URL (http://, https://, unix://) or
+    /// Regatta's bare host:port or :port (all interfaces), https:// when --api.cert-filename
+    /// is given.
     #[arg(
         long = "api.address",
         env = "REGATTA_API_ADDRESS",
@@ -32,7 +34,8 @@ pub struct ApiAddressArg {
 pub struct ApiArgs {
     #[command(flatten)]
     pub address: ApiAddressArg,
-    /// API address clients should use to reach this node (default: --api.address).
+    /// API address clients should use to reach this node (default: --api.address); a bare
+    /// host:port as --api.address.
     #[arg(long = "api.advertise-address", env = "REGATTA_API_ADVERTISE_ADDRESS")]
     pub api_advertise: Option<String>,
     /// Largest request message accepted, in bytes.
@@ -85,16 +88,19 @@ impl ApiArgs {
             bail!("--api.max-request-size must be at least 1024 bytes");
         }
         self.connection_limits.validate()?;
-        let listen = &self.address.api_address;
+        // Regatta's bare host:port: https:// when the port has a certificate.
+        let tls = self.tls.api_cert_filename.is_some();
+        let listen = &with_scheme("api.address", &self.address.api_address, tls)?;
         let address = ListenAddress::parse("api.address", listen)?;
+        let advertise = self
+            .api_advertise
+            .as_deref()
+            .map(|a| with_scheme("api.advertise-address", a, tls))
+            .transpose()?;
         Ok(ApiSettings {
-            tls: self.tls.settings(&self.address.api_address, &address)?,
+            tls: self.tls.settings(listen, &address)?,
             address,
-            advertise: super::advertised(
-                "api.advertise-address",
-                self.api_advertise.as_ref(),
-                listen,
-            )?,
+            advertise: super::advertised("api.advertise-address", advertise.as_ref(), listen)?,
             limits: Limits {
                 max_request_bytes: self.max_request_size,
                 max_txn_ops: self.max_txn_ops.max(1),
@@ -216,8 +222,8 @@ impl ApiTlsArgs {
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
     /// Most connections each gRPC listener (API, Raft, replication) holds at once; one more
-    /// is closed as soon as it is accepted. 0: no limit. Keep it under the process's file
-    /// descriptor limit (`ulimit -n`).
+    /// is closed as soon as it is accepted. 0: no limit, as Regatta. Keep it under the
+    /// process's file descriptor limit (`ulimit -n`).
     #[arg(
         long = "api.max-concurrent-connections",
         env = "REGATTA_API_MAX_CONCURRENT_CONNECTIONS",
@@ -226,7 +232,7 @@ pub struct LimitArgs {
     pub max_connections: usize,
     /// Most HTTP/2 streams (calls) open at once on one connection, advertised to clients
     /// in the server's SETTINGS (MAX_CONCURRENT_STREAMS); clients queue the calls beyond it.
-    /// 0: no limit.
+    /// 0: no limit, as Regatta (none advertised).
     #[arg(
         long = "api.max-concurrent-streams",
         env = "REGATTA_API_MAX_CONCURRENT_STREAMS",
@@ -372,5 +378,58 @@ mod tls_tests {
             settings("http://127.0.0.1:1", &[]).expect("plaintext"),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    fn validate(extra: &[&str]) -> Result<ApiSettings> {
+        #[derive(clap::Parser)]
+        struct Parse {
+            #[command(flatten)]
+            api: ApiArgs,
+        }
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        <Parse as clap::Parser>::try_parse_from(argv)?
+            .api
+            .validate()
+    }
+
+    #[test]
+    fn bare_host_port_is_http_or_https_by_the_certificate() {
+        let plain = validate(&["--api.address=:18443"]).expect("port only");
+        assert_eq!(
+            plain.address,
+            ListenAddress::parse("api.address", "http://0.0.0.0:18443").expect("url")
+        );
+        assert_eq!(plain.advertise, "http://0.0.0.0:18443");
+        let tls = validate(&[
+            "--api.address=127.0.0.1:18443",
+            "--api.advertise-address=node-1.example:443",
+            "--api.cert-filename=c.pem",
+            "--api.key-filename=k.pem",
+        ])
+        .expect("bare with TLS");
+        assert!(matches!(tls.address, ListenAddress::Tcp { tls: true, .. }));
+        assert!(tls.tls.is_some());
+        assert_eq!(tls.advertise, "https://node-1.example:443");
+        let err = validate(&["--api.advertise-address=nohost"])
+            .expect_err("neither")
+            .to_string();
+        assert!(err.contains("--api.advertise-address"), "{err}");
+    }
+
+    #[test]
+    fn zero_connection_and_stream_limits_mean_none() {
+        let settings = validate(&[
+            "--api.max-concurrent-connections=0",
+            "--api.max-concurrent-streams=0",
+        ])
+        .expect("zero is no limit");
+        assert_eq!(settings.connection_limits.max_connections, 0);
+        assert_eq!(settings.connection_limits.max_streams, 0);
     }
 }

@@ -9,8 +9,9 @@
 //! | [`raft`] | `--raft.address`; `--raft.cert-filename`, `.key-filename`, `.ca-filename` (mutual TLS) | core, dev; the TLS flags: core |
 //! | [`storage`] | `--data-dir`, `--min-free-disk`, `--log.segment-size` | core, edge |
 //! | [`object_store`] | `--object-store` and its connection settings | core, edge |
-//! | [`log`] | `--log.level`, `--log.format` | core, edge, dev |
+//! | [`log`] | `--log.level`, `--log.format`; Regatta's `--log-level`, `--dev-mode` | core, edge, dev |
 //! | [`runtime`] | `--runtime.worker-threads` | core, edge, dev |
+//! | [`regatta`] | Regatta's flags without a meaning here, accepted with a warning (`--memberlist.*`, `--storage.*-cache-size`, `--raft.wal-dir`…); `--memberlist.node-name` (= `--node-name`), `--raft.node-host-dir` (the data directory without `--data-dir`); on an edge also Regatta's follower flags (`--raft.*`, `--replication.poll-interval`…), `--raft.node-id` = `--node-id` | core, edge; the follower's: edge |
 //!
 //! Options only one command has (`--raft.*` of a core, `--edge.*` and the upstream of an
 //! edge) stay with that command's arguments (`core/args.rs`, `edge/args.rs`). Every option
@@ -21,6 +22,7 @@ pub mod api;
 pub mod log;
 pub mod object_store;
 pub mod raft;
+pub mod regatta;
 pub mod replication;
 pub mod rest;
 pub mod runtime;

@@ -24,12 +24,13 @@ use anyhow::{Result, bail};
 use clap::builder::BoolishValueParser;
 use regatta_tls::{ClientAuth, ClientSettings, IdentityFiles, PemFile, ServerSettings};
 
-use crate::address::ListenAddress;
+use crate::address::{ListenAddress, with_scheme};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReplicationAddressArg {
     /// Address the log-tail service listens on, for edges (of a core) or downstream edges
-    /// (of an edge).
+    /// (of an edge). A bare host:port or :port (Regatta's form) is https:// when
+    /// --replication.cert-filename is given.
     #[arg(
         long = "replication.address",
         env = "REGATTA_REPLICATION_ADDRESS",
@@ -42,7 +43,8 @@ pub struct ReplicationAddressArg {
 pub struct ReplicationArgs {
     #[command(flatten)]
     pub address: ReplicationAddressArg,
-    /// Replication address edges should use (default: --replication.address).
+    /// Replication address edges should use (default: --replication.address); a bare
+    /// host:port as --replication.address.
     #[arg(
         long = "replication.advertise-address",
         env = "REGATTA_REPLICATION_ADVERTISE_ADDRESS"
@@ -141,15 +143,26 @@ impl ReplicationArgs {
         if self.tail_heartbeat.is_zero() {
             bail!("--replication.heartbeat-interval must be positive");
         }
-        let listen = &self.address.replication_address;
+        // Regatta's bare host:port: https:// when the port has a certificate.
+        let https = self.tls.replication_cert_filename.is_some();
+        let listen = &with_scheme(
+            "replication.address",
+            &self.address.replication_address,
+            https,
+        )?;
         let address = ListenAddress::parse("replication.address", listen)?;
+        let advertise = self
+            .replication_advertise
+            .as_deref()
+            .map(|a| with_scheme("replication.advertise-address", a, https))
+            .transpose()?;
         let tls = self.tls.validate()?;
         Ok(ReplicationSettings {
             server_tls: tls.server(&address, listen, serving)?,
             address,
             advertise: super::advertised(
                 "replication.advertise-address",
-                self.replication_advertise.as_ref(),
+                advertise.as_ref(),
                 listen,
             )?,
             heartbeat: self.tail_heartbeat,
@@ -279,6 +292,30 @@ mod tests {
             .server_tls
             .expect("TLS");
         assert!(served.client_auth.is_none());
+    }
+
+    #[test]
+    fn bare_host_port_is_http_or_https_by_the_certificate() {
+        let plain = settings(
+            &[
+                "--replication.address=:18444",
+                "--replication.advertise-address=core-1:8444",
+            ],
+            Serving::Core,
+        )
+        .expect("bare");
+        assert_eq!(
+            plain.address,
+            ListenAddress::parse("replication.address", "http://0.0.0.0:18444").expect("url")
+        );
+        assert_eq!(plain.advertise, "http://core-1:8444");
+        let tls = settings(
+            &["--replication.address=127.0.0.1:18444", PAIR[0], PAIR[1]],
+            Serving::Core,
+        )
+        .expect("bare with TLS");
+        assert!(tls.server_tls.is_some());
+        assert_eq!(tls.advertise, "https://127.0.0.1:18444");
     }
 
     #[test]

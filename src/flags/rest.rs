@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use regatta_tls::{IdentityFiles, PemFile, ServerSettings};
 
-use crate::address::ListenAddress;
+use crate::address::{ListenAddress, with_scheme};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RestAddressArg {
     /// Address of the HTTP port: /healthz, /readyz, /metrics. https:// serves them over
-    /// TLS (--rest.cert-filename, --rest.key-filename).
+    /// TLS (--rest.cert-filename, --rest.key-filename); a bare host:port or :port
+    /// (Regatta's form) is https:// when --rest.cert-filename is given.
     #[arg(
         long = "rest.address",
         env = "REGATTA_REST_ADDRESS",
@@ -52,7 +53,9 @@ impl RestArgs {
     /// Checks the address and its TLS flags: an `https://` address needs both files, and
     /// the files with a plaintext address are refused (they would be unused).
     pub fn address(&self) -> Result<RestSettings> {
-        let listen = &self.address.rest_address;
+        // Regatta's bare host:port: https:// when the port has a certificate.
+        let tls = self.rest_cert_filename.is_some();
+        let listen = &with_scheme("rest.address", &self.address.rest_address, tls)?;
         let address = ListenAddress::parse("rest.address", listen)?;
         let https = matches!(address, ListenAddress::Tcp { tls: true, .. });
         let tls = match (&self.rest_cert_filename, &self.rest_key_filename) {
@@ -72,5 +75,45 @@ impl RestArgs {
             ),
         };
         Ok(RestSettings { address, tls })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &[&str]) -> Result<RestSettings> {
+        #[derive(clap::Parser)]
+        struct Parse {
+            #[command(flatten)]
+            rest: RestArgs,
+        }
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        <Parse as clap::Parser>::try_parse_from(argv)?
+            .rest
+            .address()
+    }
+
+    #[test]
+    fn bare_host_port_is_http_or_https_by_the_certificate() {
+        let plain = settings(&["--rest.address=:18079"]).expect("port only");
+        assert_eq!(
+            plain.address,
+            ListenAddress::parse("rest.address", "http://0.0.0.0:18079").expect("url")
+        );
+        assert!(plain.tls.is_none());
+        let tls = settings(&[
+            "--rest.address=127.0.0.1:18079",
+            "--rest.cert-filename=c.pem",
+            "--rest.key-filename=k.pem",
+        ])
+        .expect("bare with TLS");
+        assert!(matches!(tls.address, ListenAddress::Tcp { tls: true, .. }));
+        assert!(tls.tls.is_some());
+        let err = settings(&["--rest.address=8079"])
+            .expect_err("no colon")
+            .to_string();
+        assert!(err.contains("--rest.address"), "{err}");
     }
 }
