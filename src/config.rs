@@ -76,7 +76,8 @@ pub fn parse_with_config_file(
 
 /// [`parse_with_sources`] with an empty environment: flags, `REGATTA_*` variables (clap
 /// reads those itself), the config file and defaults.
-pub fn parse_with_config_search(
+#[cfg(test)]
+fn parse_with_config_search(
     command: Command,
     argv: Vec<OsString>,
     dirs: &[PathBuf],
@@ -92,10 +93,15 @@ pub fn parse_with_sources(
     dirs: &[PathBuf],
     env: &Environment,
 ) -> Result<ArgMatches, clap::Error> {
-    let matches = command.clone().try_get_matches_from(&argv)?;
+    // A required option may come from the environment or the file: the first parse, which
+    // finds what the command line and `REGATTA_*` give, does not ask for it yet. Any error
+    // there is reported as the command itself reports it (`--help` shows its usage).
+    let Ok(matches) = without_requirements(command.clone()).try_get_matches_from(&argv) else {
+        return command.try_get_matches_from(argv);
+    };
     let (leaf_command, leaf_matches) = leaf(&command, &matches);
     if !takes_config_file(leaf_command) {
-        return Ok(matches);
+        return command.try_get_matches_from(argv);
     }
     let invalid = |e: anyhow::Error| {
         command
@@ -117,9 +123,6 @@ pub fn parse_with_sources(
             .map_err(invalid)?,
         None => Inserted::default(),
     };
-    if from_env.args.is_empty() && from_file.args.is_empty() {
-        return Ok(matches);
-    }
     let mut argv = argv;
     let mut origins = Vec::new();
     for inserted in [from_env, from_file] {
@@ -132,6 +135,26 @@ pub fn parse_with_sources(
         .clone()
         .try_get_matches_from(argv)
         .map_err(|e| name_origin(&command, e, &origins))
+}
+
+/// `command` with no option required, in it and in every subcommand below it.
+fn without_requirements(command: Command) -> Command {
+    let required: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| a.is_required_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    let mut command = required
+        .into_iter()
+        .fold(command, |c, id| c.mut_arg(id, |a| a.required(false)));
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, without_requirements);
+    }
+    command
 }
 
 /// Arguments inserted for options the command line and `REGATTA_*` variables left unset.
@@ -955,6 +978,58 @@ mod tests {
             .collect();
         let m = parse_with_sources(env_command(), argv, &[], &env).expect("parses");
         assert_eq!(core_value(&m, "node").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn a_required_option_may_come_from_the_environment_or_the_file() {
+        let command = || {
+            env_command().mut_subcommand("core", |c| {
+                c.arg(
+                    Arg::new("leader")
+                        .long("replication.leader-address")
+                        .action(ArgAction::Append)
+                        .value_delimiter(',')
+                        .required(true),
+                )
+            })
+        };
+        let parse = |yaml: Option<&str>, env: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut argv: Vec<OsString> = ["regatta", "core"].iter().map(OsString::from).collect();
+            if let Some(yaml) = yaml {
+                let path = dir.path().join("c.yaml");
+                std::fs::write(&path, yaml).expect("write config");
+                argv.push("--config".into());
+                argv.push(path.into_os_string());
+            }
+            let env: Environment = env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect();
+            parse_with_sources(command(), argv, &[], &env)
+        };
+        let err = parse(None, &[]).expect_err("given nowhere");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let m = parse(
+            None,
+            &[("REPLICATION.LEADER-ADDRESS", "http://a:1,http://b:1")],
+        )
+        .expect("from the environment");
+        assert_eq!(core_many(&m, "leader"), ["http://a:1", "http://b:1"]);
+        let m =
+            parse(Some("replication.leader-address: http://c:1\n"), &[]).expect("from the file");
+        assert_eq!(core_many(&m, "leader"), ["http://c:1"]);
+        let argv = ["regatta", "core", "--help"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let help = parse_with_sources(command(), argv, &[], &Environment::new())
+            .expect_err("help is an error to clap")
+            .to_string();
+        assert!(
+            help.contains("Usage: regatta core [OPTIONS] --replication.leader-address"),
+            "the usage shows the option as required: {help}"
+        );
     }
 
     #[test]
