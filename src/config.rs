@@ -1,12 +1,26 @@
-//! Options from four places with one precedence: command-line flags, then environment
-//! variables (`REGATTA_*`), then a config file, then built-in defaults. A value given in a
-//! higher place wins over the same option in a lower one, option by option.
+//! Options from five places with one precedence: command-line flags, then environment
+//! variables (`REGATTA_*`), then Regatta's own environment variable names (`RAFT.NODE-ID`),
+//! then a config file, then built-in defaults. A value given in a higher place wins over the
+//! same option in a lower one, option by option.
 //!
 //! Every option is declared once, as a clap argument with a long name such as
 //! `raft.node-id` and an environment variable such as `REGATTA_RAFT_NODE_ID`. The config file
 //! uses the same names, either dotted (`raft.node-id: 1`) or nested (`raft: {node-id: 1}`).
 //! A key the command does not know is an error, so a typo in a config file is never
 //! silently ignored.
+//!
+//! # Regatta's environment variable names
+//!
+//! Regatta (viper's `AutomaticEnv`, no prefix, no key replacer) reads an option from the
+//! variable named by its upper-cased key, dots and dashes kept: `API.ADDRESS`,
+//! `RAFT.NODE-ID`, `REPLICATION.LEADER-ADDRESS`. Kubernetes manifests written for Regatta
+//! set such names, so every option with a config key ([`config_key`]) is read from one too
+//! ([`regatta_env_name`], [`regatta_env_args`]), below `REGATTA_*` and above the file. The
+//! value is taken as the `REGATTA_*` variable of the option would be: a list option splits
+//! on its delimiter (`RAFT.INITIAL-MEMBERS=1=h:1,2=h:2`), a switch takes `true` or `false`
+//! (or the other spellings of Go's `strconv.ParseBool`, which Regatta reads them with). A
+//! variable that is set but empty counts as unset, as in viper; one that is not UTF-8 is an
+//! error naming it.
 //!
 //! # Which config file
 //!
@@ -21,28 +35,34 @@
 //! extension: `.json` JSON, `.toml` TOML, anything else YAML.
 //!
 //! Why not a layered-configuration crate such as `figment`: here clap stays the one
-//! declaration of every option, and a config file's values enter as `--name=value`
-//! arguments for options given neither as a flag nor in the environment, so precedence is
-//! clap's own `ValueSource`, and parsing (durations, sizes, comma lists), validation, error
-//! messages and `--help` (`[env: …]`, `[default: …]`) are the same wherever a value came
-//! from. A figment layering would need serde on every flag group, defaults and environment
-//! names declared a second time outside clap (its `Env` provider cannot tell the `.` from
-//! the `-` in `REGATTA_RAFT_NODE_ID`), serde adapters for every value parser, and unknown
-//! keys rejected by hand (`deny_unknown_fields` does not work through flattened groups).
+//! declaration of every option, and the values of Regatta-style variables and of a config
+//! file enter as `--name=value` arguments for options given neither as a flag nor in a
+//! `REGATTA_*` variable, so precedence is clap's own `ValueSource`, and parsing (durations,
+//! sizes, comma lists), validation, error messages and `--help` (`[env: …]`,
+//! `[default: …]`) are the same wherever a value came from. A figment layering would need
+//! serde on every flag group, defaults and environment names declared a second time outside
+//! clap (its `Env` provider cannot tell the `.` from the `-` in `REGATTA_RAFT_NODE_ID`),
+//! serde adapters for every value parser, and unknown keys rejected by hand
+//! (`deny_unknown_fields` does not work through flattened groups).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     ffi::OsString,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgMatches, Command, parser::ValueSource};
+use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
 
 /// The argument id of `--config` on the commands that take a config file.
 pub const CONFIG_FILE_ID: &str = "config_file";
 
+/// A process environment: variable names and values, as the OS gives them.
+pub type Environment = BTreeMap<OsString, OsString>;
+
 /// Parses `argv` against `command`, filling options the user did not give on the command
-/// line or in the environment from the config file: the one named by the leaf subcommand's
+/// line or in a `REGATTA_*` variable from Regatta-style variables of the process
+/// environment, then from the config file: the one named by the leaf subcommand's
 /// `--config`, else the first found in the default places ([`search_dirs`] of the process's
 /// `$HOME`).
 pub fn parse_with_config_file(
@@ -50,48 +70,230 @@ pub fn parse_with_config_file(
     argv: Vec<OsString>,
 ) -> Result<ArgMatches, clap::Error> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    parse_with_config_search(command, argv, &search_dirs(home.as_deref()))
+    let env: Environment = std::env::vars_os().collect();
+    parse_with_sources(command, argv, &search_dirs(home.as_deref()), &env)
 }
 
-/// [`parse_with_config_file`], looking in `dirs` when `--config` is not given.
-pub fn parse_with_config_search(
+/// [`parse_with_sources`] with an empty environment: flags, `REGATTA_*` variables (clap
+/// reads those itself), the config file and defaults.
+#[cfg(test)]
+fn parse_with_config_search(
     command: Command,
     argv: Vec<OsString>,
     dirs: &[PathBuf],
 ) -> Result<ArgMatches, clap::Error> {
-    let matches = command.clone().try_get_matches_from(&argv)?;
+    parse_with_sources(command, argv, dirs, &Environment::new())
+}
+
+/// [`parse_with_config_file`], looking in `dirs` when `--config` is not given and for
+/// Regatta-style variables in `env`.
+pub fn parse_with_sources(
+    command: Command,
+    argv: Vec<OsString>,
+    dirs: &[PathBuf],
+    env: &Environment,
+) -> Result<ArgMatches, clap::Error> {
+    // A required option may come from the environment or the file: the first parse, which
+    // finds what the command line and `REGATTA_*` give, does not ask for it yet. Any error
+    // there is reported as the command itself reports it (`--help` shows its usage).
+    let Ok(matches) = without_requirements(command.clone()).try_get_matches_from(&argv) else {
+        return command.try_get_matches_from(argv);
+    };
     let (leaf_command, leaf_matches) = leaf(&command, &matches);
     if !takes_config_file(leaf_command) {
-        return Ok(matches);
+        return command.try_get_matches_from(argv);
     }
+    let invalid = |e: anyhow::Error| {
+        command
+            .clone()
+            .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
+    };
+    let from_env = regatta_env_args(leaf_command, leaf_matches, env).map_err(invalid)?;
     let given = leaf_matches
         .try_get_one::<String>(CONFIG_FILE_ID)
         .ok()
         .flatten()
         .map(PathBuf::from);
     let path = match given {
-        Some(path) => path,
-        None => match discover(dirs) {
-            Ok(Some(path)) => path,
-            Ok(None) => return Ok(matches),
-            Err(e) => {
-                return Err(command
-                    .clone()
-                    .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}")));
-            }
-        },
+        Some(path) => Some(path),
+        None => discover(dirs).map_err(invalid)?,
     };
-    let extra = match config_file_args(&path, leaf_command, leaf_matches) {
-        Ok(extra) => extra,
-        Err(e) => {
-            return Err(command
-                .clone()
-                .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}")));
-        }
+    let from_file = match path {
+        Some(path) => config_file_args(&path, leaf_command, leaf_matches, &from_env.covered)
+            .map_err(invalid)?,
+        None => Inserted::default(),
     };
     let mut argv = argv;
-    argv.extend(extra);
-    command.try_get_matches_from(argv)
+    let mut origins = Vec::new();
+    for inserted in [from_env, from_file] {
+        for (arg, origin) in inserted.args {
+            argv.push(arg);
+            origins.push(origin);
+        }
+    }
+    command
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(|e| name_origin(&command, e, &origins))
+}
+
+/// `command` with no option required, in it and in every subcommand below it.
+fn without_requirements(command: Command) -> Command {
+    let required: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| a.is_required_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    let mut command = required
+        .into_iter()
+        .fold(command, |c, id| c.mut_arg(id, |a| a.required(false)));
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, without_requirements);
+    }
+    command
+}
+
+/// Arguments inserted for options the command line and `REGATTA_*` variables left unset.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// `--key=value` (or a bare `--key` for a switch), each with where its value came from
+    /// (`environment variable RAFT.NODE-ID`), for error messages.
+    pub args: Vec<(OsString, Origin)>,
+    /// The ids of the options set, including switches set to false, which insert nothing
+    /// but must not be set again from a lower place.
+    pub covered: BTreeSet<String>,
+}
+
+/// Where an inserted argument came from: the option's key and the place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub key: String,
+    pub place: String,
+}
+
+/// The environment variable Regatta reads the option with config key `key` from: the key
+/// upper-cased, dots and dashes kept (`raft.node-id` → `RAFT.NODE-ID`).
+pub fn regatta_env_name(key: &str) -> String {
+    key.to_ascii_uppercase()
+}
+
+/// The arguments Regatta-style environment variables in `env` contribute to `command` (a
+/// leaf command that takes `--config`, parsed into `matches`): one per option with a
+/// config key whose variable ([`regatta_env_name`]) is set and not empty, and which was
+/// given neither on the command line nor in its `REGATTA_*` variable.
+pub fn regatta_env_args(
+    command: &Command,
+    matches: &ArgMatches,
+    env: &Environment,
+) -> Result<Inserted> {
+    let mut inserted = Inserted::default();
+    for arg in command.get_arguments() {
+        let Some(key) = config_key(arg) else {
+            continue;
+        };
+        if given(matches, arg) {
+            continue;
+        }
+        let name = regatta_env_name(key);
+        let Some(value) = env.get(OsString::from(&name).as_os_str()) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let Some(value) = value.to_str() else {
+            bail!(
+                "environment variable {name} (for --{key}) is not valid UTF-8: {}",
+                value.to_string_lossy()
+            );
+        };
+        let place = format!("environment variable {name}");
+        insert(arg, key, &[value.to_string()], &place, &mut inserted)?;
+    }
+    Ok(inserted)
+}
+
+/// Whether the option `arg` was given on the command line or in its `REGATTA_*` variable.
+fn given(matches: &ArgMatches, arg: &Arg) -> bool {
+    matches!(
+        matches.value_source(arg.get_id().as_str()),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// Adds the arguments setting `arg` (config key `key`) to `values` from `place`. A value
+/// of an option that takes values becomes `--key=value` (so a list splits on the option's
+/// delimiter, as its `REGATTA_*` variable would); a switch takes one boolean, Go's
+/// `strconv.ParseBool` spellings, and becomes `--key` when that sets it.
+fn insert(arg: &Arg, key: &str, values: &[String], place: &str, out: &mut Inserted) -> Result<()> {
+    let origin = || Origin {
+        key: key.to_string(),
+        place: place.to_string(),
+    };
+    let switch = match arg.get_action() {
+        ArgAction::SetTrue => Some(true),
+        ArgAction::SetFalse => Some(false),
+        _ => None,
+    };
+    match switch {
+        None => {
+            for value in values {
+                out.args
+                    .push((OsString::from(format!("--{key}={value}")), origin()));
+            }
+        }
+        Some(sets) => {
+            let [value] = values else {
+                bail!("{place}: --{key} is a switch and takes one value, true or false");
+            };
+            let Some(on) = parse_bool(value) else {
+                bail!("{place}: --{key} takes true or false, not {value:?}");
+            };
+            if on == sets {
+                out.args
+                    .push((OsString::from(format!("--{key}")), origin()));
+            }
+        }
+    }
+    out.covered.insert(arg.get_id().to_string());
+    Ok(())
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it (viper, hence Regatta, uses it).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `error` from parsing with inserted arguments, naming where the value of the option it
+/// is about came from when that was an inserted one (clap only knows the option).
+fn name_origin(command: &Command, error: clap::Error, origins: &[Origin]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let Some(origin) = origins.iter().find(|o| {
+        invalid
+            .strip_prefix("--")
+            .and_then(|rest| rest.strip_prefix(o.key.as_str()))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+    }) else {
+        return error;
+    };
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    command.clone().error(
+        error.kind(),
+        format!("{first} (the value comes from {})", origin.place),
+    )
 }
 
 /// The names a config file may have, in the order they are tried within one directory.
@@ -193,9 +395,15 @@ fn leaf<'a>(command: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'a 
     }
 }
 
-/// The `--name=value` arguments the config file contributes: one per key whose option was
-/// given neither on the command line nor in the environment.
-fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Result<Vec<OsString>> {
+/// The arguments the config file contributes: one per key whose option was given neither
+/// on the command line, nor in the environment, nor is in `covered` (set from a
+/// Regatta-style variable).
+fn config_file_args(
+    path: &Path,
+    command: &Command,
+    matches: &ArgMatches,
+    covered: &BTreeSet<String>,
+) -> Result<Inserted> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     let format = Format::of(path);
@@ -208,7 +416,8 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
     })?;
     let mut flat = Vec::new();
     flatten("", &value, &mut flat).with_context(|| format!("in config file {}", path.display()))?;
-    let mut args = Vec::new();
+    let place = format!("config file {}", path.display());
+    let mut inserted = Inserted::default();
     for (key, values) in flat {
         if key == "config" {
             bail!(
@@ -226,17 +435,11 @@ fn config_file_args(path: &Path, command: &Command, matches: &ArgMatches) -> Res
                 command.get_name()
             );
         };
-        let given = matches!(
-            matches.value_source(arg.get_id().as_str()),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if !given {
-            for value in values {
-                args.push(OsString::from(format!("--{key}={value}")));
-            }
+        if !given(matches, arg) && !covered.contains(arg.get_id().as_str()) {
+            insert(arg, &key, &values, &place, &mut inserted)?;
         }
     }
-    Ok(args)
+    Ok(inserted)
 }
 
 /// Turns nested maps into dotted keys; scalars become strings, sequences several values.
@@ -284,7 +487,6 @@ fn flatten(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{Arg, ArgAction};
 
     fn command() -> Command {
         Command::new("regatta").subcommand(
@@ -523,6 +725,325 @@ mod tests {
                 .collect();
             assert_eq!(members, ["1=a", "2=b"], "{name}");
         }
+    }
+
+    /// A command with one option of each kind the environment fills. `data-dir` reads
+    /// `CARGO_MANIFEST_DIR` as its `REGATTA_*` variable: cargo and nextest set it in the
+    /// test's process, so a variable clap reads itself is set without touching the
+    /// environment.
+    fn env_command() -> Command {
+        Command::new("regatta").subcommand(
+            Command::new("core")
+                .arg(Arg::new(CONFIG_FILE_ID).long("config"))
+                .arg(
+                    Arg::new("node")
+                        .long("raft.node-id")
+                        .env("REGATTA_TEST_UNSET_NODE_ID")
+                        .default_value("0"),
+                )
+                .arg(Arg::new("data").long("data-dir").env("CARGO_MANIFEST_DIR"))
+                .arg(
+                    Arg::new("members")
+                        .long("raft.initial-members")
+                        .action(ArgAction::Append)
+                        .value_delimiter(','),
+                )
+                .arg(
+                    Arg::new("cca")
+                        .long("api.client-cert-auth")
+                        .action(ArgAction::SetTrue),
+                )
+                .arg(
+                    Arg::new("port")
+                        .long("api.port")
+                        .value_parser(clap::value_parser!(u16)),
+                ),
+        )
+    }
+
+    /// Parses `regatta core` with `flags`, the config file `yaml` (none when `None`) and
+    /// the environment `env`.
+    fn parse_env(
+        flags: &[&str],
+        yaml: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<ArgMatches, clap::Error> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut argv: Vec<OsString> = ["regatta", "core"].iter().map(OsString::from).collect();
+        argv.extend(flags.iter().map(OsString::from));
+        if let Some(yaml) = yaml {
+            let path = dir.path().join("c.yaml");
+            std::fs::write(&path, yaml).expect("write config");
+            argv.push("--config".into());
+            argv.push(path.into_os_string());
+        }
+        let env: Environment = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        // No directory is searched: only `--config` names a file.
+        parse_with_sources(env_command(), argv, &[], &env)
+    }
+
+    fn core_many(m: &ArgMatches, id: &str) -> Vec<String> {
+        m.subcommand_matches("core")
+            .and_then(|c| c.get_many::<String>(id))
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn core_flag(m: &ArgMatches, id: &str) -> bool {
+        m.subcommand_matches("core").is_some_and(|c| c.get_flag(id))
+    }
+
+    #[test]
+    fn regatta_style_names_are_the_upper_cased_keys() {
+        assert_eq!(regatta_env_name("api.address"), "API.ADDRESS");
+        assert_eq!(regatta_env_name("raft.node-id"), "RAFT.NODE-ID");
+        assert_eq!(
+            regatta_env_name("replication.leader-address"),
+            "REPLICATION.LEADER-ADDRESS"
+        );
+        assert_eq!(regatta_env_name("data-dir"), "DATA-DIR");
+    }
+
+    #[test]
+    fn precedence_is_flag_then_regatta_env_then_regatta_style_env_then_file_then_default() {
+        // `raft.node-id` has no `REGATTA_*` variable set: every combination of the other
+        // three places, and the default when none gives it.
+        for flag in [false, true] {
+            for style in [false, true] {
+                for file in [false, true] {
+                    let flags: &[&str] = if flag { &["--raft.node-id=1"] } else { &[] };
+                    let env: &[(&str, &str)] = if style { &[("RAFT.NODE-ID", "2")] } else { &[] };
+                    let yaml = file.then_some("raft.node-id: 3\n");
+                    let m = parse_env(flags, yaml, env).expect("parses");
+                    let expected = if flag {
+                        "1"
+                    } else if style {
+                        "2"
+                    } else if file {
+                        "3"
+                    } else {
+                        "0"
+                    };
+                    assert_eq!(
+                        core_value(&m, "node").as_deref(),
+                        Some(expected),
+                        "flag={flag} style={style} file={file}"
+                    );
+                }
+            }
+        }
+        // `data-dir` has its `REGATTA_*` variable set: it wins over everything but a flag.
+        let regatta_env = std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR for tests");
+        for flag in [false, true] {
+            for style in [false, true] {
+                for file in [false, true] {
+                    let flags: &[&str] = if flag { &["--data-dir=flag"] } else { &[] };
+                    let env: &[(&str, &str)] = if style { &[("DATA-DIR", "style")] } else { &[] };
+                    let yaml = file.then_some("data-dir: file\n");
+                    let m = parse_env(flags, yaml, env).expect("parses");
+                    let expected = if flag { "flag" } else { regatta_env.as_str() };
+                    assert_eq!(
+                        core_value(&m, "data").as_deref(),
+                        Some(expected),
+                        "flag={flag} style={style} file={file}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn regatta_style_lists_split_on_the_options_delimiter() {
+        let m = parse_env(
+            &[],
+            Some("raft.initial-members: [\"9=file:1\"]\n"),
+            &[("RAFT.INITIAL-MEMBERS", "1=h:1,2=h:2")],
+        )
+        .expect("parses");
+        assert_eq!(
+            core_many(&m, "members"),
+            ["1=h:1", "2=h:2"],
+            "the environment replaces the file's list, it does not add to it"
+        );
+        let m = parse_env(
+            &["--raft.initial-members=3=h:3"],
+            None,
+            &[("RAFT.INITIAL-MEMBERS", "1=h:1,2=h:2")],
+        )
+        .expect("parses");
+        assert_eq!(core_many(&m, "members"), ["3=h:3"], "a flag replaces it");
+    }
+
+    #[test]
+    fn regatta_style_switches_take_true_or_false_and_false_beats_the_file() {
+        let m = parse_env(&[], None, &[("API.CLIENT-CERT-AUTH", "true")]).expect("parses");
+        assert!(core_flag(&m, "cca"));
+        let m = parse_env(&[], None, &[("API.CLIENT-CERT-AUTH", "false")]).expect("parses");
+        assert!(!core_flag(&m, "cca"));
+        let m = parse_env(&[], Some("api.client-cert-auth: true\n"), &[]).expect("parses");
+        assert!(core_flag(&m, "cca"), "a switch set in the file");
+        let m = parse_env(
+            &[],
+            Some("api.client-cert-auth: true\n"),
+            &[("API.CLIENT-CERT-AUTH", "false")],
+        )
+        .expect("parses");
+        assert!(
+            !core_flag(&m, "cca"),
+            "false in the environment wins over the file"
+        );
+        let m = parse_env(
+            &["--api.client-cert-auth"],
+            None,
+            &[("API.CLIENT-CERT-AUTH", "false")],
+        )
+        .expect("parses");
+        assert!(core_flag(&m, "cca"), "the flag wins");
+        let err = parse_env(&[], None, &[("API.CLIENT-CERT-AUTH", "yes please")])
+            .expect_err("not a boolean");
+        let text = err.to_string();
+        assert!(
+            text.contains("API.CLIENT-CERT-AUTH") && text.contains("true or false"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_regatta_style_variable_counts_as_unset() {
+        let m = parse_env(&[], Some("raft.node-id: 3\n"), &[("RAFT.NODE-ID", "")]).expect("parses");
+        assert_eq!(core_value(&m, "node").as_deref(), Some("3"), "the file's");
+        let m = parse_env(
+            &[],
+            None,
+            &[("RAFT.NODE-ID", ""), ("API.CLIENT-CERT-AUTH", "")],
+        )
+        .expect("parses");
+        assert_eq!(core_value(&m, "node").as_deref(), Some("0"), "the default");
+        assert!(!core_flag(&m, "cca"));
+    }
+
+    #[test]
+    fn other_variables_and_other_spellings_are_ignored() {
+        let m = parse_env(
+            &[],
+            None,
+            &[
+                ("raft.node-id", "5"),
+                ("RAFT_NODE_ID", "6"),
+                ("CONFIG", "/nonexistent.yaml"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(core_value(&m, "node").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_or_the_file_names_where_it_came_from() {
+        let err = parse_env(&[], None, &[("API.PORT", "http")]).expect_err("not a port");
+        let text = err.to_string();
+        assert!(
+            text.contains("'http'") && text.contains("environment variable API.PORT"),
+            "{text}"
+        );
+        let err = parse_env(&[], Some("api.port: 70000\n"), &[]).expect_err("not a port");
+        let text = err.to_string();
+        assert!(
+            text.contains("70000") && text.contains("config file") && text.contains("c.yaml"),
+            "{text}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_regatta_style_variable_that_is_not_utf8_is_an_error_naming_it() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut env = Environment::new();
+        env.insert("RAFT.NODE-ID".into(), OsString::from_vec(vec![b'1', 0xff]));
+        let argv = ["regatta", "core"].iter().map(OsString::from).collect();
+        let err = parse_with_sources(env_command(), argv, &[], &env).expect_err("not UTF-8");
+        let text = err.to_string();
+        assert!(
+            text.contains("RAFT.NODE-ID") && text.contains("UTF-8"),
+            "{text}"
+        );
+        // A given flag leaves the variable unread.
+        let argv = ["regatta", "core", "--raft.node-id=4"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let m = parse_with_sources(env_command(), argv, &[], &env).expect("parses");
+        assert_eq!(core_value(&m, "node").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn a_required_option_may_come_from_the_environment_or_the_file() {
+        let command = || {
+            env_command().mut_subcommand("core", |c| {
+                c.arg(
+                    Arg::new("leader")
+                        .long("replication.leader-address")
+                        .action(ArgAction::Append)
+                        .value_delimiter(',')
+                        .required(true),
+                )
+            })
+        };
+        let parse = |yaml: Option<&str>, env: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut argv: Vec<OsString> = ["regatta", "core"].iter().map(OsString::from).collect();
+            if let Some(yaml) = yaml {
+                let path = dir.path().join("c.yaml");
+                std::fs::write(&path, yaml).expect("write config");
+                argv.push("--config".into());
+                argv.push(path.into_os_string());
+            }
+            let env: Environment = env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect();
+            parse_with_sources(command(), argv, &[], &env)
+        };
+        let err = parse(None, &[]).expect_err("given nowhere");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let m = parse(
+            None,
+            &[("REPLICATION.LEADER-ADDRESS", "http://a:1,http://b:1")],
+        )
+        .expect("from the environment");
+        assert_eq!(core_many(&m, "leader"), ["http://a:1", "http://b:1"]);
+        let m =
+            parse(Some("replication.leader-address: http://c:1\n"), &[]).expect("from the file");
+        assert_eq!(core_many(&m, "leader"), ["http://c:1"]);
+        let argv = ["regatta", "core", "--help"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let help = parse_with_sources(command(), argv, &[], &Environment::new())
+            .expect_err("help is an error to clap")
+            .to_string();
+        assert!(
+            help.contains("Usage: regatta core [OPTIONS] --replication.leader-address"),
+            "the usage shows the option as required: {help}"
+        );
+    }
+
+    #[test]
+    fn commands_without_a_config_file_read_no_regatta_style_variables() {
+        let command = Command::new("regatta")
+            .subcommand(Command::new("kv").arg(Arg::new("address").long("address")));
+        let env: Environment = [(OsString::from("ADDRESS"), OsString::from("h:1"))].into();
+        let argv = ["regatta", "kv"].iter().map(OsString::from).collect();
+        let m = parse_with_sources(command, argv, &[], &env).expect("parses");
+        assert_eq!(
+            m.subcommand_matches("kv")
+                .and_then(|k| k.get_one::<String>("address")),
+            None
+        );
     }
 
     #[cfg(unix)]

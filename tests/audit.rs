@@ -488,7 +488,11 @@ fn bad_input_is_refused_clearly() {
     );
     // --raft.node-id needs --data-dir.
     refused(&[&nowhere[..], &["--raft.node-id", "2"]].concat(), 2, &[]);
-    refused(&["backup"], 2, &[]);
+    refused(
+        &["backup", "--address", "grpc://127.0.0.1:1"],
+        2,
+        &["scheme"],
+    );
     refused(&["log", "verify"], 2, &[]);
 }
 

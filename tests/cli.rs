@@ -350,3 +350,147 @@ async fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{refused}");
     }
 }
+
+/// A CA and a server certificate it signed for 127.0.0.1: (CA, certificate, key) files.
+fn server_certificate(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "regatta test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    };
+    [
+        write("ca.pem", ca.pem()),
+        write("server.pem", cert.pem()),
+        write("server.key", key.serialize_pem()),
+    ]
+}
+
+/// Runs `regatta args…` in the working directory `cwd`; exit code, stdout, stderr.
+fn run_in(cwd: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run regatta");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn backup_and_restore_reach_a_bare_address_over_tls_and_default_to_the_current_directory() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let [ca, cert, key] = server_certificate(root.path());
+    let ca = ca.display().to_string();
+
+    phase("a single-node core serving its API over TLS only");
+    let mut core = Node::core(1, root.path());
+    core.api = format!("https://127.0.0.1:{}", free_port());
+    core.args = vec![
+        format!("--api.cert-filename={}", cert.display()),
+        format!("--api.key-filename={}", key.display()),
+    ];
+    let members = initial_members(std::slice::from_ref(&core));
+    core.start(&members);
+    let url = core.api.clone();
+    let bare = url.trim_start_matches("https://").to_string();
+    let here = root.path();
+    let at_url = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--address", &url, "--ca", &ca]);
+        run_in(here, &all)
+    };
+    wait_until_blocking("the node serves over TLS", || {
+        at_url(&["table", "list"]).0 == 0
+    });
+    assert_eq!(at_url(&["table", "create", "t"]).0, 0);
+    assert_eq!(at_url(&["kv", "put", "t", "k", "backed-up"]).0, 0);
+
+    phase("regatta backup --address host:port --ca CA --dir D --json: TLS, as in Regatta");
+    let dir = root.path().join("backup");
+    let dir_arg = dir.display().to_string();
+    let (code, out, err) = run_in(
+        here,
+        &[
+            "backup",
+            "--address",
+            &bare,
+            "--ca",
+            &ca,
+            "--dir",
+            &dir_arg,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "backup over TLS at a bare address: {err}");
+    serde_json::from_str::<serde_json::Value>(&out).expect("--json prints JSON");
+    assert!(dir.join("manifest.json").is_file() && dir.join("t.bak").is_file());
+
+    phase("regatta restore --address host:port --ca CA --dir D undoes later changes");
+    assert_eq!(at_url(&["kv", "put", "t", "k", "changed"]).0, 0);
+    assert_eq!(at_url(&["kv", "put", "t", "later", "x"]).0, 0);
+    let (code, _, err) = run_in(
+        here,
+        &[
+            "restore",
+            "--address",
+            &bare,
+            "--ca",
+            &ca,
+            "--dir",
+            &dir_arg,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "restore over TLS at a bare address: {err}");
+    let (code, out, err) = at_url(&["kv", "get", "t", "k"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backed-up"), "restored: {out}");
+    assert_eq!(at_url(&["kv", "get", "t", "later"]).0, 4, "gone again");
+
+    phase("without --dir, backup writes into the working directory and restore reads it");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run_in(cwd.path(), &["backup", "--address", &bare, "--ca", &ca]);
+    assert_eq!(code, 0, "backup into the working directory: {err}");
+    assert!(
+        cwd.path().join("manifest.json").is_file() && cwd.path().join("t.bak").is_file(),
+        "the backup is in the working directory"
+    );
+    assert_eq!(at_url(&["kv", "put", "t", "k", "changed-again"]).0, 0);
+    let (code, _, err) = run_in(cwd.path(), &["restore", "--address", &bare, "--ca", &ca]);
+    assert_eq!(code, 0, "restore from the working directory: {err}");
+    let (_, out, _) = at_url(&["kv", "get", "t", "k"]);
+    assert!(out.contains("backed-up"), "restored: {out}");
+
+    phase("every other command still takes a bare address as plaintext");
+    let (code, _, err) = run_in(
+        here,
+        &[
+            "table",
+            "list",
+            "--address",
+            &bare,
+            "--ca",
+            &ca,
+            "--timeout=2s",
+        ],
+    );
+    assert_ne!(code, 0, "plaintext to the TLS port: {err}");
+}

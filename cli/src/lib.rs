@@ -14,7 +14,9 @@
 //!
 //! Modules:
 //! - [`client`]: connection options (`--address`, `--timeout`, `--token`, `--json`),
-//!   requests, and `kv`, `table`, `cluster`, `backup --dir` / `restore --dir` over the API;
+//!   requests, and `kv`, `table`, `cluster`, `backup --dir` / `restore --dir` over the API
+//!   (`backup` and `restore` take a bare `host:port` `--address` as TLS, as Regatta's do;
+//!   the other commands as plaintext);
 //! - [`audit`]: `log replay`, `log verify`, point-in-time `restore --from`, `backup list`;
 //! - [`reseed`]: moving a damaged data directory aside so that the node is filled again;
 //! - [`progress`]: progress of long operations on stderr;
@@ -48,19 +50,24 @@ pub enum Tool {
         #[command(subcommand)]
         command: client::kv::KvCommand,
     },
-    /// Back up tables into a directory in Regatta's backup format (`--dir`, through the
-    /// API), or list what the object store can restore (`backup list`).
-    #[command(args_conflicts_with_subcommands = true)]
+    /// Back up tables into a directory in Regatta's backup format (`--dir`, default the
+    /// current directory, through the API), or list what the object store can restore
+    /// (`backup list`).
+    #[command(
+        args_conflicts_with_subcommands = true,
+        mut_arg("address", |a| a.help(client::BARE_IS_TLS_HELP))
+    )]
     Backup {
         #[command(flatten)]
         options: ClientOptions,
         #[command(flatten)]
         args: audit::restore::BackupCli,
     },
-    /// Restore tables from a backup directory in Regatta's format (`--dir`, checks every MD5
-    /// first), or restore to a point in time from object storage (`--from URL [--revision
-    /// R]`) into the running cluster at `--address` or into a fresh data directory
-    /// (`--data-dir D`).
+    /// Restore tables from a backup directory in Regatta's format (`--dir`, default the
+    /// current directory; checks every MD5 first), or restore to a point in time from object
+    /// storage (`--from URL [--revision R]`) into the running cluster at `--address` or into
+    /// a fresh data directory (`--data-dir D`).
+    #[command(mut_arg("address", |a| a.help(client::BARE_IS_TLS_HELP)))]
     Restore {
         #[command(flatten)]
         options: ClientOptions,
@@ -98,13 +105,16 @@ impl Tool {
         match self {
             Self::Table { options, command } => client::table::run(command, &options).await,
             Self::Kv { options, command } => client::kv::run(command, &options).await,
-            Self::Backup { options, args } => audit::restore::backup(args, &options).await,
+            // Regatta's backup and restore always dial TLS: a bare host:port means https://.
+            Self::Backup { options, args } => {
+                audit::restore::backup(args, &options.tls_when_bare()).await
+            }
             Self::Restore { options, args } => {
                 let address_given = matches
                     .subcommand_matches("restore")
                     .and_then(|m| m.value_source("address"))
                     == Some(clap::parser::ValueSource::CommandLine);
-                audit::restore::restore(args, &options, address_given).await
+                audit::restore::restore(args, &options.tls_when_bare(), address_given).await
             }
             Self::Log { command } => audit::run(command).await,
             Self::Cluster { options, command } => client::cluster::run(command, &options).await,

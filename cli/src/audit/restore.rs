@@ -45,8 +45,9 @@ use super::{archive_of, snapshots_of};
 #[derive(Args, Debug)]
 pub struct RestoreCli {
     /// Backup directory in Regatta's format (manifest.json + <table>.bak) to restore
-    /// through the Maintenance API of the node at --address.
-    #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+    /// through the Maintenance API of the node at --address. Default (without --from, or
+    /// given empty): the current directory, as in Regatta.
+    #[arg(long, conflicts_with = "from", value_parser = path_or_empty())]
     pub dir: Option<PathBuf>,
     /// Object store URL to restore from (point in time): builds the state at --revision and
     /// restores its tables into the cluster at --address (each table is created if missing,
@@ -77,12 +78,13 @@ pub struct RestoreCli {
     pub tables: Vec<String>,
 }
 
-/// `regatta backup`: `--dir DIR` writes a backup directory through the API; the
-/// subcommands work with the object store.
+/// `regatta backup`: `--dir DIR` (default: the current directory) writes a backup
+/// directory through the API; the subcommands work with the object store.
 #[derive(Args, Debug)]
 pub struct BackupCli {
-    /// Directory to write a backup into, in Regatta's format, through the API.
-    #[arg(long)]
+    /// Directory to write a backup into, in Regatta's format, through the API. Default
+    /// (without a subcommand, or given empty): the current directory, as in Regatta.
+    #[arg(long, value_parser = path_or_empty())]
     pub dir: Option<PathBuf>,
     /// Tables to back up (repeatable); default: every table.
     #[arg(long = "table")]
@@ -109,30 +111,41 @@ pub async fn backup(cli: BackupCli, options: &ClientOptions) -> CliResult {
     match (cli.command, cli.dir) {
         (Some(BackupCommand::List { object_store }), _) => list(&object_store, options).await,
         (Some(BackupCommand::Create), _) => crate::client::backup::create(options).await,
-        (None, Some(dir)) => {
+        (None, dir) => {
             crate::client::backup::backup(
                 crate::client::backup::BackupArgs {
-                    dir,
+                    dir: dir_or_current(dir),
                     tables: cli.tables,
                 },
                 options,
             )
             .await
         }
-        (None, None) => Err(Failure::usage(
-            "give --dir DIR (a backup through the API) or a subcommand (create, list)",
-        )),
     }
+}
+
+/// The parser of a `--dir` that may be given empty (`--dir ""`, the current directory as in
+/// Regatta), which clap's path parser refuses.
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+/// A `--dir` of `backup` or `restore`: not given, or given empty, is the current directory,
+/// as in Regatta.
+fn dir_or_current(dir: Option<PathBuf>) -> PathBuf {
+    dir.filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// `address_given`: `--address` was on the command line (it conflicts with `--data-dir`; an
 /// address from `REGATTA_ADDRESS` or the default does not).
 pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bool) -> CliResult {
     match (cli.dir, cli.from) {
-        (Some(dir), None) => {
+        (dir, None) => {
             crate::client::backup::restore(
                 crate::client::backup::RestoreArgs {
-                    dir,
+                    dir: dir_or_current(dir),
                     tables: cli.tables,
                 },
                 options,
@@ -168,7 +181,9 @@ pub async fn restore(cli: RestoreCli, options: &ClientOptions, address_given: bo
             })
             .await
         }
-        _ => Err(Failure::usage("give either --dir DIR or --from URL")),
+        (Some(_), Some(_)) => Err(Failure::usage(
+            "--dir and --from exclude each other: restore from a backup directory or from an object store",
+        )),
     }
 }
 

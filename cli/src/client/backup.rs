@@ -90,10 +90,11 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
             backup::MANIFEST_FILE
         )));
     }
-    let mut dir =
-        backup::BackupDir::create(&args.dir, now()).map_err(|e| write_failure(&args.dir, e))?;
+    // Reach the node first: a refused connection leaves no directory behind.
     let options = &long_operation(options);
     let channel = connect(options).await?;
+    let mut dir =
+        backup::BackupDir::create(&args.dir, now()).map_err(|e| write_failure(&args.dir, e))?;
     let tables = if args.tables.is_empty() {
         let listed = TablesClient::new(channel.clone())
             .list(request(options, ListTablesRequest {})?)
@@ -167,6 +168,18 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
     // A backup that cannot be read is the caller's to fix (a usage error).
     let refused =
         |e: regatta_materializer::Error| Failure::usage(format!("{}: {e}", args.dir.display()));
+    if !backup::holds_backup(&args.dir) {
+        return Err(Failure::usage(format!(
+            "{} holds no backup (no {}): give --dir with the directory `regatta backup` wrote{}",
+            args.dir.display(),
+            backup::MANIFEST_FILE,
+            if args.dir == Path::new(".") {
+                " (without --dir, the current directory is read)"
+            } else {
+                ""
+            }
+        )));
+    }
     let manifest = backup::read_manifest(&args.dir).map_err(refused)?;
     for wanted in &args.tables {
         if !manifest.tables.iter().any(|t| &t.name == wanted) {

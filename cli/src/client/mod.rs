@@ -26,7 +26,8 @@ pub use crate::error::{CliResult, Failure};
 /// Options every client command takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientOptions {
-    /// Address of a node's public API (core or edge).
+    /// Address of a node's public API (core or edge): http:// (plaintext, also a bare
+    /// host:port) or https:// (TLS).
     #[arg(
         long,
         global = true,
@@ -58,6 +59,35 @@ pub struct ClientOptions {
     /// Private key (PEM) of --cert; needs --cert.
     #[arg(long = "key", global = true, env = "REGATTA_KEY")]
     pub client_key: Option<std::path::PathBuf>,
+}
+
+/// The help of `--address` on `regatta backup` and `regatta restore`, where a bare
+/// `host:port` means TLS ([`ClientOptions::tls_when_bare`]).
+pub const BARE_IS_TLS_HELP: &str = "Address of a node's public API (core or edge): a URL \
+    (http:// plaintext, https:// TLS) or a bare host:port, which is reached over TLS \
+    (https://), as Regatta's backup and restore always dial TLS (--ca, or the system's \
+    trusted roots)";
+
+impl ClientOptions {
+    /// These options with a bare `host:port` `--address` (no scheme) turned into
+    /// `https://host:port`: `regatta backup` and `regatta restore` take one as Regatta's
+    /// do, which always dial TLS. Every other command reaches a bare address in plaintext
+    /// ([`check_address`]).
+    pub fn tls_when_bare(&self) -> Self {
+        Self {
+            address: bare_as_tls(&self.address),
+            ..self.clone()
+        }
+    }
+}
+
+/// `address` with `https://` in front when it has no scheme.
+pub fn bare_as_tls(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("https://{address}")
+    }
 }
 
 /// Whether `--address` asks for TLS (`https://`), refusing any scheme but `http` and
@@ -128,5 +158,19 @@ mod tests {
         assert!(check_address("https://127.0.0.1:8443").expect("TLS"));
         assert!(check_address("HTTPS://h:1").expect("TLS"));
         assert_eq!(check_address("grpc://h:1").expect_err("refused").code, 2);
+    }
+
+    #[test]
+    fn backup_and_restore_take_a_bare_address_as_tls() {
+        assert_eq!(bare_as_tls("127.0.0.1:8443"), "https://127.0.0.1:8443");
+        assert_eq!(bare_as_tls("[::1]:8443"), "https://[::1]:8443");
+        assert_eq!(bare_as_tls("regatta.svc:443"), "https://regatta.svc:443");
+        assert_eq!(bare_as_tls("http://h:1"), "http://h:1", "a URL is kept");
+        assert_eq!(bare_as_tls("https://h:1"), "https://h:1");
+        assert_eq!(
+            bare_as_tls("grpc://h:1"),
+            "grpc://h:1",
+            "refused later, as given"
+        );
     }
 }
