@@ -163,7 +163,11 @@ mod tests {
 
     #[test]
     fn puts_of_one_entry_share_its_revision_and_reads_see_the_last() {
-        let s = step(&KeyState::absent(), &put(b"a"), Some(&Return::Put { revision: 5 }));
+        let s = step(
+            &KeyState::absent(),
+            &put(b"a"),
+            Some(&Return::Put { revision: 5 }),
+        );
         let s = step(&s[0], &put(b"b"), Some(&Return::Put { revision: 5 })).remove(0);
         assert_eq!(step(&s, &Call::Get, Some(&got(Some(b"b"), 5))).len(), 1);
         assert!(step(&s, &Call::Get, Some(&got(Some(b"a"), 5))).is_empty());

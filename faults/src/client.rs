@@ -7,7 +7,8 @@
 //!   read; values are unique, so "the value is still V" is "the key's modification revision
 //!   is still the one read with V", which is what the history records (`Cas { expect }`).
 //! - Edge sessions are bound to one edge: serializable Range (an [`EdgeRead`] with the
-//!   header's revision) and now and then a Put through the edge (into the history, and a
+//!   header's revision), now and then a linearizable Range (into the history, judged with
+//!   the core's operations) and a Put through the edge (into the history, and a
 //!   [`SessionWrite`] when acknowledged).
 //!
 //! Every operation has a deadline. What an answer means is decided once, in [`classify`]:
@@ -117,8 +118,9 @@ impl Shared {
         f(&mut record)
     }
 
-    fn read_error(&self, code: Code) {
-        self.with_record(|r| *r.read_errors.entry(format!("{code:?}")).or_default() += 1);
+    /// Counts a read's error by where it happened (`core`, `edge`) and its code.
+    fn read_error(&self, at: &str, code: Code) {
+        self.with_record(|r| *r.read_errors.entry(format!("{at}:{code:?}")).or_default() += 1);
     }
 }
 
@@ -257,7 +259,7 @@ pub async fn core_client(shared: Arc<Shared>, channels: Vec<Channel>, seed: u64)
                     )
                 }
                 Err(code) => {
-                    shared.read_error(code);
+                    shared.read_error("core", code);
                     (Call::Get, Outcome::Failed)
                 }
             },
@@ -290,7 +292,31 @@ pub async fn edge_session(shared: Arc<Shared>, channel: Channel, session: u32, s
     while !shared.stop.load(Ordering::Relaxed) {
         let key = shared.keys[rng.below(shared.keys.len())].clone();
         let invoke = shared.now();
-        if rng.below(100) < 10 {
+        let roll = rng.below(100);
+        if (10..20).contains(&roll) {
+            // A linearizable read at the edge (the core's read index): judged with the core's.
+            let outcome = match get(&mut kv, d, &key, true).await {
+                Ok((value, mod_revision, _)) => Outcome::Ok(Return::Get {
+                    value,
+                    mod_revision,
+                }),
+                Err(code) => {
+                    shared.read_error("edge", code);
+                    Outcome::Failed
+                }
+            };
+            let complete = shared.now();
+            shared.with_record(|r| {
+                r.history.push(Op {
+                    client,
+                    key,
+                    call: Call::Get,
+                    invoke,
+                    complete,
+                    outcome,
+                })
+            });
+        } else if roll < 10 {
             let value = shared.value(client);
             let outcome = put(&mut kv, d, &key, &value).await;
             let complete = shared.now();
@@ -332,7 +358,7 @@ pub async fn edge_session(shared: Arc<Shared>, channel: Channel, session: u32, s
                         })
                     });
                 }
-                Err(code) => shared.read_error(code),
+                Err(code) => shared.read_error("edge", code),
             }
         }
         tokio::time::sleep(shared.pace.mul_f64(0.5 + rng.unit())).await; // load pacing

@@ -161,7 +161,9 @@ impl Node {
                 .await?;
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await?;
-            std::io::Result::Ok(response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200"))
+            std::io::Result::Ok(
+                response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200"),
+            )
         };
         matches!(timeout(Duration::from_secs(1), get).await, Ok(Ok(true)))
     }
@@ -254,7 +256,9 @@ impl Cluster {
     }
 
     pub fn cores(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| matches!(n.kind, Kind::Core { .. }))
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::Core { .. }))
     }
 
     pub fn edges(&self) -> impl Iterator<Item = &Node> {
@@ -306,7 +310,10 @@ impl Cluster {
     /// Waits until every node answers `/readyz` with 200.
     pub async fn wait_ready(&self, limit: Duration) -> Result<()> {
         for node in &self.nodes {
-            Self::wait(&format!("{} to be ready", node.name), limit, || node.ready()).await?;
+            Self::wait(&format!("{} to be ready", node.name), limit, || {
+                node.ready()
+            })
+            .await?;
         }
         Ok(())
     }

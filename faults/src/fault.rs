@@ -250,7 +250,10 @@ mod tests {
         let time: Duration = steps.iter().map(|s| s.hold + s.rest).sum();
         assert!(time >= total);
         let last = steps.last().expect("a step");
-        assert!(time - (last.hold + last.rest) < total, "no step past the end");
+        assert!(
+            time - (last.hold + last.rest) < total,
+            "no step past the end"
+        );
         for step in &steps {
             if let Fault::Pause(_) = step.fault {
                 assert!(step.hold >= Duration::from_secs(3));

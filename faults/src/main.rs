@@ -33,7 +33,10 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "regatta-faults", about = "Regatta's fault suite (needs root and ip netns)")]
+#[command(
+    name = "regatta-faults",
+    about = "Regatta's fault suite (needs root and ip netns)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -250,7 +253,10 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
             }
         }
     };
-    log(origin, &format!("final core state at revision {}", core.revision));
+    log(
+        origin,
+        &format!("final core state at revision {}", core.revision),
+    );
     for edge in cluster.edges() {
         match converge(&cluster, edge, core.clone()).await {
             Ok(()) => log(origin, &format!("{} converged", edge.name)),
@@ -350,7 +356,11 @@ async fn final_core_state(cluster: &Cluster) -> Result<Snapshot> {
 }
 
 /// Waits until `edge` serves the core's state at the core's revision.
-async fn converge(cluster: &Cluster, edge: &cluster::Node, mut core: Snapshot) -> Result<(), String> {
+async fn converge(
+    cluster: &Cluster,
+    edge: &cluster::Node,
+    mut core: Snapshot,
+) -> Result<(), String> {
     let deadline = Instant::now() + RECOVERY;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
@@ -359,10 +369,16 @@ async fn converge(cluster: &Cluster, edge: &cluster::Node, mut core: Snapshot) -
                 Convergence::Converged => return Ok(()),
                 Convergence::Diverged(why) => return Err(format!("diverged from the core {why}")),
                 Convergence::Behind => {
-                    last = format!("at revision {}, core at {}", at_edge.revision, core.revision)
+                    last = format!(
+                        "at revision {}, core at {}",
+                        at_edge.revision, core.revision
+                    )
                 }
                 Convergence::Ahead => {
-                    last = format!("ahead of the core read ({} > {})", at_edge.revision, core.revision);
+                    last = format!(
+                        "ahead of the core read ({} > {})",
+                        at_edge.revision, core.revision
+                    );
                     if let Ok(fresh) = final_core_state(cluster).await {
                         core = fresh;
                     }

@@ -95,13 +95,18 @@ impl Net {
         cleanup();
         let net = Self { hosts: hosts() };
         run("ip", &["netns", "add", SWITCH])?;
-        run("ip", &["-n", SWITCH, "link", "add", "br0", "type", "bridge"])?;
+        run(
+            "ip",
+            &["-n", SWITCH, "link", "add", "br0", "type", "bridge"],
+        )?;
         run("ip", &["-n", SWITCH, "link", "set", "br0", "up"])?;
         run("ip", &["-n", SWITCH, "link", "set", "lo", "up"])?;
         let attach = |switch_end: &str| -> Result<()> {
             run(
                 "ip",
-                &["-n", SWITCH, "link", "set", switch_end, "master", "br0", "up"],
+                &[
+                    "-n", SWITCH, "link", "set", switch_end, "master", "br0", "up",
+                ],
             )
         };
         let own = std::process::id().to_string(); // our network namespace, by our pid
@@ -113,7 +118,10 @@ impl Net {
             ],
         )?;
         attach("host")?;
-        run("ip", &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", HOST_LINK])?;
+        run(
+            "ip",
+            &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", HOST_LINK],
+        )?;
         run("ip", &["link", "set", HOST_LINK, "up"])?;
         for host in &net.hosts {
             let ns = host.ns.as_str();

@@ -8,9 +8,7 @@
 use std::{collections::BTreeMap, io::Write, path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use regatta_checker::{
-    Call, History, Outcome, Return, durability::Final, sessions::EdgeRead,
-};
+use regatta_checker::{Call, History, Outcome, Return, durability::Final, sessions::EdgeRead};
 use regatta_proto::regatta::v1::{RangeRequest, kv_client::KvClient};
 use serde_json::json;
 use tonic::transport::Channel;
@@ -159,7 +157,9 @@ pub fn write_record(dir: &Path, history: &History, reads: &[EdgeRead]) -> Result
             Outcome::Ok(Return::Get {
                 value,
                 mod_revision,
-            }) => json!({"ok": {"value": value.as_deref().map(text), "mod_revision": mod_revision}}),
+            }) => {
+                json!({"ok": {"value": value.as_deref().map(text), "mod_revision": mod_revision}})
+            }
             Outcome::Ok(Return::Cas {
                 succeeded,
                 revision,
@@ -208,7 +208,10 @@ mod tests {
     fn an_edge_converges_only_to_the_cores_state_at_its_revision() {
         let core = snap(10, &[("a", "x", 4), ("b", "y", 10)]);
         assert_eq!(compare(&core, &core.clone()), Convergence::Converged);
-        assert_eq!(compare(&core, &snap(9, &[("a", "x", 4)])), Convergence::Behind);
+        assert_eq!(
+            compare(&core, &snap(9, &[("a", "x", 4)])),
+            Convergence::Behind
+        );
         assert_eq!(compare(&core, &snap(11, &[])), Convergence::Ahead);
         let Convergence::Diverged(why) = compare(&core, &snap(10, &[("a", "x", 4)])) else {
             panic!("a missing key at the same revision is a divergence");
