@@ -84,12 +84,23 @@ pub struct Shared {
     pub deadline: Duration,
     pub pace: Duration,
     pub keys: Vec<Vec<u8>>,
+    /// A deliberate client bug, to prove the checker bites: the core clients' reads are
+    /// serializable (a node's own state, stale on a cut-off node) but recorded as
+    /// linearizable.
+    pub stale_core_reads: bool,
 }
 
 impl Shared {
-    pub fn new(keys: usize, deadline: Duration, pace: Duration) -> Arc<Self> {
+    /// `origin`: time zero of the history (the run's log uses the same).
+    pub fn new(
+        origin: Instant,
+        keys: usize,
+        deadline: Duration,
+        pace: Duration,
+        stale: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            origin: Instant::now(),
+            origin,
             stop: AtomicBool::new(false),
             record: Mutex::new(Record::default()),
             next_client: AtomicU32::new(1),
@@ -97,6 +108,7 @@ impl Shared {
             deadline,
             pace,
             keys: (0..keys).map(|i| format!("k{i}").into_bytes()).collect(),
+            stale_core_reads: stale,
         })
     }
 
@@ -244,7 +256,7 @@ pub async fn core_client(shared: Arc<Shared>, channels: Vec<Channel>, seed: u64)
                 let outcome = put(&mut kv, d, &key, &value).await;
                 (Call::Put { value }, outcome)
             }
-            _ => match get(&mut kv, d, &key, true).await {
+            _ => match get(&mut kv, d, &key, !shared.stale_core_reads).await {
                 Ok((value, mod_revision, _)) => {
                     match &value {
                         Some(v) => seen.insert(key.clone(), (v.clone(), mod_revision)),

@@ -289,6 +289,20 @@ impl Cluster {
             .map(|n| n.name.clone())
     }
 
+    /// Each core's view, for the run's log: `core1 L3 T10 A120` (leader 3, term 10,
+    /// applied 120), `-` when it does not answer.
+    pub async fn status_line(&self) -> String {
+        let mut words = Vec::new();
+        for node in self.cores() {
+            let view = match node.status().await {
+                Some(s) => format!("{} L{} T{} A{}", node.name, s.leader, s.term, s.applied),
+                None => format!("{} -", node.name),
+            };
+            words.push(view);
+        }
+        words.join(", ")
+    }
+
     /// Waits up to `limit` for `check` to hold, polling every 200 ms.
     pub async fn wait<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
     where

@@ -8,7 +8,9 @@
 use std::{collections::BTreeMap, io::Write, path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use regatta_checker::{Call, History, Outcome, Return, durability::Final, sessions::EdgeRead};
+use regatta_checker::{
+    Call, History, Outcome, Return, Verdict, durability::Final, sessions::EdgeRead,
+};
 use regatta_proto::regatta::v1::{RangeRequest, kv_client::KvClient};
 use serde_json::json;
 use tonic::transport::Channel;
@@ -131,6 +133,125 @@ pub fn counts(history: &History) -> BTreeMap<(&'static str, &'static str), u64> 
     counts
 }
 
+/// The longest time between two acknowledged writes (and from the first invocation to the
+/// first one): (where it starts, how long), in ns. A figure of availability, not a check.
+pub fn longest_write_outage(history: &History) -> (u64, u64) {
+    let mut acked: Vec<u64> = history
+        .ops
+        .iter()
+        .filter(|op| {
+            matches!(
+                op.outcome,
+                Outcome::Ok(Return::Put { .. } | Return::Cas { .. })
+            )
+        })
+        .map(|op| op.complete)
+        .collect();
+    acked.sort_unstable();
+    let start = history.ops.iter().map(|op| op.invoke).min().unwrap_or(0);
+    let mut longest = (
+        start,
+        acked.first().map_or(0, |first| first - start.min(*first)),
+    );
+    for pair in acked.windows(2) {
+        if pair[1] - pair[0] > longest.1 {
+            longest = (pair[0], pair[1] - pair[0]);
+        }
+    }
+    longest
+}
+
+/// One operation in words: `client 12 get k0 -> v3-c1@4 [4.236s..4.269s]`.
+pub fn describe(op: &regatta_checker::Op) -> String {
+    let call = match &op.call {
+        Call::Put { value } => format!("put {}={}", text(&op.key), text(value)),
+        Call::Get => format!("get {}", text(&op.key)),
+        Call::Cas { expect, value } => {
+            format!("cas {}@{expect}:={}", text(&op.key), text(value))
+        }
+    };
+    let answer = match &op.outcome {
+        Outcome::Ok(Return::Put { revision }) => format!("ok@{revision}"),
+        Outcome::Ok(Return::Get {
+            value,
+            mod_revision,
+        }) => match value {
+            Some(v) => format!("{}@{mod_revision}", text(v)),
+            None => "absent".to_string(),
+        },
+        Outcome::Ok(Return::Cas {
+            succeeded,
+            revision,
+        }) => format!(
+            "{}@{revision}",
+            if *succeeded { "held" } else { "not held" }
+        ),
+        Outcome::Failed => "failed".to_string(),
+        Outcome::Unknown => "unknown".to_string(),
+    };
+    let s = |ns: u64| ns as f64 / 1e9;
+    match op.outcome {
+        Outcome::Unknown => format!(
+            "client {} {call} -> {answer} [{:.3}s..]",
+            op.client,
+            s(op.invoke)
+        ),
+        _ => format!(
+            "client {} {call} -> {answer} [{:.3}s..{:.3}s]",
+            op.client,
+            s(op.invoke),
+            s(op.complete)
+        ),
+    }
+}
+
+/// The linearizability verdict as an anomaly to print (None when linearizable): the last
+/// operations the search could explain and the first it could not.
+pub fn linearizability_anomaly(verdict: &Verdict) -> Option<String> {
+    match verdict {
+        Verdict::Linearizable { .. } => None,
+        Verdict::Violation { key, ops, longest } => {
+            let tail: Vec<String> = longest[longest.len().saturating_sub(3)..]
+                .iter()
+                .map(|i| format!("\n    explained: {}", describe(&ops[*i])))
+                .collect();
+            let mut next: Vec<&regatta_checker::Op> = (0..ops.len())
+                .filter(|i| !longest.contains(i))
+                .map(|i| &ops[i])
+                .collect();
+            next.sort_by_key(|op| op.invoke);
+            let next: Vec<String> = next
+                .iter()
+                .take(4)
+                .map(|op| format!("\n    not explained: {}", describe(op)))
+                .collect();
+            Some(format!(
+                "not linearizable on key {}: {} ops, the longest explainable order has {}{}{}",
+                String::from_utf8_lossy(key),
+                ops.len(),
+                longest.len(),
+                tail.concat(),
+                next.concat()
+            ))
+        }
+        Verdict::Inconclusive { key, ops } => Some(format!(
+            "linearizability inconclusive on key {} ({ops} ops): out of budget",
+            String::from_utf8_lossy(key)
+        )),
+    }
+}
+
+/// The verdict in a few words.
+pub fn short(v: &Verdict) -> String {
+    match v {
+        Verdict::Linearizable { keys, ops } => format!("yes ({keys} keys, {ops} ops)"),
+        Verdict::Violation { key, .. } => format!("NO (key {})", String::from_utf8_lossy(key)),
+        Verdict::Inconclusive { key, .. } => {
+            format!("inconclusive (key {})", String::from_utf8_lossy(key))
+        }
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -202,6 +323,30 @@ mod tests {
                 .map(|(k, v, r)| (k.as_bytes().to_vec(), (v.as_bytes().to_vec(), *r)))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_longest_outage_is_between_acknowledged_writes() {
+        let op = |invoke, complete, outcome| regatta_checker::Op {
+            client: 1,
+            key: b"k".to_vec(),
+            call: Call::Put { value: vec![] },
+            invoke,
+            complete,
+            outcome,
+        };
+        let ok = || Outcome::Ok(Return::Put { revision: 1 });
+        let history = History {
+            ops: vec![
+                op(0, 10, ok()),
+                op(10, 0, Outcome::Unknown),
+                op(12, 20, ok()),
+                op(20, 90, ok()),
+                op(90, 100, ok()),
+            ],
+        };
+        assert_eq!(longest_write_outage(&history), (20, 70));
+        assert_eq!(longest_write_outage(&History::default()), (0, 0));
     }
 
     #[test]
