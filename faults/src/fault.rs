@@ -118,6 +118,34 @@ pub fn schedule(seed: u64, total: Duration) -> Vec<Step> {
     steps
 }
 
+/// The fault kinds ([`Fault::kind`]) there are.
+pub const KINDS: [&str; 6] = [
+    "partition-leader",
+    "partition-leader-inbound",
+    "isolate-follower",
+    "partition-edge",
+    "pause",
+    "kill",
+];
+
+/// A schedule of about `total` with only the faults of `kinds` (all of them when `kinds`
+/// is empty): to study one kind of fault, e.g. `--only partition-leader`.
+pub fn schedule_of(seed: u64, total: Duration, kinds: &[String]) -> Vec<Step> {
+    if kinds.is_empty() {
+        return schedule(seed, total);
+    }
+    let mut time = Duration::ZERO;
+    schedule(seed, total * 100)
+        .into_iter()
+        .filter(|s| kinds.iter().any(|k| k == s.fault.kind()))
+        .take_while(|s| {
+            let before = time;
+            time += s.hold + s.rest;
+            before < total
+        })
+        .collect()
+}
+
 /// What must be done to end an applied fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undo {
@@ -266,15 +294,14 @@ mod tests {
     #[test]
     fn every_kind_of_fault_comes_up() {
         let steps = schedule(1, Duration::from_secs(3_600));
-        for kind in [
-            "partition-leader",
-            "partition-leader-inbound",
-            "isolate-follower",
-            "partition-edge",
-            "pause",
-            "kill",
-        ] {
+        for kind in KINDS {
             assert!(steps.iter().any(|s| s.fault.kind() == kind), "{kind}");
+            let total = Duration::from_secs(60);
+            let one = schedule_of(1, total, &[kind.to_string()]);
+            assert!(one.iter().all(|s| s.fault.kind() == kind));
+            assert!(one.iter().map(|s| s.hold + s.rest).sum::<Duration>() >= total);
         }
+        let all = Duration::from_secs(3_600);
+        assert_eq!(schedule_of(1, all, &[]), steps);
     }
 }

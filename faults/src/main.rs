@@ -73,6 +73,10 @@ struct RunArgs {
     /// Mean pause between a client's operations, in milliseconds.
     #[arg(long, default_value_t = 10)]
     pace_ms: u64,
+    /// Keep only these kinds of fault from the schedule (comma-separated): partition-leader,
+    /// partition-leader-inbound, isolate-follower, partition-edge, pause, kill.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(fault::KINDS))]
+    only: Vec<String>,
     /// Prove the checker bites: core clients read serializably (a node's own, possibly
     /// stale, state) but record the reads as linearizable. A schedule that cuts a node off
     /// while writes go on must then FAIL.
@@ -148,7 +152,7 @@ fn log(origin: Instant, what: &str) {
 async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
     net::available().map_err(|e| anyhow::anyhow!("needs root and ip netns: {e}"))?;
     let origin = Instant::now();
-    let steps = fault::schedule(seed, Duration::from_secs(args.duration));
+    let steps = fault::schedule_of(seed, Duration::from_secs(args.duration), &args.only);
     println!("seed {seed}: {} steps", steps.len());
     for (i, s) in steps.iter().enumerate() {
         println!(
