@@ -28,7 +28,10 @@ pub struct Lost {
 /// Every acknowledged write that the final state neither holds nor supersedes: for each
 /// key, its last acknowledged write (highest revision) must be what the key holds, or the
 /// key must hold a later revision that some write of the history (acknowledged or not)
-/// wrote with that value. A key absent from `finals` is read as absent.
+/// wrote with that value. Writes proposed together in one log entry share its revision
+/// (applied in the order queued), so at the last acknowledged revision the key may hold any
+/// write acknowledged at that revision or left unanswered. A key absent from `finals` is
+/// read as absent.
 pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<Lost> {
     let absent = Final {
         value: None,
@@ -37,7 +40,8 @@ pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<
     let mut lost = Vec::new();
     for (key, ops) in history.by_key() {
         let mut last_acked: Option<(u64, &[u8])> = None;
-        let mut written: Vec<&[u8]> = Vec::new();
+        // Every write that may have taken effect, with its revision when acknowledged.
+        let mut written: Vec<(&[u8], Option<u64>)> = Vec::new();
         for op in &ops {
             let value = match &op.call {
                 Call::Put { value } | Call::Cas { value, .. } => value.as_slice(),
@@ -52,7 +56,7 @@ pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<
                 Outcome::Unknown => None,
                 Outcome::Ok(_) | Outcome::Failed => continue,
             };
-            written.push(value);
+            written.push((value, revision));
             if let Some(revision) = revision
                 && last_acked.is_none_or(|(r, _)| revision > r)
             {
@@ -63,9 +67,18 @@ pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<
             continue;
         };
         let found = finals.get(key).unwrap_or(&absent);
-        let holds_it = found.mod_revision == revision && found.value.as_deref() == Some(value);
-        let superseded = found.mod_revision > revision
-            && found.value.as_deref().is_some_and(|v| written.contains(&v));
+        let wrote = |v: &[u8], at: Option<u64>| {
+            written
+                .iter()
+                .any(|(w, r)| *w == v && (r.is_none() || at.is_none() || *r == at))
+        };
+        let holds_it = found.mod_revision == revision
+            && found
+                .value
+                .as_deref()
+                .is_some_and(|v| v == value || wrote(v, Some(revision)));
+        let superseded =
+            found.mod_revision > revision && found.value.as_deref().is_some_and(|v| wrote(v, None));
         if !holds_it && !superseded {
             lost.push(Lost {
                 key: key.to_vec(),
@@ -135,6 +148,20 @@ mod tests {
         let lost = lost_writes(&history, &finals(&[("a", "2", 2)]));
         assert_eq!(lost.len(), 1, "b vanished: {lost:?}");
         assert_eq!(lost[0].found.value, None);
+
+        // Two writes of one entry share its revision: the key holds either.
+        let shared = History {
+            ops: vec![
+                write("a", "1", acked(4)),
+                write("a", "2", acked(4)),
+                write("a", "3", Outcome::Unknown),
+                write("a", "old", acked(2)),
+            ],
+        };
+        for held in ["1", "2", "3"] {
+            assert!(lost_writes(&shared, &finals(&[("a", held, 4)])).is_empty());
+        }
+        assert_eq!(lost_writes(&shared, &finals(&[("a", "old", 4)])).len(), 1);
 
         // A later revision holding a value nobody wrote is not a supersession.
         let lost = lost_writes(&history, &finals(&[("a", "zzz", 9), ("b", "x", 3)]));

@@ -3,6 +3,12 @@
 //! writes only when the key's modification revision equals the one expected; Get returns
 //! the value and its modification revision.
 //!
+//! Writes the core proposed together as one log entry share that entry's index as their
+//! revision (docs/api.md, operations.md "group proposal"), applied in the order queued: so
+//! a Put may carry the same revision as the key's previous write, never a lower one. (A
+//! compare-and-set that holds cannot share the revision it expected: the read that saw that
+//! revision saw its entry applied.)
+//!
 //! An unanswered write leaves the revision unknown but bounded below ([`Revision::After`]);
 //! a later read that sees the write pins it. The model is deliberately generous where the
 //! history does not say: it may accept a wrong history it cannot tell apart from a right
@@ -15,12 +21,13 @@ use crate::history::{Call, Return};
 pub enum Revision {
     /// Known: 0 while the key was never written.
     Exactly(u64),
-    /// Written by an operation that was never answered: some revision greater than this.
+    /// Written by an operation that was never answered: some revision at least this (equal
+    /// when it shared an entry with the key's previous write).
     After(u64),
 }
 
 impl Revision {
-    /// The revision every later write must exceed.
+    /// The revision no later write may be below.
     fn floor(self) -> u64 {
         match self {
             Self::Exactly(r) | Self::After(r) => r,
@@ -31,7 +38,7 @@ impl Revision {
     fn may_be(self, r: u64) -> bool {
         match self {
             Self::Exactly(known) => known == r,
-            Self::After(floor) => r > floor,
+            Self::After(floor) => r >= floor,
         }
     }
 }
@@ -63,7 +70,7 @@ pub fn step(state: &KeyState, call: &Call, ret: Option<&Return>) -> Vec<KeyState
     };
     match (call, ret) {
         (Call::Put { value }, Some(Return::Put { revision })) => {
-            if *revision > state.revision.floor() {
+            if *revision > 0 && *revision >= state.revision.floor() {
                 vec![written(value, Revision::Exactly(*revision))]
             } else {
                 vec![]
@@ -80,7 +87,7 @@ pub fn step(state: &KeyState, call: &Call, ret: Option<&Return>) -> Vec<KeyState
             }),
         ) => {
             let same_value = *value == state.value;
-            let absent_at_zero = value.is_some() || *mod_revision == 0;
+            let absent_at_zero = value.is_some() == (*mod_revision > 0);
             if same_value && absent_at_zero && state.revision.may_be(*mod_revision) {
                 vec![KeyState {
                     value: value.clone(),
@@ -119,7 +126,7 @@ pub fn step(state: &KeyState, call: &Call, ret: Option<&Return>) -> Vec<KeyState
         (Call::Cas { expect, value }, None) => {
             let mut states = vec![state.clone()];
             if state.revision.may_be(*expect) {
-                states.push(written(value, Revision::After(*expect)));
+                states.push(written(value, Revision::After(*expect + 1)));
             }
             states
         }
@@ -148,10 +155,29 @@ mod tests {
         assert_eq!(step(&s, &Call::Get, Some(&got(None, 0))).len(), 1);
         assert!(step(&s, &Call::Get, Some(&got(None, 3))).is_empty());
         let s = step(&s, &put(b"a"), Some(&Return::Put { revision: 5 })).remove(0);
-        assert!(step(&s, &put(b"b"), Some(&Return::Put { revision: 5 })).is_empty());
+        assert!(step(&s, &put(b"b"), Some(&Return::Put { revision: 4 })).is_empty());
         assert_eq!(step(&s, &Call::Get, Some(&got(Some(b"a"), 5))).len(), 1);
         assert!(step(&s, &Call::Get, Some(&got(Some(b"a"), 6))).is_empty());
         assert!(step(&s, &Call::Get, Some(&got(None, 0))).is_empty());
+    }
+
+    #[test]
+    fn puts_of_one_entry_share_its_revision_and_reads_see_the_last() {
+        let s = step(
+            &KeyState::absent(),
+            &put(b"a"),
+            Some(&Return::Put { revision: 5 }),
+        );
+        let s = step(&s[0], &put(b"b"), Some(&Return::Put { revision: 5 })).remove(0);
+        assert_eq!(step(&s, &Call::Get, Some(&got(Some(b"b"), 5))).len(), 1);
+        assert!(step(&s, &Call::Get, Some(&got(Some(b"a"), 5))).is_empty());
+        let unanswered = step(&s, &put(b"c"), None).remove(0);
+        assert_eq!(
+            step(&unanswered, &Call::Get, Some(&got(Some(b"c"), 5))).len(),
+            1,
+            "an unanswered put may share the entry too"
+        );
+        assert!(step(&unanswered, &Call::Get, Some(&got(Some(b"c"), 4))).is_empty());
     }
 
     #[test]

@@ -1,0 +1,389 @@
+//! `regatta-faults`: the fault suite. Builds a network of namespaces ([`net`]), starts a
+//! real cluster in it ([`cluster`]: three cores, two edges in a chain), runs concurrent
+//! clients that record what they see ([`client`]) while a seeded schedule of partitions,
+//! pauses and crashes plays ([`fault`]), heals, checks convergence and the final state
+//! ([`verify`]) and asks `regatta-checker` for its verdicts. Exits non-zero on any anomaly,
+//! printing the seed that replays the schedule.
+//!
+//! It owns the harness only; what counts as correct lives in `regatta-checker`.
+//! See docs/faults.md.
+
+mod client;
+mod cluster;
+mod fault;
+mod net;
+mod rng;
+mod verify;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use regatta_checker::{Budget, durability, linearizable, sessions};
+use regatta_proto::regatta::v1::{CreateTableRequest, tables_client::TablesClient};
+
+use crate::{
+    cluster::Cluster,
+    verify::{Convergence, Snapshot},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "regatta-faults",
+    about = "Regatta's fault suite (needs root and ip netns)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one schedule against a fresh cluster and check what the clients saw.
+    Run(RunArgs),
+    /// Remove namespaces, links and node processes a run left behind.
+    Cleanup,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The schedule's seed (default: from the clock); printed, so a failure replays.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seconds of faults (the last step may run past them).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Concurrent core clients.
+    #[arg(long, default_value_t = 6)]
+    clients: usize,
+    /// Keys the clients share.
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+    /// Sessions per edge.
+    #[arg(long, default_value_t = 1)]
+    edge_sessions: u32,
+    /// Deadline of each operation, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Mean pause between a client's operations, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pace_ms: u64,
+    /// Keep only these kinds of fault from the schedule (comma-separated): partition-leader,
+    /// partition-leader-inbound, isolate-follower, partition-edge, pause, kill.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(fault::KINDS))]
+    only: Vec<String>,
+    /// Prove the checker bites: core clients read serializably (a node's own, possibly
+    /// stale, state) but record the reads as linearizable. A schedule that cuts a node off
+    /// while writes go on must then FAIL.
+    #[arg(long)]
+    inject_stale_reads: bool,
+    /// The regatta binary.
+    #[arg(long, default_value = "target/debug/regatta")]
+    binary: PathBuf,
+    /// Where data directories, logs and the recorded history go (default: a new directory
+    /// under the system's temporary directory).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+/// How long a node may take to be ready, and an edge to catch up, after healing.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Cleanup => {
+            net::cleanup();
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            let seed = args.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
+            });
+            // Ctrl-C and SIGTERM end the run through the guards (nodes killed, network gone).
+            let result = runtime.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    r = run(&args, seed) => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+                }
+            });
+            // The network and the nodes are gone by now (their guards dropped).
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            match result {
+                Ok(0) => {
+                    println!("PASS seed={seed}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Ok(n) => {
+                    println!("FAIL seed={seed}: {n} anomalies (replay: --seed {seed})");
+                    std::process::ExitCode::FAILURE
+                }
+                Err(e) => {
+                    println!("ERROR seed={seed}: {e:#} (replay: --seed {seed})");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn log(origin: Instant, what: &str) {
+    println!("[{:7.2}s] {what}", origin.elapsed().as_secs_f64());
+}
+
+/// Runs one schedule; the number of anomalies found.
+async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
+    net::available().map_err(|e| anyhow::anyhow!("needs root and ip netns: {e}"))?;
+    let origin = Instant::now();
+    let steps = fault::schedule_of(seed, Duration::from_secs(args.duration), &args.only);
+    println!("seed {seed}: {} steps", steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        println!(
+            "  step {i}: {} for {:?}, then {:?} calm",
+            s.fault, s.hold, s.rest
+        );
+    }
+    let run_dir = match &args.run_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("regatta-faults-{seed}")),
+    };
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("clearing the run directory {}", run_dir.display()))?;
+    }
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("creating the run directory {}", run_dir.display()))?;
+    let binary = std::fs::canonicalize(&args.binary)
+        .with_context(|| format!("--binary {}: not found", args.binary.display()))?;
+    println!("run directory {}", run_dir.display());
+
+    log(origin, "network: bridge and namespaces");
+    let net = net::Net::create()?;
+    let mut cluster = Cluster::new(&binary, &run_dir, &net.hosts)?;
+    cluster.start_all()?;
+    log(origin, "cluster: waiting for the cores to be ready");
+    for core in cluster.cores() {
+        Cluster::wait(&format!("{} to be ready", core.name), RECOVERY, || {
+            core.ready()
+        })
+        .await?;
+    }
+    let mut tables = TablesClient::new(cluster.nodes[0].channel.clone());
+    Cluster::wait("the table to be created", RECOVERY, || {
+        let mut tables = tables.clone();
+        async move {
+            let create = CreateTableRequest {
+                name: client::TABLE.into(),
+                config: None,
+            };
+            match tables.create(create).await {
+                Ok(_) => true,
+                Err(s) => s.code() == tonic::Code::AlreadyExists,
+            }
+        }
+    })
+    .await?;
+    let _ = &mut tables;
+    cluster.wait_ready(RECOVERY).await?;
+    log(origin, "cluster ready: clients start");
+
+    let shared = client::Shared::new(
+        origin,
+        args.keys,
+        Duration::from_millis(args.deadline_ms),
+        Duration::from_millis(args.pace_ms),
+        args.inject_stale_reads,
+    );
+    let core_channels: Vec<_> = cluster.cores().map(|n| n.channel.clone()).collect();
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let task = client::core_client(shared.clone(), core_channels.clone(), seed ^ i as u64);
+        tasks.push(tokio::spawn(task));
+    }
+    let mut session = 0;
+    for edge in cluster.edges() {
+        for _ in 0..args.edge_sessions {
+            session += 1;
+            let seed = seed.rotate_left(17) ^ u64::from(session);
+            let task = client::edge_session(shared.clone(), edge.channel.clone(), session, seed);
+            tasks.push(tokio::spawn(task));
+        }
+    }
+
+    let mut anomalies: Vec<String> = Vec::new();
+    let mut applied: BTreeMap<&str, u64> = BTreeMap::new();
+    tokio::time::sleep(Duration::from_secs(1)).await; // let the clients run unfaulted first
+    for step in &steps {
+        let (what, undo) = fault::apply(step.fault, &mut cluster, &net).await?;
+        *applied.entry(step.fault.kind()).or_default() += 1;
+        log(origin, &format!("fault: {what} ({:?})", step.hold));
+        // The fault's hold (part of the schedule), with each core's view once a second.
+        let healed_at = tokio::time::Instant::now() + step.hold;
+        while tokio::time::Instant::now() + Duration::from_secs(1) < healed_at {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            log(origin, &format!("  {}", cluster.status_line().await));
+        }
+        tokio::time::sleep_until(healed_at).await;
+        fault::undo(&undo, &mut cluster, &net)?;
+        log(origin, "healed");
+        tokio::time::sleep(step.rest).await; // the calm between faults: part of the schedule
+        for (name, status) in cluster.unexpected_exits() {
+            anomalies.push(format!("{name} exited unexpectedly: {status}"));
+            log(origin, &format!("ANOMALY: {name} exited: {status}"));
+        }
+    }
+
+    log(origin, "schedule done: clients stop, everything heals");
+    shared.stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.context("a client task panicked")?;
+    }
+    fault::heal_all(&mut cluster, &net)?;
+    if let Err(e) = cluster.wait_ready(RECOVERY).await {
+        anomalies.push(format!("after healing: {e:#}"));
+    }
+    let core = final_core_state(&cluster).await;
+    let core = match core {
+        Ok(core) => core,
+        Err(e) => {
+            anomalies.push(format!("no final read from the core: {e:#}"));
+            Snapshot {
+                revision: 0,
+                kvs: BTreeMap::new(),
+            }
+        }
+    };
+    log(
+        origin,
+        &format!("final core state at revision {}", core.revision),
+    );
+    for edge in cluster.edges() {
+        match converge(&cluster, edge, core.clone()).await {
+            Ok(()) => log(origin, &format!("{} converged", edge.name)),
+            Err(e) => anomalies.push(format!("{}: {e}", edge.name)),
+        }
+    }
+    for (name, status) in cluster.unexpected_exits() {
+        anomalies.push(format!("{name} exited unexpectedly: {status}"));
+    }
+    cluster.kill_all();
+    drop(cluster);
+    drop(net);
+
+    let record = std::mem::take(&mut *shared.record.lock().unwrap_or_else(|e| e.into_inner()));
+    verify::write_record(&run_dir, &record.history, &record.edge_reads)?;
+    log(origin, "checking the history");
+    if let Err(e) = record.history.validate() {
+        anomalies.push(format!("the recorded history is malformed: {e}"));
+    }
+    let verdict = linearizable::check(&record.history, Budget::default());
+    if let Some(anomaly) = verify::linearizability_anomaly(&verdict) {
+        anomalies.push(anomaly);
+    }
+    let lost = durability::lost_writes(&record.history, &verify::finals(&core));
+    for l in &lost {
+        anomalies.push(format!("lost write: {l:?}"));
+    }
+    let session_anomalies =
+        sessions::check(&record.edge_reads, &record.session_writes, &record.history);
+    for a in &session_anomalies {
+        anomalies.push(format!("edge session: {}", a.0));
+    }
+
+    println!("---- summary (seed {seed}) ----");
+    for ((call, outcome), n) in verify::counts(&record.history) {
+        println!("  {call:4} {outcome:8} {n}");
+    }
+    println!(
+        "  edge reads {}, session writes {}, read errors {:?}",
+        record.edge_reads.len(),
+        record.session_writes.len(),
+        record.read_errors
+    );
+    let (from, outage) = verify::longest_write_outage(&record.history);
+    println!(
+        "  longest time without an acknowledged write: {:.1}s, from {:.1}s",
+        outage as f64 / 1e9,
+        from as f64 / 1e9
+    );
+    println!("  faults applied: {applied:?}");
+    println!("  linearizable: {}", verify::short(&verdict));
+    println!("  lost writes: {}", lost.len());
+    println!("  edge session anomalies: {}", session_anomalies.len());
+    for a in &anomalies {
+        println!("ANOMALY: {a}");
+    }
+    println!("history: {}", run_dir.join("history.jsonl").display());
+    Ok(anomalies.len())
+}
+
+/// The table read linearizably from the first core that answers, within the bound.
+async fn final_core_state(cluster: &Cluster) -> Result<Snapshot> {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let mut last = None;
+        for core in cluster.cores() {
+            match verify::read_table(&core.channel, true).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(last.unwrap_or_else(|| anyhow::anyhow!("no core")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // poll interval
+    }
+}
+
+/// Waits until `edge` serves the core's state at the core's revision.
+async fn converge(
+    cluster: &Cluster,
+    edge: &cluster::Node,
+    mut core: Snapshot,
+) -> Result<(), String> {
+    let deadline = Instant::now() + RECOVERY;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        match verify::read_table(&edge.channel, false).await {
+            Ok(at_edge) => match verify::compare(&core, &at_edge) {
+                Convergence::Converged => return Ok(()),
+                Convergence::Diverged(why) => return Err(format!("diverged from the core {why}")),
+                Convergence::Behind => {
+                    last = format!(
+                        "at revision {}, core at {}",
+                        at_edge.revision, core.revision
+                    )
+                }
+                Convergence::Ahead => {
+                    last = format!(
+                        "ahead of the core read ({} > {})",
+                        at_edge.revision, core.revision
+                    );
+                    if let Ok(fresh) = final_core_state(cluster).await {
+                        core = fresh;
+                    }
+                }
+            },
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // poll interval
+    }
+    Err(format!("did not converge within {RECOVERY:?}: {last}"))
+}
