@@ -443,6 +443,11 @@ fn config_file_args(
 }
 
 /// Turns nested maps into dotted keys; scalars become strings, sequences several values.
+/// Options Regatta declares as maps (pflag's StringToString): in its config files they are
+/// mappings (`raft: {initial-members: {1: "h1:5012", 2: "h2:5012"}}`), which become the
+/// `id=address` list the flag takes.
+const MAP_OPTIONS: &[&str] = &["raft.initial-members"];
+
 fn flatten(
     prefix: &str,
     value: &serde_norway::Value,
@@ -459,6 +464,13 @@ fn flatten(
     };
     match value {
         Value::Null if prefix.is_empty() => {}
+        Value::Mapping(map) if MAP_OPTIONS.contains(&prefix) => {
+            let pairs = map
+                .iter()
+                .map(|(k, v)| Ok(format!("{}={}", scalar(k)?, scalar(v)?)))
+                .collect::<Result<_>>()?;
+            out.push((prefix.to_string(), pairs));
+        }
         Value::Mapping(map) => {
             for (k, v) in map {
                 let Value::String(k) = k else {
@@ -550,6 +562,26 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(members, ["1=a", "2=b"]);
+    }
+
+    #[test]
+    fn regattas_member_map_becomes_the_id_address_list() {
+        for yaml in [
+            "raft:\n  initial-members:\n    1: 127.0.0.1:5012\n    2: 127.0.0.1:5013\n",
+            "raft.initial-members: {\"1\": 127.0.0.1:5012, \"2\": 127.0.0.1:5013}\n",
+        ] {
+            let m = run(&["regatta", "core"], yaml).expect("parses");
+            let members: Vec<String> = m
+                .subcommand_matches("core")
+                .and_then(|c| c.get_many::<String>("members"))
+                .expect("members")
+                .cloned()
+                .collect();
+            assert_eq!(members, ["1=127.0.0.1:5012", "2=127.0.0.1:5013"], "{yaml}");
+        }
+        let err = run(&["regatta", "core"], "raft.initial-members: {1: [a, b]}\n")
+            .expect_err("a list as an address");
+        assert!(err.to_string().contains("raft.initial-members"), "{err}");
     }
 
     #[test]

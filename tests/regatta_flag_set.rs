@@ -47,7 +47,10 @@ fn every_regatta_flag_parses_for_the_commands_that_have_it() {
                 (!out.status.success()).then(|| {
                     format!(
                         "{flag}: {}",
-                        String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+                        String::from_utf8_lossy(&out.stderr)
+                            .lines()
+                            .next()
+                            .unwrap_or("")
                     )
                 })
             })
@@ -80,7 +83,11 @@ fn every_regatta_flag_parses_for_the_commands_that_have_it() {
 #[test]
 fn a_flag_regatta_dropped_long_ago_is_an_unknown_flag() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = parse(dir.path(), "leader", &["--kafka.brokers=127.0.0.1:9092".into()]);
+    let out = parse(
+        dir.path(),
+        "leader",
+        &["--kafka.brokers=127.0.0.1:9092".into()],
+    );
     assert!(!out.status.success(), "--kafka.brokers was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--kafka.brokers"), "{stderr}");
