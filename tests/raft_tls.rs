@@ -341,13 +341,25 @@ fn bad_raft_tls_configuration_fails_start_up_naming_it() {
             vec!["--raft.address".into(), "not https://".into()],
         ),
         (
-            "an http:// advertise address with TLS on",
+            "an http:// listen address with TLS on",
             {
                 let mut a = args(&https, &format!("1={https}"), &all);
-                a.push(format!("--raft.advertise-address={http}"));
+                a.push(format!("--raft.listen-address={http}"));
                 a
             },
-            vec!["--raft.advertise-address".into(), "not https://".into()],
+            vec!["--raft.listen-address".into(), "not https://".into()],
+        ),
+        (
+            "bare host:port members are https:// with TLS on: only the http:// one is refused",
+            {
+                let bare = https.trim_start_matches("https://");
+                args(bare, &format!("1={bare},2={http}"), &all)
+            },
+            vec![
+                "--raft.initial-members (node 2)".into(),
+                http.clone(),
+                "not https://".into(),
+            ],
         ),
         (
             "an https:// Raft address without the TLS flags",
