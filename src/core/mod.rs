@@ -319,7 +319,12 @@ fn start_tasks(
         Advertised {
             name: settings.name.clone(),
             api_urls: vec![settings.api.advertise.clone()],
-            replication_urls: vec![settings.replication.advertise.clone()],
+            // No log tail served (--replication.enabled=false): none to show in MemberList.
+            replication_urls: if settings.services.replication {
+                vec![settings.replication.advertise.clone()]
+            } else {
+                Vec::new()
+            },
         },
         role::LocalDisk {
             log_bytes: parts.log_bytes.clone(),
