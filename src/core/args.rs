@@ -59,9 +59,10 @@ pub struct CoreArgs {
     #[command(flatten)]
     pub timing: Box<crate::flags::raft::RaftTimingArgs>,
     /// Take a snapshot of the state after this many new log entries; the log behind a
-    /// snapshot (but --raft.keep-entries) is then dropped. 0: no automatic snapshots, as in
-    /// Regatta: the log is never compacted and grows without bound (uploads to the object
-    /// store, --object-store.snapshot-entries, go on; they do not depend on it).
+    /// snapshot, less its last --raft.keep-entries, is then dropped. 0: no automatic
+    /// snapshots, as in Regatta: the log is never compacted, grows without bound, and a
+    /// restart replays all of it (uploads to the object store,
+    /// --object-store.snapshot-entries, go on: they do not depend on it).
     #[arg(
         long = "raft.snapshot-entries",
         env = "REGATTA_RAFT_SNAPSHOT_ENTRIES",

@@ -207,8 +207,8 @@ impl RaftTimingArgs {
 pub struct RaftTlsArgs {
     /// This node's certificate (PEM, the chain from the node's certificate up) on the Raft
     /// port: served to peers that dial it, and presented as the client certificate when it
-    /// dials them. Valid for the host of its Raft advertise address. With
-    /// --raft.key-filename and --raft.ca-filename: every Raft address must be https://.
+    /// dials them. Valid for the host of its --raft.address. With --raft.key-filename and
+    /// --raft.ca-filename: every Raft address must be https:// (a bare host:port means it).
     #[arg(long = "raft.cert-filename", env = "REGATTA_RAFT_CERT_FILENAME")]
     pub raft_cert_filename: Option<PathBuf>,
     /// The private key of --raft.cert-filename (PEM).
