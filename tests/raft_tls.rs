@@ -230,6 +230,11 @@ async fn core_nodes_speak_mutual_tls_on_the_raft_port() {
                 .is_ok_and(|log| log.contains("received fatal alert: UnknownCA"))
         },
     );
+    // Its first votes are refused before its API serves: wait until it answers.
+    wait_until("the fourth node answers Cluster.Status", || async {
+        leader_of(&rogue).await.is_some()
+    })
+    .await;
     assert_eq!(
         leader_of(&rogue).await,
         Some(0),
