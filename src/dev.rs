@@ -19,6 +19,9 @@ use crate::{
 };
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("raft_address", |a| a
+    .help("Address of the core's Raft transport (host:port or URL): where it listens, and \
+           the address of its only member")))]
 pub struct DevArgs {
     /// Folder for everything the store keeps (created if missing).
     #[arg(long, env = "REGATTA_DEV_DIR", default_value = "./regatta-dev")]

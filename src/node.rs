@@ -29,7 +29,12 @@ use regatta_tls::TlsMetrics;
 use tokio_util::sync::CancellationToken;
 use tonic::{codec::CompressionEncoding, service::Routes};
 
-use crate::{address::ListenAddress, flags::api::LimitArgs, limits::Limits, rest, shutdown};
+use crate::{
+    address::ListenAddress,
+    flags::{api::LimitArgs, services::ServiceArgs},
+    limits::Limits,
+    rest, shutdown,
+};
 
 /// A server (or anything else the node runs until it stops), bound and ready to be run.
 pub type Served = BoxFuture<'static, Result<()>>;
@@ -64,15 +69,17 @@ impl NodeServer {
         })
     }
 
-    /// The public API on `address`: KV (with the stream limits), Tables, Cluster (showing
-    /// `config`), Maintenance, `admin` when given, and server reflection. Requests are held
-    /// to `ctx.limits`. Registers Regatta's per-table series of the node's state.
+    /// The public API on `address`: KV (with the stream limits), Tables and Maintenance
+    /// (unless `services` switches them off: then calls to them answer UNIMPLEMENTED),
+    /// Cluster (showing `config`), `admin` when given, and server reflection. Requests are
+    /// held to `ctx.limits`. Registers Regatta's per-table series of the node's state.
     pub fn api_server(
         &self,
         address: &ListenAddress,
         ctx: &NodeContext,
         config: BTreeMap<String, String>,
         admin: Option<AdminService>,
+        services: &ServiceArgs,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Served> {
         crate::metrics::regatta_table_series(
@@ -109,12 +116,21 @@ impl NodeServer {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("building the reflection service (v1alpha)")?;
-        let mut routes = Routes::new(kv).add_service(tables).add_service(cluster);
+        let mut routes = Routes::new(kv).add_service(cluster);
+        if services.tables {
+            routes = routes.add_service(tables);
+        } else {
+            tracing::info!("--tables.enabled=false: the Tables service is not served");
+        }
         if let Some(admin) = admin {
             routes = routes.add_service(AdminServer::new(admin));
         }
+        if services.maintenance {
+            routes = routes.add_service(maintenance);
+        } else {
+            tracing::info!("--maintenance.enabled=false: the Maintenance service is not served");
+        }
         let routes = routes
-            .add_service(maintenance)
             .add_service(reflection)
             .add_service(reflection_v1alpha);
         let token = self.shutdown.clone();

@@ -524,3 +524,58 @@ async fn concurrent_writes_batched_into_entries_each_get_their_own_answer() {
     );
     assert_eq!(figure("regatta_raft_proposal_seconds_count "), entries);
 }
+
+/// Regatta's address forms: each node advertises a bare `127.0.0.1:P` (`--raft.address`),
+/// binds every interface (`--raft.listen-address=0.0.0.0:P`), and the members are listed
+/// as `1=127.0.0.1:P1,2=…`; with Regatta's timing flags and no automatic snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_given_bare_host_port_addresses_elects_and_replicates() {
+    phase("three nodes: --raft.address=127.0.0.1:P --raft.listen-address=0.0.0.0:P");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::core(id, dir.path())).collect();
+    for node in &mut nodes {
+        let port = node.raft.rsplit(':').next().expect("a port").to_string();
+        node.raft = format!("127.0.0.1:{port}");
+        node.args = vec![
+            format!("--raft.listen-address=0.0.0.0:{port}"),
+            "--raft.rtt=50ms".into(),
+            "--raft.election-rtt=30".into(),
+            "--raft.snapshot-entries=0".into(),
+        ];
+    }
+    let members = initial_members(&nodes);
+    assert!(members.starts_with("1=127.0.0.1:"), "{members}");
+    for node in &mut nodes {
+        node.start(&members);
+    }
+    let cluster = Cluster {
+        nodes,
+        members,
+        dir,
+    };
+    let leader = cluster.wait_for_leader().await;
+
+    phase(&format!(
+        "node {leader} leads; a write through a follower reaches every node"
+    ));
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .expect("a follower");
+    create_table(follower, "t").await;
+    for i in 0..50 {
+        put(follower, "t", &format!("k{i}"), "v")
+            .await
+            .expect("put");
+    }
+    put(follower, "t", "k", "v").await.expect("put");
+    for node in &cluster.nodes {
+        wait_until(&format!("node {} has the write", node.id), || async {
+            get(node, "t", "k", false)
+                .await
+                .is_ok_and(|v| v.as_deref() == Some("v"))
+        })
+        .await;
+    }
+}

@@ -266,3 +266,205 @@ async fn bad_requests_get_their_status_codes_and_the_node_keeps_serving() {
         .expect("fsync latency histogram exported");
     assert!(fsyncs > 0, "acknowledged writes were fsync'd: {metrics}");
 }
+
+/// Whether something accepts connections at `url` (`http://host:port`).
+fn listening(url: &str) -> bool {
+    std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok()
+}
+
+/// The tables a node lists.
+async fn listed_tables(node: &Node) -> Result<Vec<String>, tonic::Status> {
+    Ok(node
+        .tables()
+        .await
+        .list(regatta_proto::regatta::v1::ListTablesRequest {})
+        .await?
+        .into_inner()
+        .tables
+        .into_iter()
+        .map(|t| t.name)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_the_flags_are_created_and_deleted_once_the_node_leads() {
+    phase("a single-node core with --tables.names=t1,t2 --tables.delete=gone");
+    let mut cluster = Cluster::start_with(1, &["--tables.names=t1,t2", "--tables.delete=gone"]);
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    wait_until("t1 and t2 are listed", || async {
+        listed_tables(node)
+            .await
+            .is_ok_and(|t| t.contains(&"t1".to_string()) && t.contains(&"t2".to_string()))
+    })
+    .await;
+    put(node, "t1", "k", "v").await.expect("a write to t1");
+    let log = node.log_path();
+    wait_until_blocking("the missing table to delete is logged", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("does not exist"))
+    });
+
+    phase("restarted with the same flags: the tables exist already, their data stays");
+    assert_eq!(cluster.node(1).terminate(), Some(0));
+    cluster.restart(1);
+    wait_until_blocking("the existing tables are logged", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("exists already"))
+    });
+    let node = &cluster.nodes[0];
+    wait_until("t1 keeps its data", || async {
+        get(node, "t1", "k", false)
+            .await
+            .is_ok_and(|v| v.as_deref() == Some("v"))
+    })
+    .await;
+
+    phase("an edge with --tables.enabled=false and --replication.enabled=false follows it");
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![node.replication.clone()]);
+    edge.node.args = vec![
+        "--tables.enabled=false".into(),
+        "--replication.enabled=false".into(),
+    ];
+    edge.start();
+    wait_until("the edge serves t1", || async {
+        get(&edge.node, "t1", "k", false)
+            .await
+            .is_ok_and(|v| v.as_deref() == Some("v"))
+    })
+    .await;
+    let status = listed_tables(&edge.node)
+        .await
+        .expect_err("Tables is switched off on the edge");
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    assert!(
+        !listening(&edge.node.replication),
+        "the edge serves a log tail"
+    );
+    assert_eq!(edge.node.http_status("/readyz").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_switched_off_are_not_served() {
+    phase("a core with Tables, Maintenance and the log tail switched off, --tables.names=t");
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--tables.enabled=false",
+            "--maintenance.enabled=false",
+            "--replication.enabled=false",
+            "--tables.names=t",
+        ],
+    );
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+
+    phase("KV works on the table the flags created");
+    wait_until("a put into t succeeds", || async {
+        put(node, "t", "k", "v").await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        get(node, "t", "k", false).await.expect("get").as_deref(),
+        Some("v")
+    );
+
+    phase("Tables and Maintenance answer UNIMPLEMENTED; no log tail; ready");
+    let status = listed_tables(node)
+        .await
+        .expect_err("Tables is switched off");
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    let mut maintenance =
+        regatta_proto::maintenance::v1::maintenance_client::MaintenanceClient::new(
+            node.channel().await,
+        );
+    let status = maintenance
+        .reset(regatta_proto::maintenance::v1::ResetRequest {
+            table: b"t".to_vec().into(),
+            reset_all: false,
+        })
+        .await
+        .expect_err("Maintenance is switched off");
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    assert!(!listening(&node.replication), "the core serves a log tail");
+    assert_eq!(node.http_status("/readyz").await, Some(200));
+}
+
+/// Runs `regatta core` with `args` (and `env`) to its exit: the code and the output.
+fn start_fails(args: &[String], env: &[(&str, &str)]) -> (i32, String) {
+    let out = std::process::Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run regatta");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn raft_flags_of_earlier_builds_and_unreachable_addresses_fail_start_up() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let node = Node::core(1, dir.path());
+    let raft = node.raft.trim_start_matches("http://").to_string();
+    let port = raft.rsplit(':').next().expect("port").to_string();
+    let args = |extra: &[String]| {
+        let mut args = vec![
+            "core".to_string(),
+            format!("--api.address={}", node.api),
+            format!("--rest.address={}", node.rest),
+            format!("--replication.address={}", node.replication),
+            format!("--data-dir={}", node.data_dir.display()),
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let twice = format!("1={raft},1=127.0.0.1:1");
+    type Case<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "--raft.advertise-address is gone",
+            args(&[
+                format!("--raft.address=http://0.0.0.0:{port}"),
+                format!("--raft.advertise-address=http://{raft}"),
+            ]),
+            vec![],
+            vec![
+                "--raft.advertise-address is gone: use --raft.address (the address peers \
+                 reach this node at) and --raft.listen-address (the address it binds)",
+            ],
+        ),
+        (
+            "a --raft.address peers cannot reach",
+            args(&[format!("--raft.address=0.0.0.0:{port}")]),
+            vec![],
+            vec!["--raft.address", "0.0.0.0", "--raft.listen-address"],
+        ),
+        (
+            "the environment's comma list of members, one id twice",
+            args(&[format!("--raft.address={raft}")]),
+            vec![("REGATTA_RAFT_INITIAL_MEMBERS", twice.as_str())],
+            vec!["--raft.initial-members: node 1 is listed twice"],
+        ),
+        (
+            "round trips and intervals together",
+            args(&[
+                "--raft.rtt=10ms".into(),
+                "--raft.election-timeout=1s".into(),
+            ]),
+            vec![],
+            vec!["--raft.rtt", "--raft.election-timeout"],
+        ),
+    ];
+    for (what, args, env, expected) in cases {
+        phase(what);
+        let (code, text) = start_fails(&args, &env);
+        eprintln!("{what}: exit {code}: {}", text.trim_end());
+        assert_ne!(code, 0, "{what}: start-up succeeded");
+        for part in expected {
+            assert!(text.contains(part), "{what}: {part:?} not in: {text}");
+        }
+    }
+}

@@ -230,6 +230,11 @@ async fn core_nodes_speak_mutual_tls_on_the_raft_port() {
                 .is_ok_and(|log| log.contains("received fatal alert: UnknownCA"))
         },
     );
+    // Its first votes are refused before its API serves: wait until it answers.
+    wait_until("the fourth node answers Cluster.Status", || async {
+        leader_of(&rogue).await.is_some()
+    })
+    .await;
     assert_eq!(
         leader_of(&rogue).await,
         Some(0),
@@ -341,13 +346,25 @@ fn bad_raft_tls_configuration_fails_start_up_naming_it() {
             vec!["--raft.address".into(), "not https://".into()],
         ),
         (
-            "an http:// advertise address with TLS on",
+            "an http:// listen address with TLS on",
             {
                 let mut a = args(&https, &format!("1={https}"), &all);
-                a.push(format!("--raft.advertise-address={http}"));
+                a.push(format!("--raft.listen-address={http}"));
                 a
             },
-            vec!["--raft.advertise-address".into(), "not https://".into()],
+            vec!["--raft.listen-address".into(), "not https://".into()],
+        ),
+        (
+            "bare host:port members are https:// with TLS on: only the http:// one is refused",
+            {
+                let bare = https.trim_start_matches("https://");
+                args(bare, &format!("1={bare},2={http}"), &all)
+            },
+            vec![
+                "--raft.initial-members (node 2)".into(),
+                http.clone(),
+                "not https://".into(),
+            ],
         ),
         (
             "an https:// Raft address without the TLS flags",

@@ -18,8 +18,8 @@ Kubernetes expands in the arguments ($(POD_NAME)).
 {{- if $core }}
 - --api.advertise-address={{ include "regatta.scheme" .Values.api.tls }}://$(POD_NAME).{{ include "regatta.peerDomain" . }}:{{ .Values.api.port }}
 - --replication.advertise-address={{ include "regatta.scheme" .Values.replication.tls }}://$(POD_NAME).{{ include "regatta.peerDomain" . }}:{{ .Values.replication.server.port }}
-- --raft.address={{ include "regatta.scheme" .Values.raft.tls }}://{{ $host }}:{{ .Values.raft.port }}
-- --raft.advertise-address={{ include "regatta.scheme" .Values.raft.tls }}://$(POD_NAME).{{ include "regatta.peerDomain" . }}:{{ .Values.raft.port }}
+- --raft.address={{ include "regatta.scheme" .Values.raft.tls }}://$(POD_NAME).{{ include "regatta.peerDomain" . }}:{{ .Values.raft.port }}
+- --raft.listen-address={{ include "regatta.scheme" .Values.raft.tls }}://{{ $host }}:{{ .Values.raft.port }}
 - --raft.initial-members={{ include "regatta.initialMembers" . }}
 - --raft.cluster-name={{ .Values.raft.clusterName }}
 - --raft.heartbeat-interval={{ .Values.raft.heartbeatInterval }}

@@ -288,7 +288,10 @@ def test_core_members_match_replicas(rendered):
     assert members == {
         str(i): f"{scheme}://{full}-{i}.{domain}:{port}" for i in range(1, initial + 1)
     }
-    assert arg_value(container, "--raft.advertise-address") == f"{scheme}://$(POD_NAME).{domain}:{port}"
+    assert arg_value(container, "--raft.address") == f"{scheme}://$(POD_NAME).{domain}:{port}"
+    host = merged["listenHost"]
+    assert arg_value(container, "--raft.listen-address") == f"{scheme}://{host}:{port}"
+    assert arg_value(container, "--raft.advertise-address") is None
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert (env["REGATTA_RAFT_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]

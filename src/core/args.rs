@@ -7,8 +7,11 @@ use clap::Args;
 
 use crate::{
     address::ListenAddress,
+    address::with_scheme,
     flags::{
-        advertised, api::ApiSettings, raft::RaftTls, replication::ReplicationSettings,
+        api::ApiSettings,
+        raft::{RaftAddresses, RaftTls},
+        replication::ReplicationSettings,
         storage::StorageArgs,
     },
 };
@@ -21,22 +24,25 @@ pub struct CoreArgs {
     pub config: crate::flags::ConfigFileArg,
 
     /// This node's id in the core cluster: a positive integer, unique and never reused.
-    #[arg(long = "raft.node-id", env = "REGATTA_RAFT_NODE_ID")]
-    pub node_id: Option<u64>,
+    #[arg(
+        long = "raft.node-id",
+        env = "REGATTA_RAFT_NODE_ID",
+        default_value_t = 1
+    )]
+    pub node_id: u64,
     #[command(flatten)]
     pub raft_address: crate::flags::raft::RaftAddressArg,
-    /// Raft address peers use to reach this node (default: --raft.address).
-    #[arg(
-        long = "raft.advertise-address",
-        env = "REGATTA_RAFT_ADVERTISE_ADDRESS"
-    )]
-    pub raft_advertise: Option<String>,
+    // Boxed, as the other groups most often unset: kept out of the command's size.
+    #[command(flatten)]
+    pub raft_listen: Box<crate::flags::raft::RaftListenArgs>,
     // Boxed: three paths, most often unset, kept out of the command's size.
     #[command(flatten)]
     pub raft_tls: Box<crate::flags::raft::RaftTlsArgs>,
-    /// The cluster's first members as `id=raft-url` pairs, comma-separated
-    /// (`1=http://10.0.0.1:5012,2=…`). Used once, on the first start of a new cluster; a node
-    /// not listed waits to be added with `regatta cluster add-member`.
+    /// The cluster's first members as `id=address` pairs, comma-separated or repeated; an
+    /// address is host:port (Regatta's form, `1=10.0.0.1:5012,2=10.0.0.2:5012`; https://
+    /// with --raft.cert-filename) or a URL (`1=http://10.0.0.1:5012`). Used once, on the
+    /// first start of a new cluster; a node not listed waits to be added with
+    /// `regatta cluster add-member`.
     #[arg(
         long = "raft.initial-members",
         env = "REGATTA_RAFT_INITIAL_MEMBERS",
@@ -50,14 +56,13 @@ pub struct CoreArgs {
         default_value = "regatta"
     )]
     pub cluster_name: String,
-    /// How often the leader sends heartbeats.
-    #[arg(long = "raft.heartbeat-interval", env = "REGATTA_RAFT_HEARTBEAT_INTERVAL", default_value = "150ms", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Duration,
-    /// A follower starts an election after hearing nothing from the leader for between this
-    /// and twice this long.
-    #[arg(long = "raft.election-timeout", env = "REGATTA_RAFT_ELECTION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub election_timeout: Duration,
-    /// Take a snapshot of the state after this many new log entries.
+    #[command(flatten)]
+    pub timing: Box<crate::flags::raft::RaftTimingArgs>,
+    /// Take a snapshot of the state after this many new log entries; the log behind a
+    /// snapshot, less its last --raft.keep-entries, is then dropped. 0: no automatic
+    /// snapshots, as in Regatta: the log is never compacted, grows without bound, and a
+    /// restart replays all of it (uploads to the object store,
+    /// --object-store.snapshot-entries, go on: they do not depend on it).
     #[arg(
         long = "raft.snapshot-entries",
         env = "REGATTA_RAFT_SNAPSHOT_ENTRIES",
@@ -72,6 +77,13 @@ pub struct CoreArgs {
         default_value_t = 100_000
     )]
     pub keep_entries: u64,
+    /// Regatta's name of --raft.keep-entries (one or the other).
+    #[arg(
+        long = "raft.compaction-overhead",
+        env = "REGATTA_RAFT_COMPACTION_OVERHEAD",
+        conflicts_with = "keep_entries"
+    )]
+    pub compaction_overhead: Option<u64>,
     /// Most client writes proposed together as one log entry. Writes that arrive while
     /// entries are being committed wait and go into the next entry: one fsync and one
     /// replication round for all of them.
@@ -90,6 +102,24 @@ pub struct CoreArgs {
         default_value_t = 1
     )]
     pub proposals_in_flight: usize,
+    /// Tables to create once the cluster has a leader, comma-separated; one that exists
+    /// already is left as it is (logged). Every node given the list tries; the first wins.
+    #[arg(
+        long = "tables.names",
+        env = "REGATTA_TABLES_NAMES",
+        value_delimiter = ','
+    )]
+    pub tables_names: Vec<String>,
+    /// Tables to delete once the cluster has a leader (after creating --tables.names),
+    /// comma-separated; one that does not exist is logged.
+    #[arg(
+        long = "tables.delete",
+        env = "REGATTA_TABLES_DELETE",
+        value_delimiter = ','
+    )]
+    pub tables_delete: Vec<String>,
+    #[command(flatten)]
+    pub services: crate::flags::services::ServiceArgs,
     #[command(flatten)]
     pub api: crate::flags::api::ApiArgs,
     #[command(flatten)]
@@ -137,15 +167,21 @@ pub struct CoreSettings {
     pub node_id: u64,
     pub name: String,
     pub cluster_name: String,
+    /// Where the Raft port binds (`--raft.listen-address`, else `--raft.address`).
     pub raft_address: ListenAddress,
+    /// Where peers reach this node (`--raft.address`).
     pub raft_advertise: String,
     /// TLS with mutual authentication on the Raft port and to peers; `None`: plaintext.
     pub raft_tls: Option<RaftTls>,
     pub initial_members: BTreeMap<u64, String>,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
+    /// 0: no automatic snapshots.
     pub snapshot_entries: u64,
     pub keep_entries: u64,
+    /// `--tables.names`, then `--tables.delete`: made once the cluster has a leader.
+    pub table_changes: Vec<super::tables::TableChange>,
+    pub services: crate::flags::services::ServiceArgs,
     pub batch_limits: regatta_core::batcher::BatchLimits,
     pub api: ApiSettings,
     pub replication: ReplicationSettings,
@@ -161,24 +197,16 @@ pub struct CoreSettings {
 impl CoreArgs {
     /// Checks every option and returns the settings, or an error naming the option.
     pub fn validate(&self) -> Result<CoreSettings> {
-        let Some(node_id) = self.node_id else {
-            bail!("--raft.node-id is required")
-        };
+        let node_id = self.node_id;
         if node_id == 0 {
             bail!("--raft.node-id must be a positive integer");
         }
-        let initial_members = parse_members(&self.initial_members)?;
-        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 3
-        {
-            bail!(
-                "--raft.election-timeout ({:?}) must be at least three --raft.heartbeat-interval ({:?})",
-                self.election_timeout,
-                self.heartbeat_interval
-            );
-        }
-        if self.snapshot_entries == 0 {
-            bail!("--raft.snapshot-entries must be positive");
-        }
+        let raft_tls = self.raft_tls.validate()?;
+        let raft = self
+            .raft_listen
+            .resolve(&self.raft_address.raft_address, raft_tls.is_some())?;
+        let initial_members = parse_members(&self.initial_members, raft_tls.is_some())?;
+        let timing = self.timing.validate()?;
         if !(1..=65_536).contains(&self.max_batch_writes) {
             bail!("--raft.max-batch-writes must be between 1 and 65536");
         }
@@ -187,8 +215,7 @@ impl CoreArgs {
         }
         self.storage.validate()?;
         let api = self.api.validate()?;
-        let raft_listen = &self.raft_address.raft_address;
-        let raft_address = ListenAddress::parse("raft.address", raft_listen)?;
+        let raft_address = ListenAddress::parse(raft.listen_flag, &raft.listen)?;
         let replication = self.replication.validate()?;
         let rest_address = self.rest.address()?;
         let object_store = match &self.object_store.object_store {
@@ -199,18 +226,9 @@ impl CoreArgs {
                 format!("file://{}", dir.join("objects").display())
             }
         };
-        let raft_tls = self.raft_tls.validate()?;
-        let raft_advertise = advertised(
-            "raft.advertise-address",
-            self.raft_advertise.as_ref(),
-            raft_listen,
-        )?;
-        check_raft_transport(
-            raft_tls.is_some(),
-            raft_listen,
-            &raft_advertise,
-            &initial_members,
-        )?;
+        check_raft_transport(raft_tls.is_some(), &raft, &initial_members)?;
+        let table_changes =
+            super::tables::TableChange::from_flags(&self.tables_names, &self.tables_delete)?;
         Ok(CoreSettings {
             node_id,
             name: self
@@ -218,14 +236,16 @@ impl CoreArgs {
                 .clone()
                 .unwrap_or_else(|| format!("node-{node_id}")),
             cluster_name: self.cluster_name.clone(),
-            raft_advertise,
+            raft_advertise: raft.advertise,
             raft_address,
             raft_tls,
             initial_members,
-            heartbeat_interval: self.heartbeat_interval,
-            election_timeout: self.election_timeout,
+            heartbeat_interval: timing.heartbeat,
+            election_timeout: timing.election_timeout,
             snapshot_entries: self.snapshot_entries,
-            keep_entries: self.keep_entries,
+            keep_entries: self.compaction_overhead.unwrap_or(self.keep_entries),
+            table_changes,
+            services: self.services,
             batch_limits: regatta_core::batcher::BatchLimits {
                 max_writes: self.max_batch_writes,
                 in_flight: self.proposals_in_flight,
@@ -247,23 +267,27 @@ impl CoreArgs {
     }
 }
 
-/// Parses `id=url` pairs; ids must be positive and unique, urls valid.
-pub fn parse_members(pairs: &[String]) -> Result<BTreeMap<u64, String>> {
+/// Parses `--raft.initial-members`: `id=address` pairs, the address a URL or Regatta's
+/// bare `host:port` (`https://` when `tls`, the `--raft.*-filename` flags, are given,
+/// `http://` otherwise). Ids must be positive and unique, addresses valid.
+pub fn parse_members(pairs: &[String], tls: bool) -> Result<BTreeMap<u64, String>> {
+    const FLAG: &str = "raft.initial-members";
     let mut members = BTreeMap::new();
     for pair in pairs.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let Some((id, url)) = pair.split_once('=') else {
-            bail!("--raft.initial-members: {pair:?} is not id=url");
+        let Some((id, address)) = pair.split_once('=') else {
+            bail!("--{FLAG}: {pair:?} is not id=address (1=127.0.0.1:5012)");
         };
         let id: u64 = id
             .trim()
             .parse()
-            .with_context(|| format!("--raft.initial-members: {id:?} is not a node id"))?;
+            .with_context(|| format!("--{FLAG}: {id:?} is not a node id"))?;
         if id == 0 {
-            bail!("--raft.initial-members: node ids must be positive");
+            bail!("--{FLAG}: node ids must be positive");
         }
-        ListenAddress::check_peer_url("raft.initial-members", url.trim())?;
-        if members.insert(id, url.trim().to_string()).is_some() {
-            bail!("--raft.initial-members: node {id} is listed twice");
+        let url = with_scheme(FLAG, address, tls)?;
+        ListenAddress::check_peer_url(FLAG, &url)?;
+        if members.insert(id, url).is_some() {
+            bail!("--{FLAG}: node {id} is listed twice");
         }
     }
     Ok(members)
@@ -274,19 +298,27 @@ pub fn parse_members(pairs: &[String]) -> Result<BTreeMap<u64, String>> {
 /// URL and the flags).
 fn check_raft_transport(
     tls: bool,
-    listen: &str,
-    advertise: &str,
+    raft: &RaftAddresses,
     members: &BTreeMap<u64, String>,
 ) -> Result<()> {
     let check = |flag: &str, url: &str| {
         regatta_core::peer_url::check_transport(flag, url, tls).map_err(anyhow::Error::msg)
     };
-    check("raft.address", listen)?;
-    check("raft.advertise-address", advertise)?;
+    check(raft.listen_flag, &raft.listen)?;
+    check("raft.address", &raft.advertise)?;
     for (id, url) in members {
         check(&format!("raft.initial-members (node {id})"), url)?;
     }
     Ok(())
+}
+
+/// When Raft snapshots the state: every `entries` new entries; never for 0 (Regatta's "no
+/// automatic snapshots"), so the log is never compacted.
+pub fn snapshot_policy(entries: u64) -> openraft::SnapshotPolicy {
+    match entries {
+        0 => openraft::SnapshotPolicy::Never,
+        n => openraft::SnapshotPolicy::LogsSinceLast(n),
+    }
 }
 
 impl CoreSettings {
@@ -301,9 +333,12 @@ impl CoreSettings {
             // timeout only matters for the chunked fallback.
             install_snapshot_timeout: 60_000,
             max_payload_entries: 1024,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_entries),
+            snapshot_policy: snapshot_policy(self.snapshot_entries),
             max_in_snapshot_log_to_keep: self.keep_entries,
-            purge_batch_size: self.snapshot_entries.clamp(1, 1024),
+            purge_batch_size: match self.snapshot_entries {
+                0 => 1024,
+                n => n.min(1024),
+            },
             ..Default::default()
         }
     }
@@ -320,7 +355,7 @@ impl CoreSettings {
         BTreeMap::from([
             ("raft.node-id".into(), self.node_id.to_string()),
             ("raft.cluster-name".into(), self.cluster_name.clone()),
-            ("raft.advertise-address".into(), self.raft_advertise.clone()),
+            ("raft.address".into(), self.raft_advertise.clone()),
             ("api.advertise-address".into(), self.api.advertise.clone()),
             (
                 "replication.advertise-address".into(),
@@ -342,43 +377,197 @@ impl CoreSettings {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    fn members(values: &[&str], tls: bool) -> Result<BTreeMap<u64, String>> {
+        parse_members(
+            &values.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            tls,
+        )
+    }
 
     #[test]
     fn members_parse_and_reject_nonsense() {
-        let m = parse_members(&["1=http://a:1".into(), " 2=http://b:2 ".into()]).expect("valid");
+        let m = members(&["1=http://a:1", " 2=http://b:2 "], false).expect("valid");
         assert_eq!(m.len(), 2);
         assert_eq!(m[&2], "http://b:2");
-        for bad in ["x=http://a:1", "0=http://a:1", "1", "1=ftp://a:1"] {
-            assert!(parse_members(&[bad.into()]).is_err(), "{bad} accepted");
+        for bad in [
+            "x=http://a:1",
+            "0=http://a:1",
+            "1",
+            "1=ftp://a:1",
+            "1=a",
+            "1=",
+        ] {
+            let err = members(&[bad], false).expect_err(bad).to_string();
+            assert!(err.contains("--raft.initial-members"), "{bad}: {err}");
         }
-        assert!(parse_members(&["1=http://a:1".into(), "1=http://b:1".into()]).is_err());
+        assert!(members(&["1=http://a:1", "1=b:1"], false).is_err());
+    }
+
+    #[test]
+    fn bare_members_take_the_scheme_of_the_raft_transport() {
+        let m = members(&["1=127.0.0.1:5012", "2=http://127.0.0.1:5013"], false).expect("mixed");
+        assert_eq!(m[&1], "http://127.0.0.1:5012");
+        assert_eq!(m[&2], "http://127.0.0.1:5013");
+        let m = members(&["1=node-1:5012"], true).expect("TLS");
+        assert_eq!(m[&1], "https://node-1:5012");
+    }
+
+    /// The forms Regatta's command lines give the flag in (the environment's comma list:
+    /// tests/core_validation.rs).
+    #[test]
+    fn members_come_as_a_comma_list_or_repeated_flags() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            core: CoreArgs,
+        }
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["regatta"], args].concat()).expect("parses");
+            parse_members(&cli.core.initial_members, false).expect("valid")
+        };
+        let expected = BTreeMap::from([
+            (1, "http://127.0.0.1:5012".to_string()),
+            (2, "http://127.0.0.1:5013".to_string()),
+        ]);
+        assert_eq!(
+            parse(&["--raft.initial-members=1=127.0.0.1:5012,2=127.0.0.1:5013"]),
+            expected
+        );
+        assert_eq!(
+            parse(&[
+                "--raft.initial-members",
+                "1=127.0.0.1:5012",
+                "--raft.initial-members=2=http://127.0.0.1:5013"
+            ]),
+            expected
+        );
+    }
+
+    fn addresses(listen: &str, advertise: &str) -> RaftAddresses {
+        RaftAddresses {
+            advertise: advertise.into(),
+            listen: listen.into(),
+            listen_flag: "raft.listen-address",
+        }
     }
 
     #[test]
     fn raft_urls_fit_the_transport() {
-        let members =
-            parse_members(&["1=https://a:1".into(), "2=http://b:2".into()]).expect("valid");
-        let err = check_raft_transport(true, "https://a:1", "https://a:1", &members)
+        let members = members(&["1=https://a:1", "2=http://b:2"], false).expect("valid");
+        let err = check_raft_transport(true, &addresses("https://a:1", "https://a:1"), &members)
             .expect_err("an http:// member with TLS");
         let text = err.to_string();
         assert!(
             text.contains("--raft.initial-members (node 2)") && text.contains("http://b:2"),
             "{text}"
         );
-        let err = check_raft_transport(true, "http://a:1", "https://a:1", &BTreeMap::new())
+        let none = BTreeMap::new();
+        let err = check_raft_transport(true, &addresses("http://a:1", "https://a:1"), &none)
             .expect_err("an http:// listen address with TLS");
+        assert!(err.to_string().contains("--raft.listen-address"), "{err}");
+        let err = check_raft_transport(true, &addresses("https://a:1", "http://a:1"), &none)
+            .expect_err("an http:// advertised address with TLS");
         assert!(err.to_string().contains("--raft.address"), "{err}");
-        let err = check_raft_transport(true, "https://a:1", "http://a:1", &BTreeMap::new())
-            .expect_err("an http:// advertise address with TLS");
-        assert!(
-            err.to_string().contains("--raft.advertise-address"),
-            "{err}"
-        );
-        let err = check_raft_transport(false, "https://a:1", "https://a:1", &BTreeMap::new())
+        let err = check_raft_transport(false, &addresses("https://a:1", "https://a:1"), &none)
             .expect_err("https:// without TLS");
         assert!(err.to_string().contains("--raft.cert-filename"), "{err}");
-        check_raft_transport(false, "http://a:1", "http://a:1", &BTreeMap::new())
+        check_raft_transport(false, &addresses("http://a:1", "http://a:1"), &none)
             .expect("plaintext");
+    }
+
+    fn core(args: &[&str]) -> Result<CoreSettings> {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            core: CoreArgs,
+        }
+        let cli = Cli::try_parse_from([&["regatta"], args].concat())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        cli.core.validate()
+    }
+
+    #[test]
+    fn regattas_quickstart_line_validates() {
+        let settings = core(&[
+            "--raft.address=127.0.0.1:5012",
+            "--raft.initial-members=1=127.0.0.1:5012",
+        ])
+        .expect("valid");
+        assert_eq!(settings.node_id, 1, "Regatta's default node id");
+        assert_eq!(settings.raft_advertise, "http://127.0.0.1:5012");
+        assert_eq!(
+            settings.raft_address.tcp(),
+            Some("127.0.0.1:5012".parse().expect("addr"))
+        );
+        assert_eq!(settings.initial_members[&1], "http://127.0.0.1:5012");
+    }
+
+    #[test]
+    fn a_listen_address_binds_apart_from_the_advertised_one() {
+        let settings = core(&[
+            "--raft.address=127.0.0.1:5013",
+            "--raft.listen-address=0.0.0.0:5013",
+        ])
+        .expect("valid");
+        assert_eq!(settings.raft_advertise, "http://127.0.0.1:5013");
+        assert_eq!(
+            settings.raft_address.tcp(),
+            Some("0.0.0.0:5013".parse().expect("addr"))
+        );
+        let err = core(&["--raft.advertise-address=http://a:1"])
+            .expect_err("gone")
+            .to_string();
+        assert!(err.contains("--raft.listen-address"), "{err}");
+    }
+
+    #[test]
+    fn compaction_overhead_is_keep_entries_and_not_both() {
+        assert_eq!(core(&[]).expect("defaults").keep_entries, 100_000);
+        assert_eq!(
+            core(&["--raft.compaction-overhead=500"])
+                .expect("Regatta's name")
+                .keep_entries,
+            500
+        );
+        let err = core(&["--raft.compaction-overhead=5", "--raft.keep-entries=6"])
+            .expect_err("both")
+            .to_string();
+        assert!(
+            err.contains("--raft.compaction-overhead") && err.contains("--raft.keep-entries"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_snapshot_entries_means_no_automatic_snapshots() {
+        let settings = core(&["--raft.snapshot-entries=0"]).expect("0 is accepted");
+        let config = settings.raft_config();
+        assert_eq!(config.snapshot_policy, openraft::SnapshotPolicy::Never);
+        assert!(config.purge_batch_size > 0);
+        config.validate().expect("openraft accepts it");
+        assert_eq!(
+            core(&[]).expect("defaults").raft_config().snapshot_policy,
+            openraft::SnapshotPolicy::LogsSinceLast(100_000)
+        );
+    }
+
+    #[test]
+    fn round_trip_flags_set_raft_timing() {
+        let config = core(&["--raft.rtt=100ms"]).expect("rtt").raft_config();
+        assert_eq!(
+            (config.heartbeat_interval, config.election_timeout_min),
+            (100, 2000)
+        );
+        let err = core(&["--raft.election-rtt=10", "--raft.heartbeat-interval=1s"])
+            .expect_err("both ways")
+            .to_string();
+        assert!(
+            err.contains("--raft.election-rtt") && err.contains("--raft.heartbeat-interval"),
+            "{err}"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! exits 0.
 
 pub mod args;
+pub mod tables;
 
 use regatta_core::{archiver, batcher, durable, role, uploader};
 
@@ -77,13 +78,14 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         &ctx,
         settings.describe(),
         Some(admin),
+        &settings.services,
         node.server_tls(settings.api.tls.as_ref(), "api")?,
     )?;
 
-    // The log-tail service the edges follow.
-    let tail_server = {
+    // The log-tail service the edges follow, unless --replication.enabled=false.
+    let tail_server = if settings.services.replication {
         let latest = parts.latest_snapshot.clone();
-        node.tail_server(
+        Some(node.tail_server(
             &settings.replication.address,
             TailService::new(
                 parts.log.clone(),
@@ -95,7 +97,10 @@ pub async fn run(args: CoreArgs) -> Result<()> {
                 },
             ),
             node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
-        )?
+        )?)
+    } else {
+        tracing::info!("--replication.enabled=false: the log tail is not served");
+        None
     };
 
     let rest_server = node.rest_server(
@@ -107,15 +112,20 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         api = %settings.api.advertise, raft = %settings.raft_advertise, rest = ?settings.rest_address.tcp(),
         "core node serving"
     );
-    let served = node
-        .serve(vec![
-            raft_server,
-            api_server,
-            tail_server,
-            rest_server,
-            raft_stopped(parts.raft.clone(), node.shutdown.clone()).boxed(),
-        ])
-        .await;
+    tokio::spawn(tables::run(
+        settings.table_changes.clone(),
+        tasks.role.clone(),
+        parts.raft.clone(),
+        node.shutdown.clone(),
+    ));
+    let servers = [
+        Some(raft_server),
+        Some(api_server),
+        tail_server,
+        Some(rest_server),
+        Some(raft_stopped(parts.raft.clone(), node.shutdown.clone()).boxed()),
+    ];
+    let served = node.serve(servers.into_iter().flatten().collect()).await;
     tracing::info!("shutting down raft");
     if let Err(e) = tokio::time::timeout(Duration::from_secs(10), parts.raft.shutdown()).await {
         tracing::warn!(error = %e, "raft did not shut down in time");
@@ -309,7 +319,12 @@ fn start_tasks(
         Advertised {
             name: settings.name.clone(),
             api_urls: vec![settings.api.advertise.clone()],
-            replication_urls: vec![settings.replication.advertise.clone()],
+            // No log tail served (--replication.enabled=false): none to show in MemberList.
+            replication_urls: if settings.services.replication {
+                vec![settings.replication.advertise.clone()]
+            } else {
+                Vec::new()
+            },
         },
         role::LocalDisk {
             log_bytes: parts.log_bytes.clone(),

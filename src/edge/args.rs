@@ -91,6 +91,8 @@ pub struct EdgeArgs {
     pub storage: StorageArgs,
     #[command(flatten)]
     pub object_store: ObjectStoreArgs,
+    #[command(flatten)]
+    pub services: crate::flags::services::ServiceArgs,
     /// Replica id reported in response headers.
     #[arg(long = "node-id", env = "REGATTA_NODE_ID", default_value_t = 0)]
     pub node_id: u64,

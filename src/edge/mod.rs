@@ -112,23 +112,29 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         &ctx,
         config,
         None,
+        &args.services,
         node.server_tls(settings.api.tls.as_ref(), "api")?,
     )?;
 
-    // The log-tail service downstream edges follow.
-    let tail_server = node.tail_server(
-        &settings.replication.address,
-        TailService::new(
-            log.clone(),
-            materializer.clone(),
-            role.clone(),
-            Arc::new(|| 0),
-            TailSettings {
-                heartbeat: settings.replication.heartbeat,
-            },
-        ),
-        node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
-    )?;
+    // The log-tail service downstream edges follow, unless --replication.enabled=false.
+    let tail_server = if args.services.replication {
+        Some(node.tail_server(
+            &settings.replication.address,
+            TailService::new(
+                log.clone(),
+                materializer.clone(),
+                role.clone(),
+                Arc::new(|| 0),
+                TailSettings {
+                    heartbeat: settings.replication.heartbeat,
+                },
+            ),
+            node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
+        )?)
+    } else {
+        tracing::info!("--replication.enabled=false: the log tail is not served to other edges");
+        None
+    };
 
     let rest_server = node.rest_server(
         &settings.rest_address,
@@ -136,7 +142,8 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     )?;
 
     tracing::info!(api = %settings.api.advertise, replication = %settings.replication.advertise, "edge node serving");
-    let served = node.serve(vec![api_server, tail_server, rest_server]).await;
+    let servers = [Some(api_server), tail_server, Some(rest_server)];
+    let served = node.serve(servers.into_iter().flatten().collect()).await;
     if tokio::time::timeout(Duration::from_secs(10), tailer_task)
         .await
         .is_err()

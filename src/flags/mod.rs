@@ -6,7 +6,8 @@
 //! | [`api`] | `--api.*` (addresses, request and connection limits), `--tables.token`, `--maintenance.token` | core, edge; dev: the address |
 //! | [`rest`] | `--rest.address` | core, edge, dev |
 //! | [`replication`] | `--replication.address`, `.advertise-address`, `.heartbeat-interval`, TLS (`.cert-filename`, `.key-filename`, `.ca-filename`, `.client-cert-auth`) | core, edge; dev: the address |
-//! | [`raft`] | `--raft.address`; `--raft.cert-filename`, `.key-filename`, `.ca-filename` (mutual TLS) | core, dev; the TLS flags: core |
+//! | [`raft`] | `--raft.address`; `--raft.listen-address`, heartbeat and election timing, `--raft.cert-filename`, `.key-filename`, `.ca-filename` (mutual TLS) | core, dev; all but the address: core |
+//! | [`services`] | `--tables.enabled`, `--maintenance.enabled`, `--replication.enabled` | core, edge |
 //! | [`storage`] | `--data-dir`, `--min-free-disk`, `--log.segment-size` | core, edge |
 //! | [`object_store`] | `--object-store` and its connection settings | core, edge |
 //! | [`log`] | `--log.level`, `--log.format`; Regatta's `--log-level`, `--dev-mode` | core, edge, dev |
@@ -26,6 +27,7 @@ pub mod regatta;
 pub mod replication;
 pub mod rest;
 pub mod runtime;
+pub mod services;
 pub mod storage;
 
 #[cfg(test)]
