@@ -47,6 +47,8 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     settings.storage.create_data_dir()?;
     let data_dir = &settings.storage.data_dir;
     tracing::info!(node_id = settings.node_id, data_dir = %data_dir.display(), "starting core node");
+    // The curated view (no tokens or object-store keys).
+    tracing::debug!(settings = ?settings.describe(), "effective settings");
     let node = NodeServer::new(&settings.api.connection_limits)?;
     let raft_tls = RaftTransport::build(&settings, &node)?;
     let parts = open_node(&settings, &node.registry, raft_tls.dialer.clone()).await?;

@@ -142,6 +142,14 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
     )?;
 
     tracing::info!(api = %settings.api.advertise, replication = %settings.replication.advertise, "edge node serving");
+    // Named fields only: the settings also hold tokens and object-store keys.
+    tracing::debug!(
+        node_id = settings.args.node_id,
+        upstreams = ?settings.args.upstreams,
+        upstream_tls = settings.upstream_tls.is_some(),
+        max_lag = settings.args.max_lag,
+        "effective settings"
+    );
     let servers = [Some(api_server), tail_server, Some(rest_server)];
     let served = node.serve(servers.into_iter().flatten().collect()).await;
     if tokio::time::timeout(Duration::from_secs(10), tailer_task)

@@ -25,7 +25,7 @@ pub struct ApiAddressArg {
     #[arg(
         long = "api.address",
         env = "REGATTA_API_ADDRESS",
-        default_value = "http://127.0.0.1:8443"
+        default_value = "127.0.0.1:8443"
     )]
     pub api_address: String,
 }
@@ -134,7 +134,15 @@ pub struct ApiTlsArgs {
     pub api_ca_filename: Option<PathBuf>,
     /// Require API clients to present a certificate signed by the CA in --api.ca-filename,
     /// which must then be given too.
-    #[arg(long = "api.client-cert-auth", env = "REGATTA_API_CLIENT_CERT_AUTH")]
+    #[arg(
+        long = "api.client-cert-auth",
+        env = "REGATTA_API_CLIENT_CERT_AUTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub api_client_cert_auth: bool,
     /// Admit only client certificates whose subject common name is exactly this (needs
     /// --api.ca-filename; excludes --api.allowed-hostname).
@@ -416,6 +424,11 @@ mod address_tests {
         assert!(matches!(tls.address, ListenAddress::Tcp { tls: true, .. }));
         assert!(tls.tls.is_some());
         assert_eq!(tls.advertise, "https://node-1.example:443");
+        // The default address follows the certificate too, as Regatta's did.
+        let default = validate(&["--api.cert-filename=c.pem", "--api.key-filename=k.pem"])
+            .expect("default address with TLS");
+        assert_eq!(default.advertise, "https://127.0.0.1:8443");
+        assert_eq!(validate(&[]).expect("default").advertise, "http://127.0.0.1:8443");
         let err = validate(&["--api.advertise-address=nohost"])
             .expect_err("neither")
             .to_string();

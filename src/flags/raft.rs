@@ -26,7 +26,7 @@ pub struct RaftAddressArg {
     #[arg(
         long = "raft.address",
         env = "REGATTA_RAFT_ADDRESS",
-        default_value = "http://127.0.0.1:5012"
+        default_value = "127.0.0.1:5012"
     )]
     pub raft_address: String,
 }

@@ -34,7 +34,7 @@ pub struct ReplicationAddressArg {
     #[arg(
         long = "replication.address",
         env = "REGATTA_REPLICATION_ADDRESS",
-        default_value = "http://127.0.0.1:8444"
+        default_value = "127.0.0.1:8444"
     )]
     pub replication_address: String,
 }

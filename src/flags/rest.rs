@@ -16,7 +16,7 @@ pub struct RestAddressArg {
     #[arg(
         long = "rest.address",
         env = "REGATTA_REST_ADDRESS",
-        default_value = "http://127.0.0.1:8079"
+        default_value = "127.0.0.1:8079"
     )]
     pub rest_address: String,
 }
