@@ -388,22 +388,6 @@ async fn services_switched_off_are_not_served() {
     assert_eq!(node.http_status("/readyz").await, Some(200));
 }
 
-/// Runs `regatta core` with `args` (and `env`) to its exit: the code and the output.
-fn start_fails(args: &[String], env: &[(&str, &str)]) -> (i32, String) {
-    let out = std::process::Command::new(binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run regatta");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn raft_flags_of_earlier_builds_and_unreachable_addresses_fail_start_up() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -460,7 +444,7 @@ fn raft_flags_of_earlier_builds_and_unreachable_addresses_fail_start_up() {
     ];
     for (what, args, env, expected) in cases {
         phase(what);
-        let (code, text) = start_fails(&args, &env);
+        let (code, text) = run_to_exit(&args, &env);
         eprintln!("{what}: exit {code}: {}", text.trim_end());
         assert_ne!(code, 0, "{what}: start-up succeeded");
         for part in expected {

@@ -278,21 +278,6 @@ async fn core_nodes_speak_mutual_tls_on_the_raft_port() {
         .expect("put at the rejoined node");
 }
 
-/// Starts `regatta args…` and waits for it to exit; its exit code and output.
-fn start_fails(args: &[String]) -> (i32, String) {
-    let out = std::process::Command::new(binary())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run regatta");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn bad_raft_tls_configuration_fails_start_up_naming_it() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -387,7 +372,7 @@ fn bad_raft_tls_configuration_fails_start_up_naming_it() {
     ];
     for (what, args, expected) in cases {
         phase(what);
-        let (code, text) = start_fails(&args);
+        let (code, text) = run_to_exit(&args, &[]);
         eprintln!("{what}: exit {code}: {}", text.trim_end());
         assert_ne!(code, 0, "{what}: start-up succeeded");
         for part in expected {

@@ -299,21 +299,6 @@ async fn a_self_signed_core_is_followed_by_its_name_or_without_verification() {
     .await;
 }
 
-/// Starts `regatta args…` and waits for it to exit; its exit code and output.
-fn start_fails(args: &[String]) -> (i32, String) {
-    let out = std::process::Command::new(binary())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run regatta");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn bad_replication_tls_configuration_fails_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -396,7 +381,7 @@ fn bad_replication_tls_configuration_fails_start_up_with_a_clear_message() {
     ];
     for (what, args, expected) in cases {
         phase(what);
-        let (code, text) = start_fails(&args);
+        let (code, text) = run_to_exit(&args, &[]);
         eprintln!("{what}: exit {code}: {}", text.trim_end());
         assert_ne!(code, 0, "{what}: start-up succeeded");
         for part in expected {

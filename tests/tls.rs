@@ -94,25 +94,6 @@ fn wait_serving(address: &str, ca: &Path) {
     });
 }
 
-/// Starts `regatta args…` and waits for it to exit; its exit code and output.
-fn start_fails(args: &[String]) -> (i32, String) {
-    let mut cmd = std::process::Command::new(binary());
-    cmd.args(args);
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start regatta");
-    let out = child.wait_with_output().expect("wait");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn the_api_serves_tls_and_the_cli_reaches_it() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -327,7 +308,7 @@ fn bad_tls_configuration_fails_start_up_with_a_clear_message() {
     ];
     for (what, extra, expected) in cases {
         phase(what);
-        let (code, text) = start_fails(&base(&extra));
+        let (code, text) = run_to_exit(&base(&extra), &[]);
         eprintln!("{what}: exit {code}: {}", text.trim_end());
         assert_ne!(code, 0, "{what}: start-up succeeded");
         for part in expected {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{Call, History, Outcome, Return};
+use crate::history::History;
 
 /// A key's value and modification revision, as read from the core at the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,20 +42,7 @@ pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<
         let mut last_acked: Option<(u64, &[u8])> = None;
         // Every write that may have taken effect, with its revision when acknowledged.
         let mut written: Vec<(&[u8], Option<u64>)> = Vec::new();
-        for op in &ops {
-            let value = match &op.call {
-                Call::Put { value } | Call::Cas { value, .. } => value.as_slice(),
-                Call::Get => continue,
-            };
-            let revision = match &op.outcome {
-                Outcome::Ok(Return::Put { revision })
-                | Outcome::Ok(Return::Cas {
-                    succeeded: true,
-                    revision,
-                }) => Some(*revision),
-                Outcome::Unknown => None,
-                Outcome::Ok(_) | Outcome::Failed => continue,
-            };
+        for (value, revision) in ops.iter().filter_map(|op| op.write()) {
             written.push((value, revision));
             if let Some(revision) = revision
                 && last_acked.is_none_or(|(r, _)| revision > r)
@@ -94,7 +81,7 @@ pub fn lost_writes(history: &History, finals: &BTreeMap<Vec<u8>, Final>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Op;
+    use crate::history::{Call, Op, Outcome, Return};
 
     fn write(key: &str, value: &str, outcome: Outcome) -> Op {
         Op {

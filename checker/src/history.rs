@@ -54,6 +54,25 @@ pub struct Op {
 }
 
 impl Op {
+    /// What this operation may have written: the value, and the revision it was
+    /// acknowledged at (`None`: unanswered, so it may or may not have taken effect). `None`
+    /// for reads, refused operations and compare-and-sets whose compare did not hold.
+    pub fn write(&self) -> Option<(&[u8], Option<u64>)> {
+        let value = match &self.call {
+            Call::Put { value } | Call::Cas { value, .. } => value.as_slice(),
+            Call::Get => return None,
+        };
+        match &self.outcome {
+            Outcome::Ok(Return::Put { revision })
+            | Outcome::Ok(Return::Cas {
+                succeeded: true,
+                revision,
+            }) => Some((value, Some(*revision))),
+            Outcome::Unknown => Some((value, None)),
+            Outcome::Ok(_) | Outcome::Failed => None,
+        }
+    }
+
     /// Whether the answer's kind matches the call's (a Put answered as a Get is a defect
     /// of the recording client, reported as such by [`History::validate`]).
     fn consistent(&self) -> bool {

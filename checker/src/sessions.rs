@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{Call, History, Nanos, Outcome, Return};
+use crate::history::{History, Nanos};
 
 /// A serializable read at an edge, as a session recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,21 +93,8 @@ pub fn check(reads: &[EdgeRead], writes: &[SessionWrite], history: &History) -> 
         }
         let Some(value) = &read.value else { continue };
         let written = keys.get(read.key.as_slice()).is_some_and(|ops| {
-            ops.iter().any(|op| {
-                let wrote = match &op.call {
-                    Call::Put { value } | Call::Cas { value, .. } => value,
-                    Call::Get => return false,
-                };
-                let at = match &op.outcome {
-                    Outcome::Ok(Return::Put { revision })
-                    | Outcome::Ok(Return::Cas {
-                        succeeded: true,
-                        revision,
-                    }) => Some(*revision),
-                    Outcome::Unknown => None,
-                    Outcome::Ok(_) | Outcome::Failed => return false,
-                };
-                wrote == value && at.is_none_or(|r| r == read.mod_revision)
+            ops.iter().filter_map(|op| op.write()).any(|(wrote, at)| {
+                wrote == value.as_slice() && at.is_none_or(|r| r == read.mod_revision)
             })
         });
         if !written {
@@ -126,7 +113,7 @@ pub fn check(reads: &[EdgeRead], writes: &[SessionWrite], history: &History) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Op;
+    use crate::history::{Call, Op, Outcome, Return};
 
     fn read(session: u32, t: Nanos, value: Option<&str>, rev: u64, header: u64) -> EdgeRead {
         EdgeRead {

@@ -428,7 +428,10 @@ mod address_tests {
         let default = validate(&["--api.cert-filename=c.pem", "--api.key-filename=k.pem"])
             .expect("default address with TLS");
         assert_eq!(default.advertise, "https://127.0.0.1:8443");
-        assert_eq!(validate(&[]).expect("default").advertise, "http://127.0.0.1:8443");
+        assert_eq!(
+            validate(&[]).expect("default").advertise,
+            "http://127.0.0.1:8443"
+        );
         let err = validate(&["--api.advertise-address=nohost"])
             .expect_err("neither")
             .to_string();

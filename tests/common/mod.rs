@@ -121,6 +121,23 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_regatta"))
 }
 
+/// Runs `regatta args…` (with `env` added) to its exit, as a start-up that must fail is
+/// run: its exit code (-1 when killed by a signal) and its stdout and stderr together.
+pub fn run_to_exit(args: &[String], env: &[(&str, &str)]) -> (i32, String) {
+    let out = std::process::Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run regatta");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 impl Node {
     pub fn core(id: u64, root: &Path) -> Self {
         let data_dir = root.join(format!("node-{id}"));
