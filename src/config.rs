@@ -395,6 +395,29 @@ fn leaf<'a>(command: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'a 
     }
 }
 
+/// A config file holds a handful of options; anything larger than this is a mistake
+/// (`--config /dev/zero`, a log file named by accident) and is refused before it is read.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The text of the config file at `path`, at most [`MAX_CONFIG_BYTES`].
+fn read_capped(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let context = || format!("reading config file {}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .with_context(context)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(context)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        bail!(
+            "config file {} is larger than {MAX_CONFIG_BYTES} bytes: not a config file",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 /// The arguments the config file contributes: one per key whose option was given neither
 /// on the command line, nor in the environment, nor is in `covered` (set from a
 /// Regatta-style variable).
@@ -404,8 +427,7 @@ fn config_file_args(
     matches: &ArgMatches,
     covered: &BTreeSet<String>,
 ) -> Result<Inserted> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
+    let text = read_capped(path)?;
     let format = Format::of(path);
     let value = format.parse(&text).with_context(|| {
         format!(
@@ -562,6 +584,17 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(members, ["1=a", "2=b"]);
+    }
+
+    #[test]
+    fn a_config_file_past_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).expect("write");
+        let err = read_capped(&path).expect_err("too large").to_string();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::write(&path, "raft.node-id: 1\n").expect("write");
+        assert_eq!(read_capped(&path).expect("small"), "raft.node-id: 1\n");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`sessions`]: what a client of one edge may count on (monotonic reads, read your
 //!   writes, values that were really written).
 //!
+//! OVERVIEW.md has the map and the invariants.
+//!
 //! What an outcome means is fixed here once: `Ok` took effect exactly once, between its
 //! invocation and completion; `Failed` certainly took no effect (the store refused it
 //! before doing anything); `Unknown` (a timeout, a dropped connection) may have taken
