@@ -39,6 +39,29 @@ const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest Raft message accepted or sent (batches of log entries can be large).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
 
+/// How often a peer's connection is probed with an HTTP/2 PING, busy or idle, and how long
+/// the answer may take before the connection is dropped and dialed again.
+///
+/// A Raft call that times out leaves its connection as it was. After a one-way partition
+/// heals, the TCP connection under it can stay wedged for many seconds (the sender's
+/// retransmissions back off exponentially while the peer's acknowledgements were being
+/// dropped): every AppendEntries on it times out, the leader cannot commit, and the
+/// followers, which still receive some of its traffic, do not elect another. Probing every
+/// second and giving up after one more bounds that to about two seconds, below a failover.
+const PEER_PING_INTERVAL: Duration = Duration::from_secs(1);
+const PEER_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `endpoint` with the settings of a connection between two nodes (Raft, forwarded
+/// requests, replication): a bounded dial, no Nagle delay, and the liveness probe above.
+pub fn peer_endpoint(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(PEER_PING_INTERVAL)
+        .keep_alive_timeout(PEER_PING_TIMEOUT)
+        .keep_alive_while_idle(true)
+}
+
 /// Streams a peer may open and reset before this node's HTTP/2 server has accepted them,
 /// on the Raft and replication ports (h2's default is 20).
 ///
@@ -90,12 +113,8 @@ impl RaftPeer {
         let client = Endpoint::from_shared(addr.to_string())
             .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
             .and_then(|endpoint| {
-                let endpoint = endpoint
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10));
                 dialer
-                    .connect_lazy(endpoint)
+                    .connect_lazy(peer_endpoint(endpoint))
                     .map_err(|e| format!("raft address {addr:?} of node {target}: {e}"))
             })
             .map(|channel| {

@@ -135,7 +135,7 @@ impl CoreRole {
             .map_err(|e| Error::Internal(format!("peer address {addr:?} is invalid: {e}")))?;
         let channel = self
             .dialer
-            .connect_lazy(endpoint.connect_timeout(Duration::from_secs(2)))
+            .connect_lazy(regatta_api::raft_network::peer_endpoint(endpoint))
             .map_err(|e| Error::Internal(format!("peer address {addr:?}: {e}")))?;
         let client = RaftTransportClient::new(channel)
             .max_decoding_message_size(regatta_api::raft_network::MAX_RAFT_MESSAGE_BYTES)

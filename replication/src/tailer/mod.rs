@@ -261,14 +261,12 @@ pub async fn connect(
     upstream: &str,
     timeout: Duration,
 ) -> Result<TailClient<Channel>, Error> {
-    let endpoint = Channel::from_shared(upstream.to_string())
-        .map_err(|source| Error::InvalidUpstream {
+    let endpoint =
+        Channel::from_shared(upstream.to_string()).map_err(|source| Error::InvalidUpstream {
             upstream: upstream.to_string(),
             source,
-        })?
-        .connect_timeout(timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5));
+        })?;
+    let endpoint = regatta_api::raft_network::peer_endpoint(endpoint).connect_timeout(timeout);
     let channel = dialer
         .connect(endpoint)
         .await
