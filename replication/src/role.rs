@@ -9,10 +9,7 @@
 //! and not sent again: it may have been applied (see the core node's role). Read-index
 //! requests change nothing and go to the next upstream on any failure.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use dashmap::DashMap;
 use regatta_api::{
@@ -57,8 +54,8 @@ impl EdgeRole {
             return Ok(c.clone());
         }
         let endpoint = Channel::from_shared(upstream.to_string())
-            .map_err(|e| Error::Internal(format!("invalid upstream {upstream:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(2));
+            .map_err(|e| Error::Internal(format!("invalid upstream {upstream:?}: {e}")))?;
+        let endpoint = regatta_api::raft_network::peer_endpoint(endpoint);
         let channel = self
             .dialer
             .connect_lazy(endpoint)
