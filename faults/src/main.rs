@@ -92,12 +92,12 @@ struct ScenarioArgs {
 /// The flags every run takes: the load, the binary, where the run's files go.
 #[derive(clap::Args, Debug)]
 struct Common {
-    /// Concurrent core clients.
-    #[arg(long, default_value_t = 6)]
-    clients: usize,
-    /// Keys the clients share.
-    #[arg(long, default_value_t = 4)]
-    keys: usize,
+    /// Concurrent core clients (default 6; a scenario's own load otherwise).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Keys the clients share (default 4; a scenario's own otherwise).
+    #[arg(long)]
+    keys: Option<usize>,
     /// Sessions per edge.
     #[arg(long, default_value_t = 1)]
     edge_sessions: u32,
@@ -119,8 +119,8 @@ struct Common {
 
 impl Common {
     /// The flags that change what runs, as a replay command line wants them.
-    fn replay_flags(&self) -> String {
-        format!("--clients {} --keys {}", self.clients, self.keys)
+    fn replay_flags(&self, clients: usize, keys: usize) -> String {
+        format!("--clients {clients} --keys {keys}")
             + &[
                 (self.edge_sessions != 1)
                     .then(|| format!(" --edge-sessions {}", self.edge_sessions)),
@@ -146,6 +146,8 @@ struct Plan<'a> {
     inject_stale_reads: bool,
     default_dir: String,
     common: &'a Common,
+    clients: usize,
+    keys: usize,
 }
 
 /// How long a node may take to be ready, and an edge to catch up, after healing.
@@ -185,19 +187,23 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::SUCCESS;
             };
             println!("scenario {}: {}", s.name, s.about);
+            let clients = args.common.clients.unwrap_or(s.clients);
+            let keys = args.common.keys.unwrap_or(s.keys);
             Plan {
                 label: format!("scenario {}", s.name),
                 seed: s.seed,
                 replay: format!(
                     "regatta-faults scenario {} {}",
                     s.name,
-                    args.common.replay_flags()
+                    args.common.replay_flags(clients, keys)
                 ),
                 max_write_outage: Some(s.max_write_outage),
                 inject_stale_reads: false,
                 default_dir: format!("regatta-faults-{}", s.name),
                 steps: s.steps,
                 common: &args.common,
+                clients,
+                keys,
             }
         }
         Command::Run(args) => {
@@ -206,10 +212,12 @@ fn main() -> std::process::ExitCode {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
             });
+            let clients = args.common.clients.unwrap_or(6);
+            let keys = args.common.keys.unwrap_or(4);
             let mut replay = format!(
                 "regatta-faults run --seed {seed} --duration {} {}",
                 args.duration,
-                args.common.replay_flags()
+                args.common.replay_flags(clients, keys)
             );
             if !args.only.is_empty() {
                 replay += &format!(" --only {}", args.only.join(","));
@@ -226,6 +234,8 @@ fn main() -> std::process::ExitCode {
                 inject_stale_reads: args.inject_stale_reads,
                 default_dir: format!("regatta-faults-{seed}"),
                 common: &args.common,
+                clients,
+                keys,
             }
         }
     };
@@ -336,14 +346,14 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
 
     let shared = client::Shared::new(
         origin,
-        args.keys,
+        plan.keys,
         Duration::from_millis(args.deadline_ms),
         Duration::from_millis(args.pace_ms),
         plan.inject_stale_reads,
     );
     let core_channels: Vec<_> = cluster.cores().map(|n| n.channel.clone()).collect();
     let mut tasks = Vec::new();
-    for i in 0..args.clients {
+    for i in 0..plan.clients {
         let task = client::core_client(shared.clone(), core_channels.clone(), seed ^ i as u64);
         tasks.push(tokio::spawn(task));
     }
