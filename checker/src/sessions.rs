@@ -35,6 +35,27 @@ pub struct SessionWrite {
     pub revision: u64,
 }
 
+/// One line, like an operation's: `   1234.5 ms ..    1240.0 ms  session 1    read k0 ->
+/// v3-c1@4 (header 7)`.
+impl std::fmt::Display for EdgeRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |ns: Nanos| ns as f64 / 1e6;
+        let value = match &self.value {
+            Some(v) => format!("{}@{}", String::from_utf8_lossy(v), self.mod_revision),
+            None => "absent".to_string(),
+        };
+        write!(
+            f,
+            "{:9.1} ms .. {:9.1} ms  session {:<4} read {} -> {value} (header {})",
+            ms(self.invoke),
+            ms(self.complete),
+            self.session,
+            String::from_utf8_lossy(&self.key),
+            self.header_revision
+        )
+    }
+}
+
 /// One broken guarantee, in words a failing test can print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anomaly(pub String);

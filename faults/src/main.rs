@@ -3,7 +3,9 @@
 //! clients that record what they see ([`client`]) while a seeded schedule of partitions,
 //! pauses and crashes plays ([`fault`]), heals, checks convergence and the final state
 //! ([`verify`]) and asks `regatta-checker` for its verdicts. Exits non-zero on any anomaly,
-//! printing the seed that replays the schedule.
+//! printing the seed that replays the schedule, and writes what failed in words
+//! ([`report`]: `failure.txt`, next to `summary.json`). A [`scenario`] plays a fixed list
+//! of faults instead of a seeded schedule, with a bound on the write outage.
 //!
 //! It owns the harness only; what counts as correct lives in `regatta-checker`.
 //! See docs/faults.md.
@@ -12,7 +14,9 @@ mod client;
 mod cluster;
 mod fault;
 mod net;
+mod report;
 mod rng;
+mod scenario;
 mod verify;
 
 use std::{
@@ -44,8 +48,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one schedule against a fresh cluster and check what the clients saw.
+    /// Run one seeded schedule against a fresh cluster and check what the clients saw.
     Run(RunArgs),
+    /// Play a regression scenario: a fixed list of faults with fixed holds, checked like a
+    /// run and against a bound on the longest time without an acknowledged write.
+    Scenario(ScenarioArgs),
+    /// Sum the figures (summary.json) of run directories, or of directories holding them.
+    Report { dirs: Vec<PathBuf> },
     /// Remove namespaces, links and node processes a run left behind.
     Cleanup,
 }
@@ -58,21 +67,6 @@ struct RunArgs {
     /// Seconds of faults (the last step may run past them).
     #[arg(long, default_value_t = 30)]
     duration: u64,
-    /// Concurrent core clients.
-    #[arg(long, default_value_t = 6)]
-    clients: usize,
-    /// Keys the clients share.
-    #[arg(long, default_value_t = 4)]
-    keys: usize,
-    /// Sessions per edge.
-    #[arg(long, default_value_t = 1)]
-    edge_sessions: u32,
-    /// Deadline of each operation, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    deadline_ms: u64,
-    /// Mean pause between a client's operations, in milliseconds.
-    #[arg(long, default_value_t = 10)]
-    pace_ms: u64,
     /// Keep only these kinds of fault from the schedule (comma-separated): partition-leader,
     /// partition-leader-inbound, isolate-follower, partition-edge, pause, kill.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(fault::KINDS))]
@@ -82,13 +76,78 @@ struct RunArgs {
     /// while writes go on must then FAIL.
     #[arg(long)]
     inject_stale_reads: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScenarioArgs {
+    /// The scenario (omit to list them).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(scenario::NAMES))]
+    name: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// The flags every run takes: the load, the binary, where the run's files go.
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// Concurrent core clients (default 6; a scenario's own load otherwise).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Keys the clients share (default 4; a scenario's own otherwise).
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Sessions per edge.
+    #[arg(long, default_value_t = 1)]
+    edge_sessions: u32,
+    /// Deadline of each operation, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Mean pause between a client's operations, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pace_ms: u64,
     /// The regatta binary.
     #[arg(long, default_value = "target/debug/regatta")]
     binary: PathBuf,
-    /// Where data directories, logs and the recorded history go (default: a new directory
-    /// under the system's temporary directory).
+    /// Where data directories, logs, the recorded history, summary.json and (on failure)
+    /// failure.txt go (default: regatta-faults-SEED or regatta-faults-NAME under the
+    /// system's temporary directory).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+}
+
+impl Common {
+    /// The flags that change what runs, as a replay command line wants them.
+    fn replay_flags(&self, clients: usize, keys: usize) -> String {
+        format!("--clients {clients} --keys {keys}")
+            + &[
+                (self.edge_sessions != 1)
+                    .then(|| format!(" --edge-sessions {}", self.edge_sessions)),
+                (self.deadline_ms != 1000).then(|| format!(" --deadline-ms {}", self.deadline_ms)),
+                (self.pace_ms != 10).then(|| format!(" --pace-ms {}", self.pace_ms)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<String>()
+    }
+}
+
+/// What one run plays and checks: a seeded schedule or a scenario.
+#[derive(Debug)]
+struct Plan<'a> {
+    /// `seed 5`, `scenario stuck-leader`: how the run names itself.
+    label: String,
+    seed: u64,
+    steps: Vec<fault::Step>,
+    replay: String,
+    /// A scenario's bound on the longest time without an acknowledged write.
+    max_write_outage: Option<Duration>,
+    inject_stale_reads: bool,
+    default_dir: String,
+    common: &'a Common,
+    clients: usize,
+    keys: usize,
 }
 
 /// How long a node may take to be ready, and an edge to catch up, after healing.
@@ -96,50 +155,126 @@ const RECOVERY: Duration = Duration::from_secs(60);
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let plan = match &cli.command {
         Command::Cleanup => {
             net::cleanup();
-            std::process::ExitCode::SUCCESS
+            return std::process::ExitCode::SUCCESS;
         }
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
+        Command::Report { dirs } => {
+            return match report::aggregate(dirs) {
+                Ok(text) => {
+                    print!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
                 Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return std::process::ExitCode::FAILURE;
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
                 }
             };
+        }
+        Command::Scenario(args) => {
+            let Some(s) = args.name.as_deref().and_then(scenario::named) else {
+                println!("scenarios (regatta-faults scenario NAME):");
+                for s in scenario::NAMES.iter().filter_map(|n| scenario::named(n)) {
+                    println!(
+                        "  {:14} {:3.0}s of faults and calm, write outage < {:?}: {}",
+                        s.name,
+                        s.length().as_secs_f64(),
+                        s.max_write_outage,
+                        s.about
+                    );
+                }
+                return std::process::ExitCode::SUCCESS;
+            };
+            println!("scenario {}: {}", s.name, s.about);
+            let clients = args.common.clients.unwrap_or(s.clients);
+            let keys = args.common.keys.unwrap_or(s.keys);
+            Plan {
+                label: format!("scenario {}", s.name),
+                seed: s.seed,
+                replay: format!(
+                    "regatta-faults scenario {} {}",
+                    s.name,
+                    args.common.replay_flags(clients, keys)
+                ),
+                max_write_outage: Some(s.max_write_outage),
+                inject_stale_reads: false,
+                default_dir: format!("regatta-faults-{}", s.name),
+                steps: s.steps,
+                common: &args.common,
+                clients,
+                keys,
+            }
+        }
+        Command::Run(args) => {
             let seed = args.seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
             });
-            // Ctrl-C and SIGTERM end the run through the guards (nodes killed, network gone).
-            let result = runtime.block_on(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-                tokio::select! {
-                    r = run(&args, seed) => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-                    _ = term.recv() => Err(anyhow::anyhow!("terminated")),
-                }
-            });
-            // The network and the nodes are gone by now (their guards dropped).
-            runtime.shutdown_timeout(Duration::from_secs(2));
-            match result {
-                Ok(0) => {
-                    println!("PASS seed={seed}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Ok(n) => {
-                    println!("FAIL seed={seed}: {n} anomalies (replay: --seed {seed})");
-                    std::process::ExitCode::FAILURE
-                }
-                Err(e) => {
-                    println!("ERROR seed={seed}: {e:#} (replay: --seed {seed})");
-                    std::process::ExitCode::FAILURE
-                }
+            let clients = args.common.clients.unwrap_or(6);
+            let keys = args.common.keys.unwrap_or(4);
+            let mut replay = format!(
+                "regatta-faults run --seed {seed} --duration {} {}",
+                args.duration,
+                args.common.replay_flags(clients, keys)
+            );
+            if !args.only.is_empty() {
+                replay += &format!(" --only {}", args.only.join(","));
             }
+            if args.inject_stale_reads {
+                replay += " --inject-stale-reads";
+            }
+            Plan {
+                label: format!("seed {seed}"),
+                seed,
+                steps: fault::schedule_of(seed, Duration::from_secs(args.duration), &args.only),
+                replay,
+                max_write_outage: None,
+                inject_stale_reads: args.inject_stale_reads,
+                default_dir: format!("regatta-faults-{seed}"),
+                common: &args.common,
+                clients,
+                keys,
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Ctrl-C and SIGTERM end the run through the guards (nodes killed, network gone).
+    let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = run(&plan) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    });
+    // The network and the nodes are gone by now (their guards dropped).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    // `seed=N` for a schedule (what scripts and people grep for), the name for a scenario.
+    let label = match plan.max_write_outage {
+        Some(_) => plan.label.clone(),
+        None => format!("seed={}", plan.seed),
+    };
+    let replay = &plan.replay;
+    match result {
+        Ok(0) => {
+            println!("PASS {label}");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            println!("FAIL {label}: {n} anomalies (replay: {replay})");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("ERROR {label}: {e:#} (replay: {replay})");
+            std::process::ExitCode::FAILURE
         }
     }
 }
@@ -148,12 +283,17 @@ fn log(origin: Instant, what: &str) {
     println!("[{:7.2}s] {what}", origin.elapsed().as_secs_f64());
 }
 
-/// Runs one schedule; the number of anomalies found.
-async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
+/// Runs one schedule or scenario; the number of anomalies found.
+async fn run(plan: &Plan<'_>) -> Result<usize> {
     net::available().map_err(|e| anyhow::anyhow!("needs root and ip netns: {e}"))?;
     let origin = Instant::now();
-    let steps = fault::schedule_of(seed, Duration::from_secs(args.duration), &args.only);
-    println!("seed {seed}: {} steps", steps.len());
+    let (seed, steps, args) = (plan.seed, &plan.steps, plan.common);
+    println!(
+        "{}: {} steps (replay: {})",
+        plan.label,
+        steps.len(),
+        plan.replay
+    );
     for (i, s) in steps.iter().enumerate() {
         println!(
             "  step {i}: {} for {:?}, then {:?} calm",
@@ -162,7 +302,7 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
     }
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("regatta-faults-{seed}")),
+        None => std::env::temp_dir().join(&plan.default_dir),
     };
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir)
@@ -206,14 +346,14 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
 
     let shared = client::Shared::new(
         origin,
-        args.keys,
+        plan.keys,
         Duration::from_millis(args.deadline_ms),
         Duration::from_millis(args.pace_ms),
-        args.inject_stale_reads,
+        plan.inject_stale_reads,
     );
     let core_channels: Vec<_> = cluster.cores().map(|n| n.channel.clone()).collect();
     let mut tasks = Vec::new();
-    for i in 0..args.clients {
+    for i in 0..plan.clients {
         let task = client::core_client(shared.clone(), core_channels.clone(), seed ^ i as u64);
         tasks.push(tokio::spawn(task));
     }
@@ -228,9 +368,11 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
     }
 
     let mut anomalies: Vec<String> = Vec::new();
-    let mut applied: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut applied: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut events: Vec<report::FaultEvent> = Vec::new();
     tokio::time::sleep(Duration::from_secs(1)).await; // let the clients run unfaulted first
-    for step in &steps {
+    for step in steps {
+        let at = shared.now();
         let (what, undo) = fault::apply(step.fault, &mut cluster, &net).await?;
         *applied.entry(step.fault.kind()).or_default() += 1;
         log(origin, &format!("fault: {what} ({:?})", step.hold));
@@ -242,6 +384,12 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
         }
         tokio::time::sleep_until(healed_at).await;
         fault::undo(&undo, &mut cluster, &net)?;
+        events.push(report::FaultEvent {
+            kind: step.fault.kind(),
+            what: format!("{what} (held {:.1} s)", step.hold.as_secs_f64()),
+            applied: at,
+            healed: shared.now(),
+        });
         log(origin, "healed");
         tokio::time::sleep(step.rest).await; // the calm between faults: part of the schedule
         for (name, status) in cluster.unexpected_exits() {
@@ -252,6 +400,7 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
 
     log(origin, "schedule done: clients stop, everything heals");
     shared.stop.store(true, Ordering::Relaxed);
+    let end = shared.now();
     for task in tasks {
         task.await.context("a client task panicked")?;
     }
@@ -307,30 +456,60 @@ async fn run(args: &RunArgs, seed: u64) -> Result<usize> {
         anomalies.push(format!("edge session: {}", a.0));
     }
 
-    println!("---- summary (seed {seed}) ----");
-    for ((call, outcome), n) in verify::counts(&record.history) {
-        println!("  {call:4} {outcome:8} {n}");
+    let outage = verify::longest_write_outage(&record.history, end);
+    let bound = plan.max_write_outage.map(|b| b.as_nanos() as u64);
+    if let Some(bound) = bound
+        && outage.1 >= bound
+    {
+        anomalies.push(format!(
+            "no write acknowledged for {:.1}s from {:.1}s (bound {:.1}s)",
+            outage.1 as f64 / 1e9,
+            outage.0 as f64 / 1e9,
+            bound as f64 / 1e9
+        ));
     }
-    println!(
-        "  edge reads {}, session writes {}, read errors {:?}",
-        record.edge_reads.len(),
-        record.session_writes.len(),
-        record.read_errors
-    );
-    let (from, outage) = verify::longest_write_outage(&record.history);
-    println!(
-        "  longest time without an acknowledged write: {:.1}s, from {:.1}s",
-        outage as f64 / 1e9,
-        from as f64 / 1e9
-    );
-    println!("  faults applied: {applied:?}");
-    println!("  linearizable: {}", verify::short(&verdict));
+    let mut staleness = verify::edge_staleness(&record.history, &record.edge_reads);
+    staleness.sort_unstable();
+    let p99 = staleness
+        .get(staleness.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or(0);
+    let summary = report::Summary {
+        label: plan.label.clone(),
+        seed,
+        replay: plan.replay.clone(),
+        wall_s: origin.elapsed().as_secs_f64(),
+        ops: verify::counts(&record.history),
+        edge_reads: record.edge_reads.len(),
+        session_writes: record.session_writes.len(),
+        read_errors: record.read_errors.clone(),
+        faults: applied,
+        staleness: (staleness.last().copied().unwrap_or(0), p99),
+        outage,
+        linearizable: verify::short(&verdict),
+        anomalies: anomalies.clone(),
+    };
+    summary.print();
     println!("  lost writes: {}", lost.len());
     println!("  edge session anomalies: {}", session_anomalies.len());
+    summary.write(&run_dir)?;
     for a in &anomalies {
         println!("ANOMALY: {a}");
     }
     println!("history: {}", run_dir.join("history.jsonl").display());
+    if !anomalies.is_empty() {
+        let failure = report::Failure {
+            summary: &summary,
+            run_dir: &run_dir,
+            history: &record.history,
+            edge_reads: &record.edge_reads,
+            faults: &events,
+            verdict: &verdict,
+            lost: &lost,
+            outage_bound: bound.filter(|b| outage.1 >= *b),
+        };
+        println!("failure: {}", report::write_failure(&failure)?.display());
+    }
     Ok(anomalies.len())
 }
 

@@ -133,9 +133,11 @@ pub fn counts(history: &History) -> BTreeMap<(&'static str, &'static str), u64> 
     counts
 }
 
-/// The longest time between two acknowledged writes (and from the first invocation to the
-/// first one): (where it starts, how long), in ns. A figure of availability, not a check.
-pub fn longest_write_outage(history: &History) -> (u64, u64) {
+/// The longest time without an acknowledged write (Put or compare-and-set that held),
+/// from the first invocation to `end` (when the clients stopped): (where it starts, how
+/// long), in ns. Counting up to `end` catches a store that never acknowledges a write
+/// again. A figure of availability; a scenario bounds it.
+pub fn longest_write_outage(history: &History, end: u64) -> (u64, u64) {
     let mut acked: Vec<u64> = history
         .ops
         .iter()
@@ -147,12 +149,13 @@ pub fn longest_write_outage(history: &History) -> (u64, u64) {
         })
         .map(|op| op.complete)
         .collect();
+    let Some(start) = history.ops.iter().map(|op| op.invoke).min() else {
+        return (0, 0);
+    };
+    acked.push(start);
+    acked.push(end.max(start));
     acked.sort_unstable();
-    let start = history.ops.iter().map(|op| op.invoke).min().unwrap_or(0);
-    let mut longest = (
-        start,
-        acked.first().map_or(0, |first| first - start.min(*first)),
-    );
+    let mut longest = (start, 0);
     for pair in acked.windows(2) {
         if pair[1] - pair[0] > longest.1 {
             longest = (pair[0], pair[1] - pair[0]);
@@ -161,48 +164,42 @@ pub fn longest_write_outage(history: &History) -> (u64, u64) {
     longest
 }
 
-/// One operation in words: `client 12 get k0 -> v3-c1@4 [4.236s..4.269s]`.
-pub fn describe(op: &regatta_checker::Op) -> String {
-    let call = match &op.call {
-        Call::Put { value } => format!("put {}={}", text(&op.key), text(value)),
-        Call::Get => format!("get {}", text(&op.key)),
-        Call::Cas { expect, value } => {
-            format!("cas {}@{expect}:={}", text(&op.key), text(value))
-        }
-    };
-    let answer = match &op.outcome {
-        Outcome::Ok(Return::Put { revision }) => format!("ok@{revision}"),
-        Outcome::Ok(Return::Get {
-            value,
-            mod_revision,
-        }) => match value {
-            Some(v) => format!("{}@{mod_revision}", text(v)),
-            None => "absent".to_string(),
-        },
-        Outcome::Ok(Return::Cas {
-            succeeded,
-            revision,
-        }) => format!(
-            "{}@{revision}",
-            if *succeeded { "held" } else { "not held" }
-        ),
-        Outcome::Failed => "failed".to_string(),
-        Outcome::Unknown => "unknown".to_string(),
-    };
-    let s = |ns: u64| ns as f64 / 1e9;
-    match op.outcome {
-        Outcome::Unknown => format!(
-            "client {} {call} -> {answer} [{:.3}s..]",
-            op.client,
-            s(op.invoke)
-        ),
-        _ => format!(
-            "client {} {call} -> {answer} [{:.3}s..{:.3}s]",
-            op.client,
-            s(op.invoke),
-            s(op.complete)
-        ),
+/// How stale each serializable edge read was, ns: how long before its invocation the core
+/// had acknowledged a write past the revision the edge answered at (its header revision);
+/// 0 when no such write was acknowledged yet. A lower bound of the edge's lag, measured
+/// only from what the clients saw.
+pub fn edge_staleness(history: &History, reads: &[EdgeRead]) -> Vec<u64> {
+    // (revision, completion) of acknowledged writes; then, by revision, the earliest
+    // completion of a write at that revision or above.
+    let mut acked: Vec<(u64, u64)> = history
+        .ops
+        .iter()
+        .filter_map(|op| match op.outcome {
+            Outcome::Ok(Return::Put { revision })
+            | Outcome::Ok(Return::Cas {
+                succeeded: true,
+                revision,
+            }) => Some((revision, op.complete)),
+            _ => None,
+        })
+        .collect();
+    acked.sort_unstable();
+    let mut earliest = vec![u64::MAX; acked.len() + 1];
+    for i in (0..acked.len()).rev() {
+        earliest[i] = earliest[i + 1].min(acked[i].1);
     }
+    reads
+        .iter()
+        .map(|r| {
+            let first_above = acked.partition_point(|(rev, _)| *rev <= r.header_revision);
+            r.invoke.saturating_sub(earliest[first_above])
+        })
+        .collect()
+}
+
+/// One operation in words (the checker's rendering: times in ms, client, call, outcome).
+pub fn describe(op: &regatta_checker::Op) -> String {
+    op.to_string()
 }
 
 /// The linearizability verdict as an anomaly to print (None when linearizable): the last
@@ -345,8 +342,39 @@ mod tests {
                 op(90, 100, ok()),
             ],
         };
-        assert_eq!(longest_write_outage(&history), (20, 70));
-        assert_eq!(longest_write_outage(&History::default()), (0, 0));
+        assert_eq!(longest_write_outage(&history, 100), (20, 70));
+        assert_eq!(
+            longest_write_outage(&history, 300),
+            (100, 200),
+            "none at the end"
+        );
+        assert_eq!(longest_write_outage(&History::default(), 50), (0, 0));
+    }
+
+    #[test]
+    fn staleness_is_how_long_a_newer_write_was_acknowledged_before_the_read() {
+        let put = |revision, complete| regatta_checker::Op {
+            client: 1,
+            key: b"k".to_vec(),
+            call: Call::Put { value: vec![] },
+            invoke: 0,
+            complete,
+            outcome: Outcome::Ok(Return::Put { revision }),
+        };
+        let history = History {
+            ops: vec![put(5, 100), put(6, 300), put(7, 200)],
+        };
+        let read = |invoke, header_revision| EdgeRead {
+            session: 1,
+            key: b"k".to_vec(),
+            invoke,
+            complete: invoke + 1,
+            value: None,
+            mod_revision: 0,
+            header_revision,
+        };
+        let reads = [read(1_000, 7), read(1_000, 5), read(250, 4), read(50, 4)];
+        assert_eq!(edge_staleness(&history, &reads), vec![0, 800, 150, 0]);
     }
 
     #[test]
