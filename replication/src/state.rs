@@ -19,6 +19,9 @@ pub struct ReplicationState {
     pub upstream_commit: AtomicU64,
     /// Set once the edge has heard from an upstream since it started.
     pub connected: AtomicBool,
+    /// Set once the edge has caught up with an upstream since it started (see
+    /// [`ReplicationState::caught_up`]); never cleared while it runs.
+    pub caught_up: AtomicBool,
     /// Unix micros of the last message from the upstream.
     pub last_heard_micros: AtomicU64,
     /// Proposal time of the last applied event (Unix micros), for lag in seconds.
@@ -58,6 +61,43 @@ impl ReplicationState {
             Ok(mut e) => *e = error,
             Err(p) => *p.into_inner() = error,
         }
+    }
+
+    /// Whether this edge knows its state: since it started, it has applied at least the
+    /// commit index an upstream that knew its own state reported. Until then the tables it
+    /// restored (or bootstrapped, or has none of yet) may lack some the core has, so a table
+    /// missing here is no proof that it does not exist: reads of one are answered
+    /// `Unavailable` ([`ReplicationState::unknown_state`]) and `/readyz` is not ready.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the upstream, which knows its own state, reported `commit` (0: it did not
+    /// say) while this edge has applied `applied`. Returns true when this made the edge
+    /// caught up.
+    pub fn note_upstream_commit(&self, commit: u64, applied: u64) -> bool {
+        commit > 0 && applied >= commit && !self.caught_up.swap(true, Ordering::Relaxed)
+    }
+
+    /// Why this edge cannot yet tell whether a table exists, or `None` once it is caught
+    /// up: the reason `/readyz` and a client whose read names a table missing here are given.
+    pub fn unknown_state(&self, applied: u64) -> Option<String> {
+        if self.caught_up() {
+            return None;
+        }
+        let commit = self.upstream_commit.load(Ordering::Relaxed);
+        let heard = if commit > 0 {
+            format!("the upstream is at {commit}")
+        } else {
+            match self.upstream_error() {
+                Some(why) => format!("no upstream reached yet: {why}"),
+                None => "no upstream reached yet".into(),
+            }
+        };
+        Some(format!(
+            "this edge has not caught up with its upstream since it started (applied {applied}; \
+             {heard})"
+        ))
     }
 
     /// How far behind the upstream this node is, now that it has applied `applied`.
