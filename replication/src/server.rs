@@ -141,17 +141,29 @@ fn to_entries(records: Vec<regatta_log::Record>, next: u64) -> Result<Vec<TailEn
         .collect()
 }
 
-/// The streaming loop of one subscriber. Ends when the subscriber goes away.
-async fn pump(
+/// What the streaming loop of one subscriber reads from: the node's log, what it applied,
+/// what it tells about the object store and its own state.
+struct Source {
     log: Log,
     materializer: Arc<Materializer>,
     object_snapshot: ObjectSnapshotRevision,
     knows_state: KnowsState,
+}
+
+/// The streaming loop of one subscriber. Ends when the subscriber goes away.
+async fn pump(
+    source: Source,
     heartbeat: Duration,
     mut next: u64,
     subscriber: String,
     tx: mpsc::Sender<Result<TailMessage, Status>>,
 ) {
+    let Source {
+        log,
+        materializer,
+        object_snapshot,
+        knows_state,
+    } = source;
     let mut applied_rx = materializer.subscribe();
     loop {
         let applied = materializer.applied().0;
@@ -240,11 +252,14 @@ impl Tail for TailService {
         }
         tracing::info!(%subscriber, from_index, "tail subscriber connected");
         let (tx, rx) = mpsc::channel(16);
+        let source = Source {
+            log: self.log.clone(),
+            materializer: self.materializer.clone(),
+            object_snapshot: self.object_snapshot.clone(),
+            knows_state: self.knows_state.clone(),
+        };
         tokio::spawn(pump(
-            self.log.clone(),
-            self.materializer.clone(),
-            self.object_snapshot.clone(),
-            self.knows_state.clone(),
+            source,
             self.settings.heartbeat,
             from_index,
             subscriber,
@@ -325,6 +340,12 @@ mod tests {
                 Record::new(id, RecordKind::Normal, vec![0u8; n])
             })
             .collect()
+    }
+
+    #[test]
+    fn a_node_that_does_not_know_its_state_tells_no_commit_index() {
+        assert_eq!(told_commit(42, true), 42);
+        assert_eq!(told_commit(42, false), 0, "0 is no news to the subscriber");
     }
 
     #[test]

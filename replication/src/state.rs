@@ -114,3 +114,31 @@ impl ReplicationState {
 /// A Maintenance.Reset waiting for the tailer: answered once the upstream's state is in
 /// place, or with why it is not (for the client).
 pub type ResetRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_is_caught_up_once_it_applied_what_a_knowing_upstream_reported() {
+        let state = ReplicationState::default();
+        assert!(
+            state.unknown_state(5).is_some(),
+            "not before hearing anything"
+        );
+        assert!(
+            !state.note_upstream_commit(0, 5),
+            "0: the upstream does not know yet"
+        );
+        state.upstream_commit.store(9, Ordering::Relaxed);
+        assert!(!state.note_upstream_commit(9, 5), "behind");
+        let why = state.unknown_state(5).expect("still catching up");
+        assert!(why.contains("applied 5") && why.contains("at 9"), "{why}");
+        assert!(state.note_upstream_commit(9, 9), "caught up now");
+        assert!(!state.note_upstream_commit(12, 9), "reported once");
+        assert!(
+            state.caught_up() && state.unknown_state(9).is_none(),
+            "and it stays"
+        );
+    }
+}
