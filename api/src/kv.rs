@@ -122,7 +122,9 @@ impl KvService {
 
     fn range_now(&self, range: &TableRange) -> Result<RangeResponse> {
         let view = self.ctx.materializer.peek();
-        let mut response = view.range(range)?;
+        let mut response = view
+            .range(range)
+            .map_err(|e| self.ctx.missing_table(e.into()))?;
         let shard = view.table(&range.table).map_or(0, |t| t.id().0);
         response.header = Some(self.ctx.header(shard, view.revision()));
         Ok(response)
@@ -173,7 +175,7 @@ impl Kv for KvService {
         let view = self.ctx.materializer.view();
         let chunks = view
             .iterate(&range)
-            .map_err(Error::from)?
+            .map_err(|e| self.ctx.missing_table(e.into()))?
             .with_max_bytes(STREAM_CHUNK_BYTES);
         let header = self.ctx.header(
             view.table(&range.table).map_or(0, |t| t.id().0),
@@ -224,7 +226,8 @@ impl Kv for KvService {
         txn.check_ops(self.ctx.limits.max_txn_ops)
             .map_err(Error::from)?;
         if txn.is_read_only() {
-            return Ok(Response::new(self.read_txn(txn, deadline).await?));
+            let read = self.read_txn(txn, deadline).await;
+            return Ok(Response::new(read.map_err(|e| self.ctx.missing_table(e))?));
         }
         match self.write(Command::Txn(txn), deadline).await? {
             (header, ApplyResponse::Txn(mut response)) => {

@@ -85,6 +85,14 @@ pub trait Role: Send + Sync + 'static {
     /// Maintenance.Reset: throw away local state and bootstrap again (edges). `None` resets
     /// every table.
     async fn reset(&self, table: Option<String>) -> Result<()>;
+
+    /// Why a table missing from this node's state may still exist (an edge that has not
+    /// caught up with its upstream since it started), or `None` when a missing table is
+    /// truly missing. While `Some`, a read of a missing table is answered `Unavailable`
+    /// with this reason rather than `NotFound` ([`NodeContext::missing_table`]).
+    fn unknown_state(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Request limits, checked before anything else.
@@ -177,6 +185,26 @@ impl NodeContext {
         match given {
             Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
             _ => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// `error`, unless it says a table is missing while this node cannot yet know that
+    /// (see [`Role::unknown_state`]): then `Unavailable` with the reason, for the client to
+    /// retry.
+    pub fn missing_table(&self, error: Error) -> Error {
+        match error {
+            Error::Materializer(regatta_materializer::Error::TableNotFound { table }) => {
+                match self.role.unknown_state() {
+                    Some(reason) => Error::Unavailable {
+                        reason: format!(
+                            "table {table:?} is not known here yet and may exist upstream \
+                             (retry): {reason}"
+                        ),
+                    },
+                    None => regatta_materializer::Error::TableNotFound { table }.into(),
+                }
+            }
+            other => other,
         }
     }
 

@@ -233,6 +233,10 @@ impl Role for EdgeRole {
         }
     }
 
+    fn unknown_state(&self) -> Option<String> {
+        self.state.unknown_state(self.materializer.applied().0)
+    }
+
     fn status(&self) -> NodeStatus {
         let upstream = self
             .upstream_order()

@@ -68,6 +68,12 @@ impl Default for TailSettings {
 /// The newest snapshot revision in object storage (0: none), as the node knows it.
 pub type ObjectSnapshotRevision = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Whether this node knows its own state (a core always does; an edge once it has caught
+/// up with its upstream since it started). Until it does, the commit index it tells its
+/// subscribers is 0 ("no news"), so that an edge following it does not take itself for
+/// caught up with a state that may lack tables.
+pub type KnowsState = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The Tail service of one node: its log, what it applied, its role (for forwarded writes
 /// and read-index requests) and the newest snapshot in object storage.
 pub struct TailService {
@@ -75,6 +81,7 @@ pub struct TailService {
     materializer: Arc<Materializer>,
     role: Arc<dyn Role>,
     object_snapshot: ObjectSnapshotRevision,
+    knows_state: KnowsState,
     settings: TailSettings,
 }
 
@@ -91,9 +98,23 @@ impl TailService {
             materializer,
             role,
             object_snapshot,
+            knows_state: Arc::new(|| true),
             settings,
         }
     }
+
+    /// Tells subscribers a commit index only while `knows_state` holds (an edge: once it
+    /// has caught up since it started).
+    pub fn with_knows_state(mut self, knows_state: KnowsState) -> Self {
+        self.knows_state = knows_state;
+        self
+    }
+}
+
+/// The commit index told to a subscriber: what this node applied, or 0 ("no news") while
+/// it does not know its own state.
+fn told_commit(applied: u64, knows_state: bool) -> u64 {
+    if knows_state { applied } else { 0 }
 }
 
 /// Converts log records to wire entries, checking they are exactly `next..` in order.
@@ -120,16 +141,29 @@ fn to_entries(records: Vec<regatta_log::Record>, next: u64) -> Result<Vec<TailEn
         .collect()
 }
 
-/// The streaming loop of one subscriber. Ends when the subscriber goes away.
-async fn pump(
+/// What the streaming loop of one subscriber reads from: the node's log, what it applied,
+/// what it tells about the object store and its own state.
+struct Source {
     log: Log,
     materializer: Arc<Materializer>,
     object_snapshot: ObjectSnapshotRevision,
+    knows_state: KnowsState,
+}
+
+/// The streaming loop of one subscriber. Ends when the subscriber goes away.
+async fn pump(
+    source: Source,
     heartbeat: Duration,
     mut next: u64,
     subscriber: String,
     tx: mpsc::Sender<Result<TailMessage, Status>>,
 ) {
+    let Source {
+        log,
+        materializer,
+        object_snapshot,
+        knows_state,
+    } = source;
     let mut applied_rx = materializer.subscribe();
     loop {
         let applied = materializer.applied().0;
@@ -142,7 +176,7 @@ async fn pump(
                             next = entries.last().map_or(next, |e| e.index + 1);
                             tail_message::Message::Entries(Entries {
                                 entries,
-                                commit_index: applied,
+                                commit_index: told_commit(applied, knows_state()),
                             })
                         }
                         Err(reason) => {
@@ -188,7 +222,8 @@ async fn pump(
         tokio::select! {
             changed = applied_rx.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(heartbeat) => {
-                let beat = Heartbeat { commit_index: materializer.applied().0, now_micros: now_micros() };
+                let commit_index = told_commit(materializer.applied().0, knows_state());
+                let beat = Heartbeat { commit_index, now_micros: now_micros() };
                 if tx.send(Ok(TailMessage { message: Some(tail_message::Message::Heartbeat(beat)) })).await.is_err() {
                     return;
                 }
@@ -217,10 +252,14 @@ impl Tail for TailService {
         }
         tracing::info!(%subscriber, from_index, "tail subscriber connected");
         let (tx, rx) = mpsc::channel(16);
+        let source = Source {
+            log: self.log.clone(),
+            materializer: self.materializer.clone(),
+            object_snapshot: self.object_snapshot.clone(),
+            knows_state: self.knows_state.clone(),
+        };
         tokio::spawn(pump(
-            self.log.clone(),
-            self.materializer.clone(),
-            self.object_snapshot.clone(),
+            source,
             self.settings.heartbeat,
             from_index,
             subscriber,
@@ -301,6 +340,12 @@ mod tests {
                 Record::new(id, RecordKind::Normal, vec![0u8; n])
             })
             .collect()
+    }
+
+    #[test]
+    fn a_node_that_does_not_know_its_state_tells_no_commit_index() {
+        assert_eq!(told_commit(42, true), 42);
+        assert_eq!(told_commit(42, false), 0, "0 is no news to the subscriber");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct ReplicationState {
     pub upstream_commit: AtomicU64,
     /// Set once the edge has heard from an upstream since it started.
     pub connected: AtomicBool,
+    /// Set once the edge has caught up with an upstream since it started (see
+    /// [`ReplicationState::caught_up`]); never cleared while it runs.
+    pub caught_up: AtomicBool,
     /// Unix micros of the last message from the upstream.
     pub last_heard_micros: AtomicU64,
     /// Proposal time of the last applied event (Unix micros), for lag in seconds.
@@ -60,6 +63,43 @@ impl ReplicationState {
         }
     }
 
+    /// Whether this edge knows its state: since it started, it has applied at least the
+    /// commit index an upstream that knew its own state reported. Until then the tables it
+    /// restored (or bootstrapped, or has none of yet) may lack some the core has, so a table
+    /// missing here is no proof that it does not exist: reads of one are answered
+    /// `Unavailable` ([`ReplicationState::unknown_state`]) and `/readyz` is not ready.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the upstream, which knows its own state, reported `commit` (0: it did not
+    /// say) while this edge has applied `applied`. Returns true when this made the edge
+    /// caught up.
+    pub fn note_upstream_commit(&self, commit: u64, applied: u64) -> bool {
+        commit > 0 && applied >= commit && !self.caught_up.swap(true, Ordering::Relaxed)
+    }
+
+    /// Why this edge cannot yet tell whether a table exists, or `None` once it is caught
+    /// up: the reason `/readyz` and a client whose read names a table missing here are given.
+    pub fn unknown_state(&self, applied: u64) -> Option<String> {
+        if self.caught_up() {
+            return None;
+        }
+        let commit = self.upstream_commit.load(Ordering::Relaxed);
+        let heard = if commit > 0 {
+            format!("the upstream is at {commit}")
+        } else {
+            match self.upstream_error() {
+                Some(why) => format!("no upstream reached yet: {why}"),
+                None => "no upstream reached yet".into(),
+            }
+        };
+        Some(format!(
+            "this edge has not caught up with its upstream since it started (applied {applied}; \
+             {heard})"
+        ))
+    }
+
     /// How far behind the upstream this node is, now that it has applied `applied`.
     pub fn lag(&self, applied: u64) -> Lag {
         lag(
@@ -74,3 +114,31 @@ impl ReplicationState {
 /// A Maintenance.Reset waiting for the tailer: answered once the upstream's state is in
 /// place, or with why it is not (for the client).
 pub type ResetRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_is_caught_up_once_it_applied_what_a_knowing_upstream_reported() {
+        let state = ReplicationState::default();
+        assert!(
+            state.unknown_state(5).is_some(),
+            "not before hearing anything"
+        );
+        assert!(
+            !state.note_upstream_commit(0, 5),
+            "0: the upstream does not know yet"
+        );
+        state.upstream_commit.store(9, Ordering::Relaxed);
+        assert!(!state.note_upstream_commit(9, 5), "behind");
+        let why = state.unknown_state(5).expect("still catching up");
+        assert!(why.contains("applied 5") && why.contains("at 9"), "{why}");
+        assert!(state.note_upstream_commit(9, 9), "caught up now");
+        assert!(!state.note_upstream_commit(12, 9), "reported once");
+        assert!(
+            state.caught_up() && state.unknown_state(9).is_none(),
+            "and it stays"
+        );
+    }
+}

@@ -321,14 +321,36 @@ pub fn snapshot_policy(entries: u64) -> openraft::SnapshotPolicy {
     }
 }
 
+/// openraft's `(election_timeout_min, election_timeout_max)` in milliseconds for an election
+/// timeout of `timeout` (`--raft.election-timeout`): 0.4× and 0.6× of it.
+///
+/// openraft 0.9 does not start an election when the range says: a follower that heard from
+/// a leader waits out the leader lease (`election_timeout_max`) and then its own random
+/// timeout (drawn once from the range), and refuses to vote for anyone within the lease.
+/// With the range at 0.4–0.6× a follower campaigns 1.0–1.2× `timeout` after the last
+/// heartbeat, as the flag promises; with the range at 1–2× it took 3–4×, plus 4× more after
+/// a vote it lost to a node with a longer log (`2 × election_timeout_max`, now 1.2×).
+/// Safety does not depend on it: linearizable reads confirm leadership with a quorum round
+/// (`get_read_log_id`), never with the lease. The minimum stays above `heartbeat` (at
+/// most a third of `timeout`, checked with the flags), as openraft requires.
+pub fn election_timeouts(heartbeat: Duration, timeout: Duration) -> (u64, u64) {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
+    let (heartbeat, timeout) = (millis(heartbeat), millis(timeout));
+    let min = (timeout * 2 / 5).max(heartbeat + 1);
+    let max = (timeout * 3 / 5).max(min + 1);
+    (min, max)
+}
+
 impl CoreSettings {
     pub fn raft_config(&self) -> openraft::Config {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (election_timeout_min, election_timeout_max) =
+            election_timeouts(self.heartbeat_interval, self.election_timeout);
         openraft::Config {
             cluster_name: self.cluster_name.clone(),
             heartbeat_interval: millis(self.heartbeat_interval),
-            election_timeout_min: millis(self.election_timeout),
-            election_timeout_max: millis(self.election_timeout) * 2,
+            election_timeout_min,
+            election_timeout_max,
             // Snapshots stream as one call (see regatta-api's raft_network); the per-chunk
             // timeout only matters for the chunked fallback.
             install_snapshot_timeout: 60_000,
@@ -556,12 +578,52 @@ mod tests {
     }
 
     #[test]
+    fn followers_campaign_within_one_to_one_point_two_election_timeouts() {
+        for timeout in [10, 450, 1000, 60_000] {
+            let (min, max) = election_timeouts(
+                Duration::from_millis(timeout / 3),
+                Duration::from_millis(timeout),
+            );
+            assert!(min < max, "{timeout}: {min}..{max}");
+            // openraft: lease (max) + a timeout drawn from min..max.
+            let (first, last) = (max + min, max + max);
+            assert!(
+                first + 1 >= timeout && last <= timeout * 6 / 5 + 2,
+                "{timeout}: {first}..{last}"
+            );
+        }
+        let config = core(&[
+            "--raft.heartbeat-interval=300ms",
+            "--raft.election-timeout=900ms",
+        ])
+        .expect("three heartbeats")
+        .raft_config();
+        assert!(config.election_timeout_min > config.heartbeat_interval);
+        config
+            .validate()
+            .expect("openraft accepts the shortest timeout allowed");
+        let tiny = core(&[
+            "--raft.heartbeat-interval=1ms",
+            "--raft.election-timeout=3ms",
+        ])
+        .expect("three heartbeats")
+        .raft_config();
+        tiny.validate().expect("above the heartbeat however short");
+    }
+
+    #[test]
     fn round_trip_flags_set_raft_timing() {
         let config = core(&["--raft.rtt=100ms"]).expect("rtt").raft_config();
         assert_eq!(
-            (config.heartbeat_interval, config.election_timeout_min),
-            (100, 2000)
+            (
+                config.heartbeat_interval,
+                config.election_timeout_min,
+                config.election_timeout_max
+            ),
+            (100, 800, 1200),
+            "an election 2 s (lease 1.2 s + 0.8..1.2 s) after the last heartbeat"
         );
+        config.validate().expect("openraft accepts it");
         let err = core(&["--raft.election-rtt=10", "--raft.heartbeat-interval=1s"])
             .expect_err("both ways")
             .to_string();

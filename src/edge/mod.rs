@@ -118,19 +118,25 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
 
     // The log-tail service downstream edges follow, unless --replication.enabled=false.
     let tail_server = if args.services.replication {
-        Some(node.tail_server(
-            &settings.replication.address,
-            TailService::new(
-                log.clone(),
-                materializer.clone(),
-                role.clone(),
-                Arc::new(|| 0),
-                TailSettings {
-                    heartbeat: settings.replication.heartbeat,
-                },
-            ),
-            node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
-        )?)
+        Some(
+            node.tail_server(
+                &settings.replication.address,
+                TailService::new(
+                    log.clone(),
+                    materializer.clone(),
+                    role.clone(),
+                    Arc::new(|| 0),
+                    TailSettings {
+                        heartbeat: settings.replication.heartbeat,
+                    },
+                )
+                .with_knows_state({
+                    let replication = replication.clone();
+                    Arc::new(move || replication.caught_up())
+                }),
+                node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
+            )?,
+        )
     } else {
         tracing::info!("--replication.enabled=false: the log tail is not served to other edges");
         None
@@ -265,7 +271,8 @@ fn start_tailer(
     })
 }
 
-/// Ready while connected to an upstream and at most `max_lag` entries behind it.
+/// Ready once caught up with an upstream since start (until then a table missing here may
+/// exist upstream), while connected and at most `max_lag` entries behind it.
 fn readiness(
     replication: Arc<ReplicationState>,
     materializer: Arc<Materializer>,
@@ -281,7 +288,11 @@ fn readiness(
                 None => "not yet connected to an upstream".into(),
             });
         }
-        let lag = replication.lag(materializer.applied().0).entries;
+        let applied = materializer.applied().0;
+        if let Some(why) = replication.unknown_state(applied) {
+            return Err(why);
+        }
+        let lag = replication.lag(applied).entries;
         if lag > max_lag {
             return Err(format!(
                 "{lag} entries behind the upstream (allowed {max_lag})"

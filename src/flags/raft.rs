@@ -114,7 +114,8 @@ pub struct RaftTimingArgs {
     #[arg(long = "raft.heartbeat-interval", env = "REGATTA_RAFT_HEARTBEAT_INTERVAL", default_value = "150ms", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
     /// A follower starts an election after hearing nothing from the leader for between this
-    /// and twice this long.
+    /// and 1.2× this long (openraft's leader lease, 0.6×, then a random 0.4–0.6×); after
+    /// losing a vote to a node with a longer log it waits 1.2× more.
     #[arg(long = "raft.election-timeout", env = "REGATTA_RAFT_ELECTION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
     /// Regatta's round-trip time between core nodes (default 50ms when --raft.heartbeat-rtt

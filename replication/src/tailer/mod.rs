@@ -206,8 +206,12 @@ impl Tailer {
                     if let Err(e) = self.ingest(batch.entries).await {
                         return e.into();
                     }
+                    self.note_caught_up(upstream, batch.commit_index);
                 }
-                Some(tail_message::Message::Heartbeat(beat)) => self.note_commit(beat.commit_index),
+                Some(tail_message::Message::Heartbeat(beat)) => {
+                    self.note_commit(beat.commit_index);
+                    self.note_caught_up(upstream, beat.commit_index);
+                }
                 Some(tail_message::Message::SnapshotNeeded(needed)) => {
                     return match self.bootstrap(&mut client, &needed).await {
                         Ok(()) => Stop::Resubscribe,
@@ -234,6 +238,15 @@ impl Tailer {
                 Stop::Resubscribe
             }
             Err(e) => e.into(),
+        }
+    }
+
+    /// Marks the edge caught up once it has applied `commit`, the index the upstream
+    /// reported (0 while the upstream, an edge itself, does not know its own state yet).
+    fn note_caught_up(&self, upstream: &str, commit: u64) {
+        let applied = self.materializer.applied().0;
+        if self.state.note_upstream_commit(commit, applied) {
+            tracing::info!(%upstream, applied, commit, "caught up with the upstream since start");
         }
     }
 
