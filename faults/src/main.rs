@@ -342,6 +342,15 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
     .await?;
     let _ = &mut tables;
     cluster.wait_ready(RECOVERY).await?;
+    // An edge may be ready (caught up within its allowed lag) before the table's creation
+    // reached it; the clients start once every edge serves the table, so a read's NotFound
+    // is never the start-up's.
+    for edge in cluster.edges() {
+        Cluster::wait(&format!("{} to serve the table", edge.name), RECOVERY, || async {
+            verify::read_table(&edge.channel, false).await.is_ok()
+        })
+        .await?;
+    }
     log(origin, "cluster ready: clients start");
 
     let shared = client::Shared::new(
