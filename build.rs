@@ -27,16 +27,22 @@ fn git(args: &[&str]) -> Option<String> {
 fn git_revision() -> Option<String> {
     let revision = git(&["rev-parse", "--short=12", "HEAD"])?;
     // Rebuild when HEAD moves: its file, the branch it names, and the packed refs.
-    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
-        println!("cargo:rerun-if-changed={head}");
-    }
+    // Only files that exist: cargo reruns a build script on every build while a file it
+    // watches is missing (a repository without packed refs, a branch only in them).
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
         && let Some(path) = git(&["rev-parse", "--git-path", &branch])
     {
-        println!("cargo:rerun-if-changed={path}");
+        // A branch only in the packed refs gets its own file at its next commit: its
+        // directory's change shows that.
+        let dir = std::path::Path::new(&path).parent().map(|d| d.display().to_string());
+        watched.extend([Some(path), dir]);
     }
-    if let Some(packed) = git(&["rev-parse", "--git-path", "packed-refs"]) {
-        println!("cargo:rerun-if-changed={packed}");
+    watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+    for path in watched.into_iter().flatten() {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     Some(revision)
 }
