@@ -17,6 +17,7 @@
 //! - [`tables`] — `regatta.v1.Tables`.
 //! - [`cluster`] — `regatta.v1.Cluster`.
 //! - [`disk`] — the free-space guard: writes refused while the data directory's disk is full.
+//! - [`inject`] — store-side bugs for the fault suite (`REGATTA_INJECT_BUG`, debug builds only).
 //! - [`metrics`] — request counts and latency of every gRPC method, also under the names
 //!   Regatta exports (`grpc_server_*`).
 //! - [`listen`] — the accepted connections every gRPC server is handed, and their limits.
@@ -32,6 +33,7 @@ pub mod cluster;
 pub mod disk;
 pub mod error;
 pub mod forward;
+pub mod inject;
 pub mod kv;
 pub mod listen;
 pub mod maintenance;

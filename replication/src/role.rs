@@ -157,6 +157,10 @@ impl Role for EdgeRole {
                         ));
                     };
                     // Read your writes: answer once this edge has applied it too.
+                    #[cfg(debug_assertions)]
+                    if regatta_api::inject::active(regatta_api::inject::Bug::EdgeAckBeforeApply) {
+                        return Ok(written);
+                    }
                     if written.0 > Revision(0) {
                         self.materializer.wait_applied(written.0).await?;
                     }

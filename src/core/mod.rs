@@ -44,6 +44,7 @@ use crate::{
 /// Runs a core node until SIGTERM or Ctrl-C.
 pub async fn run(args: CoreArgs) -> Result<()> {
     let settings = args.validate()?;
+    regatta_api::inject::init_from_env()?;
     settings.storage.create_data_dir()?;
     let data_dir = &settings.storage.data_dir;
     tracing::info!(node_id = settings.node_id, data_dir = %data_dir.display(), "starting core node");

@@ -39,6 +39,7 @@ use crate::{
 /// Runs an edge node until SIGTERM or Ctrl-C.
 pub async fn run(args: EdgeArgs) -> Result<()> {
     let settings = args.validate()?;
+    regatta_api::inject::init_from_env()?;
     let args = &settings.args;
     args.storage.create_data_dir()?;
     tracing::info!(upstreams = ?args.upstreams, data_dir = %args.storage.data_dir.display(), "starting edge node");
