@@ -174,8 +174,18 @@ impl Node {
     /// Lines of the node's log since its last start that contain one of `words`, the last
     /// `max` of them.
     pub fn log_lines(&self, words: &[&str], max: usize) -> Vec<String> {
+        self.log_lines_from(self.log_start, words, max)
+    }
+
+    /// The log's length now, for [`Node::log_lines_from`].
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// Like [`Node::log_lines`], from byte `from` of the log on.
+    pub fn log_lines_from(&self, from: u64, words: &[&str], max: usize) -> Vec<String> {
         let text = std::fs::read(&self.log).unwrap_or_default();
-        let start = (self.log_start as usize).min(text.len());
+        let start = (from as usize).min(text.len());
         let text = String::from_utf8_lossy(&text[start..]);
         let lines: Vec<String> = text
             .lines()

@@ -45,6 +45,8 @@ struct Active {
     fault: Fault,
     undo: Undo,
     what: String,
+    /// [`DISK_NODE`]'s log length when the fault was applied.
+    log_mark: u64,
 }
 
 /// Plays `step` up to the end of its hold (its calm is the caller's); `log` prints a line
@@ -148,8 +150,14 @@ async fn apply(
             "  {how}object store: upload failures so far {failures:?}"
         ));
     }
+    let log_mark = cluster.node_mut(DISK_NODE)?.log_len();
     let (what, undo) = fault::apply(fault, cluster, net, log, &mut played.anomalies).await?;
-    active.push(Active { fault, undo, what });
+    active.push(Active {
+        fault,
+        undo,
+        what,
+        log_mark,
+    });
     Ok(())
 }
 
@@ -165,7 +173,8 @@ async fn end_fault(
     if a.fault == Fault::DiskFull {
         // What the node said while its disk was full.
         let node = cluster.node_mut(DISK_NODE)?;
-        for line in node.log_lines(&["disk", "space", "ENOSPC", "os error 28"], 3) {
+        let words = ["disk", "space", "ENOSPC", "os error 28", "panicked"];
+        for line in node.log_lines_from(a.log_mark, &words, 4) {
             log(&format!("  {DISK_NODE}: {line}"));
         }
     }
