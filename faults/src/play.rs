@@ -5,8 +5,9 @@
 //! - `disk-full`: should [`DISK_NODE`] exit while its disk is full, the exit is judged by
 //!   its log (a panic is an anomaly; a deliberate exit with a message is expected, as a
 //!   Kubernetes pod restart) and the node is started again, at most every 2 s.
-//! - `objects-unreachable`: the cores' upload failure counters are logged, and after the
-//!   heal an upload (snapshot or archived segment) must succeed within [`UPLOAD_RECOVERY`].
+//! - `objects-unreachable`: the cores' upload failure counters are logged, and once the
+//!   step's faults are all undone an upload (snapshot or archived segment) must succeed
+//!   within [`UPLOAD_RECOVERY`].
 
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ const UPLOAD_FAILURES: [&str; 2] = [
 #[derive(Debug, Default)]
 pub struct Played {
     pub anomalies: Vec<String>,
+    /// Each core's upload counters when the object store came back, still to be checked.
+    uploads_due: Option<Vec<f64>>,
 }
 
 /// One applied fault, until undone.
@@ -60,7 +63,7 @@ pub async fn play(
     let mut played = Played::default();
     let began = Instant::now();
     let mut active = Vec::new();
-    apply(step.fault, "", cluster, net, log, &mut played, &mut active).await?;
+    apply(step.fault, cluster, net, log, &mut played, &mut active).await?;
     log(&format!(
         "fault: {} ({})",
         active[0].what,
@@ -96,16 +99,7 @@ pub async fn play(
             && now >= at
         {
             overlap = None;
-            apply(
-                o.fault,
-                "overlapping ",
-                cluster,
-                net,
-                log,
-                &mut played,
-                &mut active,
-            )
-            .await?;
+            apply(o.fault, cluster, net, log, &mut played, &mut active).await?;
             let last = active.last().map_or("", |a| a.what.as_str());
             log(&format!("fault (overlapping): {last} ({:?})", o.hold));
             overlap_end = Some(Instant::now() + o.hold);
@@ -132,12 +126,14 @@ pub async fn play(
     while let Some(a) = active.pop() {
         end_fault(a, "healed", cluster, net, log, &mut played).await?;
     }
+    if let Some(before) = played.uploads_due.take() {
+        check_uploads(cluster, &before, log, &mut played).await;
+    }
     Ok(played)
 }
 
 async fn apply(
     fault: Fault,
-    how: &str,
     cluster: &mut Cluster,
     net: &Net,
     log: &dyn Fn(&str),
@@ -147,7 +143,7 @@ async fn apply(
     if fault == Fault::ObjectsUnreachable {
         let failures = upload_counters(cluster, &UPLOAD_FAILURES).await;
         log(&format!(
-            "  {how}object store: upload failures so far {failures:?}"
+            "  object store: upload failures so far {failures:?}"
         ));
     }
     let log_mark = cluster.node_mut(DISK_NODE)?.log_len();
@@ -161,7 +157,8 @@ async fn apply(
     Ok(())
 }
 
-/// Undoes one fault and logs it; after the object store is back, waits for an upload.
+/// Undoes one fault and logs it; once the object store is back, notes the upload counters
+/// for [`check_uploads`].
 async fn end_fault(
     a: Active,
     word: &str,
@@ -185,26 +182,32 @@ async fn end_fault(
         log(&format!(
             "  object store: upload failures so far {failures:?}"
         ));
-        let before = upload_counters(cluster, &UPLOADS).await;
-        let began = Instant::now();
-        let recovered = Cluster::wait("an upload after the heal", UPLOAD_RECOVERY, || async {
-            let now = upload_counters(cluster, &UPLOADS).await;
-            now.iter().zip(&before).any(|(n, b)| n > b)
-        })
-        .await;
-        match recovered {
-            Ok(()) => log(&format!(
-                "  object store: an upload succeeded {:.1}s after the heal",
-                began.elapsed().as_secs_f64()
-            )),
-            Err(e) => {
-                let anomaly = format!("object store: {e:#}");
-                log(&format!("ANOMALY: {anomaly}"));
-                played.anomalies.push(anomaly);
-            }
-        }
+        played.uploads_due = Some(upload_counters(cluster, &UPLOADS).await);
     }
     Ok(())
+}
+
+/// After the object store is back and every fault of the step undone (a full disk or a
+/// lost quorum would hold back the writes that make uploads): an upload must succeed
+/// within [`UPLOAD_RECOVERY`].
+async fn check_uploads(cluster: &Cluster, before: &[f64], log: &dyn Fn(&str), played: &mut Played) {
+    let began = Instant::now();
+    let recovered = Cluster::wait("an upload after the heal", UPLOAD_RECOVERY, || async {
+        let now = upload_counters(cluster, &UPLOADS).await;
+        now.iter().zip(before).any(|(n, b)| n > b)
+    })
+    .await;
+    match recovered {
+        Ok(()) => log(&format!(
+            "  object store: an upload succeeded {:.1}s after the step's faults were undone",
+            began.elapsed().as_secs_f64()
+        )),
+        Err(e) => {
+            let anomaly = format!("object store: {e:#}");
+            log(&format!("ANOMALY: {anomaly}"));
+            played.anomalies.push(anomaly);
+        }
+    }
 }
 
 /// Each core's sum of `names` (0 for a core that does not answer), in core order.
