@@ -80,7 +80,7 @@ pub async fn play(
     };
     let mut overlap = step.overlap.map(|o| (began + o.after, o));
     let mut overlap_end = None;
-    let mut last_restart = None;
+    let mut exited_at = None;
     let mut tick = Instant::now() + Duration::from_secs(1);
     loop {
         let next = [
@@ -111,7 +111,7 @@ pub async fn play(
             }
         }
         if active.iter().any(|a| a.fault == Fault::DiskFull) {
-            restart_after_exit(cluster, log, &mut played, &mut last_restart)?;
+            restart_after_exit(cluster, log, &mut played, &mut exited_at)?;
         }
         if now >= end {
             break;
@@ -224,19 +224,20 @@ async fn upload_counters(cluster: &Cluster, names: &[&str]) -> Vec<f64> {
 }
 
 /// When [`DISK_NODE`] has exited on its full disk: judges the exit by its log, and starts
-/// the node again (not more often than [`RESTART_BACKOFF`]).
+/// the node again [`RESTART_BACKOFF`] later (a node a kill fault holds down is left alone).
 fn restart_after_exit(
     cluster: &mut Cluster,
     log: &dyn Fn(&str),
     played: &mut Played,
-    last_restart: &mut Option<Instant>,
+    exited: &mut Option<Instant>,
 ) -> Result<()> {
     let binary = cluster.binary.clone();
     let node = cluster.node_mut(DISK_NODE)?;
-    if node.pid().is_none() {
-        if last_restart.is_none_or(|t| t.elapsed() >= RESTART_BACKOFF) {
+    if let Some(at) = *exited {
+        // Down because it exited (not because a kill fault holds): start it again.
+        if node.pid().is_none() && at.elapsed() >= RESTART_BACKOFF {
             node.start(&binary)?;
-            *last_restart = Some(Instant::now());
+            *exited = None;
             log(&format!("  {DISK_NODE} started again on its full disk"));
         }
         return Ok(());
@@ -244,6 +245,7 @@ fn restart_after_exit(
     let Some(status) = node.exited() else {
         return Ok(());
     };
+    *exited = Some(Instant::now());
     let panics = node.log_lines(&["panicked"], 3);
     if panics.is_empty() {
         let said = node.log_lines(&["ERROR", "error"], 2);
