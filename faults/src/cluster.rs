@@ -1,9 +1,13 @@
 //! The cluster under test: three core nodes and two edges (edge2 follows edge1, a chain),
 //! each a `regatta` process started with `ip netns exec` in its own namespace, with its own
-//! data directory under the run directory and one shared `file://` object store. Each
-//! node's stdout and stderr go to `RUN/NAME.log` (appended across restarts).
+//! data directory under the run directory, and one shared S3 object store (a moto server in
+//! a namespace of its own, [`crate::s3`]). [`DISK_NODE`]'s data directory is on a small
+//! tmpfs ([`crate::disk`]) that the `disk-full` fault fills. Each node's stdout and stderr
+//! go to `RUN/NAME.log` (appended across restarts).
 //!
-//! A node binds and advertises the same address, its namespace's own IP.
+//! A node binds and advertises the same address, its namespace's own IP. Segments are
+//! small and snapshots frequent, so that the archiver and the snapshot uploader work
+//! during a run of a minute.
 
 use std::{
     fs::File,
@@ -17,12 +21,27 @@ use regatta_proto::regatta::v1::{StatusRequest, cluster_client::ClusterClient};
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream, time::timeout};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::net::{self, Host};
+use crate::{
+    disk::SmallDisk,
+    net::{self, Host},
+    s3::S3Server,
+};
 
 const API_PORT: u16 = 5001;
 const RAFT_PORT: u16 = 5012;
 const REPLICATION_PORT: u16 = 5013;
 const REST_PORT: u16 = 8079;
+/// The node whose data directory is on the small disk: a core, a follower most of the time.
+pub const DISK_NODE: &str = "core3";
+/// Upload and archive settings that make the object store busy within a minute's run.
+const CORE_OBJECT_FLAGS: [&str; 3] = [
+    "--object-store.snapshot-entries=500",
+    "--object-store.snapshot-interval=5s",
+    "--object-store.check-interval=5s",
+];
+/// Every node: an object store call gives up after 2 s (then the caller retries), segments
+/// of 256 KiB roll, and so get archived, every few seconds.
+const NODE_FLAGS: [&str; 2] = ["--object-store.timeout=2s", "--log.segment-size=262144"];
 
 /// Whether a node is a core member (with its Raft id) or an edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +62,8 @@ pub struct Node {
     child: Option<Child>,
     /// SIGSTOPped and not yet continued.
     pub paused: bool,
+    /// The log's length when the process last started.
+    log_start: u64,
 }
 
 /// What `Cluster.Status` says of a node: `leader=… term=… applied=… commit=…`.
@@ -90,6 +111,7 @@ impl Node {
             channel,
             child: None,
             paused: false,
+            log_start: 0,
         })
     }
 
@@ -104,6 +126,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
+        self.log_start = log.metadata().map_or(0, |m| m.len());
         let child = Command::new("ip")
             .args(["netns", "exec", &self.host.ns])
             .arg(binary)
@@ -126,6 +149,50 @@ impl Node {
             let _ = child.wait();
         }
         self.paused = false;
+    }
+
+    /// SIGTERM (a graceful stop, as Kubernetes does), and waits up to `limit` for the
+    /// process to end; after that, SIGKILL. The exit status, or `None` when it had to be
+    /// killed (or was not running).
+    pub async fn terminate(&mut self, limit: Duration) -> Option<String> {
+        let pid = self.pid()?;
+        if self.paused {
+            let _ = net::run("kill", &["-CONT", &pid.to_string()]);
+        }
+        let _ = net::run("kill", &["-TERM", &pid.to_string()]);
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+        }
+        self.kill();
+        None
+    }
+
+    /// Lines of the node's log since its last start that contain one of `words`, the last
+    /// `max` of them.
+    pub fn log_lines(&self, words: &[&str], max: usize) -> Vec<String> {
+        self.log_lines_from(self.log_start, words, max)
+    }
+
+    /// The log's length now, for [`Node::log_lines_from`].
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// Like [`Node::log_lines`], from byte `from` of the log on.
+    pub fn log_lines_from(&self, from: u64, words: &[&str], max: usize) -> Vec<String> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let start = (from as usize).min(text.len());
+        let text = String::from_utf8_lossy(&text[start..]);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| words.iter().any(|w| l.contains(w)))
+            .map(|l| l.chars().take(400).collect())
+            .collect();
+        lines[lines.len().saturating_sub(max)..].to_vec()
     }
 
     pub fn signal(&mut self, stop: bool) -> Result<()> {
@@ -154,18 +221,35 @@ impl Node {
 
     /// `GET /readyz` answers 200 within a second.
     pub async fn ready(&self) -> bool {
+        matches!(self.http_get("/readyz").await, Some((200, _)))
+    }
+
+    /// `GET path` on the REST port, within a second: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
         let get = async {
             let mut stream = TcpStream::connect((self.host.ip.as_str(), REST_PORT)).await?;
-            stream
-                .write_all(b"GET /readyz HTTP/1.0\r\nHost: node\r\n\r\n")
-                .await?;
+            let request = format!("GET {path} HTTP/1.0\r\nHost: node\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await?;
-            std::io::Result::Ok(
-                response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200"),
-            )
+            std::io::Result::Ok(response)
         };
-        matches!(timeout(Duration::from_secs(1), get).await, Ok(Ok(true)))
+        let response = timeout(Duration::from_secs(1), get).await.ok()?.ok()?;
+        let response = String::from_utf8_lossy(&response);
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    /// A counter or gauge of the node's `/metrics`, summed over its label sets.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics").await?;
+        let values = body.lines().filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok())?
+        });
+        Some(values.sum())
     }
 
     /// `Cluster.Status`, within a second.
@@ -184,13 +268,20 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub binary: PathBuf,
+    /// The object store's host; its server runs once [`Cluster::start_all`] started it.
+    pub s3_host: Host,
+    s3: Option<S3Server>,
+    run_dir: PathBuf,
+    /// [`DISK_NODE`]'s small disk.
+    pub disk: SmallDisk,
 }
 
 impl Cluster {
-    /// Builds the command lines (nothing starts yet).
+    /// Builds the command lines and mounts the small disk (no process starts yet).
     pub fn new(binary: &Path, run: &Path, hosts: &[Host]) -> Result<Self> {
-        let objects = format!("--object-store=file://{}", run.join("objects").display());
-        std::fs::create_dir_all(run.join("objects"))?;
+        let s3_host = net::s3_host();
+        let objects = S3Server::node_args(&s3_host);
+        let disk = SmallDisk::mount(run, DISK_NODE)?;
         let cores: Vec<&Host> = hosts.iter().filter(|h| h.ns.contains("core")).collect();
         let members = cores
             .iter()
@@ -201,23 +292,29 @@ impl Cluster {
         let mut nodes = Vec::new();
         for host in hosts {
             let name = host.ns.trim_start_matches("rgf-").to_string();
-            let data_dir = run.join(&name);
+            let data_dir = if name == DISK_NODE {
+                disk.data_dir()
+            } else {
+                run.join(&name)
+            };
             std::fs::create_dir_all(&data_dir)?;
-            let common = vec![
+            let mut common = vec![
                 format!("--api.address={}", url(host, API_PORT)),
                 format!("--rest.address={}", url(host, REST_PORT)),
                 format!("--replication.address={}", url(host, REPLICATION_PORT)),
                 format!("--data-dir={}", data_dir.display()),
-                objects.clone(),
             ];
+            common.extend(objects.iter().cloned());
+            common.extend(NODE_FLAGS.iter().map(|f| f.to_string()));
             let (kind, mut command) = if let Some(i) = cores.iter().position(|c| *c == host) {
                 let id = i as u64 + 1;
-                let command = vec![
+                let mut command = vec![
                     "core".to_string(),
                     format!("--raft.node-id={id}"),
                     format!("--raft.address={}", url(host, RAFT_PORT)),
                     format!("--raft.initial-members={members}"),
                 ];
+                command.extend(CORE_OBJECT_FLAGS.iter().map(|f| f.to_string()));
                 (Kind::Core { id }, command)
             } else {
                 // edge1 follows the cores (any of them); edge2 follows edge1.
@@ -245,10 +342,18 @@ impl Cluster {
         Ok(Self {
             nodes,
             binary: binary.to_path_buf(),
+            s3_host,
+            s3: None,
+            run_dir: run.to_path_buf(),
+            disk,
         })
     }
 
+    /// Starts the object store (waiting until its bucket exists), then every node.
     pub fn start_all(&mut self) -> Result<()> {
+        if self.s3.is_none() {
+            self.s3 = Some(S3Server::start(&self.s3_host, &self.run_dir)?);
+        }
         for node in &mut self.nodes {
             node.start(&self.binary)?;
         }
@@ -344,6 +449,7 @@ impl Cluster {
         for node in &mut self.nodes {
             node.kill();
         }
+        self.s3 = None;
     }
 }
 

@@ -12,10 +12,13 @@
 
 mod client;
 mod cluster;
+mod disk;
 mod fault;
 mod net;
+mod play;
 mod report;
 mod rng;
+mod s3;
 mod scenario;
 mod verify;
 
@@ -68,7 +71,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 30)]
     duration: u64,
     /// Keep only these kinds of fault from the schedule (comma-separated): partition-leader,
-    /// partition-leader-inbound, isolate-follower, partition-edge, pause, kill.
+    /// partition-leader-inbound, isolate-follower, partition-edge, partition-edge-inbound,
+    /// pause, kill, objects-unreachable, disk-full, rolling-restart.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(fault::KINDS))]
     only: Vec<String>,
     /// Prove the checker bites: core clients read serializably (a node's own, possibly
@@ -295,10 +299,7 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
         plan.replay
     );
     for (i, s) in steps.iter().enumerate() {
-        println!(
-            "  step {i}: {} for {:?}, then {:?} calm",
-            s.fault, s.hold, s.rest
-        );
+        println!("  step {i}: {s}");
     }
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
@@ -382,24 +383,17 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
     tokio::time::sleep(Duration::from_secs(1)).await; // let the clients run unfaulted first
     for step in steps {
         let at = shared.now();
-        let (what, undo) = fault::apply(step.fault, &mut cluster, &net).await?;
-        *applied.entry(step.fault.kind()).or_default() += 1;
-        log(origin, &format!("fault: {what} ({:?})", step.hold));
-        // The fault's hold (part of the schedule), with each core's view once a second.
-        let healed_at = tokio::time::Instant::now() + step.hold;
-        while tokio::time::Instant::now() + Duration::from_secs(1) < healed_at {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            log(origin, &format!("  {}", cluster.status_line().await));
+        let played = play::play(step, &mut cluster, &net, &|what| log(origin, what)).await?;
+        for kind in step.kinds() {
+            *applied.entry(kind).or_default() += 1;
         }
-        tokio::time::sleep_until(healed_at).await;
-        fault::undo(&undo, &mut cluster, &net)?;
+        anomalies.extend(played.anomalies);
         events.push(report::FaultEvent {
             kind: step.fault.kind(),
-            what: format!("{what} (held {:.1} s)", step.hold.as_secs_f64()),
+            what: step.to_string(),
             applied: at,
             healed: shared.now(),
         });
-        log(origin, "healed");
         tokio::time::sleep(step.rest).await; // the calm between faults: part of the schedule
         for (name, status) in cluster.unexpected_exits() {
             anomalies.push(format!("{name} exited unexpectedly: {status}"));

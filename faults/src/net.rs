@@ -8,14 +8,19 @@
 //!                                                   ├─ core2 ─ ns rgf-core2: eth0 10.77.0.12
 //!                                                   ├─ core3 ─ ns rgf-core3: eth0 10.77.0.13
 //!                                                   ├─ edge1 ─ ns rgf-edge1: eth0 10.77.0.21
-//!                                                   └─ edge2 ─ ns rgf-edge2: eth0 10.77.0.22
+//!                                                   ├─ edge2 ─ ns rgf-edge2: eth0 10.77.0.22
+//!                                                   └─ s3 ──── ns rgf-s3:    eth0 10.77.0.30
 //! ```
+//!
+//! `rgf-s3` holds the S3-compatible object store the nodes share ([`crate::s3`]), so that
+//! it can be cut off like any node.
 //!
 //! The bridge lives apart from the root namespace so that the host's firewall (a FORWARD
 //! policy of DROP, bridged frames passed to iptables) never sees the nodes' traffic. Every
 //! name starts with `rgf`; [`cleanup`] removes whatever a run (this one or an earlier one
-//! that died) left behind, and [`Net`]'s `Drop` calls it. Faults are iptables rules inside
-//! a node's namespace.
+//! that died) left behind (also the small disk of [`crate::disk`]), and [`Net`]'s `Drop`
+//! calls it. Faults are iptables rules inside a node's namespace; each cut remembers its
+//! rules ([`Cut`]) so that overlapping faults are undone one by one.
 
 use std::process::Command;
 
@@ -49,6 +54,20 @@ pub fn hosts() -> Vec<Host> {
         ip: format!("10.77.0.2{i}"),
     });
     core.chain(edge).collect()
+}
+
+/// The object store's host: its own namespace on the same bridge.
+pub fn s3_host() -> Host {
+    Host {
+        ns: "rgf-s3".into(),
+        ip: "10.77.0.30".into(),
+    }
+}
+
+/// The iptables rules one fault added in one namespace, to be deleted when it is undone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cut {
+    rules: Vec<(String, Vec<String>)>,
 }
 
 /// Runs a command to completion; an error names it and carries its stderr.
@@ -86,14 +105,20 @@ fn output(program: &str, args: &[&str]) -> String {
 /// The network, torn down when dropped.
 #[derive(Debug)]
 pub struct Net {
+    /// The nodes' hosts, in the order of [`hosts`].
     pub hosts: Vec<Host>,
+    /// The object store's host ([`s3_host`]).
+    pub s3: Host,
 }
 
 impl Net {
     /// Removes leftovers of earlier runs, then builds the bridge and the namespaces.
     pub fn create() -> Result<Self> {
         cleanup();
-        let net = Self { hosts: hosts() };
+        let net = Self {
+            hosts: hosts(),
+            s3: s3_host(),
+        };
         run("ip", &["netns", "add", SWITCH])?;
         run(
             "ip",
@@ -123,7 +148,7 @@ impl Net {
             &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", HOST_LINK],
         )?;
         run("ip", &["link", "set", HOST_LINK, "up"])?;
-        for host in &net.hosts {
+        for host in net.hosts.iter().chain([&net.s3]) {
             let ns = host.ns.as_str();
             let switch_end = ns.trim_start_matches("rgf-");
             run("ip", &["netns", "add", ns])?;
@@ -143,26 +168,43 @@ impl Net {
         Ok(net)
     }
 
-    /// Drops every packet between `host` and `peers` (`inbound_only`: only what comes in).
-    pub fn cut(&self, host: &Host, peers: &[&Host], inbound_only: bool) -> Result<()> {
+    /// Drops every packet between `host` and `peers` (`inbound_only`: only what comes in);
+    /// the rules added, for [`Net::uncut`].
+    pub fn cut(&self, host: &Host, peers: &[&Host], inbound_only: bool) -> Result<Cut> {
+        let mut cut = Cut::default();
         for peer in peers {
-            in_ns(
-                &host.ns,
-                &["iptables", "-A", "INPUT", "-s", &peer.ip, "-j", "DROP"],
-            )?;
+            let mut rules = vec![("INPUT", "-s")];
             if !inbound_only {
-                in_ns(
-                    &host.ns,
-                    &["iptables", "-A", "OUTPUT", "-d", &peer.ip, "-j", "DROP"],
-                )?;
+                rules.push(("OUTPUT", "-d"));
             }
+            for (chain, dir) in rules {
+                let rule: Vec<String> = [chain, dir, &peer.ip, "-j", "DROP"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let mut add = vec!["iptables", "-A"];
+                add.extend(rule.iter().map(String::as_str));
+                in_ns(&host.ns, &add)?;
+                cut.rules.push((host.ns.clone(), rule));
+            }
+        }
+        Ok(cut)
+    }
+
+    /// Deletes the rules of one cut (each rule once: a rule another fault added too stays
+    /// until that fault is undone).
+    pub fn uncut(&self, cut: &Cut) -> Result<()> {
+        for (ns, rule) in cut.rules.iter().rev() {
+            let mut delete = vec!["iptables", "-D"];
+            delete.extend(rule.iter().map(String::as_str));
+            in_ns(ns, &delete)?;
         }
         Ok(())
     }
 
     /// Removes every rule of every namespace.
     pub fn heal(&self) -> Result<()> {
-        for host in &self.hosts {
+        for host in self.hosts.iter().chain([&self.s3]) {
             in_ns(&host.ns, &["iptables", "-F"])?;
         }
         Ok(())
@@ -201,6 +243,7 @@ pub fn cleanup() {
             let _ = run("ip", &["link", "del", name]);
         }
     }
+    crate::disk::unmount_leftovers();
 }
 
 /// Whether this process can build the network: root, with `ip netns` and `iptables`.

@@ -42,6 +42,7 @@ fn step(fault: Fault, hold_ms: u64, rest_ms: u64) -> Step {
         fault,
         hold: Duration::from_millis(hold_ms),
         rest: Duration::from_millis(rest_ms),
+        overlap: None,
     }
 }
 
