@@ -39,10 +39,20 @@ use crate::rng::Rng;
 
 pub const TABLE: &str = "faults";
 
-/// What a write's error status says about its effect: `Failed` only for refusals that
-/// happen before anything is proposed; anything else may have been applied.
-pub fn classify(code: Code) -> Outcome {
-    match code {
+/// What a write's error status says about its effect: `Failed` only for what the store's
+/// contract (docs/api.md) says was not taken; anything else may have been applied.
+///
+/// Not taken: a refusal before anything is proposed (a bad request, a missing table), a
+/// write refused by a full disk (`ResourceExhausted` with `regatta-disk-full`), and an
+/// `Unavailable` the node answered itself without `regatta-outcome: unknown` (no leader
+/// known, the node starting or stopping). An `Unavailable` that tonic made from a transport
+/// failure (it keeps the transport error as its source) may have reached the node. Recording
+/// these as `Failed` holds the store to its contract: a write so refused that takes effect
+/// anyway cannot be explained by the checker.
+pub fn classify(status: &tonic::Status) -> Outcome {
+    let answered = std::error::Error::source(status).is_none();
+    let has = |key: &str| status.metadata().contains_key(key);
+    match status.code() {
         Code::InvalidArgument
         | Code::FailedPrecondition
         | Code::NotFound
@@ -51,6 +61,8 @@ pub fn classify(code: Code) -> Outcome {
         | Code::Unauthenticated
         | Code::Unimplemented
         | Code::OutOfRange => Outcome::Failed,
+        Code::ResourceExhausted if answered && has("regatta-disk-full") => Outcome::Failed,
+        Code::Unavailable if answered && !has("regatta-outcome") => Outcome::Failed,
         Code::Ok
         | Code::Cancelled
         | Code::Unknown
@@ -142,16 +154,16 @@ fn request<T>(message: T, deadline: Duration) -> tonic::Request<T> {
     request
 }
 
-/// Runs `call` under the deadline (plus a margin for the transport): the status's code,
-/// or `DeadlineExceeded` when nothing came back in time.
+/// Runs `call` under the deadline (plus a margin for the transport): the status, or
+/// `DeadlineExceeded` when nothing came back in time.
 async fn bounded<T>(
     deadline: Duration,
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, Code> {
+) -> Result<T, tonic::Status> {
     match tokio::time::timeout(deadline + Duration::from_millis(250), call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(status.code()),
-        Err(_) => Err(Code::DeadlineExceeded),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer within the deadline")),
     }
 }
 
@@ -166,7 +178,7 @@ async fn put(kv: &mut KvClient<Channel>, d: Duration, key: &[u8], value: &[u8]) 
         Ok(r) => Outcome::Ok(Return::Put {
             revision: r.header.map_or(0, |h| h.revision),
         }),
-        Err(code) => classify(code),
+        Err(status) => classify(&status),
     }
 }
 
@@ -183,7 +195,9 @@ async fn get(
         linearizable,
         ..Default::default()
     };
-    let r = bounded(d, kv.range(request(message, d))).await?;
+    let r = bounded(d, kv.range(request(message, d)))
+        .await
+        .map_err(|s| s.code())?;
     let header = r.header.map_or(0, |h| h.revision);
     Ok(match r.kvs.first() {
         Some(kv) => (
@@ -225,7 +239,7 @@ async fn cas(
             succeeded: r.succeeded,
             revision: r.header.map_or(0, |h| h.revision),
         }),
-        Err(code) => classify(code),
+        Err(status) => classify(&status),
     }
 }
 
@@ -380,26 +394,41 @@ pub async fn edge_session(shared: Arc<Shared>, channel: Channel, session: u32, s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::{Status, metadata::MetadataValue};
 
     #[test]
-    fn only_refusals_before_proposing_are_failed() {
+    fn only_what_was_not_taken_is_failed() {
         for code in [
             Code::InvalidArgument,
             Code::FailedPrecondition,
             Code::NotFound,
             Code::Unimplemented,
         ] {
-            assert_eq!(classify(code), Outcome::Failed, "{code:?}");
+            assert_eq!(classify(&Status::new(code, "")), Outcome::Failed, "{code:?}");
         }
         for code in [
             Code::DeadlineExceeded,
-            Code::Unavailable,
             Code::Cancelled,
             Code::Unknown,
             Code::Internal,
             Code::ResourceExhausted,
         ] {
-            assert_eq!(classify(code), Outcome::Unknown, "{code:?}");
+            assert_eq!(classify(&Status::new(code, "")), Outcome::Unknown, "{code:?}");
         }
+        // The node's own refusals.
+        let mut full = Status::resource_exhausted("the disk of node 3 is full");
+        full.metadata_mut()
+            .insert("regatta-disk-full", MetadataValue::from_static("3"));
+        assert_eq!(classify(&full), Outcome::Failed);
+        assert_eq!(classify(&Status::unavailable("no leader")), Outcome::Failed);
+        // A write that may have been applied: the node says so, or the call itself failed.
+        let mut maybe = Status::unavailable("leader changed");
+        maybe
+            .metadata_mut()
+            .insert("regatta-outcome", MetadataValue::from_static("unknown"));
+        assert_eq!(classify(&maybe), Outcome::Unknown);
+        let mut reset = Status::unavailable("connection reset");
+        reset.set_source(std::sync::Arc::new(std::io::Error::other("connection reset")));
+        assert_eq!(classify(&reset), Outcome::Unknown);
     }
 }
