@@ -47,7 +47,7 @@ fn step(fault: Fault, hold_ms: u64, rest_ms: u64) -> Step {
 }
 
 /// The scenarios there are, by name.
-pub const NAMES: [&str; 1] = ["stuck-leader"];
+pub const NAMES: [&str; 2] = ["stuck-leader", "leader-changes"];
 
 /// The scenario called `name`.
 pub fn named(name: &str) -> Option<Scenario> {
@@ -94,6 +94,29 @@ pub fn named(name: &str) -> Option<Scenario> {
             // 140 s of load within its budget (on 3 it ran out once).
             clients: 8,
             keys: 5,
+        }),
+        // The leader SIGKILLed, frozen and stopped gracefully (a rolling restart of the
+        // core), each time while writes go on. Guards two findings (docs/faults.md): a
+        // failover took 4–7 s without an acknowledged write while openraft's leader lease
+        // was twice the election timeout (now 1.0–1.2 × the 1 s flag: about 1.5 s); and a
+        // leader stopped by SIGTERM held its office until its 10 s connection grace ran
+        // out (10.4 and 10.8 s), where it now hands it over first. Both bugs exceed the
+        // bound; the fixed store stays well under it on a loaded 2-core machine.
+        "leader-changes" => Some(Scenario {
+            name: "leader-changes",
+            about: "the leader killed, frozen, killed, frozen, then a rolling restart of the \
+                    core: each change of leader must cost well under the old 4-10 s",
+            steps: vec![
+                step(Kill(Leader), 3_000, 3_000),
+                step(Pause(Leader), 4_000, 3_000),
+                step(Kill(Leader), 3_000, 3_000),
+                step(Pause(Leader), 4_000, 3_000),
+                step(RollingRestart, 0, 8_000),
+            ],
+            max_write_outage: Duration::from_secs(4),
+            seed: 4_004,
+            clients: 6,
+            keys: 4,
         }),
         _ => None,
     }
