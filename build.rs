@@ -35,7 +35,9 @@ fn git_revision() -> Option<String> {
     {
         // A branch only in the packed refs gets its own file at its next commit: its
         // directory's change shows that.
-        let dir = std::path::Path::new(&path).parent().map(|d| d.display().to_string());
+        let dir = std::path::Path::new(&path)
+            .parent()
+            .map(|d| d.display().to_string());
         watched.extend([Some(path), dir]);
     }
     watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));

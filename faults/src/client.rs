@@ -163,7 +163,9 @@ async fn bounded<T>(
     match tokio::time::timeout(deadline + Duration::from_millis(250), call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(status),
-        Err(_) => Err(tonic::Status::deadline_exceeded("no answer within the deadline")),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "no answer within the deadline",
+        )),
     }
 }
 
@@ -404,7 +406,11 @@ mod tests {
             Code::NotFound,
             Code::Unimplemented,
         ] {
-            assert_eq!(classify(&Status::new(code, "")), Outcome::Failed, "{code:?}");
+            assert_eq!(
+                classify(&Status::new(code, "")),
+                Outcome::Failed,
+                "{code:?}"
+            );
         }
         for code in [
             Code::DeadlineExceeded,
@@ -413,7 +419,11 @@ mod tests {
             Code::Internal,
             Code::ResourceExhausted,
         ] {
-            assert_eq!(classify(&Status::new(code, "")), Outcome::Unknown, "{code:?}");
+            assert_eq!(
+                classify(&Status::new(code, "")),
+                Outcome::Unknown,
+                "{code:?}"
+            );
         }
         // The node's own refusals.
         let mut full = Status::resource_exhausted("the disk of node 3 is full");
@@ -428,7 +438,9 @@ mod tests {
             .insert("regatta-outcome", MetadataValue::from_static("unknown"));
         assert_eq!(classify(&maybe), Outcome::Unknown);
         let mut reset = Status::unavailable("connection reset");
-        reset.set_source(std::sync::Arc::new(std::io::Error::other("connection reset")));
+        reset.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection reset",
+        )));
         assert_eq!(classify(&reset), Outcome::Unknown);
     }
 }

@@ -58,6 +58,14 @@ enum Command {
     Scenario(ScenarioArgs),
     /// Sum the figures (summary.json) of run directories, or of directories holding them.
     Report { dirs: Vec<PathBuf> },
+    /// Judge a recorded history (a run's history.jsonl) again for linearizability, e.g.
+    /// with a larger search budget after an inconclusive verdict.
+    Check {
+        history: PathBuf,
+        /// Search steps per key.
+        #[arg(long, default_value_t = regatta_checker::Budget::default().steps_per_key)]
+        steps_per_key: u64,
+    },
     /// Remove namespaces, links and node processes a run left behind.
     Cleanup,
 }
@@ -163,6 +171,41 @@ fn main() -> std::process::ExitCode {
         Command::Cleanup => {
             net::cleanup();
             return std::process::ExitCode::SUCCESS;
+        }
+        Command::Check {
+            history,
+            steps_per_key,
+        } => {
+            let started = Instant::now();
+            let verdict = verify::read_history(history).map(|h| {
+                linearizable::check(
+                    &h,
+                    Budget {
+                        steps_per_key: *steps_per_key,
+                    },
+                )
+            });
+            return match verdict {
+                Ok(v) => {
+                    println!(
+                        "linearizable: {} ({:.1}s)",
+                        verify::short(&v),
+                        started.elapsed().as_secs_f64()
+                    );
+                    if let Some(anomaly) = verify::linearizability_anomaly(&v) {
+                        println!("ANOMALY: {anomaly}");
+                    }
+                    if v.is_linearizable() {
+                        std::process::ExitCode::SUCCESS
+                    } else {
+                        std::process::ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::from(2)
+                }
+            };
         }
         Command::Report { dirs } => {
             return match report::aggregate(dirs) {
@@ -347,9 +390,11 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
     // reached it; the clients start once every edge serves the table, so a read's NotFound
     // is never the start-up's.
     for edge in cluster.edges() {
-        Cluster::wait(&format!("{} to serve the table", edge.name), RECOVERY, || async {
-            verify::read_table(&edge.channel, false).await.is_ok()
-        })
+        Cluster::wait(
+            &format!("{} to serve the table", edge.name),
+            RECOVERY,
+            || async { verify::read_table(&edge.channel, false).await.is_ok() },
+        )
         .await?;
     }
     log(origin, "cluster ready: clients start");

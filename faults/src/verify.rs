@@ -253,6 +253,80 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Reads a `history.jsonl` [`write_record`] wrote, to judge it again (`regatta-faults
+/// check`). A line that is not an operation of that shape is an error naming the line.
+pub fn read_history(path: &Path) -> Result<History> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut history = History::default();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let op = parse_op(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        history.push(op);
+    }
+    Ok(history)
+}
+
+fn parse_op(line: &str) -> Result<regatta_checker::Op> {
+    let v: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
+    let str_of = |v: &serde_json::Value, what: &str| {
+        v.as_str()
+            .map(|s| s.as_bytes().to_vec())
+            .with_context(|| format!("{what} is not a string"))
+    };
+    let u64_of = |v: &serde_json::Value, what: &str| {
+        v.as_u64()
+            .with_context(|| format!("{what} is not a number"))
+    };
+    let call = &v["call"];
+    let call = match call["op"].as_str() {
+        Some("put") => Call::Put {
+            value: str_of(&call["value"], "call.value")?,
+        },
+        Some("get") => Call::Get,
+        Some("cas") => Call::Cas {
+            expect: u64_of(&call["expect"], "call.expect")?,
+            value: str_of(&call["value"], "call.value")?,
+        },
+        other => anyhow::bail!("unknown call {other:?}"),
+    };
+    let outcome = match &v["outcome"] {
+        serde_json::Value::String(s) if s == "failed" => Outcome::Failed,
+        serde_json::Value::String(s) if s == "unknown" => Outcome::Unknown,
+        serde_json::Value::Object(o) => {
+            let ok = o.get("ok").context("an outcome object without ok")?;
+            match &call {
+                Call::Put { .. } => Outcome::Ok(Return::Put {
+                    revision: u64_of(&ok["revision"], "ok.revision")?,
+                }),
+                Call::Get => Outcome::Ok(Return::Get {
+                    value: match &ok["value"] {
+                        serde_json::Value::Null => None,
+                        value => Some(str_of(value, "ok.value")?),
+                    },
+                    mod_revision: u64_of(&ok["mod_revision"], "ok.mod_revision")?,
+                }),
+                Call::Cas { .. } => Outcome::Ok(Return::Cas {
+                    succeeded: ok["succeeded"].as_bool().context("ok.succeeded")?,
+                    revision: u64_of(&ok["revision"], "ok.revision")?,
+                }),
+            }
+        }
+        other => anyhow::bail!("unknown outcome {other}"),
+    };
+    Ok(regatta_checker::Op {
+        client: u32::try_from(u64_of(&v["client"], "client")?).context("client")?,
+        key: str_of(&v["key"], "key")?,
+        call,
+        invoke: u64_of(&v["invoke"], "invoke")?,
+        complete: u64_of(&v["complete"], "complete")?,
+        outcome,
+    })
+}
+
 /// Writes the history (`history.jsonl`) and the edge reads (`edge-reads.jsonl`) into `dir`,
 /// one operation per line in invocation order.
 pub fn write_record(dir: &Path, history: &History, reads: &[EdgeRead]) -> Result<()> {
