@@ -90,6 +90,8 @@ pub struct CoreRole {
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Refuses writes while this node's disk is below its reserve.
     disk: Arc<regatta_api::disk::DiskGuard>,
+    /// Holds writes while this node hands leadership over.
+    handoff: Arc<crate::handoff::Handoff>,
     batcher: Batcher,
 }
 
@@ -101,6 +103,7 @@ impl CoreRole {
         advertised: Advertised,
         disk: LocalDisk,
         batcher: Batcher,
+        handoff: Arc<crate::handoff::Handoff>,
     ) -> Self {
         let LocalDisk { log_bytes, guard } = disk;
         let ClusterMember {
@@ -110,6 +113,7 @@ impl CoreRole {
         } = member;
         Self {
             disk: guard,
+            handoff,
             node_id,
             cluster_name,
             batcher,
@@ -188,6 +192,12 @@ impl CoreRole {
     /// meets the leader's own check.
     async fn write_with_hops(&self, write: NodeWrite, hops: u32) -> Result<NodeWritten> {
         self.disk.check()?;
+        if self.handoff.hands_over() && self.leader_elsewhere().is_none() {
+            // Leadership is being handed over: proposing here would renew the followers'
+            // lease. Wait for the next leader and forward there.
+            let next = self.leader_other_than(self.node_id);
+            let _ = tokio::time::timeout(self.handoff.bound(), next).await;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
