@@ -83,7 +83,33 @@ async fn writer(
     }
 }
 
-/// Writers on `nodes`, stopped and joined by [`Writers::stop`].
+/// Reads linearizably from the node at `api` without pause until `stop`: each read makes
+/// the leader confirm its leadership with an append to the followers.
+async fn reader(api: String, stop: Arc<AtomicBool>) {
+    let channel = tonic::transport::Channel::from_shared(api)
+        .unwrap()
+        .connect_lazy();
+    let mut kv = regatta_proto::regatta::v1::kv_client::KvClient::new(channel);
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        let mut request = tonic::Request::new(regatta_proto::regatta::v1::RangeRequest {
+            table: b"t".to_vec().into(),
+            key: b"settle".to_vec().into(),
+            linearizable: true,
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_millis(500));
+        if !matches!(
+            tokio::time::timeout(Duration::from_millis(700), kv.range(request)).await,
+            Ok(Ok(_))
+        ) {
+            let left = Duration::from_millis(20).saturating_sub(sent.elapsed());
+            tokio::time::sleep(left).await; // retry pacing
+        }
+    }
+}
+
+/// Writers (and linearizable readers) on `nodes`, stopped and joined by [`Writers::stop`].
 struct Writers {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
@@ -106,6 +132,11 @@ impl Writers {
                     seq.clone(),
                 ))
             })
+            .chain(
+                nodes
+                    .iter()
+                    .map(|n| tokio::spawn(reader(n.api.clone(), stop.clone()))),
+            )
             .collect();
         Self { stop, acks, tasks }
     }

@@ -50,6 +50,8 @@ pub struct Observed {
     pub stopping: bool,
     /// A handoff started earlier and is not over.
     pub handing_over: bool,
+    /// This node is the cluster's only voter: nobody could take over.
+    pub sole_voter: bool,
 }
 
 /// What the node does.
@@ -81,7 +83,7 @@ pub fn decide(o: Observed) -> Decision {
         (true, Some(new_leader)) => Some(Event::Done { new_leader }),
         (true, None) if take_part => Some(Event::Dropped),
         (true, None) => None,
-        (false, _) if leads && !take_part => Some(Event::Started),
+        (false, _) if leads && !take_part && !o.sole_voter => Some(Event::Started),
         (false, _) => None,
     };
     Decision { take_part, event }
@@ -131,7 +133,13 @@ impl Handoff {
 
     /// Decides on what Raft and the disk guard say now and applies it.
     fn apply(&self) {
-        let leader = self.raft.metrics().borrow().current_leader;
+        let metrics = self.raft.metrics();
+        let (leader, sole_voter) = {
+            let m = metrics.borrow();
+            let mut voters = m.membership_config.membership().voter_ids();
+            let sole = voters.next() == Some(self.node_id) && voters.next().is_none();
+            (m.current_leader, sole)
+        };
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
         let decision = decide(Observed {
             node_id: self.node_id,
@@ -139,6 +147,7 @@ impl Handoff {
             disk_full: self.guard.is_full(),
             stopping: self.stopping.load(Ordering::Relaxed),
             handing_over: since.is_some(),
+            sole_voter,
         });
         let config = self.raft.runtime_config();
         config.elect(decision.take_part);
@@ -187,18 +196,22 @@ impl Handoff {
         self.stopping.store(true, Ordering::Relaxed);
         self.apply();
         let mut rx = self.raft.metrics();
-        let alone = {
+        let nothing_to_hand_over = {
             let m = rx.borrow();
             m.current_leader != Some(self.node_id)
                 || m.membership_config.membership().voter_ids().count() < 2
         };
-        if alone {
+        if nothing_to_hand_over {
             return;
         }
         let node_id = self.node_id;
         let other = rx.wait_for(|m| m.current_leader.is_some_and(|l| l != node_id));
-        match tokio::time::timeout(self.bound, other).await {
-            Ok(Ok(_)) => self.apply(),
+        // The metrics' read guard is dropped before `apply` reads them again.
+        let outcome = tokio::time::timeout(self.bound, other)
+            .await
+            .map(|seen| seen.map(drop));
+        match outcome {
+            Ok(Ok(())) => self.apply(),
             Ok(Err(_)) => tracing::warn!("raft stopped while handing leadership over"),
             Err(_) => tracing::warn!(
                 waited = ?self.bound,
@@ -219,6 +232,7 @@ mod tests {
             disk_full: false,
             stopping: false,
             handing_over: false,
+            sole_voter: false,
         }
     }
 
@@ -242,6 +256,16 @@ mod tests {
             assert!(!d.take_part);
             assert_eq!(d.event, Some(Event::Started));
         }
+    }
+
+    #[test]
+    fn a_sole_voter_has_nobody_to_hand_over_to() {
+        let d = decide(Observed {
+            disk_full: true,
+            sole_voter: true,
+            ..observed(Some(1))
+        });
+        assert_eq!(d.event, None);
     }
 
     #[test]

@@ -192,12 +192,7 @@ impl CoreRole {
     /// meets the leader's own check.
     async fn write_with_hops(&self, write: NodeWrite, hops: u32) -> Result<NodeWritten> {
         self.disk.check()?;
-        if self.handoff.hands_over() && self.leader_elsewhere().is_none() {
-            // Leadership is being handed over: proposing here would renew the followers'
-            // lease. Wait for the next leader and forward there.
-            let next = self.leader_other_than(self.node_id);
-            let _ = tokio::time::timeout(self.handoff.bound(), next).await;
-        }
+        self.await_handoff().await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -227,6 +222,16 @@ impl CoreRole {
                 }
                 Err(Redirect::Failed(e)) => return Err(e),
             }
+        }
+    }
+
+    /// While this node hands leadership over and knows no other leader, waits (bounded)
+    /// for the next one: a proposal or a read index served here would renew the followers'
+    /// lease (openraft sends them an append), and the request goes to the new leader instead.
+    async fn await_handoff(&self) {
+        if self.handoff.hands_over() && self.leader_elsewhere().is_none() {
+            let next = self.leader_other_than(self.node_id);
+            let _ = tokio::time::timeout(self.handoff.bound(), next).await;
         }
     }
 
@@ -397,6 +402,7 @@ impl CoreRole {
     }
 
     async fn read_index_with_hops(&self, hops: u32) -> Result<u64> {
+        self.await_handoff().await;
         for _ in 0..3 {
             match self.raft.get_read_log_id().await {
                 Ok((read_log_id, _applied)) => return Ok(read_log_id.map_or(0, |l| l.index)),
