@@ -120,10 +120,17 @@ impl Handoff {
         })
     }
 
-    /// True while this node is stopping: a write reaching it waits (at most
-    /// [`Self::bound`]) for another leader and is forwarded there.
+    /// True while this node is stopping or handing leadership over: a write or read index
+    /// reaching it waits (at most [`Self::bound`]) for another leader and is forwarded
+    /// there (a linearizable read served here would send the followers appends that renew
+    /// the lease).
     pub fn hands_over(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+            || self
+                .since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
     }
 
     /// How long a stopping leader waits for a successor.
