@@ -16,6 +16,44 @@ pub fn token() -> CancellationToken {
     token
 }
 
+/// A node's stop with a first step before its servers stop: see [`defer`].
+pub struct Deferred {
+    signal: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+/// Puts a first step before the stop: `shutdown` (the token a node's servers and tasks
+/// watch, cancelled on the stop signal) is replaced by one that [`Deferred::then`] cancels
+/// once its step is done. Call it before anything clones `shutdown`. A core leader hands
+/// leadership over this way while it still serves everything.
+pub fn defer(shutdown: &mut CancellationToken) -> Deferred {
+    let signal = std::mem::replace(shutdown, CancellationToken::new());
+    Deferred {
+        signal,
+        shutdown: shutdown.clone(),
+    }
+}
+
+impl Deferred {
+    /// On the stop signal runs `first`, then cancels the node's shutdown token. A signal
+    /// that came before this call counts.
+    pub fn then<F>(self, first: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Self { signal, shutdown } = self;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = signal.cancelled() => {}
+                // Stopped for another reason (a server failed): nothing to do first.
+                () = shutdown.cancelled() => return,
+            }
+            first.await;
+            shutdown.cancel();
+        });
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {

@@ -134,6 +134,12 @@ impl DiskGuard {
         Ok(())
     }
 
+    /// Whether free space was below the reserve at the last refresh (what [`Self::check`]
+    /// refuses on).
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
     /// A line for the node's status, while full.
     pub fn status_error(&self) -> Option<String> {
         self.check().err().map(|e| e.to_string())

@@ -18,6 +18,7 @@
 //! * [`admin`] — `regatta.admin.v1.Admin`: membership changes and snapshots on demand;
 //! * [`error`] — the one [`Error`] type and [`Error::is_retryable`];
 //! * [`role`] — [`CoreRole`]: the API's [`regatta_api::node::Role`] over openraft;
+//! * [`handoff`] — [`handoff::Handoff`]: giving leadership up when stopping or out of disk;
 //! * [`batcher`] — [`batcher::Batcher`]: group proposal on the leader;
 //! * [`durable`] — [`DurableStateMachine`]: the state machine with `.rsnap` files on disk;
 //! * [`purge_gate`] — [`GatedLogStore`] and the pure purge decisions;
@@ -34,6 +35,7 @@ pub mod archiver;
 pub mod batcher;
 pub mod durable;
 pub mod error;
+pub mod handoff;
 pub mod metrics;
 pub mod peer_url;
 pub mod purge_gate;

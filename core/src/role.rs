@@ -90,6 +90,8 @@ pub struct CoreRole {
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Refuses writes while this node's disk is below its reserve.
     disk: Arc<regatta_api::disk::DiskGuard>,
+    /// Holds writes while this node hands leadership over.
+    handoff: Arc<crate::handoff::Handoff>,
     batcher: Batcher,
 }
 
@@ -101,6 +103,7 @@ impl CoreRole {
         advertised: Advertised,
         disk: LocalDisk,
         batcher: Batcher,
+        handoff: Arc<crate::handoff::Handoff>,
     ) -> Self {
         let LocalDisk { log_bytes, guard } = disk;
         let ClusterMember {
@@ -110,6 +113,7 @@ impl CoreRole {
         } = member;
         Self {
             disk: guard,
+            handoff,
             node_id,
             cluster_name,
             batcher,
@@ -188,6 +192,7 @@ impl CoreRole {
     /// meets the leader's own check.
     async fn write_with_hops(&self, write: NodeWrite, hops: u32) -> Result<NodeWritten> {
         self.disk.check()?;
+        self.await_handoff().await;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -217,6 +222,16 @@ impl CoreRole {
                 }
                 Err(Redirect::Failed(e)) => return Err(e),
             }
+        }
+    }
+
+    /// While this node hands leadership over and knows no other leader, waits (bounded)
+    /// for the next one: a proposal or a read index served here would renew the followers'
+    /// lease (openraft sends them an append), and the request goes to the new leader instead.
+    async fn await_handoff(&self) {
+        if self.handoff.hands_over() && self.leader_elsewhere().is_none() {
+            let next = self.leader_other_than(self.node_id);
+            let _ = tokio::time::timeout(self.handoff.bound(), next).await;
         }
     }
 
@@ -387,6 +402,7 @@ impl CoreRole {
     }
 
     async fn read_index_with_hops(&self, hops: u32) -> Result<u64> {
+        self.await_handoff().await;
         for _ in 0..3 {
             match self.raft.get_read_log_id().await {
                 Ok((read_log_id, _applied)) => return Ok(read_log_id.map_or(0, |l| l.index)),

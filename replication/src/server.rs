@@ -22,6 +22,7 @@ use regatta_proto::regatta::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_micros;
@@ -83,6 +84,7 @@ pub struct TailService {
     object_snapshot: ObjectSnapshotRevision,
     knows_state: KnowsState,
     settings: TailSettings,
+    stop: CancellationToken,
 }
 
 impl TailService {
@@ -100,7 +102,16 @@ impl TailService {
             object_snapshot,
             knows_state: Arc::new(|| true),
             settings,
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Ends every subscriber's stream (`UNAVAILABLE`) once `stop` is cancelled: a stopping
+    /// node's streams never end by themselves, would hold its servers' grace period, and
+    /// their subscribers are better off following another node at once.
+    pub fn with_stop(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Tells subscribers a commit index only while `knows_state` holds (an edge: once it
@@ -148,9 +159,11 @@ struct Source {
     materializer: Arc<Materializer>,
     object_snapshot: ObjectSnapshotRevision,
     knows_state: KnowsState,
+    stop: CancellationToken,
 }
 
-/// The streaming loop of one subscriber. Ends when the subscriber goes away.
+/// The streaming loop of one subscriber. Ends when the subscriber goes away or the node
+/// stops.
 async fn pump(
     source: Source,
     heartbeat: Duration,
@@ -163,9 +176,15 @@ async fn pump(
         materializer,
         object_snapshot,
         knows_state,
+        stop,
     } = source;
     let mut applied_rx = materializer.subscribe();
+    let stopping = || Err(Status::unavailable("the node is stopping: follow another"));
     loop {
+        if stop.is_cancelled() {
+            let _ = tx.send(stopping()).await;
+            return;
+        }
         let applied = materializer.applied().0;
         if next <= applied {
             let end = applied.min(next + MAX_ENTRIES_PER_MESSAGE - 1);
@@ -229,6 +248,10 @@ async fn pump(
                 }
             }
             () = tx.closed() => return,
+            () = stop.cancelled() => {
+                let _ = tx.send(stopping()).await;
+                return;
+            }
         }
     }
 }
@@ -257,6 +280,7 @@ impl Tail for TailService {
             materializer: self.materializer.clone(),
             object_snapshot: self.object_snapshot.clone(),
             knows_state: self.knows_state.clone(),
+            stop: self.stop.clone(),
         };
         tokio::spawn(pump(
             source,

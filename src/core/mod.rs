@@ -6,7 +6,8 @@
 //! `--raft.key-filename` and `--raft.ca-filename` the Raft port serves TLS requiring a
 //! client certificate signed by the CA, and every channel to a peer (Raft, forwarded
 //! writes, read index, node info) goes through one [`regatta_tls::Dialer`] presenting this
-//! node's certificate. SIGTERM (or Ctrl-C) stops accepting,
+//! node's certificate. SIGTERM (or Ctrl-C) first hands leadership over (a leader stops
+//! heartbeats and waits for a successor, see `regatta_core::handoff`), then stops accepting,
 //! lets in-flight requests finish, shuts Raft down (its log is flushed on every append) and
 //! exits 0.
 
@@ -25,7 +26,7 @@ use regatta_api::{
     raft_network::{MAX_RAFT_MESSAGE_BYTES, RaftNetworkFactoryImpl},
     raft_service::RaftService,
 };
-use regatta_core::admin::AdminService;
+use regatta_core::{admin::AdminService, handoff::Handoff};
 use regatta_materializer::{Materializer, raft::TypeConfig};
 use regatta_proto::regatta::raft::v1::raft_transport_server::RaftTransportServer;
 use regatta_replication::{TailService, TailSettings};
@@ -50,11 +51,16 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     tracing::info!(node_id = settings.node_id, data_dir = %data_dir.display(), "starting core node");
     // The curated view (no tokens or object-store keys).
     tracing::debug!(settings = ?settings.describe(), "effective settings");
-    let node = NodeServer::new(&settings.api.connection_limits)?;
+    let mut node = NodeServer::new(&settings.api.connection_limits)?;
+    // SIGTERM first hands leadership over (see `regatta_core::handoff`), then stops the
+    // servers.
+    let stop = crate::shutdown::defer(&mut node.shutdown);
     let raft_tls = RaftTransport::build(&settings, &node)?;
     let parts = open_node(&settings, &node.registry, raft_tls.dialer.clone()).await?;
     initialise_cluster(&settings, &parts.raft).await?;
     let tasks = start_tasks(&settings, &node, &parts, raft_tls.dialer.clone())?;
+    let handoff = tasks.handoff.clone();
+    stop.then(async move { handoff.step_down().await });
     let ctx = NodeContext {
         node_id: settings.node_id,
         materializer: parts.materializer.clone(),
@@ -88,19 +94,22 @@ pub async fn run(args: CoreArgs) -> Result<()> {
     // The log-tail service the edges follow, unless --replication.enabled=false.
     let tail_server = if settings.services.replication {
         let latest = parts.latest_snapshot.clone();
-        Some(node.tail_server(
-            &settings.replication.address,
-            TailService::new(
-                parts.log.clone(),
-                parts.materializer.clone(),
-                tasks.role.clone(),
-                Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
-                TailSettings {
-                    heartbeat: settings.replication.heartbeat,
-                },
-            ),
-            node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
-        )?)
+        Some(
+            node.tail_server(
+                &settings.replication.address,
+                TailService::new(
+                    parts.log.clone(),
+                    parts.materializer.clone(),
+                    tasks.role.clone(),
+                    Arc::new(move || latest.load(std::sync::atomic::Ordering::Relaxed)),
+                    TailSettings {
+                        heartbeat: settings.replication.heartbeat,
+                    },
+                )
+                .with_stop(node.shutdown.clone()),
+                node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
+            )?,
+        )
     } else {
         tracing::info!("--replication.enabled=false: the log tail is not served");
         None
@@ -278,9 +287,11 @@ struct NodeTasks {
     role: Arc<CoreRole>,
     header: Arc<HeaderState>,
     uploads: Arc<uploader::SnapshotUploads>,
+    handoff: Arc<Handoff>,
 }
 
-/// Starts the free-space guard, the Raft metrics, the role with its batcher (dialing peers
+/// Starts the free-space guard, the leadership handoff (see `regatta_core::handoff`), the
+/// Raft metrics, the role with its batcher (dialing peers
 /// through `dialer`), the snapshot uploader and the archiver; each stops with
 /// `node.shutdown`.
 fn start_tasks(
@@ -303,6 +314,13 @@ fn start_tasks(
         registry,
     )?;
     tokio::spawn(disk.clone().run(shutdown.clone()));
+    let handoff = Handoff::new(
+        settings.node_id,
+        raft.clone(),
+        disk.clone(),
+        settings.election_timeout,
+    );
+    tokio::spawn(handoff.clone().run(shutdown.clone()));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
         parts.log.clone(),
@@ -341,6 +359,7 @@ fn start_tasks(
                     .context("registering the proposal metrics")?,
             ),
         ),
+        handoff.clone(),
     ));
     let uploads = start_uploads(settings, node, parts)?;
     start_archiver(settings, node, parts)?;
@@ -348,6 +367,7 @@ fn start_tasks(
         role,
         header,
         uploads,
+        handoff,
     })
 }
 

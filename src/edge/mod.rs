@@ -134,7 +134,8 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
                 .with_knows_state({
                     let replication = replication.clone();
                     Arc::new(move || replication.caught_up())
-                }),
+                })
+                .with_stop(node.shutdown.clone()),
                 node.server_tls(settings.replication.server_tls.as_ref(), "replication")?,
             )?,
         )
