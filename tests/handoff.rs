@@ -19,8 +19,6 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -28,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{small_disk::SmallDisk, *};
 use regatta_proto::regatta::v1::PutRequest;
 
 /// The bound on the SIGTERM outage: far below the 10 s server grace the leader used to wait
@@ -353,84 +351,6 @@ async fn edge_following_the_leader(cluster: &Cluster, run: usize) -> Edge {
     })
     .await;
     edge
-}
-
-/// A tmpfs of a given size per node, unmounted on drop.
-struct SmallDisk {
-    dir: PathBuf,
-}
-
-impl SmallDisk {
-    /// Mounts a tmpfs of `mib` MiB at `dir`, or says why it cannot and returns None.
-    fn mount(dir: &Path, mib: u64) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Self {
-                dir: dir.to_path_buf(),
-            }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a small tmpfs for the data directory (needs root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn free(&self) -> u64 {
-        let st = rustix::fs::statvfs(&self.dir).unwrap();
-        st.f_bavail * st.f_frsize
-    }
-
-    fn filler(&self) -> PathBuf {
-        self.dir.join("filler")
-    }
-
-    /// Writes a filler file leaving about `leave` bytes free.
-    fn fill(&self, leave: u64) {
-        use std::io::Write;
-        let mut file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.filler())
-            .unwrap();
-        let chunk = vec![0xa5u8; 64 << 10];
-        while self.free() > leave {
-            let n = (self.free() - leave).min(chunk.len() as u64) as usize;
-            if file.write_all(&chunk[..n.max(1)]).is_err() {
-                break;
-            }
-            file.sync_all().unwrap();
-        }
-    }
-
-    fn free_up(&self) {
-        std::fs::remove_file(self.filler()).unwrap();
-    }
-
-    /// Puts the directories `names` of `data_dir` on this disk (as symlinks).
-    fn host(&self, data_dir: &Path, names: &[&str]) {
-        for name in names {
-            let target = self.dir.join(name);
-            std::fs::create_dir_all(&target).unwrap();
-            std::os::unix::fs::symlink(&target, data_dir.join(name)).unwrap();
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

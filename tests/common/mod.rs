@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod regatta_flags;
+pub mod small_disk;
 
 use std::{
     fs::File,
