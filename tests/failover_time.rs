@@ -98,9 +98,9 @@ async fn failover_time_after_the_leader_is_killed_or_frozen() {
     let mut killed = Vec::new();
     let mut frozen = Vec::new();
     for run in 0..runs {
+        // settle's puts through both followers just replicated: their lease is fresh, as in
+        // steady state.
         let leader = settle(&cluster).await;
-        // Let a few heartbeats pass so the followers hold a fresh lease, as in steady state.
-        tokio::time::sleep(Duration::from_millis(500)).await; // steady state, not a wait on state
         let since = Instant::now();
         cluster.node(leader).kill();
         let survivors: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != leader).collect();
@@ -112,7 +112,6 @@ async fn failover_time_after_the_leader_is_killed_or_frozen() {
         cluster.restart(leader);
 
         let leader = settle(&cluster).await;
-        tokio::time::sleep(Duration::from_millis(500)).await; // steady state, not a wait on state
         let since = Instant::now();
         cluster.node(leader).pause();
         let survivors: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != leader).collect();

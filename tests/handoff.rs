@@ -221,14 +221,13 @@ async fn terminate_leader(cluster: &mut Cluster) -> (u64, Duration, Duration, Ve
     .await;
     let survivors: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != leader).collect();
     let writers = Writers::start(&survivors);
+    // Steady state: puts through the followers acknowledged after they started, so the
+    // followers have heard from the leader just now.
+    let started = Instant::now();
     wait_until("the writers' puts are acknowledged", || async {
-        writers
-            .first_ack_after(Instant::now() - Duration::from_secs(1))
-            .is_some()
+        writers.first_ack_after(started).is_some()
     })
     .await;
-    // Let a few heartbeats pass so the followers hold a fresh lease, as in steady state.
-    tokio::time::sleep(Duration::from_millis(500)).await; // steady state, not a wait on state
     let since = Instant::now();
     let node = cluster.node(leader);
     let code = tokio::task::block_in_place(|| node.terminate());

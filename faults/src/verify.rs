@@ -253,9 +253,21 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The largest history file `read_history` reads (a 135 s run writes under 2 MiB).
+const MAX_HISTORY_BYTES: u64 = 1 << 30;
+
 /// Reads a `history.jsonl` [`write_record`] wrote, to judge it again (`regatta-faults
 /// check`). A line that is not an operation of that shape is an error naming the line.
 pub fn read_history(path: &Path) -> Result<History> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if size > MAX_HISTORY_BYTES {
+        bail!(
+            "{} is {size} bytes, more than the {MAX_HISTORY_BYTES} a history is read up to",
+            path.display()
+        );
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut history = History::default();
