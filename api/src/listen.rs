@@ -12,7 +12,8 @@
 //! 256-byte values: about half of its writes were those 10-byte trailers. A connection that
 //! reports no vectored writes raises the threshold to 1 KiB, so such responses are copied
 //! into the connection's buffer whole — trailers and responses of other streams included —
-//! and leave in one `write`. Larger values are still sent without a copy.
+//! and leave in one `write`. Larger values are still sent without a copy. The channels a
+//! node opens to others get the same from `regatta_tls::Dialer` (its `DialedStream`).
 //!
 //! Even so, under load the public API sent one `sendto` per answer: each stream's handler
 //! runs as its own task and wakes the connection when its answer is ready, and the

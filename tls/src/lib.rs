@@ -15,6 +15,7 @@ mod files;
 mod identity;
 mod metrics;
 mod server;
+mod stream;
 mod verdict;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use files::{IdentityFiles, PemFile, ca_roots};
 pub use identity::Identity;
 pub use metrics::TlsMetrics;
 pub use server::{AllowedPeer, ClientAuth, ServerSettings, server_config};
+pub use stream::DialedStream;
 
 /// Why TLS settings could not be used. Each names the flag and the file at fault.
 #[derive(Debug, thiserror::Error)]
