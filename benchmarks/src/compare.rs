@@ -166,7 +166,7 @@ pub struct Args {
     #[arg(long = "redis-server-bin")]
     redis_bin: Option<PathBuf>,
     /// The NATS server binary (default: `nats-server` on PATH); it must accept
-    /// `sync_interval: always` (nats-server 2.10 or later).
+    /// `sync_interval: always` (2.14 from `setup-peers` does; Debian's 2.9 does not).
     #[arg(long = "nats-bin", alias = "nats-server-bin")]
     nats_bin: Option<PathBuf>,
     /// Write PNG plots of the results into this directory (e.g. `benchmarks/results`).
@@ -932,6 +932,11 @@ mod tests {
         assert_eq!(key(0).len(), 32);
         assert_eq!(key(99_999).len(), 32);
         assert_ne!(key(1), key(10));
+        // NATS stores the same keys, unchanged.
+        assert_eq!(
+            nats::kv_key(&key(42)),
+            Ok("key-0000000000000000000000000042")
+        );
     }
 
     #[test]
@@ -942,6 +947,8 @@ mod tests {
         assert_eq!(Workload::Write.writes_per_10k(), 10_000);
         assert!(System::Noop.runs(Workload::Read));
         assert!(!System::Noop.runs(Workload::Write));
+        assert!(System::Nats.runs(Workload::Read));
+        assert!(System::Nats.runs(Workload::Write));
     }
 
     #[test]
@@ -949,8 +956,11 @@ mod tests {
         let regatta = cell(System::Regatta, 20_000.0, 500);
         let etcd = cell(System::Etcd, 10_000.0, 1_000);
         assert_eq!(ratios(&regatta, &etcd), [2.0, 0.5, 0.5, 0.5]);
-        let json = ratios_json(&[regatta, etcd]);
+        let nats = cell(System::Nats, 40_000.0, 250);
+        let json = ratios_json(&[regatta, etcd, nats]);
         assert_eq!(json["read"]["64"]["etcd"]["throughput"], json!(2.0));
+        assert_eq!(json["read"]["64"]["nats"]["throughput"], json!(0.5));
+        assert_eq!(json["read"]["64"]["nats"]["p50"], json!(2.0));
         assert!(json["read"]["64"].get("redis").is_none());
     }
 }

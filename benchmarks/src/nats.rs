@@ -1,14 +1,15 @@
 //! NATS JetStream KV as a peer of `compare`: a 3-node NATS cluster with JetStream on loopback
 //! ports and one key-value bucket replicated on all three nodes.
 //!
-//! Durability is the strongest NATS offers: every node fsyncs each write to its stream store
-//! before it counts (`sync_interval: always` in the JetStream block), and the bucket keeps
-//! three replicas (R3), so a put is acknowledged once a quorum of two has stored and fsync'd
-//! it. Servers too old to know `sync_interval: always` (Debian's 2.9) are refused before
-//! anything starts. The bucket keeps one revision per key (history 1) and, as every bucket
-//! made by the client, allows direct gets: a read is answered by whichever replica takes
-//! it (the one its client is connected to, since every node holds one), not by the stream
-//! leader, and so may lag the leader as a read at Regatta's edge may.
+//! Durability is the strongest NATS offers: every node fsyncs each write (`sync_interval:
+//! always` in the JetStream block; on a follower that is two fsyncs per put, its raft log
+//! and its stream store), and the bucket keeps three replicas (R3), so the stream leader
+//! acknowledges a put once a quorum of two has it. Servers too old to know `sync_interval:
+//! always` (Debian's 2.9) are refused before anything starts. The bucket keeps one revision
+//! per key (history 1) and, as every bucket made by the client, allows direct gets: a read
+//! is answered by whichever replica takes it (the one its client is connected to, since
+//! every node holds one), not by the stream leader, and so may lag the leader as a read at
+//! Regatta's edge may.
 //!
 //! NATS KV keys are subject tokens (`[-/_=.a-zA-Z0-9]`, not starting or ending with `.`);
 //! the benchmark's keys (`key-` and 28 digits) are valid as they are and are used unchanged,
@@ -34,8 +35,8 @@ use crate::peers::{self, Process};
 /// The bucket every system's dataset goes into (stream `KV_bench`).
 pub const BUCKET: &str = "bench";
 /// The durability of a write, as the report states it.
-pub const DURABILITY: &str =
-    "sync_interval always (fsync per write on every node), R3: acked once 2 of 3 stored it";
+pub const DURABILITY: &str = "sync_interval always (every node fsyncs each write), R3: acked \
+                              by the stream leader once a quorum (2 of 3) has it";
 /// How reads are served, as the report states it.
 pub const READS: &str = "direct get (allow_direct): any replica, the node of the connection";
 
@@ -145,7 +146,7 @@ impl Nats {
         if !output.status.success() {
             bail!(
                 "{} ({}) does not take the configuration compare needs (JetStream with \
-                 `sync_interval: always`, fsync per write; servers before 2.10 lack it): \
+                 `sync_interval: always`, fsync per write; Debian's 2.9.10 lacks it): \
                  run benchmarks/setup-peers (installs nats-server 2.14) or name a newer \
                  binary with --nats-bin. It said: {}",
                 binary.display(),
