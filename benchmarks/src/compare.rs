@@ -1,23 +1,26 @@
-//! `compare`: Regatta side by side with etcd and Redis, in one run on one machine.
+//! `compare`: Regatta side by side with etcd, Redis and NATS JetStream KV, in one run on one
+//! machine.
 //!
 //! Starts a 3-node Regatta core and one edge (real processes, see [`crate::edge_cluster`]), a
-//! 3-member etcd cluster, one Redis server and the no-op gRPC server of [`crate::noop`] (see
-//! [`crate::peers`]), all on loopback ports. Loads the same dataset into each store (`--keys`
+//! 3-member etcd cluster, one Redis server, a 3-node NATS cluster with an R3 KV bucket (see
+//! [`crate::nats`]) and the no-op gRPC server of [`crate::noop`] (see [`crate::peers`]), all
+//! on loopback ports. Loads the same dataset into each store (`--keys`
 //! keys of 32 bytes with `--value-size` values) before measuring, then runs every workload at
 //! every concurrency against every system, one cell after the other, each with a warm-up and
 //! `--duration` of measurement. Systems alternate within one concurrency so that they see the
 //! same machine weather.
 //!
-//! | workload | Regatta | etcd | Redis | no-op |
-//! |---|---|---|---|---|
-//! | `read` | Range at the edge (serializable) | serializable Range, members round-robin | GET | empty unary call |
-//! | `mix95`, `mix99` | reads at the edge, Puts to the core leader | reads round-robin, Puts to the leader | GET / SET | — |
-//! | `write` | Put to the core leader | Put to the leader | SET (`appendfsync always`) | — |
+//! | workload | Regatta | etcd | Redis | NATS | no-op |
+//! |---|---|---|---|---|---|
+//! | `read` | Range at the edge (serializable) | serializable Range, members round-robin | GET | KV get (direct get), nodes round-robin | empty unary call |
+//! | `mix95`, `mix99` | reads at the edge, Puts to the core leader | reads round-robin, Puts to the leader | GET / SET | gets round-robin, puts to the stream leader | — |
+//! | `write` | Put to the core leader | Put to the leader | SET (`appendfsync always`) | KV put to the stream leader | — |
 //!
 //! Writes overwrite random preloaded keys with values of the same size, so every read still
 //! finds its key and checks the value's size (a miss counts as an error). A write is
-//! acknowledged by Regatta and etcd once it is fsync'd on a quorum; by Redis once it is in
-//! its AOF, fsync'd, on its one node.
+//! acknowledged by Regatta and etcd once it is fsync'd on a quorum; by NATS once a quorum of
+//! its three replicas stored it, each fsync'ing every write (`sync_interval: always`); by
+//! Redis once it is in its AOF, fsync'd, on its one node.
 //!
 //! The table gives operations per second and p50/p99/p999 latency per cell, and every figure
 //! of Regatta as a ratio to each peer from the same run; the last line is one JSON object
@@ -31,6 +34,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use async_nats::jetstream::kv::Store as NatsStore;
 use bytes::Bytes;
 use regatta_proto::regatta::v1::{PutRequest, RangeRequest, kv_client::KvClient};
 use serde_json::{Value, json};
@@ -40,6 +44,7 @@ use tonic::transport::Channel;
 use crate::{
     cluster::{self, Cluster, ClusterArgs, Counters, FastRng},
     edge_cluster::{self, Edge, round},
+    nats::{self, Nats},
     peers::{self, Etcd, NoopServer, Redis},
     wire::{
         etcd::{self as etcdpb, kv_client::KvClient as EtcdKvClient},
@@ -87,6 +92,8 @@ pub enum System {
     Regatta,
     Etcd,
     Redis,
+    /// NATS JetStream KV.
+    Nats,
     /// The empty gRPC call (read workload only).
     Noop,
 }
@@ -97,6 +104,7 @@ impl System {
             System::Regatta => "regatta",
             System::Etcd => "etcd",
             System::Redis => "redis",
+            System::Nats => "nats",
             System::Noop => "noop",
         }
     }
@@ -128,7 +136,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "regatta,etcd,redis,noop"
+        default_value = "regatta,etcd,redis,nats,noop"
     )]
     systems: Vec<System>,
     /// Keys preloaded into every store (and read).
@@ -138,7 +146,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     value_size: usize,
     /// gRPC channels (HTTP/2 connections) per system and direction, shared round-robin by the
-    /// clients; also the number of multiplexed Redis connections.
+    /// clients; also the number of multiplexed Redis connections and of NATS connections per
+    /// direction (reads over the nodes, writes to the stream leader).
     #[arg(long, default_value_t = 4)]
     connections: usize,
     /// Measured time per cell (workload × system × concurrency), after the warm-up.
@@ -156,6 +165,10 @@ pub struct Args {
     /// The Redis server binary (default: `redis-server` on PATH).
     #[arg(long = "redis-server-bin")]
     redis_bin: Option<PathBuf>,
+    /// The NATS server binary (default: `nats-server` on PATH); it must accept
+    /// `sync_interval: always` (2.14 from `setup-peers` does; Debian's 2.9 does not).
+    #[arg(long = "nats-bin", alias = "nats-server-bin")]
+    nats_bin: Option<PathBuf>,
     /// Write PNG plots of the results into this directory (e.g. `benchmarks/results`).
     #[arg(long)]
     plots: Option<PathBuf>,
@@ -212,6 +225,13 @@ pub fn run(args: Args) -> Result<()> {
     let redis_bin = want(System::Redis)
         .then(|| peers::binary(args.redis_bin.as_deref(), "redis-server"))
         .transpose()?;
+    let nats_bin = want(System::Nats)
+        .then(|| {
+            let bin = peers::binary(args.nats_bin.as_deref(), "nats-server")?;
+            Nats::check_binary(&bin)?;
+            anyhow::Ok(bin)
+        })
+        .transpose()?;
     let outcome = edge_cluster::run_with_scratch(
         &args.cluster,
         |_| Vec::new(),
@@ -225,6 +245,10 @@ pub fn run(args: Args) -> Result<()> {
                 .as_deref()
                 .map(|bin| Redis::start(bin, scratch))
                 .transpose()?;
+            let mut nats = nats_bin
+                .as_deref()
+                .map(|bin| Nats::start(bin, scratch, 3))
+                .transpose()?;
             let noop = want(System::Noop)
                 .then(|| NoopServer::start(scratch))
                 .transpose()?;
@@ -234,6 +258,10 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(redis) = &redis {
                 redis.wait_ready().await?;
             }
+            if let Some(nats) = nats.as_mut() {
+                nats.wait_ready(Duration::from_secs(60)).await?;
+                nats.create_bucket(Duration::from_secs(60)).await?;
+            }
             if let Some(noop) = &noop {
                 noop.wait_ready().await?;
             }
@@ -242,15 +270,21 @@ pub fn run(args: Args) -> Result<()> {
                 edge: &edge,
                 etcd: etcd.as_ref(),
                 redis: redis.as_ref(),
+                nats: nats.as_ref(),
                 noop: noop.as_ref(),
             };
             edge_cluster::with_edge_log(&edge, async || scenario(&args, &systems).await).await
-            // `etcd`, `redis` and `noop` are dropped (stopped) here, before the core.
+            // `etcd`, `redis`, `nats` and `noop` are dropped (stopped) here, before the core.
         },
     )?;
     let mut settings = outcome.settings;
     settings["etcd_version"] = json!(etcd_bin.as_deref().map(Etcd::version));
     settings["redis_version"] = json!(redis_bin.as_deref().map(Redis::version));
+    settings["nats_version"] = json!(nats_bin.as_deref().map(Nats::version));
+    if nats_bin.is_some() {
+        settings["nats_durability"] = json!(nats::DURABILITY);
+        settings["nats_reads"] = json!(nats::READS);
+    }
     print_table(&outcome.cells);
     if let Some(dir) = &args.plots {
         crate::plot::write_all(dir, &outcome.cells)?;
@@ -273,6 +307,7 @@ struct Systems<'a> {
     edge: &'a Edge,
     etcd: Option<&'a Etcd>,
     redis: Option<&'a Redis>,
+    nats: Option<&'a Nats>,
     noop: Option<&'a NoopServer>,
 }
 
@@ -285,6 +320,9 @@ impl Systems<'_> {
         }
         if let Some(redis) = self.redis {
             redis.check_running()?;
+        }
+        if let Some(nats) = self.nats {
+            nats.check_running()?;
         }
         if let Some(noop) = self.noop {
             noop.check_running()?;
@@ -344,6 +382,15 @@ async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
             started.elapsed().as_secs_f64()
         );
     }
+    if let Some(nats) = systems.nats {
+        let started = Instant::now();
+        nats.preload(&keys, &value, args.timeout).await?;
+        eprintln!(
+            "nats: {} keys loaded in {:.1}s",
+            args.keys,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     // One client pool per system, reused by every cell.
     let pools = Pools::connect(args, systems, table).await?;
@@ -399,6 +446,7 @@ async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
         "regatta_core_nodes": systems.cluster.nodes().len(),
         "regatta_edges": 1,
         "etcd_members": systems.etcd.map_or(0, |e| e.members.len()),
+        "nats_nodes": systems.nats.map_or(0, |n| n.nodes.len()),
         "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
     });
     Ok(Outcome { cells, settings })
@@ -468,6 +516,9 @@ struct Pools {
     etcd_reads: Vec<Channel>,
     etcd_writes: Vec<Channel>,
     redis: Vec<redis::aio::MultiplexedConnection>,
+    /// NATS: gets round-robin over the nodes, puts to the stream leader.
+    nats_reads: Vec<Arc<NatsStore>>,
+    nats_writes: Vec<Arc<NatsStore>>,
     noop: Vec<Channel>,
 }
 
@@ -486,6 +537,8 @@ impl Pools {
             etcd_reads: Vec::new(),
             etcd_writes: Vec::new(),
             redis: Vec::new(),
+            nats_reads: Vec::new(),
+            nats_writes: Vec::new(),
             noop: Vec::new(),
         };
         if let Some(etcd) = systems.etcd {
@@ -506,6 +559,18 @@ impl Pools {
                 pools.redis.push(redis.connect().await?);
             }
         }
+        if let Some(nats) = systems.nats {
+            for i in 0..n.max(nats.nodes.len()) {
+                pools
+                    .nats_reads
+                    .push(Arc::new(nats.store(i, args.timeout).await?));
+            }
+            for _ in 0..n {
+                pools
+                    .nats_writes
+                    .push(Arc::new(nats.store(nats.leader(), args.timeout).await?));
+            }
+        }
         if let Some(noop) = systems.noop {
             for _ in 0..n {
                 pools.noop.push(peers::connect(&noop.url).await?);
@@ -521,6 +586,7 @@ impl Pools {
             System::Regatta => self.regatta_reads.is_empty(),
             System::Etcd => self.etcd_reads.is_empty(),
             System::Redis => self.redis.is_empty(),
+            System::Nats => self.nats_reads.is_empty(),
             System::Noop => self.noop.is_empty(),
         };
         if empty {
@@ -538,6 +604,10 @@ impl Pools {
                     writes: EtcdKvClient::new(pick(&self.etcd_writes, i)),
                 },
                 System::Redis => Client::Redis(self.redis[i % self.redis.len()].clone()),
+                System::Nats => Client::Nats {
+                    reads: self.nats_reads[i % self.nats_reads.len()].clone(),
+                    writes: self.nats_writes[i % self.nats_writes.len()].clone(),
+                },
                 System::Noop => Client::Noop(NoopClient::new(pick(&self.noop, i))),
             })
             .collect())
@@ -556,6 +626,10 @@ enum Client {
         writes: EtcdKvClient<Channel>,
     },
     Redis(redis::aio::MultiplexedConnection),
+    Nats {
+        reads: Arc<NatsStore>,
+        writes: Arc<NatsStore>,
+    },
     Noop(NoopClient<Channel>),
 }
 
@@ -592,6 +666,14 @@ impl Client {
                 let value: Option<Vec<u8>> = redis::cmd("GET")
                     .arg(key.as_ref())
                     .query_async(conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                value.map(|v| v.len())
+            }
+            Client::Nats { reads, .. } => {
+                // The connection and its JetStream context bound the request by `--timeout`.
+                let value = reads
+                    .get(nats::kv_key(key)?)
                     .await
                     .map_err(|e| e.to_string())?;
                 value.map(|v| v.len())
@@ -636,6 +718,13 @@ impl Client {
                     .arg(key.as_ref())
                     .arg(value.as_ref())
                     .query_async::<()>(conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Client::Nats { writes, .. } => {
+                // The JetStream context bounds the wait for the ack by `--timeout`.
+                writes
+                    .put(nats::kv_key(key)?, value.clone())
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -760,7 +849,7 @@ fn ratios(regatta: &Cell, peer: &Cell) -> [f64; 4] {
 fn ratios_json(cells: &[Cell]) -> Value {
     let mut out: BTreeMap<&str, BTreeMap<String, BTreeMap<&str, Value>>> = BTreeMap::new();
     for regatta in cells.iter().filter(|c| c.system == System::Regatta) {
-        for peer in [System::Etcd, System::Redis, System::Noop] {
+        for peer in [System::Etcd, System::Redis, System::Nats, System::Noop] {
             if let Some(other) = peer_cell(cells, regatta, peer) {
                 let [throughput, p50, p99, p999] = ratios(regatta, other);
                 out.entry(regatta.workload.as_str())
@@ -843,6 +932,11 @@ mod tests {
         assert_eq!(key(0).len(), 32);
         assert_eq!(key(99_999).len(), 32);
         assert_ne!(key(1), key(10));
+        // NATS stores the same keys, unchanged.
+        assert_eq!(
+            nats::kv_key(&key(42)),
+            Ok("key-0000000000000000000000000042")
+        );
     }
 
     #[test]
@@ -853,6 +947,8 @@ mod tests {
         assert_eq!(Workload::Write.writes_per_10k(), 10_000);
         assert!(System::Noop.runs(Workload::Read));
         assert!(!System::Noop.runs(Workload::Write));
+        assert!(System::Nats.runs(Workload::Read));
+        assert!(System::Nats.runs(Workload::Write));
     }
 
     #[test]
@@ -860,8 +956,11 @@ mod tests {
         let regatta = cell(System::Regatta, 20_000.0, 500);
         let etcd = cell(System::Etcd, 10_000.0, 1_000);
         assert_eq!(ratios(&regatta, &etcd), [2.0, 0.5, 0.5, 0.5]);
-        let json = ratios_json(&[regatta, etcd]);
+        let nats = cell(System::Nats, 40_000.0, 250);
+        let json = ratios_json(&[regatta, etcd, nats]);
         assert_eq!(json["read"]["64"]["etcd"]["throughput"], json!(2.0));
+        assert_eq!(json["read"]["64"]["nats"]["throughput"], json!(0.5));
+        assert_eq!(json["read"]["64"]["nats"]["p50"], json!(2.0));
         assert!(json["read"]["64"].get("redis").is_none());
     }
 }

