@@ -10,6 +10,13 @@
 //! At most `in_flight` entries are being proposed at a time; a write that arrives meanwhile
 //! waits in the queue and joins the next batch. Under light load a batch is a single write,
 //! proposed as a plain entry, so a lone write never waits for company.
+//!
+//! A write that finds a free slot and nobody queued proposes itself, on its caller's task,
+//! instead of handing itself to the proposing task: a lone write then skips three task
+//! wake-ups (caller → proposing task → commit task → caller), tens of microseconds each on
+//! a busy 2-CPU machine. Only a queued write ever waits for the proposing task, and the
+//! proposing task takes a slot only once it holds a write, so a free slot never sits idle
+//! behind it.
 
 use std::sync::Arc;
 
@@ -58,6 +65,10 @@ struct Pending {
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<Pending>,
+    /// One permit per entry that may be in proposal at a time.
+    slots: Arc<Semaphore>,
+    raft: Raft<TypeConfig>,
+    metrics: Arc<ProposalMetrics>,
 }
 
 impl Batcher {
@@ -68,13 +79,34 @@ impl Batcher {
         metrics: Arc<ProposalMetrics>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(limits.max_writes.max(1) * 4);
-        tokio::spawn(run(raft, rx, limits, metrics));
-        Self { queue }
+        let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
+        tokio::spawn(run(
+            raft.clone(),
+            rx,
+            Arc::clone(&slots),
+            limits,
+            Arc::clone(&metrics),
+        ));
+        Self {
+            queue,
+            slots,
+            raft,
+            metrics,
+        }
     }
 
     /// Proposes `command` (about `bytes` bytes: [`Command::size_hint`]) in the next batch and
     /// waits for its outcome.
     pub async fn propose(&self, command: Command, bytes: usize) -> Outcome {
+        if self.queue.capacity() == self.queue.max_capacity()
+            && let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+        {
+            let started = std::time::Instant::now();
+            let outcome = propose_one(&self.raft, command).await;
+            drop(slot);
+            self.metrics.observe(1, started.elapsed());
+            return outcome;
+        }
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             command,
@@ -93,15 +125,17 @@ impl Batcher {
 async fn run(
     raft: Raft<TypeConfig>,
     mut rx: mpsc::Receiver<Pending>,
+    slots: Arc<Semaphore>,
     limits: BatchLimits,
     metrics: Arc<ProposalMetrics>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+        // A write first, then a slot: writes that propose themselves take free slots while
+        // the queue is empty, and whatever queues while the slots are taken joins the batch.
+        let Some(first) = rx.recv().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         let mut bytes = first.bytes;
@@ -127,18 +161,22 @@ async fn run(
     }
 }
 
+/// Proposes one write as a plain entry.
+async fn propose_one(raft: &Raft<TypeConfig>, command: Command) -> Outcome {
+    raft.client_write(command.to_event(regatta_proto::now_micros()))
+        .await
+        .map(|w| (w.log_id, w.data))
+}
+
 async fn commit(raft: &Raft<TypeConfig>, mut batch: Vec<Pending>) {
-    let now = regatta_proto::now_micros();
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
-        let outcome = raft
-            .client_write(one.command.to_event(now))
-            .await
-            .map(|w| (w.log_id, w.data));
+        let outcome = propose_one(raft, one.command).await;
         // The client may have given up (deadline); its write stands all the same.
         let _ = one.reply.send(outcome);
         return;
     }
+    let now = regatta_proto::now_micros();
     let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<Outcome>>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let count = commands.len();

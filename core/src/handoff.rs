@@ -180,10 +180,10 @@ impl Handoff {
         }
     }
 
-    /// Applies [`decide`] on every change of Raft's metrics and every disk-guard refresh,
-    /// until `shutdown`.
+    /// Applies [`decide`] on every change of Raft's server metrics (vote, role, leader,
+    /// membership: what [`decide`] looks at) and every disk-guard refresh, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft.server_metrics();
         let mut tick = tokio::time::interval(regatta_api::disk::REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -202,7 +202,7 @@ impl Handoff {
     pub async fn step_down(&self) {
         self.stopping.store(true, Ordering::Relaxed);
         self.apply();
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft.server_metrics();
         let nothing_to_hand_over = {
             let m = rx.borrow();
             m.current_leader != Some(self.node_id)

@@ -170,7 +170,7 @@ impl CoreRole {
 
     /// Waits until some leader is known, for at most an election's worth of time.
     async fn await_leader(&self) -> Result<()> {
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft.server_metrics();
         let wait = rx.wait_for(|m| m.current_leader.is_some());
         match tokio::time::timeout(Duration::from_secs(3), wait).await {
             Ok(Ok(_)) => Ok(()),
@@ -237,7 +237,7 @@ impl CoreRole {
 
     /// The leader and its Raft URL when this node knows it is another node.
     fn leader_elsewhere(&self) -> Option<(u64, String)> {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft.server_metrics();
         let metrics = metrics.borrow();
         let leader = metrics.current_leader.filter(|l| *l != self.node_id)?;
         let node = metrics.membership_config.membership().get_node(&leader)?;
@@ -299,7 +299,10 @@ impl CoreRole {
     /// Completes once this node knows a leader other than `old`: its id and Raft URL (`None`
     /// when Raft has stopped). Never completes while `old` is, or may still be, the leader.
     async fn leader_other_than(&self, old: u64) -> Option<(u64, String)> {
-        let mut rx = self.raft.metrics();
+        // Raft's server metrics change only with the vote, the role, the leader or the
+        // membership; the full metrics change several times per write, and every forwarded
+        // write waits here.
+        let mut rx = self.raft.server_metrics();
         let metrics = rx
             .wait_for(|m| m.current_leader.is_some_and(|l| l != old))
             .await

@@ -422,15 +422,23 @@ fn start_archiver(settings: &CoreSettings, node: &NodeServer, parts: &NodeParts)
 /// Completes with an error when Raft stops by itself (a panic or a storage failure), so the
 /// node exits non-zero and its supervisor restarts it, instead of answering Unavailable
 /// forever; completes with Ok on shutdown.
+///
+/// Watches Raft's server metrics, which change only with the vote, role, leader or
+/// membership, and end (the sender dropped) when Raft's core task ends: the full metrics are
+/// sent several times per write, and this future runs on the main thread, where each wake-up
+/// is a thread switch.
 async fn raft_stopped(raft: Raft<TypeConfig>, shutdown: CancellationToken) -> Result<()> {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     loop {
-        if let Err(e) = &rx.borrow_and_update().running_state {
+        if let Err(e) = &raft.metrics().borrow().running_state {
             bail!("raft stopped: {e}");
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() {
-                bail!("raft stopped");
+                match &raft.metrics().borrow().running_state {
+                    Err(e) => bail!("raft stopped: {e}"),
+                    Ok(()) => bail!("raft stopped"),
+                }
             },
             () = shutdown.cancelled() => return Ok(()),
         }
@@ -458,7 +466,13 @@ fn readiness(raft: Raft<TypeConfig>, materializer: Arc<Materializer>) -> rest::R
     })
 }
 
-/// Keeps the response-header state and the raft gauges current.
+/// How stale the log and apply gauges (`regatta_raft_last_log_index`, …) may be.
+const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keeps the response-header state and the raft gauges current: at once when the vote, role,
+/// leader or membership change (Raft's server metrics), the log and apply gauges within
+/// [`GAUGE_REFRESH`]. Not on every change of the full metrics: they are sent several times
+/// per write, and a wake-up per send costs a write tens of microseconds.
 async fn track_raft_metrics(
     raft: Raft<TypeConfig>,
     log: regatta_log::Log,
@@ -473,23 +487,25 @@ async fn track_raft_metrics(
             return;
         }
     };
-    let mut rx = raft.metrics();
-    // Purges held back for the archive happen without a change of Raft's metrics.
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut rx = raft.server_metrics();
+    let full = raft.metrics();
+    let mut tick = tokio::time::interval(GAUGE_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         gauges.observe_log(log.first_index().map(|i| i.get()));
         {
-            let m = rx.borrow_and_update();
-            header
-                .term
-                .store(m.current_term, std::sync::atomic::Ordering::Relaxed);
-            header.leader_id.store(
-                m.current_leader.unwrap_or(0),
+            // The server metrics are sent before the full ones: the header takes the newest.
+            let server = rx.borrow_and_update();
+            header.term.store(
+                server.vote.leader_id().get_term(),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            gauges.observe(&m);
+            header.leader_id.store(
+                server.current_leader.unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
+        gauges.observe(&full.borrow());
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}

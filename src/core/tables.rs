@@ -128,7 +128,7 @@ pub async fn run(
         return;
     }
     let deadline = tokio::time::Instant::from_std(Instant::now() + GIVE_UP_AFTER);
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     while metrics.borrow_and_update().current_leader.is_none() {
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
