@@ -25,6 +25,7 @@ use openraft::{
         InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
     },
 };
+use regatta_log::raft::Durability;
 use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_client::RaftTransportClient};
 use regatta_tls::Dialer;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -85,12 +86,23 @@ pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Se
 #[derive(Clone, Default)]
 pub struct RaftNetworkFactoryImpl {
     dialer: Dialer,
+    durability: Option<Durability>,
 }
 
 impl RaftNetworkFactoryImpl {
     /// Peers are dialed through `dialer`: TLS to `https://` addresses.
     pub fn new(dialer: Dialer) -> Self {
-        Self { dialer }
+        Self {
+            dialer,
+            durability: None,
+        }
+    }
+
+    /// A commit index is sent to followers only once this node's log holds it durably (see
+    /// [`Durability`]): no follower applies an entry before the leader's copy is on disk.
+    pub fn commit_when_durable(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
     }
 }
 
@@ -98,7 +110,7 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        RaftPeer::new(target, &node.addr, &self.dialer)
+        RaftPeer::new(target, &node.addr, &self.dialer, self.durability.clone())
     }
 }
 
@@ -106,10 +118,11 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
 pub struct RaftPeer {
     target: u64,
     client: Result<RaftTransportClient<Channel>, String>,
+    durability: Option<Durability>,
 }
 
 impl RaftPeer {
-    fn new(target: u64, addr: &str, dialer: &Dialer) -> Self {
+    fn new(target: u64, addr: &str, dialer: &Dialer, durability: Option<Durability>) -> Self {
         let client = Endpoint::from_shared(addr.to_string())
             .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
             .and_then(|endpoint| {
@@ -122,7 +135,11 @@ impl RaftPeer {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             });
-        Self { target, client }
+        Self {
+            target,
+            client,
+            durability,
+        }
     }
 
     fn client(&self) -> Result<RaftTransportClient<Channel>, TransportFailure> {
@@ -143,6 +160,8 @@ enum TransportFailure {
     Codec(#[from] regatta_proto::Error),
     #[error("reading the local snapshot: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the local log stopped before the commit index was durable: {0}")]
+    LogStopped(String),
 }
 
 impl From<tonic::Status> for TransportFailure {
@@ -180,6 +199,12 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let call = async {
+            if let (Some(durability), Some(commit)) = (&self.durability, &rpc.leader_commit) {
+                durability
+                    .wait(commit.index)
+                    .await
+                    .map_err(TransportFailure::LogStopped)?;
+            }
             let mut client = self.client()?;
             let resp = client
                 .append_entries(request(codec::append_request_to_pb(&rpc), &option))

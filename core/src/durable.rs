@@ -154,6 +154,9 @@ fn io_error(
 pub struct DurableStateMachine {
     inner: StateMachine,
     files: SnapshotFiles,
+    /// Set when the leader's own appends are told flushed before their fsync: an entry is
+    /// applied only once it is durable in this node's log.
+    durability: Option<regatta_log::raft::Durability>,
 }
 
 impl DurableStateMachine {
@@ -172,7 +175,18 @@ impl DurableStateMachine {
                 .await
                 .map_err(|e| Error::Install(Box::new(e)))?;
         }
-        Ok(Self { inner, files })
+        Ok(Self {
+            inner,
+            files,
+            durability: None,
+        })
+    }
+
+    /// Applies an entry only once this node's log holds it durably (see
+    /// [`regatta_log::raft::Durability`]).
+    pub fn apply_when_durable(mut self, durability: regatta_log::raft::Durability) -> Self {
+        self.durability = Some(durability);
+        self
     }
 
     async fn persist(
@@ -226,6 +240,20 @@ impl RaftStateMachine<TypeConfig> for DurableStateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let Some(durability) = &self.durability else {
+            return self.inner.apply(entries).await;
+        };
+        let entries: Vec<_> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            let index = last.log_id.index;
+            durability.wait(index).await.map_err(|reason| {
+                StorageError::from(openraft::StorageIOError::write_logs(
+                    openraft::AnyError::error(format!(
+                        "entry {index} committed but the log stopped before it was durable here: {reason}"
+                    )),
+                ))
+            })?;
+        }
         self.inner.apply(entries).await
     }
 

@@ -190,6 +190,9 @@ struct NodeParts {
     /// Purges wait for the segment archive and the newest snapshot: see `archiver`.
     purge_gate: Arc<regatta_core::PurgeGate>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The leader's own appends are replicated while being fsync'd: this learns which term
+    /// this node leads (see `follow_leadership`).
+    durability: regatta_log::raft::Durability,
 }
 
 /// Opens the log (recovering a torn tail), the object store and the durable state
@@ -200,7 +203,7 @@ async fn open_node(
     dialer: regatta_tls::Dialer,
 ) -> Result<NodeParts> {
     let data_dir = &settings.storage.data_dir;
-    let log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
+    let mut log_store = regatta_log::raft::RaftLogStore::<TypeConfig>::open(
         data_dir.join("log"),
         regatta_log::Options {
             on_sync: Some(crate::metrics::fsync_observer(registry)?),
@@ -208,6 +211,9 @@ async fn open_node(
         },
     )
     .with_context(|| "opening the log")?;
+    // A write pays the leader's fsync and a follower's at the same time, not one after the
+    // other; entries become visible only once durable here (see `Durability`).
+    let durability = log_store.replicate_while_syncing(settings.node_id);
     let log = log_store.log().clone();
     let objects = crate::objects::open_with(&settings.object_store, &settings.object_store_flags)?;
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
@@ -223,13 +229,14 @@ async fn open_node(
         regatta_materializer::raft::StateMachine::new(materializer.clone()),
         durable::SnapshotFiles::open(data_dir.join("raft-snapshots"))?,
     )
-    .await?;
+    .await?
+    .apply_when_durable(durability.clone());
 
     let raft_config = Arc::new(settings.raft_config().validate().context("raft settings")?);
     let raft = Raft::new(
         settings.node_id,
         raft_config,
-        RaftNetworkFactoryImpl::new(dialer),
+        RaftNetworkFactoryImpl::new(dialer).commit_when_durable(durability.clone()),
         log_store,
         state_machine,
     )
@@ -243,6 +250,7 @@ async fn open_node(
         latest_snapshot,
         purge_gate,
         log_bytes,
+        durability,
     })
 }
 
@@ -321,6 +329,11 @@ fn start_tasks(
         settings.election_timeout,
     );
     tokio::spawn(handoff.clone().run(shutdown.clone()));
+    tokio::spawn(follow_leadership(
+        raft.clone(),
+        parts.durability.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
         parts.log.clone(),
@@ -464,6 +477,29 @@ fn readiness(raft: Raft<TypeConfig>, materializer: Arc<Materializer>) -> rest::R
         }
         Ok(())
     })
+}
+
+/// Tells the log store which term this node leads, on every change of Raft's server
+/// metrics, until `shutdown` (see `regatta_log::raft::Durability::set_leading`).
+async fn follow_leadership(
+    raft: Raft<TypeConfig>,
+    durability: regatta_log::raft::Durability,
+    shutdown: CancellationToken,
+) {
+    let mut rx = raft.server_metrics();
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            let leading =
+                m.state == openraft::ServerState::Leader && m.current_leader == Some(m.id);
+            durability.set_leading(leading.then(|| m.vote.leader_id().get_term()));
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            () = shutdown.cancelled() => break,
+        }
+    }
+    durability.set_leading(None);
 }
 
 /// How stale the log and apply gauges (`regatta_raft_last_log_index`, …) may be.

@@ -17,7 +17,7 @@ use openraft::{
 use crate::error::{Error, Result};
 use crate::log::{Log, Options, lock};
 use crate::position::LogIndex;
-use crate::raft::codec;
+use crate::raft::{Durability, codec};
 use crate::state_file::{self, StateFile};
 
 fn read_err(e: &Error) -> StorageError<u64> {
@@ -90,6 +90,8 @@ pub struct RaftLogStore<C> {
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
     committed_saver: Arc<CommittedSaver>,
+    /// Set: the leader's own appends are told flushed once written (see [`Durability`]).
+    durability: Option<Durability>,
     _types: PhantomData<fn() -> C>,
 }
 
@@ -149,8 +151,19 @@ impl<C> RaftLogStore<C> {
             vote,
             committed: committed.map(codec::log_id),
             committed_saver,
+            durability: None,
             _types: PhantomData,
         })
+    }
+
+    /// From now on, entries node `node_id` appends as the leader of its current term are
+    /// told flushed to openraft as soon as they are written; the returned [`Durability`]
+    /// must gate everything that makes an entry visible (see its module) and learn the term
+    /// this node leads.
+    pub fn replicate_while_syncing(&mut self, node_id: u64) -> Durability {
+        let durability = Durability::new(self.log.clone(), node_id);
+        self.durability = Some(durability.clone());
+        durability
     }
 
     /// The raw log underneath (for the tail service, metrics, tests).
@@ -286,19 +299,36 @@ where
         // them is appending and purging at once, so they are dropped. (openraft's suite does
         // this after `get_initial_state` purges up to the state machine's applied id.)
         let purged = self.log.purged().map(|p| p.index.0);
-        let mut records: Vec<_> = entries
+        let entries: Vec<_> = entries
             .into_iter()
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
-            .map(|e| codec::to_record(&e))
             .collect();
+        // This leader's own entries: openraft hears "flushed" once they are written, so it
+        // replicates them while the fsync runs (see `Durability`).
+        let early = self.durability.clone().filter(|d| {
+            d.owns(
+                entries
+                    .iter()
+                    .map(|e| (e.log_id.leader_id.term, e.log_id.leader_id.node_id)),
+            )
+        });
+        let mut records: Vec<_> = entries.iter().map(codec::to_record).collect();
         // The callback survives a failed attempt (the log drops the closure unrun), and a
         // retry writes only what the failed attempt did not.
         let callback = Arc::new(Mutex::new(Some(callback)));
+        let told_early = early.is_some();
         retry_while_disk_full("appending to the log", || {
             let next = self.log.next_index();
             records.retain(|r| r.id.index >= next);
             let callback = callback.clone();
+            let durability = self.durability.clone();
             let outcome = self.log.append_with(records.clone(), move |result| {
+                if let Some(durability) = &durability {
+                    durability.flushed(&result);
+                }
+                if told_early {
+                    return;
+                }
                 if let Some(callback) = lock(&callback).take() {
                     callback.log_io_completed(result.map_err(std::io::Error::other));
                 }
@@ -306,7 +336,11 @@ where
             std::future::ready(outcome)
         })
         .await
-        .map_err(|e| write_err(&e))
+        .map_err(|e| write_err(&e))?;
+        if told_early && let Some(callback) = lock(&callback).take() {
+            callback.log_io_completed(Ok(()));
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
