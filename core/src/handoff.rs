@@ -140,7 +140,8 @@ impl Handoff {
 
     /// Decides on what Raft and the disk guard say now and applies it.
     fn apply(&self) {
-        let metrics = self.raft.metrics();
+        // The server metrics, which wake `run`: the full metrics are sent after them.
+        let metrics = self.raft.server_metrics();
         let (leader, sole_voter) = {
             let m = metrics.borrow();
             let mut voters = m.membership_config.membership().voter_ids();

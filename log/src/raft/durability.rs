@@ -154,4 +154,39 @@ mod tests {
         // Nothing appended: nothing to tell early.
         assert!(!owns(5, 2, []));
     }
+
+    fn record(index: u64) -> crate::Record {
+        use crate::position::{EntryId, LogIndex, NodeId, Term};
+        crate::Record::new(
+            EntryId::new(LogIndex(index), Term(1), NodeId(1)),
+            crate::record::RecordKind::Normal,
+            format!("value {index}").into_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn waiting_for_an_index_completes_once_the_log_holds_it_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), crate::Options::default()).unwrap();
+        let durability = Durability::new(log.clone(), 1);
+        log.append_blocking(vec![record(1)]).unwrap();
+        // Already durable: at once.
+        durability.wait(1).await.unwrap();
+
+        // Not written yet: waits, and is woken by the fsync round that covers it.
+        let waiting = tokio::spawn({
+            let durability = durability.clone();
+            let log = log.clone();
+            // What the log holds durably at the moment the wait ends.
+            async move { durability.wait(3).await.map(|()| log.durable_next()) }
+        });
+        let flushed = durability.clone();
+        log.append_with(vec![record(2)], move |r| flushed.flushed(&r))
+            .unwrap();
+        let flushed = durability.clone();
+        log.append_with(vec![record(3)], move |r| flushed.flushed(&r))
+            .unwrap();
+        let durable_next = waiting.await.unwrap().unwrap();
+        assert!(durable_next.0 > 3, "the wait ended at {durable_next:?}");
+    }
 }
