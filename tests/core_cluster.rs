@@ -423,14 +423,17 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     })
     .await;
     // The gauges follow Raft within their refresh period (200 ms).
-    wait_until("the follower holds a snapshot it received or built", || async {
-        let metrics = node.http_body("/metrics").await.unwrap_or_default();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("regatta_raft_snapshot_index "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|index| index > 0)
-    })
+    wait_until(
+        "the follower holds a snapshot it received or built",
+        || async {
+            let metrics = node.http_body("/metrics").await.unwrap_or_default();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("regatta_raft_snapshot_index "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|index| index > 0)
+        },
+    )
     .await;
     let log = std::fs::read_to_string(node.log_path()).expect("node log");
     assert!(
