@@ -166,12 +166,12 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_for_an_index_completes_once_the_log_holds_it_durably() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), crate::Options::default()).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path(), crate::Options::default()).expect("open");
         let durability = Durability::new(log.clone(), 1);
-        log.append_blocking(vec![record(1)]).unwrap();
+        log.append_blocking(vec![record(1)]).expect("append");
         // Already durable: at once.
-        durability.wait(1).await.unwrap();
+        durability.wait(1).await.expect("durable");
 
         // Not written yet: waits, and is woken by the fsync round that covers it.
         let waiting = tokio::spawn({
@@ -182,11 +182,11 @@ mod tests {
         });
         let flushed = durability.clone();
         log.append_with(vec![record(2)], move |r| flushed.flushed(&r))
-            .unwrap();
+            .expect("append");
         let flushed = durability.clone();
         log.append_with(vec![record(3)], move |r| flushed.flushed(&r))
-            .unwrap();
-        let durable_next = waiting.await.unwrap().unwrap();
+            .expect("append");
+        let durable_next = waiting.await.expect("task").expect("durable");
         assert!(durable_next.0 > 3, "the wait ended at {durable_next:?}");
     }
 }
