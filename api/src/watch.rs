@@ -110,7 +110,9 @@ impl watch_server::Watch for WatchService {
                 "watch is switched off on this node (--watch.history-bytes=0)",
             ));
         }
-        let (tx, rx) = mpsc::channel(8);
+        // Two messages in flight at most (each up to about 1 MiB): what a client does not
+        // read waits in its watchers' bounded queues.
+        let (tx, rx) = mpsc::channel(2);
         let task = StreamTask {
             ctx: self.ctx.clone(),
             settings: self.settings.clone(),
@@ -132,7 +134,10 @@ struct NodeCount(Arc<AtomicUsize>);
 enum Pending {
     Created(u64),
     /// The events of one revision (the rest of it, after a fragment went out).
-    Events { revision: u64, events: Vec<Event> },
+    Events {
+        revision: u64,
+        events: Vec<Event>,
+    },
     Progress(u64),
     Canceled(Canceled),
 }
@@ -153,6 +158,10 @@ struct Watcher {
     last_sent: Instant,
     /// Cancelled: it reads no more, and goes once its queue is sent.
     ending: bool,
+    /// Caught up once with what the node applied. Until then it reads the history at the
+    /// pace its client reads (at most a buffer ahead); from then on every new revision is
+    /// queued as it comes, and a buffer overflowing means the client fell behind.
+    live: bool,
 }
 
 fn canceled(reason: CancelReason, code: Code, message: String) -> Canceled {
@@ -166,32 +175,51 @@ fn canceled(reason: CancelReason, code: Code, message: String) -> Canceled {
 }
 
 /// What a watcher reads from `batches` from revision `next` on: whole revisions of events
-/// in order and, when its table was deleted or replaced, the revision and kind of that
-/// (nothing after it is read).
+/// in order, stopping before a revision once `limit` events are gathered; the revision it
+/// stopped before, if it did; and, when its table was deleted or replaced, the revision and
+/// kind of that (nothing after it is read).
 fn collect(
     filter: &WatchFilter,
     batches: &[Arc<ChangeBatch>],
     next: u64,
-) -> (Vec<(u64, Vec<Event>)>, Option<(u64, bool)>) {
-    let mut groups: Vec<(u64, Vec<Event>)> = Vec::new();
+    limit: usize,
+) -> Collected {
+    let mut out = Collected::default();
+    let mut gathered = 0;
     for batch in batches {
         for c in batch.changes.iter().filter(|c| c.revision.0 >= next) {
             match filter.classify(&c.change) {
                 Seen::Nothing => {}
-                Seen::TableReset { deleted } => return (groups, Some((c.revision.0, deleted))),
+                Seen::TableReset { deleted } => {
+                    out.reset = Some((c.revision.0, deleted));
+                    return out;
+                }
                 Seen::Event => {
                     let Some(event) = filter.event(c.revision, &c.change) else {
                         continue;
                     };
-                    match groups.last_mut() {
+                    match out.groups.last_mut() {
                         Some((r, events)) if *r == c.revision.0 => events.push(event),
-                        _ => groups.push((c.revision.0, vec![event])),
+                        _ if gathered >= limit => {
+                            out.stopped_before = Some(c.revision.0);
+                            return out;
+                        }
+                        _ => out.groups.push((c.revision.0, vec![event])),
                     }
+                    gathered += 1;
                 }
             }
         }
     }
-    (groups, None)
+    out
+}
+
+/// What [`collect`] read for one watcher.
+#[derive(Debug, Default)]
+struct Collected {
+    groups: Vec<(u64, Vec<Event>)>,
+    stopped_before: Option<u64>,
+    reset: Option<(u64, bool)>,
 }
 
 /// The first revision of `queue` still to be sent (events, or the revision a progress
@@ -251,9 +279,21 @@ impl Watcher {
                 return;
             }
         };
-        let (groups, reset) = collect(&self.filter, &read.batches, self.next);
+        let limit = if self.live {
+            usize::MAX
+        } else {
+            buffer.saturating_sub(self.queued_events)
+        };
+        if limit == 0 {
+            return;
+        }
+        let Collected {
+            groups,
+            stopped_before,
+            reset,
+        } = collect(&self.filter, &read.batches, self.next, limit);
         for (revision, events) in groups {
-            if self.queued_events > 0 && self.queued_events + events.len() > buffer {
+            if self.live && self.queued_events > 0 && self.queued_events + events.len() > buffer {
                 let mut why = canceled(
                     CancelReason::FellBehind,
                     Code::ResourceExhausted,
@@ -270,12 +310,20 @@ impl Watcher {
             self.queued_events += events.len();
             self.queue.push_back(Pending::Events { revision, events });
         }
+        if let Some(revision) = stopped_before {
+            // Catching up: the rest once the client has read some.
+            self.next = revision;
+            return;
+        }
         if let Some((revision, deleted)) = reset {
             let mut why = if deleted {
                 canceled(
                     CancelReason::TableNotFound,
                     Code::NotFound,
-                    format!("table {:?} was deleted at revision {revision}", self.filter.table),
+                    format!(
+                        "table {:?} was deleted at revision {revision}",
+                        self.filter.table
+                    ),
                 )
             } else {
                 canceled(
@@ -293,7 +341,9 @@ impl Watcher {
             self.cancel(why);
             return;
         }
-        self.next = read.through + 1;
+        // A watcher asked to start past what is applied waits there.
+        self.next = self.next.max(read.through + 1);
+        self.live = true;
     }
 
     /// The next message of this watcher: events of whole revisions up to
@@ -301,7 +351,9 @@ impl Watcher {
     fn message(&mut self) -> Option<watch_response::Kind> {
         let front = self.queue.pop_front()?;
         let kind = match front {
-            Pending::Created(start_revision) => watch_response::Kind::Created(Created { start_revision }),
+            Pending::Created(start_revision) => {
+                watch_response::Kind::Created(Created { start_revision })
+            }
             Pending::Progress(revision) => watch_response::Kind::Progress(Progress { revision }),
             Pending::Canceled(why) => watch_response::Kind::Canceled(why),
             Pending::Events { revision, events } => {
@@ -380,7 +432,11 @@ impl StreamTask {
         let materializer = self.ctx.materializer.clone();
         let mut applied = materializer.subscribe();
         let mut reading = true;
-        let mut tick = tokio::time::interval(self.settings.progress_interval.max(Duration::from_millis(10)));
+        let mut tick = tokio::time::interval(
+            self.settings
+                .progress_interval
+                .max(Duration::from_millis(10)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             for w in &mut self.watchers {
@@ -439,7 +495,11 @@ impl StreamTask {
     fn periodic_progress(&mut self) {
         let every = self.settings.progress_interval;
         for w in &mut self.watchers {
-            if w.progress_notify && !w.ending && w.queue.is_empty() && w.last_sent.elapsed() >= every {
+            if w.progress_notify
+                && !w.ending
+                && w.queue.is_empty()
+                && w.last_sent.elapsed() >= every
+            {
                 w.queue.push_back(Pending::Progress(w.next - 1));
                 // Counted as sent when queued, so one progress per interval.
                 w.last_sent = Instant::now();
@@ -509,6 +569,7 @@ impl StreamTask {
                 queued_events: 0,
                 last_sent: Instant::now(),
                 ending: true,
+                live: false,
             });
             this.node_watchers.0.fetch_add(1, Ordering::Relaxed);
         };
@@ -534,9 +595,16 @@ impl StreamTask {
                 format!("watch id {id} is already in use on this stream"),
             ));
         }
-        let filter = WatchFilter::new(&create.table, &create.key, &create.range_end, create.prev_kv)
-            .map_err(|e| rejected(Code::InvalidArgument, e.to_string()))?;
-        if self.watchers.iter().filter(|w| !w.ending).count() >= self.settings.max_watchers_per_stream {
+        let filter = WatchFilter::new(
+            &create.table,
+            &create.key,
+            &create.range_end,
+            create.prev_kv,
+        )
+        .map_err(|e| rejected(Code::InvalidArgument, e.to_string()))?;
+        if self.watchers.iter().filter(|w| !w.ending).count()
+            >= self.settings.max_watchers_per_stream
+        {
             return Err(rejected(
                 Code::ResourceExhausted,
                 format!(
@@ -598,6 +666,7 @@ impl StreamTask {
             queued_events: 0,
             last_sent: Instant::now(),
             ending: false,
+            live: false,
         })
     }
 }
@@ -639,6 +708,7 @@ mod tests {
             queued_events: 0,
             last_sent: Instant::now(),
             ending: false,
+            live: true,
         }
     }
 
@@ -649,7 +719,10 @@ mod tests {
                 .iter()
                 .map(|e| {
                     let kv = e.kv.as_ref().expect("kv");
-                    (kv.mod_revision, String::from_utf8_lossy(&kv.key).into_owned())
+                    (
+                        kv.mod_revision,
+                        String::from_utf8_lossy(&kv.key).into_owned(),
+                    )
                 })
                 .collect(),
             _ => Vec::new(),
@@ -661,7 +734,13 @@ mod tests {
         let history = History::new(0, 1 << 20);
         history.push(
             3,
-            Some(vec![put(1, "t", "a"), put(2, "t", "b"), put(2, "u", "a"), put(2, "t", "a"), put(3, "t", "z")]),
+            Some(vec![
+                put(1, "t", "a"),
+                put(2, "t", "b"),
+                put(2, "u", "a"),
+                put(2, "t", "a"),
+                put(3, "t", "z"),
+            ]),
         );
         let mut w = watcher("a", "c");
         w.pull(&history, 100);
@@ -691,6 +770,30 @@ mod tests {
             }
             other => panic!("expected a cancel, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_watcher_catching_up_reads_the_history_at_its_clients_pace() {
+        let history = History::new(0, 1 << 20);
+        history.push(4, Some((1..=4).map(|r| put(r, "t", "k")).collect()));
+        let mut w = watcher("k", "");
+        w.live = false;
+        w.pull(&history, 2);
+        assert!(!w.ending && !w.live);
+        assert_eq!((w.queued_events, w.next), (2, 3));
+        w.pull(&history, 2);
+        assert_eq!(w.queued_events, 2, "nothing more while the buffer is full");
+        assert_eq!(
+            keys(&w.message().expect("events")),
+            [(1, "k".into()), (2, "k".into())]
+        );
+        w.pull(&history, 2);
+        assert!(w.live, "caught up");
+        assert_eq!(w.next, 5);
+        assert_eq!(
+            keys(&w.message().expect("events")),
+            [(3, "k".into()), (4, "k".into())]
+        );
     }
 
     #[tokio::test]

@@ -349,8 +349,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             Write::Command(command) => {
                 // Anything else ends the run and is applied on its own.
                 self.flush();
-                *self.answer(slot) =
-                    apply_recorded(self.state, index, &command, &mut self.changes);
+                *self.answer(slot) = apply_recorded(self.state, index, &command, &mut self.changes);
             }
         }
     }

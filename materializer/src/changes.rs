@@ -44,9 +44,9 @@ impl Change {
     /// The table it changed.
     pub fn table(&self) -> &str {
         match self {
-            Self::Put { table, .. } | Self::Delete { table, .. } | Self::TableReset { table, .. } => {
-                table
-            }
+            Self::Put { table, .. }
+            | Self::Delete { table, .. }
+            | Self::TableReset { table, .. } => table,
         }
     }
 
@@ -67,7 +67,9 @@ impl Change {
         };
         CHANGE_OVERHEAD_BYTES
             + match self {
-                Self::Put { record: r, prev, .. } => record(r) + prev.as_ref().map_or(0, record),
+                Self::Put {
+                    record: r, prev, ..
+                } => record(r) + prev.as_ref().map_or(0, record),
                 Self::Delete { prev, .. } => record(prev),
                 Self::TableReset { .. } => 0,
             }
@@ -252,7 +254,10 @@ pub enum Seen {
 
 /// Bytes an event takes on the wire, about (to cut messages).
 pub fn event_bytes(event: &wire::Event) -> usize {
-    let kv = |kv: &Option<KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len() + 24);
+    let kv = |kv: &Option<KeyValue>| {
+        kv.as_ref()
+            .map_or(0, |kv| kv.key.len() + kv.value.len() + 24)
+    };
     8 + kv(&event.kv) + kv(&event.prev_kv)
 }
 
@@ -308,33 +313,57 @@ mod tests {
     #[test]
     fn a_filter_rejects_bad_requests() {
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
-        assert!(WatchFilter::new(b"", &b("a"), &b(""), false).is_err(), "no table");
-        assert!(WatchFilter::new(b"t", &b(""), &b(""), false).is_err(), "no key");
-        assert!(WatchFilter::new(b"t", &b("b"), &b("a"), false).is_err(), "inverted");
-        assert!(WatchFilter::new(b"t", &b("b"), &b("b"), false).is_err(), "empty");
-        assert!(WatchFilter::new(&[0xff], &b("a"), &b(""), false).is_err(), "not UTF-8");
+        assert!(
+            WatchFilter::new(b"", &b("a"), &b(""), false).is_err(),
+            "no table"
+        );
+        assert!(
+            WatchFilter::new(b"t", &b(""), &b(""), false).is_err(),
+            "no key"
+        );
+        assert!(
+            WatchFilter::new(b"t", &b("b"), &b("a"), false).is_err(),
+            "inverted"
+        );
+        assert!(
+            WatchFilter::new(b"t", &b("b"), &b("b"), false).is_err(),
+            "empty"
+        );
+        assert!(
+            WatchFilter::new(&[0xff], &b("a"), &b(""), false).is_err(),
+            "not UTF-8"
+        );
     }
 
     #[test]
     fn events_carry_the_pair_and_the_previous_one_when_asked() {
         let change = put("t", "b");
-        let plain = filter("b", "", false).event(Revision(7), &change).expect("event");
+        let plain = filter("b", "", false)
+            .event(Revision(7), &change)
+            .expect("event");
         assert_eq!(plain.r#type, wire::EventType::Put as i32);
         let kv = plain.kv.expect("kv");
         assert_eq!((&kv.key[..], &kv.value[..]), (&b"b"[..], &b"new"[..]));
         assert_eq!((kv.create_revision, kv.mod_revision), (3, 7));
         assert!(plain.prev_kv.is_none());
-        let with_prev = filter("b", "", true).event(Revision(7), &change).expect("event");
+        let with_prev = filter("b", "", true)
+            .event(Revision(7), &change)
+            .expect("event");
         assert_eq!(&with_prev.prev_kv.expect("prev").value[..], b"old");
 
         let deleted = Change::Delete {
             table: Arc::from("t"),
             prev: record("b", "old", 3, 5),
         };
-        let event = filter("b", "", true).event(Revision(9), &deleted).expect("event");
+        let event = filter("b", "", true)
+            .event(Revision(9), &deleted)
+            .expect("event");
         assert_eq!(event.r#type, wire::EventType::Delete as i32);
         let kv = event.kv.expect("kv");
-        assert_eq!((&kv.key[..], kv.mod_revision, kv.value.len()), (&b"b"[..], 9, 0));
+        assert_eq!(
+            (&kv.key[..], kv.mod_revision, kv.value.len()),
+            (&b"b"[..], 9, 0)
+        );
         assert_eq!(event.prev_kv.expect("prev").mod_revision, 5);
     }
 

@@ -244,7 +244,11 @@ mod tests {
         assert_eq!(h.read(1, 0).unwrap_err(), Gone::Compacted { oldest: 2 });
         assert_eq!(revisions(&h.read(2, 0).expect("held"), 2), [2, 3]);
         h.push(4, Some(changes(&[4, 4, 4, 4])));
-        assert_eq!(h.position().1, 4, "the newest batch stays, whatever its size");
+        assert_eq!(
+            h.position().1,
+            4,
+            "the newest batch stays, whatever its size"
+        );
         h.set_budget(0);
         assert!(!h.recording());
         assert_eq!(h.read(4, 0).unwrap_err(), Gone::Compacted { oldest: 5 });

@@ -195,11 +195,9 @@ fn run_ops(
                     }
                     response_op::Response::ResponsePut(put(table, p, rev, changes))
                 }
-                TxnOp::Delete(d) => {
-                    response_op::Response::ResponseDeleteRange(delete(
-                        table, d, rev, budget, changes,
-                    )?)
-                }
+                TxnOp::Delete(d) => response_op::Response::ResponseDeleteRange(delete(
+                    table, d, rev, budget, changes,
+                )?),
             };
             Ok(ResponseOp {
                 response: Some(response),

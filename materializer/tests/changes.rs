@@ -141,7 +141,10 @@ fn a_deleted_table_and_a_replaced_state_are_told() {
     let read = m.history().read(2, 0).unwrap();
     let changes: Vec<_> = read.batches.iter().flat_map(|b| b.changes.iter()).collect();
     assert_eq!(changes.len(), 2);
-    assert!(matches!(changes[1].change, Change::TableReset { deleted: true, .. }));
+    assert!(matches!(
+        changes[1].change,
+        Change::TableReset { deleted: true, .. }
+    ));
     m.replace(regatta_materializer::State::new());
     assert!(m.history().read(2, 0).is_err());
     m.history().set_budget(0);

@@ -14,15 +14,27 @@ pub struct WatchArgs {
     pub history_bytes: usize,
     /// Watchers on this node at most, over every stream; a create beyond is refused
     /// (RESOURCE_EXHAUSTED).
-    #[arg(long = "watch.max-watchers", env = "REGATTA_WATCH_MAX_WATCHERS", default_value_t = 10_000)]
+    #[arg(
+        long = "watch.max-watchers",
+        env = "REGATTA_WATCH_MAX_WATCHERS",
+        default_value_t = 10_000
+    )]
     pub max_watchers: usize,
     /// Watchers on one Watch stream at most.
-    #[arg(long = "watch.max-watchers-per-stream", env = "REGATTA_WATCH_MAX_WATCHERS_PER_STREAM", default_value_t = 1_000)]
+    #[arg(
+        long = "watch.max-watchers-per-stream",
+        env = "REGATTA_WATCH_MAX_WATCHERS_PER_STREAM",
+        default_value_t = 1_000
+    )]
     pub max_watchers_per_stream: usize,
     /// Events held for one watcher whose client reads slower than they come; past this
     /// the watcher is cancelled (FELL_BEHIND) with the revision to watch again from (at
     /// least 1).
-    #[arg(long = "watch.buffer-events", env = "REGATTA_WATCH_BUFFER_EVENTS", default_value_t = 10_000)]
+    #[arg(
+        long = "watch.buffer-events",
+        env = "REGATTA_WATCH_BUFFER_EVENTS",
+        default_value_t = 10_000
+    )]
     pub buffer_events: usize,
     /// A watcher that asked for progress notifications gets one after this long without
     /// events.

@@ -12,8 +12,8 @@
 use clap::Args;
 use futures::StreamExt;
 use regatta_proto::regatta::watch::v1::{
-    CancelReason, CreateRequest, EventType, WatchRequest, watch_client::WatchClient,
-    watch_request, watch_response,
+    CancelReason, CreateRequest, EventType, WatchRequest, watch_client::WatchClient, watch_request,
+    watch_response,
 };
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
