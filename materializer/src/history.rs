@@ -241,7 +241,10 @@ mod tests {
         h.push(1, Some(changes(&[1])));
         h.push(2, Some(changes(&[2])));
         h.push(3, Some(changes(&[3])));
-        assert_eq!(h.read(1, 0).unwrap_err(), Gone::Compacted { oldest: 2 });
+        assert_eq!(
+            h.read(1, 0).expect_err("gone"),
+            Gone::Compacted { oldest: 2 }
+        );
         assert_eq!(revisions(&h.read(2, 0).expect("held"), 2), [2, 3]);
         h.push(4, Some(changes(&[4, 4, 4, 4])));
         assert_eq!(
@@ -251,18 +254,30 @@ mod tests {
         );
         h.set_budget(0);
         assert!(!h.recording());
-        assert_eq!(h.read(4, 0).unwrap_err(), Gone::Compacted { oldest: 5 });
+        assert_eq!(
+            h.read(4, 0).expect_err("gone"),
+            Gone::Compacted { oldest: 5 }
+        );
     }
 
     #[test]
     fn an_unrecorded_batch_or_a_replace_ends_what_can_be_told() {
         let h = History::new(10, 1 << 20);
-        assert_eq!(h.read(10, 0).unwrap_err(), Gone::Compacted { oldest: 11 });
+        assert_eq!(
+            h.read(10, 0).expect_err("gone"),
+            Gone::Compacted { oldest: 11 }
+        );
         h.push(11, Some(changes(&[11])));
         h.push(12, None);
-        assert_eq!(h.read(11, 0).unwrap_err(), Gone::Compacted { oldest: 13 });
+        assert_eq!(
+            h.read(11, 0).expect_err("gone"),
+            Gone::Compacted { oldest: 13 }
+        );
         h.reset(40);
-        assert_eq!(h.read(13, 0).unwrap_err(), Gone::Replaced { oldest: 41 });
+        assert_eq!(
+            h.read(13, 0).expect_err("gone"),
+            Gone::Replaced { oldest: 41 }
+        );
         assert_eq!(h.position(), (1, 41, 40));
         assert!(h.read(41, 1).is_ok());
     }

@@ -89,6 +89,10 @@ impl StateMachine {
     }
 }
 
+/// What applying a batch of entries answers: one response per entry, and the changes when
+/// recorded.
+pub type Applied = (Vec<ApplyResponse>, Option<Vec<Revisioned>>);
+
 /// Applies openraft entries to `state` (pure: the caller publishes).
 // The error type is openraft's, fixed by the trait this feeds.
 #[allow(clippy::result_large_err)]
@@ -97,7 +101,7 @@ pub fn apply_entries(
     state: &mut State,
     entries: impl IntoIterator<Item = openraft::Entry<TypeConfig>>,
     record: bool,
-) -> Result<(Vec<ApplyResponse>, Option<Vec<Revisioned>>), StorageError<NodeId>> {
+) -> Result<Applied, StorageError<NodeId>> {
     let mut last_applied = state.raft.last_applied;
     let first_at_zero = last_applied.is_none();
     // Held for the whole batch: queued puts borrow their bytes from the entries.
@@ -151,8 +155,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        #[allow(clippy::result_large_err)]
         let record = self.materializer.recording();
+        #[allow(clippy::result_large_err)]
         self.materializer
             .update_with_changes(|state| apply_entries(state, entries, record))
     }

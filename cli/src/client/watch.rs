@@ -122,15 +122,14 @@ pub async fn run(args: WatchArgs, channel: Channel, options: &ClientOptions) -> 
                     }
                 }
             }
-            Some(watch_response::Kind::Progress(p)) => {
-                if args.progress {
-                    if options.json {
-                        print_json(&json!({"progress": {"revision": p.revision}}));
-                    } else {
-                        println!("progress: current up to revision {}", p.revision);
-                    }
+            Some(watch_response::Kind::Progress(p)) if args.progress => {
+                if options.json {
+                    print_json(&json!({"progress": {"revision": p.revision}}));
+                } else {
+                    println!("progress: current up to revision {}", p.revision);
                 }
             }
+            Some(watch_response::Kind::Progress(_)) => {}
             Some(watch_response::Kind::Canceled(c)) => {
                 let reason = CancelReason::try_from(c.reason).unwrap_or_default();
                 let mut message = c.message.clone();
