@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/raft.proto",
     "proto/admin.proto",
     "proto/tail.proto",
+    "proto/watch.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

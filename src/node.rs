@@ -13,7 +13,7 @@ use futures::{FutureExt, future::BoxFuture};
 use regatta_api::{
     activity::TrackRequests, cluster::ClusterService, kv::KvService, listen::Writes,
     maintenance::MaintenanceService, metrics::ApiMetrics, node::NodeContext,
-    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService,
+    raft_network::MAX_RAFT_MESSAGE_BYTES, tables::TablesService, watch::WatchService,
 };
 use regatta_core::admin::AdminService;
 use regatta_proto::{
@@ -22,6 +22,7 @@ use regatta_proto::{
         admin::v1::admin_server::AdminServer,
         tail::v1::tail_server::TailServer,
         v1::{cluster_server::ClusterServer, kv_server::KvServer, tables_server::TablesServer},
+        watch::v1::watch_server::WatchServer,
     },
 };
 use regatta_replication::TailService;
@@ -69,7 +70,8 @@ impl NodeServer {
         })
     }
 
-    /// The public API on `address`: KV (with the stream limits), Tables and Maintenance
+    /// The public API on `address`: KV (with the stream limits), Watch (its history sized
+    /// by `--watch.history-bytes`), Tables and Maintenance
     /// (unless `services` switches them off: then calls to them answer UNIMPLEMENTED),
     /// Cluster (showing `config`), `admin` when given, and server reflection. Requests are
     /// held to `ctx.limits`. Registers Regatta's per-table series of the node's state.
@@ -116,7 +118,18 @@ impl NodeServer {
             .register_encoded_file_descriptor_set(regatta_proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("building the reflection service (v1alpha)")?;
-        let mut routes = Routes::new(kv).add_service(cluster);
+        ctx.materializer
+            .history()
+            .set_budget(services.watch.history_bytes);
+        let watch = WatchServer::new(
+            WatchService::new(ctx.clone(), services.watch.settings())
+                .with_stop(self.shutdown.clone()),
+        )
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+        let mut routes = Routes::new(kv).add_service(cluster).add_service(watch);
         if services.tables {
             routes = routes.add_service(tables);
         } else {

@@ -25,6 +25,7 @@
 //! - [`raft_network`] — the client side of the Raft transport (openraft's `RaftNetwork`).
 //! - [`raft_service`] — the server side of the Raft transport.
 //! - [`range_stream`] — server streams with bounded memory and a limit (`IterateRange`).
+//! - [`watch`] — `regatta.watch.v1.Watch`: change streams, from the materializer's history.
 //! - [`snappy`] — requests compressed with snappy (`grpc-encoding: snappy`), as Regatta
 //!   accepts them, made readable by tonic.
 
@@ -44,5 +45,6 @@ pub mod raft_service;
 pub mod range_stream;
 pub mod snappy;
 pub mod tables;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -14,6 +14,7 @@ use regatta_proto::event::{self, Event, event::Kind};
 use regatta_proto::regatta::v1::DeleteRangeResponse;
 
 use crate::budget::Budget;
+use crate::changes::{Recorder, Revisioned};
 use crate::command::{Command, check_batched};
 use crate::key::Key;
 use crate::table::Table;
@@ -51,6 +52,16 @@ fn check_order(state: &State, index: Revision) -> Result<()> {
 
 /// Applies an already validated command at `index` (the revision of every write in it).
 pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> ApplyResponse {
+    apply_recorded(state, index, command, &mut Recorder::default())
+}
+
+/// [`apply_command`], noting what it changed in `changes` (when on).
+fn apply_recorded(
+    state: &mut State,
+    index: Revision,
+    command: &Command,
+    changes: &mut Recorder,
+) -> ApplyResponse {
     state.revision = index;
     match command {
         Command::CreateTable { name, config } => {
@@ -66,19 +77,22 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
             ApplyResponse::TableCreated { id }
         }
         Command::DeleteTable { name } => match state.tables.remove(name) {
-            Some(_) => ApplyResponse::TableDeleted,
+            Some(_) => {
+                changes.reset(index, name, true);
+                ApplyResponse::TableDeleted
+            }
             None => ApplyResponse::Rejected(Rejection::TableNotFound {
                 table: name.clone(),
             }),
         },
-        Command::Put(p) => with_table(state, &p.table, |t| {
-            let r = txn::put(t, &p.op, index);
+        Command::Put(p) => with_table(state, &p.table, changes, |t, changes| {
+            let r = txn::put(t, &p.op, index, changes);
             ApplyResponse::Put {
                 prev_kv: r.prev_kv.map(Box::new),
             }
         }),
-        Command::DeleteRange(d) => with_table(state, &d.table, |t| {
-            match txn::delete(t, &d.op, &mut Budget::for_apply()) {
+        Command::DeleteRange(d) => with_table(state, &d.table, changes, |t, changes| {
+            match txn::delete(t, &d.op, index, &mut Budget::for_apply(), changes) {
                 Ok(r) => ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
                     header: None,
                     deleted: r.deleted,
@@ -87,27 +101,32 @@ pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> A
                 Err(e) => rejected(&e),
             }
         }),
-        Command::Txn(x) => with_table(state, &x.table, |t| match txn::run(t, x, index) {
-            Ok(r) => ApplyResponse::Txn(Box::new(r)),
-            Err(e) => rejected(&e),
+        Command::Txn(x) => with_table(state, &x.table, changes, |t, changes| {
+            match txn::run(t, x, index, changes) {
+                Ok(r) => ApplyResponse::Txn(Box::new(r)),
+                Err(e) => rejected(&e),
+            }
         }),
         Command::Batch(commands) => ApplyResponse::Batch(
             commands
                 .iter()
-                .map(|c| apply_command(state, index, c))
+                .map(|c| apply_recorded(state, index, c, changes))
                 .collect(),
         ),
-        Command::RestoreTable { name, clear, kvs } => with_table(state, name, |t| {
-            if *clear {
-                t.clear();
-            }
-            for (k, v) in kvs {
-                t.put(k, v, index);
-            }
-            ApplyResponse::TableRestored {
-                stored: kvs.len() as u64,
-            }
-        }),
+        Command::RestoreTable { name, clear, kvs } => {
+            with_table(state, name, changes, |t, changes| {
+                if *clear {
+                    t.clear();
+                }
+                for (k, v) in kvs {
+                    t.put(k, v, index);
+                }
+                changes.reset(index, name, false);
+                ApplyResponse::TableRestored {
+                    stored: kvs.len() as u64,
+                }
+            })
+        }
     }
 }
 
@@ -125,10 +144,14 @@ fn rejected(e: &Error) -> ApplyResponse {
 fn with_table(
     state: &mut State,
     name: &str,
-    f: impl FnOnce(&mut Table) -> ApplyResponse,
+    changes: &mut Recorder,
+    f: impl FnOnce(&mut Table, &mut Recorder) -> ApplyResponse,
 ) -> ApplyResponse {
     match state.tables.get_mut(name) {
-        Some(t) => f(t),
+        Some(t) => {
+            changes.set_table(name);
+            f(t, changes)
+        }
         None => ApplyResponse::Rejected(Rejection::TableNotFound { table: name.into() }),
     }
 }
@@ -199,6 +222,8 @@ pub struct BatchApply<'s, 'e> {
     run_table: String,
     run: Vec<QueuedPut<'e>>,
     responses: Vec<ApplyResponse>,
+    /// What the applied writes changed, when recording ([`BatchApply::record_changes`]).
+    changes: Recorder,
 }
 
 impl<'s, 'e> BatchApply<'s, 'e> {
@@ -216,7 +241,14 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             run_table: String::new(),
             run: Vec::with_capacity(entries),
             responses: Vec::with_capacity(entries),
+            changes: Recorder::default(),
         }
+    }
+
+    /// Records what every write of this batch changes, for the watch history
+    /// ([`BatchApply::finish_with_changes`]).
+    pub fn record_changes(&mut self) {
+        self.changes = Recorder::recording();
     }
 
     fn last_index(&self) -> Revision {
@@ -317,7 +349,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             Write::Command(command) => {
                 // Anything else ends the run and is applied on its own.
                 self.flush();
-                *self.answer(slot) = apply_command(self.state, index, &command);
+                *self.answer(slot) = apply_recorded(self.state, index, &command, &mut self.changes);
             }
         }
     }
@@ -360,6 +392,17 @@ impl<'s, 'e> BatchApply<'s, 'e> {
         self.responses
     }
 
+    /// [`BatchApply::finish`], with the changes recorded (in log order), or `None` when
+    /// this batch did not record.
+    pub fn finish_with_changes(mut self) -> (Vec<ApplyResponse>, Option<Vec<Revisioned>>) {
+        self.flush();
+        let changes = self
+            .changes
+            .is_on()
+            .then(|| std::mem::take(&mut self.changes).into_changes());
+        (self.responses, changes)
+    }
+
     fn flush(&mut self) {
         let Some(last) = self.run.last().map(|q| q.index) else {
             return;
@@ -381,16 +424,36 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 // which is all the locality the sort is for (puts to different keys
                 // commute). The order is total, so an in-place unstable sort gives it
                 // without the scratch buffer of a stable one.
-                if run.len() >= SORT_RUN_MIN {
+                let sorted = run.len() >= SORT_RUN_MIN;
+                if sorted {
                     run.sort_unstable_by_key(|q| (q.key.word_at(0), q.key.word_at(8), q.slot));
                 }
+                let recording = self.changes.is_on();
+                let mut written = Vec::new();
+                if recording {
+                    self.changes.set_table(&self.run_table);
+                    written.reserve(run.len());
+                }
                 for q in run.drain(..) {
-                    let prev = t.put(q.key.as_slice(), q.value, q.index);
+                    let prev = if recording {
+                        let (record, prev) = t.put_returning(q.key.as_slice(), q.value, q.index);
+                        written.push((q.slot, q.index, record, prev.clone()));
+                        prev
+                    } else {
+                        t.put(q.key.as_slice(), q.value, q.index)
+                    };
                     if let Some(prev) = prev.filter(|_| q.prev_kv) {
                         *answer(&mut self.responses, q.slot) = ApplyResponse::Put {
                             prev_kv: Some(Box::new(prev.kv(false))),
                         };
                     }
+                }
+                // Changes are told in log order, whatever order the run was applied in.
+                if sorted {
+                    written.sort_unstable_by_key(|w| w.0);
+                }
+                for (_, index, record, prev) in written {
+                    self.changes.put(index, record, prev);
                 }
             }
         }

@@ -43,6 +43,8 @@
 //! - [`range`]: range evaluation, chunking, [`RangeIter`].
 //! - [`txn`]: compares and transaction ops.
 //! - [`apply`]: the pure apply function.
+//! - [`changes`]: what apply changed, key by key, and a watcher's filter over it.
+//! - [`history`]: the recent changes a node keeps for watchers, bounded in memory.
 //! - [`materializer`]: [`Materializer`], the published state, apply batches, wait for R.
 //! - [`response`]: [`ApplyResponse`], what applying an entry answers.
 //! - [`raft_meta`]: openraft bookkeeping carried inside every state.
@@ -53,8 +55,10 @@
 pub mod apply;
 pub mod backup;
 pub mod budget;
+pub mod changes;
 pub mod command;
 pub mod error;
+pub mod history;
 pub mod ids;
 pub mod key;
 pub mod limits;

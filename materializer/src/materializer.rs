@@ -10,6 +10,10 @@
 //!
 //! One writer at a time (a mutex serialises apply, replace and restore; readers never take
 //! it). Replacing the whole state (bootstrap, snapshot install) is the same single swap.
+//!
+//! While the watch history is on (its budget not 0, [`Materializer::history`]), every batch
+//! records what it changed and hands it to the history after the swap and before the
+//! applied signal, so a watcher woken by the signal finds every change up to it.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +21,8 @@ use arc_swap::ArcSwap;
 use regatta_proto::event::Event;
 use tokio::sync::watch;
 
+use crate::changes::Revisioned;
+use crate::history::{DEFAULT_HISTORY_BYTES, History};
 use crate::{ApplyResponse, Error, Result, Revision, State, apply};
 
 /// The live, published state of one node plus its applied-revision signal.
@@ -25,6 +31,7 @@ pub struct Materializer {
     current: ArcSwap<State>,
     writer: Mutex<()>,
     applied: watch::Sender<Revision>,
+    history: History,
 }
 
 impl Default for Materializer {
@@ -46,10 +53,23 @@ impl Materializer {
     pub fn new(state: State) -> Self {
         let (applied, _) = watch::channel(state.revision());
         Self {
+            history: History::new(state.revision().0, DEFAULT_HISTORY_BYTES),
             current: ArcSwap::from_pointee(state),
             writer: Mutex::new(()),
             applied,
         }
+    }
+
+    /// The recent changes watchers read (on by default with
+    /// [`DEFAULT_HISTORY_BYTES`]; `history().set_budget(0)` switches recording off).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Whether apply records changes now: what a caller applying through
+    /// [`Materializer::update_with_changes`] should do.
+    pub fn recording(&self) -> bool {
+        self.history.recording()
     }
 
     /// The current consistent view. Cheap (an atomic load and a reference count); hold it
@@ -106,6 +126,9 @@ impl Materializer {
         let mut next = State::clone(&self.current.load());
         let entries = entries.into_iter();
         let mut batch = apply::BatchApply::with_capacity(&mut next, entries.size_hint().0);
+        if self.history.recording() {
+            batch.record_changes();
+        }
         let mut failure = None;
         for entry in entries {
             let result = match entry.event {
@@ -117,8 +140,8 @@ impl Materializer {
                 break;
             }
         }
-        let responses = batch.finish();
-        self.publish(next);
+        let (responses, changes) = batch.finish_with_changes();
+        self.publish(next, changes);
         match failure {
             Some(e) => Err(e),
             None => Ok(responses),
@@ -138,26 +161,45 @@ impl Materializer {
     }
 
     /// Runs `f` on a private copy of the current state and publishes the result in one swap;
-    /// publishes nothing if `f` fails (used by the raft state machine, which records the
-    /// applied log id and membership with the same atomicity).
+    /// publishes nothing if `f` fails. For changes that are not writes to keys (watchers
+    /// are told none); writes go through [`Materializer::update_with_changes`].
     pub fn update<T, E>(&self, f: impl FnOnce(&mut State) -> Result<T, E>) -> Result<T, E> {
         let _writer = self.lock();
         let mut next = State::clone(&self.current.load());
         let out = f(&mut next)?;
-        self.publish(next);
+        self.publish(next, Some(Vec::new()));
+        Ok(out)
+    }
+
+    /// [`Materializer::update`] for `f` applying writes (the raft state machine, which
+    /// records the applied log id and membership with the same atomicity): `f` returns
+    /// what they changed (`None` when it did not record, see [`Materializer::recording`]).
+    pub fn update_with_changes<T, E>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<(T, Option<Vec<Revisioned>>), E>,
+    ) -> Result<T, E> {
+        let _writer = self.lock();
+        let mut next = State::clone(&self.current.load());
+        let (out, changes) = f(&mut next)?;
+        self.publish(next, changes);
         Ok(out)
     }
 
     /// Replaces the whole state (bootstrap, snapshot install, restore): one atomic swap.
     /// The applied revision may go backwards only here, when a caller deliberately resets.
+    /// Watchers cannot be told this as changes: the history starts a new generation.
     pub fn replace(&self, state: State) {
         let _writer = self.lock();
-        self.publish(state);
+        let revision = state.revision();
+        self.current.store(Arc::new(state));
+        self.history.reset(revision.0);
+        self.applied.send_replace(revision);
     }
 
-    fn publish(&self, next: State) {
+    fn publish(&self, next: State, changes: Option<Vec<Revisioned>>) {
         let revision = next.revision();
         self.current.store(Arc::new(next));
+        self.history.push(revision.0, changes);
         self.applied.send_replace(revision);
     }
 }

@@ -30,6 +30,7 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 
+use crate::changes::Revisioned;
 use crate::raft_meta::RaftMeta;
 use crate::{Error, Materializer, Revision, State, apply, snapshot};
 
@@ -88,18 +89,27 @@ impl StateMachine {
     }
 }
 
+/// What applying a batch of entries answers: one response per entry, and the changes when
+/// recorded.
+pub type Applied = (Vec<ApplyResponse>, Option<Vec<Revisioned>>);
+
 /// Applies openraft entries to `state` (pure: the caller publishes).
 // The error type is openraft's, fixed by the trait this feeds.
 #[allow(clippy::result_large_err)]
+/// With `record`, also returns what the entries changed (for the watch history).
 pub fn apply_entries(
     state: &mut State,
     entries: impl IntoIterator<Item = openraft::Entry<TypeConfig>>,
-) -> Result<Vec<ApplyResponse>, StorageError<NodeId>> {
+    record: bool,
+) -> Result<Applied, StorageError<NodeId>> {
     let mut last_applied = state.raft.last_applied;
     let first_at_zero = last_applied.is_none();
     // Held for the whole batch: queued puts borrow their bytes from the entries.
     let entries: Vec<_> = entries.into_iter().collect();
     let mut batch = apply::BatchApply::with_capacity(state, entries.len());
+    if record {
+        batch.record_changes();
+    }
     for entry in &entries {
         let log_id = entry.log_id;
         let index = Revision(log_id.index);
@@ -125,9 +135,9 @@ pub fn apply_entries(
         result.map_err(|e| StorageError::from(StorageIOError::apply(log_id, &e)))?;
         last_applied = Some(log_id);
     }
-    let responses = batch.finish();
+    let (responses, changes) = batch.finish_with_changes();
     state.raft.last_applied = last_applied;
-    Ok(responses)
+    Ok((responses, changes))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -145,9 +155,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let record = self.materializer.recording();
         #[allow(clippy::result_large_err)]
         self.materializer
-            .update(|state| apply_entries(state, entries))
+            .update_with_changes(|state| apply_entries(state, entries, record))
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

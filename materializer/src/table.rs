@@ -382,6 +382,33 @@ impl Table {
         prev
     }
 
+    /// [`Table::put`] that also returns the record written (for the watch history).
+    pub fn put_returning(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        rev: Revision,
+    ) -> (Record, Option<Record>) {
+        let mut written = None;
+        let prev = self.data.upsert(key, |prev| {
+            let record = match prev {
+                Some(p) => {
+                    let before = p.revisions();
+                    Record::new(key, value, before.create, rev.0, before.version + 1)
+                }
+                None => Record::new(key, value, rev.0, rev.0, 1),
+            };
+            written = Some(record.clone());
+            record
+        });
+        match &prev {
+            Some(p) => self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64,
+            None => self.bytes += (key.len() + value.len()) as u64,
+        }
+        let written = written.unwrap_or_else(|| Record::new(key, value, rev.0, rev.0, 1));
+        (written, prev)
+    }
+
     /// Deletes every key of `range`; returns the deleted records in key order.
     pub fn delete(&mut self, range: &KeyRange) -> Vec<Record> {
         let doomed: Vec<Record> = self.scan(range, None).cloned().collect();

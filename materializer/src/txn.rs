@@ -21,6 +21,7 @@ use regatta_proto::mvcc::v1::{ResponseOp, response_op};
 use regatta_proto::regatta::v1::TxnResponse;
 
 use crate::budget::{Budget, response_limit};
+use crate::changes::Recorder;
 use crate::limits::KV_OVERHEAD_BYTES;
 use crate::range::{FirstPair, chunk_of};
 use crate::request::{Compare, CompareResult, DeleteOp, KeyRange, PutOp, Txn, TxnOp};
@@ -78,9 +79,21 @@ fn pair_bytes(record: &Record) -> usize {
     key.len() + value.len() + KV_OVERHEAD_BYTES
 }
 
-/// Applies a put at `rev`; the response carries the previous pair when asked.
-pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
-    let prev = table.put(&op.key, &op.value, rev);
+/// Applies a put at `rev`; the response carries the previous pair when asked. `changes`
+/// records the write when on.
+pub fn put(
+    table: &mut Table,
+    op: &PutOp,
+    rev: Revision,
+    changes: &mut Recorder,
+) -> response_op::Put {
+    let prev = if changes.is_on() {
+        let (written, prev) = table.put_returning(&op.key, &op.value, rev);
+        changes.put(rev, written, prev.clone());
+        prev
+    } else {
+        table.put(&op.key, &op.value, rev)
+    };
     response_op::Put {
         prev_kv: prev
             .filter(|_| op.prev_kv)
@@ -94,10 +107,16 @@ pub fn put(table: &mut Table, op: &PutOp, rev: Revision) -> response_op::Put {
 pub fn delete(
     table: &mut Table,
     op: &DeleteOp,
+    rev: Revision,
     budget: &mut Budget<'_>,
+    changes: &mut Recorder,
 ) -> Result<response_op::DeleteRange> {
     if !op.prev_kv {
-        let deleted = table.delete(&op.range).len() as i64;
+        let doomed = table.delete(&op.range);
+        let deleted = doomed.len() as i64;
+        for r in doomed {
+            changes.delete(rev, r);
+        }
         return Ok(response_op::DeleteRange {
             deleted,
             prev_kvs: Vec::new(),
@@ -119,6 +138,9 @@ pub fn delete(
     table.remove_scanned(&doomed);
     let deleted = doomed.len() as i64;
     let prev_kvs = doomed.iter().map(|r| r.kv(false)).collect();
+    for r in doomed {
+        changes.delete(rev, r);
+    }
     Ok(response_op::DeleteRange { deleted, prev_kvs })
 }
 
@@ -157,6 +179,7 @@ fn run_ops(
     ops: &[TxnOp],
     rev: Revision,
     budget: &mut Budget<'_>,
+    changes: &mut Recorder,
 ) -> Result<Vec<ResponseOp>> {
     ops.iter()
         .map(|op| {
@@ -170,11 +193,11 @@ fn run_ops(
                     {
                         budget.respond(pair_bytes(prev))?;
                     }
-                    response_op::Response::ResponsePut(put(table, p, rev))
+                    response_op::Response::ResponsePut(put(table, p, rev, changes))
                 }
-                TxnOp::Delete(d) => {
-                    response_op::Response::ResponseDeleteRange(delete(table, d, budget)?)
-                }
+                TxnOp::Delete(d) => response_op::Response::ResponseDeleteRange(delete(
+                    table, d, rev, budget, changes,
+                )?),
             };
             Ok(ResponseOp {
                 response: Some(response),
@@ -203,8 +226,28 @@ fn may_fail_after_a_write(ops: &[TxnOp]) -> bool {
 }
 
 /// Runs a transaction on `table` at revision `rev` (writes mutate `table`), within the
-/// limits of [`Budget::for_apply`]. On an error nothing of it took effect.
-pub fn run(table: &mut Table, txn: &Txn, rev: Revision) -> Result<TxnResponse> {
+/// limits of [`Budget::for_apply`]. On an error nothing of it took effect (and nothing of
+/// it is left in `changes`).
+pub fn run(
+    table: &mut Table,
+    txn: &Txn,
+    rev: Revision,
+    changes: &mut Recorder,
+) -> Result<TxnResponse> {
+    let mark = changes.mark();
+    let result = run_branch(table, txn, rev, changes);
+    if result.is_err() {
+        changes.rollback(mark);
+    }
+    result
+}
+
+fn run_branch(
+    table: &mut Table,
+    txn: &Txn,
+    rev: Revision,
+    changes: &mut Recorder,
+) -> Result<TxnResponse> {
     let mut budget = Budget::for_apply();
     let succeeded = compares_hold(table, &txn.compare, &mut budget)?;
     let ops = if succeeded {
@@ -216,11 +259,11 @@ pub fn run(table: &mut Table, txn: &Txn, rev: Revision) -> Result<TxnResponse> {
         // A structural copy: the branch's writes copy the paths they touch, and the copy
         // replaces the table only once every op succeeded.
         let mut scratch = table.clone();
-        let responses = run_ops(&mut scratch, ops, rev, &mut budget)?;
+        let responses = run_ops(&mut scratch, ops, rev, &mut budget, changes)?;
         *table = scratch;
         responses
     } else {
-        run_ops(table, ops, rev, &mut budget)?
+        run_ops(table, ops, rev, &mut budget, changes)?
     };
     Ok(TxnResponse {
         header: None,

@@ -5,6 +5,7 @@
 //! - the public API, wire-compatible with existing Regatta clients: packages `mvcc.v1`,
 //!   `regatta.v1`, `maintenance.v1` and `replication.v1` (see `docs/api.md`);
 //! - the log event format, package `regatta.event.v1`: the payload of every log entry;
+//! - change streams, package `regatta.watch.v1` (the Watch service, ours, beside the API);
 //! - the one codec between openraft's types and `regatta.raft.v1` ([`raft`]), used by the
 //!   Raft transport, the log's membership entries, the applied state in snapshots and the
 //!   core's Raft snapshot files.

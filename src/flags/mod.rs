@@ -7,7 +7,7 @@
 //! | [`rest`] | `--rest.address` | core, edge, dev |
 //! | [`replication`] | `--replication.address`, `.advertise-address`, `.heartbeat-interval`, TLS (`.cert-filename`, `.key-filename`, `.ca-filename`, `.client-cert-auth`) | core, edge; dev: the address |
 //! | [`raft`] | `--raft.address`; `--raft.listen-address`, heartbeat and election timing, `--raft.cert-filename`, `.key-filename`, `.ca-filename` (mutual TLS) | core, dev; all but the address: core |
-//! | [`services`] | `--tables.enabled`, `--maintenance.enabled`, `--replication.enabled` | core, edge |
+//! | [`services`] | `--tables.enabled`, `--maintenance.enabled`, `--replication.enabled`; [`watch`]: `--watch.*` | core, edge |
 //! | [`storage`] | `--data-dir`, `--min-free-disk`, `--log.segment-size` | core, edge |
 //! | [`object_store`] | `--object-store` and its connection settings | core, edge |
 //! | [`log`] | `--log.level`, `--log.format`; Regatta's `--log-level`, `--dev-mode` | core, edge, dev |
@@ -29,6 +29,7 @@ pub mod rest;
 pub mod runtime;
 pub mod services;
 pub mod storage;
+pub mod watch;
 
 #[cfg(test)]
 mod contract;

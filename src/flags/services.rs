@@ -43,6 +43,9 @@ pub struct ServiceArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub replication: bool,
+    /// The Watch service's history and bounds (`--watch.*`).
+    #[command(flatten)]
+    pub watch: super::watch::WatchArgs,
 }
 
 impl Default for ServiceArgs {
@@ -52,6 +55,7 @@ impl Default for ServiceArgs {
             tables: true,
             maintenance: true,
             replication: true,
+            watch: super::watch::WatchArgs::default(),
         }
     }
 }
@@ -81,6 +85,7 @@ mod tests {
             tables: false,
             maintenance: false,
             replication: false,
+            ..ServiceArgs::default()
         };
         assert_eq!(
             parse(&[

@@ -1,4 +1,4 @@
-//! `regatta kv put|get|range|delete|txn`.
+//! `regatta kv put|get|range|delete|txn|watch`.
 
 use clap::{Args, Subcommand};
 use regatta_proto::{
@@ -59,6 +59,15 @@ pub enum KvCommand {
         /// JSON file with the transaction, or `-` for standard input.
         file: String,
     },
+    /// Print the changes of a key (or of a prefix or range, or of the whole table) as the
+    /// node applies them, in revision order, from --from-revision or from now.
+    ///
+    /// One line per change: `PUT key = value (revision R)` or `DELETE key (revision R)`
+    /// (one JSON document per line with --json). Runs until interrupted or --count events.
+    /// To follow a table without missing anything: read it (`kv range`, note the revision
+    /// R it answers at), then `kv watch --from-revision R+1`; after an interruption, watch
+    /// again from the last revision printed + 1.
+    Watch(super::watch::WatchArgs),
 }
 
 /// Which keys a range or delete covers, beyond the key itself.
@@ -76,6 +85,11 @@ pub struct Bounds {
 }
 
 impl Bounds {
+    /// The wire's `range_end` for `key` with these bounds.
+    pub fn end_of(&self, key: &[u8]) -> CliResult<Vec<u8>> {
+        self.end(key)
+    }
+
     fn end(&self, key: &[u8]) -> CliResult<Vec<u8>> {
         Ok(match (&self.range_end, self.prefix, self.from_key) {
             (Some(end), _, _) => parse_bytes(end).map_err(Failure::usage)?,
@@ -108,7 +122,8 @@ pub struct RangeArgs {
 }
 
 pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
-    let mut client = KvClient::new(connect(options).await?);
+    let channel = connect(options).await?;
+    let mut client = KvClient::new(channel.clone());
     match command {
         KvCommand::Put {
             table,
@@ -164,6 +179,7 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
             }
         }
         KvCommand::Range(args) => range(&mut client, args, options).await?,
+        KvCommand::Watch(args) => return super::watch::run(args, channel, options).await,
         KvCommand::Delete {
             table,
             key,

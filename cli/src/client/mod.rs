@@ -11,6 +11,7 @@ pub mod kv;
 pub mod output;
 pub mod table;
 pub mod tls;
+pub mod watch;
 
 use std::time::Duration;
 
