@@ -88,11 +88,12 @@ impl Durability {
             let notified = self.inner.durable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(reason) = self.failure() {
-                return Err(reason);
-            }
+            // Durable is durable, whatever happened since: the common case takes no lock.
             if self.inner.log.durable_next().0 > index {
                 return Ok(());
+            }
+            if let Some(reason) = self.failure() {
+                return Err(reason);
             }
             notified.await;
         }
