@@ -189,6 +189,7 @@ async fn put_at(addr: &str, table: &str, key: &str, value: &str) -> Result<u64, 
         key: key.as_bytes().to_vec().into(),
         value: value.as_bytes().to_vec().into(),
         prev_kv: false,
+        ttl_millis: 0,
     });
     request.set_timeout(std::time::Duration::from_secs(5));
     let response = KvClient::new(channel).put(request).await?;
@@ -467,6 +468,7 @@ async fn concurrent_writes_batched_into_entries_each_get_their_own_answer() {
                     key: "k".into(),
                     value: format!("{i}").into_bytes().into(),
                     prev_kv: true,
+                    ttl_millis: 0,
                 })
                 .await
                 .expect("put")

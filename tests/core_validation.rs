@@ -18,6 +18,7 @@ fn put_req(table: &str, key: Vec<u8>, value: Vec<u8>) -> PutRequest {
         key: key.into(),
         value: value.into(),
         prev_kv: false,
+        ttl_millis: 0,
     }
 }
 
@@ -80,6 +81,7 @@ async fn bad_requests_get_their_status_codes_and_the_node_keeps_serving() {
                 key: vec![b'x'; 2000].into(),
                 value: b"v".to_vec().into(),
                 prev_kv: false,
+                ttl_millis: 0,
             })),
         }],
         failure: vec![],

@@ -135,6 +135,7 @@ async fn write_batches(node: &Node, table: &str, n: usize) {
                     key: format!("b{:06}", batch * 100 + i).into_bytes().into(),
                     value: vec![b'x'; 64].into(),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })),
             })
             .collect();

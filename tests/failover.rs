@@ -44,6 +44,7 @@ fn put_op(key: &str, value: &str) -> RequestOp {
             key: key.as_bytes().to_vec().into(),
             value: value.as_bytes().to_vec().into(),
             prev_kv: false,
+            ttl_millis: 0,
         })),
     }
 }
@@ -423,6 +424,7 @@ async fn clients_giving_up_on_a_frozen_leader_never_break_the_followers_connecti
                     key: format!("c{c}/{i}").into_bytes().into(),
                     value: b"v".to_vec().into(),
                     prev_kv: false,
+                    ttl_millis: 0,
                 });
                 request.set_timeout(Duration::from_millis(300));
                 let answer = kv.put(request).await;

@@ -42,6 +42,7 @@ async fn first_ack_after(api: String, since: Instant, stop: Arc<AtomicBool>) -> 
             key: format!("k{}", n % 16).into_bytes().into(),
             value: b"v".to_vec().into(),
             prev_kv: false,
+            ttl_millis: 0,
         });
         request.set_timeout(Duration::from_millis(500));
         let answer = tokio::time::timeout(Duration::from_millis(700), kv.put(request)).await;

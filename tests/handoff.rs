@@ -63,6 +63,7 @@ async fn writer(
             key: key.clone().into_bytes().into(),
             value: value.clone().into_bytes().into(),
             prev_kv: false,
+            ttl_millis: 0,
         });
         request.set_timeout(Duration::from_millis(500));
         match tokio::time::timeout(Duration::from_millis(700), kv.put(request)).await {

@@ -304,6 +304,7 @@ async fn load(node: &Node, n: usize, value: usize) {
                     key: format!("key-{i:08}").into_bytes().into(),
                     value: vec![b'v'; value].into(),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })),
             })
             .collect();

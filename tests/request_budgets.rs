@@ -46,6 +46,7 @@ fn put_op(key: String, value: &[u8]) -> RequestOp {
             key: key.into_bytes().into(),
             value: value.to_vec().into(),
             prev_kv: false,
+            ttl_millis: 0,
         })),
     }
 }

@@ -470,6 +470,7 @@ fn incompressible_state(mib: usize) -> Arc<regatta_materializer::State> {
             key: format!("key{i:05}").into_bytes().into(),
             value: value.into(),
             prev_kv: false,
+            ttl_millis: 0,
         })));
     }
     let m = regatta_materializer::Materializer::default();

@@ -225,6 +225,7 @@ async fn snappy_requests_are_answered_as_regatta_does() {
         key: b"k".to_vec().into(),
         value: value.as_bytes().to_vec().into(),
         prev_kv: false,
+        ttl_millis: 0,
     });
     // The message cut inside its prefix and inside its payload, over three DATA frames.
     let pieces = vec![
@@ -330,6 +331,7 @@ async fn snappy_requests_are_answered_as_regatta_does() {
         key: b"big".to_vec().into(),
         value: vec![0; MAX_REQUEST + 1].into(),
         prev_kv: false,
+        ttl_millis: 0,
     });
     assert!(big.len() < MAX_REQUEST / 4, "compressed it is small");
     let answer = call(&send, node, "/regatta.v1.KV/Put", vec![big]).await;

@@ -128,6 +128,7 @@ fn op_put(key: &str, value: &str) -> RequestOp {
             key: b(key),
             value: b(value),
             prev_kv: false,
+            ttl_millis: 0,
         })),
     }
 }
@@ -229,6 +230,7 @@ async fn a_watcher_at_a_core_sees_every_change_in_order_whole_revisions_together
                     key: b(&format!("p/{i:02}")),
                     value: b("c"),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })
                 .await
                 .unwrap()

@@ -102,6 +102,11 @@ pub fn to_wire(write: &NodeWrite) -> Result<forward_request::Request> {
                     "a batch of writes cannot be forwarded".into(),
                 ));
             }
+            Command::Expire { .. } => {
+                return Err(Error::Internal(
+                    "an expiry is proposed by the leader and never forwarded".into(),
+                ));
+            }
         },
         NodeWrite::Membership(MembershipChange::Add(r)) => R::AddMember(r.clone()),
         NodeWrite::Membership(MembershipChange::Remove(r)) => R::RemoveMember(*r),
@@ -244,6 +249,7 @@ mod tests {
                 key: Bytes::from_static(b"k"),
                 value: Bytes::from_static(b"v"),
                 prev_kv: true,
+                ttl_millis: 0,
             })
             .expect("valid"),
         );

@@ -92,9 +92,10 @@ impl KvService {
         let until = std::time::Instant::now() + deadline;
         let shard = view.table(&txn.table).map_or(0, |t| t.id().0);
         let header = self.ctx.header(shard, view.revision());
+        let now_ms = regatta_materializer::wall_clock_ms();
         let evaluate = move |cancelled: &AtomicBool| -> Result<TxnResponse> {
             let mut budget = Budget::for_read(until, cancelled);
-            let mut response = view.read_txn(&txn, &mut budget)?.ok_or_else(|| {
+            let mut response = view.read_txn(&txn, &mut budget, now_ms)?.ok_or_else(|| {
                 Error::Internal("a read-only transaction was taken for a write".into())
             })?;
             response.header = Some(header);
@@ -123,7 +124,7 @@ impl KvService {
     fn range_now(&self, range: &TableRange) -> Result<RangeResponse> {
         let view = self.ctx.materializer.peek();
         let mut response = view
-            .range(range)
+            .range(range, regatta_materializer::wall_clock_ms())
             .map_err(|e| self.ctx.missing_table(e.into()))?;
         let shard = view.table(&range.table).map_or(0, |t| t.id().0);
         response.header = Some(self.ctx.header(shard, view.revision()));
@@ -174,7 +175,7 @@ impl Kv for KvService {
         let admitted = self.streams.admit()?;
         let view = self.ctx.materializer.view();
         let chunks = view
-            .iterate(&range)
+            .iterate(&range, regatta_materializer::wall_clock_ms())
             .map_err(|e| self.ctx.missing_table(e.into()))?
             .with_max_bytes(STREAM_CHUNK_BYTES);
         let header = self.ctx.header(

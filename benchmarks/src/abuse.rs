@@ -108,6 +108,7 @@ async fn preload(args: &Args, cluster: &Cluster) -> Result<()> {
                     key: key(i),
                     value: value.clone(),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })),
             })
             .collect();
@@ -448,6 +449,7 @@ fn over_budget_request(which: usize) -> (&'static str, TxnRequest) {
                     key: Bytes::from_static(b"bomb"),
                     value: Bytes::from_static(b"applied"),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })),
             }];
             ops.extend(std::iter::repeat_n(whole(false), 1000));

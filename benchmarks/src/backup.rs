@@ -122,6 +122,7 @@ fn load(args: &Args) -> Result<(Arc<State>, u64)> {
                         key,
                         value: value.into(),
                         prev_kv: false,
+                        ttl_millis: 0,
                     })),
                 }
             })

@@ -700,6 +700,7 @@ impl Client {
                     key: key.clone(),
                     value: value.clone(),
                     prev_kv: false,
+                    ttl_millis: 0,
                 });
                 request.set_timeout(timeout);
                 writes.put(request).await.map_err(|s| s.to_string())?;

@@ -179,6 +179,7 @@ async fn client(
             key: Bytes::from(key),
             value: load.value.clone(),
             prev_kv: false,
+            ttl_millis: 0,
         });
         request.set_timeout(load.timeout);
         match kv.put(request).await {

@@ -422,6 +422,7 @@ pub async fn preload(
                             key: key(i),
                             value: value(i),
                             prev_kv: false,
+                            ttl_millis: 0,
                         })),
                     })
                     .collect();

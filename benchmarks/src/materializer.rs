@@ -106,6 +106,7 @@ fn put_event(key: Bytes, value: Bytes) -> anyhow::Result<Event> {
         key,
         value,
         prev_kv: false,
+        ttl_millis: 0,
     };
     Ok(Command::try_from(&put)?.to_event(0))
 }
@@ -359,7 +360,7 @@ fn range_scans(
         };
         let q = TableRange::try_from(&req)?;
         let started = Instant::now();
-        let r = m.view().range(&q)?;
+        let r = m.view().range(&q, regatta_materializer::wall_clock_ms())?;
         lat.push(started.elapsed().as_nanos() as u64);
         returned += r.kvs.len();
     }
@@ -434,6 +435,7 @@ fn torn_reads(
                     key: k.clone(),
                     value: Bytes::from(value.to_string()),
                     prev_kv: false,
+                    ttl_millis: 0,
                 })),
             })
             .collect();

@@ -349,6 +349,7 @@ async fn writer(mut kv: KvClient<Channel>, schedule: Arc<Schedule>) -> Result<Ve
             key: Bytes::from(format!("lag-{n:028}")),
             value: schedule.value.clone(),
             prev_kv: false,
+            ttl_millis: 0,
         });
         request.set_timeout(schedule.timeout);
         match kv.put(request).await {

@@ -35,6 +35,7 @@ pub mod archiver;
 pub mod batcher;
 pub mod durable;
 pub mod error;
+pub mod expiry;
 pub mod handoff;
 pub mod metrics;
 pub mod peer_url;

@@ -175,6 +175,7 @@ async fn put(kv: &mut KvClient<Channel>, d: Duration, key: &[u8], value: &[u8]) 
         key: key.to_vec().into(),
         value: value.to_vec().into(),
         prev_kv: false,
+        ttl_millis: 0,
     };
     match bounded(d, kv.put(request(message, d))).await {
         Ok(r) => Outcome::Ok(Return::Put {
@@ -232,6 +233,7 @@ async fn cas(
                 key: key.to_vec().into(),
                 value: value.to_vec().into(),
                 prev_kv: false,
+                ttl_millis: 0,
             })),
         }],
         failure: vec![],

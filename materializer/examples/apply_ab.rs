@@ -37,6 +37,7 @@ fn main() {
                 key: Bytes::from(key(i, &mut rng)),
                 value: Bytes::from(value),
                 prev_kv: false,
+                ttl_millis: 0,
             };
             Command::try_from(&put).expect("valid put").to_event(0)
         })

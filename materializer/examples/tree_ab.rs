@@ -155,7 +155,7 @@ fn snapshot_load(keys: &[Vec<u8>]) {
         name: "t".into(),
         config: None,
     };
-    apply_command(&mut state, Revision(1), &create);
+    apply_command(&mut state, Revision(1), &create, 0);
     // Random values, as in the bench: they do not compress.
     let mut rng = Rng(7);
     let kvs = keys
@@ -170,7 +170,7 @@ fn snapshot_load(keys: &[Vec<u8>]) {
         clear: false,
         kvs,
     };
-    apply_command(&mut state, Revision(2), &restore);
+    apply_command(&mut state, Revision(2), &restore, 0);
     let encoded = regatta_materializer::snapshot::encode(&state).expect("encode");
     drop(state);
     let mut times: Vec<u128> = (0..7)

@@ -17,7 +17,7 @@ use crate::budget::Budget;
 use crate::changes::{Recorder, Revisioned};
 use crate::command::{Command, check_batched};
 use crate::key::Key;
-use crate::table::Table;
+use crate::table::{Table, WriteTime};
 use crate::tree::Prefix;
 use crate::{ApplyResponse, Error, Rejection, Result, Revision, State, TableId, txn};
 
@@ -50,9 +50,16 @@ fn check_order(state: &State, index: Revision) -> Result<()> {
     Ok(())
 }
 
-/// Applies an already validated command at `index` (the revision of every write in it).
-pub fn apply_command(state: &mut State, index: Revision, command: &Command) -> ApplyResponse {
-    apply_recorded(state, index, command, &mut Recorder::default())
+/// Applies an already validated command at `index` (the revision of every write in it),
+/// from an event of time `now_ms` (its `proposed_at_micros` in milliseconds: the clock TTLs
+/// count from and expiry is judged at).
+pub fn apply_command(
+    state: &mut State,
+    index: Revision,
+    command: &Command,
+    now_ms: u64,
+) -> ApplyResponse {
+    apply_recorded(state, index, command, &mut Recorder::default(), now_ms)
 }
 
 /// [`apply_command`], noting what it changed in `changes` (when on).
@@ -61,6 +68,7 @@ fn apply_recorded(
     index: Revision,
     command: &Command,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> ApplyResponse {
     state.revision = index;
     match command {
@@ -86,13 +94,13 @@ fn apply_recorded(
             }),
         },
         Command::Put(p) => with_table(state, &p.table, changes, |t, changes| {
-            let r = txn::put(t, &p.op, index, changes);
+            let r = txn::put(t, &p.op, index, changes, now_ms);
             ApplyResponse::Put {
                 prev_kv: r.prev_kv.map(Box::new),
             }
         }),
         Command::DeleteRange(d) => with_table(state, &d.table, changes, |t, changes| {
-            match txn::delete(t, &d.op, index, &mut Budget::for_apply(), changes) {
+            match txn::delete(t, &d.op, index, &mut Budget::for_apply(), changes, now_ms) {
                 Ok(r) => ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
                     header: None,
                     deleted: r.deleted,
@@ -102,7 +110,7 @@ fn apply_recorded(
             }
         }),
         Command::Txn(x) => with_table(state, &x.table, changes, |t, changes| {
-            match txn::run(t, x, index, changes) {
+            match txn::run(t, x, index, changes, now_ms) {
                 Ok(r) => ApplyResponse::Txn(Box::new(r)),
                 Err(e) => rejected(&e),
             }
@@ -110,16 +118,30 @@ fn apply_recorded(
         Command::Batch(commands) => ApplyResponse::Batch(
             commands
                 .iter()
-                .map(|c| apply_recorded(state, index, c, changes))
+                .map(|c| apply_recorded(state, index, c, changes, now_ms))
                 .collect(),
         ),
+        Command::Expire { table, keys } => with_table(state, table, changes, |t, changes| {
+            let mut deleted = 0;
+            for k in keys {
+                if let Some(r) = t.expire(&k.key, k.mod_revision, now_ms) {
+                    deleted += 1;
+                    changes.delete(index, r);
+                }
+            }
+            ApplyResponse::DeleteRange(Box::new(DeleteRangeResponse {
+                header: None,
+                deleted,
+                prev_kvs: Vec::new(),
+            }))
+        }),
         Command::RestoreTable { name, clear, kvs } => {
             with_table(state, name, changes, |t, changes| {
                 if *clear {
                     t.clear();
                 }
                 for (k, v) in kvs {
-                    t.put(k, v, index);
+                    t.put(k, v, index, WriteTime::default());
                 }
                 changes.reset(index, name, false);
                 ApplyResponse::TableRestored {
@@ -167,6 +189,8 @@ struct QueuedPut<'e> {
     key: Key,
     value: &'e [u8],
     prev_kv: bool,
+    /// Its event's time in milliseconds (a key expired by then is created anew).
+    now_ms: u64,
     /// Its place among the responses.
     slot: Slot,
 }
@@ -274,6 +298,8 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             return Err(e);
         }
         let entry = self.responses.len();
+        // The entry's clock, for the writes of a batch as for a single one.
+        let now_ms = event.proposed_at_micros / 1000;
         let decoded = match &event.kind {
             Some(Kind::Batch(b)) if event.version == regatta_proto::EVENT_VERSION => b
                 .events
@@ -293,6 +319,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                         entry,
                         inner: Slot::WHOLE,
                     },
+                    now_ms,
                 );
                 None
             }),
@@ -309,7 +336,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                     self.state.revision = index;
                 }
                 for (inner, write) in (0u32..).zip(writes) {
-                    self.write(index, write, Slot { entry, inner });
+                    self.write(index, write, Slot { entry, inner }, now_ms);
                 }
             }
             Err(e) if e.is_fatal() => {
@@ -325,8 +352,9 @@ impl<'s, 'e> BatchApply<'s, 'e> {
         Ok(())
     }
 
-    /// Applies (or queues) one decoded write of the entry at `index`, answering at `slot`.
-    fn write(&mut self, index: Revision, write: Write<'e>, slot: Slot) {
+    /// Applies (or queues) one decoded write of the entry at `index`, answering at `slot`;
+    /// `now_ms` is the entry's time.
+    fn write(&mut self, index: Revision, write: Write<'e>, slot: Slot, now_ms: u64) {
         match write {
             Write::Put { table, put } => {
                 if self.run_table != table {
@@ -338,6 +366,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                     key: Key::from_slice(&put.key),
                     value: &put.value,
                     prev_kv: put.prev_kv,
+                    now_ms,
                     slot,
                 });
                 // The answer of a put that wants no previous pair, written now, in log
@@ -349,7 +378,8 @@ impl<'s, 'e> BatchApply<'s, 'e> {
             Write::Command(command) => {
                 // Anything else ends the run and is applied on its own.
                 self.flush();
-                *self.answer(slot) = apply_recorded(self.state, index, &command, &mut self.changes);
+                *self.answer(slot) =
+                    apply_recorded(self.state, index, &command, &mut self.changes, now_ms);
             }
         }
     }
@@ -435,12 +465,17 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                     written.reserve(run.len());
                 }
                 for q in run.drain(..) {
+                    let time = WriteTime {
+                        now_ms: q.now_ms,
+                        expires_at: 0,
+                    };
                     let prev = if recording {
-                        let (record, prev) = t.put_returning(q.key.as_slice(), q.value, q.index);
+                        let (record, prev) =
+                            t.put_returning(q.key.as_slice(), q.value, q.index, time);
                         written.push((q.slot, q.index, record, prev.clone()));
                         prev
                     } else {
-                        t.put(q.key.as_slice(), q.value, q.index)
+                        t.put(q.key.as_slice(), q.value, q.index, time)
                     };
                     if let Some(prev) = prev.filter(|_| q.prev_kv) {
                         *answer(&mut self.responses, q.slot) = ApplyResponse::Put {
@@ -500,6 +535,7 @@ mod tests {
                         key: Bytes::copy_from_slice(k),
                         value: Bytes::from(vec![round, i as u8]),
                         prev_kv: true,
+                        ttl_millis: 0,
                     };
                     let command = Command::try_from(&put).expect("valid put");
                     events.push(command.to_event(0));
@@ -512,7 +548,7 @@ mod tests {
             config: None,
         };
         let mut batched = State::new();
-        apply_command(&mut batched, Revision(1), &create);
+        apply_command(&mut batched, Revision(1), &create, 0);
         let mut one_by_one = batched.clone();
         let mut batch = BatchApply::new(&mut batched);
         for (i, e) in events.iter().enumerate() {
@@ -525,7 +561,7 @@ mod tests {
             .map(|(i, e)| {
                 let index = Revision(i as u64 + 2);
                 let command = Command::from_event(index.0, e).expect("valid event");
-                apply_command(&mut one_by_one, index, &command)
+                apply_command(&mut one_by_one, index, &command, 0)
             })
             .collect();
         assert_eq!(batch_responses, single_responses);
@@ -543,6 +579,7 @@ mod tests {
             key: Bytes::copy_from_slice(key),
             value: Bytes::copy_from_slice(value),
             prev_kv: true,
+            ttl_millis: 0,
         })
         .expect("valid put")
     }
@@ -592,7 +629,7 @@ mod tests {
         let expected: Vec<ApplyResponse> = commands
             .iter()
             .enumerate()
-            .map(|(i, c)| apply_command(&mut reference, Revision(i as u64 + 1), c))
+            .map(|(i, c)| apply_command(&mut reference, Revision(i as u64 + 1), c, 0))
             .collect();
         assert_eq!(responses, expected);
         assert!(matches!(&responses[2], ApplyResponse::Batch(r) if r.len() == 43));
@@ -612,7 +649,7 @@ mod tests {
             name: "t".into(),
             config: None,
         };
-        apply_command(&mut state, Revision(1), &create);
+        apply_command(&mut state, Revision(1), &create, 0);
         let mut event =
             Command::Batch(vec![put("t", b"a", b"1"), put("t", b"b", b"2")]).to_event(0);
         if let Some(Kind::Batch(b)) = &mut event.kind

@@ -233,6 +233,7 @@ impl WatchFilter {
                     create_revision: 0,
                     mod_revision: wire_revision(revision.0),
                     value: Bytes::new(),
+                    expires_at_millis: 0,
                 }),
                 prev_kv: prev_of(prev),
             }),

@@ -15,7 +15,7 @@ use regatta_proto::regatta::v1 as wire;
 
 use crate::request::{
     DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_put, check_value,
-    txn_from_parts,
+    table_name, txn_from_parts,
 };
 use crate::{Error, Result};
 
@@ -41,6 +41,13 @@ pub enum Command {
     /// Data writes (put, delete range, txn) of several clients in one entry: applied in
     /// order at the entry's revision, each with its own response.
     Batch(Vec<Command>),
+    /// Keys of one table whose time to live has passed (the core leader's expiry task):
+    /// each is deleted if it still holds the write named and has expired at the event's
+    /// time.
+    Expire {
+        table: String,
+        keys: Vec<crate::table::Expired>,
+    },
 }
 
 /// The longest table name `Tables.Create` accepts, in bytes of UTF-8.
@@ -87,6 +94,11 @@ impl Command {
         let Some(Kind::Put(p)) = &event.kind else {
             return None;
         };
+        // A put with a time to live takes the ordinary path (its expiry needs the event's
+        // time).
+        if p.ttl_millis != 0 {
+            return None;
+        }
         let table = check_put(&p.table, &p.key, &p.value).ok()?;
         Some((table, p))
     }
@@ -114,7 +126,13 @@ impl Command {
             });
         };
         match kind {
-            Kind::Put(p) => Ok(Self::Put(Put::new(&p.table, &p.key, &p.value, p.prev_kv)?)),
+            Kind::Put(p) => Ok(Self::Put(Put::new(
+                &p.table,
+                &p.key,
+                &p.value,
+                p.prev_kv,
+                p.ttl_millis,
+            )?)),
             Kind::DeleteRange(d) => Ok(Self::DeleteRange(DeleteRange::new(
                 &d.table,
                 &d.key,
@@ -150,6 +168,20 @@ impl Command {
                 Ok(Self::Batch(commands))
             }
             Kind::RestoreTable(r) => Self::try_from(r),
+            Kind::Expire(x) => Ok(Self::Expire {
+                table: table_name(&x.table)?,
+                keys: x
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        check_key(&k.key)?;
+                        Ok(crate::table::Expired {
+                            key: k.key.clone(),
+                            mod_revision: k.mod_revision,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            }),
         }
     }
 
@@ -190,6 +222,9 @@ impl Command {
                         .sum::<usize>()
             }
             Self::Batch(commands) => commands.iter().map(Command::size_hint).sum(),
+            Self::Expire { table, keys } => {
+                OP + table.len() + keys.iter().map(|k| OP + k.key.len()).sum::<usize>()
+            }
         }
     }
 
@@ -202,6 +237,7 @@ impl Command {
             Self::CreateTable { name, .. }
             | Self::DeleteTable { name }
             | Self::RestoreTable { name, .. } => name,
+            Self::Expire { table, .. } => table,
             Self::Batch(commands) => commands.first().map_or("", Command::table),
         }
     }
@@ -211,7 +247,8 @@ impl Command {
         matches!(self, Self::Put(_) | Self::DeleteRange(_) | Self::Txn(_))
     }
 
-    /// The log event proposing this command. `proposed_at_micros` is informational only.
+    /// The log event proposing this command at `proposed_at_micros` (the leader's clock:
+    /// the time a put's TTL counts from, and the time expiry is judged at).
     pub fn to_event(&self, proposed_at_micros: u64) -> Event {
         let kind = match self {
             Self::Put(p) => Kind::Put(event::Put {
@@ -219,6 +256,7 @@ impl Command {
                 key: p.op.key.clone(),
                 value: p.op.value.clone(),
                 prev_kv: p.op.prev_kv,
+                ttl_millis: wire_ttl(p.op.ttl_ms),
             }),
             Self::DeleteRange(d) => {
                 let (key, range_end) = d.op.range.to_wire();
@@ -250,6 +288,16 @@ impl Command {
                 events: commands
                     .iter()
                     .map(|c| c.to_event(proposed_at_micros))
+                    .collect(),
+            }),
+            Self::Expire { table, keys } => Kind::Expire(event::Expire {
+                table: Bytes::from(table.clone()),
+                keys: keys
+                    .iter()
+                    .map(|k| event::ExpiredKey {
+                        key: k.key.clone(),
+                        mod_revision: k.mod_revision,
+                    })
                     .collect(),
             }),
         };
@@ -308,10 +356,12 @@ fn op_to_wire(op: &TxnOp) -> RequestOp {
             key,
             value,
             prev_kv,
+            ttl_ms,
         }) => request_op::Request::RequestPut(request_op::Put {
             key: key.clone(),
             value: value.clone(),
             prev_kv: *prev_kv,
+            ttl_millis: wire_ttl(*ttl_ms),
         }),
         TxnOp::Delete(DeleteOp {
             range,
@@ -395,6 +445,11 @@ impl TryFrom<&event::RestoreTable> for Command {
     }
 }
 
+/// A validated TTL back on the wire (at most ten years: always fits).
+fn wire_ttl(ttl_ms: u64) -> i64 {
+    i64::try_from(ttl_ms).unwrap_or(i64::MAX)
+}
+
 impl From<&Put> for wire::PutRequest {
     fn from(p: &Put) -> Self {
         Self {
@@ -402,6 +457,7 @@ impl From<&Put> for wire::PutRequest {
             key: p.op.key.clone(),
             value: p.op.value.clone(),
             prev_kv: p.op.prev_kv,
+            ttl_millis: wire_ttl(p.op.ttl_ms),
         }
     }
 }

@@ -82,3 +82,9 @@ pub use materializer::{Entry, Materializer};
 pub use range::RangeIter;
 pub use response::{ApplyResponse, Rejection};
 pub use state::State;
+
+/// This node's wall clock in milliseconds since the Unix epoch: the time a reader judges
+/// expiry at (0 if the clock is before 1970).
+pub fn wall_clock_ms() -> u64 {
+    regatta_proto::now_micros() / 1000
+}

@@ -30,3 +30,7 @@ pub const MAX_TXN_SCANNED_RECORDS: u64 = 8 << 20;
 /// list. Checked where a request enters a node, never at apply (older entries may hold
 /// more; the budgets above bound what evaluating them costs).
 pub const DEFAULT_MAX_TXN_OPS: usize = 1024;
+
+/// Longest time to live a put may set: ten years, in milliseconds. Checked where a request
+/// enters and at apply alike (a constant of the log's semantics, as the budgets above).
+pub const MAX_TTL_MILLIS: u64 = 10 * 365 * 24 * 3600 * 1000;

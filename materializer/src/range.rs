@@ -39,9 +39,10 @@ pub fn range_chunk(
     after: Option<&[u8]>,
     remaining: Option<u64>,
     max_bytes: usize,
+    now_ms: u64,
 ) -> RangeChunk {
     chunk_of(
-        table.scan(&q.range, after),
+        table.scan_at(&q.range, after, now_ms),
         q,
         remaining,
         max_bytes,
@@ -163,14 +164,15 @@ fn to_kvs(picked: &[Picked<'_>], keys_only: bool) -> Vec<KeyValue> {
                 create_revision: wire_revision(revisions.create),
                 mod_revision: wire_revision(revisions.modified),
                 value,
+                expires_at_millis: wire_revision(p.record.expires_at()),
             }
         })
         .collect()
 }
 
 /// The `Range` RPC: the first chunk of `q` on `table`.
-pub fn range(table: &Table, q: &RangeQuery) -> RangeResponse {
-    range_chunk(table, q, None, q.limit, MAX_RESPONSE_BYTES).response
+pub fn range(table: &Table, q: &RangeQuery, now_ms: u64) -> RangeResponse {
+    range_chunk(table, q, None, q.limit, MAX_RESPONSE_BYTES, now_ms).response
 }
 
 /// Every chunk of a range, all from one consistent view (`IterateRange`). `more` is set on
@@ -184,11 +186,15 @@ pub struct RangeIter {
     returned: u64,
     max_bytes: usize,
     done: bool,
+    /// The reader's clock: keys expired at it are skipped (the same instant for every
+    /// chunk, as the view is).
+    now_ms: u64,
 }
 
 impl RangeIter {
-    /// Iterates `query` over `table` in `view`. Fails with `TableNotFound` up front.
-    pub fn new(view: Arc<State>, table: &str, query: RangeQuery) -> Result<Self> {
+    /// Iterates `query` over `table` in `view` at `now_ms` (the reader's clock). Fails with
+    /// `TableNotFound` up front.
+    pub fn new(view: Arc<State>, table: &str, query: RangeQuery, now_ms: u64) -> Result<Self> {
         if view.table(table).is_none() {
             return Err(Error::TableNotFound {
                 table: table.into(),
@@ -202,6 +208,7 @@ impl RangeIter {
             returned: 0,
             max_bytes: MAX_RESPONSE_BYTES,
             done: false,
+            now_ms,
         })
     }
 
@@ -232,6 +239,7 @@ impl Iterator for RangeIter {
             self.after.as_ref().map(Key::as_slice),
             remaining,
             self.max_bytes,
+            self.now_ms,
         );
         self.returned += chunk.response.kvs.len() as u64;
         // Only a size cut continues; a limit reached ends the iteration (its `more` tells

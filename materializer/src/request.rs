@@ -11,7 +11,7 @@ use bytes::Bytes;
 use regatta_proto::mvcc::v1::{Compare as WireCompare, RequestOp, compare, request_op};
 use regatta_proto::regatta::v1 as wire;
 
-use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::limits::{MAX_KEY_BYTES, MAX_TTL_MILLIS, MAX_VALUE_BYTES};
 use crate::{Error, Result};
 
 /// Which keys a request addresses.
@@ -89,6 +89,18 @@ pub fn check_value(value: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Checks a put's time to live from the wire (`ttl_millis`): 0 (none) up to
+/// [`MAX_TTL_MILLIS`].
+pub fn check_ttl(ttl_millis: i64) -> Result<u64> {
+    match u64::try_from(ttl_millis) {
+        Err(_) => Err(Error::invalid("ttl_millis must not be negative")),
+        Ok(ttl) if ttl > MAX_TTL_MILLIS => Err(Error::invalid(format!(
+            "ttl_millis is {ttl}, more than the {MAX_TTL_MILLIS} (ten years) allowed"
+        ))),
+        Ok(ttl) => Ok(ttl),
+    }
 }
 
 /// Converts a wire table name (bytes) to a table name: non-empty UTF-8.
@@ -218,17 +230,28 @@ pub struct PutOp {
     pub key: Bytes,
     pub value: Bytes,
     pub prev_kv: bool,
+    /// Time to live in milliseconds from the event's time; 0: the key never expires.
+    pub ttl_ms: u64,
 }
 
 impl PutOp {
-    fn new(key: &Bytes, value: &Bytes, prev_kv: bool) -> Result<Self> {
+    fn new(key: &Bytes, value: &Bytes, prev_kv: bool, ttl_millis: i64) -> Result<Self> {
         check_key(key)?;
         check_value(value)?;
         Ok(Self {
             key: key.clone(),
             value: value.clone(),
             prev_kv,
+            ttl_ms: check_ttl(ttl_millis)?,
         })
+    }
+
+    /// The expiry this put sets when its event's time is `now_ms` (0: none).
+    pub fn expires_at(&self, now_ms: u64) -> u64 {
+        if self.ttl_ms == 0 {
+            return 0;
+        }
+        now_ms.saturating_add(self.ttl_ms)
     }
 }
 
@@ -313,7 +336,12 @@ impl TryFrom<&RequestOp> for TxnOp {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => Ok(Self::Range(RangeQuery::try_from(r)?)),
             Some(request_op::Request::RequestPut(p)) => {
-                Ok(Self::Put(PutOp::new(&p.key, &p.value, p.prev_kv)?))
+                Ok(Self::Put(PutOp::new(
+                    &p.key,
+                    &p.value,
+                    p.prev_kv,
+                    p.ttl_millis,
+                )?))
             }
             Some(request_op::Request::RequestDeleteRange(d)) => Ok(Self::Delete(DeleteOp {
                 range: KeyRange::from_wire(&d.key, &d.range_end)?,
@@ -421,7 +449,13 @@ pub struct Put {
 
 impl Put {
     /// Validates a put from its parts (a request's or a log event's fields).
-    pub fn new(table: &[u8], key: &Bytes, value: &Bytes, prev_kv: bool) -> Result<Self> {
+    pub fn new(
+        table: &[u8],
+        key: &Bytes,
+        value: &Bytes,
+        prev_kv: bool,
+        ttl_millis: i64,
+    ) -> Result<Self> {
         let table = check_put(table, key, value)?.to_owned();
         Ok(Self {
             table,
@@ -429,6 +463,7 @@ impl Put {
                 key: key.clone(),
                 value: value.clone(),
                 prev_kv,
+                ttl_ms: check_ttl(ttl_millis)?,
             },
         })
     }
@@ -437,7 +472,7 @@ impl Put {
 impl TryFrom<&wire::PutRequest> for Put {
     type Error = Error;
     fn try_from(r: &wire::PutRequest) -> Result<Self> {
-        Self::new(&r.table, &r.key, &r.value, r.prev_kv)
+        Self::new(&r.table, &r.key, &r.value, r.prev_kv, r.ttl_millis)
     }
 }
 

@@ -67,25 +67,52 @@ impl State {
             .collect()
     }
 
-    /// Point read of one key as a wire pair.
-    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<KeyValue>> {
+    /// Point read of one key as a wire pair at `now_ms` (the reader's clock, e.g.
+    /// [`crate::wall_clock_ms`]): an expired key is absent.
+    pub fn get(&self, table: &str, key: &[u8], now_ms: u64) -> Result<Option<KeyValue>> {
         let t = self.existing(table)?;
-        Ok(t.get_kv(key))
+        Ok(t.get_kv(key, now_ms))
     }
 
-    /// The `Range` RPC against this view (header left `None`).
-    pub fn range(&self, req: &TableRange) -> Result<RangeResponse> {
-        Ok(range(self.existing(&req.table)?, &req.query))
+    /// The `Range` RPC against this view at `now_ms` (header left `None`).
+    pub fn range(&self, req: &TableRange, now_ms: u64) -> Result<RangeResponse> {
+        Ok(range(self.existing(&req.table)?, &req.query, now_ms))
     }
 
-    /// `IterateRange`: every chunk, all from this view.
-    pub fn iterate(self: &Arc<Self>, req: &TableRange) -> Result<RangeIter> {
-        RangeIter::new(Arc::clone(self), &req.table, req.query.clone())
+    /// `IterateRange`: every chunk, all from this view, at `now_ms`.
+    pub fn iterate(self: &Arc<Self>, req: &TableRange, now_ms: u64) -> Result<RangeIter> {
+        RangeIter::new(Arc::clone(self), &req.table, req.query.clone(), now_ms)
     }
 
-    /// A read-only `Txn` against this view, within `budget`. `Ok(None)` when the txn writes
-    /// and must be proposed to the log instead.
-    pub fn read_txn(&self, t: &Txn, budget: &mut Budget<'_>) -> Result<Option<TxnResponse>> {
-        txn::read_only(self.existing(&t.table)?, t, budget)
+    /// A read-only `Txn` against this view at `now_ms`, within `budget`. `Ok(None)` when
+    /// the txn writes and must be proposed to the log instead.
+    pub fn read_txn(
+        &self,
+        t: &Txn,
+        budget: &mut Budget<'_>,
+        now_ms: u64,
+    ) -> Result<Option<TxnResponse>> {
+        txn::read_only(self.existing(&t.table)?, t, budget, now_ms)
+    }
+
+    /// Up to `max` keys expired at `now_ms`, per table (tables without any left out), for
+    /// the core leader's expiry task. Costs O(tables + keys returned).
+    pub fn expired(&self, now_ms: u64, max: usize) -> Vec<(String, Vec<crate::table::Expired>)> {
+        let mut left = max;
+        let mut out = Vec::new();
+        for (name, table) in self.tables.iter() {
+            if left == 0 {
+                break;
+            }
+            if table.expiring_len() == 0 {
+                continue;
+            }
+            let keys = table.expired(now_ms, left);
+            if !keys.is_empty() {
+                left -= keys.len();
+                out.push((name.clone(), keys));
+            }
+        }
+        out
     }
 }

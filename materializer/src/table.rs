@@ -8,6 +8,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use imbl::OrdSet;
 use triomphe::ThinArc;
 
 use bytes::Bytes;
@@ -31,14 +32,19 @@ use crate::{Revision, TableId};
 #[derive(Clone)]
 pub struct Record(ThinArc<(), u8>);
 
-/// Longest header: the length byte and four varints of at most 10 bytes.
-const MAX_HEADER: usize = 41;
+/// Longest header: the length byte and five varints of at most 10 bytes.
+const MAX_HEADER: usize = 51;
+/// Set in the length byte when the header holds a fifth varint, the expiry (the length
+/// itself is at most 50).
+const EXPIRES: u8 = 0x80;
 
-/// The header of a record with this key length and these revisions, and its length.
-fn encode_header(key_len: usize, revisions: [u64; 3]) -> ([u8; MAX_HEADER], usize) {
+/// The header of a record with this key length, these revisions and this expiry (0:
+/// none, and no byte spent on it), and its length.
+fn encode_header(key_len: usize, revisions: [u64; 3], expires_at: u64) -> ([u8; MAX_HEADER], usize) {
     let mut header = [0u8; MAX_HEADER];
     let mut at = 1;
-    for mut r in [key_len as u64].into_iter().chain(revisions) {
+    let expiry = (expires_at != 0).then_some(expires_at);
+    for mut r in [key_len as u64].into_iter().chain(revisions).chain(expiry) {
         while r >= 0x80 {
             header[at] = (r as u8 & 0x7f) | 0x80;
             r >>= 7;
@@ -47,8 +53,8 @@ fn encode_header(key_len: usize, revisions: [u64; 3]) -> ([u8; MAX_HEADER], usiz
         header[at] = r as u8;
         at += 1;
     }
-    // At most 40 varint bytes: fits the length byte.
-    header[0] = (at - 1) as u8;
+    // At most 50 varint bytes: fits the length byte beside its flag.
+    header[0] = (at - 1) as u8 | if expiry.is_some() { EXPIRES } else { 0 };
     (header, at)
 }
 
@@ -85,7 +91,7 @@ pub fn wire_revision(revision: u64) -> i64 {
 /// A record's bytes split after the header: its varints (key length, create, mod, version)
 /// and its body (the key, then the value).
 fn header_and_body(record: &[u8]) -> (&[u8], &[u8]) {
-    let at = 1 + usize::from(record.first().copied().unwrap_or(0));
+    let at = 1 + usize::from(record.first().copied().unwrap_or(0) & !EXPIRES);
     (
         record.get(1..at).unwrap_or_default(),
         record.get(at..).unwrap_or_default(),
@@ -113,7 +119,13 @@ impl Record {
         mod_revision: u64,
         version: u64,
     ) -> Self {
-        let (header, len) = encode_header(key.len(), [create_revision, mod_revision, version]);
+        Self::expiring(key, value, [create_revision, mod_revision, version], 0)
+    }
+
+    /// [`Record::new`] with the revisions `[create, mod, version]` and an expiry in
+    /// milliseconds since the Unix epoch (0: never).
+    pub fn expiring(key: &[u8], value: &[u8], revisions: [u64; 3], expires_at: u64) -> Self {
+        let (header, len) = encode_header(key.len(), revisions, expires_at);
         // Assemble on the stack when small, so the record costs exactly one allocation.
         let mut small = [0u8; 512];
         let total = len + key.len() + value.len();
@@ -156,6 +168,25 @@ impl Record {
             modified: varint(&mut bytes),
             version: varint(&mut bytes),
         }
+    }
+
+    /// When the key expires, in milliseconds since the Unix epoch; 0 when it never does.
+    pub fn expires_at(&self) -> u64 {
+        if self.bytes().first().is_none_or(|b| b & EXPIRES == 0) {
+            return 0;
+        }
+        let mut bytes = header_and_body(self.bytes()).0.iter();
+        for _ in 0..4 {
+            varint(&mut bytes);
+        }
+        varint(&mut bytes)
+    }
+
+    /// `false` once the key has expired at `now_ms` (milliseconds since the Unix epoch): it
+    /// then counts as absent, to readers and to writes alike, until its delete is applied.
+    pub fn live_at(&self, now_ms: u64) -> bool {
+        let expires_at = self.expires_at();
+        expires_at == 0 || expires_at > now_ms
     }
 
     /// Revision of the write that created the key (since its last deletion).
@@ -201,6 +232,7 @@ impl Record {
             } else {
                 self.value_bytes()
             },
+            expires_at_millis: wire_revision(self.expires_at()),
         }
     }
 }
@@ -240,8 +272,19 @@ impl std::fmt::Debug for Record {
             .field("create_revision", &revisions.create)
             .field("mod_revision", &revisions.modified)
             .field("version", &revisions.version)
+            .field("expires_at", &self.expires_at())
             .finish()
     }
+}
+
+/// How a write meets time: the clock of the event it comes from and the expiry a put sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteTime {
+    /// The event's time, in milliseconds since the Unix epoch: a key expired at or before
+    /// it counts as absent (a put then creates the key anew).
+    pub now_ms: u64,
+    /// The expiry the put sets, in milliseconds since the Unix epoch; 0: none.
+    pub expires_at: u64,
 }
 
 /// One table: its id, config and content.
@@ -252,10 +295,22 @@ pub struct Table {
     data: Tree<Record>,
     /// Bytes of every key and value held (what Cluster.Status reports as the table's size).
     bytes: u64,
+    /// The keys that have an expiry, by expiry then key: what the core leader's expiry task
+    /// reads. Shared structurally between copies like the tree; empty (and free) in a table
+    /// without TTLs.
+    expiring: OrdSet<(u64, Bytes)>,
 }
 
 fn record_bytes(r: &Record) -> u64 {
     (r.key().len() + r.value().len()) as u64
+}
+
+/// A key whose expiry has passed, as the expiry task proposes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub key: Bytes,
+    /// The write that set the expiry: the key is deleted only if it still holds it.
+    pub mod_revision: u64,
 }
 
 impl Table {
@@ -266,6 +321,7 @@ impl Table {
             config: config.map(Arc::new),
             data: Tree::new(),
             bytes: 0,
+            expiring: OrdSet::new(),
         }
     }
 
@@ -275,12 +331,21 @@ impl Table {
         config: Option<prost_types::Struct>,
         data: Tree<Record>,
     ) -> Self {
-        let bytes = data.iter().map(record_bytes).sum();
+        let mut bytes = 0;
+        let mut expiring = OrdSet::new();
+        for r in data.iter() {
+            bytes += record_bytes(r);
+            let expires_at = r.expires_at();
+            if expires_at != 0 {
+                expiring.insert((expires_at, Bytes::copy_from_slice(r.key())));
+            }
+        }
         Self {
             id,
             config: config.map(Arc::new),
             data,
             bytes,
+            expiring,
         }
     }
 
@@ -292,7 +357,7 @@ impl Table {
         self.config.as_deref()
     }
 
-    /// Number of keys.
+    /// Number of keys (expired ones not yet deleted included).
     pub fn len(&self) -> usize {
         self.data.len()
     }
@@ -307,28 +372,54 @@ impl Table {
         self.data.is_empty()
     }
 
+    /// Number of keys that have an expiry.
+    pub fn expiring_len(&self) -> usize {
+        self.expiring.len()
+    }
+
+    /// Up to `max` keys expired at `now_ms` (expiry at or before it), soonest first.
+    pub fn expired(&self, now_ms: u64, max: usize) -> Vec<Expired> {
+        self.expiring
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .filter_map(|(_, key)| {
+                let record = self.data.get(key)?;
+                Some(Expired {
+                    key: key.clone(),
+                    mod_revision: record.mod_revision(),
+                })
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Leaves and inner nodes of the table's tree ([`Tree::node_counts`]).
     pub fn node_counts(&self) -> (usize, usize) {
         self.data.node_counts()
     }
 
-    /// Point read: O(log n), no lock.
+    /// Point read of what is stored, expired or not: O(log n), no lock.
     pub fn get(&self, key: &[u8]) -> Option<&Record> {
         self.data.get(key)
     }
 
-    /// Point read as a wire pair.
-    pub fn get_kv(&self, key: &[u8]) -> Option<KeyValue> {
-        self.data.get(key).map(|r| r.kv(false))
+    /// Point read at `now_ms`: an expired key is absent.
+    pub fn get_at(&self, key: &[u8], now_ms: u64) -> Option<&Record> {
+        self.data.get(key).filter(|r| r.live_at(now_ms))
     }
 
-    /// Every record in key order.
+    /// Point read at `now_ms` as a wire pair.
+    pub fn get_kv(&self, key: &[u8], now_ms: u64) -> Option<KeyValue> {
+        self.get_at(key, now_ms).map(|r| r.kv(false))
+    }
+
+    /// Every record in key order, expired or not.
     pub fn iter(&self) -> impl Iterator<Item = &Record> + '_ {
         self.data.iter()
     }
 
-    /// Records of `range` in key order, starting strictly after `after` when given.
-    /// O(log n) to position, then O(1) amortised per record.
+    /// Records of `range` in key order, starting strictly after `after` when given, expired
+    /// ones included. O(log n) to position, then O(1) amortised per record.
     pub fn scan<'a>(
         &'a self,
         range: &'a KeyRange,
@@ -365,21 +456,22 @@ impl Table {
         }
     }
 
-    /// Upserts `key` at `rev`; returns the previous record. One walk down the tree for an
-    /// update and an insert alike (in place when this table copy owns the path).
-    pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision) -> Option<Record> {
-        let prev = self.data.upsert(key, |prev| match prev {
-            Some(p) => {
-                let before = p.revisions();
-                Record::new(key, value, before.create, rev.0, before.version + 1)
-            }
-            None => Record::new(key, value, rev.0, rev.0, 1),
-        });
-        match &prev {
-            Some(p) => self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64,
-            None => self.bytes += (key.len() + value.len()) as u64,
-        }
-        prev
+    /// [`Table::scan`] at `now_ms`: expired keys are skipped.
+    pub fn scan_at<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        after: Option<&'a [u8]>,
+        now_ms: u64,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
+        self.scan(range, after).filter(move |r| r.live_at(now_ms))
+    }
+
+    /// Upserts `key` at `rev`; returns the previous record if it was live at `time.now_ms`
+    /// (an expired one is replaced as if absent: the key is created anew). One walk down
+    /// the tree for an update and an insert alike (in place when this table copy owns the
+    /// path).
+    pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision, time: WriteTime) -> Option<Record> {
+        self.put_returning(key, value, rev, time).1
     }
 
     /// [`Table::put`] that also returns the record written (for the watch history).
@@ -388,28 +480,48 @@ impl Table {
         key: &[u8],
         value: &[u8],
         rev: Revision,
+        time: WriteTime,
     ) -> (Record, Option<Record>) {
         let mut written = None;
         let prev = self.data.upsert(key, |prev| {
-            let record = match prev {
+            let revisions = match prev.filter(|p| p.live_at(time.now_ms)) {
                 Some(p) => {
                     let before = p.revisions();
-                    Record::new(key, value, before.create, rev.0, before.version + 1)
+                    [before.create, rev.0, before.version + 1]
                 }
-                None => Record::new(key, value, rev.0, rev.0, 1),
+                None => [rev.0, rev.0, 1],
             };
+            let record = Record::expiring(key, value, revisions, time.expires_at);
             written = Some(record.clone());
             record
         });
         match &prev {
-            Some(p) => self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64,
+            Some(p) => {
+                self.bytes = self.bytes - p.value().len() as u64 + value.len() as u64;
+                self.forget_expiry(p);
+            }
             None => self.bytes += (key.len() + value.len()) as u64,
         }
-        let written = written.unwrap_or_else(|| Record::new(key, value, rev.0, rev.0, 1));
-        (written, prev)
+        if time.expires_at != 0 {
+            self.expiring
+                .insert((time.expires_at, Bytes::copy_from_slice(key)));
+        }
+        let written = written.unwrap_or_else(|| {
+            Record::expiring(key, value, [rev.0, rev.0, 1], time.expires_at)
+        });
+        (written, prev.filter(|p| p.live_at(time.now_ms)))
     }
 
-    /// Deletes every key of `range`; returns the deleted records in key order.
+    fn forget_expiry(&mut self, record: &Record) {
+        let expires_at = record.expires_at();
+        if expires_at != 0 {
+            self.expiring
+                .remove(&(expires_at, Bytes::copy_from_slice(record.key())));
+        }
+    }
+
+    /// Deletes every key of `range`, expired ones included; returns the deleted records in
+    /// key order.
     pub fn delete(&mut self, range: &KeyRange) -> Vec<Record> {
         let doomed: Vec<Record> = self.scan(range, None).cloned().collect();
         self.remove_scanned(&doomed);
@@ -421,13 +533,27 @@ impl Table {
         for r in doomed {
             self.data.remove_present(r.key());
             self.bytes -= record_bytes(r);
+            self.forget_expiry(r);
         }
+    }
+
+    /// Deletes `key` if it still holds the write at `mod_revision` and has expired at
+    /// `now_ms`; returns the deleted record.
+    pub fn expire(&mut self, key: &[u8], mod_revision: u64, now_ms: u64) -> Option<Record> {
+        let record = self
+            .data
+            .get(key)
+            .filter(|r| r.mod_revision() == mod_revision && !r.live_at(now_ms))?
+            .clone();
+        self.remove_scanned(std::slice::from_ref(&record));
+        Some(record)
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
         self.data = Tree::new();
         self.bytes = 0;
+        self.expiring = OrdSet::new();
     }
 }
 
@@ -459,6 +585,29 @@ mod tests {
             prop_assert_eq!(kv.create_revision, i64::try_from(create).unwrap_or(i64::MAX));
             prop_assert_eq!(kv.mod_revision, i64::try_from(modified).unwrap_or(i64::MAX));
             prop_assert!(r.kv(true).value.is_empty());
+            prop_assert_eq!(r.expires_at(), 0);
+            prop_assert!(r.live_at(u64::MAX));
+        }
+
+        #[test]
+        fn an_expiring_record_keeps_its_expiry_and_everything_else(
+            revisions in any::<[u64; 3]>(),
+            expires_at in 1u64..,
+            key in proptest::collection::vec(any::<u8>(), 0..300),
+            value in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let r = Record::expiring(&key, &value, revisions, expires_at);
+            let got = r.revisions();
+            prop_assert_eq!([got.create, got.modified, got.version], revisions);
+            prop_assert_eq!(r.expires_at(), expires_at);
+            prop_assert_eq!(r.key(), &key[..]);
+            prop_assert_eq!(r.value(), &value[..]);
+            prop_assert!(r.live_at(expires_at - 1));
+            prop_assert!(!r.live_at(expires_at));
+            prop_assert_eq!(
+                r.kv(false).expires_at_millis,
+                i64::try_from(expires_at).unwrap_or(i64::MAX)
+            );
         }
     }
 
@@ -476,8 +625,16 @@ mod tests {
         // A thin pointer: a leaf pair is a search word and 8 bytes.
         assert_eq!(std::mem::size_of::<Record>(), 8);
         let widest = Record::new(b"", b"", u64::MAX, u64::MAX, u64::MAX);
-        assert_eq!(widest.bytes().len(), MAX_HEADER - 9);
+        assert_eq!(widest.bytes().len(), MAX_HEADER - 19);
         assert_eq!(widest.version(), u64::MAX);
+        assert_eq!(widest.expires_at(), 0);
+        // An expiry takes a fifth varint, and only then.
+        let expiring = Record::expiring(b"", b"", [u64::MAX; 3], u64::MAX);
+        assert_eq!(expiring.bytes().len(), MAX_HEADER - 9);
+        assert_eq!(
+            (expiring.version(), expiring.expires_at()),
+            (u64::MAX, u64::MAX)
+        );
         assert_eq!((widest.key(), widest.value()), (&b""[..], &b""[..]));
     }
 }

@@ -25,7 +25,7 @@ use crate::changes::Recorder;
 use crate::limits::KV_OVERHEAD_BYTES;
 use crate::range::{FirstPair, chunk_of};
 use crate::request::{Compare, CompareResult, DeleteOp, KeyRange, PutOp, Txn, TxnOp};
-use crate::table::{Record, Table};
+use crate::table::{Record, Table, WriteTime};
 use crate::{Result, Revision};
 
 /// `true` when one record satisfies the compare.
@@ -42,15 +42,20 @@ fn record_satisfies(c: &Compare, record: &Record) -> bool {
     }
 }
 
-/// Evaluates one compare against `table`; a compare over a range steps through its records
-/// on `budget`.
-pub fn compare(table: &Table, c: &Compare, budget: &mut Budget<'_>) -> Result<bool> {
+/// Evaluates one compare against `table` at `now_ms` (an expired key is absent); a compare
+/// over a range steps through its records on `budget`.
+pub fn compare(table: &Table, c: &Compare, budget: &mut Budget<'_>, now_ms: u64) -> Result<bool> {
     match &c.range {
-        KeyRange::Key(k) => Ok(table.get(k).is_some_and(|r| record_satisfies(c, r))),
+        KeyRange::Key(k) => Ok(table
+            .get_at(k, now_ms)
+            .is_some_and(|r| record_satisfies(c, r))),
         range @ KeyRange::Span { .. } => {
             let mut any = false;
             let mut all = true;
             for r in budget.metered(table.scan(range, None)) {
+                if !r.live_at(now_ms) {
+                    continue;
+                }
                 any = true;
                 if !record_satisfies(c, r) {
                     all = false;
@@ -63,10 +68,15 @@ pub fn compare(table: &Table, c: &Compare, budget: &mut Budget<'_>) -> Result<bo
     }
 }
 
-/// Evaluates the conjunction of compares.
-pub fn compares_hold(table: &Table, compares: &[Compare], budget: &mut Budget<'_>) -> Result<bool> {
+/// Evaluates the conjunction of compares at `now_ms`.
+pub fn compares_hold(
+    table: &Table,
+    compares: &[Compare],
+    budget: &mut Budget<'_>,
+    now_ms: u64,
+) -> Result<bool> {
     for c in compares {
-        if !compare(table, c, budget)? {
+        if !compare(table, c, budget, now_ms)? {
             return Ok(false);
         }
     }
@@ -79,20 +89,25 @@ fn pair_bytes(record: &Record) -> usize {
     key.len() + value.len() + KV_OVERHEAD_BYTES
 }
 
-/// Applies a put at `rev`; the response carries the previous pair when asked. `changes`
-/// records the write when on.
+/// Applies a put at `rev`, from an event of time `now_ms`; the response carries the
+/// previous (live) pair when asked. `changes` records the write when on.
 pub fn put(
     table: &mut Table,
     op: &PutOp,
     rev: Revision,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> response_op::Put {
+    let time = WriteTime {
+        now_ms,
+        expires_at: op.expires_at(now_ms),
+    };
     let prev = if changes.is_on() {
-        let (written, prev) = table.put_returning(&op.key, &op.value, rev);
+        let (written, prev) = table.put_returning(&op.key, &op.value, rev, time);
         changes.put(rev, written, prev.clone());
         prev
     } else {
-        table.put(&op.key, &op.value, rev)
+        table.put(&op.key, &op.value, rev, time)
     };
     response_op::Put {
         prev_kv: prev
@@ -101,19 +116,22 @@ pub fn put(
     }
 }
 
-/// Applies a delete; `deleted` always carries the number of deleted keys. With `prev_kv`
-/// the deleted pairs are charged to `budget` first: a delete whose answer would not fit
-/// fails before it deletes anything.
+/// Applies a delete, from an event of time `now_ms`; `deleted` always carries the number of
+/// deleted keys. Keys expired at `now_ms` are removed too (and told to watchers) but not
+/// counted nor answered: they were already absent. With `prev_kv` the deleted pairs are
+/// charged to `budget` first: a delete whose answer would not fit fails before it deletes
+/// anything.
 pub fn delete(
     table: &mut Table,
     op: &DeleteOp,
     rev: Revision,
     budget: &mut Budget<'_>,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> Result<response_op::DeleteRange> {
     if !op.prev_kv {
         let doomed = table.delete(&op.range);
-        let deleted = doomed.len() as i64;
+        let deleted = doomed.iter().filter(|r| r.live_at(now_ms)).count() as i64;
         for r in doomed {
             changes.delete(rev, r);
         }
@@ -128,16 +146,19 @@ pub fn delete(
     let mut bytes = 0usize;
     let mut doomed = Vec::new();
     for r in table.scan(&op.range, None) {
-        bytes += pair_bytes(r);
-        if bytes > left {
-            return Err(response_limit());
+        if r.live_at(now_ms) {
+            bytes += pair_bytes(r);
+            if bytes > left {
+                return Err(response_limit());
+            }
         }
         doomed.push(r.clone());
     }
     budget.respond(bytes)?;
     table.remove_scanned(&doomed);
-    let deleted = doomed.len() as i64;
-    let prev_kvs = doomed.iter().map(|r| r.kv(false)).collect();
+    let live = || doomed.iter().filter(|r| r.live_at(now_ms));
+    let deleted = live().count() as i64;
+    let prev_kvs = live().map(|r| r.kv(false)).collect();
     for r in doomed {
         changes.delete(rev, r);
     }
@@ -151,10 +172,13 @@ fn range_op(
     table: &Table,
     q: &crate::request::RangeQuery,
     budget: &mut Budget<'_>,
+    now_ms: u64,
 ) -> Result<response_op::Range> {
     let left = budget.response_left();
     let chunk = chunk_of(
-        budget.metered(table.scan(&q.range, None)),
+        budget
+            .metered(table.scan(&q.range, None))
+            .filter(|r| r.live_at(now_ms)),
         q,
         q.limit,
         left,
@@ -180,23 +204,24 @@ fn run_ops(
     rev: Revision,
     budget: &mut Budget<'_>,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> Result<Vec<ResponseOp>> {
     ops.iter()
         .map(|op| {
             let response = match op {
                 TxnOp::Range(q) => {
-                    response_op::Response::ResponseRange(range_op(table, q, budget)?)
+                    response_op::Response::ResponseRange(range_op(table, q, budget, now_ms)?)
                 }
                 TxnOp::Put(p) => {
                     if p.prev_kv
-                        && let Some(prev) = table.get(&p.key)
+                        && let Some(prev) = table.get_at(&p.key, now_ms)
                     {
                         budget.respond(pair_bytes(prev))?;
                     }
-                    response_op::Response::ResponsePut(put(table, p, rev, changes))
+                    response_op::Response::ResponsePut(put(table, p, rev, changes, now_ms))
                 }
                 TxnOp::Delete(d) => response_op::Response::ResponseDeleteRange(delete(
-                    table, d, rev, budget, changes,
+                    table, d, rev, budget, changes, now_ms,
                 )?),
             };
             Ok(ResponseOp {
@@ -225,17 +250,18 @@ fn may_fail_after_a_write(ops: &[TxnOp]) -> bool {
     false
 }
 
-/// Runs a transaction on `table` at revision `rev` (writes mutate `table`), within the
-/// limits of [`Budget::for_apply`]. On an error nothing of it took effect (and nothing of
-/// it is left in `changes`).
+/// Runs a transaction on `table` at revision `rev`, from an event of time `now_ms` (writes
+/// mutate `table`), within the limits of [`Budget::for_apply`]. On an error nothing of it
+/// took effect (and nothing of it is left in `changes`).
 pub fn run(
     table: &mut Table,
     txn: &Txn,
     rev: Revision,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> Result<TxnResponse> {
     let mark = changes.mark();
-    let result = run_branch(table, txn, rev, changes);
+    let result = run_branch(table, txn, rev, changes, now_ms);
     if result.is_err() {
         changes.rollback(mark);
     }
@@ -247,9 +273,10 @@ fn run_branch(
     txn: &Txn,
     rev: Revision,
     changes: &mut Recorder,
+    now_ms: u64,
 ) -> Result<TxnResponse> {
     let mut budget = Budget::for_apply();
-    let succeeded = compares_hold(table, &txn.compare, &mut budget)?;
+    let succeeded = compares_hold(table, &txn.compare, &mut budget, now_ms)?;
     let ops = if succeeded {
         &txn.success
     } else {
@@ -259,11 +286,11 @@ fn run_branch(
         // A structural copy: the branch's writes copy the paths they touch, and the copy
         // replaces the table only once every op succeeded.
         let mut scratch = table.clone();
-        let responses = run_ops(&mut scratch, ops, rev, &mut budget, changes)?;
+        let responses = run_ops(&mut scratch, ops, rev, &mut budget, changes, now_ms)?;
         *table = scratch;
         responses
     } else {
-        run_ops(table, ops, rev, &mut budget, changes)?
+        run_ops(table, ops, rev, &mut budget, changes, now_ms)?
     };
     Ok(TxnResponse {
         header: None,
@@ -272,13 +299,19 @@ fn run_branch(
     })
 }
 
-/// Evaluates a read-only transaction against a view, without an event, within `budget`.
-/// Returns `Ok(None)` if the transaction writes (it must go through the log).
-pub fn read_only(table: &Table, txn: &Txn, budget: &mut Budget<'_>) -> Result<Option<TxnResponse>> {
+/// Evaluates a read-only transaction against a view at `now_ms` (the reader's clock),
+/// without an event, within `budget`. Returns `Ok(None)` if the transaction writes (it must
+/// go through the log).
+pub fn read_only(
+    table: &Table,
+    txn: &Txn,
+    budget: &mut Budget<'_>,
+    now_ms: u64,
+) -> Result<Option<TxnResponse>> {
     if !txn.is_read_only() {
         return Ok(None);
     }
-    let succeeded = compares_hold(table, &txn.compare, budget)?;
+    let succeeded = compares_hold(table, &txn.compare, budget, now_ms)?;
     let ops = if succeeded {
         &txn.success
     } else {
@@ -287,7 +320,7 @@ pub fn read_only(table: &Table, txn: &Txn, budget: &mut Budget<'_>) -> Result<Op
     let responses = ops
         .iter()
         .filter_map(|op| match op {
-            TxnOp::Range(q) => Some(range_op(table, q, budget).map(|r| ResponseOp {
+            TxnOp::Range(q) => Some(range_op(table, q, budget, now_ms).map(|r| ResponseOp {
                 response: Some(response_op::Response::ResponseRange(r)),
             })),
             _ => None,

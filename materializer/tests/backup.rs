@@ -23,6 +23,7 @@ fn table_with(pairs: &[(Bytes, Bytes)]) -> Materializer {
                 key: k.clone(),
                 value: v.clone(),
                 prev_kv: false,
+                ttl_millis: 0,
             })
         })
         .collect();

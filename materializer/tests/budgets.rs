@@ -220,17 +220,17 @@ fn a_read_only_txn_stops_when_its_caller_gives_up() {
     let calm = AtomicBool::new(false);
     let far = Instant::now() + Duration::from_secs(3600);
     let answer = view
-        .read_txn(&t, &mut Budget::for_read(far, &calm))
+        .read_txn(&t, &mut Budget::for_read(far, &calm), 0)
         .unwrap()
         .expect("read-only");
     assert_eq!(answer.responses.len(), 100);
     let gone = AtomicBool::new(true);
     let e = view
-        .read_txn(&t, &mut Budget::for_read(far, &gone))
+        .read_txn(&t, &mut Budget::for_read(far, &gone), 0)
         .expect_err("the caller is gone");
     assert!(matches!(e, Error::Cancelled { .. }), "{e}");
     let e = view
-        .read_txn(&t, &mut Budget::for_read(Instant::now(), &calm))
+        .read_txn(&t, &mut Budget::for_read(Instant::now(), &calm), 0)
         .expect_err("the deadline passed");
     assert!(e.to_string().contains("deadline"), "{e}");
 }

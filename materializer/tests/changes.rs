@@ -52,6 +52,7 @@ fn to_event(op: &Op) -> Event {
                         key: b(&key(*k)),
                         value: b(&v.to_string()),
                         prev_kv: false,
+                        ttl_millis: 0,
                     })
                     .unwrap()
                 })

@@ -68,7 +68,7 @@ fn table_ids_are_create_indices_and_errors_are_per_entry() {
     );
     assert!(matches!(
         h.m.view()
-            .range(&TableRange::try_from(&range_req("t", "a", "")).unwrap()),
+            .range(&TableRange::try_from(&range_req("t", "a", "")).unwrap(), 0),
         Err(Error::TableNotFound { .. })
     ));
 }
@@ -85,6 +85,7 @@ fn put_tracks_revisions_and_returns_prev_kv() {
         create_revision: 2,
         mod_revision: 2,
         value: b("1"),
+        expires_at_millis: 0,
     };
     assert_eq!(
         second,
@@ -108,6 +109,7 @@ fn put_tracks_revisions_and_returns_prev_kv() {
         key: b("k"),
         value: b("3"),
         prev_kv: false,
+        ttl_millis: 0,
     }));
     assert_eq!(r, ApplyResponse::Put { prev_kv: None });
 }
@@ -134,7 +136,8 @@ fn range_shapes_single_span_prefix_from_key_whole_table() {
             key: b("a"),
             create_revision: 2,
             mod_revision: 2,
-            value: b("va")
+            value: b("va"),
+            expires_at_millis: 0,
         }
     );
     assert_eq!(r.count, 1);
@@ -218,7 +221,7 @@ fn large_ranges_are_cut_into_chunks_and_iterate_sees_one_view() {
     );
     let q = TableRange::try_from(&range_req("t", "\0", "\0")).unwrap();
     let view = h.m.view();
-    let iter = view.iterate(&q).unwrap();
+    let iter = view.iterate(&q, 0).unwrap();
     // Writes after the iterator started are not seen.
     h.apply(put("t", "k99", "late"));
     let chunks: Vec<_> = iter.collect();
@@ -248,7 +251,7 @@ fn iterate_respects_limit_across_chunks() {
     let q = TableRange::try_from(&req).unwrap();
     let chunks: Vec<_> =
         h.m.view()
-            .iterate(&q)
+            .iterate(&q, 0)
             .unwrap()
             .with_max_bytes(100)
             .collect();
@@ -434,7 +437,7 @@ fn read_only_txn_is_served_from_a_view() {
     let before = h.m.applied();
     let r =
         h.m.view()
-            .read_txn(&t, &mut Budget::for_apply())
+            .read_txn(&t, &mut Budget::for_apply(), 0)
             .unwrap()
             .expect("read-only");
     assert!(r.succeeded);
@@ -447,7 +450,7 @@ fn read_only_txn_is_served_from_a_view() {
     .unwrap();
     assert!(
         h.m.view()
-            .read_txn(&writing, &mut Budget::for_apply())
+            .read_txn(&writing, &mut Budget::for_apply(), 0)
             .unwrap()
             .is_none()
     );
@@ -522,6 +525,7 @@ fn invalid_event_in_log_is_a_deterministic_rejection() {
         key: b(""),
         value: b("v"),
         prev_kv: false,
+        ttl_millis: 0,
     }));
     let r = h.apply(bad);
     assert!(

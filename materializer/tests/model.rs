@@ -57,6 +57,7 @@ fn to_event(op: &Op) -> Event {
             key: b(&key(*k)),
             value: b(&v.to_string()),
             prev_kv: *prev_kv,
+            ttl_millis: 0,
         }),
         Op::Delete(k, e) => delete("t", &key(*k), &e.map(key).unwrap_or_default()),
         Op::Txn(k, v, o) => txn(wire::TxnRequest {
@@ -78,6 +79,7 @@ fn to_event(op: &Op) -> Event {
                 key: if *empty_key { Bytes::new() } else { b("k00") },
                 value: b("v"),
                 prev_kv: true,
+                ttl_millis: 0,
             })),
         },
     }

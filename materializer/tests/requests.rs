@@ -108,6 +108,7 @@ fn put_and_delete_validation() {
         key: k,
         value: v,
         prev_kv: false,
+        ttl_millis: 0,
     };
     assert!(request::validate_put(&put(b("k"), b("v"))).is_ok());
     assert!(invalid(
@@ -152,6 +153,7 @@ fn txn_validation_reaches_inside_ops_and_compares() {
                 key: b("k"),
                 value: Bytes::from(vec![0u8; 2 * 1024 * 1024 + 1]),
                 prev_kv: false,
+                ttl_millis: 0,
             })),
         }]),
         Error::ValueTooLarge { .. }
@@ -207,6 +209,7 @@ fn validated_writes_round_trip_through_their_event() {
             key: b("k"),
             value: b("v"),
             prev_kv: true,
+            ttl_millis: 0,
         })
         .unwrap(),
         Command::try_from(&wire::DeleteRangeRequest {

@@ -328,6 +328,8 @@ fn unhex(s: &str) -> Vec<u8> {
 
 #[test]
 fn a_version_1_snapshot_is_still_read_and_rewritten_as_version_2() {
+    // Version 2 is what a state without any key with a TTL is written as (version 3 adds
+    // expiries; see `a_key_with_a_ttl_makes_the_snapshot_version_3_and_keeps_its_expiry`).
     let bytes = unhex(V1_SNAPSHOT_51);
     let raw = zstd::decode_all(bytes.as_slice()).unwrap();
     assert_eq!(
@@ -366,8 +368,8 @@ fn a_version_1_snapshot_is_still_read_and_rewritten_as_version_2() {
 
     let again = snapshot::encode(&state).unwrap();
     let raw = zstd::decode_all(again.as_slice()).unwrap();
-    assert_eq!(raw[8..12], snapshot::SNAPSHOT_VERSION.to_le_bytes());
-    assert_eq!(snapshot::SNAPSHOT_VERSION, 2);
+    assert_eq!(raw[8..12], 2u32.to_le_bytes());
+    assert_eq!(snapshot::SNAPSHOT_VERSION, 3);
     let back = snapshot::decode(&again).unwrap();
     assert_eq!(dump(&back), dump(&state));
     assert_eq!(back.raft_meta(), state.raft_meta());

@@ -154,6 +154,19 @@ pub struct CoreArgs {
     /// Besides, a purge checks the objects of the entries it drops.
     #[arg(long = "object-store.check-interval", env = "REGATTA_OBJECT_STORE_CHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub archive_check_interval: Duration,
+    /// How often the leader looks for keys whose time to live has passed and proposes
+    /// their deletion (the delete is at most about this late, plus one commit; reads never
+    /// return an expired key).
+    #[arg(long = "ttl.expiry-interval", env = "REGATTA_TTL_EXPIRY_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub ttl_expiry_interval: Duration,
+    /// The most expired keys one expiry entry of the log deletes (the leader proposes
+    /// entry after entry until none is left).
+    #[arg(
+        long = "ttl.expiry-batch-keys",
+        env = "REGATTA_TTL_EXPIRY_BATCH_KEYS",
+        default_value_t = 1000
+    )]
+    pub ttl_expiry_batch_keys: usize,
     /// Name of this node in MemberList (default: `node-<id>`).
     #[arg(long = "node-name", env = "REGATTA_NODE_NAME")]
     pub node_name: Option<String>,
@@ -192,6 +205,7 @@ pub struct CoreSettings {
     pub upload: regatta_core::uploader::UploadPolicy,
     pub keep_snapshots: usize,
     pub archive_check_interval: Duration,
+    pub expiry: regatta_core::expiry::ExpirySettings,
 }
 
 impl CoreArgs {
@@ -212,6 +226,14 @@ impl CoreArgs {
         }
         if !(1..=64).contains(&self.proposals_in_flight) {
             bail!("--raft.proposals-in-flight must be between 1 and 64");
+        }
+        if self.ttl_expiry_interval < Duration::from_millis(1)
+            || self.ttl_expiry_interval > Duration::from_secs(3600)
+        {
+            bail!("--ttl.expiry-interval must be between 1ms and 1h");
+        }
+        if !(1..=10_000).contains(&self.ttl_expiry_batch_keys) {
+            bail!("--ttl.expiry-batch-keys must be between 1 and 10000 (an entry of 10000 keys of 1 KiB is 10 MiB)");
         }
         self.storage.validate()?;
         let api = self.api.validate()?;
@@ -246,6 +268,10 @@ impl CoreArgs {
             keep_entries: self.compaction_overhead.unwrap_or(self.keep_entries),
             table_changes,
             services: self.services,
+            expiry: regatta_core::expiry::ExpirySettings {
+                interval: self.ttl_expiry_interval,
+                max_keys: self.ttl_expiry_batch_keys,
+            },
             batch_limits: regatta_core::batcher::BatchLimits {
                 max_writes: self.max_batch_writes,
                 in_flight: self.proposals_in_flight,

@@ -374,6 +374,15 @@ fn start_tasks(
         ),
         handoff.clone(),
     ));
+    tokio::spawn(regatta_core::expiry::run(
+        settings.expiry,
+        raft.clone(),
+        role.clone(),
+        parts.materializer.clone(),
+        regatta_core::expiry::ExpiryMetrics::register(registry)
+            .context("registering the expiry metrics")?,
+        shutdown.clone(),
+    ));
     let uploads = start_uploads(settings, node, parts)?;
     start_archiver(settings, node, parts)?;
     Ok(NodeTasks {

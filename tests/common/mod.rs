@@ -453,6 +453,7 @@ pub async fn put(node: &Node, table: &str, key: &str, value: &str) -> Result<u64
             key: key.as_bytes().to_vec().into(),
             value: value.as_bytes().to_vec().into(),
             prev_kv: false,
+            ttl_millis: 0,
         })
         .await?;
     Ok(resp.into_inner().header.map_or(0, |h| h.revision))

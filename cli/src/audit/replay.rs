@@ -44,6 +44,10 @@ fn table_and_keys(kind: &Kind) -> (Vec<u8>, Option<Vec<&[u8]>>) {
         ),
         // [`decode`] splits batches into their writes; a batch itself names no table.
         Kind::Batch(_) => (Vec::new(), None),
+        Kind::Expire(x) => (
+            x.table.to_vec(),
+            Some(x.keys.iter().map(|k| &k.key[..]).collect()),
+        ),
     }
 }
 
@@ -140,11 +144,27 @@ pub fn to_text(c: &Change) -> String {
         time(c.event.proposed_at_micros)
     );
     let body = match &c.event.kind {
+        Some(Kind::Put(p)) if p.ttl_millis != 0 => format!(
+            "put table={} key={:?} value={:?} ttl_millis={}",
+            text(&p.table),
+            text(&p.key),
+            text(&p.value),
+            p.ttl_millis
+        ),
         Some(Kind::Put(p)) => format!(
             "put table={} key={:?} value={:?}",
             text(&p.table),
             text(&p.key),
             text(&p.value)
+        ),
+        Some(Kind::Expire(x)) => format!(
+            "expire table={} keys=[{}]",
+            text(&x.table),
+            x.keys
+                .iter()
+                .map(|k| format!("{:?}@{}", text(&k.key), k.mod_revision))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Some(Kind::DeleteRange(d)) => format!(
             "delete table={} key={:?} range_end={:?}",
@@ -189,6 +209,9 @@ fn op_json(op: &RequestOp) -> Value {
             o.insert("op".into(), json!("put"));
             put_bytes(&mut o, "key", &p.key);
             put_bytes(&mut o, "value", &p.value);
+            if p.ttl_millis != 0 {
+                o.insert("ttl_millis".into(), json!(p.ttl_millis));
+            }
         }
         Some(Request::RequestDeleteRange(d)) => {
             o.insert("op".into(), json!("delete"));
@@ -219,6 +242,24 @@ pub fn to_json(c: &Change) -> Value {
             put_bytes(&mut o, "table", &p.table);
             put_bytes(&mut o, "key", &p.key);
             put_bytes(&mut o, "value", &p.value);
+            if p.ttl_millis != 0 {
+                o.insert("ttl_millis".into(), json!(p.ttl_millis));
+            }
+        }
+        Some(Kind::Expire(x)) => {
+            o.insert("op".into(), json!("expire"));
+            put_bytes(&mut o, "table", &x.table);
+            let keys = x
+                .keys
+                .iter()
+                .map(|k| {
+                    let mut key = Map::new();
+                    put_bytes(&mut key, "key", &k.key);
+                    key.insert("mod_revision".into(), json!(k.mod_revision));
+                    Value::Object(key)
+                })
+                .collect();
+            o.insert("keys".into(), Value::Array(keys));
         }
         Some(Kind::DeleteRange(d)) => {
             o.insert("op".into(), json!("delete"));
@@ -278,6 +319,7 @@ mod tests {
             key: key.as_bytes().to_vec().into(),
             value: b"v".to_vec().into(),
             prev_kv: false,
+            ttl_millis: 0,
         })
     }
 

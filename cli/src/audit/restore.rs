@@ -330,6 +330,7 @@ fn keep_tables(state: State, tables: &[String]) -> Result<State, Failure> {
             &mut state,
             revision,
             &Command::DeleteTable { name: name.clone() },
+            0,
         );
     }
     Ok(state)

@@ -26,6 +26,10 @@ pub enum KvCommand {
         /// Also print the previous value, if there was one.
         #[arg(long)]
         prev_kv: bool,
+        /// Time to live (e.g. `30s`, `5m`, `1h 30m`, `250ms`): the key is deleted that long
+        /// after the write; without it the key never expires (and loses any TTL it had).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
     },
     /// Read one key. Exits with 4 when the key does not exist.
     Get {
@@ -130,12 +134,14 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
             key,
             value,
             prev_kv,
+            ttl,
         } => {
             let req = PutRequest {
                 table: table.into_bytes().into(),
                 key: parse_bytes(&key).map_err(Failure::usage)?.into(),
                 value: parse_bytes(&value).map_err(Failure::usage)?.into(),
                 prev_kv,
+                ttl_millis: ttl.map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
             };
             let resp = client.put(request(options, req)?).await?.into_inner();
             let revision = resp.header.map_or(0, |h| h.revision);
@@ -347,6 +353,9 @@ enum OpSpec {
         value: String,
         #[serde(default)]
         prev_kv: bool,
+        /// Time to live in milliseconds (0: none).
+        #[serde(default)]
+        ttl_millis: i64,
     },
     Range {
         key: String,
@@ -413,10 +422,12 @@ impl TxnSpec {
                             key,
                             value,
                             prev_kv,
+                            ttl_millis,
                         } => request_op::Request::RequestPut(request_op::Put {
                             key: bytes_of(&key)?,
                             value: bytes_of(&value)?,
                             prev_kv,
+                            ttl_millis,
                         }),
                         OpSpec::Range {
                             key,
@@ -485,4 +496,16 @@ mod tests {
             2
         );
     }
+}
+
+/// Parses `--ttl`: a duration of at least 1 ms (`30s`, `5m`, `250ms`), as milliseconds.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!("{e} (expected a duration such as 30s, 5m, 1h 30m or 250ms)")
+    })?;
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Err("a TTL must be at least 1ms (leave --ttl out for a key that never expires)".into());
+    }
+    Ok(ms)
 }

@@ -96,6 +96,7 @@ mod tests {
             value: vec![0xff].into(),
             create_revision: 1,
             mod_revision: 2,
+            expires_at_millis: 0,
         };
         assert_eq!(
             kv_json(&kv, true),

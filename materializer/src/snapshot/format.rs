@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! magic    "RGTASNAP"                      8 bytes
-//! version  u32 = 2
+//! version  u32 = 2 or 3
 //! revision u64                              log index of the view
 //! raft     u32 len, bytes                   RaftMeta::encode: regatta.raft.v1.AppliedState
 //! tables   u32 count
@@ -17,12 +17,15 @@
 //!     records u64 count
 //!       per record, in strictly increasing key order:
 //!         key u32 len, bytes · value u32 len, bytes · create u64 · mod u64 · version u64
+//!         [version 3: · expires u64, ms since the Unix epoch, 0 = never]
 //! 'E'      u8                                end marker
 //! crc32c   u32                               over every byte above, uncompressed
 //! ```
 //!
 //! Version 1 differs only in `raft`: a little-endian layout ([`RaftMeta::decode_v1`]).
-//! Version 2 is written; both are read.
+//! Version 3 adds each record's expiry (keys with a time to live). Version 3 is written
+//! when a table holds a key with an expiry, version 2 otherwise (so a state without TTLs
+//! stays readable by builds that predate them); all three are read.
 //!
 //! A reader rejects unknown magic or version, lengths over the limits, keys out of order,
 //! a missing end marker or checksum, a checksum mismatch and trailing bytes: a truncated or
@@ -41,8 +44,10 @@ use crate::{Error, Result, Revision, State, TableId};
 
 /// First bytes of every snapshot stream.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGTASNAP";
-/// The format version written.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The newest format version, written when a key has an expiry.
+pub const SNAPSHOT_VERSION: u32 = 3;
+/// The version written when no key has an expiry.
+const SNAPSHOT_VERSION_NO_EXPIRY: u32 = 2;
 /// The first version this build reads (up to [`SNAPSHOT_VERSION`]).
 pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 /// zstd level: fast enough to write a million keys well under a second.
@@ -90,8 +95,14 @@ pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
         inner: io::BufWriter::with_capacity(256 * 1024, encoder),
         crc: 0,
     };
+    let with_expiry = state.tables().any(|(_, t)| t.expiring_len() > 0);
+    let version = if with_expiry {
+        SNAPSHOT_VERSION
+    } else {
+        SNAPSHOT_VERSION_NO_EXPIRY
+    };
     out.write_all(SNAPSHOT_MAGIC)?;
-    out.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
+    out.write_all(&version.to_le_bytes())?;
     out.write_all(&state.revision().0.to_le_bytes())?;
     put_bytes(&mut out, &state.raft_meta().encode())?;
     put_len(&mut out, state.tables.len())?;
@@ -111,11 +122,12 @@ pub fn write_snapshot<W: Write>(state: &State, w: W) -> Result<W> {
             put_bytes(&mut out, r.key())?;
             put_bytes(&mut out, r.value())?;
             let revisions = r.revisions();
-            let mut tail = [0u8; 24];
+            let mut tail = [0u8; 32];
             tail[..8].copy_from_slice(&revisions.create.to_le_bytes());
             tail[8..16].copy_from_slice(&revisions.modified.to_le_bytes());
-            tail[16..].copy_from_slice(&revisions.version.to_le_bytes());
-            out.write_all(&tail)?;
+            tail[16..24].copy_from_slice(&revisions.version.to_le_bytes());
+            tail[24..].copy_from_slice(&r.expires_at().to_le_bytes());
+            out.write_all(if with_expiry { &tail } else { &tail[..24] })?;
         }
     }
     out.write_all(b"E")?;
@@ -253,12 +265,15 @@ const PARALLEL_MIN_RECORDS: u64 = 16 * 1024;
 /// Records handed from the reading thread to the building thread at a time.
 const CHUNK_RECORDS: usize = 8 * 1024;
 
-/// Reads `count` records in strictly increasing key order, handing each to `emit`.
+/// Reads `count` records in strictly increasing key order, handing each to `emit`;
+/// `with_expiry`: each has an expiry field (version 3).
 fn read_records<R: Read>(
     input: &mut Input<R>,
     count: u64,
+    with_expiry: bool,
     mut emit: impl FnMut(Record),
 ) -> Result<()> {
+    let fixed = if with_expiry { 32 } else { 24 };
     // The previous key (none while empty: keys are never empty).
     let mut key = Vec::new();
     for _ in 0..count {
@@ -276,18 +291,18 @@ fn read_records<R: Read>(
             ));
         }
         // Value and revisions in one span, so the record is built from the buffer.
-        let (value, revisions) = input.take(len + 24)?.split_at(len);
-        let revision = |i: usize| {
+        let (value, revisions) = input.take(len + fixed)?.split_at(len);
+        let field = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&revisions[i * 8..i * 8 + 8]);
             u64::from_le_bytes(b)
         };
-        emit(Record::new(
+        let expires_at = if with_expiry { field(3) } else { 0 };
+        emit(Record::expiring(
             &key,
             value,
-            revision(0),
-            revision(1),
-            revision(2),
+            [field(0), field(1), field(2)],
+            expires_at,
         ));
     }
     Ok(())
@@ -296,7 +311,11 @@ fn read_records<R: Read>(
 /// The records of a large table, read in a pipeline: this thread decompresses, verifies and
 /// parses while a second one builds the tree from the sorted records (full leaves, no
 /// search). On an error the tree built so far is dropped.
-fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<Tree<Record>> {
+fn read_table_parallel<R: Read>(
+    input: &mut Input<R>,
+    count: u64,
+    with_expiry: bool,
+) -> Result<Tree<Record>> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
     std::thread::scope(|scope| {
         let builder = scope.spawn(move || {
@@ -309,7 +328,7 @@ fn read_table_parallel<R: Read>(input: &mut Input<R>, count: u64) -> Result<Tree
             builder.finish()
         });
         let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
-        let read = read_records(input, count, |record| {
+        let read = read_records(input, count, with_expiry, |record| {
             chunk.push(record);
             if chunk.len() == CHUNK_RECORDS {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
@@ -372,11 +391,14 @@ pub fn read_snapshot<R: Read>(r: R) -> Result<State> {
             t => return Err(Error::corrupted(WHAT, format!("bad config tag {t}"))),
         };
         let count = input.u64()?;
+        let with_expiry = version >= 3;
         let data = if count >= PARALLEL_MIN_RECORDS {
-            read_table_parallel(&mut input, count)?
+            read_table_parallel(&mut input, count, with_expiry)?
         } else {
             let mut builder = Builder::new();
-            read_records(&mut input, count, |record| builder.push(record))?;
+            read_records(&mut input, count, with_expiry, |record| {
+                builder.push(record);
+            })?;
             builder.finish()
         };
         last_name = Some(name.clone());

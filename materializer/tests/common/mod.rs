@@ -32,6 +32,7 @@ pub fn put(table: &str, k: &str, v: &str) -> Event {
         key: b(k),
         value: b(v),
         prev_kv: true,
+        ttl_millis: 0,
     })
 }
 
@@ -61,6 +62,7 @@ pub fn op_put(k: &str, v: &str) -> RequestOp {
             key: b(k),
             value: b(v),
             prev_kv: true,
+            ttl_millis: 0,
         })),
     }
 }
@@ -141,7 +143,7 @@ impl Harness {
 
     pub fn range(&self, r: wire::RangeRequest) -> wire::RangeResponse {
         let q = regatta_materializer::request::TableRange::try_from(&r).expect("valid range");
-        self.m.view().range(&q).expect("range")
+        self.m.view().range(&q, 0).expect("range")
     }
 
     pub fn keys(&self, r: wire::RangeRequest) -> Vec<String> {
