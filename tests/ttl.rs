@@ -28,7 +28,11 @@ fn now_ms() -> i64 {
 
 /// Puts `key` with `ttl_millis` at `node`; the revision and the instants (ms) the request
 /// was sent and its answer arrived.
-async fn put_ttl(node: &Node, key: &str, ttl_millis: i64) -> Result<(u64, i64, i64), tonic::Status> {
+async fn put_ttl(
+    node: &Node,
+    key: &str,
+    ttl_millis: i64,
+) -> Result<(u64, i64, i64), tonic::Status> {
     let mut kv = node.kv().await;
     let sent = now_ms();
     let resp = kv
@@ -91,7 +95,10 @@ fn expiries_in_log(data_dir: &std::path::Path) -> Option<BTreeMap<u64, Vec<Strin
     ]);
     if !out.status.success() {
         let error = String::from_utf8_lossy(&out.stderr);
-        assert!(error.contains("no committed history"), "log replay: {error}");
+        assert!(
+            error.contains("no committed history"),
+            "log replay: {error}"
+        );
         return None;
     }
     let mut expiries = BTreeMap::new();

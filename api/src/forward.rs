@@ -271,7 +271,7 @@ mod tests {
         round_trip(Command::RestoreTable {
             name: "t".into(),
             clear: true,
-            kvs: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))],
+            kvs: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v")).into()],
         });
         assert!(to_wire(&NodeWrite::Data(Command::Batch(Vec::new()))).is_err());
     }

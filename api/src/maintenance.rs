@@ -165,8 +165,8 @@ impl Maintenance for MaintenanceService {
                         "restore produced a command that is not a restore".into(),
                     ));
                 };
-                for (_, value) in kvs {
-                    regatta_materializer::request::check_value(value)?;
+                for pair in kvs {
+                    regatta_materializer::request::check_value(&pair.value)?;
                 }
                 role.write(command).await?;
                 tracing::info!(part = i + 1, parts, "restore part written");

@@ -162,7 +162,7 @@ fn snapshot_load(keys: &[Vec<u8>]) {
         .iter()
         .map(|k| {
             let value: Vec<u8> = (0..100).map(|_| rng.next() as u8).collect();
-            (bytes::Bytes::copy_from_slice(k), bytes::Bytes::from(value))
+            (bytes::Bytes::copy_from_slice(k), bytes::Bytes::from(value)).into()
         })
         .collect();
     let restore = Command::RestoreTable {

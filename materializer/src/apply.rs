@@ -140,8 +140,12 @@ fn apply_recorded(
                 if *clear {
                     t.clear();
                 }
-                for (k, v) in kvs {
-                    t.put(k, v, index, WriteTime::default());
+                for p in kvs {
+                    let time = WriteTime {
+                        now_ms: 0,
+                        expires_at: p.expires_at,
+                    };
+                    t.put(&p.key, &p.value, index, time);
                 }
                 changes.reset(index, name, false);
                 ApplyResponse::TableRestored {

@@ -31,7 +31,7 @@ use prost::Message;
 use regatta_proto::mvcc::v1::{Command as WireCommand, KeyValue, command::CommandType};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, restore_events};
+use crate::command::{Command, Pair, restore_events};
 use crate::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::request::check_key;
 use crate::table::Table;
@@ -52,6 +52,8 @@ pub fn write_backup<W: Write>(name: &str, table: &Table, w: W) -> Result<W> {
             kv: Some(KeyValue {
                 key: Bytes::copy_from_slice(record.key()),
                 value: record.value_bytes(),
+                // Our extension (Regatta's readers skip it): keys with a TTL keep it.
+                expires_at_millis: i64::try_from(record.expires_at()).unwrap_or(i64::MAX),
                 ..Default::default()
             }),
             ..Default::default()
@@ -82,7 +84,7 @@ impl<R: Read> BackupReader<R> {
         }
     }
 
-    fn next_pair(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    fn next_pair(&mut self) -> Result<Option<Pair>> {
         let mut len = [0u8; 8];
         let mut got = 0;
         while got < len.len() {
@@ -114,12 +116,16 @@ impl<R: Read> BackupReader<R> {
             .kv
             .ok_or_else(|| Error::corrupted(WHAT, "PUT without a key/value"))?;
         check_key(&kv.key).map_err(|e| Error::corrupted(WHAT, e.to_string()))?;
-        Ok(Some((kv.key, kv.value)))
+        Ok(Some(Pair {
+            key: kv.key,
+            value: kv.value,
+            expires_at: u64::try_from(kv.expires_at_millis).unwrap_or(0),
+        }))
     }
 }
 
 impl<R: Read> Iterator for BackupReader<R> {
-    type Item = Result<(Bytes, Bytes)>;
+    type Item = Result<Pair>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -401,7 +407,7 @@ pub fn read_table_file(dir: &Path, entry: &ManifestTable) -> Result<Vec<u8>> {
 }
 
 /// Reads one table's backup file, verifying its MD5 against the manifest before decoding.
-pub fn read_table_backup(dir: &Path, entry: &ManifestTable) -> Result<Vec<(Bytes, Bytes)>> {
+pub fn read_table_backup(dir: &Path, entry: &ManifestTable) -> Result<Vec<Pair>> {
     BackupReader::new(read_table_file(dir, entry)?.as_slice()).collect()
 }
 

@@ -14,8 +14,8 @@ use regatta_proto::mvcc::v1::{KeyValue, RequestOp, request_op};
 use regatta_proto::regatta::v1 as wire;
 
 use crate::request::{
-    DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_put, check_value,
-    table_name, txn_from_parts,
+    DeleteOp, DeleteRange, Put, PutOp, Txn, TxnOp, check_key, check_put, check_value, table_name,
+    txn_from_parts,
 };
 use crate::{Error, Result};
 
@@ -36,7 +36,7 @@ pub enum Command {
     RestoreTable {
         name: String,
         clear: bool,
-        kvs: Vec<(Bytes, Bytes)>,
+        kvs: Vec<Pair>,
     },
     /// Data writes (put, delete range, txn) of several clients in one entry: applied in
     /// order at the entry's revision, each with its own response.
@@ -48,6 +48,31 @@ pub enum Command {
         table: String,
         keys: Vec<crate::table::Expired>,
     },
+}
+
+/// A pair to restore: key, value and expiry (milliseconds since the Unix epoch, 0: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub expires_at: u64,
+}
+
+impl From<(Bytes, Bytes)> for Pair {
+    /// A pair that never expires.
+    fn from((key, value): (Bytes, Bytes)) -> Self {
+        Self {
+            key,
+            value,
+            expires_at: 0,
+        }
+    }
+}
+
+impl PartialEq<(Bytes, Bytes)> for Pair {
+    fn eq(&self, (key, value): &(Bytes, Bytes)) -> bool {
+        self.expires_at == 0 && self.key == key && self.value == value
+    }
 }
 
 /// The longest table name `Tables.Create` accepts, in bytes of UTF-8.
@@ -218,7 +243,7 @@ impl Command {
                 OP + name.len()
                     + kvs
                         .iter()
-                        .map(|(k, v)| k.len() + v.len() + crate::limits::KV_OVERHEAD_BYTES)
+                        .map(|p| p.key.len() + p.value.len() + crate::limits::KV_OVERHEAD_BYTES)
                         .sum::<usize>()
             }
             Self::Batch(commands) => commands.iter().map(Command::size_hint).sum(),
@@ -434,7 +459,12 @@ impl TryFrom<&event::RestoreTable> for Command {
             .map(|kv| {
                 check_key(&kv.key)?;
                 check_value(&kv.value)?;
-                Ok((kv.key.clone(), kv.value.clone()))
+                Ok(Pair {
+                    key: kv.key.clone(),
+                    value: kv.value.clone(),
+                    // Negative is no expiry, as 0.
+                    expires_at: u64::try_from(kv.expires_at_millis).unwrap_or(0),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self::RestoreTable {
@@ -445,7 +475,7 @@ impl TryFrom<&event::RestoreTable> for Command {
     }
 }
 
-/// A validated TTL back on the wire (at most ten years: always fits).
+/// A validated TTL or an expiry back on the wire (saturating).
 fn wire_ttl(ttl_ms: u64) -> i64 {
     i64::try_from(ttl_ms).unwrap_or(i64::MAX)
 }
@@ -487,15 +517,16 @@ impl From<&Txn> for wire::TxnRequest {
 }
 
 /// The restore event of a [`Command::RestoreTable`]'s parts.
-pub fn restore_to_wire(name: &str, clear: bool, kvs: &[(Bytes, Bytes)]) -> event::RestoreTable {
+pub fn restore_to_wire(name: &str, clear: bool, kvs: &[Pair]) -> event::RestoreTable {
     event::RestoreTable {
         name: name.to_owned(),
         clear,
         kvs: kvs
             .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.clone(),
-                value: v.clone(),
+            .map(|p| KeyValue {
+                key: p.key.clone(),
+                value: p.value.clone(),
+                expires_at_millis: wire_ttl(p.expires_at),
                 ..Default::default()
             })
             .collect(),
@@ -506,14 +537,15 @@ pub fn restore_to_wire(name: &str, clear: bool, kvs: &[(Bytes, Bytes)]) -> event
 /// clears the table, the rest append. An empty input still yields one clearing event.
 pub fn restore_events(
     table: &str,
-    kvs: impl IntoIterator<Item = (Bytes, Bytes)>,
+    kvs: impl IntoIterator<Item = impl Into<Pair>>,
     max_event_bytes: usize,
 ) -> Vec<Command> {
     let mut out = Vec::new();
     let mut batch = Vec::new();
     let mut size = 0usize;
-    for (k, v) in kvs {
-        let len = k.len() + v.len() + crate::limits::KV_OVERHEAD_BYTES;
+    for pair in kvs {
+        let pair = pair.into();
+        let len = pair.key.len() + pair.value.len() + crate::limits::KV_OVERHEAD_BYTES;
         if !batch.is_empty() && size + len > max_event_bytes {
             let clear = out.is_empty();
             out.push(Command::RestoreTable {
@@ -524,7 +556,7 @@ pub fn restore_events(
             size = 0;
         }
         size += len;
-        batch.push((k, v));
+        batch.push(pair);
     }
     if !batch.is_empty() || out.is_empty() {
         let clear = out.is_empty();

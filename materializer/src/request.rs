@@ -335,14 +335,12 @@ impl TryFrom<&RequestOp> for TxnOp {
     fn try_from(op: &RequestOp) -> Result<Self> {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => Ok(Self::Range(RangeQuery::try_from(r)?)),
-            Some(request_op::Request::RequestPut(p)) => {
-                Ok(Self::Put(PutOp::new(
-                    &p.key,
-                    &p.value,
-                    p.prev_kv,
-                    p.ttl_millis,
-                )?))
-            }
+            Some(request_op::Request::RequestPut(p)) => Ok(Self::Put(PutOp::new(
+                &p.key,
+                &p.value,
+                p.prev_kv,
+                p.ttl_millis,
+            )?)),
             Some(request_op::Request::RequestDeleteRange(d)) => Ok(Self::Delete(DeleteOp {
                 range: KeyRange::from_wire(&d.key, &d.range_end)?,
                 prev_kv: d.prev_kv,

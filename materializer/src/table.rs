@@ -40,7 +40,11 @@ const EXPIRES: u8 = 0x80;
 
 /// The header of a record with this key length, these revisions and this expiry (0:
 /// none, and no byte spent on it), and its length.
-fn encode_header(key_len: usize, revisions: [u64; 3], expires_at: u64) -> ([u8; MAX_HEADER], usize) {
+fn encode_header(
+    key_len: usize,
+    revisions: [u64; 3],
+    expires_at: u64,
+) -> ([u8; MAX_HEADER], usize) {
     let mut header = [0u8; MAX_HEADER];
     let mut at = 1;
     let expiry = (expires_at != 0).then_some(expires_at);
@@ -470,7 +474,13 @@ impl Table {
     /// (an expired one is replaced as if absent: the key is created anew). One walk down
     /// the tree for an update and an insert alike (in place when this table copy owns the
     /// path).
-    pub fn put(&mut self, key: &[u8], value: &[u8], rev: Revision, time: WriteTime) -> Option<Record> {
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        rev: Revision,
+        time: WriteTime,
+    ) -> Option<Record> {
         self.put_returning(key, value, rev, time).1
     }
 
@@ -506,9 +516,8 @@ impl Table {
             self.expiring
                 .insert((time.expires_at, Bytes::copy_from_slice(key)));
         }
-        let written = written.unwrap_or_else(|| {
-            Record::expiring(key, value, [rev.0, rev.0, 1], time.expires_at)
-        });
+        let written = written
+            .unwrap_or_else(|| Record::expiring(key, value, [rev.0, rev.0, 1], time.expires_at));
         (written, prev.filter(|p| p.live_at(time.now_ms)))
     }
 

@@ -196,7 +196,7 @@ proptest! {
         bytes[i] ^= 1 << bit;
         let result: Result<Vec<_>, _> = BackupReader::new(bytes.as_slice()).collect();
         if let Ok(got) = result {
-            prop_assert!(got.iter().all(|p| pairs.contains(p)), "flip at {} produced new data", i);
+            prop_assert!(got.iter().all(|p| pairs.iter().any(|q| p == q)), "flip at {} produced new data", i);
         }
     }
 }

@@ -239,7 +239,7 @@ fn validated_writes_round_trip_through_their_event() {
         Command::RestoreTable {
             name: "t".into(),
             clear: true,
-            kvs: vec![(b("k"), b("v"))],
+            kvs: vec![(b("k"), b("v")).into()],
         },
     ];
     for (i, c) in commands.into_iter().enumerate() {
@@ -268,7 +268,8 @@ fn restore_events_split_by_size_and_clear_first() {
         seen.extend(kvs.iter().cloned());
     }
     assert_eq!(seen, kvs);
-    let empty = regatta_materializer::command::restore_events("t", Vec::new(), 1000);
+    let empty =
+        regatta_materializer::command::restore_events("t", Vec::<(Bytes, Bytes)>::new(), 1000);
     assert!(
         matches!(&empty[..], [Command::RestoreTable { clear: true, kvs, .. }] if kvs.is_empty())
     );

@@ -233,7 +233,9 @@ impl CoreArgs {
             bail!("--ttl.expiry-interval must be between 1ms and 1h");
         }
         if !(1..=10_000).contains(&self.ttl_expiry_batch_keys) {
-            bail!("--ttl.expiry-batch-keys must be between 1 and 10000 (an entry of 10000 keys of 1 KiB is 10 MiB)");
+            bail!(
+                "--ttl.expiry-batch-keys must be between 1 and 10000 (an entry of 10000 keys of 1 KiB is 10 MiB)"
+            );
         }
         self.storage.validate()?;
         let api = self.api.validate()?;

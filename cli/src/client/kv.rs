@@ -500,12 +500,13 @@ mod tests {
 
 /// Parses `--ttl`: a duration of at least 1 ms (`30s`, `5m`, `250ms`), as milliseconds.
 fn parse_ttl(text: &str) -> Result<u64, String> {
-    let d = humantime::parse_duration(text).map_err(|e| {
-        format!("{e} (expected a duration such as 30s, 5m, 1h 30m or 250ms)")
-    })?;
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (expected a duration such as 30s, 5m, 1h 30m or 250ms)"))?;
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
-        return Err("a TTL must be at least 1ms (leave --ttl out for a key that never expires)".into());
+        return Err(
+            "a TTL must be at least 1ms (leave --ttl out for a key that never expires)".into(),
+        );
     }
     Ok(ms)
 }

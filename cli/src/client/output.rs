@@ -29,6 +29,9 @@ pub fn kv_json(kv: &KeyValue, with_value: bool) -> Value {
     }
     object.insert("create_revision".into(), json!(kv.create_revision));
     object.insert("mod_revision".into(), json!(kv.mod_revision));
+    if kv.expires_at_millis != 0 {
+        object.insert("expires_at_millis".into(), json!(kv.expires_at_millis));
+    }
     Value::Object(object)
 }
 
