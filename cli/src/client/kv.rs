@@ -468,9 +468,45 @@ impl TxnSpec {
     }
 }
 
+/// Parses `--ttl`: a duration of at least 1 ms (`30s`, `5m`, `250ms`), as milliseconds.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (expected a duration such as 30s, 5m, 1h 30m or 250ms)"))?;
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Err(
+            "a TTL must be at least 1ms (leave --ttl out for a key that never expires)".into(),
+        );
+    }
+    Ok(ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttl_takes_human_durations_of_at_least_a_millisecond() {
+        assert_eq!(parse_ttl("30s"), Ok(30_000));
+        assert_eq!(parse_ttl("1h 30m"), Ok(5_400_000));
+        assert_eq!(parse_ttl("250ms"), Ok(250));
+        assert!(parse_ttl("0s").is_err_and(|e| e.contains("at least 1ms")));
+        assert!(parse_ttl("500us").is_err());
+        assert!(parse_ttl("soon").is_err_and(|e| e.contains("30s")));
+    }
+
+    #[test]
+    fn a_txn_put_may_carry_a_ttl() {
+        let spec: TxnSpec = serde_json::from_str(
+            r#"{"failure":[{"put":{"key":"lock","value":"me","ttl_millis":2000}}]}"#,
+        )
+        .expect("valid spec");
+        let req = spec.into_request("t".into()).expect("converts");
+        let Some(request_op::Request::RequestPut(put)) = &req.failure[0].request else {
+            panic!("{req:?}")
+        };
+        assert_eq!(put.ttl_millis, 2000);
+    }
 
     #[test]
     fn txn_spec_parses_into_a_request() {
@@ -496,17 +532,4 @@ mod tests {
             2
         );
     }
-}
-
-/// Parses `--ttl`: a duration of at least 1 ms (`30s`, `5m`, `250ms`), as milliseconds.
-fn parse_ttl(text: &str) -> Result<u64, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (expected a duration such as 30s, 5m, 1h 30m or 250ms)"))?;
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return Err(
-            "a TTL must be at least 1ms (leave --ttl out for a key that never expires)".into(),
-        );
-    }
-    Ok(ms)
 }
