@@ -13,6 +13,7 @@ mod core_write;
 mod edge_bootstrap;
 mod edge_cluster;
 mod edge_read;
+mod expiry;
 mod log_append;
 mod log_read;
 mod materializer;
@@ -80,6 +81,9 @@ enum Scenario {
     EdgeRead(edge_read::Args),
     /// Time from a write's acknowledgment by the core until an edge serves its revision.
     ReplicationLag(replication_lag::Args),
+    /// Keys with a TTL all expiring at once: deletes per second and how late each delete
+    /// reaches an edge's watcher.
+    Expiry(expiry::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
     /// Snapshot upload and restore throughput against S3 (a local moto server) and file://.
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::EdgeRead(args) => edge_read::run(args),
         Scenario::ReplicationLag(args) => replication_lag::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
+        Scenario::Expiry(args) => expiry::run(args),
         Scenario::Backup(args) => backup::run(args),
         Scenario::Compare(args) => compare::run(args),
         Scenario::NoopServer(args) => noop::run(args),
