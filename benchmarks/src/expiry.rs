@@ -133,7 +133,9 @@ async fn scenario(args: &Args, cluster: &Cluster, edge: &Edge) -> Result<Report>
                         }
                     }
                 }
-                Some(watch_response::Kind::Canceled(c)) => bail!("the watcher was cancelled: {c:?}"),
+                Some(watch_response::Kind::Canceled(c)) => {
+                    bail!("the watcher was cancelled: {c:?}")
+                }
                 _ => {}
             }
         }

@@ -108,6 +108,9 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A failure is logged once until an expiry entry commits again (a full disk would
+    // otherwise log every interval).
+    let mut warned = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -125,6 +128,7 @@ pub async fn run(
                 metrics.proposed.inc();
                 match role.write(command).await {
                     Ok((_, response)) => {
+                        warned = false;
                         if let regatta_materializer::ApplyResponse::DeleteRange(r) = response {
                             metrics
                                 .deleted
@@ -135,7 +139,10 @@ pub async fn run(
                         // Lost leadership, a full disk, a stopping node: the next leader (or
                         // this one, at the next interval) proposes again.
                         metrics.failed.inc();
-                        tracing::warn!(%table, error = %e, "proposing the expiry of keys failed; retrying at the next interval");
+                        if !warned {
+                            tracing::warn!(%table, error = %e, "proposing the expiry of keys failed; retrying every interval (logged again after a success)");
+                            warned = true;
+                        }
                         failed = true;
                         break;
                     }

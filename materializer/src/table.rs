@@ -481,7 +481,7 @@ impl Table {
         rev: Revision,
         time: WriteTime,
     ) -> Option<Record> {
-        self.put_returning(key, value, rev, time).1
+        self.upsert(key, value, rev, time, |_| {})
     }
 
     /// [`Table::put`] that also returns the record written (for the watch history).
@@ -493,6 +493,24 @@ impl Table {
         time: WriteTime,
     ) -> (Record, Option<Record>) {
         let mut written = None;
+        let prev = self.upsert(key, value, rev, time, |record| {
+            written = Some(record.clone());
+        });
+        let written = written
+            .unwrap_or_else(|| Record::expiring(key, value, [rev.0, rev.0, 1], time.expires_at));
+        (written, prev)
+    }
+
+    /// The one upsert of [`Table::put`] and [`Table::put_returning`]; `written` sees the
+    /// new record (cloned, a reference count, only when the history keeps it).
+    fn upsert(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        rev: Revision,
+        time: WriteTime,
+        written: impl FnOnce(&Record),
+    ) -> Option<Record> {
         let prev = self.data.upsert(key, |prev| {
             let revisions = match prev.filter(|p| p.live_at(time.now_ms)) {
                 Some(p) => {
@@ -502,7 +520,7 @@ impl Table {
                 None => [rev.0, rev.0, 1],
             };
             let record = Record::expiring(key, value, revisions, time.expires_at);
-            written = Some(record.clone());
+            written(&record);
             record
         });
         match &prev {
@@ -516,9 +534,7 @@ impl Table {
             self.expiring
                 .insert((time.expires_at, Bytes::copy_from_slice(key)));
         }
-        let written = written
-            .unwrap_or_else(|| Record::expiring(key, value, [rev.0, rev.0, 1], time.expires_at));
-        (written, prev.filter(|p| p.live_at(time.now_ms)))
+        prev.filter(|p| p.live_at(time.now_ms))
     }
 
     fn forget_expiry(&mut self, record: &Record) {
