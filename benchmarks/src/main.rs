@@ -25,6 +25,7 @@ mod reads;
 mod replication_lag;
 mod report;
 mod tls;
+mod watch;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,8 @@ enum Scenario {
     EdgeRead(edge_read::Args),
     /// Time from a write's acknowledgment by the core until an edge serves its revision.
     ReplicationLag(replication_lag::Args),
+    /// Events per second to watchers at an edge, and write-acknowledgment-to-event latency.
+    Watch(watch::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
     /// Snapshot upload and restore throughput against S3 (a local moto server) and file://.
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::CoreRead(args) => core_read::run(args),
         Scenario::EdgeRead(args) => edge_read::run(args),
         Scenario::ReplicationLag(args) => replication_lag::run(args),
+        Scenario::Watch(args) => watch::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
         Scenario::Backup(args) => backup::run(args),
         Scenario::Compare(args) => compare::run(args),
