@@ -123,7 +123,11 @@ impl NodeServer {
             .set_budget(services.watch.history_bytes);
         let watch = WatchServer::new(
             WatchService::new(ctx.clone(), services.watch.settings())
-                .with_stop(self.shutdown.clone()),
+                .with_stop(self.shutdown.clone())
+                .with_metrics(regatta_api::metrics::WatchMetrics::register(
+                    &self.registry,
+                    ctx.materializer.clone(),
+                )?),
         )
         .max_decoding_message_size(max)
         .max_encoding_message_size(usize::MAX)

@@ -3,7 +3,8 @@
 //! together (batches, txns, range deletes), at a core and at an edge, across an edge
 //! restart (resumed from the last revision seen) and a core leader change; a start
 //! revision the node no longer holds is refused naming the oldest it holds; a watcher
-//! whose client does not read is cancelled with where to resume, while another keeps up.
+//! whose client does not read is cancelled with where to resume, while another keeps up;
+//! the node's watch metrics count what happened.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -116,6 +117,27 @@ impl WatchStream {
         }
         messages
     }
+}
+
+/// The value of one series, its name and labels exactly as exported, in `node`'s
+/// `/metrics` (None: not there, or no answer).
+async fn metric(node: &Node, series: &str) -> Option<f64> {
+    let body = node.http_body("/metrics").await?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits until `series` at `node` is `want`.
+async fn wait_metric(node: &Node, series: &str, want: f64) {
+    wait_until(&format!("{series} is {want}"), || async {
+        metric(node, series).await == Some(want)
+    })
+    .await;
 }
 
 fn b(s: &str) -> Bytes {
@@ -479,6 +501,16 @@ async fn a_watcher_at_an_edge_sees_every_change_across_an_edge_restart_and_a_lea
     .await;
     follower.abort();
 
+    phase("the edge's metrics counted the watcher's events; its stream is gone");
+    assert!(
+        metric(&edge.node, "regatta_watch_events_sent_total")
+            .await
+            .is_some_and(|sent| sent > 0.0),
+        "the edge counts the events it sent"
+    );
+    wait_metric(&edge.node, "regatta_watch_streams", 0.0).await;
+    wait_metric(&edge.node, "regatta_watch_watchers", 0.0).await;
+
     phase("in order, every acknowledged write seen at its revision, the same state as the core");
     let events = seen.lock().unwrap().clone();
     let mut last = 0;
@@ -581,6 +613,9 @@ async fn a_watcher_that_does_not_read_is_cancelled_while_another_keeps_up() {
         .unwrap();
     let (last_tx, last_rx) = tokio::sync::oneshot::channel::<u64>();
     let fast_reader = tokio::spawn(async move {
+        // The whole stream moves here (not only the field read below), so that it closes,
+        // both ways, when the reader is done.
+        let mut fast = fast;
         // Reads as the writes go, then on until the last revision written.
         let mut events = Vec::new();
         let mut messages = Vec::new();
@@ -661,6 +696,58 @@ async fn a_watcher_that_does_not_read_is_cancelled_while_another_keeps_up() {
         slow_events, events,
         "what was sent and the resumed watch make up the whole"
     );
+
+    phase("the metrics count the watchers, the events and the cancel");
+    // Two streams are open (the slow one and the resumed one; the fast one ended with its
+    // reader), one watcher watches; every event of the 10,000 went out twice (to the fast
+    // watcher, and to the slow one before its cancel plus the resumed one after it).
+    wait_metric(core, "regatta_watch_streams", 2.0).await;
+    wait_metric(core, "regatta_watch_watchers", 1.0).await;
+    let count = |series: &'static str| metric(core, series);
+    assert_eq!(
+        count("regatta_watch_watchers_created_total").await,
+        Some(3.0)
+    );
+    assert_eq!(
+        count("regatta_watch_events_sent_total").await,
+        Some(20_000.0)
+    );
+    assert!(
+        count("regatta_watch_event_bytes_sent_total").await >= Some(20_000.0 * 4096.0),
+        "event bytes count keys and values"
+    );
+    let cancelled = |reason: &str| {
+        let series = format!("regatta_watch_watchers_cancelled_total{{reason=\"{reason}\"}}");
+        async move { metric(core, &series).await }
+    };
+    assert_eq!(cancelled("fell_behind").await, Some(1.0));
+    assert_eq!(
+        cancelled("stream_ended").await,
+        Some(1.0),
+        "the fast watcher, whose stream ended under it"
+    );
+    assert_eq!(
+        cancelled("compacted").await,
+        Some(0.0),
+        "every reason is listed"
+    );
+    let through = count("regatta_watch_history_revision").await.unwrap();
+    assert!(
+        through >= last as f64,
+        "history through {through}, last write {last}"
+    );
+    let oldest = count("regatta_watch_history_oldest_revision")
+        .await
+        .unwrap();
+    assert!((1.0..=through + 1.0).contains(&oldest), "oldest {oldest}");
+
+    phase("the streams close: nothing open, the live watcher counted as its stream ended");
+    drop(again);
+    drop(slow);
+    wait_metric(core, "regatta_watch_streams", 0.0).await;
+    wait_metric(core, "regatta_watch_watchers", 0.0).await;
+    assert_eq!(cancelled("stream_ended").await, Some(2.0));
+    assert_eq!(cancelled("fell_behind").await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

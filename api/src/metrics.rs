@@ -1,11 +1,14 @@
 //! Every metric this crate exports, in one place. Label values come from closed sets: the
 //! method label is one of the known gRPC method paths (anything else is `other`), the code
 //! label one of the gRPC status code names. The same calls are also counted under the
-//! names Regatta exports (`grpc_server_*`, [`grpc_server`]).
+//! names Regatta exports (`grpc_server_*`, [`grpc_server`]). The Watch service's series
+//! are in [`watch`].
 
 mod grpc_server;
+pub mod watch;
 
 pub use grpc_server::{CallType, GrpcServerMetrics, Method, MethodTable};
+pub use watch::WatchMetrics;
 
 use std::{
     future::Future,

@@ -39,6 +39,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::metrics::watch::{Cancelled, WatchMetrics};
 use crate::node::NodeContext;
 
 /// Bytes of events a message carries at most (one revision larger than this is split into
@@ -75,6 +76,7 @@ pub struct WatchService {
     settings: WatchSettings,
     watchers: Arc<AtomicUsize>,
     stop: CancellationToken,
+    metrics: WatchMetrics,
 }
 
 impl WatchService {
@@ -84,7 +86,14 @@ impl WatchService {
             settings,
             watchers: Arc::new(AtomicUsize::new(0)),
             stop: CancellationToken::new(),
+            metrics: WatchMetrics::unregistered(),
         }
+    }
+
+    /// Reports to `metrics` (the node's registered series) instead of unregistered ones.
+    pub fn with_metrics(mut self, metrics: WatchMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Ends every stream (`UNAVAILABLE`: watch again elsewhere, or here after the restart)
@@ -113,10 +122,14 @@ impl watch_server::Watch for WatchService {
         // Two messages in flight at most (each up to about 1 MiB): what a client does not
         // read waits in its watchers' bounded queues.
         let (tx, rx) = mpsc::channel(2);
+        self.metrics.streams.inc();
         let task = StreamTask {
             ctx: self.ctx.clone(),
             settings: self.settings.clone(),
-            node_watchers: NodeCount(self.watchers.clone()),
+            node_watchers: NodeCount {
+                count: self.watchers.clone(),
+                metrics: self.metrics.clone(),
+            },
             watchers: Vec::new(),
             turn: 0,
             next_id: 1,
@@ -126,8 +139,27 @@ impl watch_server::Watch for WatchService {
     }
 }
 
-/// The node's count of watchers; a stream's share goes back when the stream ends.
-struct NodeCount(Arc<AtomicUsize>);
+/// The node's count of watchers (and its gauge); a stream's share goes back when the
+/// stream ends. Also the stream's way to the node's other watch series.
+struct NodeCount {
+    count: Arc<AtomicUsize>,
+    metrics: WatchMetrics,
+}
+
+impl NodeCount {
+    /// One more watcher; the count before it.
+    fn add(&self) -> usize {
+        self.metrics.watchers.inc();
+        self.count.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn remove(&self, n: usize) {
+        self.metrics
+            .watchers
+            .sub(i64::try_from(n).unwrap_or(i64::MAX));
+        self.count.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// One item of a watcher's queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -416,9 +448,20 @@ struct StreamTask {
 
 impl Drop for StreamTask {
     fn drop(&mut self) {
-        self.node_watchers
-            .0
-            .fetch_sub(self.watchers.len(), Ordering::Relaxed);
+        let metrics = &self.node_watchers.metrics;
+        for _ in self.watchers.iter().filter(|w| !w.ending) {
+            metrics.cancelled(Cancelled::StreamEnded);
+        }
+        // A cancelled watcher whose cancel was not sent yet counts for its reason.
+        for w in &self.watchers {
+            for p in &w.queue {
+                if let Pending::Canceled(why) = p {
+                    metrics.cancelled(Cancelled::of(why.reason));
+                }
+            }
+        }
+        metrics.streams.dec();
+        self.node_watchers.remove(self.watchers.len());
     }
 }
 
@@ -477,9 +520,22 @@ impl StreamTask {
             let w = &mut self.watchers[at];
             let Some(kind) = w.message() else { continue };
             let id = w.id;
+            let metrics = &self.node_watchers.metrics;
+            match &kind {
+                watch_response::Kind::Events(e) => {
+                    metrics.events_sent.inc_by(e.events.len() as u64);
+                    metrics
+                        .event_bytes_sent
+                        .inc_by(e.events.iter().map(event_bytes).sum::<usize>() as u64);
+                }
+                watch_response::Kind::Canceled(why) => {
+                    metrics.cancelled(Cancelled::of(why.reason));
+                }
+                _ => {}
+            }
             if w.ending && w.queue.is_empty() {
                 self.watchers.remove(at);
-                self.node_watchers.0.fetch_sub(1, Ordering::Relaxed);
+                self.node_watchers.remove(1);
                 self.turn = at;
             } else {
                 self.turn = at + 1;
@@ -571,10 +627,11 @@ impl StreamTask {
                 ending: true,
                 live: false,
             });
-            this.node_watchers.0.fetch_add(1, Ordering::Relaxed);
+            this.node_watchers.add();
         };
         match self.start(&create, id) {
             Ok(watcher) => {
+                self.node_watchers.metrics.created.inc();
                 self.watchers.push(watcher);
                 self.next_id = self.next_id.max(id.saturating_add(1));
             }
@@ -645,9 +702,9 @@ impl StreamTask {
                 oldest,
             ));
         }
-        let count = self.node_watchers.0.fetch_add(1, Ordering::Relaxed);
+        let count = self.node_watchers.add();
         if count >= self.settings.max_watchers {
-            self.node_watchers.0.fetch_sub(1, Ordering::Relaxed);
+            self.node_watchers.remove(1);
             return Err(rejected(
                 Code::ResourceExhausted,
                 format!(

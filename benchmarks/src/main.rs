@@ -26,6 +26,7 @@ mod reads;
 mod replication_lag;
 mod report;
 mod tls;
+mod watch;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -84,6 +85,8 @@ enum Scenario {
     /// Keys with a TTL all expiring at once: deletes per second and how late each delete
     /// reaches an edge's watcher.
     Expiry(expiry::Args),
+    /// Events per second to watchers at an edge, and write-acknowledgment-to-event latency.
+    Watch(watch::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
     /// Snapshot upload and restore throughput against S3 (a local moto server) and file://.
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::CoreRead(args) => core_read::run(args),
         Scenario::EdgeRead(args) => edge_read::run(args),
         Scenario::ReplicationLag(args) => replication_lag::run(args),
+        Scenario::Watch(args) => watch::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
         Scenario::Expiry(args) => expiry::run(args),
         Scenario::Backup(args) => backup::run(args),
