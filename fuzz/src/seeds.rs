@@ -40,17 +40,19 @@ fn membership() -> Membership<u64, BasicNode> {
 
 /// A few log events: create a table, put keys, delete one.
 pub fn events() -> Vec<Event> {
-    let put = |k: &str, v: &str| {
+    let put_ttl = |k: &str, v: &str, ttl_millis: i64| {
         Command::Put(
             Put::new(
                 b"t",
                 &Bytes::from(k.to_owned()),
                 &Bytes::from(v.to_owned()),
                 false,
+                ttl_millis,
             )
             .expect("valid put"),
         )
     };
+    let put = |k: &str, v: &str| put_ttl(k, v, 0);
     let mut commands = vec![
         Command::CreateTable {
             name: "t".into(),
@@ -59,6 +61,16 @@ pub fn events() -> Vec<Event> {
         put("a", "1"),
         put("b", "22"),
         Command::Batch(vec![put("c", "333"), put("d", "")]),
+        // A key with a time to live (a snapshot with an expiry: format version 3) and the
+        // expiry of another.
+        put_ttl("e", "4444", 60_000),
+        Command::Expire {
+            table: "t".into(),
+            keys: vec![regatta_materializer::table::Expired {
+                key: Bytes::from_static(b"a"),
+                mod_revision: 1,
+            }],
+        },
     ];
     commands.push(Command::DeleteTable { name: "u".into() });
     commands.iter().map(|c| c.to_event(1_700_000_000)).collect()

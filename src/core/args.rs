@@ -160,7 +160,8 @@ pub struct CoreArgs {
     #[arg(long = "ttl.expiry-interval", env = "REGATTA_TTL_EXPIRY_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub ttl_expiry_interval: Duration,
     /// The most expired keys one expiry entry of the log deletes (the leader proposes
-    /// entry after entry until none is left).
+    /// entry after entry until none is left). One entry is one revision of that many
+    /// DELETE events for watchers: keep it well below their `--watch.buffer-events`.
     #[arg(
         long = "ttl.expiry-batch-keys",
         env = "REGATTA_TTL_EXPIRY_BATCH_KEYS",
