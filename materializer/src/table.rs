@@ -26,9 +26,11 @@ use crate::{Revision, TableId};
 /// The header is a length byte and LEB128 varints (key length, create, mod, version): 8 to
 /// 11 bytes for short keys, revisions below 2^21 and versions below 128 instead of 32 as
 /// fixed `u64`s, which is what brings a 24-byte key and a 100-byte value (with the
-/// reference counts) to the allocator's 160-byte size class. In memory only: snapshots
-/// write the revisions as fixed fields. (Fields of 1, 2, 4 or 8 bytes named by a widths
-/// byte measured no faster to decode in range scans.)
+/// reference counts) to the allocator's 160-byte size class. A key with a time to live
+/// has a fifth varint, its expiry (ms since the Unix epoch), flagged by the length byte's
+/// high bit: a record without one spends nothing on it. In memory only: snapshots write
+/// the revisions (and, in format 3, the expiry) as fixed fields. (Fields of 1, 2, 4 or 8
+/// bytes named by a widths byte measured no faster to decode in range scans.)
 #[derive(Clone)]
 pub struct Record(ThinArc<(), u8>);
 
