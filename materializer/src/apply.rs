@@ -195,6 +195,8 @@ struct QueuedPut<'e> {
     prev_kv: bool,
     /// Its event's time in milliseconds (a key expired by then is created anew).
     now_ms: u64,
+    /// The expiry it sets (0: none).
+    expires_at: u64,
     /// Its place among the responses.
     slot: Slot,
 }
@@ -371,6 +373,11 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                     value: &put.value,
                     prev_kv: put.prev_kv,
                     now_ms,
+                    // `valid_put` checked the TTL.
+                    expires_at: crate::request::expiry(
+                        now_ms,
+                        u64::try_from(put.ttl_millis).unwrap_or(0),
+                    ),
                     slot,
                 });
                 // The answer of a put that wants no previous pair, written now, in log
@@ -471,7 +478,7 @@ impl<'s, 'e> BatchApply<'s, 'e> {
                 for q in run.drain(..) {
                     let time = WriteTime {
                         now_ms: q.now_ms,
-                        expires_at: 0,
+                        expires_at: q.expires_at,
                     };
                     let prev = if recording {
                         let (record, prev) =

@@ -119,12 +119,8 @@ impl Command {
         let Some(Kind::Put(p)) = &event.kind else {
             return None;
         };
-        // A put with a time to live takes the ordinary path (its expiry needs the event's
-        // time).
-        if p.ttl_millis != 0 {
-            return None;
-        }
         let table = check_put(&p.table, &p.key, &p.value).ok()?;
+        crate::request::check_ttl(p.ttl_millis).ok()?;
         Some((table, p))
     }
 

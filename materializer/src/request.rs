@@ -248,11 +248,16 @@ impl PutOp {
 
     /// The expiry this put sets when its event's time is `now_ms` (0: none).
     pub fn expires_at(&self, now_ms: u64) -> u64 {
-        if self.ttl_ms == 0 {
-            return 0;
-        }
-        now_ms.saturating_add(self.ttl_ms)
+        expiry(now_ms, self.ttl_ms)
     }
+}
+
+/// The expiry a put with a TTL of `ttl_ms` (0: none) sets at event time `now_ms`; 0: none.
+pub(crate) fn expiry(now_ms: u64, ttl_ms: u64) -> u64 {
+    if ttl_ms == 0 {
+        return 0;
+    }
+    now_ms.saturating_add(ttl_ms)
 }
 
 /// A validated delete of a key or range.

@@ -318,3 +318,26 @@ fn a_backup_keeps_expiries_and_a_restore_puts_them_back() {
     assert_eq!(restored.get("b", u64::MAX).unwrap().expires_at_millis, 0);
     assert_eq!(restored.state.expired(T + 5_000, 10).len(), 1);
 }
+
+#[test]
+fn puts_with_ttls_in_a_batch_entry_each_get_their_expiry() {
+    // A batch of more than 32 puts is applied as a run in key order (apply's fast path).
+    let mut log = Log::new();
+    let puts: Vec<Command> = (0..40)
+        .map(|i| {
+            put(
+                &format!("k{:02}", 39 - i),
+                "v",
+                if i % 2 == 0 { 1_000 + i } else { 0 },
+            )
+        })
+        .collect();
+    log.step(&Command::Batch(puts), T);
+    for i in 0..40i64 {
+        let kv = log.get(&format!("k{:02}", 39 - i), T).unwrap();
+        let want = if i % 2 == 0 { T as i64 + 1_000 + i } else { 0 };
+        assert_eq!(kv.expires_at_millis, want, "key {}", 39 - i);
+    }
+    assert_eq!(log.state.expired(u64::MAX, 100)[0].1.len(), 20);
+    assert_eq!(log.keys(T + 2_000).len(), 20);
+}
