@@ -5,7 +5,9 @@
 use std::{io::SeekFrom, sync::Arc};
 
 use futures::future::BoxFuture;
+use openraft::raft::AppendEntriesResponse;
 use openraft::{Raft, Snapshot, error::RaftError};
+use regatta_log::raft::Durability;
 use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_server::RaftTransport};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
@@ -29,11 +31,25 @@ pub trait ForwardHandler: Send + Sync + 'static {
 pub struct RaftService<C: WireConfig> {
     raft: Raft<C>,
     handler: Arc<dyn ForwardHandler>,
+    /// Set when the log store tells openraft appends are flushed before their fsync: an
+    /// AppendEntries is answered with success only once what it wrote is durable.
+    durability: Option<Durability>,
 }
 
 impl<C: WireConfig> RaftService<C> {
     pub fn new(raft: Raft<C>, handler: Arc<dyn ForwardHandler>) -> Self {
-        Self { raft, handler }
+        Self {
+            raft,
+            handler,
+            durability: None,
+        }
+    }
+
+    /// Answers AppendEntries with success only once this node's log holds durably what
+    /// the answer claims (see [`regatta_log::raft::Durability`]).
+    pub fn answer_when_durable(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
     }
 }
 
@@ -56,6 +72,19 @@ impl<C: WireConfig> RaftTransport for RaftService<C> {
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = codec::append_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
         let resp = self.raft.append_entries(req).await.map_err(raft_status)?;
+        // openraft heard "flushed" when the entries were written; the leader counts this
+        // node as holding them once it reads a success, so that waits for the fsync.
+        let claims_entries = matches!(
+            resp,
+            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+        );
+        if claims_entries && let Some(durability) = &self.durability {
+            durability.wait_written().await.map_err(|reason| {
+                Status::unavailable(format!(
+                    "raft on this node has stopped: its log failed before the entries were durable: {reason}"
+                ))
+            })?;
+        }
         Ok(Response::new(codec::append_response_to_pb(&resp)))
     }
 

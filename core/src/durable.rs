@@ -154,7 +154,7 @@ fn io_error(
 pub struct DurableStateMachine {
     inner: StateMachine,
     files: SnapshotFiles,
-    /// Set when the leader's own appends are told flushed before their fsync: an entry is
+    /// Set when appends are told flushed before their fsync: an entry is
     /// applied only once it is durable in this node's log.
     durability: Option<regatta_log::raft::Durability>,
 }

@@ -56,7 +56,7 @@ pub mod torn;
 mod truncate;
 
 pub use error::{Error, Result};
-pub use log::{Log, Options, SealedSegment, SyncObserver};
+pub use log::{Log, Options, SealedSegment, SyncObserver, WrittenMark};
 pub use pointers::Pointers;
 pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
 pub use read::ReadIter;

@@ -122,6 +122,13 @@ impl Drop for Inner {
     }
 }
 
+/// Everything written to a log up to one moment: see [`Log::written_mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrittenMark {
+    next: LogIndex,
+    epoch: u64,
+}
+
 /// What the syncer and readers share.
 pub(crate) struct Core {
     pub(crate) dir: PathBuf,
@@ -350,6 +357,28 @@ impl Log {
     /// One past the last durable entry: everything below it survives a crash.
     pub fn durable_next(&self) -> LogIndex {
         lock(&self.inner.core.shared).durable_next
+    }
+
+    /// Marks everything written so far, for [`Log::is_durable`].
+    pub fn written_mark(&self) -> WrittenMark {
+        let s = lock(&self.inner.core.shared);
+        WrittenMark {
+            next: s.written_next,
+            epoch: s.epoch,
+        }
+    }
+
+    /// True once everything written before `mark` was taken is durable. A truncation or
+    /// purge since then made all of it durable before it ran (and may have moved the
+    /// pointers back), so a changed epoch also means true. An error once the log stopped.
+    pub fn is_durable(&self, mark: WrittenMark) -> Result<bool> {
+        let s = lock(&self.inner.core.shared);
+        if let Some(reason) = &s.stopped {
+            return Err(Error::Stopped {
+                reason: reason.clone(),
+            });
+        }
+        Ok(s.durable_next >= mark.next || s.epoch != mark.epoch)
     }
 
     /// The directory of the log.

@@ -70,10 +70,12 @@ pub async fn run(args: CoreArgs) -> Result<()> {
         header: tasks.header.clone(),
     };
 
-    let raft_service =
-        RaftTransportServer::new(RaftService::new(parts.raft.clone(), tasks.role.clone()))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let raft_service = RaftTransportServer::new(
+        RaftService::new(parts.raft.clone(), tasks.role.clone())
+            .answer_when_durable(parts.durability.clone()),
+    )
+    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
     let raft_server = node.internal_server(
         &settings.raft_address,
         "raft",
@@ -190,8 +192,8 @@ struct NodeParts {
     /// Purges wait for the segment archive and the newest snapshot: see `archiver`.
     purge_gate: Arc<regatta_core::PurgeGate>,
     log_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// The leader's own appends are replicated while being fsync'd: this learns which term
-    /// this node leads (see `follow_leadership`).
+    /// Appends are replicated and answered while being fsync'd: this gates the Raft
+    /// transport's answers to AppendEntries (see `regatta_log::raft::Durability`).
     durability: regatta_log::raft::Durability,
 }
 
@@ -212,8 +214,9 @@ async fn open_node(
     )
     .with_context(|| "opening the log")?;
     // A write pays the leader's fsync and a follower's at the same time, not one after the
-    // other; entries become visible only once durable here (see `Durability`).
-    let durability = log_store.replicate_while_syncing(settings.node_id);
+    // other, and a follower's Raft core does not wait for its fsync; entries become visible,
+    // and are acknowledged to the leader, only once durable here (see `Durability`).
+    let durability = log_store.replicate_while_syncing();
     let log = log_store.log().clone();
     let objects = crate::objects::open_with(&settings.object_store, &settings.object_store_flags)?;
     let log_bytes: Arc<dyn Fn() -> u64 + Send + Sync> = {
@@ -329,11 +332,6 @@ fn start_tasks(
         settings.election_timeout,
     );
     tokio::spawn(handoff.clone().run(shutdown.clone()));
-    tokio::spawn(follow_leadership(
-        raft.clone(),
-        parts.durability.clone(),
-        shutdown.clone(),
-    ));
     tokio::spawn(track_raft_metrics(
         raft.clone(),
         parts.log.clone(),
@@ -486,29 +484,6 @@ fn readiness(raft: Raft<TypeConfig>, materializer: Arc<Materializer>) -> rest::R
         }
         Ok(())
     })
-}
-
-/// Tells the log store which term this node leads, on every change of Raft's server
-/// metrics, until `shutdown` (see `regatta_log::raft::Durability::set_leading`).
-async fn follow_leadership(
-    raft: Raft<TypeConfig>,
-    durability: regatta_log::raft::Durability,
-    shutdown: CancellationToken,
-) {
-    let mut rx = raft.server_metrics();
-    loop {
-        {
-            let m = rx.borrow_and_update();
-            let leading =
-                m.state == openraft::ServerState::Leader && m.current_leader == Some(m.id);
-            durability.set_leading(leading.then(|| m.vote.leader_id().get_term()));
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            () = shutdown.cancelled() => break,
-        }
-    }
-    durability.set_leading(None);
 }
 
 /// How stale the log and apply gauges (`regatta_raft_last_log_index`, …) may be.

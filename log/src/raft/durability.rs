@@ -1,30 +1,33 @@
-//! The leader's own appends: replicated while they are being fsync'd, made visible only once
-//! they are durable.
+//! Appends are replicated and answered while they are being fsync'd; what they carry becomes
+//! visible only once durable.
 //!
-//! openraft 0.9 waits for the leader's `LogFlushed` before it sends a new entry to the
-//! followers, so every write pays the leader's fsync and then a follower's, one after the
-//! other. [`Durability`] lets the log store tell openraft at once, when it appends entries
-//! this node proposed as the leader of the current term, that they are flushed; the fsync
-//! runs meanwhile and the followers receive and fsync the entries in parallel. openraft may
-//! then count the leader in a quorum before its fsync ends, so nothing that depends on an
-//! entry being committed may happen before the leader's copy is durable too:
+//! openraft 0.9 runs a log append to its end — written and fsync'd — before its Raft core does
+//! anything else: the leader sends a new entry to the followers only after its own fsync, so
+//! a write paid the leader's fsync and then a follower's, one after the other; and a
+//! follower's Raft core sat idle during each fsync, its answer to the leader handed from the
+//! log's syncer thread to the Raft core and on to the RPC handler. With a [`Durability`] set,
+//! the log store tells openraft that an append is flushed as soon as it is written; the fsync
+//! runs meanwhile. openraft may then count an entry as held by a node before that node's
+//! fsync ends, so everything that depends on an entry being held durably waits here instead:
 //!
-//! * the state machine applies an entry (and so answers its client, serves it to readers
-//!   and to edges) only after [`Durability::wait`] for its index: leader + the followers
-//!   openraft counted = a quorum of durable copies, as without this;
+//! * the state machine applies an entry (and so answers its client, serves it to readers and
+//!   to edges) only after [`Durability::wait`] for its index;
 //! * the leader sends a commit index to followers only after [`Durability::wait`] for it
 //!   (the Raft transport), so no follower applies, or serves to an edge, an entry whose
 //!   leader copy is not yet durable;
+//! * a follower answers an AppendEntries with success only after
+//!   [`Durability::wait_written`] (the Raft transport's server): everything it wrote before
+//!   the answer, the entries the answer claims included, is durable — so the leader counts
+//!   a follower in a quorum only for entries on its disk, as without this;
 //! * a committed pointer persisted beyond the durable log is ignored when the log is opened
 //!   (see the store), so a crash between the two cannot make a restart apply a missing
 //!   entry.
 //!
-//! An entry lost with the leader's page cache (a power cut before the fsync) was therefore
-//! never answered nor read: it is as if it had never been committed. Appends that are not
-//! this leader's own — every follower append, entries of an earlier term — take the ordinary
-//! path: `LogFlushed` after their fsync.
+//! So a quorum of durable copies stands behind every entry anyone sees, as before. An entry
+//! lost with a node's page cache (a power cut before the fsync) was never answered nor read
+//! by anyone counting on that copy. Votes are safe too: `save_vote` makes every earlier append
+//! durable before the vote file is written.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -41,56 +44,54 @@ pub struct Durability {
 #[derive(Debug)]
 struct Inner {
     log: Log,
-    node_id: u64,
-    /// The term this node leads, 0 while it leads none (terms start at 1 for a leader).
-    leading_term: AtomicU64,
-    /// Woken after every fsync round that covered an append of the store.
+    /// Woken after every fsync round that covered an append of the store, and after every
+    /// truncation and purge.
     durable: Notify,
     /// Why the log stopped, once an fsync failed.
     failed: Mutex<Option<String>>,
 }
 
 impl Durability {
-    /// For the log of node `node_id`; it leads nothing until [`Durability::set_leading`].
-    pub fn new(log: Log, node_id: u64) -> Self {
+    /// For the appends of the store over `log`.
+    pub fn new(log: Log) -> Self {
         Self {
             inner: Arc::new(Inner {
                 log,
-                node_id,
-                leading_term: AtomicU64::new(0),
                 durable: Notify::new(),
                 failed: Mutex::new(None),
             }),
         }
     }
 
-    /// Records which term this node leads now (`None`: it is not the leader). Called on
-    /// every change of Raft's server metrics. Late news is safe both ways: before it
-    /// arrives a new leader's appends take the ordinary path, and a node that stopped
-    /// leading receives only entries of another leader's term, which never match.
-    pub fn set_leading(&self, term: Option<u64>) {
-        self.inner
-            .leading_term
-            .store(term.unwrap_or(0), Ordering::Release);
-    }
-
-    /// True when an append of entries with these leader ids (term, node) is this node's
-    /// own as the leader of the current term, so openraft may be told at once.
-    pub fn owns(&self, leaders: impl IntoIterator<Item = (u64, u64)>) -> bool {
-        let term = self.inner.leading_term.load(Ordering::Acquire);
-        owns(term, self.inner.node_id, leaders)
-    }
-
     /// Completes once every entry up to `index` is durable in the log, or with why the log
     /// stopped.
     pub async fn wait(&self, index: u64) -> std::result::Result<(), String> {
+        let log = &self.inner.log;
+        // Durable is durable, whatever happened since: the common case takes one lock.
+        self.wait_until(|| Ok(log.durable_next().0 > index)).await
+    }
+
+    /// Completes once everything written to the log before this call is durable (or was
+    /// made durable by a truncation or purge since), or with why the log stopped.
+    pub async fn wait_written(&self) -> std::result::Result<(), String> {
+        let log = &self.inner.log;
+        let mark = log.written_mark();
+        self.wait_until(|| log.is_durable(mark)).await
+    }
+
+    async fn wait_until(
+        &self,
+        mut done: impl FnMut() -> Result<bool>,
+    ) -> std::result::Result<(), String> {
         loop {
             let notified = self.inner.durable.notified();
             tokio::pin!(notified);
+            // Enabled before the check, so a round that ends in between still wakes us.
             notified.as_mut().enable();
-            // Durable is durable, whatever happened since: the common case takes no lock.
-            if self.inner.log.durable_next().0 > index {
-                return Ok(());
+            match done() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(e.to_string()),
             }
             if let Some(reason) = self.failure() {
                 return Err(reason);
@@ -99,7 +100,8 @@ impl Durability {
         }
     }
 
-    /// Called with the outcome of each fsync round covering an append of the store.
+    /// Called with the outcome of each fsync round covering an append of the store, and
+    /// after each truncation and purge (which move the log's epoch).
     pub(crate) fn flushed(&self, outcome: &Result<()>) {
         if let Err(e) = outcome {
             let mut failed = self
@@ -112,6 +114,11 @@ impl Durability {
         self.inner.durable.notify_waiters();
     }
 
+    /// Wakes every waiter to look again (after a truncation or purge moved the log's epoch).
+    pub(crate) fn wake(&self) {
+        self.inner.durable.notify_waiters();
+    }
+
     fn failure(&self) -> Option<String> {
         self.inner
             .failed
@@ -121,40 +128,9 @@ impl Durability {
     }
 }
 
-/// The decision of [`Durability::owns`]: a leader of `term` (0: none) that is `node_id`
-/// appends only entries whose leader id is (`term`, `node_id`) — and at least one.
-pub fn owns(term: u64, node_id: u64, leaders: impl IntoIterator<Item = (u64, u64)>) -> bool {
-    if term == 0 {
-        return false;
-    }
-    let mut any = false;
-    for (entry_term, entry_node) in leaders {
-        if entry_term != term || entry_node != node_id {
-            return false;
-        }
-        any = true;
-    }
-    any
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_entries_of_the_term_this_node_leads_are_its_own() {
-        // Leading term 5 as node 2.
-        assert!(owns(5, 2, [(5, 2), (5, 2)]));
-        // Not leading.
-        assert!(!owns(0, 2, [(5, 2)]));
-        // Another leader's entries (a follower append), or an earlier term of this node.
-        assert!(!owns(5, 2, [(5, 3)]));
-        assert!(!owns(5, 2, [(4, 2)]));
-        // One foreign entry among own ones is enough to take the ordinary path.
-        assert!(!owns(5, 2, [(5, 2), (4, 2)]));
-        // Nothing appended: nothing to tell early.
-        assert!(!owns(5, 2, []));
-    }
 
     fn record(index: u64) -> crate::Record {
         use crate::position::{EntryId, LogIndex, NodeId, Term};
@@ -169,7 +145,7 @@ mod tests {
     async fn waiting_for_an_index_completes_once_the_log_holds_it_durably() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Log::open(dir.path(), crate::Options::default()).expect("open");
-        let durability = Durability::new(log.clone(), 1);
+        let durability = Durability::new(log.clone());
         log.append_blocking(vec![record(1)]).expect("append");
         // Already durable: at once.
         durability.wait(1).await.expect("durable");

@@ -5,8 +5,8 @@
 //!   message `regatta.raft.v1.Membership`), blank as an empty payload; vote and log-id
 //!   encodings for the state files.
 //! * [`store`] — [`RaftLogStore`] and its concurrent reader [`RaftLogReaderHandle`].
-//! * [`durability`] — [`Durability`]: the leader's own appends are replicated while they are
-//!   being fsync'd, and become visible only once durable.
+//! * [`durability`] — [`Durability`]: appends are replicated and answered while they are
+//!   being fsync'd, and become visible, or acknowledged to the leader, only once durable.
 //!
 //! How the contract is honoured:
 //!
@@ -14,10 +14,9 @@
 //! * I/O in submission order: appends are written under one lock and made durable in order;
 //!   `save_vote`, `truncate` and `purge` first wait for every earlier append to be durable;
 //! * `LogFlushed` is called from the syncer thread only after the fdatasync covering the
-//!   entries — except for the leader's own entries of its current term when a
-//!   [`Durability`] is set, where it is called once they are written and durability is
-//!   enforced where entries become visible instead (see [`durability`]); entries are
-//!   readable as soon as `append` returns;
+//!   entries — except when a [`Durability`] is set, where it is called once they are
+//!   written and durability is enforced where entries become visible or are acknowledged
+//!   instead (see [`durability`]); entries are readable as soon as `append` returns;
 //! * `save_vote` returns after the vote file is renamed into place and the directory synced;
 //! * `save_committed` records the value at once (for `read_committed`) and persists it in the
 //!   background, coalesced to at most one atomic write per 100 ms (and on drop): the committed

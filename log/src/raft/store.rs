@@ -90,7 +90,7 @@ pub struct RaftLogStore<C> {
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
     committed_saver: Arc<CommittedSaver>,
-    /// Set: the leader's own appends are told flushed once written (see [`Durability`]).
+    /// Set: appends are told flushed to openraft once written (see [`Durability`]).
     durability: Option<Durability>,
     _types: PhantomData<fn() -> C>,
 }
@@ -156,14 +156,22 @@ impl<C> RaftLogStore<C> {
         })
     }
 
-    /// From now on, entries node `node_id` appends as the leader of its current term are
-    /// told flushed to openraft as soon as they are written; the returned [`Durability`]
-    /// must gate everything that makes an entry visible (see its module) and learn the term
-    /// this node leads.
-    pub fn replicate_while_syncing(&mut self, node_id: u64) -> Durability {
-        let durability = Durability::new(self.log.clone(), node_id);
+    /// From now on, appends are told flushed to openraft as soon as they are written; the
+    /// returned [`Durability`] must gate everything that makes an entry visible or counts
+    /// it as held by this node: the state machine's apply, the commit index the leader
+    /// sends, a follower's answer to AppendEntries (see its module).
+    pub fn replicate_while_syncing(&mut self) -> Durability {
+        let durability = Durability::new(self.log.clone());
         self.durability = Some(durability.clone());
         durability
+    }
+
+    /// A truncation or purge made everything written before it durable (or failed, and the
+    /// log stopped): waiters for earlier writes look again.
+    fn epoch_moved(&self) {
+        if let Some(durability) = &self.durability {
+            durability.wake();
+        }
     }
 
     /// The raw log underneath (for the tail service, metrics, tests).
@@ -303,20 +311,13 @@ where
             .into_iter()
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
             .collect();
-        // This leader's own entries: openraft hears "flushed" once they are written, so it
-        // replicates them while the fsync runs (see `Durability`).
-        let early = self.durability.clone().filter(|d| {
-            d.owns(
-                entries
-                    .iter()
-                    .map(|e| (e.log_id.leader_id.term, e.log_id.leader_id.node_id)),
-            )
-        });
+        // openraft hears "flushed" once the entries are written, so the leader replicates
+        // them and a follower answers while the fsync runs (see `Durability`).
+        let told_early = self.durability.is_some();
         let mut records: Vec<_> = entries.iter().map(codec::to_record).collect();
         // The callback survives a failed attempt (the log drops the closure unrun), and a
         // retry writes only what the failed attempt did not.
         let callback = Arc::new(Mutex::new(Some(callback)));
-        let told_early = early.is_some();
         retry_while_disk_full("appending to the log", || {
             let next = self.log.next_index();
             records.retain(|r| r.id.index >= next);
@@ -344,21 +345,23 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        retry_while_disk_full("truncating the log", || {
+        let outcome = retry_while_disk_full("truncating the log", || {
             let log = self.log.clone();
             blocking(move || log.truncate(LogIndex(log_id.index)))
         })
-        .await
-        .map_err(|e| write_err(&e))
+        .await;
+        self.epoch_moved();
+        outcome.map_err(|e| write_err(&e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        retry_while_disk_full("purging the log", || {
+        let outcome = retry_while_disk_full("purging the log", || {
             let log = self.log.clone();
             blocking(move || log.purge(codec::entry_id(&log_id)))
         })
-        .await
-        .map_err(|e| write_err(&e))
+        .await;
+        self.epoch_moved();
+        outcome.map_err(|e| write_err(&e))
     }
 }
 
