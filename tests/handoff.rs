@@ -10,9 +10,7 @@
 //!   node takes over and takes writes; once space returns the node follows again and takes
 //!   writes through the new leader.
 //!
-//! `HANDOFF_RUNS=5 cargo test -p regatta --test handoff -- --ignored --nocapture` measures
-//! the SIGTERM outage over several runs (`HANDOFF_EDGE=1`: with an edge following the
-//! cores).
+//! How long the outage lasts is measured by `regatta-bench failover --faults term`, not here.
 
 #![allow(clippy::unwrap_used)]
 
@@ -294,43 +292,6 @@ async fn sigterm_of_the_leader_hands_leadership_over() {
     assert!(
         log.contains("leadership handed over"),
         "the old leader logs the handoff"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run with --ignored --nocapture"]
-async fn sigterm_outage_measured() {
-    let runs: usize = std::env::var("HANDOFF_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let mut cluster = Cluster::start(3);
-    cluster.wait_for_leader().await;
-    create_table(&cluster.nodes[0], "t").await;
-    let with_edge = std::env::var("HANDOFF_EDGE").is_ok();
-    let mut figures = Vec::new();
-    for run in 0..runs {
-        // HANDOFF_EDGE=1: an edge follows the leader, so the stopping node has a tail
-        // stream open, as in a deployment.
-        let _edge = if with_edge {
-            Some(edge_following_the_leader(&cluster, run).await)
-        } else {
-            None
-        };
-        let (leader, took, _, _) = terminate_leader(&mut cluster).await;
-        phase(&format!("run {run}: outage {took:?}"));
-        figures.push(took.as_secs_f64());
-        cluster.restart(leader);
-    }
-    let mean = figures.iter().sum::<f64>() / figures.len() as f64;
-    let max = figures.iter().copied().fold(0.0, f64::max);
-    let min = figures.iter().copied().fold(f64::MAX, f64::min);
-    phase(&format!(
-        "SIGTERM outage: mean {mean:.2}s min {min:.2}s max {max:.2}s"
-    ));
-    println!(
-        "{}",
-        serde_json::json!({"scenario": "sigterm-leader", "outage_s": figures})
     );
 }
 

@@ -9,7 +9,6 @@
 //! Reused by every scenario that needs running servers (core now, edges later).
 
 use std::{
-    fs::File,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -192,6 +191,34 @@ impl Node {
         Ok(NodeStatus::parse(&info))
     }
 
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`, …) to the node's process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = lock(&self.child)
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| anyhow!("node {} has no process", self.id))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!(
+                "kill -{signal} of node {} (pid {pid}) failed: {status}",
+                self.id
+            );
+        }
+        Ok(())
+    }
+
+    /// Blocks up to `timeout` for the node's process to exit; its exit status, or None while
+    /// it runs.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = lock(&self.child);
+        wait_until_exit(child.as_mut()?, Instant::now() + timeout)
+    }
+
     fn tail_log(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -228,6 +255,10 @@ pub struct Cluster {
     dir: Option<tempfile::TempDir>,
     keep_data: bool,
     leader: std::sync::atomic::AtomicU64,
+    /// How a node is started (again): the binary, `--raft.initial-members`, the settings.
+    binary: PathBuf,
+    members: String,
+    args: ClusterArgs,
 }
 
 impl Cluster {
@@ -265,36 +296,62 @@ impl Cluster {
             binary.display(),
             dir.path().display()
         );
-        let mut cluster = Self {
+        let cluster = Self {
             nodes,
             dir: Some(dir),
             keep_data: args.keep_data,
             leader: std::sync::atomic::AtomicU64::new(0),
+            binary: binary.to_path_buf(),
+            members,
+            args: args.clone(),
         };
-        for node in &mut cluster.nodes {
-            let log = File::create(node.log_path())
-                .with_context(|| format!("creating {}", node.log_path().display()))?;
-            let child = Command::new(binary)
-                .arg("core")
-                .arg(format!("--raft.node-id={}", node.id))
-                .arg(format!("--raft.address={}", node.raft))
-                .arg(format!("--raft.initial-members={members}"))
-                .arg(format!("--api.address={}", node.api))
-                .arg(format!("--rest.address={}", node.rest))
-                .arg(format!("--replication.address={}", node.replication))
-                .arg(format!("--data-dir={}", node.data_dir.display()))
-                .args(crate::tls::api_args(args.tls, &node.data_dir)?)
-                .args(&args.server_args)
-                .env("RUST_LOG", &args.server_log)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().context("duplicating the log file handle")?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting node {} ({})", node.id, binary.display()));
-            // On error, `cluster` is dropped here and stops the nodes already started.
-            *lock(&node.child) = Some(child?);
+        for node in &cluster.nodes {
+            // On error, `cluster` is dropped and stops the nodes already started.
+            cluster.spawn(node, false)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts `node`'s process, its output into the node's log (appended to when `again`).
+    fn spawn(&self, node: &Node, again: bool) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(again)
+            .truncate(!again)
+            .open(node.log_path())
+            .with_context(|| format!("opening {}", node.log_path().display()))?;
+        let child = Command::new(&self.binary)
+            .arg("core")
+            .arg(format!("--raft.node-id={}", node.id))
+            .arg(format!("--raft.address={}", node.raft))
+            .arg(format!("--raft.initial-members={}", self.members))
+            .arg(format!("--api.address={}", node.api))
+            .arg(format!("--rest.address={}", node.rest))
+            .arg(format!("--replication.address={}", node.replication))
+            .arg(format!("--data-dir={}", node.data_dir.display()))
+            .args(crate::tls::api_args(self.args.tls, &node.data_dir)?)
+            .args(&self.args.server_args)
+            .env("RUST_LOG", &self.args.server_log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicating the log file handle")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {} ({})", node.id, self.binary.display()))?;
+        *lock(&node.child) = Some(child);
+        Ok(())
+    }
+
+    /// Starts node `id` again once its process has exited (after a kill or a stop); waits up
+    /// to the stop grace for it to exit first.
+    pub fn restart(&self, id: u64) -> Result<()> {
+        let node = self.node(id)?;
+        if let Some(mut child) = lock(&node.child).take()
+            && wait_until_exit(&mut child, Instant::now() + STOP_GRACE).is_none()
+        {
+            bail!("node {id} is still running {STOP_GRACE:?} after it was stopped");
+        }
+        self.spawn(node, true)
     }
 
     pub fn nodes(&self) -> &[Node] {

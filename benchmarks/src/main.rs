@@ -14,6 +14,7 @@ mod edge_bootstrap;
 mod edge_cluster;
 mod edge_read;
 mod expiry;
+mod failover;
 mod log_append;
 mod log_read;
 mod materializer;
@@ -87,6 +88,9 @@ enum Scenario {
     Expiry(expiry::Args),
     /// Events per second to watchers at an edge, and write-acknowledgment-to-event latency.
     Watch(watch::Args),
+    /// How long a 3-node core acknowledges no write after its leader is killed, frozen or
+    /// stopped gracefully.
+    Failover(failover::Args),
     /// Time from process start to serving for a fresh edge bootstrapping from object storage.
     EdgeBootstrap(edge_bootstrap::Args),
     /// Snapshot upload and restore throughput against S3 (a local moto server) and file://.
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Watch(args) => watch::run(args),
         Scenario::EdgeBootstrap(args) => edge_bootstrap::run(args),
         Scenario::Expiry(args) => expiry::run(args),
+        Scenario::Failover(args) => failover::run(args),
         Scenario::Backup(args) => backup::run(args),
         Scenario::Compare(args) => compare::run(args),
         Scenario::NoopServer(args) => noop::run(args),
