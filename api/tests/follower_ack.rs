@@ -12,44 +12,21 @@
     reason = "test code: a panic is the failure report"
 )]
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use openraft::raft::AppendEntriesRequest;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Raft, Vote};
 use regatta_api::raft_network::RaftNetworkFactoryImpl;
 use regatta_api::raft_service::{ForwardHandler, RaftService};
-use regatta_log::{Log, LogIndex, Options, SyncObserver};
+use regatta_log::testing::RoundGate;
+use regatta_log::{Log, LogIndex, Options};
 use regatta_materializer::Materializer;
 use regatta_materializer::raft::{StateMachine, TypeConfig};
 use regatta_proto::raft as codec;
 use regatta_proto::regatta::raft::v1::{self as pb, raft_transport_server::RaftTransport};
 use tonic::{Request, Status};
-
-/// Holds every fsync round of a log at its end while closed.
-#[derive(Clone, Default)]
-struct RoundGate {
-    open: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl RoundGate {
-    fn set_open(&self, open: bool) {
-        *self.open.0.lock().unwrap() = open;
-        self.open.1.notify_all();
-    }
-
-    fn observer(&self) -> SyncObserver {
-        let gate = self.clone();
-        SyncObserver(Arc::new(move |_| {
-            let (open, changed) = &*gate.open;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = changed.wait(open).unwrap();
-            }
-        }))
-    }
-}
 
 /// The node's other RPCs are not used here.
 struct NoForwarding;
@@ -85,14 +62,6 @@ fn append(from: u64, to: u64) -> pb::AppendEntriesRequest {
     codec::append_request_to_pb(&rpc)
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 fn is_success(resp: &pb::AppendEntriesResponse) -> bool {
     matches!(
         codec::append_response_from_pb(*resp),
@@ -104,7 +73,6 @@ fn is_success(resp: &pb::AppendEntriesResponse) -> bool {
 async fn a_follower_answers_append_entries_only_once_they_are_durable() {
     let dir = tempfile::tempdir().unwrap();
     let gate = RoundGate::default();
-    gate.set_open(true);
     let log = Log::open(
         dir.path(),
         Options {
@@ -131,8 +99,7 @@ async fn a_follower_answers_append_entries_only_once_they_are_durable() {
     .await
     .unwrap();
     let handler: Arc<dyn ForwardHandler> = Arc::new(NoForwarding);
-    let gated =
-        Arc::new(RaftService::new(raft.clone(), handler.clone()).answer_when_durable(durability));
+    let gated = RaftService::new(raft.clone(), handler.clone()).answer_when_durable(durability);
     let ungated = RaftService::new(raft.clone(), handler);
 
     // The store really tells openraft early: without the gate, the answer comes while the
@@ -152,29 +119,33 @@ async fn a_follower_answers_append_entries_only_once_they_are_durable() {
 
     // With the gate, the answer waits for the round that covers the entries: none can end
     // while the gate is closed, so it must not come however long that lasts.
-    let answer = tokio::spawn({
-        let (log, gated) = (log.clone(), gated.clone());
-        async move {
-            let resp = gated
-                .append_entries(Request::new(append(2, 5)))
-                .await
-                .unwrap()
-                .into_inner();
-            // What the log held durably when the answer came.
-            (resp, log.durable_next())
-        }
-    });
-    wait_for("the entries to be written", || {
-        log.next_index() == LogIndex(5)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answer = Box::pin(gated.append_entries(Request::new(append(2, 5))));
+    // Its first poll hands the request to Raft's core (or answers, if it is wrong).
     assert!(
-        !answer.is_finished(),
+        futures::poll!(answer.as_mut()).is_pending(),
+        "answered while the entries were not durable"
+    );
+    // Raft's core handles one request after the other: once a heartbeat that claims the
+    // entries succeeds, it has written them and told the gated call its answer.
+    let resp = ungated
+        .append_entries(Request::new(pb::AppendEntriesRequest {
+            entries: Vec::new(),
+            ..append(5, 5)
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(is_success(&resp), "{resp:?}");
+    assert_eq!(log.next_index(), LogIndex(5));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), answer.as_mut())
+            .await
+            .is_err(),
         "answered while the entries were not durable"
     );
     gate.set_open(true);
-    let (resp, durable_next) = answer.await.unwrap();
+    let resp = answer.await.unwrap().into_inner();
+    let durable_next = log.durable_next();
     assert!(is_success(&resp), "{resp:?}");
     assert!(
         durable_next >= LogIndex(5),

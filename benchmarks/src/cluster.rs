@@ -416,7 +416,7 @@ impl Cluster {
     }
 
     /// The agreed leader if every node is ready, else why not.
-    async fn readiness(&self) -> Result<u64> {
+    pub(crate) async fn readiness(&self) -> Result<u64> {
         let mut leader = None;
         for node in &self.nodes {
             let rest = node.rest.clone();

@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use regatta_proto::regatta::v1::{PutRequest, kv_client::KvClient};
 use serde_json::json;
@@ -201,8 +201,8 @@ async fn put(client: &mut KvClient<Channel>, key: u64, timeout: Duration) -> boo
     )
 }
 
-/// Waits until every node names the same leader and a Put through each is acknowledged;
-/// the leader.
+/// Waits until every node is ready and names the same leader, and a Put through each is
+/// acknowledged; the leader.
 async fn settle(
     cluster: &Cluster,
     clients: &[(u64, KvClient<Channel>)],
@@ -211,7 +211,7 @@ async fn settle(
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = String::from("nothing checked yet");
     while Instant::now() < deadline {
-        match agreed_leader(cluster).await {
+        match cluster.readiness().await {
             Ok(leader) => {
                 let mut all = true;
                 for (n, (id, client)) in clients.iter().enumerate() {
@@ -230,18 +230,6 @@ async fn settle(
         tokio::time::sleep(Duration::from_millis(50)).await; // poll interval while settling
     }
     bail!("the cluster did not settle within {SETTLE_TIMEOUT:?}: {last}")
-}
-
-async fn agreed_leader(cluster: &Cluster) -> Result<u64> {
-    let mut leader = None;
-    for node in cluster.nodes() {
-        let status = node.status().await?;
-        if status.leader == 0 || leader.is_some_and(|l| l != status.leader) {
-            bail!("node {} names leader {}", node.id, status.leader);
-        }
-        leader = Some(status.leader);
-    }
-    leader.ok_or_else(|| anyhow!("the cluster has no nodes"))
 }
 
 /// Writers putting without pause through the given nodes, recording when each

@@ -52,6 +52,7 @@ pub mod segment;
 pub mod snapshot_dir;
 pub mod state_file;
 mod sync;
+pub mod testing;
 pub mod torn;
 mod truncate;
 

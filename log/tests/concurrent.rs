@@ -237,34 +237,10 @@ fn sealed_segments_archive_and_come_back_identical() {
     }
 }
 
-/// Holds every fsync round of a log at its end (after the fsync, before the durable pointer
-/// moves) while closed.
-#[derive(Clone, Default)]
-struct RoundGate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
-
-impl RoundGate {
-    fn set_open(&self, open: bool) {
-        *self.0.0.lock().unwrap() = open;
-        self.0.1.notify_all();
-    }
-
-    fn observer(&self) -> regatta_log::SyncObserver {
-        let gate = self.clone();
-        regatta_log::SyncObserver(Arc::new(move |_| {
-            let (open, changed) = &*gate.0;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = changed.wait(open).unwrap();
-            }
-        }))
-    }
-}
-
 #[test]
 fn a_written_mark_is_durable_after_its_fsync_or_after_a_truncation() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = RoundGate::default();
-    gate.set_open(true);
+    let gate = regatta_log::testing::RoundGate::default();
     let log = Log::open(
         dir.path(),
         Options {
@@ -281,16 +257,20 @@ fn a_written_mark_is_durable_after_its_fsync_or_after_a_truncation() {
 
     // Written, its fsync round held: not durable.
     gate.set_open(false);
-    log.append_with(vec![tagged(LogIndex(5), 0, 5)], |_| {})
-        .unwrap();
+    let (covered, durable) = std::sync::mpsc::channel();
+    log.append_with(vec![tagged(LogIndex(5), 0, 5)], move |r| {
+        let _ = covered.send(r);
+    })
+    .unwrap();
     let mark = log.written_mark();
     assert!(!log.is_durable(mark).unwrap());
     gate.set_open(true);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log.is_durable(mark).unwrap() {
-        assert!(Instant::now() < deadline, "the fsync round never ended");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // The append's callback runs once the round that covers it has moved the pointer.
+    durable
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the fsync round never ended")
+        .unwrap();
+    assert!(log.is_durable(mark).unwrap());
     assert!(log.durable_next() >= LogIndex(6));
 
     // Written, then cut off by a truncation (which makes it durable first): the mark is
