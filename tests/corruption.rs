@@ -323,6 +323,73 @@ async fn an_edge_with_a_damaged_log_refuses_to_start_and_is_reseeded_from_upstre
     .await;
 }
 
+/// The edge applies an entry before its fsync ends (replication/OVERVIEW.md, invariant 3): a
+/// power loss can take the end of its log. Simulated by cutting the newest segment at a frame
+/// boundary after a SIGKILL: the edge restarts at what is left, behind what it served, and
+/// fetches the rest from its upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_lost_the_end_of_its_log_restarts_behind_and_catches_up() {
+    phase("a one-node core with 120 keys and an edge that follows it");
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader().await;
+    create_table(&cluster.nodes[0], "t").await;
+    for i in 0..120 {
+        put(&cluster.nodes[0], "t", &format!("k{i:03}"), "v")
+            .await
+            .expect("put");
+    }
+    let core_replication = cluster.nodes[0].replication.clone();
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![core_replication]);
+    edge.start();
+    wait_converged(&cluster.nodes[0], &edge.node, "the edge has every key").await;
+    let applied = edge
+        .metric("regatta_edge_applied_index")
+        .await
+        .expect("the edge's applied index");
+
+    phase("SIGKILL the edge; drop the last third of its newest segment's frames");
+    edge.node.kill();
+    let dir = edge.node.data_dir.clone();
+    let (first, path) = newest_segment(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let offsets = frame_offsets(&bytes, first.first_index());
+    assert!(offsets.len() >= 3, "too few frames to cut: {offsets:?}");
+    bytes.truncate(offsets[offsets.len() * 2 / 3]);
+    std::fs::write(&path, &bytes).unwrap();
+    let last_left = regatta_log::segment::scan(&bytes, first.first_index(), None)
+        .last
+        .expect("frames left")
+        .index
+        .get();
+
+    phase("restart it: it starts behind what it served and catches up from its upstream");
+    edge.start();
+    let restored = format!("applied={last_left}");
+    wait_until("the edge restored its local state", || async {
+        std::fs::read_to_string(edge.node.log_path())
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("local state restored") && l.split_whitespace().any(|w| w == restored)
+            })
+    })
+    .await;
+    assert!(
+        (last_left as f64) < applied,
+        "the cut left the edge behind what it had applied ({applied})"
+    );
+    wait_converged(
+        &cluster.nodes[0],
+        &edge.node,
+        "the restarted edge has every key again",
+    )
+    .await;
+    put(&cluster.nodes[0], "t", "after", "v")
+        .await
+        .expect("put after the restart");
+    wait_converged(&cluster.nodes[0], &edge.node, "the edge follows new writes").await;
+}
+
 /// Member ids of the cluster, through the CLI.
 fn dump_members(address: &str) -> Vec<u64> {
     let (code, out) = regatta(&["cluster", "members", "--address", address, "--json"]);

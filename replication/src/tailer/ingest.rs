@@ -1,6 +1,13 @@
 //! The steady state: a batch of entries from the upstream is checked to continue the
-//! applied index, made durable in the local log, applied with one publish, and now and then
-//! a local snapshot is written and the local log cut behind it.
+//! applied index, written to the local log, applied with one publish while the log's syncer
+//! makes it durable, and now and then a local snapshot is written (once the log is durable
+//! up to it) and the local log cut behind it.
+//!
+//! Applying does not wait for the fsync: the entries are committed upstream, so the local
+//! log is a restart cache, not the record. A crashed edge process loses nothing (written
+//! pages belong to the kernel); a power loss can take the last fsync round, which the edge
+//! fetches again from its upstream after restarting, reporting not ready until it has
+//! caught up. Waiting would add one fsync to every entry's way to the edge's readers.
 
 use std::{
     sync::atomic::Ordering,
@@ -61,7 +68,8 @@ pub fn to_records(entries: Vec<TailEntry>) -> Result<Vec<Record>> {
 }
 
 impl Tailer {
-    /// Makes a batch durable in the local log, then applies it with one publish.
+    /// Writes a batch to the local log and applies it with one publish; the log's syncer
+    /// makes it durable meanwhile.
     pub(super) async fn ingest(&mut self, entries: Vec<TailEntry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -89,10 +97,12 @@ impl Tailer {
         Ok(())
     }
 
-    /// Makes `records` durable in the local log. While the disk is full it pauses and
-    /// retries (the stream is not read meanwhile; the edge keeps serving what it applied),
-    /// flagging it in `regatta_edge_append_paused`, the status and the log; any other
-    /// failure stops replication.
+    /// Writes `records` to the local log and hands them to its syncer, without waiting for
+    /// the fsync. While the disk is full it pauses and retries (the stream is not read
+    /// meanwhile; the edge keeps serving what it applied), flagging it in
+    /// `regatta_edge_append_paused`, the status and the log; any other failure stops
+    /// replication. A failed fsync stops the log (it logs why): the next append fails and
+    /// stops replication.
     async fn append_locally(&mut self, records: &[Record]) -> Result<()> {
         let mut pending = records.to_vec();
         let mut since: Option<Instant> = None;
@@ -101,7 +111,7 @@ impl Tailer {
             // A failed attempt may have written a prefix (up to a segment roll).
             let next = self.log.next_index();
             pending.retain(|r| r.id.index >= next);
-            match self.log.append(pending.clone()).await {
+            match self.log.append_with(pending.clone(), |_| {}) {
                 Ok(()) => break,
                 Err(e) if e.is_disk_full() => {
                     if since.is_none() {
@@ -130,13 +140,23 @@ impl Tailer {
     }
 
     /// Writes a local snapshot of the current view and cuts the local log behind it.
+    ///
+    /// The log is made durable up to the view first: a snapshot ahead of the durable log
+    /// would, after a power loss, restart the edge at a revision its log does not continue.
     async fn snapshot_locally(&mut self) -> Result<()> {
         let view = self.materializer.view();
         let revision = view.revision().0;
         let local = self.local.clone();
-        let saved = tokio::task::spawn_blocking(move || local.save(&view))
-            .await
-            .map_err(|e| Error::task("local snapshot writer", e))?;
+        let log = self.log.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            log.sync().map_err(|source| Error::LocalLog {
+                what: "syncing before a local snapshot",
+                source,
+            })?;
+            local.save(&view)
+        })
+        .await
+        .map_err(|e| Error::task("local snapshot writer", e))?;
         match saved {
             Ok(()) => self.snapshot_not_before = None,
             Err(e) if e.is_disk_full() => {
@@ -166,7 +186,7 @@ impl Tailer {
     }
 }
 
-/// Applies log records (already durable) with one publish. Returns the proposal time of the
+/// Applies log records (written to the local log) with one publish. Returns the proposal time of the
 /// last event, if the batch had one. An error means this node must stop applying.
 pub fn apply_records(materializer: &Materializer, records: &[Record]) -> Result<Option<u64>> {
     let mut events = Vec::with_capacity(records.len());

@@ -3,15 +3,15 @@
 //! and fails over between upstreams.
 //!
 //! ```text
-//!  upstream ──Subscribe(from = applied+1)──▶ Entries ─▶ check gap-free ─▶ local log (fsync)
-//!                                                                          ─▶ apply (one publish per batch)
+//!  upstream ──Subscribe(from = applied+1)──▶ Entries ─▶ check gap-free ─▶ local log (write)
+//!                                                     ─▶ apply (one publish per batch), fsync in the background
 //!           ◀── silent past staleness / error ──▶ next upstream, same index, no snapshot
 //!           ──SnapshotNeeded──▶ object store snapshot (else FetchSnapshot) ─▶ local snapshot
 //!                                ─▶ cut the local log ─▶ swap state ─▶ subscribe again
 //! ```
 //!
 //! This file holds the upstream loop (which upstream, when to leave it) and the stream of
-//! one subscription; `ingest` makes entries durable and applies them, `bootstrap`
+//! one subscription; `ingest` writes entries to the local log and applies them, `bootstrap`
 //! replaces the state with a snapshot.
 
 mod bootstrap;
