@@ -54,6 +54,11 @@ pub struct ClusterArgs {
     /// `--edge-arg=--runtime.worker-threads=2` (repeatable).
     #[arg(long = "edge-arg", allow_hyphen_values = true)]
     pub edge_args: Vec<String>,
+    /// Which core node the scenario's edge tails first: `leader` (runs 1–8 of RESULTS.md) or
+    /// `follower` (the lowest-numbered follower; the leader is then listed last). The other
+    /// nodes stay in its upstream list for failover either way.
+    #[arg(long, value_enum, default_value_t = EdgeFollows::Leader)]
+    pub edge_follows: EdgeFollows,
     /// Worker threads of the load generator's (multi-thread) tokio runtime (default: one per
     /// CPU). The servers run on the same CPUs.
     #[arg(long)]
@@ -63,6 +68,13 @@ pub struct ClusterArgs {
     /// run.
     #[arg(long)]
     pub tls: bool,
+}
+
+/// Which core node an edge of a scenario tails first.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeFollows {
+    Leader,
+    Follower,
 }
 
 /// Which nodes the clients of a scenario send their requests to.

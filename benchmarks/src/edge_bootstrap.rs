@@ -146,7 +146,7 @@ async fn scenario(args: &Args, cluster: &Cluster, scratch: &Path) -> Result<Repo
     let edge = Edge::start(
         &args.cluster,
         scratch.join("edge"),
-        &edge_cluster::upstreams(cluster),
+        &edge_cluster::upstreams(cluster, args.cluster.edge_follows),
         Some(&objects),
     )?;
     let measured = edge_cluster::with_edge_log(&edge, async || {

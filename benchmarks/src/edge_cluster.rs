@@ -29,7 +29,9 @@ use regatta_proto::{
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::cluster::{self, CONTROL_TIMEOUT, Cluster, ClusterArgs, Node, lock, wait_until_exit};
+use crate::cluster::{
+    self, CONTROL_TIMEOUT, Cluster, ClusterArgs, EdgeFollows, Node, lock, wait_until_exit,
+};
 
 /// How long a node gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -114,11 +116,15 @@ pub fn run_with_edge<T>(
     )
 }
 
-/// Replication URLs of the core nodes, the leader's first (the edge's upstreams).
-pub fn upstreams(cluster: &Cluster) -> Vec<String> {
+/// Replication URLs of the core nodes (the edge's upstreams): the leader's first, or with
+/// `EdgeFollows::Follower` last.
+pub fn upstreams(cluster: &Cluster, follows: EdgeFollows) -> Vec<String> {
     let leader = cluster.leader();
     let mut nodes: Vec<&Node> = cluster.nodes().iter().collect();
-    nodes.sort_by_key(|n| (n.id != leader, n.id));
+    match follows {
+        EdgeFollows::Leader => nodes.sort_by_key(|n| (n.id != leader, n.id)),
+        EdgeFollows::Follower => nodes.sort_by_key(|n| (n.id == leader, n.id)),
+    }
     nodes.iter().map(|n| n.replication.clone()).collect()
 }
 
@@ -132,10 +138,15 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Spawns an edge following every node of `cluster` (leader first), with its data in
-    /// `scratch/edge` and no object store: the edge of the read and lag scenarios.
+    /// Spawns an edge following every node of `cluster` (in `--edge-follows` order), with its
+    /// data in `scratch/edge` and no object store: the edge of the read and lag scenarios.
     pub fn follow(args: &ClusterArgs, cluster: &Cluster, scratch: &Path) -> Result<Self> {
-        Self::start(args, scratch.join("edge"), &upstreams(cluster), None)
+        Self::start(
+            args,
+            scratch.join("edge"),
+            &upstreams(cluster, args.edge_follows),
+            None,
+        )
     }
 
     /// Spawns an edge following `upstreams` with its data in `data_dir` (created; should be
