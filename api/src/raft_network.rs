@@ -119,6 +119,26 @@ pub struct RaftPeer {
     target: u64,
     client: Result<RaftTransportClient<Channel>, String>,
     durability: Option<Durability>,
+    /// The open `AppendStream` to the peer, if any: taken for each call and put back only
+    /// after its answer was read, so a call that failed or timed out leaves none behind
+    /// (its answer could still arrive) and the next call opens a new one.
+    stream: Option<AppendStream>,
+    /// The peer answered UNIMPLEMENTED to `AppendStream` (an older build): unary calls.
+    /// openraft makes a new `RaftPeer` when replication restarts, which asks again.
+    unary_only: bool,
+}
+
+/// What sending on the `AppendStream` came to.
+enum Sent {
+    Answered(pb::AppendEntriesResponse),
+    /// The peer does not serve `AppendStream`: the message, for the unary call.
+    Unsupported(pb::AppendEntriesRequest),
+}
+
+/// One open `AppendStream`: the sending half of its request stream and its answers.
+struct AppendStream {
+    requests: tokio::sync::mpsc::Sender<pb::AppendEntriesRequest>,
+    answers: tonic::Streaming<pb::AppendEntriesResponse>,
 }
 
 impl RaftPeer {
@@ -139,6 +159,65 @@ impl RaftPeer {
             target,
             client,
             durability,
+            stream: None,
+            unary_only: false,
+        }
+    }
+
+    /// Sends one AppendEntries on the peer's `AppendStream`, opening one if none is open,
+    /// and reads its answer.
+    async fn append_on_stream(
+        &mut self,
+        message: pb::AppendEntriesRequest,
+    ) -> Result<Sent, TransportFailure> {
+        let message = match self.stream.take() {
+            Some(stream) => match stream.requests.send(message).await {
+                Ok(()) => return self.answer_of(stream).await.map(Sent::Answered),
+                // The stream ended since the last call (the peer restarted, or answered an
+                // error): the message was not sent; open another.
+                Err(unsent) => unsent.0,
+            },
+            None => message,
+        };
+        let (requests, receiver) = tokio::sync::mpsc::channel(1);
+        // Queued before the stream opens, so it goes with the request's headers; kept for
+        // the unary call if the peer does not know the method.
+        let _ = requests.try_send(message.clone());
+        let mut client = self.client()?;
+        let opened = client
+            .append_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await;
+        let answers = match opened {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::info!(
+                    target_node = self.target,
+                    "peer does not serve AppendStream (an older build): sending unary AppendEntries"
+                );
+                self.unary_only = true;
+                return Ok(Sent::Unsupported(message));
+            }
+            Err(status) => return Err(status.into()),
+        };
+        self.answer_of(AppendStream { requests, answers })
+            .await
+            .map(Sent::Answered)
+    }
+
+    /// Reads the answer to the request just sent on `stream`, and keeps the stream if one
+    /// came.
+    async fn answer_of(
+        &mut self,
+        mut stream: AppendStream,
+    ) -> Result<pb::AppendEntriesResponse, TransportFailure> {
+        match stream.answers.message().await? {
+            Some(answer) => {
+                self.stream = Some(stream);
+                Ok(answer)
+            }
+            None => Err(TransportFailure::Unreachable(tonic::Status::unavailable(
+                "the peer ended the append stream without answering",
+            ))),
         }
     }
 
@@ -205,13 +284,35 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
                     .await
                     .map_err(TransportFailure::LogStopped)?;
             }
-            let mut client = self.client()?;
-            let resp = client
-                .append_entries(request(codec::append_request_to_pb(&rpc), &option))
-                .await?;
-            Ok::<_, TransportFailure>(codec::append_response_from_pb(resp.into_inner())?)
+            let message = codec::append_request_to_pb(&rpc);
+            let sent = if self.unary_only {
+                Sent::Unsupported(message)
+            } else {
+                self.append_on_stream(message).await?
+            };
+            let answer = match sent {
+                Sent::Answered(answer) => answer,
+                Sent::Unsupported(message) => {
+                    let mut client = self.client()?;
+                    client
+                        .append_entries(request(message, &option))
+                        .await?
+                        .into_inner()
+                }
+            };
+            Ok::<_, TransportFailure>(codec::append_response_from_pb(answer)?)
         };
-        call.await.map_err(TransportFailure::into_rpc)
+        // The stream has no deadline of its own (it outlives calls): bound each call here.
+        match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(result) => result.map_err(TransportFailure::into_rpc),
+            Err(_) => Err(
+                TransportFailure::Unreachable(tonic::Status::deadline_exceeded(format!(
+                    "no answer to AppendEntries within {:?}",
+                    option.hard_ttl()
+                )))
+                .into_rpc(),
+            ),
+        }
     }
 
     async fn vote(

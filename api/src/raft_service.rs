@@ -34,6 +34,9 @@ pub struct RaftService<C: WireConfig> {
     /// Set when the log store tells openraft appends are flushed before their fsync: an
     /// AppendEntries is answered with success only once what it wrote is durable.
     durability: Option<Durability>,
+    /// Cancelled when the node stops: every `AppendStream` ends then, so that a peer's
+    /// stream does not hold the server's grace period.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl<C: WireConfig> RaftService<C> {
@@ -42,7 +45,16 @@ impl<C: WireConfig> RaftService<C> {
             raft,
             handler,
             durability: None,
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Ends every `AppendStream` (`UNAVAILABLE`, between two messages) once `stop` is
+    /// cancelled: the node is stopping, and the leader's stream to it would otherwise keep
+    /// the Raft server open for its whole grace period.
+    pub fn with_stop(mut self, stop: tokio_util::sync::CancellationToken) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Answers AppendEntries with success only once this node's log holds durably what
@@ -64,28 +76,88 @@ fn raft_status<E: std::error::Error>(e: RaftError<u64, E>) -> Status {
     }
 }
 
+/// One AppendEntries, as the unary call and the stream answer it.
+async fn append<C: WireConfig>(
+    raft: &Raft<C>,
+    durability: Option<&Durability>,
+    request: pb::AppendEntriesRequest,
+) -> Result<pb::AppendEntriesResponse, Status> {
+    let req = codec::append_request_from_pb::<C>(request).map_err(codec_status)?;
+    let resp = raft.append_entries(req).await.map_err(raft_status)?;
+    // openraft heard "flushed" when the entries were written; the leader counts this node as
+    // holding them once it reads a success, so that waits for the fsync.
+    let claims_entries = matches!(
+        resp,
+        AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+    );
+    if claims_entries && let Some(durability) = durability {
+        durability.wait_written().await.map_err(|reason| {
+            Status::unavailable(format!(
+                "raft on this node has stopped: its log failed before the entries were durable: {reason}"
+            ))
+        })?;
+    }
+    Ok(codec::append_response_to_pb(&resp))
+}
+
+/// One `AppendStream` being served.
+struct AppendStreamState<C: WireConfig> {
+    requests: Streaming<pb::AppendEntriesRequest>,
+    raft: Raft<C>,
+    durability: Option<Durability>,
+    stop: tokio_util::sync::CancellationToken,
+    /// An error was the last answer.
+    ended: bool,
+}
+
+/// The answers of an `AppendStream`, one per request, in order.
+type AppendAnswers = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::AppendEntriesResponse, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl<C: WireConfig> RaftTransport for RaftService<C> {
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = codec::append_request_from_pb::<C>(request.into_inner()).map_err(codec_status)?;
-        let resp = self.raft.append_entries(req).await.map_err(raft_status)?;
-        // openraft heard "flushed" when the entries were written; the leader counts this
-        // node as holding them once it reads a success, so that waits for the fsync.
-        let claims_entries = matches!(
-            resp,
-            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-        );
-        if claims_entries && let Some(durability) = &self.durability {
-            durability.wait_written().await.map_err(|reason| {
-                Status::unavailable(format!(
-                    "raft on this node has stopped: its log failed before the entries were durable: {reason}"
-                ))
-            })?;
-        }
-        Ok(Response::new(codec::append_response_to_pb(&resp)))
+        append(&self.raft, self.durability.as_ref(), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type AppendStreamStream = AppendAnswers;
+
+    /// Answers each request before reading the next (the leader sends one at a time), on
+    /// the task of this HTTP/2 stream; the first error is the stream's last message. Ends
+    /// with `UNAVAILABLE` between two messages once the node is stopping.
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let stream = AppendStreamState {
+            requests: request.into_inner(),
+            raft: self.raft.clone(),
+            durability: self.durability.clone(),
+            stop: self.stop.clone(),
+            ended: false,
+        };
+        let answers = futures::stream::unfold(stream, |mut s| async move {
+            if s.ended {
+                return None;
+            }
+            let next = tokio::select! {
+                next = s.requests.next() => next?,
+                () = s.stop.cancelled() => Err(Status::unavailable("the node is stopping")),
+            };
+            let answer = match next {
+                Ok(request) => append(&s.raft, s.durability.as_ref(), request).await,
+                Err(status) => Err(status),
+            };
+            s.ended = answer.is_err();
+            Some((answer, s))
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(

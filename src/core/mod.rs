@@ -72,7 +72,8 @@ pub async fn run(args: CoreArgs) -> Result<()> {
 
     let raft_service = RaftTransportServer::new(
         RaftService::new(parts.raft.clone(), tasks.role.clone())
-            .answer_when_durable(parts.durability.clone()),
+            .answer_when_durable(parts.durability.clone())
+            .with_stop(node.shutdown.clone()),
     )
     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
