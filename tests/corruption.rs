@@ -36,6 +36,23 @@ fn frame_offsets(bytes: &[u8], first: LogIndex) -> Vec<usize> {
     scan.offsets.iter().map(|&o| o as usize).collect()
 }
 
+/// A one-node core whose table `t` holds `keys` keys, and an edge that has them all.
+async fn core_and_edge(keys: usize) -> (Cluster, Edge) {
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader().await;
+    create_table(&cluster.nodes[0], "t").await;
+    for i in 0..keys {
+        put(&cluster.nodes[0], "t", &format!("k{i:03}"), "v")
+            .await
+            .expect("put");
+    }
+    let core_replication = cluster.nodes[0].replication.clone();
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![core_replication]);
+    edge.start();
+    wait_converged(&cluster.nodes[0], &edge.node, "the edge has every key").await;
+    (cluster, edge)
+}
+
 /// Runs the `regatta` binary; returns its exit code and standard output and error.
 fn regatta(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(binary())
@@ -263,18 +280,7 @@ async fn a_damaged_newest_segment_is_refused_and_the_node_is_reseeded_from_its_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_with_a_damaged_log_refuses_to_start_and_is_reseeded_from_upstream() {
     phase("a one-node core with 200 keys and an edge that follows it");
-    let cluster = Cluster::start(1);
-    cluster.wait_for_leader().await;
-    create_table(&cluster.nodes[0], "t").await;
-    for i in 0..200 {
-        put(&cluster.nodes[0], "t", &format!("k{i:03}"), "v")
-            .await
-            .expect("put");
-    }
-    let core_replication = cluster.nodes[0].replication.clone();
-    let mut edge = Edge::new("edge", cluster.dir.path(), vec![core_replication]);
-    edge.start();
-    wait_converged(&cluster.nodes[0], &edge.node, "the edge has every key").await;
+    let (cluster, mut edge) = core_and_edge(200).await;
 
     phase("stop the edge; flip a byte in the middle of its newest segment");
     assert_eq!(edge.node.terminate(), Some(0));
@@ -330,18 +336,7 @@ async fn an_edge_with_a_damaged_log_refuses_to_start_and_is_reseeded_from_upstre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_that_lost_the_end_of_its_log_restarts_behind_and_catches_up() {
     phase("a one-node core with 120 keys and an edge that follows it");
-    let cluster = Cluster::start(1);
-    cluster.wait_for_leader().await;
-    create_table(&cluster.nodes[0], "t").await;
-    for i in 0..120 {
-        put(&cluster.nodes[0], "t", &format!("k{i:03}"), "v")
-            .await
-            .expect("put");
-    }
-    let core_replication = cluster.nodes[0].replication.clone();
-    let mut edge = Edge::new("edge", cluster.dir.path(), vec![core_replication]);
-    edge.start();
-    wait_converged(&cluster.nodes[0], &edge.node, "the edge has every key").await;
+    let (cluster, mut edge) = core_and_edge(120).await;
     let applied = edge
         .metric("regatta_edge_applied_index")
         .await
