@@ -277,13 +277,13 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        if let (Some(durability), Some(commit)) = (&self.durability, &rpc.leader_commit) {
+            durability
+                .wait(commit.index)
+                .await
+                .map_err(|reason| TransportFailure::LogStopped(reason).into_rpc())?;
+        }
         let call = async {
-            if let (Some(durability), Some(commit)) = (&self.durability, &rpc.leader_commit) {
-                durability
-                    .wait(commit.index)
-                    .await
-                    .map_err(TransportFailure::LogStopped)?;
-            }
             let message = codec::append_request_to_pb(&rpc);
             let sent = if self.unary_only {
                 Sent::Unsupported(message)
@@ -302,7 +302,9 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
             };
             Ok::<_, TransportFailure>(codec::append_response_from_pb(answer)?)
         };
-        // The stream has no deadline of its own (it outlives calls): bound each call here.
+        // The stream has no deadline of its own (it outlives calls): bound each exchange
+        // here, as the unary call's deadline bounds it (waiting for this node's own fsync
+        // above is not part of it, as before).
         match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(result) => result.map_err(TransportFailure::into_rpc),
             Err(_) => Err(
