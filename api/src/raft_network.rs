@@ -82,11 +82,23 @@ pub fn internal_server(server: tonic::transport::Server) -> tonic::transport::Se
     server.http2_max_pending_accept_reset_streams(Some(INTERNAL_MAX_PENDING_ACCEPT_RESETS))
 }
 
+/// How long a peer that answered `AppendStream` with UNIMPLEMENTED (an older build) is sent
+/// unary AppendEntries before it is asked again: it may have been upgraded since, and the
+/// leader's connection to it can outlive the upgrade.
+pub const APPEND_STREAM_REPROBE: Duration = Duration::from_secs(60);
+
 /// Creates a [`RaftPeer`] per target node, dialing through one [`Dialer`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RaftNetworkFactoryImpl {
     dialer: Dialer,
     durability: Option<Durability>,
+    stream_reprobe: Duration,
+}
+
+impl Default for RaftNetworkFactoryImpl {
+    fn default() -> Self {
+        Self::new(Dialer::default())
+    }
 }
 
 impl RaftNetworkFactoryImpl {
@@ -95,7 +107,15 @@ impl RaftNetworkFactoryImpl {
         Self {
             dialer,
             durability: None,
+            stream_reprobe: APPEND_STREAM_REPROBE,
         }
+    }
+
+    /// Asks a peer that does not serve `AppendStream` again after `after` instead of
+    /// [`APPEND_STREAM_REPROBE`].
+    pub fn stream_reprobe_after(mut self, after: Duration) -> Self {
+        self.stream_reprobe = after;
+        self
     }
 
     /// A commit index is sent to followers only once this node's log holds it durably (see
@@ -110,7 +130,9 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        RaftPeer::new(target, &node.addr, &self.dialer, self.durability.clone())
+        let mut peer = RaftPeer::new(target, &node.addr, &self.dialer, self.durability.clone());
+        peer.stream_reprobe = self.stream_reprobe;
+        peer
     }
 }
 
@@ -123,9 +145,10 @@ pub struct RaftPeer {
     /// after its answer was read, so a call that failed or timed out leaves none behind
     /// (its answer could still arrive) and the next call opens a new one.
     stream: Option<AppendStream>,
-    /// The peer answered UNIMPLEMENTED to `AppendStream` (an older build): unary calls.
-    /// openraft makes a new `RaftPeer` when replication restarts, which asks again.
-    unary_only: bool,
+    /// The peer answered UNIMPLEMENTED to `AppendStream` (an older build): unary calls
+    /// until then, when it is asked again.
+    unary_until: Option<std::time::Instant>,
+    stream_reprobe: Duration,
 }
 
 /// What sending on the `AppendStream` came to.
@@ -160,7 +183,8 @@ impl RaftPeer {
             client,
             durability,
             stream: None,
-            unary_only: false,
+            unary_until: None,
+            stream_reprobe: APPEND_STREAM_REPROBE,
         }
     }
 
@@ -194,7 +218,7 @@ impl RaftPeer {
                     target_node = self.target,
                     "peer does not serve AppendStream (an older build): sending unary AppendEntries"
                 );
-                self.unary_only = true;
+                self.unary_until = Some(std::time::Instant::now() + self.stream_reprobe);
                 return Ok(Sent::Unsupported(message));
             }
             Err(status) => return Err(status.into()),
@@ -285,7 +309,10 @@ impl<C: WireConfig> RaftNetwork<C> for RaftPeer {
         }
         let call = async {
             let message = codec::append_request_to_pb(&rpc);
-            let sent = if self.unary_only {
+            let unary = self
+                .unary_until
+                .is_some_and(|until| std::time::Instant::now() < until);
+            let sent = if unary {
                 Sent::Unsupported(message)
             } else {
                 self.append_on_stream(message).await?

@@ -37,7 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 #[derive(Default)]
 struct Peer {
     /// Serve `AppendStream` (a peer of this build) or answer UNIMPLEMENTED (an older one).
-    streams_served: bool,
+    streams_served: AtomicBool,
     /// Hold the answer to the next streamed request for a second (past the caller's deadline).
     hold_next: AtomicBool,
     streams_opened: AtomicUsize,
@@ -75,7 +75,7 @@ impl RaftTransport for Server {
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Answers>, Status> {
-        if !self.0.streams_served {
+        if !self.0.streams_served.load(Ordering::SeqCst) {
             return Err(Status::unimplemented("unknown method AppendStream"));
         }
         self.0.streams_opened.fetch_add(1, Ordering::SeqCst);
@@ -171,7 +171,13 @@ fn answered_up_to(answer: Result<AppendEntriesResponse<u64>, impl std::fmt::Debu
 }
 
 async fn peer_client(addr: &str) -> impl RaftNetwork<TypeConfig> {
-    let mut factory = RaftNetworkFactoryImpl::default();
+    peer_client_with(addr, RaftNetworkFactoryImpl::default()).await
+}
+
+async fn peer_client_with(
+    addr: &str,
+    mut factory: RaftNetworkFactoryImpl,
+) -> impl RaftNetwork<TypeConfig> {
     RaftNetworkFactory::<TypeConfig>::new_client(&mut factory, 1, &BasicNode::new(addr)).await
 }
 
@@ -180,7 +186,7 @@ const TTL: Duration = Duration::from_millis(300);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_share_one_stream_and_a_timed_out_call_leaves_none_behind() {
     let peer = Arc::new(Peer {
-        streams_served: true,
+        streams_served: AtomicBool::new(true),
         ..Peer::default()
     });
     let mut client = peer_client(&serve(Arc::clone(&peer)).await).await;
@@ -238,4 +244,41 @@ async fn a_peer_without_append_stream_is_sent_unary_calls() {
         "every append went as a unary call"
     );
     assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_upgraded_since_is_asked_again_after_the_reprobe_interval() {
+    const REPROBE: Duration = Duration::from_secs(2);
+    let peer = Arc::new(Peer::default());
+    let factory = RaftNetworkFactoryImpl::default().stream_reprobe_after(REPROBE);
+    let mut client = peer_client_with(&serve(Arc::clone(&peer)).await, factory).await;
+
+    let answer = client
+        .append_entries(one_entry(1), RPCOption::new(TTL))
+        .await;
+    assert_eq!(answered_up_to(answer), Some(1));
+    // It is asked again once REPROBE has passed since its answer: by `asked + REPROBE`.
+    let asked = std::time::Instant::now();
+
+    // Upgraded: it serves AppendStream now, but is not asked again before the interval.
+    peer.streams_served.store(true, Ordering::SeqCst);
+    let answer = client
+        .append_entries(one_entry(2), RPCOption::new(TTL))
+        .await;
+    assert_eq!(answered_up_to(answer), Some(2));
+    assert!(
+        asked.elapsed() < REPROBE,
+        "the machine took over {REPROBE:?} for one call: nothing is checked"
+    );
+    assert_eq!(peer.unary.load(Ordering::SeqCst), 2);
+    assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 0);
+
+    // The interval is a duration by design: wait it out, then the peer is asked again.
+    tokio::time::sleep_until((asked + REPROBE).into()).await;
+    let answer = client
+        .append_entries(one_entry(3), RPCOption::new(TTL))
+        .await;
+    assert_eq!(answered_up_to(answer), Some(3));
+    assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 1, "asked again");
+    assert_eq!(peer.unary.load(Ordering::SeqCst), 2);
 }
