@@ -130,9 +130,7 @@ impl<C: WireConfig> RaftNetworkFactory<C> for RaftNetworkFactoryImpl {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        let mut peer = RaftPeer::new(target, &node.addr, &self.dialer, self.durability.clone());
-        peer.stream_reprobe = self.stream_reprobe;
-        peer
+        RaftPeer::new(target, &node.addr, self)
     }
 }
 
@@ -165,11 +163,12 @@ struct AppendStream {
 }
 
 impl RaftPeer {
-    fn new(target: u64, addr: &str, dialer: &Dialer, durability: Option<Durability>) -> Self {
+    fn new(target: u64, addr: &str, factory: &RaftNetworkFactoryImpl) -> Self {
         let client = Endpoint::from_shared(addr.to_string())
             .map_err(|e| format!("invalid raft address {addr:?} of node {target}: {e}"))
             .and_then(|endpoint| {
-                dialer
+                factory
+                    .dialer
                     .connect_lazy(peer_endpoint(endpoint))
                     .map_err(|e| format!("raft address {addr:?} of node {target}: {e}"))
             })
@@ -181,10 +180,10 @@ impl RaftPeer {
         Self {
             target,
             client,
-            durability,
+            durability: factory.durability.clone(),
             stream: None,
             unary_until: None,
-            stream_reprobe: APPEND_STREAM_REPROBE,
+            stream_reprobe: factory.stream_reprobe,
         }
     }
 

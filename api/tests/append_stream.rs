@@ -38,8 +38,10 @@ use tonic::{Request, Response, Status, Streaming};
 struct Peer {
     /// Serve `AppendStream` (a peer of this build) or answer UNIMPLEMENTED (an older one).
     streams_served: AtomicBool,
-    /// Hold the answer to the next streamed request for a second (past the caller's deadline).
+    /// Hold the answer to the next streamed request until `release` (past the caller's
+    /// deadline).
     hold_next: AtomicBool,
+    release: tokio::sync::Notify,
     streams_opened: AtomicUsize,
     streamed: AtomicUsize,
     unary: AtomicUsize,
@@ -85,7 +87,7 @@ impl RaftTransport for Server {
             async move {
                 peer.streamed.fetch_add(1, Ordering::SeqCst);
                 if peer.hold_next.swap(false, Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    peer.release.notified().await;
                 }
                 echo(request?)
             }
@@ -211,6 +213,8 @@ async fn appends_share_one_stream_and_a_timed_out_call_leaves_none_behind() {
         matches!(late, Err(RPCError::Unreachable(_))),
         "a call past its deadline: {late:?}"
     );
+    // Its answer now goes out on the stream the client gave up.
+    peer.release.notify_one();
     let answer = client
         .append_entries(one_entry(7), RPCOption::new(TTL))
         .await;

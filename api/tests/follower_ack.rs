@@ -45,7 +45,8 @@ impl ForwardHandler for NoForwarding {
     }
 }
 
-/// Leader 2 of term 1 sends entries `from..to` (blank ones), continuing its earlier ones.
+/// Leader 2 of term 1 sends entries `from..to` (blank ones), continuing its earlier ones;
+/// `from == to` is a heartbeat.
 fn append(from: u64, to: u64) -> pb::AppendEntriesRequest {
     let leader = CommittedLeaderId::new(1, 2);
     let rpc = AppendEntriesRequest::<TypeConfig> {
@@ -60,6 +61,18 @@ fn append(from: u64, to: u64) -> pb::AppendEntriesRequest {
         leader_commit: None,
     };
     codec::append_request_to_pb(&rpc)
+}
+
+/// `service`'s answer to `request` (an error status fails the test).
+async fn answer_of(
+    service: &RaftService<TypeConfig>,
+    request: pb::AppendEntriesRequest,
+) -> pb::AppendEntriesResponse {
+    service
+        .append_entries(Request::new(request))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn is_success(resp: &pb::AppendEntriesResponse) -> bool {
@@ -105,11 +118,7 @@ async fn a_follower_answers_append_entries_only_once_they_are_durable() {
     // The store really tells openraft early: without the gate, the answer comes while the
     // entries' fsync round is held.
     gate.set_open(false);
-    let resp = ungated
-        .append_entries(Request::new(append(0, 2)))
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = answer_of(&ungated, append(0, 2)).await;
     assert!(is_success(&resp), "{resp:?}");
     assert_eq!(log.next_index(), LogIndex(2));
     assert!(
@@ -127,14 +136,7 @@ async fn a_follower_answers_append_entries_only_once_they_are_durable() {
     );
     // Raft's core handles one request after the other: once a heartbeat that claims the
     // entries succeeds, it has written them and told the gated call its answer.
-    let resp = ungated
-        .append_entries(Request::new(pb::AppendEntriesRequest {
-            entries: Vec::new(),
-            ..append(5, 5)
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = answer_of(&ungated, append(5, 5)).await;
     assert!(is_success(&resp), "{resp:?}");
     assert_eq!(log.next_index(), LogIndex(5));
     assert!(
@@ -153,14 +155,7 @@ async fn a_follower_answers_append_entries_only_once_they_are_durable() {
     );
 
     // A heartbeat claims what the log already holds durably: answered at once.
-    let resp = gated
-        .append_entries(Request::new(pb::AppendEntriesRequest {
-            entries: Vec::new(),
-            ..append(5, 5)
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = answer_of(&gated, append(5, 5)).await;
     assert!(is_success(&resp), "{resp:?}");
     raft.shutdown().await.unwrap();
 }
