@@ -744,3 +744,121 @@ async fn point_in_time_restore_into_running_clusters() {
     );
     assert_eq!(pairs(&fresh.nodes[0], "t").await, expected["t"]);
 }
+
+/// Runs `regatta ARGS` with its output read by a reader that takes the first line and goes
+/// away, as `| head -1` does: the exit status and what the tool printed on stderr.
+fn first_line_then_leave(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run regatta");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("read the first line");
+    assert!(!first.is_empty(), "regatta {args:?} printed nothing");
+    // The pipe's read end is closed here; the tool still has more to print than a pipe holds.
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().expect("wait for regatta").code(), err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edges_log_replays_as_the_cores_and_a_reader_that_leaves_ends_the_tools_quietly() {
+    phase("a core and an edge following it; 100 writes of 1 KiB values");
+    let cluster = Cluster::start_with(1, &[]);
+    cluster.wait_for_leader().await;
+    let node = &cluster.nodes[0];
+    let mut edge = Edge::new("edge", cluster.dir.path(), vec![node.replication.clone()]);
+    edge.start();
+    create_table(node, "t").await;
+    let value = "v".repeat(1024);
+    let mut revisions = Vec::new();
+    for i in 0..100 {
+        revisions.push(
+            put(node, "t", &format!("key{i:03}"), &value)
+                .await
+                .expect("put"),
+        );
+    }
+    let (first, last) = (revisions[0].to_string(), revisions[99].to_string());
+    wait_until("the edge serves the last write", || async {
+        get(&edge.node, "t", "key099", false)
+            .await
+            .is_ok_and(|v| v.is_some())
+    })
+    .await;
+
+    phase("log replay of the edge's data directory shows what the core's shows");
+    let replay = |node: &Node| {
+        regatta(&[
+            "log",
+            "replay",
+            "--data-dir",
+            &node.data_dir.display().to_string(),
+            "--from",
+            &first,
+            "--to",
+            &last,
+        ])
+    };
+    // The core's committed pointer on disk trails the node by up to a moment.
+    wait_until("the last write is committed on the core's disk", || async {
+        replay(node).status.success()
+    })
+    .await;
+    let at_core = replay(node);
+    let at_edge = replay(&edge.node);
+    assert!(at_edge.status.success(), "{}", stderr(&at_edge));
+    assert_eq!(stdout(&at_core).lines().count(), 100);
+    assert_eq!(
+        stdout(&at_edge),
+        stdout(&at_core),
+        "the edge's log holds the core's history"
+    );
+    let beyond = (revisions[99] + 1000).to_string();
+    let out = regatta(&[
+        "log",
+        "replay",
+        "--data-dir",
+        &edge.node.data_dir.display().to_string(),
+        "--to",
+        &beyond,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not committed"),
+        "past the edge's log: {}",
+        stderr(&out)
+    );
+    let out = regatta(&[
+        "log",
+        "verify",
+        "--data-dir",
+        &edge.node.data_dir.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    phase("a reader that leaves after one line: status 141 as after SIGPIPE, nothing on stderr");
+    let core_data = node.data_dir.display().to_string();
+    for args in [
+        vec!["kv", "range", "t", "--address", node.api.as_str()],
+        vec!["log", "replay", "--data-dir", core_data.as_str()],
+    ] {
+        let (code, err) = first_line_then_leave(&args);
+        assert_eq!(code, Some(141), "regatta {args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "regatta {args:?} printed: {err}"
+        );
+    }
+}

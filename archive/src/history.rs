@@ -2,8 +2,6 @@
 //! archive together: the archive for what is purged locally, the local log for the rest.
 //! One segment is in memory at a time, so memory stays flat however long the range.
 
-use std::path::Path;
-
 use regatta_log::{LogIndex, Record, reader::DirReader};
 
 use crate::error::{Error, Result};
@@ -16,12 +14,9 @@ pub struct History {
 }
 
 impl History {
-    /// `log_dir` and `archive` are each optional; at least one must be given.
-    pub async fn open(log_dir: Option<&Path>, archive: Option<SegmentArchive>) -> Result<Self> {
-        let local = match log_dir {
-            Some(dir) => Some(DirReader::open(dir)?),
-            None => None,
-        };
+    /// `local` (a node's log directory, opened read-only) and `archive` are each optional;
+    /// at least one must be given.
+    pub async fn open(local: Option<DirReader>, archive: Option<SegmentArchive>) -> Result<Self> {
         let archive = match archive {
             Some(a) => {
                 let listed = a.list().await?;

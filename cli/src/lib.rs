@@ -20,13 +20,23 @@
 //! - [`audit`]: `log replay`, `log verify`, point-in-time `restore --from`, `backup list`;
 //! - [`reseed`]: moving a damaged data directory aside so that the node is filled again;
 //! - [`progress`]: progress of long operations on stderr;
-//! - [`error`]: [`Failure`] (message and exit code) and the exit codes.
+//! - [`error`]: [`Failure`] (message and exit code) and the exit codes;
+//! - [`stdout`]: the output, where a reader that went away ends the process quietly.
+
+/// `println!` for the tools' output: a closed pipe ends the process quietly (see [`stdout`]).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::stdout::line(format_args!($($arg)*))
+    };
+}
 
 pub mod audit;
 pub mod client;
 pub mod error;
 pub mod progress;
 pub mod reseed;
+pub mod stdout;
 
 pub use error::{CliResult, Failure};
 

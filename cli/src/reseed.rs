@@ -213,12 +213,12 @@ fn report(dir: &Path, to: &Path, rejoin: &Rejoin, edge: bool, options: &ClientOp
     if options.json {
         print_json(&json!({"moved_from": dir, "moved_to": to, "next": next}));
     } else {
-        println!(
+        crate::outln!(
             "moved damaged data directory aside: {} -> {}",
             dir.display(),
             to.display()
         );
-        println!("{next}; delete the moved directory once it is no longer needed");
+        crate::outln!("{next}; delete the moved directory once it is no longer needed");
     }
 }
 

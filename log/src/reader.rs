@@ -88,6 +88,26 @@ impl DirReader {
         self.committed
     }
 
+    /// For a log whose every entry is committed, as an edge's is (it appends only what its
+    /// upstream committed, and keeps no committed pointer): the committed pointer becomes
+    /// the last entry readable now. A segment purged meanwhile is skipped; one that cannot
+    /// be read otherwise is an error.
+    pub fn with_every_entry_committed(mut self) -> Result<Self> {
+        for id in self.segments.clone().iter().rev() {
+            match self.read_segment(*id) {
+                Ok(seg) => {
+                    if let Some(last) = seg.last {
+                        self.committed = Some(last);
+                        return Ok(self);
+                    }
+                }
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self)
+    }
+
     /// Reads and checks one segment. Only the last segment may end in a torn frame.
     pub fn read_segment(&self, id: SegmentId) -> Result<SegmentRecords> {
         let path = self.dir.join(id.file_name());
@@ -314,6 +334,27 @@ mod tests {
         bytes[at] ^= 1;
         let err = SegmentRecords::check(&path, first, Bytes::from(bytes), false).unwrap_err();
         assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_log_read_as_all_committed_ends_at_its_last_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let _live = small_log_of_30(dir.path());
+        let reader = DirReader::open(dir.path()).unwrap();
+        assert_eq!(reader.committed(), None, "no committed pointer was saved");
+        let reader = reader.with_every_entry_committed().unwrap();
+        assert_eq!(reader.committed().map(|c| c.index.0), Some(30));
+
+        let empty = tempfile::tempdir().unwrap();
+        let reader = DirReader::open(empty.path())
+            .unwrap()
+            .with_every_entry_committed()
+            .unwrap();
+        assert_eq!(
+            reader.committed(),
+            None,
+            "an empty log has nothing committed"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use regatta_archive::{SegmentArchive, objects::ObjectStorage};
 /// Where to read history from.
 #[derive(Args, Debug, Clone)]
 pub struct Sources {
-    /// Data directory of a core node (its log is read in place, read-only).
+    /// Data directory of a core or an edge node (its log is read in place, read-only).
     #[arg(long = "data-dir", env = "REGATTA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Object store holding the segment archive and snapshots (default:
@@ -37,9 +37,38 @@ pub struct Sources {
     pub object_store: Option<String>,
 }
 
+/// A node's log directory, to be read in place.
+#[derive(Debug, Clone)]
+pub struct LocalLog {
+    pub dir: PathBuf,
+    /// The data directory is an edge's: every entry in its log is committed (it appends
+    /// only what its upstream committed) and it keeps no committed pointer.
+    pub edge: bool,
+}
+
+impl LocalLog {
+    /// Opens the directory read-only; committed history ends at the core's committed
+    /// pointer or at an edge's last entry.
+    pub fn reader(&self) -> CliResult<regatta_log::reader::DirReader> {
+        let fault = |e: regatta_log::Error| Failure::fault(format!("fault: {e}"));
+        let reader = regatta_log::reader::DirReader::open(&self.dir).map_err(fault)?;
+        if self.edge {
+            reader.with_every_entry_committed().map_err(fault)
+        } else {
+            Ok(reader)
+        }
+    }
+}
+
+/// Whether `data_dir` is an edge's: an edge keeps its local snapshots in `snapshots/`, a
+/// core its Raft snapshots in `raft-snapshots/` (each node creates its own on first start).
+fn is_edge_data_dir(data_dir: &std::path::Path) -> bool {
+    data_dir.join("snapshots").is_dir() && !data_dir.join("raft-snapshots").is_dir()
+}
+
 impl Sources {
-    /// The log directory (if a data dir was given) and the archive (if any).
-    pub fn resolve(&self) -> CliResult<(Option<PathBuf>, Option<ObjectStorage>)> {
+    /// The node's log (if a data dir was given) and the archive (if any).
+    pub fn resolve(&self) -> CliResult<(Option<LocalLog>, Option<ObjectStorage>)> {
         let log_dir = match &self.data_dir {
             Some(dir) => {
                 if !dir.is_dir() {
@@ -56,7 +85,10 @@ impl Sources {
                         log.display()
                     )));
                 }
-                Some(log)
+                Some(LocalLog {
+                    dir: log,
+                    edge: is_edge_data_dir(dir),
+                })
             }
             None => None,
         };
@@ -154,10 +186,9 @@ async fn replay(args: ReplayArgs) -> CliResult {
     {
         return Err(Failure::usage(format!("--from {from} is after --to {to}")));
     }
-    let (log_dir, objects) = args.sources.resolve()?;
-    let history =
-        regatta_archive::History::open(log_dir.as_deref(), objects.as_ref().map(archive_of))
-            .await?;
+    let (local, objects) = args.sources.resolve()?;
+    let local = local.as_ref().map(LocalLog::reader).transpose()?;
+    let history = regatta_archive::History::open(local, objects.as_ref().map(archive_of)).await?;
     let Some((first, last)) = history.bounds() else {
         return Err(Failure::not_found("no committed history found"));
     };
@@ -205,13 +236,14 @@ async fn replay(args: ReplayArgs) -> CliResult {
                     Format::Text => writeln!(out, "{}", replay::to_text(&change)),
                     Format::Json => writeln!(out, "{}", replay::to_json(&change)),
                 }
-                .map_err(Failure::fault)?;
+                .map_err(|e| Failure::fault(crate::stdout::closed_pipe_ends(e)))?;
             }
             Ok(())
         })
         .await?;
     use std::io::Write;
-    out.flush().map_err(Failure::fault)?;
+    out.flush()
+        .map_err(|e| Failure::fault(crate::stdout::closed_pipe_ends(e)))?;
     progress.finish();
     match walked {
         Some(l) if l >= to => Ok(()),

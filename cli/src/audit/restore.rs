@@ -215,29 +215,29 @@ async fn list(url: &str, options: &ClientOptions) -> CliResult {
         }));
         return Ok(());
     }
-    println!("snapshots: {}", revisions.len());
+    crate::outln!("snapshots: {}", revisions.len());
     for r in &revisions {
-        println!("  revision {:>12}  {}", r.0, snapshots.location(*r));
+        crate::outln!("  revision {:>12}  {}", r.0, snapshots.location(*r));
     }
     let bytes: u64 = segments.iter().map(|s| s.size).sum();
-    println!("archived segments: {} ({bytes} bytes)", segments.len());
+    crate::outln!("archived segments: {} ({bytes} bytes)", segments.len());
     for r in &covered {
-        println!("  indices {}..={}", r.start(), r.end());
+        crate::outln!("  indices {}..={}", r.start(), r.end());
     }
     if holes.is_empty() {
-        println!("holes in the archive: none");
+        crate::outln!("holes in the archive: none");
     } else {
-        println!(
+        crate::outln!(
             "holes in the archive: indices {} are missing (history there is lost; see `regatta log verify`)",
             regatta_archive::describe(&holes)
         );
     }
-    println!("restorable revisions:");
+    crate::outln!("restorable revisions:");
     if ranges.is_empty() {
-        println!("  none");
+        crate::outln!("  none");
     }
     for (a, b) in &ranges {
-        println!("  {a}..={b}");
+        crate::outln!("  {a}..={b}");
     }
     Ok(())
 }
@@ -389,7 +389,7 @@ async fn point_in_time(p: PointInTime) -> CliResult {
             &json!({"revision": revision, "data_dir": p.data_dir.display().to_string(), "tables": tables}),
         );
     } else {
-        println!(
+        crate::outln!(
             "restored revision {revision} ({} table(s)) into {}: start it with `regatta core --data-dir {} --raft.node-id {} --raft.address {}`",
             tables.len(),
             p.data_dir.display(),
@@ -439,7 +439,7 @@ async fn into_cluster(p: IntoCluster, options: &ClientOptions) -> CliResult {
     if options.json {
         print_json(&json!({"revision": revision, "address": options.address, "restored": tables}));
     } else {
-        println!(
+        crate::outln!(
             "restored {} table(s) at revision {revision} into {}",
             tables.len(),
             options.address

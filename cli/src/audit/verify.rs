@@ -22,17 +22,17 @@ use regatta_materializer::Revision;
 use crate::client::{CliResult, Failure};
 use crate::progress::Progress;
 
-use super::{Sources, archive_of, snapshots_of};
+use super::{LocalLog, Sources, archive_of, snapshots_of};
 
 pub async fn run(sources: &Sources) -> CliResult {
-    let (log_dir, objects) = sources.resolve()?;
-    if log_dir.is_none() && objects.is_none() {
+    let (local, objects) = sources.resolve()?;
+    if local.is_none() && objects.is_none() {
         return Err(Failure::usage("nothing to verify"));
     }
     let mut summary = Vec::new();
-    if let Some(dir) = &log_dir {
-        summary.push(local_segments(dir)?);
-        let snap_dir = dir.parent().map(|d| d.join("raft-snapshots"));
+    if let Some(local) = &local {
+        summary.push(local_segments(local)?);
+        let snap_dir = local.dir.parent().map(|d| d.join("raft-snapshots"));
         if let Some(snap_dir) = snap_dir.filter(|d| d.is_dir()) {
             summary.push(raft_snapshot_files(&snap_dir)?);
         }
@@ -55,7 +55,7 @@ pub async fn run(sources: &Sources) -> CliResult {
             )));
         }
     }
-    println!("ok: {}", summary.join(", "));
+    crate::outln!("ok: {}", summary.join(", "));
     Ok(())
 }
 
@@ -68,9 +68,9 @@ fn indices(first: Option<u64>, last: Option<u64>) -> String {
 }
 
 /// Every local segment: frames, contiguity inside and across files, terms. The summary.
-fn local_segments(dir: &Path) -> CliResult<String> {
-    let reader = regatta_log::reader::DirReader::open(dir)
-        .map_err(|e| Failure::fault(format!("fault: {e}")))?;
+fn local_segments(local: &LocalLog) -> CliResult<String> {
+    let dir = &local.dir;
+    let reader = local.reader()?;
     let mut progress = Progress::new(
         "verify local segments",
         "segments",

@@ -155,7 +155,7 @@ pub async fn backup(args: BackupArgs, options: &ClientOptions) -> CliResult {
     if options.json {
         print_json(&json!({"dir": args.dir.display().to_string(), "tables": tables}));
     } else {
-        println!(
+        crate::outln!(
             "backup of {} table(s) written to {}",
             tables.len(),
             args.dir.display()
@@ -202,7 +202,7 @@ pub async fn restore(args: RestoreArgs, options: &ClientOptions) -> CliResult {
         let names: Vec<&String> = files.iter().map(|(n, _)| n).collect();
         print_json(&json!({"restored": names}));
     } else {
-        println!(
+        crate::outln!(
             "restored {} table(s) from {}",
             files.len(),
             args.dir.display()
@@ -377,14 +377,18 @@ pub async fn create(options: &ClientOptions) -> CliResult {
             "existing": answer.existing,
         }));
     } else if answer.existing {
-        println!(
+        crate::outln!(
             "snapshot at revision {} already in the object store (no write since): {} ({} bytes)",
-            answer.revision, answer.key, answer.size
+            answer.revision,
+            answer.key,
+            answer.size
         );
     } else {
-        println!(
+        crate::outln!(
             "snapshot at revision {} uploaded: {} ({} bytes)",
-            answer.revision, answer.key, answer.size
+            answer.revision,
+            answer.key,
+            answer.size
         );
     }
     Ok(())

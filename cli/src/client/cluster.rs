@@ -48,7 +48,7 @@ pub async fn run(command: ClusterCommand, options: &ClientOptions) -> CliResult 
                 print_json(&json!({"cluster": resp.cluster, "members": members}));
             } else {
                 for m in resp.members {
-                    println!(
+                    crate::outln!(
                         "{}\t{}\tpeers={}\tclients={}",
                         m.id,
                         m.name,
@@ -77,9 +77,9 @@ pub async fn run(command: ClusterCommand, options: &ClientOptions) -> CliResult 
                     &json!({"id": resp.id, "version": resp.version, "info": resp.info, "tables": tables, "errors": resp.errors}),
                 );
             } else {
-                println!("node {} version {} {}", resp.id, resp.version, resp.info);
+                crate::outln!("node {} version {} {}", resp.id, resp.version, resp.info);
                 for (name, t) in tables {
-                    println!(
+                    crate::outln!(
                         "{name}\tleader={}\tindex={}\tapplied={}\tterm={}\tlog={}B\tdb={}B",
                         t.leader,
                         t.raft_index,
@@ -90,7 +90,7 @@ pub async fn run(command: ClusterCommand, options: &ClientOptions) -> CliResult 
                     );
                 }
                 for e in resp.errors {
-                    println!("error: {e}");
+                    crate::outln!("error: {e}");
                 }
             }
         }
@@ -129,14 +129,14 @@ fn print_membership(resp: &MembershipResponse, json_output: bool) {
             .collect();
         print_json(&json!({"revision": resp.revision, "nodes": nodes}));
     } else {
-        println!("membership changed at revision {}", resp.revision);
+        crate::outln!("membership changed at revision {}", resp.revision);
         for (id, addr) in nodes {
             let role = if resp.voters.contains(id) {
                 "voter"
             } else {
                 "learner"
             };
-            println!("{id}\t{addr}\t{role}");
+            crate::outln!("{id}\t{addr}\t{role}");
         }
     }
 }

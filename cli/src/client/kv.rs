@@ -153,9 +153,9 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
                 }
                 print_json(&Value::Object(out));
             } else {
-                println!("OK revision {revision}");
+                crate::outln!("OK revision {revision}");
                 if let Some(prev) = resp.prev_kv {
-                    println!("previous: {} = {}", text(&prev.key), text(&prev.value));
+                    crate::outln!("previous: {} = {}", text(&prev.key), text(&prev.value));
                 }
             }
         }
@@ -181,7 +181,7 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
             if options.json {
                 print_json(&kv_json(kv, true));
             } else {
-                println!("{}", text(&kv.value));
+                crate::outln!("{}", text(&kv.value));
             }
         }
         KvCommand::Range(args) => range(&mut client, args, options).await?,
@@ -211,9 +211,9 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
                     &json!({"revision": revision, "deleted": resp.deleted, "prev_kvs": prev}),
                 );
             } else {
-                println!("deleted {} (revision {revision})", resp.deleted);
+                crate::outln!("deleted {} (revision {revision})", resp.deleted);
                 for kv in &resp.prev_kvs {
-                    println!("{} = {}", text(&kv.key), text(&kv.value));
+                    crate::outln!("{} = {}", text(&kv.key), text(&kv.value));
                 }
             }
         }
@@ -228,7 +228,7 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
                     &json!({"revision": revision, "succeeded": resp.succeeded, "responses": responses}),
                 );
             } else {
-                println!(
+                crate::outln!(
                     "{} (revision {revision})",
                     if resp.succeeded {
                         "SUCCEEDED"
@@ -237,7 +237,7 @@ pub async fn run(command: KvCommand, options: &ClientOptions) -> CliResult {
                     }
                 );
                 for r in responses {
-                    println!("{r}");
+                    crate::outln!("{r}");
                 }
             }
         }
@@ -284,13 +284,13 @@ async fn range(
         let items: Vec<Value> = kvs.iter().map(|kv| kv_json(kv, !args.keys_only)).collect();
         print_json(&json!({"revision": revision, "count": count, "kvs": items}));
     } else if args.count_only {
-        println!("{count}");
+        crate::outln!("{count}");
     } else {
         for kv in &kvs {
             if args.keys_only {
-                println!("{}", text(&kv.key));
+                crate::outln!("{}", text(&kv.key));
             } else {
-                println!("{} = {}", text(&kv.key), text(&kv.value));
+                crate::outln!("{} = {}", text(&kv.key), text(&kv.value));
             }
         }
     }

@@ -37,7 +37,7 @@ pub fn kv_json(kv: &KeyValue, with_value: bool) -> Value {
 
 /// Prints a JSON document on one line.
 pub fn print_json(value: &Value) {
-    println!("{value}");
+    crate::outln!("{value}");
 }
 
 /// Parses a user-supplied key or value: `hex:0aff…` for raw bytes, otherwise the text as is.

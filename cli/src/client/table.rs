@@ -41,7 +41,7 @@ pub async fn run(command: TableCommand, options: &ClientOptions) -> CliResult {
             if options.json {
                 print_json(&json!({"name": name, "id": id}));
             } else {
-                println!("created table {name} (id {id})");
+                crate::outln!("created table {name} (id {id})");
             }
         }
         TableCommand::Delete { name } => {
@@ -51,7 +51,7 @@ pub async fn run(command: TableCommand, options: &ClientOptions) -> CliResult {
             if options.json {
                 print_json(&json!({"name": name, "deleted": true}));
             } else {
-                println!("deleted table {name}");
+                crate::outln!("deleted table {name}");
             }
         }
         TableCommand::List => {
@@ -68,7 +68,7 @@ pub async fn run(command: TableCommand, options: &ClientOptions) -> CliResult {
                 print_json(&Value::Array(items));
             } else {
                 for t in tables {
-                    println!("{}\t{}", t.name, t.id);
+                    crate::outln!("{}\t{}", t.name, t.id);
                 }
             }
         }

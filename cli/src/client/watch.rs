@@ -104,17 +104,17 @@ pub async fn run(args: WatchArgs, channel: Channel, options: &ClientOptions) -> 
                         }
                         print_json(&doc);
                     } else if put {
-                        println!(
+                        crate::outln!(
                             "PUT {} = {} (revision {})",
                             text(&kv.key),
                             text(&kv.value),
                             kv.mod_revision
                         );
                     } else {
-                        println!("DELETE {} (revision {})", text(&kv.key), kv.mod_revision);
+                        crate::outln!("DELETE {} (revision {})", text(&kv.key), kv.mod_revision);
                     }
                     if let (Some(prev), false) = (&e.prev_kv, options.json) {
-                        println!("  previous: {}", text(&prev.value));
+                        crate::outln!("  previous: {}", text(&prev.value));
                     }
                     printed += 1;
                     if args.count > 0 && printed >= args.count && !events.fragment {
@@ -126,7 +126,7 @@ pub async fn run(args: WatchArgs, channel: Channel, options: &ClientOptions) -> 
                 if options.json {
                     print_json(&json!({"progress": {"revision": p.revision}}));
                 } else {
-                    println!("progress: current up to revision {}", p.revision);
+                    crate::outln!("progress: current up to revision {}", p.revision);
                 }
             }
             Some(watch_response::Kind::Progress(_)) => {}
