@@ -57,7 +57,7 @@ pub mod torn;
 mod truncate;
 
 pub use error::{Error, Result};
-pub use log::{Log, Options, SealedSegment, SyncObserver, WrittenMark};
+pub use log::{Log, MAX_SYNC_PAUSE, Options, SealedSegment, SyncObserver, WrittenMark};
 pub use pointers::Pointers;
 pub use position::{ByteOffset, EntryId, LogIndex, NodeId, SegmentId, Term};
 pub use read::ReadIter;

@@ -35,6 +35,12 @@ pub struct Options {
     pub max_record_bytes: u64,
     /// Told how long every data fsync of the log took (for latency metrics).
     pub on_sync: Option<SyncObserver>,
+    /// Least time the syncer thread rests after one of its fsyncs before it starts the next
+    /// (default zero: at once). What is appended meanwhile is readable at once and waits
+    /// for the next round, so a log whose entries are durable elsewhere (an edge's) trades
+    /// how much a power loss can take for fewer fsyncs. Calls that block for durability
+    /// (`sync`, `append_blocking`, `truncate`, `purge`) run a round of their own, undelayed.
+    pub sync_pause: std::time::Duration,
 }
 
 impl Default for Options {
@@ -43,9 +49,13 @@ impl Default for Options {
             segment_bytes: 64 << 20,
             max_record_bytes: 64 << 20,
             on_sync: None,
+            sync_pause: std::time::Duration::ZERO,
         }
     }
 }
+
+/// Longest [`Options::sync_pause`]: a log left unsynced longer than this is no longer a log.
+pub const MAX_SYNC_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A callback told the duration of each fsync of appended data. It runs on the thread that
 /// synced, right after the fsync and before waiters are resolved, so it must be quick (a
@@ -71,6 +81,12 @@ impl Options {
             return Err(Error::InvalidOptions {
                 name: "max_record_bytes",
                 reason: format!("{} exceeds the frame format's limit", self.max_record_bytes),
+            });
+        }
+        if self.sync_pause > MAX_SYNC_PAUSE {
+            return Err(Error::InvalidOptions {
+                name: "sync_pause",
+                reason: format!("{:?} is longer than {MAX_SYNC_PAUSE:?}", self.sync_pause),
             });
         }
         Ok(())
@@ -136,6 +152,8 @@ pub(crate) struct Core {
     /// Wakes the syncer: something was written.
     pub(crate) work: Condvar,
     pub(crate) on_sync: Option<SyncObserver>,
+    /// [`Options::sync_pause`].
+    pub(crate) sync_pause: std::time::Duration,
 }
 
 /// Called once, after the entries of an append are durable (or the log failed).
@@ -298,6 +316,7 @@ impl Log {
             shared: Mutex::new(recovered.shared),
             work: Condvar::new(),
             on_sync: opts.on_sync.clone(),
+            sync_pause: opts.sync_pause,
         });
         lock(&core.shared).check();
         let syncer = {

@@ -14,6 +14,9 @@
 //! like a callback and is woken alone when covered (no thundering herd). Only one round runs
 //! at a time (`Shared::syncing`).
 //!
+//! A log may rest its syncer between rounds ([`Options::sync_pause`](crate::Options::sync_pause)):
+//! fewer fsyncs, each covering more, for a log whose entries are durable elsewhere.
+//!
 //! An fsync error is fatal: after a failed fsync the kernel may have dropped the dirty pages,
 //! so retrying would report durability that is not there. The log stops, every waiter fails,
 //! and the node must restart and recover from what is really on disk.
@@ -105,6 +108,31 @@ pub(crate) fn run(core: &Core) {
             Ok(ready) => ready.into_iter().for_each(|w| w(Ok(()))),
             Err(_) => return,
         }
+        rest(core);
+    }
+}
+
+/// The syncer's pause between two of its rounds ([`Options::sync_pause`]); cut short by
+/// shutdown or a failure. Appends meanwhile do not wake it; a blocking caller runs its own
+/// round.
+///
+/// [`Options::sync_pause`]: crate::Options::sync_pause
+fn rest(core: &Core) {
+    if core.sync_pause.is_zero() {
+        return;
+    }
+    let until = std::time::Instant::now() + core.sync_pause;
+    let mut s = lock(&core.shared);
+    while !s.shutdown && s.stopped.is_none() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        s = core
+            .work
+            .wait_timeout(s, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 

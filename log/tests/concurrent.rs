@@ -285,3 +285,74 @@ fn a_written_mark_is_durable_after_its_fsync_or_after_a_truncation() {
     assert_eq!(log.durable_next(), LogIndex(7));
     assert!(log.is_durable(mark).unwrap());
 }
+
+/// `Options::sync_pause`: after one of its rounds the syncer rests; appends meanwhile are
+/// readable at once and made durable together by the next round, and a caller that blocks
+/// for durability runs that round itself instead of waiting for the rest to end.
+#[test]
+fn a_resting_syncer_covers_the_appends_meanwhile_with_one_round_a_blocking_sync_runs_at_once() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    let pause = regatta_log::MAX_SYNC_PAUSE;
+    let dir = tempfile::tempdir().unwrap();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&rounds);
+    let log = Log::open(
+        dir.path(),
+        Options {
+            sync_pause: pause,
+            on_sync: Some(regatta_log::SyncObserver(Arc::new(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }))),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+
+    // The first append finds the syncer idle: one round makes it durable, then it rests.
+    let (tx, rx) = mpsc::channel();
+    let first = tx.clone();
+    log.append_with(vec![tagged(LogIndex(0), 0, 0)], move |r| {
+        first.send((0u64, r.is_ok())).unwrap()
+    })
+    .unwrap();
+    assert_eq!(rx.recv().unwrap(), (0, true));
+    assert_eq!(rounds.load(Ordering::SeqCst), 1);
+
+    // Appends while it rests: readable at once; none durable yet.
+    for seq in 1..=50u64 {
+        let tx = tx.clone();
+        log.append_with(vec![tagged(LogIndex(seq), 0, seq)], move |r| {
+            tx.send((seq, r.is_ok())).unwrap()
+        })
+        .unwrap();
+    }
+    assert_eq!(log.read(..).unwrap().len(), 51, "written is readable");
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing is made durable while the syncer rests"
+    );
+
+    // A blocking sync runs the next round itself: all fifty durable, one more round.
+    let started = Instant::now();
+    log.sync().unwrap();
+    let done: Vec<_> = rx.try_iter().collect();
+    assert_eq!(done, (1..=50).map(|s| (s, true)).collect::<Vec<_>>());
+    assert_eq!(
+        rounds.load(Ordering::SeqCst),
+        2,
+        "one round for all of them"
+    );
+
+    // Closing the log ends the rest at once (and syncs what is left).
+    log.append_with(vec![tagged(LogIndex(51), 0, 51)], move |r| {
+        tx.send((51, r.is_ok())).unwrap()
+    })
+    .unwrap();
+    drop(log);
+    assert_eq!(rx.recv().unwrap(), (51, true), "made durable on close");
+    assert!(
+        started.elapsed() < pause,
+        "neither the blocking sync nor the close waited out the rest"
+    );
+}

@@ -81,6 +81,17 @@ pub struct EdgeArgs {
         default_value_t = 100_000
     )]
     pub keep_entries: u64,
+    /// Least time between two fsyncs of the local log (at most 10s; 0s: after every write
+    /// round). Entries are applied and served as soon as they are written: the local log
+    /// is a restart cache of what the upstream committed, so a power loss can take at most
+    /// this much of its end, which the restarted edge fetches again before it is ready.
+    #[arg(
+        long = "edge.log-sync-interval",
+        env = "REGATTA_EDGE_LOG_SYNC_INTERVAL",
+        default_value = "25ms",
+        value_parser = humantime::parse_duration
+    )]
+    pub log_sync_interval: Duration,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
@@ -164,6 +175,12 @@ impl EdgeArgs {
         }
         if self.snapshot_entries == 0 {
             bail!("--edge.snapshot-entries must be positive");
+        }
+        if self.log_sync_interval > regatta_log::MAX_SYNC_PAUSE {
+            bail!(
+                "--edge.log-sync-interval must be at most {}",
+                humantime::format_duration(regatta_log::MAX_SYNC_PAUSE)
+            );
         }
         self.storage.validate()?;
         let replication = self.replication.validate_for(Serving::Edge)?;
@@ -288,5 +305,25 @@ mod tests {
             err.contains("--raft.node-id") && err.contains("--node-id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_log_sync_interval_defaults_to_25ms_and_is_bounded() {
+        let up = "--replication.leader-address=http://core:8444";
+        let defaults = settings(&[up]).expect("defaults");
+        assert_eq!(defaults.args.log_sync_interval, Duration::from_millis(25));
+        let every_round = settings(&[up, "--edge.log-sync-interval=0s"]).expect("0s");
+        assert_eq!(every_round.args.log_sync_interval, Duration::ZERO);
+        let err = settings(&[up, "--edge.log-sync-interval=11s"])
+            .expect_err("past the bound")
+            .to_string();
+        assert!(
+            err.contains("--edge.log-sync-interval") && err.contains("10s"),
+            "{err}"
+        );
+        let err = settings(&[up, "--edge.log-sync-interval=soon"])
+            .expect_err("not a duration")
+            .to_string();
+        assert!(err.contains("--edge.log-sync-interval"), "{err}");
     }
 }

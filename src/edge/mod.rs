@@ -193,6 +193,7 @@ fn open_local_state(
         regatta_log::Options {
             segment_bytes: args.storage.segment_size,
             on_sync: Some(crate::metrics::fsync_observer(registry)?),
+            sync_pause: args.log_sync_interval,
             ..Default::default()
         },
     )
