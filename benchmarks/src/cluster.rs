@@ -36,8 +36,9 @@ pub struct ClusterArgs {
     /// The `regatta` server binary (default: `regatta` next to this executable).
     #[arg(long)]
     pub regatta_bin: Option<PathBuf>,
-    /// Directory under which the cluster's temporary data directory is created (default: the
-    /// system temp dir). Put it on the disk you want to measure: fsync cost is the point.
+    /// Directory under which the cluster's temporary data directory is created, itself
+    /// created when missing (default: the system temp dir). Put it on the disk you want to
+    /// measure: fsync cost is the point.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Keep the data directories and node logs after the run (their path is printed).
@@ -273,16 +274,31 @@ pub struct Cluster {
     args: ClusterArgs,
 }
 
+impl ClusterArgs {
+    /// A fresh directory named `prefix…` under `--work-dir` (created first when missing) or
+    /// the system's temporary directory.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(prefix);
+        match &self.work_dir {
+            Some(parent) => {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("--work-dir {}", parent.display()))?;
+                builder.tempdir_in(parent).with_context(|| {
+                    format!("creating {prefix}… in --work-dir {}", parent.display())
+                })
+            }
+            None => builder
+                .tempdir()
+                .with_context(|| format!("creating {prefix}… in the temporary directory")),
+        }
+    }
+}
+
 impl Cluster {
     /// Spawns `n` nodes that form one cluster. Does not wait for them (see `wait_ready`).
     fn start(binary: &Path, n: u64, args: &ClusterArgs) -> Result<Self> {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("regatta-bench-");
-        let dir = match &args.work_dir {
-            Some(parent) => builder.tempdir_in(parent),
-            None => builder.tempdir(),
-        }
-        .context("creating the cluster's temporary directory")?;
+        let dir = args.temp_dir("regatta-bench-")?;
         let mut nodes = Vec::new();
         for id in 1..=n {
             let data_dir = dir.path().join(format!("node-{id}"));

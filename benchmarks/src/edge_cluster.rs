@@ -44,13 +44,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(args: &ClusterArgs) -> Result<Self> {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("regatta-bench-edge-");
-        let dir = match &args.work_dir {
-            Some(parent) => builder.tempdir_in(parent),
-            None => builder.tempdir(),
-        }
-        .context("creating the edge's scratch directory")?;
+        let dir = args.temp_dir("regatta-bench-edge-")?;
         Ok(Self {
             dir: Some(dir),
             keep: args.keep_data,
