@@ -150,6 +150,12 @@ pub struct Args {
     /// direction (reads over the nodes, writes to the stream leader).
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Times every cell is measured: each round measures every workload, concurrency and
+    /// system once, the systems in reverse order every other round (so that no system is
+    /// always first after a change of load). Ratios are the medians of the rounds' ratios:
+    /// on a noisy machine, several rounds of one run compare better than several runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// Measured time per cell (workload × system × concurrency), after the warm-up.
     #[arg(long, default_value = "3s", value_parser = cluster::parse_duration)]
     duration: Duration,
@@ -182,6 +188,8 @@ fn key(i: u64) -> Bytes {
 /// The measured figures of one cell.
 #[derive(Debug, Clone)]
 pub struct Cell {
+    /// The round it was measured in, from 0 (see `--rounds`).
+    pub round: u32,
     pub workload: Workload,
     pub system: System,
     pub concurrency: usize,
@@ -195,6 +203,7 @@ pub struct Cell {
 impl Cell {
     fn to_json(&self) -> Value {
         json!({
+            "round": self.round,
             "workload": self.workload.as_str(),
             "system": self.system.as_str(),
             "concurrency": self.concurrency,
@@ -216,6 +225,9 @@ pub struct Outcome {
 pub fn run(args: Args) -> Result<()> {
     if args.concurrency.contains(&0) || args.keys == 0 || args.connections == 0 {
         bail!("--concurrency values, --keys and --connections must be at least 1");
+    }
+    if args.plots.is_some() && args.rounds > 1 {
+        bail!("--plots draws one round's cells: give --rounds 1 with it");
     }
     let want = |s: System| args.systems.contains(&s);
     // Missing peers are reported before anything starts.
@@ -401,42 +413,55 @@ async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
     if !order.contains(&System::Regatta) {
         order.insert(0, System::Regatta);
     }
-    for &workload in &args.workloads {
-        for &concurrency in &args.concurrency {
-            for &system in order.iter().filter(|s| s.runs(workload)) {
-                let clients = pools.clients(system, concurrency)?;
-                let load = Arc::new(Load {
-                    keys: keys.clone(),
-                    value_size: args.value_size,
-                    write_value: write_value.clone(),
-                    writes_per_10k: workload.writes_per_10k(),
-                    timeout: args.timeout,
-                    measure_from: Instant::now() + args.warm_up,
-                    end: Instant::now() + args.warm_up + args.duration,
-                    counters: Counters::default(),
-                });
-                let cell = measure(workload, system, clients, load).await?;
-                eprintln!(
-                    "{:<6} {:<8} {:>4} in flight: {:>9.0} ops/s  p50 {:>6} µs  p99 {:>7} µs  p999 {:>7} µs{}",
-                    workload.as_str(),
-                    system.as_str(),
-                    concurrency,
-                    cell.ops_per_sec,
-                    cell.p50_us,
-                    cell.p99_us,
-                    cell.p999_us,
-                    if cell.errors > 0 {
-                        format!("  errors {}", cell.errors)
-                    } else {
-                        String::new()
-                    }
-                );
-                cells.push(cell);
-                systems.check_running()?;
+    for round in 0..args.rounds {
+        let systems_in_turn: Vec<System> = if round % 2 == 0 {
+            order.clone()
+        } else {
+            order.iter().rev().copied().collect()
+        };
+        for &workload in &args.workloads {
+            for &concurrency in &args.concurrency {
+                for &system in systems_in_turn.iter().filter(|s| s.runs(workload)) {
+                    let clients = pools.clients(system, concurrency)?;
+                    let load = Arc::new(Load {
+                        keys: keys.clone(),
+                        value_size: args.value_size,
+                        write_value: write_value.clone(),
+                        writes_per_10k: workload.writes_per_10k(),
+                        timeout: args.timeout,
+                        measure_from: Instant::now() + args.warm_up,
+                        end: Instant::now() + args.warm_up + args.duration,
+                        counters: Counters::default(),
+                    });
+                    let cell = measure(round, workload, system, clients, load).await?;
+                    eprintln!(
+                        "{}{:<6} {:<8} {:>4} in flight: {:>9.0} ops/s  p50 {:>6} µs  p99 {:>7} µs  p999 {:>7} µs{}",
+                        if args.rounds > 1 {
+                            format!("round {round}: ")
+                        } else {
+                            String::new()
+                        },
+                        workload.as_str(),
+                        system.as_str(),
+                        concurrency,
+                        cell.ops_per_sec,
+                        cell.p50_us,
+                        cell.p99_us,
+                        cell.p999_us,
+                        if cell.errors > 0 {
+                            format!("  errors {}", cell.errors)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    cells.push(cell);
+                    systems.check_running()?;
+                }
             }
         }
     }
     let settings = json!({
+        "rounds": args.rounds,
         "keys": args.keys,
         "key_size": 32,
         "value_size": args.value_size,
@@ -749,6 +774,7 @@ struct Load {
 
 /// Runs one cell: every client keeps one operation in flight until the load ends.
 async fn measure(
+    round: u32,
     workload: Workload,
     system: System,
     clients: Vec<Client>,
@@ -782,6 +808,7 @@ async fn measure(
         );
     }
     Ok(Cell {
+        round,
         workload,
         system,
         concurrency,
@@ -828,10 +855,42 @@ async fn client_loop(
 }
 
 /// The cell of `system` beside `cell` (same workload and concurrency).
+/// `system`'s cell of the same round, workload and concurrency as `cell`.
 fn peer_cell<'a>(cells: &'a [Cell], cell: &Cell, system: System) -> Option<&'a Cell> {
     cells.iter().find(|c| {
-        c.system == system && c.workload == cell.workload && c.concurrency == cell.concurrency
+        c.system == system
+            && c.round == cell.round
+            && c.workload == cell.workload
+            && c.concurrency == cell.concurrency
     })
+}
+
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => round((values[n / 2 - 1] + values[n / 2]) / 2.0, 3),
+    }
+}
+
+/// Regatta's ratios over `peer` for one workload and concurrency, one per round that
+/// measured both, in round order.
+fn round_ratios(
+    cells: &[Cell],
+    workload: Workload,
+    concurrency: usize,
+    peer: System,
+) -> Vec<[f64; 4]> {
+    cells
+        .iter()
+        .filter(|c| {
+            c.system == System::Regatta && c.workload == workload && c.concurrency == concurrency
+        })
+        .filter_map(|regatta| peer_cell(cells, regatta, peer).map(|other| ratios(regatta, other)))
+        .collect()
 }
 
 /// Regatta's figures over a peer's: throughput (higher is better for Regatta) and
@@ -846,22 +905,31 @@ fn ratios(regatta: &Cell, peer: &Cell) -> [f64; 4] {
     ]
 }
 
-/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999}}}}`, Regatta over peer.
+/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999, rounds}}}}`, Regatta over
+/// peer: the medians over the rounds, and every round's `[throughput, p50, p99, p999]`.
 fn ratios_json(cells: &[Cell]) -> Value {
     let mut out: BTreeMap<&str, BTreeMap<String, BTreeMap<&str, Value>>> = BTreeMap::new();
-    for regatta in cells.iter().filter(|c| c.system == System::Regatta) {
+    for regatta in cells
+        .iter()
+        .filter(|c| c.system == System::Regatta && c.round == 0)
+    {
         for peer in [System::Etcd, System::Redis, System::Nats, System::Noop] {
-            if let Some(other) = peer_cell(cells, regatta, peer) {
-                let [throughput, p50, p99, p999] = ratios(regatta, other);
-                out.entry(regatta.workload.as_str())
-                    .or_default()
-                    .entry(regatta.concurrency.to_string())
-                    .or_default()
-                    .insert(
-                        peer.as_str(),
-                        json!({"throughput": throughput, "p50": p50, "p99": p99, "p999": p999}),
-                    );
+            let per_round = round_ratios(cells, regatta.workload, regatta.concurrency, peer);
+            if per_round.is_empty() {
+                continue;
             }
+            let of = |i: usize| median(per_round.iter().map(|r| r[i]).collect());
+            out.entry(regatta.workload.as_str())
+                .or_default()
+                .entry(regatta.concurrency.to_string())
+                .or_default()
+                .insert(
+                    peer.as_str(),
+                    json!({
+                        "throughput": of(0), "p50": of(1), "p99": of(2), "p999": of(3),
+                        "rounds": per_round,
+                    }),
+                );
         }
     }
     json!(out)
@@ -886,14 +954,7 @@ fn print_table(cells: &[Cell]) {
     for cell in cells {
         let ratio = match cell.system {
             System::Regatta => None,
-            _ => cells
-                .iter()
-                .find(|c| {
-                    c.system == System::Regatta
-                        && c.workload == cell.workload
-                        && c.concurrency == cell.concurrency
-                })
-                .map(|regatta| ratios(regatta, cell)),
+            _ => peer_cell(cells, cell, System::Regatta).map(|regatta| ratios(regatta, cell)),
         };
         let ratio = ratio.map_or_else(String::new, |[t, a, b, c]| {
             format!("{t:>9.2} {a:>8.2} {b:>8.2} {c:>8.2}")
@@ -909,6 +970,45 @@ fn print_table(cells: &[Cell]) {
             cell.p999_us,
         );
     }
+    let rounds = cells.iter().map(|c| c.round + 1).max().unwrap_or(0);
+    if rounds < 2 {
+        return;
+    }
+    println!("medians of the {rounds} rounds' ratios (Regatta over the peer):");
+    for regatta in cells
+        .iter()
+        .filter(|c| c.system == System::Regatta && c.round == 0)
+    {
+        for peer in [System::Etcd, System::Redis, System::Nats, System::Noop] {
+            let per_round = round_ratios(cells, regatta.workload, regatta.concurrency, peer);
+            if per_round.is_empty() {
+                continue;
+            }
+            let of = |i: usize| median(per_round.iter().map(|r| r[i]).collect());
+            let spread = |i: usize| {
+                let v: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                        (lo.min(*x), hi.max(*x))
+                    });
+                format!("{lo:.2}–{hi:.2}")
+            };
+            println!(
+                "{:<6} {:>5} {:<8} ops {:.2} ({})  p50 {:.2} ({})  p99 {:.2} ({})  p999 {:.2}",
+                regatta.workload.as_str(),
+                regatta.concurrency,
+                peer.as_str(),
+                of(0),
+                spread(0),
+                of(1),
+                spread(1),
+                of(2),
+                spread(2),
+                of(3),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -917,6 +1017,7 @@ mod tests {
 
     fn cell(system: System, ops_per_sec: f64, p50_us: u64) -> Cell {
         Cell {
+            round: 0,
             workload: Workload::Read,
             system,
             concurrency: 64,
@@ -963,5 +1064,39 @@ mod tests {
         assert_eq!(json["read"]["64"]["nats"]["throughput"], json!(0.5));
         assert_eq!(json["read"]["64"]["nats"]["p50"], json!(2.0));
         assert!(json["read"]["64"].get("redis").is_none());
+    }
+
+    #[test]
+    fn ratios_pair_cells_of_one_round_and_take_the_medians() {
+        let of_round = |round, system, ops, p50| Cell {
+            round,
+            ..cell(system, ops, p50)
+        };
+        let cells = [
+            of_round(0, System::Regatta, 20_000.0, 500),
+            of_round(0, System::Etcd, 10_000.0, 1_000),
+            // Round 1: the peer first, then Regatta; a slow moment for both.
+            of_round(1, System::Etcd, 5_000.0, 2_000),
+            of_round(1, System::Regatta, 15_000.0, 1_000),
+            of_round(2, System::Regatta, 18_000.0, 600),
+            of_round(2, System::Etcd, 12_000.0, 900),
+        ];
+        // Each round's ratio from its own cells: 2.0, 3.0 and 1.5; the median is 2.0.
+        let per_round = round_ratios(&cells, Workload::Read, 64, System::Etcd);
+        assert_eq!(
+            per_round.iter().map(|r| r[0]).collect::<Vec<_>>(),
+            [2.0, 3.0, 1.5]
+        );
+        let json = ratios_json(&cells);
+        assert_eq!(json["read"]["64"]["etcd"]["throughput"], json!(2.0));
+        assert_eq!(json["read"]["64"]["etcd"]["p50"], json!(0.5));
+        assert_eq!(
+            json["read"]["64"]["etcd"]["rounds"]
+                .as_array()
+                .map(Vec::len),
+            Some(3)
+        );
+        assert_eq!(median(vec![1.0, 4.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
     }
 }
