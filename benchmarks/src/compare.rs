@@ -905,32 +905,70 @@ fn ratios(regatta: &Cell, peer: &Cell) -> [f64; 4] {
     ]
 }
 
-/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999, rounds}}}}`, Regatta over
-/// peer: the medians over the rounds, and every round's `[throughput, p50, p99, p999]`.
-fn ratios_json(cells: &[Cell]) -> Value {
-    let mut out: BTreeMap<&str, BTreeMap<String, BTreeMap<&str, Value>>> = BTreeMap::new();
+/// Regatta against one peer at one workload and concurrency, over every round.
+struct Summary {
+    workload: Workload,
+    concurrency: usize,
+    peer: System,
+    /// Each round's `[throughput, p50, p99, p999]` ratios, in round order.
+    per_round: Vec<[f64; 4]>,
+}
+
+impl Summary {
+    /// The median of ratio `i` over the rounds.
+    fn median(&self, i: usize) -> f64 {
+        median(self.per_round.iter().map(|r| r[i]).collect())
+    }
+
+    /// The lowest and highest of ratio `i` over the rounds.
+    fn range(&self, i: usize) -> (f64, f64) {
+        self.per_round
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(r[i]), hi.max(r[i]))
+            })
+    }
+}
+
+/// One summary per workload, concurrency and peer that Regatta was measured against, in the
+/// order of the first round.
+fn summaries(cells: &[Cell]) -> Vec<Summary> {
+    let mut out = Vec::new();
     for regatta in cells
         .iter()
         .filter(|c| c.system == System::Regatta && c.round == 0)
     {
         for peer in [System::Etcd, System::Redis, System::Nats, System::Noop] {
             let per_round = round_ratios(cells, regatta.workload, regatta.concurrency, peer);
-            if per_round.is_empty() {
-                continue;
+            if !per_round.is_empty() {
+                out.push(Summary {
+                    workload: regatta.workload,
+                    concurrency: regatta.concurrency,
+                    peer,
+                    per_round,
+                });
             }
-            let of = |i: usize| median(per_round.iter().map(|r| r[i]).collect());
-            out.entry(regatta.workload.as_str())
-                .or_default()
-                .entry(regatta.concurrency.to_string())
-                .or_default()
-                .insert(
-                    peer.as_str(),
-                    json!({
-                        "throughput": of(0), "p50": of(1), "p99": of(2), "p999": of(3),
-                        "rounds": per_round,
-                    }),
-                );
         }
+    }
+    out
+}
+
+/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999, rounds}}}}`, Regatta over
+/// peer: the medians over the rounds, and every round's `[throughput, p50, p99, p999]`.
+fn ratios_json(cells: &[Cell]) -> Value {
+    let mut out: BTreeMap<&str, BTreeMap<String, BTreeMap<&str, Value>>> = BTreeMap::new();
+    for s in summaries(cells) {
+        out.entry(s.workload.as_str())
+            .or_default()
+            .entry(s.concurrency.to_string())
+            .or_default()
+            .insert(
+                s.peer.as_str(),
+                json!({
+                    "throughput": s.median(0), "p50": s.median(1), "p99": s.median(2),
+                    "p999": s.median(3), "rounds": s.per_round,
+                }),
+            );
     }
     json!(out)
 }
@@ -975,39 +1013,21 @@ fn print_table(cells: &[Cell]) {
         return;
     }
     println!("medians of the {rounds} rounds' ratios (Regatta over the peer):");
-    for regatta in cells
-        .iter()
-        .filter(|c| c.system == System::Regatta && c.round == 0)
-    {
-        for peer in [System::Etcd, System::Redis, System::Nats, System::Noop] {
-            let per_round = round_ratios(cells, regatta.workload, regatta.concurrency, peer);
-            if per_round.is_empty() {
-                continue;
-            }
-            let of = |i: usize| median(per_round.iter().map(|r| r[i]).collect());
-            let spread = |i: usize| {
-                let v: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
-                let (lo, hi) = v
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-                        (lo.min(*x), hi.max(*x))
-                    });
-                format!("{lo:.2}–{hi:.2}")
-            };
-            println!(
-                "{:<6} {:>5} {:<8} ops {:.2} ({})  p50 {:.2} ({})  p99 {:.2} ({})  p999 {:.2}",
-                regatta.workload.as_str(),
-                regatta.concurrency,
-                peer.as_str(),
-                of(0),
-                spread(0),
-                of(1),
-                spread(1),
-                of(2),
-                spread(2),
-                of(3),
-            );
-        }
+    for s in summaries(cells) {
+        let with_range = |i: usize| {
+            let (lo, hi) = s.range(i);
+            format!("{:.2} ({lo:.2}–{hi:.2})", s.median(i))
+        };
+        println!(
+            "{:<6} {:>5} {:<8} ops {}  p50 {}  p99 {}  p999 {:.2}",
+            s.workload.as_str(),
+            s.concurrency,
+            s.peer.as_str(),
+            with_range(0),
+            with_range(1),
+            with_range(2),
+            s.median(3),
+        );
     }
 }
 
