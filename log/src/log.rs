@@ -250,6 +250,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A background thread's rest: waits on `wake` for `pause`, cut short as soon as `stop`
+/// holds for the state (checked on every wake-up). Other wake-ups do not end it.
+pub(crate) fn rest_unless<T>(
+    m: &Mutex<T>,
+    wake: &std::sync::Condvar,
+    pause: std::time::Duration,
+    stop: impl Fn(&T) -> bool,
+) {
+    let until = std::time::Instant::now() + pause;
+    let mut s = lock(m);
+    while !stop(&s) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        s = wake
+            .wait_timeout(s, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
 impl Core {
     pub(crate) fn check_running(&self) -> Result<()> {
         match &lock(&self.shared).stopped {

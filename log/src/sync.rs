@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::log::{Core, Shared, Waiter, lock};
+use crate::log::{Core, Shared, Waiter, lock, rest_unless};
 use crate::position::LogIndex;
 
 /// A sync round someone has claimed.
@@ -118,21 +118,10 @@ pub(crate) fn run(core: &Core) {
 ///
 /// [`Options::sync_pause`]: crate::Options::sync_pause
 fn rest(core: &Core) {
-    if core.sync_pause.is_zero() {
-        return;
-    }
-    let until = std::time::Instant::now() + core.sync_pause;
-    let mut s = lock(&core.shared);
-    while !s.shutdown && s.stopped.is_none() {
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        s = core
-            .work
-            .wait_timeout(s, left)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
+    if !core.sync_pause.is_zero() {
+        rest_unless(&core.shared, &core.work, core.sync_pause, |s| {
+            s.shutdown || s.stopped.is_some()
+        });
     }
 }
 

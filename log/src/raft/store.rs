@@ -15,7 +15,7 @@ use openraft::{
 };
 
 use crate::error::{Error, Result};
-use crate::log::{Log, Options, lock};
+use crate::log::{Log, Options, lock, rest_unless};
 use crate::position::LogIndex;
 use crate::raft::{Durability, codec};
 use crate::state_file::{self, StateFile};
@@ -451,19 +451,9 @@ impl CommittedSaver {
         }
         // At most one write per interval: each costs two fsyncs on the log's disk, and a
         // pointer a little stale is as good as a fresh one. Shutdown cuts the wait short.
-        let until = Instant::now() + COMMITTED_SAVE_INTERVAL;
-        let mut s = lock(&self.state);
-        while !s.shutdown {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            s = self
-                .wake
-                .wait_timeout(s, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        rest_unless(&self.state, &self.wake, COMMITTED_SAVE_INTERVAL, |s| {
+            s.shutdown
+        });
         true
     }
 }
