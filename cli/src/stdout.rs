@@ -16,7 +16,9 @@ pub const CLOSED_PIPE: i32 = 128 + 13;
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        stop(&e);
+        let e = closed_pipe_ends(e);
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(i32::from(crate::error::FAILED));
     }
 }
 
@@ -27,12 +29,4 @@ pub fn closed_pipe_ends(e: io::Error) -> io::Error {
         std::process::exit(CLOSED_PIPE);
     }
     e
-}
-
-fn stop(e: &io::Error) -> ! {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        std::process::exit(CLOSED_PIPE);
-    }
-    eprintln!("error: writing to standard output: {e}");
-    std::process::exit(i32::from(crate::error::FAILED));
 }

@@ -93,18 +93,19 @@ impl DirReader {
     /// the last entry readable now. A segment purged meanwhile is skipped; one that cannot
     /// be read otherwise is an error.
     pub fn with_every_entry_committed(mut self) -> Result<Self> {
-        for id in self.segments.clone().iter().rev() {
+        let mut last = None;
+        for id in self.segments.iter().rev() {
             match self.read_segment(*id) {
-                Ok(seg) => {
-                    if let Some(last) = seg.last {
-                        self.committed = Some(last);
-                        return Ok(self);
-                    }
+                Ok(seg) if seg.last.is_some() => {
+                    last = seg.last;
+                    break;
                 }
+                Ok(_) => {}
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
+        self.committed = last;
         Ok(self)
     }
 
