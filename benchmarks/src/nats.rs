@@ -229,16 +229,28 @@ impl Nats {
     pub async fn create_bucket(&mut self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         let js = jetstream_context(connect(&self.nodes[0].url, timeout).await?, timeout);
-        let store = js
-            .create_key_value(kv::Config {
-                bucket: BUCKET.to_string(),
-                history: 1,
-                num_replicas: self.nodes.len(),
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .context("creating the NATS KV bucket")?;
+        // The meta leader can be elected before every server has joined it; until then the
+        // creation is refused ("no suitable peers for placement"): asked again until
+        // `timeout`, the last refusal reported.
+        let store = loop {
+            self.check_running()?;
+            let created = js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.to_string(),
+                    history: 1,
+                    num_replicas: self.nodes.len(),
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(store) => break store,
+                Err(_) if started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(100)).await; // poll backoff
+                }
+                Err(e) => return Err(e).context("creating the NATS KV bucket"),
+            }
+        };
         let mut stream = js
             .get_stream(&store.stream_name)
             .await
