@@ -204,11 +204,15 @@ impl Node {
         Ok(NodeStatus::parse(&info))
     }
 
+    /// The node's process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(Child::id)
+    }
+
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`, …) to the node's process.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let pid = lock(&self.child)
-            .as_ref()
-            .map(Child::id)
+        let pid = self
+            .pid()
             .ok_or_else(|| anyhow!("node {} has no process", self.id))?;
         let status = Command::new("kill")
             .arg(format!("-{signal}"))

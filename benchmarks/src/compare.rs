@@ -22,9 +22,13 @@
 //! its three replicas stored it, each fsync'ing every write (`sync_interval: always`); by
 //! Redis once it is in its AOF, fsync'd, on its one node.
 //!
-//! The table gives operations per second and p50/p99/p999 latency per cell, and every figure
-//! of Regatta as a ratio to each peer from the same run; the last line is one JSON object
-//! with the cells and the ratios. With `--plots DIR` the PNGs of [`crate::plot`] are written.
+//! The table gives operations per second and p50/p99/p999 latency per cell, the CPU the
+//! system's servers spent per operation (all of its processes: Regatta's three core nodes and
+//! its edge, etcd's and NATS's three members; see [`crate::cpu`]) and the load generator's
+//! own, and every figure of Regatta as a ratio to each peer from the same run; the last line
+//! is one JSON object with the cells and the ratios. Where every core is busy, throughput
+//! follows CPU per operation — servers' and load generator's together, as they share the
+//! machine. With `--plots DIR` the PNGs of [`crate::plot`] are written.
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +47,7 @@ use tonic::transport::Channel;
 
 use crate::{
     cluster::{self, Cluster, ClusterArgs, Counters, FastRng},
+    cpu::{self, Usage},
     edge_cluster::{self, Edge, round},
     nats::{self, Nats},
     peers::{self, Etcd, NoopServer, Redis},
@@ -198,9 +203,22 @@ pub struct Cell {
     pub p99_us: u64,
     pub p999_us: u64,
     pub errors: u64,
+    /// The CPU the system's servers and the load generator used while measuring (None
+    /// where `/proc` could not be read).
+    pub cpu: Option<Usage>,
 }
 
 impl Cell {
+    /// CPU µs the system's servers spent per operation.
+    pub fn server_us_per_op(&self) -> Option<f64> {
+        self.cpu.map(|c| per_op(c.servers, self.ops_per_sec))
+    }
+
+    /// CPU µs the load generator spent per operation.
+    pub fn loader_us_per_op(&self) -> Option<f64> {
+        self.cpu.map(|c| per_op(c.loader, self.ops_per_sec))
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "round": self.round,
@@ -212,7 +230,20 @@ impl Cell {
             "p99_us": self.p99_us,
             "p999_us": self.p999_us,
             "errors": self.errors,
+            "server_cpu_cores": self.cpu.map(|c| round(c.servers, 3)),
+            "loader_cpu_cores": self.cpu.map(|c| round(c.loader, 3)),
+            "server_cpu_us_per_op": self.server_us_per_op().map(|v| round(v, 1)),
+            "loader_cpu_us_per_op": self.loader_us_per_op().map(|v| round(v, 1)),
         })
+    }
+}
+
+/// CPU µs per operation from CPU seconds per second and operations per second.
+fn per_op(cores: f64, ops_per_sec: f64) -> f64 {
+    if ops_per_sec > 0.0 {
+        cores * 1e6 / ops_per_sec
+    } else {
+        f64::NAN
     }
 }
 
@@ -341,6 +372,24 @@ impl Systems<'_> {
         }
         Ok(())
     }
+
+    /// The process ids of `system`'s servers: for Regatta the core nodes and the edge
+    /// (every write is applied at both).
+    fn server_pids(&self, system: System) -> Vec<u32> {
+        match system {
+            System::Regatta => self
+                .cluster
+                .nodes()
+                .iter()
+                .filter_map(|n| n.pid())
+                .chain(self.edge.pid())
+                .collect(),
+            System::Etcd => self.etcd.map(Etcd::pids).unwrap_or_default(),
+            System::Redis => self.redis.map(Redis::pids).unwrap_or_default(),
+            System::Nats => self.nats.map(Nats::pids).unwrap_or_default(),
+            System::Noop => self.noop.map(NoopServer::pids).unwrap_or_default(),
+        }
+    }
 }
 
 async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
@@ -433,9 +482,10 @@ async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
                         end: Instant::now() + args.warm_up + args.duration,
                         counters: Counters::default(),
                     });
-                    let cell = measure(round, workload, system, clients, load).await?;
+                    let pids = systems.server_pids(system);
+                    let cell = measure(round, workload, system, clients, load, pids).await?;
                     eprintln!(
-                        "{}{:<6} {:<8} {:>4} in flight: {:>9.0} ops/s  p50 {:>6} µs  p99 {:>7} µs  p999 {:>7} µs{}",
+                        "{}{:<6} {:<8} {:>4} in flight: {:>9.0} ops/s  p50 {:>6} µs  p99 {:>7} µs  p999 {:>7} µs{}{}",
                         if args.rounds > 1 {
                             format!("round {round}: ")
                         } else {
@@ -448,6 +498,13 @@ async fn scenario(args: &Args, systems: &Systems<'_>) -> Result<Outcome> {
                         cell.p50_us,
                         cell.p99_us,
                         cell.p999_us,
+                        cell.cpu.map_or_else(String::new, |c| format!(
+                            "  CPU: servers {:.2} cores ({:.0} µs/op), loader {:.2} ({:.0} µs/op)",
+                            c.servers,
+                            per_op(c.servers, cell.ops_per_sec),
+                            c.loader,
+                            per_op(c.loader, cell.ops_per_sec),
+                        )),
                         if cell.errors > 0 {
                             format!("  errors {}", cell.errors)
                         } else {
@@ -779,18 +836,40 @@ async fn measure(
     system: System,
     clients: Vec<Client>,
     load: Arc<Load>,
+    server_pids: Vec<u32>,
 ) -> Result<Cell> {
     let concurrency = clients.len();
     let mut tasks = tokio::task::JoinSet::new();
     for (id, client) in clients.into_iter().enumerate() {
         tasks.spawn(client_loop(id as u64, client, load.clone()));
     }
+    // The CPU used over the measured interval (after the warm-up, until the load ends).
+    let cpu = tokio::spawn({
+        let (from, end) = (load.measure_from, load.end);
+        async move {
+            tokio::time::sleep_until(from).await;
+            let mark = cpu::Mark::now(&server_pids)?;
+            tokio::time::sleep_until(end).await;
+            mark.usage(&server_pids)
+        }
+    });
     let mut merged = cluster::latency_histogram()?;
     while let Some(joined) = tasks.join_next().await {
         let histogram = joined.context("a client task panicked")??;
         merged.add(&histogram).context("merging histograms")?;
     }
     let measured = Instant::now().saturating_duration_since(load.measure_from);
+    let cpu = match cpu.await.context("the CPU sampler panicked")? {
+        Ok(usage) => Some(usage),
+        Err(e) => {
+            eprintln!(
+                "{} {}: no CPU figures: {e:#}",
+                workload.as_str(),
+                system.as_str()
+            );
+            None
+        }
+    };
     let ok = load.counters.ok.load(Relaxed);
     if ok == 0 {
         bail!(
@@ -817,6 +896,7 @@ async fn measure(
         p99_us: merged.value_at_quantile(0.99),
         p999_us: merged.value_at_quantile(0.999),
         errors: load.counters.errors.load(Relaxed),
+        cpu,
     })
 }
 
@@ -883,7 +963,7 @@ fn round_ratios(
     workload: Workload,
     concurrency: usize,
     peer: System,
-) -> Vec<[f64; 4]> {
+) -> Vec<[f64; RATIOS]> {
     cells
         .iter()
         .filter(|c| {
@@ -893,31 +973,44 @@ fn round_ratios(
         .collect()
 }
 
-/// Regatta's figures over a peer's: throughput (higher is better for Regatta) and
-/// latencies (lower is better for Regatta).
-fn ratios(regatta: &Cell, peer: &Cell) -> [f64; 4] {
+/// Regatta's figures over a peer's: throughput (higher is better for Regatta), latencies
+/// and the servers' CPU per operation (lower is better for Regatta; NaN without CPU figures).
+fn ratios(regatta: &Cell, peer: &Cell) -> [f64; RATIOS] {
     let div = |a: f64, b: f64| if b > 0.0 { round(a / b, 3) } else { f64::NAN };
     [
         div(regatta.ops_per_sec, peer.ops_per_sec),
         div(regatta.p50_us as f64, peer.p50_us as f64),
         div(regatta.p99_us as f64, peer.p99_us as f64),
         div(regatta.p999_us as f64, peer.p999_us as f64),
+        match (regatta.server_us_per_op(), peer.server_us_per_op()) {
+            (Some(a), Some(b)) => div(a, b),
+            _ => f64::NAN,
+        },
     ]
 }
+
+/// How many ratios [`ratios`] gives: throughput, p50, p99, p999, servers' CPU per operation.
+const RATIOS: usize = 5;
 
 /// Regatta against one peer at one workload and concurrency, over every round.
 struct Summary {
     workload: Workload,
     concurrency: usize,
     peer: System,
-    /// Each round's `[throughput, p50, p99, p999]` ratios, in round order.
-    per_round: Vec<[f64; 4]>,
+    /// Each round's `[throughput, p50, p99, p999, server CPU per op]` ratios, in round order.
+    per_round: Vec<[f64; RATIOS]>,
 }
 
 impl Summary {
-    /// The median of ratio `i` over the rounds.
+    /// The median of ratio `i` over the rounds that have it.
     fn median(&self, i: usize) -> f64 {
-        median(self.per_round.iter().map(|r| r[i]).collect())
+        median(
+            self.per_round
+                .iter()
+                .map(|r| r[i])
+                .filter(|v| !v.is_nan())
+                .collect(),
+        )
     }
 
     /// The lowest and highest of ratio `i` over the rounds.
@@ -953,8 +1046,9 @@ fn summaries(cells: &[Cell]) -> Vec<Summary> {
     out
 }
 
-/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999, rounds}}}}`, Regatta over
-/// peer: the medians over the rounds, and every round's `[throughput, p50, p99, p999]`.
+/// `{workload: {concurrency: {peer: {throughput, p50, p99, p999, cpu_per_op, rounds}}}}`,
+/// Regatta over peer: the medians over the rounds, and every round's `[throughput, p50, p99,
+/// p999, cpu_per_op]` (`cpu_per_op`: the servers' CPU per operation, null without figures).
 fn ratios_json(cells: &[Cell]) -> Value {
     let mut out: BTreeMap<&str, BTreeMap<String, BTreeMap<&str, Value>>> = BTreeMap::new();
     for s in summaries(cells) {
@@ -966,7 +1060,7 @@ fn ratios_json(cells: &[Cell]) -> Value {
                 s.peer.as_str(),
                 json!({
                     "throughput": s.median(0), "p50": s.median(1), "p99": s.median(2),
-                    "p999": s.median(3), "rounds": s.per_round,
+                    "p999": s.median(3), "cpu_per_op": s.median(4), "rounds": s.per_round,
                 }),
             );
     }
@@ -976,7 +1070,7 @@ fn ratios_json(cells: &[Cell]) -> Value {
 /// The human table: one line per cell, Regatta's ratios on the peers' lines.
 fn print_table(cells: &[Cell]) {
     println!(
-        "{:<6} {:>5} {:<8} {:>10} {:>8} {:>8} {:>8}   {:>9} {:>8} {:>8} {:>8}",
+        "{:<6} {:>5} {:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}   {:>9} {:>8} {:>8} {:>8} {:>8}",
         "work",
         "in-fl",
         "system",
@@ -984,21 +1078,25 @@ fn print_table(cells: &[Cell]) {
         "p50 µs",
         "p99 µs",
         "p999 µs",
+        "srv µs/op",
+        "ldr µs/op",
         "R/x ops",
         "R/x p50",
         "R/x p99",
-        "R/x p999"
+        "R/x p999",
+        "R/x cpu"
     );
+    let cpu = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     for cell in cells {
         let ratio = match cell.system {
             System::Regatta => None,
             _ => peer_cell(cells, cell, System::Regatta).map(|regatta| ratios(regatta, cell)),
         };
-        let ratio = ratio.map_or_else(String::new, |[t, a, b, c]| {
-            format!("{t:>9.2} {a:>8.2} {b:>8.2} {c:>8.2}")
+        let ratio = ratio.map_or_else(String::new, |[t, a, b, c, u]| {
+            format!("{t:>9.2} {a:>8.2} {b:>8.2} {c:>8.2} {u:>8.2}")
         });
         println!(
-            "{:<6} {:>5} {:<8} {:>10.0} {:>8} {:>8} {:>8}   {ratio}",
+            "{:<6} {:>5} {:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>9}   {ratio}",
             cell.workload.as_str(),
             cell.concurrency,
             cell.system.as_str(),
@@ -1006,6 +1104,8 @@ fn print_table(cells: &[Cell]) {
             cell.p50_us,
             cell.p99_us,
             cell.p999_us,
+            cpu(cell.server_us_per_op()),
+            cpu(cell.loader_us_per_op()),
         );
     }
     let rounds = cells.iter().map(|c| c.round + 1).max().unwrap_or(0);
@@ -1019,7 +1119,7 @@ fn print_table(cells: &[Cell]) {
             format!("{:.2} ({lo:.2}–{hi:.2})", s.median(i))
         };
         println!(
-            "{:<6} {:>5} {:<8} ops {}  p50 {}  p99 {}  p999 {:.2}",
+            "{:<6} {:>5} {:<8} ops {}  p50 {}  p99 {}  p999 {:.2}  cpu/op {}",
             s.workload.as_str(),
             s.concurrency,
             s.peer.as_str(),
@@ -1027,6 +1127,7 @@ fn print_table(cells: &[Cell]) {
             with_range(1),
             with_range(2),
             s.median(3),
+            with_range(4),
         );
     }
 }
@@ -1046,6 +1147,14 @@ mod tests {
             p99_us: p50_us * 2,
             p999_us: p50_us * 4,
             errors: 0,
+            cpu: None,
+        }
+    }
+
+    fn with_cpu(cell: Cell, servers: f64, loader: f64) -> Cell {
+        Cell {
+            cpu: Some(Usage { servers, loader }),
+            ..cell
         }
     }
 
@@ -1077,7 +1186,9 @@ mod tests {
     fn ratios_are_regatta_over_peer() {
         let regatta = cell(System::Regatta, 20_000.0, 500);
         let etcd = cell(System::Etcd, 10_000.0, 1_000);
-        assert_eq!(ratios(&regatta, &etcd), [2.0, 0.5, 0.5, 0.5]);
+        let [t, p50, p99, p999, cpu] = ratios(&regatta, &etcd);
+        assert_eq!([t, p50, p99, p999], [2.0, 0.5, 0.5, 0.5]);
+        assert!(cpu.is_nan(), "no CPU figures, no CPU ratio: {cpu}");
         let nats = cell(System::Nats, 40_000.0, 250);
         let json = ratios_json(&[regatta, etcd, nats]);
         assert_eq!(json["read"]["64"]["etcd"]["throughput"], json!(2.0));
@@ -1118,5 +1229,30 @@ mod tests {
         );
         assert_eq!(median(vec![1.0, 4.0]), 2.5);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn cpu_per_operation_comes_from_cores_busy_and_throughput() {
+        // 20,000 ops/s on 1.0 core of servers: 50 µs each; the loader's 0.4 core: 20 µs.
+        let regatta = with_cpu(cell(System::Regatta, 20_000.0, 500), 1.0, 0.4);
+        assert_eq!(regatta.server_us_per_op(), Some(50.0));
+        assert_eq!(regatta.loader_us_per_op(), Some(20.0));
+        // 10,000 ops/s on 1.5 cores: 150 µs each; Regatta spends a third of that.
+        let etcd = with_cpu(cell(System::Etcd, 10_000.0, 1_000), 1.5, 0.2);
+        assert_eq!(ratios(&regatta, &etcd)[4], 0.333);
+        let json = etcd.to_json();
+        assert_eq!(json["server_cpu_us_per_op"], json!(150.0));
+        assert_eq!(json["loader_cpu_cores"], json!(0.2));
+        // A round without CPU figures leaves the others' median standing.
+        let of_round = |round, cell: Cell| Cell { round, ..cell };
+        let cells = [
+            of_round(0, regatta.clone()),
+            of_round(0, etcd.clone()),
+            of_round(1, cell(System::Regatta, 20_000.0, 500)),
+            of_round(1, cell(System::Etcd, 10_000.0, 1_000)),
+        ];
+        let json = ratios_json(&cells);
+        assert_eq!(json["read"]["64"]["etcd"]["cpu_per_op"], json!(0.333));
+        assert_eq!(json["read"]["64"]["etcd"]["rounds"][1][4], Value::Null);
     }
 }

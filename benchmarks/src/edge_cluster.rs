@@ -287,6 +287,11 @@ impl Edge {
         }
     }
 
+    /// The edge's process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(Child::id)
+    }
+
     /// An error if the edge process has exited.
     pub fn check_running(&self) -> Result<()> {
         if let Some(status) = cluster::exit_status(&self.child) {

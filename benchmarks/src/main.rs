@@ -10,6 +10,7 @@ mod cluster;
 mod compare;
 mod core_read;
 mod core_write;
+mod cpu;
 mod edge_bootstrap;
 mod edge_cluster;
 mod edge_read;

@@ -294,6 +294,11 @@ impl Nats {
             .with_context(|| format!("opening bucket {BUCKET} at {}", node.name))
     }
 
+    /// The servers' process ids (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(|n| n.process.pid()).collect()
+    }
+
     /// The node leading the bucket's stream.
     pub fn leader(&self) -> usize {
         self.leader

@@ -82,6 +82,11 @@ impl Process {
         })
     }
 
+    /// The process id while the process is held (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(Child::id)
+    }
+
     /// An error naming the process and showing its last output if it has exited.
     pub fn check_running(&self) -> Result<()> {
         if let Some(status) = cluster::exit_status(&self.child) {
@@ -256,6 +261,14 @@ impl Etcd {
             .try_for_each(|m| m.process.check_running())
     }
 
+    /// The members' process ids (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.process.pid())
+            .collect()
+    }
+
     /// The etcd version, from the binary (`etcd --version`).
     pub fn version(binary: &Path) -> String {
         command_version(binary, "--version")
@@ -288,6 +301,11 @@ impl Redis {
             url: format!("redis://127.0.0.1:{port}/"),
             process,
         })
+    }
+
+    /// The server's process id (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.process.pid().into_iter().collect()
     }
 
     /// A multiplexed connection (requests of every clone pipelined on one TCP connection).
@@ -345,6 +363,11 @@ impl NoopServer {
             .arg(format!("--address={}", host_port(&url)));
         let process = Process::spawn("noop-server", command, dir.join("noop-server.log"))?;
         Ok(Self { url, process })
+    }
+
+    /// The server's process id (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.process.pid().into_iter().collect()
     }
 
     /// Waits until one no-op call succeeds.
