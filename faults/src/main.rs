@@ -32,6 +32,7 @@ use std::{
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use regatta_checker::{Budget, durability, linearizable, sessions};
+use regatta_cli::outln;
 use regatta_proto::regatta::v1::{CreateTableRequest, tables_client::TablesClient};
 
 use crate::{
@@ -187,13 +188,13 @@ fn main() -> std::process::ExitCode {
             });
             return match verdict {
                 Ok(v) => {
-                    println!(
+                    outln!(
                         "linearizable: {} ({:.1}s)",
                         verify::short(&v),
                         started.elapsed().as_secs_f64()
                     );
                     if let Some(anomaly) = verify::linearizability_anomaly(&v) {
-                        println!("ANOMALY: {anomaly}");
+                        outln!("ANOMALY: {anomaly}");
                     }
                     if v.is_linearizable() {
                         std::process::ExitCode::SUCCESS
@@ -210,7 +211,7 @@ fn main() -> std::process::ExitCode {
         Command::Report { dirs } => {
             return match report::aggregate(dirs) {
                 Ok(text) => {
-                    print!("{text}");
+                    outln!("{}", text.strip_suffix('\n').unwrap_or(&text));
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -221,9 +222,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Scenario(args) => {
             let Some(s) = args.name.as_deref().and_then(scenario::named) else {
-                println!("scenarios (regatta-faults scenario NAME):");
+                outln!("scenarios (regatta-faults scenario NAME):");
                 for s in scenario::NAMES.iter().filter_map(|n| scenario::named(n)) {
-                    println!(
+                    outln!(
                         "  {:14} {:3.0}s of faults and calm, write outage < {:?}: {}",
                         s.name,
                         s.length().as_secs_f64(),
@@ -233,7 +234,7 @@ fn main() -> std::process::ExitCode {
                 }
                 return std::process::ExitCode::SUCCESS;
             };
-            println!("scenario {}: {}", s.name, s.about);
+            outln!("scenario {}: {}", s.name, s.about);
             let clients = args.common.clients.unwrap_or(s.clients);
             let keys = args.common.keys.unwrap_or(s.keys);
             Plan {
@@ -312,22 +313,22 @@ fn main() -> std::process::ExitCode {
     let replay = &plan.replay;
     match result {
         Ok(0) => {
-            println!("PASS {label}");
+            outln!("PASS {label}");
             std::process::ExitCode::SUCCESS
         }
         Ok(n) => {
-            println!("FAIL {label}: {n} anomalies (replay: {replay})");
+            outln!("FAIL {label}: {n} anomalies (replay: {replay})");
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
-            println!("ERROR {label}: {e:#} (replay: {replay})");
+            outln!("ERROR {label}: {e:#} (replay: {replay})");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
 fn log(origin: Instant, what: &str) {
-    println!("[{:7.2}s] {what}", origin.elapsed().as_secs_f64());
+    outln!("[{:7.2}s] {what}", origin.elapsed().as_secs_f64());
 }
 
 /// Runs one schedule or scenario; the number of anomalies found.
@@ -335,14 +336,14 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
     net::available().map_err(|e| anyhow::anyhow!("needs root and ip netns: {e}"))?;
     let origin = Instant::now();
     let (seed, steps, args) = (plan.seed, &plan.steps, plan.common);
-    println!(
+    outln!(
         "{}: {} steps (replay: {})",
         plan.label,
         steps.len(),
         plan.replay
     );
     for (i, s) in steps.iter().enumerate() {
-        println!("  step {i}: {s}");
+        outln!("  step {i}: {s}");
     }
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
@@ -356,7 +357,7 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
         .with_context(|| format!("creating the run directory {}", run_dir.display()))?;
     let binary = std::fs::canonicalize(&args.binary)
         .with_context(|| format!("--binary {}: not found", args.binary.display()))?;
-    println!("run directory {}", run_dir.display());
+    outln!("run directory {}", run_dir.display());
 
     log(origin, "network: bridge and namespaces");
     let net = net::Net::create()?;
@@ -538,13 +539,13 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
         anomalies: anomalies.clone(),
     };
     summary.print();
-    println!("  lost writes: {}", lost.len());
-    println!("  edge session anomalies: {}", session_anomalies.len());
+    outln!("  lost writes: {}", lost.len());
+    outln!("  edge session anomalies: {}", session_anomalies.len());
     summary.write(&run_dir)?;
     for a in &anomalies {
-        println!("ANOMALY: {a}");
+        outln!("ANOMALY: {a}");
     }
-    println!("history: {}", run_dir.join("history.jsonl").display());
+    outln!("history: {}", run_dir.join("history.jsonl").display());
     if !anomalies.is_empty() {
         let failure = report::Failure {
             summary: &summary,
@@ -556,7 +557,7 @@ async fn run(plan: &Plan<'_>) -> Result<usize> {
             lost: &lost,
             outage_bound: bound.filter(|b| outage.1 >= *b),
         };
-        println!("failure: {}", report::write_failure(&failure)?.display());
+        outln!("failure: {}", report::write_failure(&failure)?.display());
     }
     Ok(anomalies.len())
 }

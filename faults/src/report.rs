@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use regatta_checker::{
     Call, History, Op, Verdict, durability::Lost, history::Nanos, sessions::EdgeRead,
 };
+use regatta_cli::outln;
 use serde_json::{Value, json};
 
 /// A fault as it was played: when applied and healed, in ns from the run's origin.
@@ -59,33 +60,33 @@ impl Summary {
     }
 
     pub fn print(&self) {
-        println!("---- summary ({}) ----", self.label);
+        outln!("---- summary ({}) ----", self.label);
         for ((call, outcome), n) in &self.ops {
-            println!("  {call:4} {outcome:8} {n}");
+            outln!("  {call:4} {outcome:8} {n}");
         }
-        println!(
+        outln!(
             "  operations checked: {} in the history (linearizability, lost writes), {} \
              serializable edge reads (sessions); {} session writes",
             self.history_ops(),
             self.edge_reads,
             self.session_writes
         );
-        println!("  read errors (not judged): {:?}", self.read_errors);
-        println!(
+        outln!("  read errors (not judged): {:?}", self.read_errors);
+        outln!(
             "  longest time without an acknowledged write: {:.1}s, from {:.1}s",
             self.outage.1 as f64 / 1e9,
             self.outage.0 as f64 / 1e9
         );
-        println!(
+        outln!(
             "  serializable edge reads behind an acknowledged write by: at most {:.2}s, \
              p99 {:.2}s",
             self.staleness.0 as f64 / 1e9,
             self.staleness.1 as f64 / 1e9
         );
         let total: u64 = self.faults.values().sum();
-        println!("  faults injected: {total} {:?}", self.faults);
-        println!("  linearizable: {}", self.linearizable);
-        println!("  run time: {:.0}s", self.wall_s);
+        outln!("  faults injected: {total} {:?}", self.faults);
+        outln!("  linearizable: {}", self.linearizable);
+        outln!("  run time: {:.0}s", self.wall_s);
     }
 
     fn to_json(&self) -> Value {
