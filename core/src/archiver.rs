@@ -462,15 +462,10 @@ impl Archiver {
 /// Reads a sealed segment and packs the part from `start` on (the whole file when `start` is
 /// its first index). `None` if the file is gone (purged).
 fn pack_from(path: &std::path::Path, start: LogIndex) -> Result<Option<Vec<u8>>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    // Mapped, not read: a sealed segment was written moments ago and sits in the page cache;
+    // reading it would copy it into fresh memory (tens of MiB zeroed by the kernel first).
+    let Some(bytes) = regatta_log::segment::map_sealed(path)? else {
+        return Ok(None);
     };
     let id = path
         .file_name()
@@ -478,13 +473,13 @@ fn pack_from(path: &std::path::Path, start: LogIndex) -> Result<Option<Vec<u8>>>
         .and_then(SegmentId::parse_file_name)
         .ok_or_else(|| Error::corrupted(path.display().to_string(), "not a segment file"))?;
     let bytes = if start > id.first_index() {
-        let records = SegmentRecords::check(path, id, Bytes::from(bytes), false)?;
-        records.rebased(start).ok_or_else(|| {
+        let records = SegmentRecords::check(path, id, bytes, false)?;
+        Bytes::from(records.rebased(start).ok_or_else(|| {
             Error::corrupted(
                 path.display().to_string(),
                 format!("holds no entry {start}"),
             )
-        })?
+        })?)
     } else {
         bytes
     };

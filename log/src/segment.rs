@@ -236,6 +236,17 @@ pub fn map_file(path: &Path, file: &File) -> Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
+/// Maps the sealed segment at `path` read-only (see [`map_file`]): its bytes without a copy,
+/// straight from the page cache. `None` when the file is gone (purged meanwhile).
+pub fn map_sealed(path: &Path) -> Result<Option<Bytes>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    map_file(path, &file).map(Some)
+}
+
 /// A complete, immutable segment, mapped into memory.
 #[derive(Debug)]
 pub struct Sealed {
