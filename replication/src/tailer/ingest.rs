@@ -104,14 +104,18 @@ impl Tailer {
     /// replication. A failed fsync stops the log (it logs why): the next append fails and
     /// stops replication.
     async fn append_locally(&mut self, records: &[Record]) -> Result<()> {
-        let mut pending = records.to_vec();
         let mut since: Option<Instant> = None;
         let mut pause = Duration::from_millis(100);
         loop {
-            // A failed attempt may have written a prefix (up to a segment roll).
+            // A failed attempt may have written a prefix (up to a segment roll). One copy of
+            // the list per attempt (the payloads are shared, not copied).
             let next = self.log.next_index();
-            pending.retain(|r| r.id.index >= next);
-            match self.log.append_with(pending.clone(), |_| {}) {
+            let pending: Vec<Record> = records
+                .iter()
+                .filter(|r| r.id.index >= next)
+                .cloned()
+                .collect();
+            match self.log.append_with(pending, |_| {}) {
                 Ok(()) => break,
                 Err(e) if e.is_disk_full() => {
                     if since.is_none() {
