@@ -49,6 +49,15 @@ fn firsts(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// The finished snapshots in `dir`: an upload in flight shows as a staging file beside them
+/// until it is renamed into place.
+fn snapshots(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".snap.zst"))
+        .collect()
+}
+
 fn node_log(node: &Node) -> String {
     std::fs::read_to_string(node.log_path()).unwrap_or_default()
 }
@@ -77,9 +86,11 @@ async fn archiving_core(extra: &[&str]) -> (Cluster, PathBuf) {
     wait_until("segments and a snapshot are archived", || {
         let objects = objects.clone();
         async move {
+            // The uploader has finished a snapshot (and told the archiver of it).
             metric(node, "regatta_archive_last_index").await >= (last / 2) as f64
                 && firsts(&objects.join("segments")).len() >= 3
-                && !files(&objects.join("snapshots")).is_empty()
+                && metric(node, "regatta_snapshot_uploads_total").await >= 1.0
+                && !snapshots(&objects.join("snapshots")).is_empty()
         }
     })
     .await;
@@ -98,7 +109,7 @@ async fn objects_deleted_while_the_log_holds_them_are_uploaded_again() {
     phase("delete one archived segment and every snapshot");
     let victim = before[1].clone();
     std::fs::remove_file(segments.join(&victim)).unwrap();
-    for snapshot in files(&objects.join("snapshots")) {
+    for snapshot in snapshots(&objects.join("snapshots")) {
         std::fs::remove_file(objects.join("snapshots").join(snapshot)).unwrap();
     }
 
@@ -108,7 +119,7 @@ async fn objects_deleted_while_the_log_holds_them_are_uploaded_again() {
         async move {
             metric(node, "regatta_archive_missing_objects_total").await >= 2.0
                 && files(&segments).contains(&victim)
-                && !files(&objects.join("snapshots")).is_empty()
+                && !snapshots(&objects.join("snapshots")).is_empty()
         }
     })
     .await;
