@@ -206,7 +206,7 @@ impl Node {
 
     /// The node's process id while it runs (for CPU accounting).
     pub fn pid(&self) -> Option<u32> {
-        lock(&self.child).as_ref().map(Child::id)
+        child_pid(&self.child)
     }
 
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`, …) to the node's process.
@@ -593,6 +593,12 @@ pub(crate) fn wait_until_exit(child: &mut Child, deadline: Instant) -> Option<Ex
             Ok(None) | Err(_) => return None,
         }
     }
+}
+
+/// The id of the process in `child` while it is held (`None` before it starts or once
+/// stopped): for CPU accounting and signals.
+pub(crate) fn child_pid(child: &Mutex<Option<Child>>) -> Option<u32> {
+    lock(child).as_ref().map(Child::id)
 }
 
 /// How the process in `child` ended, if it has (`None` while it runs or before it starts).

@@ -289,7 +289,7 @@ impl Edge {
 
     /// The edge's process id while it runs (for CPU accounting).
     pub fn pid(&self) -> Option<u32> {
-        lock(&self.child).as_ref().map(Child::id)
+        cluster::child_pid(&self.child)
     }
 
     /// An error if the edge process has exited.

@@ -84,7 +84,7 @@ impl Process {
 
     /// The process id while the process is held (None once stopped).
     pub fn pid(&self) -> Option<u32> {
-        lock(&self.child).as_ref().map(Child::id)
+        cluster::child_pid(&self.child)
     }
 
     /// An error naming the process and showing its last output if it has exited.
